@@ -1,0 +1,159 @@
+"""Stage 3, ai_annotations: pre-annotation by the configured backend (RapidOCR or Qwen3-VL/vLLM)."""
+
+
+import time
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetIn,
+    AssetsDefinition,
+    Config,
+    Failure,
+    asset,
+    asset_check,
+)
+from pydantic import Field
+
+from assets._gates import gate_result
+from assets._metadata import manifest_metadata
+from assets.partitions import batches
+from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, outcomes_to_records
+from qwen_dataset.records import AnnotationRecord, AnnotationStatus, regions_table, to_frame
+from qwen_dataset.storage import StorageLayout
+from qwen_dataset.validation import validate_annotations
+from resources.prelabel import PrelabelResource
+from resources.storage import StorageResource
+
+ANNOTATE_CODE_VERSION = "1"
+
+
+class AnnotateConfig(Config):
+    tasks: list[str] = Field(default=["ocr"], description="Task templates to run on this batch.")
+    reannotate_all: bool = Field(
+        default=False,
+        description="Annotate every frame again; by default a rerun keeps good results and retries only failures.",
+    )
+
+
+def frame_inputs(frames: pd.DataFrame, layout: StorageLayout) -> list[FrameInput]:
+    """What the backend sees: low-light frames are sent as their enhanced copy."""
+    inputs = []
+    for row in frames.itertuples(index=False):
+        uri = row.enhanced_uri or row.blob_uri
+        inputs.append(
+            FrameInput(
+                frame_id=row.frame_id,
+                upload_id=row.upload_id,
+                batch=row.batch,
+                width=int(row.width),
+                height=int(row.height),
+                image_path=layout.blobs.path(uri),
+                t=None if pd.isna(row.t) else float(row.t),
+            )
+        )
+    return inputs
+
+
+def reusable_rows(previous: pd.DataFrame | None, backend: PrelabelBackend, frame_ids: set[str]) -> pd.DataFrame:
+    """Earlier good results from the same backend version, for frames that still exist."""
+    if previous is None or not len(previous):
+        return to_frame([], AnnotationRecord)
+    keep = (
+        (previous["status"] == AnnotationStatus.OK)
+        & (previous["author"] == backend.author)
+        & (previous["template_version"] == backend.version)
+        & previous["frame_id"].isin(frame_ids)
+    )
+    return previous[keep]
+
+
+def annotate_batch(
+    context: AssetExecutionContext,
+    frames: pd.DataFrame,
+    layout: StorageLayout,
+    backend: PrelabelBackend,
+    config: AnnotateConfig,
+) -> pd.DataFrame:
+    unknown = sorted(set(config.tasks) - set(backend.tasks))
+    if unknown:
+        raise Failure(
+            description=(
+                f"The prelabel backend {backend.author} cannot run task(s) {unknown}; it supports "
+                f"{list(backend.tasks)}. Pick other tasks in the run config or switch QWEN_PRELABEL_BACKEND."
+            )
+        )
+    previous_path = layout.manifest("ai_annotations", context.partition_key)
+    previous = None if config.reannotate_all or not previous_path.exists() else pd.read_parquet(previous_path)
+    inputs = frame_inputs(frames, layout)
+    kept = reusable_rows(previous, backend, {i.frame_id for i in inputs})
+    parts = [kept]
+    figures: dict[str, float] = {}
+    for task in config.tasks:
+        done = set(kept.loc[kept["task"] == task, "frame_id"])
+        todo = [i for i in inputs if i.frame_id not in done]
+        started = time.perf_counter()
+        records = outcomes_to_records(backend.annotate(todo, task), todo, task, backend.author, backend.version)
+        elapsed = time.perf_counter() - started
+        parts.append(to_frame(records, AnnotationRecord))
+        figures[f"{task}_annotated"] = len(todo)
+        figures[f"{task}_reused"] = len(done)
+        figures[f"{task}_frames_per_second"] = round(len(todo) / elapsed, 3) if todo and elapsed > 0 else 0.0
+        context.log.info(f"{task}: annotated {len(todo)} frames in {elapsed:.1f}s, reused {len(done)}")
+    non_empty = [part for part in parts if len(part)]
+    manifest = pd.concat(non_empty, ignore_index=True) if non_empty else to_frame([], AnnotationRecord)
+    manifest = manifest.sort_values(["task", "frame_id"]).reset_index(drop=True)
+    failed = manifest[manifest["status"] == AnnotationStatus.FAILED]
+    for row in failed.head(20).itertuples(index=False):
+        context.log.warning(f"prelabel failed for {row.frame_id} ({row.task}): {row.error}")
+    context.add_output_metadata(
+        {
+            **manifest_metadata(manifest, AnnotationRecord),
+            "backend": backend.author,
+            "backend_version": backend.version,
+            "annotations_ok": int((manifest["status"] == AnnotationStatus.OK).sum()),
+            "annotations_failed": len(failed),
+            "regions": len(regions_table(manifest, frames)),
+            **figures,
+        }
+    )
+    return manifest
+
+
+def build_ai_annotations(prelabel_version: str) -> AssetsDefinition:
+    """The asset, with the backend's version in its code version (a new model marks it stale)."""
+
+    @asset(
+        name="ai_annotations",
+        partitions_def=batches,
+        group_name="annotate",
+        kinds={"python", "parquet"},
+        owners=["team:ml"],
+        code_version=f"{ANNOTATE_CODE_VERSION}:{prelabel_version}",
+        description=(
+            "Pre-annotations of every frame by the configured prelabel backend; a frame the backend "
+            "could not annotate gets a failed row with the reason. Reruns retry only failures."
+        ),
+    )
+    def ai_annotations(
+        context: AssetExecutionContext,
+        config: AnnotateConfig,
+        frames: pd.DataFrame,
+        storage: StorageResource,
+        prelabel: PrelabelResource,
+    ) -> pd.DataFrame:
+        return annotate_batch(context, frames, storage.layout(), prelabel.backend(), config)
+
+    return ai_annotations
+
+
+@asset_check(
+    asset="ai_annotations",
+    blocking=True,
+    partitions_def=batches,
+    additional_ins={"frames": AssetIn("frames")},
+    description="Great Expectations: unique ids, every box inside its frame with x1<x2, y1<y2, confidence in [0, 1].",
+)
+def ai_annotations_gate(ai_annotations: pd.DataFrame, frames: pd.DataFrame) -> AssetCheckResult:
+    return gate_result(validate_annotations(ai_annotations, frames))

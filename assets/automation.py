@@ -1,0 +1,56 @@
+"""Sensors and schedules: new inbox folders become partitions and runs; a daily re-export."""
+
+
+from dagster import (
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    schedule,
+    sensor,
+)
+
+from assets.jobs import process_batch_job, reexport_job
+from assets.partitions import batches
+from qwen_dataset.inbox import scan_inbox
+from resources.storage import StorageResource
+
+INBOX_SETTLE_SECONDS = 60.0
+
+
+@sensor(
+    job=process_batch_job,
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Turns each new complete inbox/<batch>/ folder into a batch partition and one run.",
+)
+def inbox_sensor(context: SensorEvaluationContext, storage: StorageResource) -> SensorResult | SkipReason:
+    scan = scan_inbox(storage.layout().inbox, settle_seconds=INBOX_SETTLE_SECONDS)
+    for name in scan.invalid:
+        context.log.warning(
+            f"inbox folder {name!r} is not a valid batch name (letters, digits, '.', '_', '-'; max 128): rename it"
+        )
+    known = set(context.instance.get_dynamic_partitions(batches.name))
+    new = [name for name in scan.ready if name not in known]
+    if not new:
+        return SkipReason(f"no new complete batch ({len(scan.waiting)} still being written)")
+    return SensorResult(
+        # The run key is the batch: a sensor re-evaluation never launches the same batch twice.
+        run_requests=[RunRequest(partition_key=name, run_key=f"inbox:{name}") for name in new],
+        dynamic_partitions_requests=[batches.build_add_request(new)],
+    )
+
+
+@schedule(
+    job=reexport_job,
+    cron_schedule="0 3 * * *",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Nightly: re-read human corrections and re-export every batch.",
+)
+def nightly_reexport(context: ScheduleEvaluationContext):
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    for name in context.instance.get_dynamic_partitions(batches.name):
+        yield RunRequest(partition_key=name, run_key=f"reexport:{day}:{name}")

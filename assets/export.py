@@ -1,0 +1,41 @@
+"""Stage 6, exports: the batch's dataset in Qwen-VL fine-tune JSONL and COCO."""
+
+
+import dataclasses
+
+import pandas as pd
+from dagster import AssetExecutionContext, AutomationCondition, MetadataValue, asset
+
+from assets._metadata import markdown_table
+from assets.partitions import batches
+from qwen_dataset.export_bundle import write_batch_exports
+from resources.storage import StorageResource
+
+EXPORT_CODE_VERSION = "1"
+
+
+@asset(
+    partitions_def=batches,
+    group_name="export",
+    kinds={"python", "json"},
+    owners=["team:ml"],
+    code_version=EXPORT_CODE_VERSION,
+    automation_condition=AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed(),
+    description="exports/<batch>/: qwen_ocr.jsonl (qwen-vl-finetune format, bbox_2d in 0-1000) and coco.json.",
+)
+def exports(
+    context: AssetExecutionContext, human_corrections: pd.DataFrame, frames: pd.DataFrame, storage: StorageResource
+) -> pd.DataFrame:
+    layout = storage.layout()
+    out_dir = layout.exports(context.partition_key)
+    files = write_batch_exports(human_corrections, frames, layout.blobs, out_dir)
+    table = pd.DataFrame([dataclasses.asdict(f) for f in files])
+    context.add_output_metadata(
+        {
+            "dagster/uri": MetadataValue.path(str(out_dir)),
+            "dagster/row_count": len(table),
+            "files": markdown_table([{"format": f.format, "records": f.records, "path": f.path} for f in files]),
+            **{f"{f.format}_records": f.records for f in files},
+        }
+    )
+    return table

@@ -1,0 +1,21 @@
+"""Jobs: the whole graph for one batch, and the re-export of reviewed data."""
+
+from dagster import AssetSelection, define_asset_job
+
+from assets.partitions import batches
+
+PIPELINE_ASSETS = ["raw_uploads", "frames", "ai_annotations", "human_corrections", "exports"]
+
+process_batch_job = define_asset_job(
+    name="process_batch",
+    selection=AssetSelection.assets(*PIPELINE_ASSETS),
+    partitions_def=batches,
+    description="Ingest, extract frames, pre-annotate, merge corrections and export one batch (gates included).",
+)
+
+reexport_job = define_asset_job(
+    name="reexport_batch",
+    selection=AssetSelection.assets("human_corrections", "exports"),
+    partitions_def=batches,
+    description="Re-read human corrections and re-export one batch.",
+)

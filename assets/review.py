@@ -1,0 +1,43 @@
+"""Stage 4, human_corrections: final human work from the annotation database over the AI's."""
+
+
+import pandas as pd
+from dagster import AssetExecutionContext, AutomationCondition, asset
+
+from assets._metadata import manifest_metadata
+from assets.partitions import batches
+from qwen_dataset.annotation_db import final_annotations
+from qwen_dataset.corrections import apply_corrections
+from qwen_dataset.records import AnnotationRecord
+from resources.database import AnnotationDatabaseResource
+
+REVIEW_CODE_VERSION = "1"
+
+
+@asset(
+    partitions_def=batches,
+    group_name="review",
+    kinds={"python", "parquet", "sql"},
+    owners=["team:annotation"],
+    code_version=REVIEW_CODE_VERSION,
+    # Refresh when the AI annotations change, but never past a failed blocking gate.
+    automation_condition=AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed(),
+    description=(
+        "One annotation per frame and task: the final human or arbitrated version from the annotation "
+        "database where one exists, else the AI's, passed through with reviewed=false."
+    ),
+)
+def human_corrections(
+    context: AssetExecutionContext, ai_annotations: pd.DataFrame, annotation_db: AnnotationDatabaseResource
+) -> pd.DataFrame:
+    human = final_annotations(annotation_db.engine(), context.partition_key)
+    merged = apply_corrections(ai_annotations, human)
+    context.add_output_metadata(
+        {
+            **manifest_metadata(merged, AnnotationRecord),
+            "human_rows": len(human),
+            "reviewed": int(merged["reviewed"].sum()) if len(merged) else 0,
+            "unreviewed": int((~merged["reviewed"].astype(bool)).sum()) if len(merged) else 0,
+        }
+    )
+    return merged

@@ -1,0 +1,420 @@
+"""The frames stage: decode every ok upload into the pictures that get annotated.
+
+An image becomes one frame, a PDF one frame per page, a video one frame per sampling interval.
+Each frame is stored as a blob and described by a :class:`~qwen_dataset.records.FrameRecord`;
+frames that are too dark also get a contrast-enhanced copy (CLAHE) for the annotators and models.
+
+Everything streams: a PDF is rendered page by page and a video is decoded as a stream, so memory
+does not grow with the page count or the length of the video.
+
+Failures: a file that cannot be decoded raises :class:`FrameExtractionError`. When a PDF or a
+video breaks part-way through, the generators first yield every frame that did decode and raise
+:class:`FrameExtractionError` afterwards, so the caller keeps those frames *and* can record the
+failure::
+
+    frames = []
+    try:
+        for frame in extract_frames(upload, blobs):
+            frames.append(frame)
+    except FrameExtractionError as error:
+        record_failure(error.upload_id, error.message)   # ``frames`` holds what decoded
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import closing
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.error
+import cv2
+import numpy as np
+import pypdfium2 as pdfium
+from PIL import Image, ImageOps
+
+from qwen_dataset.records import FrameKind, FrameRecord, MediaType, UploadRecord, UploadStatus, frame_id_for
+from qwen_dataset.storage import BlobStore
+
+# BT.601 luma weights for R, G, B.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+JPEG_QUALITY = 95
+POINTS_PER_INCH = 72
+# A video whose decoded frames stop this many seconds (or more) before the duration its container
+# declares is reported as truncated; smaller gaps are within edit-list and rounding slack.
+TRUNCATION_SLACK_S = 0.5
+# Containers whose sample index (and so the stream duration) is written in the header, which makes
+# a missing tail detectable. Other containers estimate duration from bitrate: not trustworthy.
+INDEXED_CONTAINERS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"})
+PICTURE_FORMATS = ("jpeg", "png")
+
+
+class FrameExtractionError(Exception):
+    """An upload could not be decoded (completely, or from some point on).
+
+    Raised only after every frame that did decode has been yielded.
+    """
+
+    def __init__(self, upload_id: str, message: str) -> None:
+        super().__init__(f"upload {upload_id[:16] or '<unknown>'}: {message}")
+        self.upload_id = upload_id
+        self.message = message
+
+
+class VideoDecodeError(Exception):
+    """The video stream broke or ended early; raised by :func:`sample_video_times`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameOptions:
+    """How uploads are turned into frames."""
+
+    pdf_dpi: int = 150
+    video_fps: float = 1.0  # sampling rate
+    low_light_threshold: float = 60.0  # mean BT.601 luma (0-255) below this -> low_light
+    clahe_clip_limit: float = 2.0
+    clahe_tile_grid: int = 8
+    video_frame_format: str = "jpeg"  # "jpeg" (quality 95) or "png"
+
+    def __post_init__(self) -> None:
+        if self.pdf_dpi <= 0:
+            raise ValueError(f"pdf_dpi must be positive, got {self.pdf_dpi}")
+        if self.video_fps <= 0:
+            raise ValueError(f"video_fps must be positive (frames per second), got {self.video_fps}")
+        if self.clahe_clip_limit <= 0 or self.clahe_tile_grid <= 0:
+            raise ValueError(
+                f"clahe_clip_limit and clahe_tile_grid must be positive, got "
+                f"{self.clahe_clip_limit} and {self.clahe_tile_grid}"
+            )
+        if self.video_frame_format not in PICTURE_FORMATS:
+            raise ValueError(f"video_frame_format must be one of {PICTURE_FORMATS}, got {self.video_frame_format!r}")
+
+
+# --- pixels -------------------------------------------------------------------------------------
+
+
+def mean_luma(rgb: np.ndarray) -> float:
+    """Mean BT.601 luma (0-255) of an RGB uint8 picture.
+
+    Luma is linear in R, G and B, so the mean of luma is the weighted mean of the channel means.
+
+    >>> mean_luma(np.full((2, 2, 3), 100, np.uint8))
+    100.0
+    """
+    red, green, blue, _ = cv2.mean(rgb)
+    return round(LUMA_WEIGHTS[0] * red + LUMA_WEIGHTS[1] * green + LUMA_WEIGHTS[2] * blue, 6)
+
+
+def enhance_low_light(rgb: np.ndarray, clip_limit: float, tile_grid: int) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation (CLAHE) of the lightness channel.
+
+    Working on L of CIELAB brightens and spreads the tones without shifting the colours.
+    """
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+    clahe = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(tile_grid, tile_grid))
+    lab[:, :, 0] = clahe.apply(np.ascontiguousarray(lab[:, :, 0]))
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
+def encode_picture(rgb: np.ndarray, picture_format: str) -> bytes:
+    """Encode an RGB uint8 picture as PNG or JPEG (quality 95) bytes."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if picture_format == "png":
+        ok, encoded = cv2.imencode(".png", bgr)
+    elif picture_format == "jpeg":
+        ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    else:
+        raise ValueError(f"picture format must be one of {PICTURE_FORMATS}, got {picture_format!r}")
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {rgb.shape} picture as {picture_format}")
+    return encoded.tobytes()
+
+
+def pil_to_rgb(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode as an RGB uint8 array.
+
+    Transparency (alpha, or a palette/greyscale transparency key) is composited on white, 16-bit
+    greyscale is scaled to 8 bits (Pillow's own conversion would clip it), CMYK and the rest go
+    through Pillow's converters.
+    """
+    if image.mode.startswith("I;16") or image.mode == "I":
+        return _grey_to_rgb(_sixteen_bit_to_eight(np.asarray(image)))
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if values.size and values.max() <= 1.0 else 1.0
+        return _grey_to_rgb(np.clip(values * scale + 0.5, 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(image.convert("RGB"))
+
+
+def _sixteen_bit_to_eight(values: np.ndarray) -> np.ndarray:
+    # Pillow's "I" mode is also used for 8-bit data stored as 32-bit ints: scale only real 16-bit.
+    values = values.astype(np.int64)
+    if values.size and values.max() > 255:
+        return ((np.clip(values, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
+    return np.clip(values, 0, 255).astype(np.uint8)
+
+
+def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+
+
+def _upright(rgb: np.ndarray, rotation_ccw: float) -> np.ndarray:
+    """Apply a video's display rotation (degrees counter-clockwise), as players do."""
+    quarter_turns = round(rotation_ccw / 90) % 4
+    if quarter_turns == 0 or abs(rotation_ccw - 90 * round(rotation_ccw / 90)) > 1:
+        return rgb
+    return np.ascontiguousarray(np.rot90(rgb, k=quarter_turns))
+
+
+# --- records ------------------------------------------------------------------------------------
+
+
+def _frame_record(
+    upload: UploadRecord,
+    blobs: BlobStore,
+    options: FrameOptions,
+    rgb: np.ndarray,
+    *,
+    kind: FrameKind,
+    index: int,
+    page: int | None = None,
+    t: float | None = None,
+    picture_format: str = "png",
+) -> FrameRecord:
+    """Store the picture (and, when dark, its enhanced copy) and describe it."""
+    height, width = rgb.shape[:2]
+    _, blob_uri = blobs.put_bytes(encode_picture(rgb, picture_format))
+    luma = mean_luma(rgb)
+    low_light = luma < options.low_light_threshold
+    enhanced_uri = ""
+    if low_light:
+        enhanced = enhance_low_light(rgb, options.clahe_clip_limit, options.clahe_tile_grid)
+        _, enhanced_uri = blobs.put_bytes(encode_picture(enhanced, "png"))
+    return FrameRecord(
+        frame_id=frame_id_for(upload.upload_id, index),
+        upload_id=upload.upload_id,
+        batch=upload.batch,
+        kind=kind.value,
+        index=index,
+        page=page,
+        t=t,
+        width=int(width),
+        height=int(height),
+        blob_uri=blob_uri,
+        low_light=bool(low_light),
+        mean_luma=luma,
+        enhanced_uri=enhanced_uri,
+    )
+
+
+# --- dispatch -----------------------------------------------------------------------------------
+
+
+def extract_frames(upload: UploadRecord, blobs: BlobStore, options: FrameOptions = FrameOptions()) -> Iterator[FrameRecord]:
+    """Frames of one ``ok`` upload, streamed; see the module docstring for the failure contract."""
+    if upload.status != UploadStatus.OK:
+        raise ValueError(f"only ok uploads have frames; upload {upload.upload_id[:16]} is {upload.status}")
+    source = blobs.path(upload.blob_uri)
+    if not upload.blob_uri or not source.is_file():
+        raise FrameExtractionError(
+            upload.upload_id,
+            f"the stored file {upload.blob_uri or '<no blob uri>'} of {upload.original_name!r} is missing "
+            "under the storage root; re-ingest the batch",
+        )
+    if upload.media_type == MediaType.IMAGE:
+        return image_frames(upload, source, blobs, options)
+    if upload.media_type == MediaType.PDF:
+        return pdf_frames(upload, source, blobs, options)
+    if upload.media_type == MediaType.VIDEO:
+        return video_frames(upload, source, blobs, options)
+    raise FrameExtractionError(
+        upload.upload_id,
+        f"media type {upload.media_type!r} of {upload.original_name!r} has no frame extractor "
+        f"(supported: image, pdf, video)",
+    )
+
+
+# --- images -------------------------------------------------------------------------------------
+
+
+def load_image_rgb(source: Path) -> np.ndarray:
+    """Decode an image file upright (EXIF orientation applied) as RGB; first frame of animations."""
+    with Image.open(source) as image:
+        upright = ImageOps.exif_transpose(image)
+        return pil_to_rgb(upright)
+
+
+def image_frames(upload: UploadRecord, source: Path, blobs: BlobStore, options: FrameOptions = FrameOptions()) -> Iterator[FrameRecord]:
+    """The single frame of an image upload, stored as PNG."""
+    try:
+        rgb = load_image_rgb(source)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise FrameExtractionError(
+            upload.upload_id,
+            f"could not decode image {upload.original_name!r} ({type(error).__name__}: {error}); "
+            "re-export it as PNG or JPEG and upload it again",
+        ) from error
+    yield _frame_record(upload, blobs, options, rgb, kind=FrameKind.IMAGE, index=0)
+
+
+# --- PDFs ---------------------------------------------------------------------------------------
+
+
+def render_pdf_page(document: pdfium.PdfDocument, page_index: int, dpi: int) -> np.ndarray:
+    """Render one page (0-based) to RGB at ``dpi``; the page and its bitmap are closed before return."""
+    page = document[page_index]
+    try:
+        bitmap = page.render(scale=dpi / POINTS_PER_INCH, rev_byteorder=True)
+        try:
+            return np.array(bitmap.to_numpy()[:, :, :3])  # a copy: the bitmap's buffer is freed on close
+        finally:
+            bitmap.close()
+    finally:
+        page.close()
+
+
+def pdf_frames(upload: UploadRecord, source: Path, blobs: BlobStore, options: FrameOptions = FrameOptions()) -> Iterator[FrameRecord]:
+    """One PNG frame per page, rendered and released one page at a time.
+
+    A page that fails to render does not stop the others; after the last page a
+    :class:`FrameExtractionError` names the pages that failed.
+    """
+    try:
+        document = pdfium.PdfDocument(source)
+    except pdfium.PdfiumError as error:
+        raise FrameExtractionError(
+            upload.upload_id,
+            f"could not open PDF {upload.original_name!r} ({error}); if it is password-protected or "
+            "damaged, save an unprotected copy and upload it again",
+        ) from error
+    failed_pages: list[str] = []
+    try:
+        for page_index in range(len(document)):
+            try:
+                rgb = render_pdf_page(document, page_index, options.pdf_dpi)
+            except pdfium.PdfiumError as error:
+                failed_pages.append(f"page {page_index + 1}: {error}")
+                continue
+            yield _frame_record(
+                upload, blobs, options, rgb, kind=FrameKind.PAGE, index=page_index, page=page_index + 1
+            )
+            del rgb
+    finally:
+        document.close()
+    if failed_pages:
+        raise FrameExtractionError(
+            upload.upload_id,
+            f"{len(failed_pages)} page(s) of {upload.original_name!r} could not be rendered "
+            f"({'; '.join(failed_pages)}); the other pages were extracted",
+        )
+
+
+# --- videos -------------------------------------------------------------------------------------
+
+
+def sample_video_times(path: Path, fps: float) -> Iterator[tuple[int, float, av.VideoFrame]]:
+    """Stream ``(index, t_seconds, frame)`` samples of the first video stream of ``path``.
+
+    Sample ``k`` is the first decoded frame whose presentation time is ``>= k / fps`` seconds after
+    the first frame; ``t`` is exact (``(pts - first_pts) * time_base``, from the packet timestamps),
+    never ``index / fps``. A gap longer than one interval (variable frame rate) yields one sample
+    and moves on to the next boundary after it, so ``t`` strictly increases and there are no
+    duplicates. Decoders output frames in presentation order even with B-frames; a frame whose pts
+    goes backwards (a broken stream) can never pass the next boundary, so it is never sampled.
+
+    Only one decoded frame is held at a time (plus the decoder's own reference frames).
+
+    Raises :class:`VideoDecodeError` after the last good sample when decoding fails part-way, or
+    when an indexed container (MP4/MOV) declares more duration than could be decoded (a truncated
+    file). ``av.error.FFmpegError`` escapes when the file cannot be opened at all.
+    """
+    rate = Fraction(fps).limit_denominator(1_000_000)
+    if rate <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise VideoDecodeError("the file has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame + slice threads: the decoder is the bottleneck
+        time_base = stream.time_base or Fraction(1, 90_000)
+        # t >= k / rate  <=>  (pts - first) * tb.num * rate.num >= k * tb.den * rate.den: exact ints.
+        step_num = time_base.numerator * rate.numerator
+        step_den = time_base.denominator * rate.denominator
+        first_pts: int | None = None
+        last_pts: int | None = None
+        last_duration = 0
+        next_boundary = 0
+        sample_index = 0
+        try:
+            for frame in container.decode(stream):
+                pts = frame.pts if frame.pts is not None else frame.dts
+                if pts is None:
+                    raise VideoDecodeError(
+                        "the video has frames without timestamps; remux it "
+                        "(ffmpeg -i in -c copy out.mp4) and upload it again"
+                    )
+                if first_pts is None:
+                    first_pts = pts
+                if last_pts is None or pts > last_pts:
+                    # A frame lasts its packet duration; without one, assume the previous interval.
+                    last_duration = frame.duration or (pts - last_pts if last_pts is not None else 0)
+                    last_pts = pts
+                scaled = (pts - first_pts) * step_num
+                if scaled < next_boundary * step_den:
+                    continue
+                yield sample_index, float(Fraction(pts - first_pts) * time_base), frame
+                sample_index += 1
+                next_boundary = scaled // step_den + 1
+        except av.error.FFmpegError as error:
+            where = "" if last_pts is None else f" after {float((last_pts - first_pts) * time_base):.3f} s"
+            raise VideoDecodeError(f"decoding failed{where}: {error}") from error
+        _check_not_truncated(container, stream, last_pts, last_duration)
+
+
+def _check_not_truncated(
+    container: av.container.InputContainer, stream: av.VideoStream, last_pts: int | None, last_duration: int
+) -> None:
+    """Raise when an indexed container promises more video than the decoder produced."""
+    if not INDEXED_CONTAINERS.intersection(container.format.name.split(",")):
+        return
+    if stream.duration is None or stream.start_time is None or stream.time_base is None:
+        return
+    declared_end = stream.start_time + stream.duration
+    if last_pts is None:
+        declared = float(stream.duration * stream.time_base)
+        raise VideoDecodeError(f"the container declares {declared:.3f} s of video but no frame could be decoded")
+    missing = float((declared_end - last_pts - last_duration) * stream.time_base)
+    if missing > TRUNCATION_SLACK_S:
+        decoded = float((last_pts + last_duration - stream.start_time) * stream.time_base)
+        raise VideoDecodeError(
+            f"the video ends after {decoded:.3f} s but its container declares "
+            f"{float(stream.duration * stream.time_base):.3f} s: the file is truncated or damaged; "
+            "upload the complete file"
+        )
+
+
+def video_frames(upload: UploadRecord, source: Path, blobs: BlobStore, options: FrameOptions = FrameOptions()) -> Iterator[FrameRecord]:
+    """Frames sampled at ``options.video_fps``, stored as JPEG (or PNG), streamed."""
+    try:
+        with closing(sample_video_times(source, options.video_fps)) as samples:
+            for index, t, frame in samples:
+                rgb = _upright(frame.to_ndarray(format="rgb24"), frame.rotation)
+                del frame
+                yield _frame_record(
+                    upload, blobs, options, rgb,
+                    kind=FrameKind.VIDEO_FRAME, index=index, t=t, picture_format=options.video_frame_format,
+                )
+    except VideoDecodeError as error:
+        raise FrameExtractionError(upload.upload_id, f"video {upload.original_name!r}: {error}") from error
+    except av.error.FFmpegError as error:  # av.open: not a readable container at all
+        raise FrameExtractionError(
+            upload.upload_id,
+            f"video {upload.original_name!r} could not be opened ({error.strerror}); it may be cut off "
+            "(an MP4 keeps its index at the end) or not a video: upload the complete file again",
+        ) from error

@@ -1,0 +1,1 @@
+"""Pre-annotation backends (RapidOCR on CPU, Qwen3-VL on vLLM) behind one interface."""

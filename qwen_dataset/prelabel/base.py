@@ -1,0 +1,108 @@
+"""The prelabel backend interface: what every pre-annotation engine implements.
+
+A backend turns frames into task payloads. The ``ai_annotations`` asset only sees this
+interface, so swapping RapidOCR (CPU) for Qwen3-VL on vLLM (GPU) is a resource change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from qwen_dataset.records import (
+    AnnotationRecord,
+    AnnotationStatus,
+    Source,
+    annotation_id_for,
+    dump_payload,
+    utc_now,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameInput:
+    """What a backend needs to know about one frame."""
+
+    frame_id: str
+    upload_id: str
+    batch: str
+    width: int
+    height: int
+    image_path: Path  # the enhanced copy for low-light frames, else the frame itself
+    t: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PrelabelOutcome:
+    """A backend's answer for one frame and task: a payload, or the reason there is none."""
+
+    frame_id: str
+    task: str
+    payload: dict[str, Any] | None
+    error: str = ""
+    raw: str = ""  # the model's raw text, kept for failures
+
+
+@runtime_checkable
+class PrelabelBackend(Protocol):
+    """A pre-annotation engine.
+
+    ``author`` goes into every record's provenance (e.g. ``rapidocr-onnxruntime==1.4.4``);
+    ``version`` changes whenever its output could change (model, templates, parameters) and is
+    part of the ``ai_annotations`` code version, so a change marks downstream assets stale.
+    """
+
+    @property
+    def author(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def tasks(self) -> Sequence[str]: ...
+
+    def annotate(self, frames: Sequence[FrameInput], task: str) -> Iterator[PrelabelOutcome]:
+        """Yield exactly one outcome per input frame (in any order)."""
+        ...
+
+
+def outcomes_to_records(
+    outcomes: Iterable[PrelabelOutcome],
+    frames: Sequence[FrameInput],
+    task: str,
+    author: str,
+    template_version: str,
+) -> list[AnnotationRecord]:
+    """Turn one task's outcomes into records: exactly one per frame, a missing outcome a failure."""
+    created_at = utc_now()
+
+    def record(frame: FrameInput, status: str, error: str, payload: dict[str, Any]) -> AnnotationRecord:
+        return AnnotationRecord(
+            annotation_id=annotation_id_for(frame.frame_id, task, Source.AI, author),
+            frame_id=frame.frame_id,
+            upload_id=frame.upload_id,
+            batch=frame.batch,
+            task=task,
+            source=Source.AI,
+            author=author,
+            template_version=template_version,
+            created_at=created_at,
+            status=status,
+            error=error,
+            payload=dump_payload(payload),
+            reviewed=False,
+        )
+
+    answered = {outcome.frame_id: outcome for outcome in outcomes if outcome.task == task}
+    records: list[AnnotationRecord] = []
+    for frame in frames:
+        outcome = answered.get(frame.frame_id)
+        if outcome is None:
+            records.append(record(frame, AnnotationStatus.FAILED, "the backend returned no result for this frame", {}))
+        elif outcome.payload is None:
+            records.append(record(frame, AnnotationStatus.FAILED, outcome.error, {"raw": outcome.raw}))
+        else:
+            records.append(record(frame, AnnotationStatus.OK, "", outcome.payload))
+    return records

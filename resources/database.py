@@ -1,0 +1,26 @@
+"""The annotation database resource (SQLite file by default, PostgreSQL by URL)."""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+from pydantic import Field
+from sqlalchemy.engine import Engine
+
+from qwen_dataset.annotation_db import make_engine
+
+_ENGINES: dict[str, Engine] = {}
+
+
+class AnnotationDatabaseResource(ConfigurableResource):
+    """SQLAlchemy URL of the annotation database (``QWEN_DATABASE_URL``)."""
+
+    url: str = Field(
+        default="sqlite:///.storage/annotations.db",
+        description="e.g. sqlite:///path/annotations.db or postgresql+psycopg2://user@host:5432/db",
+    )
+
+    def engine(self) -> Engine:
+        # One engine (and connection pool) per URL and process, shared by every asset.
+        if self.url not in _ENGINES:
+            _ENGINES[self.url] = make_engine(self.url)
+        return _ENGINES[self.url]

@@ -1,0 +1,40 @@
+"""Manifests as Parquet files under the storage root, one file per asset and batch."""
+
+from __future__ import annotations
+
+import pandas as pd
+from dagster import ConfigurableIOManager, InputContext, OutputContext
+
+from qwen_dataset.storage import atomic_writer
+from resources.storage import StorageResource
+
+
+def _partition(context: InputContext | OutputContext) -> str | None:
+    return context.asset_partition_key if context.has_asset_partitions else None
+
+
+class ParquetManifestIOManager(ConfigurableIOManager):
+    """Writes each asset's DataFrame to ``manifests/<asset>/<batch>.parquet`` atomically."""
+
+    storage: StorageResource
+
+    def _path(self, context: InputContext | OutputContext):
+        asset = "__".join(context.asset_key.path)
+        return self.storage.layout().manifest(asset, _partition(context))
+
+    def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+        if obj is None:
+            return
+        path = self._path(context)
+        with atomic_writer(path) as handle:
+            obj.to_parquet(handle, index=False)
+        context.add_output_metadata({"manifest_path": str(path)})
+
+    def load_input(self, context: InputContext) -> pd.DataFrame:
+        path = self._path(context)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"The manifest {path} does not exist: materialize {context.asset_key.to_user_string()} "
+                f"for this batch first."
+            )
+        return pd.read_parquet(path)

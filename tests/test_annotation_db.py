@@ -1,0 +1,46 @@
+import pytest
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from qwen_dataset.annotation_db import HumanAnnotation, ReviewState, final_annotations, make_engine, sqlite_url
+
+
+def _add(engine, annotation_id, batch="b1", state=ReviewState.FINAL, payload='{"regions": []}'):
+    with Session(engine) as session:
+        session.add(HumanAnnotation(annotation_id=annotation_id, frame_id=f"f-{annotation_id}", upload_id="u",
+                                    batch=batch, task="ocr", author="ann1", payload=payload, state=state))
+        session.commit()
+
+
+def _check_final_rows_and_concurrency(engine):
+    _add(engine, "a1")
+    _add(engine, "a2", state=ReviewState.DRAFT)
+    _add(engine, "a3", batch="other")
+    rows = final_annotations(engine, "b1")
+    assert rows["annotation_id"].tolist() == ["a1"]
+    assert rows["reviewed"].tolist() == [True]
+    assert rows["source"].tolist() == ["human"]
+    # Two sessions edit the same row: the second write with the stale version is refused.
+    first, second = Session(engine), Session(engine)
+    row_a, row_b = first.get(HumanAnnotation, "a1"), second.get(HumanAnnotation, "a1")
+    row_a.payload = '{"regions": [1]}'
+    first.commit()
+    row_b.payload = '{"regions": [2]}'
+    with pytest.raises(StaleDataError):
+        second.commit()
+    first.close()
+    second.close()
+    assert final_annotations(engine, "b1")["payload"].tolist() == ['{"regions": [1]}']
+
+
+def test_sqlite(tmp_path):
+    _check_final_rows_and_concurrency(make_engine(sqlite_url(tmp_path / "db" / "a.db")))
+
+
+@pytest.mark.postgres
+def test_postgres(postgres_url):
+    engine = make_engine(postgres_url)
+    try:
+        _check_final_rows_and_concurrency(engine)
+    finally:
+        engine.dispose()
