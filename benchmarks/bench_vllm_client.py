@@ -10,8 +10,9 @@ and the client's CPU seconds per request (``time.process_time`` of this process:
 httpx, JSON, and the image reading/encoding threads).
 
 Scenarios:
-* ``passthrough``: 1280x720 PNG frames within max_pixels, sent byte for byte (base64 only);
-* ``downscale``: 1920x1080 PNG frames over max_pixels, decoded, resized and re-encoded as PNG.
+* ``passthrough``: 1920x1080 PNG frames within max_pixels, sent byte for byte (base64 only);
+* ``downscale``: 2560x1440 PNG frames over max_pixels, decoded, resized and re-encoded as PNG
+  (the default, lossless) or JPEG q95 (``reencode_format="jpeg"``): bound by image CPU work.
 
     .venv/bin/python benchmarks/bench_vllm_client.py [--frames 640] [--concurrency 64] [--latency 0.5]
 """
@@ -96,8 +97,11 @@ class ServerProcess:
             self.process.wait()
 
 
-def run_scenario(name: str, base_url: str, frames: list[FrameInput], concurrency: int, latency: float) -> dict[str, float]:
-    backend = VllmBackend(VllmSettings(base_url=base_url, max_concurrency=concurrency, tasks=("ocr",)))
+def run_scenario(
+    name: str, base_url: str, frames: list[FrameInput], concurrency: int, latency: float, reencode_format: str
+) -> dict[str, float]:
+    settings = VllmSettings(base_url=base_url, max_concurrency=concurrency, tasks=("ocr",), reencode_format=reencode_format)
+    backend = VllmBackend(settings)
     warmup = list(backend.annotate(frames[: min(concurrency, len(frames))], "ocr"))
     assert all(outcome.payload is not None for outcome in warmup), warmup[:1]
     cpu_start, wall_start = time.process_time(), time.perf_counter()
@@ -124,14 +128,17 @@ def main() -> None:
         reply_file.write_text(json.dumps(load_template("ocr").example), encoding="utf-8")
         server = ServerProcess(args.latency, reply_file)
         try:
+            within = make_frames(folder, (1920, 1080), args.frames)
+            over = make_frames(folder, (2560, 1440), args.frames)
             scenarios = {
-                "passthrough 1280x720": make_frames(folder, (1280, 720), args.frames),
-                "downscale 1920x1080": make_frames(folder, (1920, 1080), args.frames),
+                "passthrough 1080p": (within, "png"),
+                "downscale 1440p->png": (over, "png"),
+                "downscale 1440p->jpeg": (over, "jpeg"),
             }
             print(f"C={args.concurrency} L={args.latency}s N={args.frames} (server in a separate process)")
             print(f"{'scenario':<22} {'req/s':>8} {'C/L':>8} {'ratio':>7} {'client CPU ms/req':>18} {'wall s':>7}")
-            for name, frames in scenarios.items():
-                figures = run_scenario(name, server.base_url, frames, args.concurrency, args.latency)
+            for name, (frames, reencode_format) in scenarios.items():
+                figures = run_scenario(name, server.base_url, frames, args.concurrency, args.latency, reencode_format)
                 print(
                     f"{name:<22} {figures['throughput']:>8.1f} {figures['ideal']:>8.1f} {figures['ratio']:>7.3f} "
                     f"{figures['cpu_per_request_ms']:>18.2f} {figures['wall']:>7.2f}"

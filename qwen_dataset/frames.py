@@ -9,8 +9,9 @@ does not grow with the page count or the length of the video.
 
 Failures: a file that cannot be decoded raises :class:`FrameExtractionError`. When a PDF or a
 video breaks part-way through, the generators first yield every frame that did decode and raise
-:class:`FrameExtractionError` afterwards, so the caller keeps those frames *and* can record the
-failure::
+:class:`FrameExtractionError` afterwards (a video stops at the damage; a PDF renders its other
+pages first and then names the pages that failed), so the caller keeps those frames *and* can
+record the failure::
 
     frames = []
     try:
@@ -42,13 +43,15 @@ from qwen_dataset.storage import BlobStore
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 JPEG_QUALITY = 95
 POINTS_PER_INCH = 72
-# A video whose decoded frames stop this many seconds (or more) before the duration its container
-# declares is reported as truncated; smaller gaps are within edit-list and rounding slack.
+# A video whose packets end more than this many seconds before the duration its container declares
+# is reported as truncated; smaller gaps are edit-list and rounding slack.
 TRUNCATION_SLACK_S = 0.5
 # Containers whose sample index (and so the stream duration) is written in the header, which makes
 # a missing tail detectable. Other containers estimate duration from bitrate: not trustworthy.
 INDEXED_CONTAINERS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"})
 PICTURE_FORMATS = ("jpeg", "png")
+# Decoders that honour skip_frame=NONREF by the bitstream's own reference flags.
+NONREF_SKIPPING_CODECS = frozenset({"h264", "hevc"})
 
 
 class FrameExtractionError(Exception):
@@ -216,7 +219,9 @@ def _frame_record(
 # --- dispatch -----------------------------------------------------------------------------------
 
 
-def extract_frames(upload: UploadRecord, blobs: BlobStore, options: FrameOptions = FrameOptions()) -> Iterator[FrameRecord]:
+def extract_frames(
+    upload: UploadRecord, blobs: BlobStore, options: FrameOptions = FrameOptions()
+) -> Iterator[FrameRecord]:
     """Frames of one ``ok`` upload, streamed; see the module docstring for the failure contract."""
     if upload.status != UploadStatus.OK:
         raise ValueError(f"only ok uploads have frames; upload {upload.upload_id[:16]} is {upload.status}")
@@ -250,7 +255,9 @@ def load_image_rgb(source: Path) -> np.ndarray:
         return pil_to_rgb(upright)
 
 
-def image_frames(upload: UploadRecord, source: Path, blobs: BlobStore, options: FrameOptions = FrameOptions()) -> Iterator[FrameRecord]:
+def image_frames(
+    upload: UploadRecord, source: Path, blobs: BlobStore, options: FrameOptions = FrameOptions()
+) -> Iterator[FrameRecord]:
     """The single frame of an image upload, stored as PNG."""
     try:
         rgb = load_image_rgb(source)
@@ -279,7 +286,9 @@ def render_pdf_page(document: pdfium.PdfDocument, page_index: int, dpi: int) -> 
         page.close()
 
 
-def pdf_frames(upload: UploadRecord, source: Path, blobs: BlobStore, options: FrameOptions = FrameOptions()) -> Iterator[FrameRecord]:
+def pdf_frames(
+    upload: UploadRecord, source: Path, blobs: BlobStore, options: FrameOptions = FrameOptions()
+) -> Iterator[FrameRecord]:
     """One PNG frame per page, rendered and released one page at a time.
 
     A page that fails to render does not stop the others; after the last page a
@@ -318,6 +327,44 @@ def pdf_frames(upload: UploadRecord, source: Path, blobs: BlobStore, options: Fr
 # --- videos -------------------------------------------------------------------------------------
 
 
+class _Boundaries:
+    """Which presentation timestamps open a new sample, in exact integer arithmetic.
+
+    ``t >= k / rate``  <=>  ``(pts - first) * tb.num * rate.num >= k * tb.den * rate.den``.
+    """
+
+    def __init__(self, time_base: Fraction, rate: Fraction) -> None:
+        self.time_base = time_base
+        self.step_num = time_base.numerator * rate.numerator
+        self.step_den = time_base.denominator * rate.denominator
+        self.first_pts: int | None = None
+        self.latest_pts: int | None = None
+        self.next_boundary = 0
+        self.taken = 0
+
+    def certainly_before_next(self, pts: int | None) -> bool:
+        """True when a frame at ``pts`` cannot be sampled, now or later (boundaries only grow)."""
+        if self.first_pts is None or pts is None:
+            return False
+        return (pts - self.first_pts) * self.step_num < self.next_boundary * self.step_den
+
+    def take(self, pts: int) -> float | None:
+        """Seconds since the first frame when ``pts`` opens a new sample, else None."""
+        if self.first_pts is None:
+            self.first_pts = pts
+        if self.latest_pts is None or pts > self.latest_pts:
+            self.latest_pts = pts
+        scaled = (pts - self.first_pts) * self.step_num
+        if scaled < self.next_boundary * self.step_den:
+            return None
+        self.next_boundary = scaled // self.step_den + 1
+        self.taken += 1
+        return self.seconds(pts)
+
+    def seconds(self, pts: int) -> float:
+        return float(Fraction(pts - (self.first_pts or 0)) * self.time_base)
+
+
 def sample_video_times(path: Path, fps: float) -> Iterator[tuple[int, float, av.VideoFrame]]:
     """Stream ``(index, t_seconds, frame)`` samples of the first video stream of ``path``.
 
@@ -328,10 +375,13 @@ def sample_video_times(path: Path, fps: float) -> Iterator[tuple[int, float, av.
     duplicates. Decoders output frames in presentation order even with B-frames; a frame whose pts
     goes backwards (a broken stream) can never pass the next boundary, so it is never sampled.
 
-    Only one decoded frame is held at a time (plus the decoder's own reference frames).
+    Only one decoded frame is held at a time (plus the decoder's own reference frames). Packets
+    whose pts lies before the next boundary are decoded with ``skip_frame=NONREF``: a frame that
+    no other frame references and that cannot be sampled is not decoded at all (a third to a half
+    of an x264 stream with B-frames), which changes no sampled frame.
 
     Raises :class:`VideoDecodeError` after the last good sample when decoding fails part-way, or
-    when an indexed container (MP4/MOV) declares more duration than could be decoded (a truncated
+    when an indexed container (MP4/MOV) declares more duration than its packets hold (a truncated
     file). ``av.error.FFmpegError`` escapes when the file cannot be opened at all.
     """
     rate = Fraction(fps).limit_denominator(1_000_000)
@@ -342,64 +392,82 @@ def sample_video_times(path: Path, fps: float) -> Iterator[tuple[int, float, av.
             raise VideoDecodeError("the file has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame + slice threads: the decoder is the bottleneck
-        time_base = stream.time_base or Fraction(1, 90_000)
-        # t >= k / rate  <=>  (pts - first) * tb.num * rate.num >= k * tb.den * rate.den: exact ints.
-        step_num = time_base.numerator * rate.numerator
-        step_den = time_base.denominator * rate.denominator
-        first_pts: int | None = None
-        last_pts: int | None = None
-        last_duration = 0
-        next_boundary = 0
-        sample_index = 0
+        codec = stream.codec_context
+        boundaries = _Boundaries(stream.time_base or Fraction(1, 90_000), rate)
+        packets = container.demux(stream)  # ends with an empty packet that flushes the decoder
+        packets_end: int | None = None  # how far the file's packets reach, in pts
+        skipping = False
         try:
-            for frame in container.decode(stream):
-                pts = frame.pts if frame.pts is not None else frame.dts
-                if pts is None:
-                    raise VideoDecodeError(
-                        "the video has frames without timestamps; remux it "
-                        "(ffmpeg -i in -c copy out.mp4) and upload it again"
-                    )
-                if first_pts is None:
-                    first_pts = pts
-                if last_pts is None or pts > last_pts:
-                    # A frame lasts its packet duration; without one, assume the previous interval.
-                    last_duration = frame.duration or (pts - last_pts if last_pts is not None else 0)
-                    last_pts = pts
-                scaled = (pts - first_pts) * step_num
-                if scaled < next_boundary * step_den:
-                    continue
-                yield sample_index, float(Fraction(pts - first_pts) * time_base), frame
-                sample_index += 1
-                next_boundary = scaled // step_den + 1
+            for packet in packets:
+                packets_end = _reach(packet, packets_end)
+                if _should_skip_nonref(codec, boundaries, packet) != skipping:
+                    skipping = not skipping
+                    codec.skip_frame = "NONREF" if skipping else "DEFAULT"
+                for frame in codec.decode(packet):
+                    t = boundaries.take(_presentation_pts(frame))
+                    if t is not None:
+                        yield boundaries.taken - 1, t, frame
         except av.error.FFmpegError as error:
-            where = "" if last_pts is None else f" after {float((last_pts - first_pts) * time_base):.3f} s"
-            raise VideoDecodeError(f"decoding failed{where}: {error}") from error
-        _check_not_truncated(container, stream, last_pts, last_duration)
+            where = "" if boundaries.latest_pts is None else f" after {boundaries.seconds(boundaries.latest_pts):.3f} s"
+            # Demux (no decoding) the rest: tells a cut-off file from damage inside a whole one.
+            truncation = _truncation(container, stream, _reach_of_rest(packets, packets_end))
+            message = f"decoding failed{where}: {error}" + (f"; {truncation}" if truncation else "")
+            raise VideoDecodeError(message) from error
+        if boundaries.first_pts is None:
+            raise VideoDecodeError("the file's video stream holds no decodable frame")
+        truncation = _truncation(container, stream, packets_end)
+        if truncation:
+            raise VideoDecodeError(truncation)
 
 
-def _check_not_truncated(
-    container: av.container.InputContainer, stream: av.VideoStream, last_pts: int | None, last_duration: int
-) -> None:
-    """Raise when an indexed container promises more video than the decoder produced."""
-    if not INDEXED_CONTAINERS.intersection(container.format.name.split(",")):
-        return
-    if stream.duration is None or stream.start_time is None or stream.time_base is None:
-        return
-    declared_end = stream.start_time + stream.duration
-    if last_pts is None:
-        declared = float(stream.duration * stream.time_base)
-        raise VideoDecodeError(f"the container declares {declared:.3f} s of video but no frame could be decoded")
-    missing = float((declared_end - last_pts - last_duration) * stream.time_base)
-    if missing > TRUNCATION_SLACK_S:
-        decoded = float((last_pts + last_duration - stream.start_time) * stream.time_base)
+def _should_skip_nonref(codec: av.VideoCodecContext, boundaries: _Boundaries, packet: av.Packet) -> bool:
+    return codec.name in NONREF_SKIPPING_CODECS and boundaries.certainly_before_next(packet.pts)
+
+
+def _reach(packet: av.Packet, reach: int | None) -> int | None:
+    if packet.pts is None:
+        return reach
+    end = packet.pts + (packet.duration or 0)
+    return end if reach is None else max(reach, end)
+
+
+def _reach_of_rest(packets: Iterator[av.Packet], reach: int | None) -> int | None:
+    try:
+        for packet in packets:
+            reach = _reach(packet, reach)
+    except av.error.FFmpegError:
+        pass  # the demuxer itself broke: the reach so far is all there is
+    return reach
+
+
+def _presentation_pts(frame: av.VideoFrame) -> int:
+    pts = frame.pts if frame.pts is not None else frame.dts
+    if pts is None:
         raise VideoDecodeError(
-            f"the video ends after {decoded:.3f} s but its container declares "
-            f"{float(stream.duration * stream.time_base):.3f} s: the file is truncated or damaged; "
-            "upload the complete file"
+            "the video has frames without timestamps; remux it (ffmpeg -i in -c copy out.mp4) and upload it again"
         )
+    return pts
 
 
-def video_frames(upload: UploadRecord, source: Path, blobs: BlobStore, options: FrameOptions = FrameOptions()) -> Iterator[FrameRecord]:
+def _truncation(container: av.container.InputContainer, stream: av.VideoStream, packets_end: int | None) -> str:
+    """Why an indexed container (MP4/MOV) looks cut off, or "" when its packets reach its declared end."""
+    if not INDEXED_CONTAINERS.intersection(container.format.name.split(",")):
+        return ""
+    if stream.duration is None or stream.start_time is None or stream.time_base is None:
+        return ""
+    declared = float(stream.duration * stream.time_base)
+    present = 0.0 if packets_end is None else float((packets_end - stream.start_time) * stream.time_base)
+    if declared - present <= TRUNCATION_SLACK_S:
+        return ""
+    return (
+        f"the video ends after {present:.3f} s but its container declares {declared:.3f} s: "
+        "the file is truncated; upload the complete file"
+    )
+
+
+def video_frames(
+    upload: UploadRecord, source: Path, blobs: BlobStore, options: FrameOptions = FrameOptions()
+) -> Iterator[FrameRecord]:
     """Frames sampled at ``options.video_fps``, stored as JPEG (or PNG), streamed."""
     try:
         with closing(sample_video_times(source, options.video_fps)) as samples:

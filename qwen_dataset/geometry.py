@@ -106,16 +106,22 @@ def quad_to_box(points: Sequence[Sequence[float]]) -> Box:
 
 
 def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of two ``(N, 4)`` and ``(M, 4)`` xyxy arrays, vectorised -> ``(N, M)``."""
-    a = np.asarray(boxes_a, dtype=float).reshape(-1, 4)
-    b = np.asarray(boxes_b, dtype=float).reshape(-1, 4)
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    """Pairwise IoU of ``(N, 4)`` and ``(M, 4)`` xyxy arrays, vectorised -> ``(N, M)``.
+
+    Leading batch dimensions broadcast: ``(F, N, 4)`` and ``(F, M, 4)`` give ``(F, N, M)``, so many
+    frames with equal box counts take one call.
+    """
+    a = np.asarray(boxes_a, dtype=float)
+    b = np.asarray(boxes_b, dtype=float)
+    a = a.reshape(-1, 4) if a.ndim < 3 else a
+    b = b.reshape(-1, 4) if b.ndim < 3 else b
+    ix1 = np.maximum(a[..., :, None, 0], b[..., None, :, 0])
+    iy1 = np.maximum(a[..., :, None, 1], b[..., None, :, 1])
+    ix2 = np.minimum(a[..., :, None, 2], b[..., None, :, 2])
+    iy2 = np.minimum(a[..., :, None, 3], b[..., None, :, 3])
     inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_a[..., :, None] + area_b[..., None, :] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(union > 0, inter / union, 0.0)

@@ -85,15 +85,14 @@ def align_events(
 ) -> list[dict[str, Any]]:
     """Events ``{start, end, description}`` -> ``{start, end, start_raw, end_raw, description}``.
 
-    An event that alignment would turn inside out (start after end) keeps its raw times.
+    Snapping to the nearest anchor is monotone in time, so an event never turns inside out
+    (``start <= end`` holds after alignment whenever it held before); it may shrink to an instant.
     """
     anchors = boundaries.anchors
     aligned = []
     for event in events:
         start_raw, end_raw = float(event["start"]), float(event["end"])
         start, end = align_time(start_raw, anchors, tolerance), align_time(end_raw, anchors, tolerance)
-        if start > end:
-            start, end = start_raw, end_raw
         aligned.append(
             {"start": start, "end": end, "start_raw": start_raw, "end_raw": end_raw, "description": event["description"]}
         )

@@ -233,9 +233,8 @@ def test_low_light_frames_get_an_enhanced_copy(tmp_path: Path, blobs: BlobStore)
     original, enhanced = stored_rgb(blobs, dark.blob_uri), stored_rgb(blobs, dark.enhanced_uri)
     assert mean_luma(enhanced) > mean_luma(original)
     assert not bright.low_light and bright.enhanced_uri == "" and bright.mean_luma > 60
-    [dark_again] = list(
-        image_frames(upload_for(blobs, dark_path, MediaType.IMAGE), dark_path, blobs, FrameOptions(low_light_threshold=10))
-    )
+    strict = FrameOptions(low_light_threshold=10)
+    [dark_again] = list(image_frames(upload_for(blobs, dark_path, MediaType.IMAGE), dark_path, blobs, strict))
     assert not dark_again.low_light and dark_again.enhanced_uri == ""
 
 
@@ -296,7 +295,9 @@ def test_video_samples_are_the_first_frames_at_each_boundary(tmp_path: Path, rat
         packet_pts = [p.pts for p in container.demux(container.streams.video[0]) if p.pts is not None]
     assert packet_pts != sorted(packet_pts)
 
-    samples = [(index, t, read_id(frame.to_ndarray(format="rgb24"))) for index, t, frame in sample_video_times(path, 1.0)]
+    samples = [
+        (index, t, read_id(frame.to_ndarray(format="rgb24"))) for index, t, frame in sample_video_times(path, 1.0)
+    ]
 
     frame_times = [Fraction(number) / rate for number in range(int(4 * rate))]
     assert [number for _, _, number in samples] == expected_samples(frame_times, Fraction(1))
@@ -328,6 +329,23 @@ def test_variable_frame_rate_video(tmp_path: Path) -> None:
     assert chosen == [0, 4, 7, 10]  # 3700 ms stands in for both 2 s and 3 s: one sample, no duplicate
     assert [number for _, number in samples] == chosen
     assert [t for t, _ in samples] == pytest.approx([float(times[n]) for n in chosen], abs=1e-9)
+
+
+@pytest.mark.parametrize("fps", [1.0, 2.5, 7.0])
+def test_skipping_nonreference_frames_changes_no_sample(tmp_path: Path, fps: float) -> None:
+    path = write_cfr(tmp_path / "clip.mp4", 4, 25)
+    with av.open(str(path)) as container:  # reference: decode every frame, then pick
+        stream = container.streams.video[0]
+        decoded = [(Fraction(f.pts) * stream.time_base, f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
+    times = [t - decoded[0][0] for t, _ in decoded]
+    reference = [decoded[number] for number in expected_samples(times, Fraction(fps))]
+
+    samples = [(t, frame.to_ndarray(format="rgb24")) for _, t, frame in sample_video_times(path, fps)]
+
+    assert len(samples) == len(reference) == int(4 * fps) + (4 * fps % 1 > 0)
+    for (t, pixels), (ref_time, ref_pixels) in zip(samples, reference):
+        assert t == pytest.approx(float(ref_time - decoded[0][0]), abs=1e-9)
+        assert np.array_equal(pixels, ref_pixels)
 
 
 def test_video_frames_records_and_blobs(tmp_path: Path, blobs: BlobStore) -> None:
@@ -374,10 +392,11 @@ def test_decode_error_mid_video_keeps_earlier_frames(tmp_path: Path, blobs: Blob
     damaged.write_bytes(bytes(data))
 
     produced = []
-    with pytest.raises(FrameExtractionError, match="decoding failed after"):
+    with pytest.raises(FrameExtractionError, match="decoding failed after") as caught:
         for frame in extract_frames(upload_for(blobs, damaged, MediaType.VIDEO), blobs):
             produced.append(frame)
     assert produced and produced[0].t == 0.0
+    assert "truncated" not in str(caught.value)  # the file is whole: its packets reach the end
 
 
 def test_unopenable_video_raises_frame_extraction_error(tmp_path: Path, blobs: BlobStore) -> None:
@@ -399,7 +418,8 @@ def test_video_display_rotation_matches_ffmpeg(tmp_path: Path, blobs: BlobStore)
     reference = tmp_path / "reference.png"
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(rotated), "-frames:v", "1", str(reference)], check=True)
 
-    [frame] = list(video_frames(upload_for(blobs, rotated, MediaType.VIDEO), rotated, blobs, FrameOptions(video_frame_format="png")))
+    upload = upload_for(blobs, rotated, MediaType.VIDEO)
+    [frame] = list(video_frames(upload, rotated, blobs, FrameOptions(video_frame_format="png")))
 
     assert (frame.width, frame.height) == (HEIGHT, WIDTH)
     ours = stored_rgb(blobs, frame.blob_uri).astype(int)

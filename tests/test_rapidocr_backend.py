@@ -20,7 +20,7 @@ from rapidfuzz.distance import Levenshtein
 
 from qwen_dataset.geometry import iou_matrix
 from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, outcomes_to_records
-from qwen_dataset.prelabel.rapidocr_backend import RapidOcrBackend, regions_from_result
+from qwen_dataset.prelabel.rapidocr_backend import RapidOcrBackend, load_bgr_image, regions_from_result
 from qwen_dataset.records import AnnotationRecord, AnnotationStatus, regions_table, to_frame
 from qwen_dataset.text import group_lines, guess_language, reading_order
 
@@ -92,6 +92,20 @@ def test_regions_from_result_clips_drops_and_orders() -> None:
     assert [region["reading_order"] for region in regions] == [0, 1]
     assert regions[0]["confidence"] == 1.0
     assert regions_from_result(None, 200, 100) == []
+
+
+def test_load_bgr_image_lays_transparency_on_white_and_applies_exif(tmp_path) -> None:
+    transparent = Image.new("RGBA", (40, 20), (0, 0, 0, 0))
+    transparent.putpixel((5, 5), (0, 0, 255, 255))  # one opaque blue pixel
+    transparent.save(tmp_path / "alpha.png")
+    pixels = load_bgr_image(tmp_path / "alpha.png")
+    assert pixels.shape == (20, 40, 3) and pixels.flags["C_CONTIGUOUS"]
+    assert pixels[0, 0].tolist() == [255, 255, 255]
+    assert pixels[5, 5].tolist() == [255, 0, 0]  # BGR order
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    Image.new("RGB", (40, 20), "white").save(tmp_path / "turned.jpg", exif=exif)
+    assert load_bgr_image(tmp_path / "turned.jpg").shape == (40, 20, 3)
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -107,6 +108,8 @@ class FakeVllm:
         self.seen: list[SeenRequest] = []
         self._schema_verdicts: dict[str, str] = {}
         self._lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most chat requests the server was answering at once
 
     def script(self, colour: Colour, *replies: Reply) -> None:
         """Queue replies for requests whose first image's top-left pixel is ``colour``."""
@@ -157,7 +160,14 @@ class FakeVllm:
         reply = self._next_reply(colour, body)
         self._log(body, colour, images, texts, reply.status)
         if self.latency_s or reply.delay_s:
-            await asyncio.sleep(self.latency_s + reply.delay_s)
+            with self._lock:
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                await asyncio.sleep(self.latency_s + reply.delay_s)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
         if reply.status != 200:
             headers = {"Retry-After": reply.retry_after} if reply.retry_after is not None else None
             kind = "RateLimitError" if reply.status == 429 else "InternalServerError"
@@ -342,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reply-file", help="JSON file with the answer every request gets")
     parser.add_argument("--model", default=DEFAULT_MODEL)
     args = parser.parse_args(argv)
-    content = open(args.reply_file, encoding="utf-8").read() if args.reply_file else "{}"
+    content = Path(args.reply_file).read_text(encoding="utf-8") if args.reply_file else "{}"
     fake = FakeVllm(model=args.model, default=Reply(content=content), latency_s=args.latency, read_colour=False)
     with FakeVllmServer(fake) as server:
         print(f"LISTENING {server.port}", flush=True)

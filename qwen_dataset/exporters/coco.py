@@ -1,7 +1,19 @@
-"""OCR regions as a COCO detection dataset (one category, ``text``).
+"""The boxes of a task as a COCO detection dataset.
+
+=============== ========================================== ==================
+task            boxes                                      categories
+=============== ========================================== ==================
+ocr             text regions                               ``text`` (one)
+gui_action      UI elements                                one per role
+spatial         objects                                    one per label
+image_to_code   layout blocks (every node of the tree)     one per role
+=============== ========================================== ==================
 
 Readable by ``pycocotools.coco.COCO``; each annotation keeps what COCO has no field for (the text,
-its language, provenance) under ``attributes``, the way CVAT's COCO export does.
+role, label, provenance, the item's index in its payload) under ``attributes``, the way CVAT's
+COCO export does. Category ids are stable for ``ocr`` (1 = text) and for the roles the templates
+enumerate (in the template schema's order); labels outside that list (any spatial label, a role
+a reviewer typed) get the next ids in order of first appearance. ``video_event`` has no boxes.
 """
 
 from __future__ import annotations
@@ -14,18 +26,27 @@ from typing import IO, Any
 
 import pandas as pd
 
-from qwen_dataset.exporters import checked_regions, final_annotations, frame_sizes
+from qwen_dataset.exporters.payloads import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, iter_layout
 from qwen_dataset.geometry import to_coco
+from qwen_dataset.prelabel.templates import TemplateError, load_template
 from qwen_dataset.records import Task
 from qwen_dataset.storage import atomic_writer
 
 TEXT_CATEGORY = {"id": 1, "name": "text", "supercategory": "ocr"}
 
+#: Tasks with boxes, and the supercategory of their categories.
+BOX_TASKS: dict[str, str] = {
+    Task.OCR.value: "ocr",
+    Task.GUI_ACTION.value: "gui",
+    Task.SPATIAL.value: "object",
+    Task.IMAGE_TO_CODE.value: "layout",
+}
 
-def coco_info() -> dict[str, Any]:
+
+def coco_info(task: str = Task.OCR.value) -> dict[str, Any]:
     now = datetime.now(timezone.utc)
     return {
-        "description": "qwen-dataset OCR export",
+        "description": f"qwen-dataset {task.replace('_', ' ')} export" if task != Task.OCR else "qwen-dataset OCR export",
         "version": "1.0",
         "year": now.year,
         "contributor": "qwen-dataset",
@@ -33,18 +54,20 @@ def coco_info() -> dict[str, Any]:
     }
 
 
+def coco_box_fields(box: list[float]) -> dict[str, Any]:
+    """``bbox`` (``[x, y, w, h]``), ``area`` and the rectangle ``segmentation`` of a pixel box."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    x, y, w, h = to_coco([x1, y1, x2, y2])
+    return {"bbox": [x, y, w, h], "area": w * h, "iscrowd": 0, "segmentation": [[x1, y1, x2, y1, x2, y2, x1, y2]]}
+
+
 def coco_annotation(annotation_id: int, image_id: int, region: Any) -> dict[str, Any]:
     """One COCO annotation from a :func:`records.regions_table` row (pixels, ``[x, y, w, h]``)."""
-    x1, y1, x2, y2 = float(region.x1), float(region.y1), float(region.x2), float(region.y2)
-    x, y, w, h = to_coco([x1, y1, x2, y2])
     return {
         "id": annotation_id,
         "image_id": image_id,
         "category_id": TEXT_CATEGORY["id"],
-        "bbox": [x, y, w, h],
-        "area": w * h,
-        "iscrowd": 0,
-        "segmentation": [[x1, y1, x2, y1, x2, y2, x1, y2]],
+        **coco_box_fields([region.x1, region.y1, region.x2, region.y2]),
         "attributes": {
             "text": region.text,
             "language": region.language,
@@ -66,42 +89,133 @@ def _write_array(handle: IO[bytes], key: str, items: Iterator[dict[str, Any]], l
     return count
 
 
+class CategoryIndex:
+    """Category names -> ids: the known names first (stable ids), new names appended as met."""
+
+    def __init__(self, known: list[str], supercategory: str) -> None:
+        self.supercategory = supercategory
+        self.ids: dict[str, int] = {}
+        for name in known:
+            self.id_for(name)
+
+    def id_for(self, name: str) -> int:
+        if name not in self.ids:
+            self.ids[name] = len(self.ids) + 1
+        return self.ids[name]
+
+    def categories(self) -> list[dict[str, Any]]:
+        return [{"id": number, "name": name, "supercategory": self.supercategory} for name, number in self.ids.items()]
+
+
+def template_roles(task: str) -> list[str]:
+    """The roles a template's schema enumerates (empty if an edited schema no longer says)."""
+    try:
+        schema = load_template(task).schema
+    except TemplateError:
+        return []
+    try:
+        if task == Task.GUI_ACTION:
+            return list(schema["properties"]["elements"]["items"]["properties"]["role"]["enum"])
+        return list(schema["$defs"]["node"]["properties"]["role"]["enum"])
+    except (KeyError, TypeError):
+        return []
+
+
+def category_index(task: str) -> CategoryIndex:
+    """The category list a task's COCO export starts from."""
+    if task not in BOX_TASKS:
+        raise ValueError(
+            f"task {task!r} has no boxes to export as COCO; COCO exports cover {list(BOX_TASKS)} "
+            f"(video_event is exported as JSONL, CSV or Label Studio tasks)"
+        )
+    if task == Task.OCR:
+        return CategoryIndex([TEXT_CATEGORY["name"]], BOX_TASKS[task])
+    if task == Task.SPATIAL:
+        return CategoryIndex([], BOX_TASKS[task])
+    return CategoryIndex(template_roles(task), BOX_TASKS[task])
+
+
+def iter_boxes(annotation: ExportAnnotation) -> Iterator[tuple[list[float], str, dict[str, Any]]]:
+    """``(pixel box, category name, attributes)`` of each box of a checked annotation, in payload order."""
+    payload = annotation.payload
+    provenance = {"source": annotation.source, "annotation_id": annotation.annotation_id}
+    task = annotation.task
+    if task == Task.OCR:
+        for region in payload.get("regions") or []:
+            yield region["bbox"], TEXT_CATEGORY["name"], {
+                "text": region.get("text", ""),
+                "language": region.get("language", ""),
+                **provenance,
+                "reading_order": int(region["reading_order"]),
+            }
+    elif task == Task.GUI_ACTION:
+        for index, element in enumerate(payload.get("elements") or []):
+            role = element.get("role", "other")
+            yield element["bbox"], role, {"text": element.get("text", ""), "role": role, "element_index": index, **provenance}
+    elif task == Task.SPATIAL:
+        for index, item in enumerate(payload.get("objects") or []):
+            label = item.get("label", "")
+            yield item["bbox"], label, {
+                "label": label, "occluded": bool(item.get("occluded", False)), "object_index": index, **provenance,
+            }
+    elif task == Task.IMAGE_TO_CODE:
+        for index, parent, depth, node in iter_layout(payload.get("layout")):
+            role = node.get("role", "other")
+            yield node["bbox"], role, {
+                "tag": node.get("tag", ""), "role": role, "node_index": index, "parent_index": parent, "depth": depth,
+                **provenance,
+            }
+
+
 def export_coco(
     annotations: pd.DataFrame,
     frames: pd.DataFrame,
     out_path: Path,
     image_ref: Callable[[str], str],
+    *,
+    task: str = Task.OCR.value,
 ) -> dict[str, int]:
-    """Write the final ``ocr`` annotations as COCO detection JSON; returns the counts written.
+    """Write the boxes of the final ``task`` annotations as COCO detection JSON; returns the counts.
 
-    Images are the frames with a final ok ``ocr`` annotation (see
+    Images are the frames with a final ok annotation of the task (see
     :func:`qwen_dataset.exporters.final_annotations`), numbered from 1 in ``frame_id`` order; a
-    frame whose annotation has no regions is kept as an image without annotations (a true
+    frame whose annotation has no boxes is kept as an image without annotations (a true
     negative). Frames whose prelabel failed are left out: their content is unknown, and an empty
-    image would claim they hold no text. Streamed to a temp file and renamed when complete.
+    image would claim they hold nothing. Annotations are numbered from 1 in image order, then
+    payload order (OCR: reading order). Streamed to a temp file and renamed when complete;
+    boxes that stay empty after clipping to their frame fail the export, naming the annotations.
     """
-    chosen = final_annotations(annotations, Task.OCR.value)
-    sizes = frame_sizes(frames, chosen["frame_id"])
-    regions = checked_regions(chosen, frames, Task.OCR.value)
-    image_ids = {frame_id: number for number, frame_id in enumerate(chosen["frame_id"], start=1)}
+    categories = category_index(task)
+    stream = AnnotationStream(annotations, frames, task)
+    checker = BoxChecker()
 
     def images() -> Iterator[dict[str, Any]]:
-        for frame_id, image_id in image_ids.items():
-            width, height = sizes[frame_id]
+        for image_id, frame_id in enumerate(stream.frame_ids, start=1):
+            width, height = stream.sizes[frame_id]
             yield {"id": image_id, "file_name": image_ref(frame_id), "width": width, "height": height, "frame_id": frame_id}
 
     def coco_annotations() -> Iterator[dict[str, Any]]:
-        ordered = regions.assign(coco_image_id=regions["frame_id"].map(image_ids)).sort_values(
-            ["coco_image_id", "reading_order", "region_index"], kind="stable"
-        )
-        for number, region in enumerate(ordered.itertuples(index=False), start=1):
-            yield coco_annotation(number, int(region.coco_image_id), region)
+        number = 0
+        for image_id, annotation in enumerate(stream, start=1):
+            check_boxes(annotation, checker)
+            for box, category, attributes in iter_boxes(annotation):
+                number += 1
+                yield {
+                    "id": number,
+                    "image_id": image_id,
+                    "category_id": categories.id_for(category),
+                    **coco_box_fields(box),
+                    "attributes": attributes,
+                }
+        checker.raise_if_any()
 
     with atomic_writer(Path(out_path), "wb") as handle:
         handle.write(b"{\n")
-        for key, value in (("info", coco_info()), ("licenses", []), ("categories", [TEXT_CATEGORY])):
+        for key, value in (("info", coco_info(task)), ("licenses", [])):
             handle.write(f'"{key}": {json.dumps(value, ensure_ascii=False)},\n'.encode("utf-8"))
         image_count = _write_array(handle, "images", images())
-        annotation_count = _write_array(handle, "annotations", coco_annotations(), last=True)
+        annotation_count = _write_array(handle, "annotations", coco_annotations())
+        # Categories last: labels met while streaming the annotations are part of the list.
+        category_count = _write_array(handle, "categories", iter(categories.categories()), last=True)
         handle.write(b"\n}\n")
-    return {"images": image_count, "annotations": annotation_count, "categories": 1}
+    return {"images": image_count, "annotations": annotation_count, "categories": category_count}

@@ -1,37 +1,83 @@
-"""OCR samples in the conversation JSONL of Qwen3-VL's ``qwen-vl-finetune``.
+"""Training samples in the conversation JSONL of Qwen3-VL's ``qwen-vl-finetune``, for every task.
 
-One JSON object per line::
+One JSON object per line, one per annotated frame (for ``video_event``: per video)::
 
     {"image": "<image_ref(frame_id)>",
      "conversations": [
-        {"from": "human", "value": "<image>\\nSpot all the text in the image with line-level, ..."},
-        {"from": "gpt", "value": "[{\\"bbox_2d\\": [x1, y1, x2, y2], \\"text_content\\": \\"...\\"}, ...]"}]}
+        {"from": "human", "value": "<image>\\n<prompt>"},
+        {"from": "gpt", "value": "<answer: JSON text>"}]}
 
-``bbox_2d`` is relative to the frame on Qwen3-VL's 0-1000 scale, regions in reading order.
+Rules of the format (Qwen3-VL ``qwen-vl-finetune/README.md``): ``image`` is a path or a list of
+paths, ``video`` a video path; each ``<image>`` tag in a human turn stands for exactly one image,
+in order, a ``<video>`` tag for the video, and no tag appears in an answer.
+
+Answers are Qwen3-VL's native JSON: boxes as ``bbox_2d`` ``[x1, y1, x2, y2]`` and points as
+``point_2d`` ``[x, y]``, integers relative to the frame on the 0-1000 scale
+(:func:`qwen_dataset.geometry.to_qwen_1000`, with the frame's own width and height). Per task:
+
+=============== ======================================= ==============================================
+task            prompt                                  answer
+=============== ======================================= ==============================================
+ocr             Qwen3-VL cookbook's line-level text     ``[{"bbox_2d", "text_content"}, ...]`` in
+                spotting prompt (:data:`OCR_PROMPT`)    reading order
+gui_action      the template prompt with the            ``{"elements": [{"bbox_2d", "role", "text"}],
+                annotation's instruction                "instruction", "actions": [{"type",
+                                                        "target", "point_2d", "end_point_2d",
+                                                        "text", "direction"}]}``
+spatial         the template prompt                     ``{"objects": [{"bbox_2d", "label",
+                                                        "occluded"}], "relations", "depth_order"}``
+image_to_code   the template prompt                     ``{"html", "layout": {"tag", "role",
+                                                        "bbox_2d", "children"}}``
+video_event     ``<video>`` + :data:`VIDEO_EVENT_PROMPT`  ``{"events": [{"start", "end",
+                or, without a video file, the sampled   "description"}]}`` (seconds)
+                frames as ``<t seconds><image>`` lines
+                and the template prompt
+=============== ======================================= ==============================================
+
+The gui_action, spatial, image_to_code and video_event answers follow the templates' schemas, so a
+model fine-tuned on them answers the prelabel prompts in the form the prelabel parser reads.
+``box_style="compact"`` writes each ``bbox_2d`` as the string ``"<box>[x1,y1,x2,y2]</box>"``
+(still 0-1000) instead of a JSON array; everything else is unchanged.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from qwen_dataset.exporters import checked_regions, final_annotations, frame_sizes
-from qwen_dataset.geometry import to_qwen_1000
-from qwen_dataset.records import Task
+from qwen_dataset.exporters.payloads import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, iter_layout
+from qwen_dataset.geometry import point_to_qwen_1000, to_qwen_1000
+from qwen_dataset.prelabel.templates import DEFAULT_GUI_INSTRUCTION, TASK_ORDER, load_template
+from qwen_dataset.records import FrameKind, Task
 from qwen_dataset.storage import atomic_writer
 
 # The line-level text-spotting prompt of Qwen3-VL's OCR cookbook.
 OCR_PROMPT = "Spot all the text in the image with line-level, and output in JSON format."
 IMAGE_TAG = "<image>"
+VIDEO_TAG = "<video>"
+BOX_STYLES = ("json", "compact")
+
+#: The video_event prompt when the sample carries the video file itself (the template's prompt
+#: speaks of sampled frames shown with their timestamps, which a ``<video>`` sample has not).
+VIDEO_EVENT_PROMPT = (
+    "List the distinct events that happen in this video. For each event give:\n"
+    '- "start": the second at which it begins;\n'
+    '- "end": the second at which it ends (not before "start");\n'
+    '- "description": one sentence describing what happens.\n'
+    'Answer with JSON only: {"events": [...]}. If nothing happens, answer {"events": []}.'
+)
 
 # Tag-like text read off a screenshot ("<image>" in HTML source, "<|im_end|>") must not reach the
 # trainer as a media placeholder or a special token. Escaping "<" as \u003c inside the answer's
 # JSON strings hides it, and json.loads of the answer still returns the exact text.
 _ESCAPES = {"<image>": "\\u003cimage>", "<video>": "\\u003cvideo>", "<|": "\\u003c|"}
+# A prompt is plain text, not JSON: the same tags inside it (a GUI instruction may hold anything)
+# are broken up so the trainer's placeholder split cannot see them.
+_PROMPT_DEFUSE = {"<image>": "<image >", "<video>": "<video >", "<|": "< |"}
 
 
 def _escape_tags(answer: str) -> str:
@@ -40,13 +86,29 @@ def _escape_tags(answer: str) -> str:
     return answer
 
 
+def defuse_prompt(prompt: str) -> str:
+    """``prompt`` with media placeholders and special-token openers broken up (``<image >``)."""
+    for tag, defused in _PROMPT_DEFUSE.items():
+        prompt = prompt.replace(tag, defused)
+    return prompt
+
+
+def dump_answer(answer: Any) -> str:
+    """An answer object as the assistant turn's text: compact JSON, tags escaped."""
+    return _escape_tags(json.dumps(answer, ensure_ascii=False))
+
+
 def ocr_answer(regions: pd.DataFrame, width: int, height: int) -> str:
-    """The assistant turn: a JSON list of ``{"bbox_2d", "text_content"}`` in the given row order."""
+    """The assistant turn: a JSON list of ``{"bbox_2d", "text_content"}`` in the given row order.
+
+    Takes rows of :func:`qwen_dataset.records.regions_table`; the exporters use
+    :func:`answer_object` on parsed payloads instead.
+    """
     items = [
         {"bbox_2d": to_qwen_1000([row.x1, row.y1, row.x2, row.y2], width, height), "text_content": row.text}
         for row in regions.itertuples(index=False)
     ]
-    return _escape_tags(json.dumps(items, ensure_ascii=False))
+    return dump_answer(items)
 
 
 def ocr_sample(image: str, answer: str) -> dict[str, Any]:
@@ -57,6 +119,223 @@ def ocr_sample(image: str, answer: str) -> dict[str, Any]:
             {"from": "gpt", "value": answer},
         ],
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Answers
+
+
+def _box_encoder(width: int, height: int, box_style: str) -> Callable[[list[float]], Any]:
+    if box_style == "json":
+        return lambda box: to_qwen_1000(box, width, height)
+
+    def compact(box: list[float]) -> str:
+        x1, y1, x2, y2 = to_qwen_1000(box, width, height)
+        return f"<box>[{x1},{y1},{x2},{y2}]</box>"
+
+    return compact
+
+
+def _point(point: Any, width: int, height: int) -> list[int] | None:
+    return None if point is None else point_to_qwen_1000(point, width, height)
+
+
+def answer_object(annotation: ExportAnnotation, box_style: str = "json") -> Any:
+    """The answer of one checked annotation (see :func:`payloads.check_boxes`) as a JSON-ready object."""
+    payload, width, height = annotation.payload, annotation.width, annotation.height
+    box = _box_encoder(width, height, box_style)
+    task = annotation.task
+    if task == Task.OCR:
+        return [{"bbox_2d": box(region["bbox"]), "text_content": region.get("text", "")} for region in payload.get("regions") or []]
+    if task == Task.GUI_ACTION:
+        return {
+            "elements": [
+                {"bbox_2d": box(element["bbox"]), "role": element.get("role", "other"), "text": element.get("text", "")}
+                for element in payload.get("elements") or []
+            ],
+            "instruction": payload.get("instruction", ""),
+            "actions": [
+                {
+                    "type": action["type"],
+                    "target": action.get("target"),
+                    "point_2d": _point(action.get("point"), width, height),
+                    "end_point_2d": _point(action.get("end_point"), width, height),
+                    "text": action.get("text"),
+                    "direction": action.get("direction"),
+                }
+                for action in payload.get("actions") or []
+            ],
+        }
+    if task == Task.SPATIAL:
+        return {
+            "objects": [
+                {"bbox_2d": box(item["bbox"]), "label": item.get("label", ""), "occluded": bool(item.get("occluded", False))}
+                for item in payload.get("objects") or []
+            ],
+            "relations": [
+                {"subject": relation["subject"], "predicate": relation["predicate"], "object": relation["object"]}
+                for relation in payload.get("relations") or []
+            ],
+            "depth_order": list(payload.get("depth_order") or []),
+        }
+    if task == Task.IMAGE_TO_CODE:
+        return {"html": payload.get("html", ""), "layout": _layout_answer(payload.get("layout"), box)}
+    if task == Task.VIDEO_EVENT:
+        return {
+            "events": [
+                {"start": event["start"], "end": event["end"], "description": event.get("description", "")}
+                for event in payload.get("events") or []
+            ]
+        }
+    raise ValueError(f"unknown task {task!r}: the tasks are {list(TASK_ORDER)}")
+
+
+def _layout_answer(root: dict[str, Any] | None, box: Callable[[list[float]], Any]) -> dict[str, Any] | None:
+    built: list[dict[str, Any]] = []
+    for _, parent, _, node in iter_layout(root):
+        item = {"tag": node.get("tag", ""), "role": node.get("role", "other"), "bbox_2d": box(node["bbox"]), "children": []}
+        if parent is not None:
+            built[parent]["children"].append(item)
+        built.append(item)
+    return built[0] if built else None
+
+
+# --------------------------------------------------------------------------------------------
+# Samples
+
+
+class _VideoFrames:
+    """Sampled frames of each video, in time order, for video samples written as frame sequences."""
+
+    def __init__(self, frames: pd.DataFrame) -> None:
+        video = frames[frames["kind"] == FrameKind.VIDEO_FRAME.value]
+        ordered = video.sort_values(["upload_id", "t", "frame_id"], kind="stable")
+        self.by_upload: dict[str, list[tuple[str, float | None]]] = {}
+        for upload_id, frame_id, t in zip(ordered["upload_id"].tolist(), ordered["frame_id"].tolist(), ordered["t"].tolist()):
+            self.by_upload.setdefault(upload_id, []).append((frame_id, None if pd.isna(t) else float(t)))
+
+    def of(self, upload_id: str) -> list[tuple[str, float]]:
+        members = self.by_upload.get(upload_id, [])
+        if not members or any(t is None for _, t in members):
+            raise ValueError(
+                f"video {upload_id}: its sampled frames (kind 'video_frame' with timestamps t) are not in the frames "
+                f"manifest; pass video_ref to write the video file instead, or export with the video's frames"
+            )
+        return members  # type: ignore[return-value]
+
+
+def _timestamp_marker(t: float) -> str:
+    # The same "<t seconds>" text the prelabel backend shows before each video frame.
+    return f"<{t:.1f} seconds>"
+
+
+class SampleBuilder:
+    """Turns checked annotations of one task into qwen-vl-finetune samples."""
+
+    def __init__(
+        self,
+        task: str,
+        frames: pd.DataFrame,
+        image_ref: Callable[[str], str],
+        *,
+        box_style: str = "json",
+        video_ref: Callable[[str], str] | None = None,
+    ) -> None:
+        if task not in TASK_ORDER:
+            raise ValueError(f"unknown task {task!r}: the tasks are {list(TASK_ORDER)}")
+        if box_style not in BOX_STYLES:
+            raise ValueError(f"box_style must be one of {list(BOX_STYLES)}, got {box_style!r}")
+        self.task = task
+        self.image_ref = image_ref
+        self.video_ref = video_ref
+        self.box_style = box_style
+        self.template = None if task == Task.OCR else load_template(task)
+        self.video_frames = _VideoFrames(frames) if task == Task.VIDEO_EVENT and video_ref is None else None
+
+    def prompt(self, annotation: ExportAnnotation) -> str:
+        if self.template is None:
+            return OCR_PROMPT
+        if self.task == Task.GUI_ACTION:
+            payload = annotation.payload
+            instruction = payload.get("requested_instruction") or payload.get("instruction") or DEFAULT_GUI_INSTRUCTION
+            return defuse_prompt(self.template.render_prompt(instruction))
+        return defuse_prompt(self.template.render_prompt())
+
+    def sample(self, annotation: ExportAnnotation) -> dict[str, Any]:
+        answer = dump_answer(answer_object(annotation, self.box_style))
+        if self.task != Task.VIDEO_EVENT:
+            return _conversation("image", self.image_ref(annotation.frame_id), f"{IMAGE_TAG}\n{self.prompt(annotation)}", answer)
+        if self.video_ref is not None:
+            return _conversation("video", self.video_ref(annotation.upload_id), f"{VIDEO_TAG}\n{VIDEO_EVENT_PROMPT}", answer)
+        assert self.video_frames is not None
+        members = self.video_frames.of(annotation.upload_id)
+        shown = "\n".join(f"{_timestamp_marker(t)}{IMAGE_TAG}" for _, t in members)
+        images = [self.image_ref(frame_id) for frame_id, _ in members]
+        return _conversation("image", images, f"{shown}\n{self.prompt(annotation)}", answer)
+
+
+def _conversation(media_key: str, media: str | list[str], human: str, answer: str) -> dict[str, Any]:
+    return {media_key: media, "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": answer}]}
+
+
+def iter_qwen_samples(
+    annotations: pd.DataFrame,
+    frames: pd.DataFrame,
+    image_ref: Callable[[str], str],
+    *,
+    task: str,
+    box_style: str = "json",
+    video_ref: Callable[[str], str] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """qwen-vl-finetune samples of the final ``task`` annotations, one at a time, by ``frame_id``.
+
+    Unknown frames and bad arguments fail at the call; boxes that stay empty after clipping
+    fail when the iteration ends, naming every broken annotation.
+    """
+    builder = SampleBuilder(task, frames, image_ref, box_style=box_style, video_ref=video_ref)
+    stream = AnnotationStream(annotations, frames, task)
+    return _samples(stream, builder)
+
+
+def _samples(stream: AnnotationStream, builder: SampleBuilder) -> Iterator[dict[str, Any]]:
+    checker = BoxChecker()
+    for annotation in stream:
+        check_boxes(annotation, checker)
+        yield builder.sample(annotation)
+    checker.raise_if_any()
+
+
+def write_jsonl(out_path: Path, records: Iterator[dict[str, Any]]) -> int:
+    """Stream ``records`` as JSON lines into ``out_path`` atomically; returns the line count."""
+    count = 0
+    with atomic_writer(Path(out_path), "wb") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+            count += 1
+    return count
+
+
+def export_qwen_jsonl(
+    annotations: pd.DataFrame,
+    frames: pd.DataFrame,
+    out_path: Path,
+    image_ref: Callable[[str], str],
+    *,
+    task: str,
+    box_style: str = "json",
+    video_ref: Callable[[str], str] | None = None,
+) -> int:
+    """Write one qwen-vl-finetune sample per final ``task`` annotation; returns the line count.
+
+    ``image_ref(frame_id)`` gives the image path written into the sample. ``video_ref(upload_id)``
+    (``video_event`` only, optional) gives the video file's path: the sample is then a ``video``
+    sample with one ``<video>`` tag; without it the video's sampled frames are the sample's
+    images, each shown after its ``<t seconds>`` marker as the prelabel backend showed them.
+    Annotations with empty answers are kept (they teach "nothing here"); failed prelabels are
+    left out. Streamed to a temp file and renamed into place only when complete.
+    """
+    samples = iter_qwen_samples(annotations, frames, image_ref, task=task, box_style=box_style, video_ref=video_ref)
+    return write_jsonl(out_path, samples)
 
 
 def export_qwen_ocr_jsonl(
@@ -74,17 +353,4 @@ def export_qwen_ocr_jsonl(
     those frames would bias it towards hallucinating text. Lines are ordered by ``frame_id``,
     streamed to a temp file and renamed into place only when complete.
     """
-    chosen = final_annotations(annotations, Task.OCR.value)
-    sizes = frame_sizes(frames, chosen["frame_id"])
-    regions = checked_regions(chosen, frames, Task.OCR.value)
-    by_annotation = dict(tuple(regions.groupby("annotation_id", sort=False))) if not regions.empty else {}
-    empty = regions.iloc[0:0]
-    count = 0
-    with atomic_writer(Path(out_path), "wb") as handle:
-        for annotation_id, frame_id in zip(chosen["annotation_id"], chosen["frame_id"]):
-            width, height = sizes[frame_id]
-            answer = ocr_answer(by_annotation.get(annotation_id, empty), width, height)
-            line = json.dumps(ocr_sample(image_ref(frame_id), answer), ensure_ascii=False)
-            handle.write(line.encode("utf-8") + b"\n")
-            count += 1
-    return count
+    return export_qwen_jsonl(annotations, frames, out_path, image_ref, task=Task.OCR.value)

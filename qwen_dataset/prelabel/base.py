@@ -36,7 +36,11 @@ class FrameInput:
 
 @dataclasses.dataclass(frozen=True)
 class PrelabelOutcome:
-    """A backend's answer for one frame and task: a payload, or the reason there is none."""
+    """A backend's answer for one frame and task: a payload, or the reason there is none.
+
+    For ``video_event`` one outcome covers a whole video and is filed under the ``frame_id`` of
+    the video's first sampled frame (:func:`qwen_dataset.video_events.anchor_frames`).
+    """
 
     frame_id: str
     task: str
@@ -64,7 +68,7 @@ class PrelabelBackend(Protocol):
     def tasks(self) -> Sequence[str]: ...
 
     def annotate(self, frames: Sequence[FrameInput], task: str) -> Iterator[PrelabelOutcome]:
-        """Yield exactly one outcome per input frame (in any order)."""
+        """Yield exactly one outcome per input frame (in any order); for ``video_event``, one per video."""
         ...
 
 

@@ -15,7 +15,7 @@ Each frame (or each window of a video's sampled frames) becomes one ``POST
 removed in vLLM 0.12 and is never sent).
 
 Concurrency: an asyncio event loop driven from the calling thread keeps up to
-``max_concurrency`` requests in flight over one pooled ``httpx.AsyncClient``; images are read,
+``max_concurrency`` requests in flight over pooled keep-alive ``httpx`` connections; images are read,
 downscaled and base64-encoded lazily inside that window (in a small thread pool), so 10,000 frames
 never sit in memory as payloads. :meth:`VllmBackend.annotate` stays a plain synchronous generator
 that yields outcomes as they complete. Do not call it from inside a running event loop.
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import dataclasses
 import email.utils
 import hashlib
@@ -38,10 +39,12 @@ import json
 import math
 import os
 import random
+import ssl
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +72,20 @@ from qwen_dataset.video_events import (
 DEFAULT_MODEL = "Qwen/Qwen3-VL-4B-Instruct"
 #: Qwen3-VL sees one visual token per 32x32 pixels (16 px patches merged 2x2).
 PIXELS_PER_VISUAL_TOKEN = 32 * 32
-#: 1280 visual tokens per image: leaves room for 8 video frames in a 32k context.
-DEFAULT_MAX_PIXELS = 1280 * PIXELS_PER_VISUAL_TOKEN
+#: 2048 visual tokens per image: 1920x1080 frames go out untouched (no decode/re-encode on the
+#: client), and 8 video frames plus the answer still fit a 32k context.
+DEFAULT_MAX_PIXELS = 2048 * PIXELS_PER_VISUAL_TOKEN
 #: The recommended ``vllm serve --limit-mm-per-prompt '{"image": 8}'``.
 DEFAULT_MAX_IMAGES_PER_REQUEST = 8
 VIDEO_TASK = "video_event"
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
 RAW_LIMIT = 4000  # characters of an error body or answer kept on a failure row
+# httpcore schedules each pool's requests in time quadratic in its connections: 64 connections in
+# one pool cost ~2x the client CPU of 8 pools of 8 (benchmarks/bench_vllm_client.py).
+CONNECTIONS_PER_POOL = 8
 _RETRY_AFTER_FLOOR_CAP_S = 60.0
+REENCODE_FORMATS = {"png": ("PNG", "image/png", {"compress_level": 1}), "jpeg": ("JPEG", "image/jpeg", {"quality": 95})}
 
 
 class RequestFailed(Exception):
@@ -113,7 +121,8 @@ class VllmSettings:
     max_images_per_request: int = DEFAULT_MAX_IMAGES_PER_REQUEST
     event_tolerance_s: float = DEFAULT_TOLERANCE_S
     templates_dir: str = ""  # empty: the packaged templates
-    encode_threads: int = 0  # 0: min(4, CPU count)
+    encode_threads: int = 0  # 0: min(8, CPU count); image decode/resize/encode release the GIL
+    reencode_format: str = "png"  # for frames that must be re-encoded (downscaled): "png" (lossless) or "jpeg" (q95, far less CPU)
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -131,6 +140,8 @@ class VllmSettings:
         bad = {name: value for name, value in positive.items() if not value > 0}
         if bad:
             raise ValueError(f"these settings must be positive: {bad}")
+        if self.reencode_format not in REENCODE_FORMATS:
+            raise ValueError(f"reencode_format must be one of {sorted(REENCODE_FORMATS)}, not {self.reencode_format!r}")
         if self.max_retries < 0 or self.backoff_base_s < 0 or self.backoff_max_s < 0 or self.event_tolerance_s < 0:
             raise ValueError("max_retries, backoff_base_s, backoff_max_s and event_tolerance_s must not be negative")
 
@@ -166,10 +177,11 @@ def fit_within_pixels(width: int, height: int, max_pixels: int) -> tuple[int, in
     return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
 
 
-def encode_image(path: Path, max_pixels: int) -> EncodedImage:
+def encode_image(path: Path, max_pixels: int, reencode_format: str = "png") -> EncodedImage:
     """A ``data:`` URL for the frame, downscaled to ``max_pixels`` (aspect kept, never upscaled).
 
-    A PNG or JPEG already within budget is sent byte for byte; anything else is re-encoded as PNG.
+    A PNG or JPEG already within budget is sent byte for byte; anything else is re-encoded as
+    ``reencode_format`` (PNG by default: lossless, at some CPU cost).
     Raises :class:`RequestFailed` ``image_unreadable`` when the file cannot be decoded.
     """
     try:
@@ -184,10 +196,12 @@ def encode_image(path: Path, max_pixels: int) -> EncodedImage:
                     image.draft("RGB", target)  # decode at a reduced scale first: much less work
                 picture = image if image.mode in ("RGB", "L") else image.convert("RGB")
                 if picture.size != target:
-                    picture = picture.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+                    # Bicubic, as Qwen's own processor resizes; a third cheaper than Lanczos.
+                    picture = picture.resize(target, Image.Resampling.BICUBIC, reducing_gap=3.0)
+                pil_format, mime, options = REENCODE_FORMATS[reencode_format]
                 buffer = io.BytesIO()
-                picture.save(buffer, format="PNG", compress_level=1)
-                mime, data = "image/png", buffer.getvalue()
+                picture.save(buffer, format=pil_format, **options)
+                data = buffer.getvalue()
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
         raise RequestFailed("image_unreadable", f"{path}: {error}") from error
     return EncodedImage(f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", target[0], target[1])
@@ -294,17 +308,68 @@ def completion_content(response: httpx.Response) -> tuple[str, str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Jobs: one request each
+# Jobs: one request each (shared with the in-process mode)
 
 
 @dataclasses.dataclass(frozen=True)
-class _Job:
+class Job:
+    """One request: a frame, or a window of a video's sampled frames."""
+
     outcome_id: str  # frame id the outcome is filed under (a video's first sampled frame)
     window: int  # this request's index among its outcome's requests
     windows: int
     frames: tuple[FrameInput, ...]
     slack_s: float = 0.0  # video: how far past the shown timestamps an event may reach
-    precheck_error: str = ""
+    precheck_error: str = ""  # set when the job cannot be sent at all
+
+
+def plan_jobs(frames: Sequence[FrameInput], task: str, max_images_per_request: int) -> Iterator[Job]:
+    """Lazily: one job per frame, or for ``video_event`` windows of each video's frames in time order."""
+    if task != VIDEO_TASK:
+        for frame in frames:
+            yield Job(outcome_id=frame.frame_id, window=0, windows=1, frames=(frame,))
+        return
+    for members in group_video_frames(frames).values():
+        anchor = members[0].frame_id
+        if any(frame.t is None for frame in members):
+            yield Job(anchor, 0, 1, tuple(members), precheck_error="no_timestamps: video_event needs each sampled frame's time t; these frames have none")
+            continue
+        times = [float(frame.t) for frame in members]  # type: ignore[arg-type]
+        steps = [later - earlier for earlier, later in zip(times, times[1:]) if later > earlier]
+        slack = statistics.median(steps) if steps else 1.0
+        windows = [tuple(members[start : start + max_images_per_request]) for start in range(0, len(members), max_images_per_request)]
+        for index, window in enumerate(windows):
+            yield Job(anchor, index, len(windows), window, slack_s=slack)
+
+
+def job_messages(job: Job, template: Template, images: Sequence[EncodedImage], instruction: str) -> list[dict[str, Any]]:
+    timestamps = [float(frame.t or 0.0) for frame in job.frames] if template.task == VIDEO_TASK else None
+    return build_messages(template, images, instruction=instruction, timestamps=timestamps)
+
+
+def job_context(job: Job, instruction: str) -> AnswerContext:
+    """Parsing context: the ORIGINAL frame size (not the downscaled one) and the video window."""
+    first = job.frames[0]
+    times = [float(frame.t or 0.0) for frame in job.frames]
+    return AnswerContext(
+        width=first.width,
+        height=first.height,
+        instruction=instruction,
+        window_start=min(times),
+        window_end=max(times),
+        window_slack=job.slack_s,
+    )
+
+
+def job_failure(job: Job, task: str, error: str, raw: str) -> PrelabelOutcome:
+    if job.windows > 1:
+        first, last = job.frames[0].t or 0.0, job.frames[-1].t or 0.0
+        error = f"window {job.window + 1}/{job.windows} ({first:.1f}-{last:.1f} s): {error}"
+    return PrelabelOutcome(frame_id=job.outcome_id, task=task, payload=None, error=error, raw=raw[:RAW_LIMIT])
+
+
+def truncation_error(error: AnswerError, max_tokens: int) -> str:
+    return f"truncated: the answer hit max_tokens={max_tokens} before it was complete ({error})"
 
 
 @dataclasses.dataclass
@@ -313,6 +378,74 @@ class _VideoState:
     received: int = 0
     events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     failure: PrelabelOutcome | None = None
+
+
+class VideoCollector:
+    """Gathers the windows of each video; a video is complete when all its windows are in."""
+
+    def __init__(self, frames: Sequence[FrameInput]) -> None:
+        self.states = {members[0].frame_id: _VideoState(frames=members) for members in group_video_frames(frames).values()}
+
+    def has_failed(self, job: Job) -> bool:
+        return self.states[job.outcome_id].failure is not None
+
+    def add(self, job: Job, result: dict[str, Any] | PrelabelOutcome | None) -> _VideoState | None:
+        """Record one window's parsed answer, failure, or ``None`` (skipped); the state once complete."""
+        state = self.states[job.outcome_id]
+        state.received += 1
+        if isinstance(result, PrelabelOutcome) and state.failure is None:
+            state.failure = result
+        elif isinstance(result, dict):
+            state.events.extend(result["events"])
+        return state if state.received == job.windows else None
+
+
+def video_boundaries(members: Sequence[FrameInput], video_path_for: Callable[[str], Path | None] | None) -> Boundaries:
+    """Anchors for event alignment: a full scan of the video file when we know it, else the sampled frames."""
+    if video_path_for is not None:
+        path = video_path_for(members[0].upload_id)
+        if path is not None and Path(path).is_file():
+            try:
+                return scan_video(Path(path))
+            except (OSError, ValueError):
+                pass  # an unreadable file still leaves the sampled frames to align to
+    try:
+        cuts = cuts_from_sampled_frames([frame.image_path for frame in members], [float(frame.t or 0.0) for frame in members])
+    except (OSError, ValueError):
+        return Boundaries()
+    return Boundaries(cuts=tuple(cuts), source="sampled_frames")
+
+
+def finish_video(state: _VideoState, boundaries: Boundaries, tolerance_s: float) -> PrelabelOutcome:
+    """The one outcome of a video: its failure, or merged and aligned events."""
+    if state.failure is not None:
+        return state.failure
+    payload = event_payload(
+        state.events,
+        boundaries,
+        [float(frame.t or 0.0) for frame in state.frames],
+        [frame.frame_id for frame in state.frames],
+        tolerance=tolerance_s,
+    )
+    return PrelabelOutcome(frame_id=state.frames[0].frame_id, task=VIDEO_TASK, payload=payload)
+
+
+def backend_version(engine: str, model: str, templates: dict[str, Template], **parameters: Any) -> str:
+    """The version string: engine, model, every template's version tag and output-relevant parameters."""
+    parts = [f"{engine}:{model}", *(f"{name}={value}" for name, value in parameters.items() if value is not None)]
+    parts.extend(f"{task}={template.version_tag}" for task, template in templates.items())
+    return ";".join(parts)
+
+
+def instruction_digest(instruction: str) -> str | None:
+    """A short hash of a non-default GUI instruction (it changes gui_action output)."""
+    if instruction == DEFAULT_GUI_INSTRUCTION:
+        return None
+    return hashlib.sha256(instruction.encode()).hexdigest()[:8]
+
+
+# --------------------------------------------------------------------------------------------
+# The backend
 
 
 class VllmBackend:
@@ -345,18 +478,18 @@ class VllmBackend:
     def version(self) -> str:
         """Model, template versions and every parameter that changes the output; no network."""
         settings = self.settings
-        parts = [
-            f"vllm:{settings.model}",
-            f"max_pixels={settings.max_pixels}",
-            f"max_tokens={settings.max_tokens}",
-            *(f"{task}={template.version_tag}" for task, template in self.templates.items()),
-        ]
-        if VIDEO_TASK in self.templates:
-            parts.append(f"video_window={settings.max_images_per_request},tolerance={settings.event_tolerance_s:g}")
-        if "gui_action" in self.templates and settings.gui_instruction != DEFAULT_GUI_INSTRUCTION:
-            digest = hashlib.sha256(settings.gui_instruction.encode()).hexdigest()[:8]
-            parts.append(f"instruction={digest}")
-        return ";".join(parts)
+        has_video = VIDEO_TASK in self.templates
+        return backend_version(
+            "vllm",
+            settings.model,
+            self.templates,
+            max_pixels=settings.max_pixels,
+            max_tokens=settings.max_tokens,
+            reencode=settings.reencode_format,
+            video_window=settings.max_images_per_request if has_video else None,
+            tolerance=f"{settings.event_tolerance_s:g}" if has_video else None,
+            instruction=instruction_digest(settings.gui_instruction) if "gui_action" in self.templates else None,
+        )
 
     @property
     def tasks(self) -> Sequence[str]:
@@ -377,8 +510,9 @@ class VllmBackend:
         cuts / audio changes, and the video fails as a whole if any window fails.
         """
         template = self.template(task)
-        jobs = self._video_jobs(frames) if task == VIDEO_TASK else self._frame_jobs(frames)
-        return self._drive(template, jobs, frames if task == VIDEO_TASK else ())
+        jobs = plan_jobs(frames, task, self.settings.max_images_per_request)
+        collector = VideoCollector(frames) if task == VIDEO_TASK else None
+        return self._drive(template, jobs, collector)
 
     # -- extras -------------------------------------------------------------------------------
 
@@ -402,14 +536,11 @@ class VllmBackend:
         video_path_for: Callable[[str], Path | None] | None = None,
     ) -> VllmBackend:
         """A copy with per-run options (e.g. the GUI instruction from the run config)."""
-        settings = self.settings
+        clone = copy.copy(self)
         if instruction:
-            settings = dataclasses.replace(settings, gui_instruction=instruction)
-        clone = VllmBackend.__new__(VllmBackend)
-        clone.settings = settings
-        clone.templates = self.templates
-        clone.video_path_for = video_path_for or self.video_path_for
-        clone._rng = self._rng
+            clone.settings = dataclasses.replace(self.settings, gui_instruction=instruction)
+        if video_path_for is not None:
+            clone.video_path_for = video_path_for
         return clone
 
     def check_server(self, timeout_s: float = 10.0) -> list[str]:
@@ -426,41 +557,15 @@ class VllmBackend:
             raise ServerCheckError(f"the server at {url} serves {served}, not {self.settings.model!r}; set the resource's model to one of them")
         return served
 
-    # -- planning -----------------------------------------------------------------------------
-
-    def _frame_jobs(self, frames: Sequence[FrameInput]) -> Iterator[_Job]:
-        for frame in frames:
-            yield _Job(outcome_id=frame.frame_id, window=0, windows=1, frames=(frame,))
-
-    def _video_jobs(self, frames: Sequence[FrameInput]) -> Iterator[_Job]:
-        size = self.settings.max_images_per_request
-        for members in group_video_frames(frames).values():
-            anchor = members[0].frame_id
-            if any(frame.t is None for frame in members):
-                yield _Job(anchor, 0, 1, tuple(members), precheck_error="no_timestamps: video_event needs each sampled frame's time t; these frames have none")
-                continue
-            times = [float(frame.t) for frame in members]  # type: ignore[arg-type]
-            steps = [b - a for a, b in zip(times, times[1:]) if b > a]
-            slack = statistics.median(steps) if steps else 1.0
-            windows = [tuple(members[start : start + size]) for start in range(0, len(members), size)]
-            for index, window in enumerate(windows):
-                yield _Job(anchor, index, len(windows), window, slack_s=slack)
-
     # -- the event loop -----------------------------------------------------------------------
 
-    def _drive(self, template: Template, jobs: Iterator[_Job], video_frames: Sequence[FrameInput]) -> Iterator[PrelabelOutcome]:
+    def _drive(self, template: Template, jobs: Iterator[Job], collector: VideoCollector | None) -> Iterator[PrelabelOutcome]:
         settings = self.settings
-        video_states = {anchor: _VideoState(frames=members) for anchor, members in _anchored(video_frames).items()}
-        threads = settings.encode_threads or min(4, os.cpu_count() or 1)
+        threads = settings.encode_threads or min(8, os.cpu_count() or 1)
         loop = asyncio.new_event_loop()
         pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vllm-encode")
-        client = httpx.AsyncClient(
-            base_url=settings.api_root,
-            headers=self._headers(),
-            timeout=httpx.Timeout(settings.request_timeout_s, connect=min(settings.request_timeout_s, 10.0)),
-            limits=httpx.Limits(max_connections=settings.max_concurrency, max_keepalive_connections=settings.max_concurrency),
-        )
-        runner = _Runner(self, template, client, pool, video_states)
+        client = _PooledClient(settings, self._headers())
+        runner = _Runner(self, template, client, pool, collector)
         pending: set[asyncio.Future[PrelabelOutcome | None]] = set()
         try:
             exhausted = False
@@ -490,24 +595,46 @@ class VllmBackend:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.settings.api_key}"}
 
-    def _boundaries(self, members: Sequence[FrameInput]) -> Boundaries:
-        """Anchors for event alignment: a full scan of the video when we know its file."""
-        if self.video_path_for is not None:
-            path = self.video_path_for(members[0].upload_id)
-            if path is not None and Path(path).is_file():
-                try:
-                    return scan_video(Path(path))
-                except (OSError, ValueError) as error:  # fall back to the sampled frames
-                    del error
+
+class _PooledClient:
+    """``max_concurrency`` keep-alive connections split over small ``httpx.AsyncClient`` pools.
+
+    Each POST goes to the least busy pool, so the pools together keep every slot in use.
+    """
+
+    def __init__(self, settings: VllmSettings, headers: dict[str, str]) -> None:
+        count = math.ceil(settings.max_concurrency / CONNECTIONS_PER_POOL)
+        size = math.ceil(settings.max_concurrency / count)
+        self.clients = [
+            httpx.AsyncClient(
+                base_url=settings.api_root,
+                headers=headers,
+                verify=_tls_context(),
+                timeout=httpx.Timeout(settings.request_timeout_s, connect=min(settings.request_timeout_s, 10.0)),
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+            )
+            for _ in range(count)
+        ]
+        self.busy = [0] * count
+
+    async def post(self, path: str, body: bytes) -> httpx.Response:
+        index = min(range(len(self.clients)), key=self.busy.__getitem__)
+        self.busy[index] += 1
         try:
-            cuts = cuts_from_sampled_frames([frame.image_path for frame in members], [float(frame.t or 0.0) for frame in members])
-        except (OSError, ValueError):
-            return Boundaries()
-        return Boundaries(cuts=tuple(cuts), source="sampled_frames")
+            return await self.clients[index].post(path, content=body, headers={"Content-Type": "application/json"})
+        finally:
+            self.busy[index] -= 1
+
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.aclose()
 
 
-def _anchored(frames: Sequence[FrameInput]) -> dict[str, list[FrameInput]]:
-    return {members[0].frame_id: members for members in group_video_frames(frames).values()}
+@lru_cache(maxsize=1)
+def _tls_context() -> ssl.SSLContext:
+    # httpx's default context (certifi, or SSL_CERT_FILE): loading the CA bundle costs ~25 ms,
+    # so build it once rather than once per pool.
+    return httpx.create_ssl_context()
 
 
 class _Runner:
@@ -517,78 +644,73 @@ class _Runner:
         self,
         backend: VllmBackend,
         template: Template,
-        client: httpx.AsyncClient,
+        client: _PooledClient,
         pool: ThreadPoolExecutor,
-        video_states: dict[str, _VideoState],
+        collector: VideoCollector | None,
     ) -> None:
         self.backend = backend
         self.settings = backend.settings
         self.template = template
         self.client = client
         self.pool = pool
-        self.video_states = video_states
+        self.collector = collector
 
-    async def run(self, job: _Job) -> PrelabelOutcome | None:
+    async def run(self, job: Job) -> PrelabelOutcome | None:
         """One job -> its outcome (image tasks), or the video's outcome once its last window is in."""
-        state = self.video_states.get(job.outcome_id) if self.template.task == VIDEO_TASK else None
-        if state is not None and state.failure is not None:
-            return await self._video_window_done(job, state, None)  # the video already failed: skip
+        if self.collector is not None and self.collector.has_failed(job):
+            return await self._window_done(job, None)  # the video already failed: don't send the rest
         if job.precheck_error:
-            result: dict[str, Any] | PrelabelOutcome = self._failure(job, job.precheck_error, "")
+            result: dict[str, Any] | PrelabelOutcome = job_failure(job, self.template.task, job.precheck_error, "")
         else:
             try:
                 result = await self._exchange(job)
             except Exception as error:  # noqa: BLE001 - one bad answer must never stop the batch
-                result = self._failure(job, f"client_error: {type(error).__name__}: {error}", "")
-        if state is None:
-            if isinstance(result, PrelabelOutcome):
-                return result
-            return PrelabelOutcome(frame_id=job.outcome_id, task=self.template.task, payload=result)
-        return await self._video_window_done(job, state, result)
+                result = job_failure(job, self.template.task, f"client_error: {type(error).__name__}: {error}", "")
+        if self.collector is not None:
+            return await self._window_done(job, result)
+        if isinstance(result, PrelabelOutcome):
+            return result
+        return PrelabelOutcome(frame_id=job.outcome_id, task=self.template.task, payload=result)
 
-    async def _exchange(self, job: _Job) -> dict[str, Any] | PrelabelOutcome:
+    async def _window_done(self, job: Job, result: dict[str, Any] | PrelabelOutcome | None) -> PrelabelOutcome | None:
+        assert self.collector is not None
+        state = self.collector.add(job, result)
+        if state is None:
+            return None
+        boundaries = Boundaries()
+        if state.failure is None:
+            loop = asyncio.get_running_loop()
+            boundaries = await loop.run_in_executor(self.pool, video_boundaries, state.frames, self.backend.video_path_for)
+        return finish_video(state, boundaries, self.settings.event_tolerance_s)
+
+    async def _exchange(self, job: Job) -> dict[str, Any] | PrelabelOutcome:
+        task = self.template.task
+        settings = self.settings
         loop = asyncio.get_running_loop()
         try:
             images = await loop.run_in_executor(self.pool, self._encode, job.frames)
         except RequestFailed as error:
-            return self._failure(job, str(error), error.raw)
-        body = json.dumps(self._body(job, images), ensure_ascii=False).encode("utf-8")
-        del images
-        context = self._context(job)
+            return job_failure(job, task, str(error), error.raw)
+        messages = job_messages(job, self.template, images, settings.gui_instruction)
+        body = json.dumps(build_request_body(settings.model, self.template, messages, settings.max_tokens), ensure_ascii=False).encode("utf-8")
+        del images, messages
+        context = job_context(job, settings.gui_instruction)
         last_error, last_raw = "", ""
         for _ in range(2):  # an unusable answer is asked for once more
             try:
                 text, finish_reason = await self._post(body)
             except RequestFailed as error:
-                return self._failure(job, str(error), error.raw)
+                return job_failure(job, task, str(error), error.raw)
             try:
                 return parse_answer(self.template, text, context)
             except AnswerError as error:
-                last_error, last_raw = str(error), text
-                if finish_reason == "length":
-                    max_tokens = min(self.template.max_tokens, self.settings.max_tokens)
-                    last_error = f"truncated: the answer hit max_tokens={max_tokens} before it was complete ({error})"
-        return self._failure(job, last_error, last_raw)
+                last_raw = text
+                last_error = truncation_error(error, min(self.template.max_tokens, settings.max_tokens)) if finish_reason == "length" else str(error)
+        return job_failure(job, task, last_error, last_raw)
 
     def _encode(self, frames: Sequence[FrameInput]) -> list[EncodedImage]:
-        return [encode_image(frame.image_path, self.settings.max_pixels) for frame in frames]
-
-    def _body(self, job: _Job, images: Sequence[EncodedImage]) -> dict[str, Any]:
-        timestamps = [float(frame.t or 0.0) for frame in job.frames] if self.template.task == VIDEO_TASK else None
-        messages = build_messages(self.template, images, instruction=self.settings.gui_instruction, timestamps=timestamps)
-        return build_request_body(self.settings.model, self.template, messages, self.settings.max_tokens)
-
-    def _context(self, job: _Job) -> AnswerContext:
-        first = job.frames[0]
-        times = [float(frame.t or 0.0) for frame in job.frames]
-        return AnswerContext(
-            width=first.width,
-            height=first.height,
-            instruction=self.settings.gui_instruction,
-            window_start=min(times),
-            window_end=max(times),
-            window_slack=job.slack_s,
-        )
+        settings = self.settings
+        return [encode_image(frame.image_path, settings.max_pixels, settings.reencode_format) for frame in frames]
 
     async def _post(self, body: bytes) -> tuple[str, str]:
         """POST with retries on connection errors, timeouts, 429 and 5xx; -> (content, finish_reason)."""
@@ -598,7 +720,7 @@ class _Runner:
             retry_after: float | None = None
             try:
                 async with asyncio.timeout(settings.request_timeout_s):
-                    response = await self.client.post(CHAT_PATH, content=body, headers={"Content-Type": "application/json"})
+                    response = await self.client.post(CHAT_PATH, body)
             except (TimeoutError, httpx.TimeoutException):
                 code, reason, raw = "timeout", f"no answer within {settings.request_timeout_s:g} s", ""
             except httpx.TransportError as error:
@@ -620,32 +742,3 @@ class _Runner:
         if retry_after is not None:
             return min(retry_after, max(settings.backoff_max_s, _RETRY_AFTER_FLOOR_CAP_S))
         return full_jitter_delay(attempt, settings.backoff_base_s, settings.backoff_max_s, self.backend._rng)
-
-    def _failure(self, job: _Job, error: str, raw: str) -> PrelabelOutcome:
-        if job.windows > 1:
-            first, last = job.frames[0].t or 0.0, job.frames[-1].t or 0.0
-            error = f"window {job.window + 1}/{job.windows} ({first:.1f}-{last:.1f} s): {error}"
-        return PrelabelOutcome(frame_id=job.outcome_id, task=self.template.task, payload=None, error=error, raw=raw[:RAW_LIMIT])
-
-    async def _video_window_done(
-        self, job: _Job, state: _VideoState, result: dict[str, Any] | PrelabelOutcome | None
-    ) -> PrelabelOutcome | None:
-        state.received += 1
-        if isinstance(result, PrelabelOutcome) and state.failure is None:
-            state.failure = result
-        elif isinstance(result, dict):
-            state.events.extend(result["events"])
-        if state.received < job.windows:
-            return None
-        if state.failure is not None:
-            return state.failure
-        loop = asyncio.get_running_loop()
-        boundaries = await loop.run_in_executor(self.pool, self.backend._boundaries, state.frames)
-        payload = event_payload(
-            state.events,
-            boundaries,
-            [float(frame.t or 0.0) for frame in state.frames],
-            [frame.frame_id for frame in state.frames],
-            tolerance=self.settings.event_tolerance_s,
-        )
-        return PrelabelOutcome(frame_id=job.outcome_id, task=VIDEO_TASK, payload=payload)

@@ -1,0 +1,192 @@
+"""Every annotation item as one CSV row: regions, elements, actions, objects, relations, blocks, events.
+
+A flat view for spreadsheets, pandas and SQL: one row per item, with the annotation's
+provenance on every row and boxes in pixels of the frame. Columns (:data:`CSV_COLUMNS`):
+
+* ``task, annotation_id, frame_id, upload_id, source, author, template_version, created_at``
+  - which annotation the row belongs to and where it came from;
+* ``image`` - ``image_ref(frame_id)`` when an ``image_ref`` is given, else empty;
+* ``item, item_index`` - what the row is (below) and its position in the payload;
+* ``x1, y1, x2, y2`` - the box in pixels (clipped into the frame, as in every export);
+* ``text, label, action_type, target, point_x, point_y, end_x, end_y, direction, start, end``;
+* ``attributes`` - a JSON object with the item's remaining fields, so nothing is lost.
+
+===================== ============================================================================
+item                  filled columns (attributes)
+===================== ============================================================================
+region (ocr)          box, text, label = font style (language, confidence, reading_order)
+element (gui_action)  box, text, label = role
+instruction           text = the instruction the actions carry out (requested_instruction)
+action                action_type, target, point_x/y, end_x/y, text, direction (box, amount, duration)
+object (spatial)      box, label (occluded, depth_rank: 0 = nearest, if ranked)
+relation              label = predicate (subject, object: object indices)
+block (image_to_code) box, label = role (tag, parent_index, depth)
+html                  text = the page's HTML
+event (video_event)   start, end (seconds), text = description (frame_ids, start_raw, end_raw)
+none                  an annotation with no items, so every exported annotation has a row
+===================== ============================================================================
+
+Empty cells mean "not applicable" (or ``None``). Streamed with the ``csv`` module (RFC 4180
+quoting, so texts may hold commas, quotes and newlines) into a temp file renamed when complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qwen_dataset.exporters.payloads import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, iter_layout
+from qwen_dataset.prelabel.templates import TASK_ORDER
+from qwen_dataset.records import Task
+from qwen_dataset.storage import atomic_writer
+
+PROVENANCE_COLUMNS = ("task", "annotation_id", "frame_id", "upload_id", "source", "author", "template_version", "created_at")
+ITEM_COLUMNS = (
+    "image", "item", "item_index", "x1", "y1", "x2", "y2", "text", "label", "action_type", "target",
+    "point_x", "point_y", "end_x", "end_y", "direction", "start", "end", "attributes",
+)
+CSV_COLUMNS: tuple[str, ...] = PROVENANCE_COLUMNS + ITEM_COLUMNS
+_ACTION_KNOWN = {"type", "target", "point", "end_point", "text", "direction"}
+
+Item = dict[str, Any]
+
+
+def _box_cells(box: Sequence[float]) -> Item:
+    return {"x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3]}
+
+
+def _point_cells(point: Sequence[float] | None, prefix: str) -> Item:
+    if point is None:
+        return {}
+    return {f"{prefix}_x": point[0], f"{prefix}_y": point[1]}
+
+
+def _attributes(values: dict[str, Any]) -> str:
+    kept = {key: value for key, value in values.items() if value is not None}
+    return json.dumps(kept, ensure_ascii=False, sort_keys=True) if kept else ""
+
+
+def ocr_items(payload: dict[str, Any]) -> Iterator[Item]:
+    for index, region in enumerate(payload.get("regions") or []):
+        yield {
+            "item": "region", "item_index": index, **_box_cells(region["bbox"]), "text": region.get("text", ""),
+            "label": region.get("font_style"),
+            "attributes": _attributes({
+                "language": region.get("language"), "confidence": region.get("confidence"),
+                "reading_order": region.get("reading_order"),
+            }),
+        }
+
+
+def gui_items(payload: dict[str, Any]) -> Iterator[Item]:
+    for index, element in enumerate(payload.get("elements") or []):
+        yield {"item": "element", "item_index": index, **_box_cells(element["bbox"]), "text": element.get("text", ""),
+               "label": element.get("role")}
+    yield {"item": "instruction", "item_index": 0, "text": payload.get("instruction", ""),
+           "attributes": _attributes({"requested_instruction": payload.get("requested_instruction")})}
+    for index, action in enumerate(payload.get("actions") or []):
+        extra = {key: value for key, value in action.items() if key not in _ACTION_KNOWN}
+        yield {
+            "item": "action", "item_index": index, "action_type": action.get("type"), "target": action.get("target"),
+            **_point_cells(action.get("point"), "point"), **_point_cells(action.get("end_point"), "end"),
+            "text": action.get("text"), "direction": action.get("direction"), "attributes": _attributes(extra),
+        }
+
+
+def spatial_items(payload: dict[str, Any]) -> Iterator[Item]:
+    depth_rank = {index: rank for rank, index in enumerate(payload.get("depth_order") or [])}
+    for index, item in enumerate(payload.get("objects") or []):
+        yield {"item": "object", "item_index": index, **_box_cells(item["bbox"]), "label": item.get("label", ""),
+               "attributes": _attributes({"occluded": item.get("occluded"), "depth_rank": depth_rank.get(index)})}
+    for index, relation in enumerate(payload.get("relations") or []):
+        yield {"item": "relation", "item_index": index, "label": relation.get("predicate"),
+               "attributes": _attributes({"subject": relation.get("subject"), "object": relation.get("object")})}
+
+
+def image_to_code_items(payload: dict[str, Any]) -> Iterator[Item]:
+    for index, parent, depth, node in iter_layout(payload.get("layout")):
+        yield {"item": "block", "item_index": index, **_box_cells(node["bbox"]), "label": node.get("role"),
+               "attributes": _attributes({"tag": node.get("tag"), "parent_index": parent, "depth": depth})}
+    yield {"item": "html", "item_index": 0, "text": payload.get("html", "")}
+
+
+def video_event_items(payload: dict[str, Any]) -> Iterator[Item]:
+    for index, event in enumerate(payload.get("events") or []):
+        yield {
+            "item": "event", "item_index": index, "start": event.get("start"), "end": event.get("end"),
+            "text": event.get("description", ""),
+            "attributes": _attributes({
+                "frame_ids": event.get("frame_ids"), "start_raw": event.get("start_raw"), "end_raw": event.get("end_raw"),
+            }),
+        }
+
+
+ITEMS: dict[str, Callable[[dict[str, Any]], Iterator[Item]]] = {
+    Task.OCR.value: ocr_items,
+    Task.GUI_ACTION.value: gui_items,
+    Task.SPATIAL.value: spatial_items,
+    Task.IMAGE_TO_CODE.value: image_to_code_items,
+    Task.VIDEO_EVENT.value: video_event_items,
+}
+
+
+def annotation_rows(annotation: ExportAnnotation, image: str = "") -> Iterator[list[Any]]:
+    """The CSV rows (lists in :data:`CSV_COLUMNS` order) of one checked annotation."""
+    provenance = [
+        annotation.task, annotation.annotation_id, annotation.frame_id, annotation.upload_id, annotation.source,
+        annotation.author, annotation.template_version, annotation.created_at,
+    ]
+    written = False
+    for item in ITEMS[annotation.task](annotation.payload):
+        written = True
+        item["image"] = image
+        yield provenance + [item.get(column) for column in ITEM_COLUMNS]
+    if not written:
+        yield provenance + [image, "none"] + [None] * (len(ITEM_COLUMNS) - 2)
+
+
+def export_csv(
+    annotations: pd.DataFrame,
+    frames: pd.DataFrame,
+    out_path: Path,
+    image_ref: Callable[[str], str] | None = None,
+    *,
+    tasks: Iterable[str] | None = None,
+    final_only: bool = True,
+) -> int:
+    """Write one row per item of the ``tasks`` annotations (default: all five); returns the row count.
+
+    ``final_only=True`` exports the annotation each dataset uses (one per frame and task, see
+    :func:`qwen_dataset.exporters.final_annotations`); ``False`` exports every ok annotation,
+    AI prelabels and human corrections side by side, for audits. Rows come task by task (in
+    pipeline order), then by ``frame_id``. Unknown frames and boxes that stay empty after
+    clipping fail the export (nothing is written), as in every other format.
+    """
+    chosen = list(TASK_ORDER) if tasks is None else list(dict.fromkeys(tasks))
+    unknown = [task for task in chosen if task not in TASK_ORDER]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}: the tasks are {list(TASK_ORDER)}")
+    streams = [AnnotationStream(annotations, frames, task, final_only=final_only) for task in chosen]
+    checker = BoxChecker()
+    count = 0
+    with atomic_writer(Path(out_path), "wb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        writer = csv.writer(text)
+        writer.writerow(CSV_COLUMNS)
+        for stream in streams:
+            for annotation in stream:
+                check_boxes(annotation, checker)
+                image = image_ref(annotation.frame_id) if image_ref is not None else ""
+                rows = list(annotation_rows(annotation, image))
+                writer.writerows(rows)
+                count += len(rows)
+        checker.raise_if_any()
+        text.flush()
+        text.detach()  # the atomic writer owns the file: flush, fsync and rename it
+    return count

@@ -1,0 +1,79 @@
+"""The same training samples in the ``messages`` / ``images`` layout of LLaMA-Factory, ms-swift and TRL.
+
+One JSON object per line::
+
+    {"messages": [{"role": "user", "content": "<image>\\n<prompt>"},
+                  {"role": "assistant", "content": "<answer>"}],
+     "images": ["<image_ref(frame_id)>"]}
+
+Video samples carry ``"videos": ["<video_ref(upload_id)>"]`` and a ``<video>`` tag instead (or,
+without a video file, the sampled frames as ``images`` with one ``<image>`` tag each). Prompts
+and answers are exactly those of :mod:`qwen_dataset.exporters.qwen_jsonl`; only the envelope
+differs, so both files train the same behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qwen_dataset.exporters.qwen_jsonl import iter_qwen_samples, write_jsonl
+
+_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
+
+
+def to_messages(sample: dict[str, Any], system: str | None = None) -> dict[str, Any]:
+    """A qwen-vl-finetune sample (``image``/``video`` + ``conversations``) in the messages layout.
+
+    >>> to_messages({"image": "a.png", "conversations": [{"from": "human", "value": "<image>\\nHi"},
+    ...                                                   {"from": "gpt", "value": "[]"}]})
+    {'messages': [{'role': 'user', 'content': '<image>\\nHi'}, {'role': 'assistant', 'content': '[]'}], 'images': ['a.png']}
+    """
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.extend({"role": _ROLES[turn["from"]], "content": turn["value"]} for turn in sample["conversations"])
+    record: dict[str, Any] = {"messages": messages}
+    for source_key, target_key in (("image", "images"), ("video", "videos")):
+        if source_key in sample:
+            media = sample[source_key]
+            record[target_key] = [media] if isinstance(media, str) else list(media)
+    return record
+
+
+def iter_messages(
+    annotations: pd.DataFrame,
+    frames: pd.DataFrame,
+    image_ref: Callable[[str], str],
+    *,
+    task: str,
+    box_style: str = "json",
+    video_ref: Callable[[str], str] | None = None,
+    system: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Messages-layout records of the final ``task`` annotations, one at a time."""
+    samples = iter_qwen_samples(annotations, frames, image_ref, task=task, box_style=box_style, video_ref=video_ref)
+    return (to_messages(sample, system) for sample in samples)
+
+
+def export_messages_jsonl(
+    annotations: pd.DataFrame,
+    frames: pd.DataFrame,
+    out_path: Path,
+    image_ref: Callable[[str], str],
+    *,
+    task: str,
+    box_style: str = "json",
+    video_ref: Callable[[str], str] | None = None,
+    system: str | None = None,
+) -> int:
+    """Write one messages-layout record per final ``task`` annotation; returns the line count.
+
+    Same selection, prompts, answers and atomic streaming as
+    :func:`qwen_dataset.exporters.qwen_jsonl.export_qwen_jsonl`; ``system`` adds a system turn.
+    """
+    records = iter_messages(
+        annotations, frames, image_ref, task=task, box_style=box_style, video_ref=video_ref, system=system
+    )
+    return write_jsonl(out_path, records)

@@ -1,0 +1,204 @@
+"""Qwen3-VL pre-annotation with vLLM loaded in this process (``vllm.LLM``), no HTTP server.
+
+For a single GPU machine that runs the Dagster step itself. Same templates, request messages,
+answer parsing, retries of unusable answers and ``video_event`` windows as the HTTP backend
+(:mod:`qwen_dataset.prelabel.vllm_backend`); structured output goes through
+``SamplingParams(structured_outputs=StructuredOutputsParams(json=schema))``.
+
+vLLM is the optional ``gpu`` extra and is imported only when the engine is first needed::
+
+    pip install -e '.[gpu]'
+
+Frames are processed in batches of ``batch_size`` jobs: each batch is one ``LLM.chat`` call
+(vLLM batches it on the GPU), so memory stays bounded however many frames come in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from qwen_dataset.prelabel.base import FrameInput, PrelabelOutcome
+from qwen_dataset.prelabel.templates import DEFAULT_GUI_INSTRUCTION, AnswerError, Template, load_templates, parse_answer
+from qwen_dataset.prelabel.vllm_backend import (
+    DEFAULT_MAX_IMAGES_PER_REQUEST,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MODEL,
+    VIDEO_TASK,
+    Job,
+    RequestFailed,
+    VideoCollector,
+    backend_version,
+    encode_image,
+    finish_video,
+    instruction_digest,
+    job_context,
+    job_failure,
+    job_messages,
+    plan_jobs,
+    truncation_error,
+    video_boundaries,
+)
+from qwen_dataset.video_events import DEFAULT_TOLERANCE_S
+
+INSTALL_HINT = "pip install -e '.[gpu]'"
+
+
+class VllmNotInstalledError(ImportError):
+    """vLLM (the optional ``gpu`` extra) is not installed."""
+
+
+def require_vllm() -> Any:
+    """Import and return the ``vllm`` module, or explain how to install it."""
+    try:
+        import vllm
+    except ImportError as error:
+        raise VllmNotInstalledError(
+            f"the in-process Qwen3-VL backend needs vLLM, which is not installed here ({error}). "
+            f"Install the GPU extra on a machine with an NVIDIA GPU: {INSTALL_HINT} - or use the HTTP "
+            "backend (VllmPrelabelResource) against a `vllm serve` on another machine."
+        ) from error
+    return vllm
+
+
+@dataclasses.dataclass(frozen=True)
+class InProcessSettings:
+    model: str = DEFAULT_MODEL
+    max_tokens: int = 4096
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    tasks: tuple[str, ...] | None = None
+    gui_instruction: str = DEFAULT_GUI_INSTRUCTION
+    max_images_per_request: int = DEFAULT_MAX_IMAGES_PER_REQUEST
+    event_tolerance_s: float = DEFAULT_TOLERANCE_S
+    templates_dir: str = ""
+    reencode_format: str = "png"
+    batch_size: int = 256
+    # Passed to vllm.LLM; the defaults mirror the recommended `vllm serve` command.
+    engine_args: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {"max_model_len": 32768, "limit_mm_per_prompt": {"image": DEFAULT_MAX_IMAGES_PER_REQUEST, "video": 0}}
+    )
+
+
+class InProcessVllmBackend:
+    """:class:`~qwen_dataset.prelabel.base.PrelabelBackend` on an in-process ``vllm.LLM``.
+
+    Outcome contract as :meth:`qwen_dataset.prelabel.vllm_backend.VllmBackend.annotate`
+    (``video_event``: one outcome per video, under its first sampled frame's id).
+    """
+
+    def __init__(
+        self,
+        settings: InProcessSettings | None = None,
+        *,
+        video_path_for: Callable[[str], Path | None] | None = None,
+    ) -> None:
+        self.settings = settings or InProcessSettings()
+        self.templates: dict[str, Template] = load_templates(self.settings.tasks, self.settings.templates_dir or None)
+        self.video_path_for = video_path_for
+        self._llm: Any = None
+
+    @property
+    def author(self) -> str:
+        return self.settings.model
+
+    @property
+    def version(self) -> str:
+        settings = self.settings
+        has_video = VIDEO_TASK in self.templates
+        return backend_version(
+            "vllm-inprocess",
+            settings.model,
+            self.templates,
+            max_pixels=settings.max_pixels,
+            max_tokens=settings.max_tokens,
+            reencode=settings.reencode_format,
+            video_window=settings.max_images_per_request if has_video else None,
+            tolerance=f"{settings.event_tolerance_s:g}" if has_video else None,
+            instruction=instruction_digest(settings.gui_instruction) if "gui_action" in self.templates else None,
+        )
+
+    @property
+    def tasks(self) -> Sequence[str]:
+        return tuple(self.templates)
+
+    def llm(self) -> Any:
+        """The engine, loaded on first use (loading a model takes a while and needs the GPU)."""
+        if self._llm is None:
+            vllm = require_vllm()
+            self._llm = vllm.LLM(model=self.settings.model, **self.settings.engine_args)
+        return self._llm
+
+    def annotate(self, frames: Sequence[FrameInput], task: str) -> Iterator[PrelabelOutcome]:
+        """Yield outcomes batch by batch; see the class docstring for the contract."""
+        if task not in self.templates:
+            raise ValueError(f"the in-process vLLM backend is not configured for task {task!r}; it runs {list(self.templates)}")
+        template = self.templates[task]
+        collector = VideoCollector(frames) if task == VIDEO_TASK else None
+        jobs = plan_jobs(frames, task, self.settings.max_images_per_request)
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            while batch := [job for _, job in zip(range(self.settings.batch_size), jobs)]:
+                for job, result in zip(batch, self._run_batch(template, batch, pool)):
+                    outcome = self._settle(job, result, task, collector)
+                    if outcome is not None:
+                        yield outcome
+
+    def _settle(
+        self, job: Job, result: dict[str, Any] | PrelabelOutcome, task: str, collector: VideoCollector | None
+    ) -> PrelabelOutcome | None:
+        if collector is None:
+            return result if isinstance(result, PrelabelOutcome) else PrelabelOutcome(job.outcome_id, task, result)
+        state = collector.add(job, result)
+        if state is None:
+            return None
+        if state.failure is not None:
+            return state.failure
+        return finish_video(state, video_boundaries(state.frames, self.video_path_for), self.settings.event_tolerance_s)
+
+    def _run_batch(self, template: Template, batch: list[Job], pool: ThreadPoolExecutor) -> list[dict[str, Any] | PrelabelOutcome]:
+        vllm = require_vllm()
+        from vllm.sampling_params import StructuredOutputsParams
+
+        settings = self.settings
+        max_tokens = min(template.max_tokens, settings.max_tokens)
+        params = vllm.SamplingParams(
+            temperature=0.0, max_tokens=max_tokens, structured_outputs=StructuredOutputsParams(json=template.schema)
+        )
+        results: list[dict[str, Any] | PrelabelOutcome | None] = [None] * len(batch)
+        conversations: dict[int, list[dict[str, Any]]] = {}
+        encoded_jobs = pool.map(lambda job: self._encode_job(job, template.task), batch)
+        for index, (job, encoded) in enumerate(zip(batch, encoded_jobs)):
+            if isinstance(encoded, PrelabelOutcome):
+                results[index] = encoded
+            else:
+                conversations[index] = job_messages(job, template, encoded, settings.gui_instruction)
+        todo = list(conversations)
+        for _ in range(2):  # an unusable answer is asked for once more
+            if not todo:
+                break
+            outputs = self.llm().chat([conversations[index] for index in todo], sampling_params=params, use_tqdm=False)
+            retry = []
+            for index, output in zip(todo, outputs):
+                job, completion = batch[index], output.outputs[0]
+                try:
+                    results[index] = parse_answer(template, completion.text, job_context(job, settings.gui_instruction))
+                except AnswerError as error:
+                    message = truncation_error(error, max_tokens) if completion.finish_reason == "length" else str(error)
+                    results[index] = job_failure(job, template.task, message, completion.text)
+                    retry.append(index)
+            todo = retry
+        settled = [result for result in results if result is not None]
+        assert len(settled) == len(batch), "every job of a batch gets a result"
+        return settled
+
+    def _encode_job(self, job: Job, task: str) -> list[Any] | PrelabelOutcome:
+        if job.precheck_error:
+            return job_failure(job, task, job.precheck_error, "")
+        settings = self.settings
+        try:
+            return [encode_image(frame.image_path, settings.max_pixels, settings.reencode_format) for frame in job.frames]
+        except RequestFailed as error:
+            return job_failure(job, task, str(error), error.raw)

@@ -1,0 +1,118 @@
+"""Blocking gates stop exports; reruns retry only failures; code versions follow the backend."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+import pandas as pd
+import pytest
+from dagster import AssetKey, DagsterInstance
+from PIL import Image
+
+from qwen_dataset.annotation_db import sqlite_url
+from qwen_dataset.definitions import build_definitions
+from qwen_dataset.prelabel.base import FrameInput, PrelabelOutcome
+from resources.prelabel import PrelabelResource
+
+BATCH = "tiny"
+CALLS: dict[str, list[str]] = defaultdict(list)  # mode -> frame ids the backend was asked about
+FAILED_ONCE: set[str] = set()
+
+
+class ScriptedBackend:
+    """A deterministic backend for testing the pipeline's handling of good and bad outputs."""
+
+    tasks = ("ocr",)
+
+    def __init__(self, mode: str, version: str) -> None:
+        self.mode, self.version, self.author = mode, version, f"scripted-{mode}"
+
+    def annotate(self, frames: Sequence[FrameInput], task: str) -> Iterator[PrelabelOutcome]:
+        for frame in frames:
+            CALLS[self.mode].append(frame.frame_id)
+            if self.mode == "flaky" and frame.frame_id not in FAILED_ONCE and frame.width == 300:
+                FAILED_ONCE.add(frame.frame_id)
+                yield PrelabelOutcome(frame.frame_id, task, None, "timeout: the server did not answer", raw="")
+                continue
+            right = frame.width + 50 if self.mode == "outside" else frame.width - 1
+            region = {"bbox": [1.0, 1.0, float(right), 20.0], "text": "Hello", "confidence": 0.9,
+                      "language": "en", "reading_order": 0}
+            yield PrelabelOutcome(frame.frame_id, task, {"regions": [region]})
+
+
+class ScriptedPrelabel(PrelabelResource):
+    mode: str = "good"
+    version: str = "v1"
+
+    def backend(self) -> ScriptedBackend:
+        return ScriptedBackend(self.mode, self.version)
+
+    def backend_version(self) -> str:
+        return self.version
+
+
+@pytest.fixture()
+def root(tmp_path):
+    inbox = tmp_path / "inbox" / BATCH
+    inbox.mkdir(parents=True)
+    Image.new("RGB", (300, 200), "white").save(inbox / "a.png")
+    Image.new("RGB", (320, 240), "gray").save(inbox / "b.png")
+    return tmp_path
+
+
+def run(root, instance, mode: str):
+    defs = build_definitions(storage_root=str(root), database_url=sqlite_url(root / "db.sqlite"),
+                             prelabel=ScriptedPrelabel(mode=mode))
+    instance.add_dynamic_partitions("batches", [BATCH])
+    return defs.resolve_job_def("process_batch").execute_in_process(
+        instance=instance, partition_key=BATCH, raise_on_error=False
+    )
+
+
+def test_failed_gate_blocks_exports_and_passes_once_fixed(root):
+    instance = DagsterInstance.ephemeral()
+    bad = run(root, instance, "outside")
+    assert not bad.success
+    gate = {e.check_name: e for e in bad.get_asset_check_evaluations()}["ai_annotations_gate"]
+    assert gate.passed is False
+    assert gate.metadata["failed_count"].value >= 1
+    assert instance.get_latest_materialization_event(AssetKey("exports")) is None
+    assert not (root / "exports" / BATCH).exists()
+
+    good = run(root, instance, "good")
+    assert good.success
+    assert instance.get_latest_materialization_event(AssetKey("exports")) is not None
+    assert (root / "exports" / BATCH / "qwen_ocr.jsonl").exists()
+
+
+def test_rerun_retries_only_failures(root):
+    instance = DagsterInstance.ephemeral()
+    CALLS["flaky"].clear()
+    FAILED_ONCE.clear()
+    first = run(root, instance, "flaky")
+    assert first.success  # a failed frame is a recorded row, not a crashed run
+    annotations = pd.read_parquet(root / "manifests" / "ai_annotations" / f"{BATCH}.parquet")
+    assert sorted(annotations["status"]) == ["failed", "ok"]
+    assert "timeout" in annotations.loc[annotations["status"] == "failed", "error"].iloc[0]
+    assert len(CALLS["flaky"]) == 2
+
+    CALLS["flaky"].clear()
+    second = run(root, instance, "flaky")
+    assert second.success
+    assert CALLS["flaky"] == [annotations.loc[annotations["status"] == "failed", "frame_id"].iloc[0]]
+    after = pd.read_parquet(root / "manifests" / "ai_annotations" / f"{BATCH}.parquet")
+    assert after["status"].tolist() == ["ok", "ok"]
+    assert after["annotation_id"].is_unique
+
+
+def test_backend_version_drives_the_code_version(tmp_path):
+    def versions(version: str) -> dict[str, str]:
+        defs = build_definitions(storage_root=str(tmp_path), database_url=sqlite_url(tmp_path / "db"),
+                                 prelabel=ScriptedPrelabel(version=version))
+        graph = defs.resolve_asset_graph()
+        return {key.to_user_string(): graph.get(key).code_version for key in graph.get_all_asset_keys()}
+
+    one, two = versions("model-a"), versions("model-b")
+    changed = {key for key in one if one[key] != two[key]}
+    assert changed == {"ai_annotations"}
