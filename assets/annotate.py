@@ -131,6 +131,7 @@ def build_ai_annotations(prelabel_version: str) -> AssetsDefinition:
         kinds={"python", "parquet"},
         owners=["team:ml"],
         code_version=f"{ANNOTATE_CODE_VERSION}:{prelabel_version}",
+        pool="prelabel",
         description=(
             "Pre-annotations of every frame by the configured prelabel backend; a frame the backend "
             "could not annotate gets a failed row with the reason. Reruns retry only failures."

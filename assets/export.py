@@ -20,6 +20,8 @@ EXPORT_CODE_VERSION = "1"
     kinds={"python", "json"},
     owners=["team:ml"],
     code_version=EXPORT_CODE_VERSION,
+    # The quality gate sits on qc_report: a batch that fails it is never exported.
+    deps=["qc_report"],
     automation_condition=AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed(),
     description="exports/<batch>/: qwen_ocr.jsonl (qwen-vl-finetune format, bbox_2d in 0-1000) and coco.json.",
 )

@@ -4,7 +4,7 @@ from dagster import AssetSelection, define_asset_job
 
 from assets.partitions import batches
 
-PIPELINE_ASSETS = ["raw_uploads", "frames", "ai_annotations", "human_corrections", "exports"]
+PIPELINE_ASSETS = ["raw_uploads", "frames", "ai_annotations", "human_corrections", "qc_report", "exports"]
 
 process_batch_job = define_asset_job(
     name="process_batch",
@@ -15,7 +15,7 @@ process_batch_job = define_asset_job(
 
 reexport_job = define_asset_job(
     name="reexport_batch",
-    selection=AssetSelection.assets("human_corrections", "exports"),
+    selection=AssetSelection.assets("human_corrections", "qc_report", "exports"),
     partitions_def=batches,
-    description="Re-read human corrections and re-export one batch.",
+    description="Re-read human corrections, re-measure quality and re-export one batch.",
 )

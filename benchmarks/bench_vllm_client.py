@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,10 +42,14 @@ DISTINCT_IMAGES = 8
 
 
 def render_screen(size: tuple[int, int], rng: random.Random) -> Image.Image:
-    """A GUI-like frame: panels, bars and text-like strokes (compresses like a real screenshot)."""
-    image = Image.new("RGB", size, (248, 248, 250))
-    draw = ImageDraw.Draw(image)
+    """A GUI-like frame: panels, bars, text-like strokes and a photo-like panel, so the PNG is as
+    big as a real screenshot's (~0.5 MB at 1080p)."""
     width, height = size
+    image = Image.new("RGB", size, (248, 248, 250))
+    photo_size = (width // 3, height // 3)
+    noise = np.random.default_rng(rng.randrange(1 << 30)).integers(0, 256, (photo_size[1] // 4, photo_size[0] // 4, 3), dtype=np.uint8)
+    image.paste(Image.fromarray(noise).resize(photo_size, Image.Resampling.BICUBIC), (width // 2, height // 2))
+    draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, width, height // 16), fill=(33, 37, 41))
     draw.rectangle((0, height // 16, width // 6, height), fill=(235, 238, 243))
     for _ in range(60):
@@ -98,29 +103,37 @@ class ServerProcess:
 
 
 def run_scenario(
-    name: str, base_url: str, frames: list[FrameInput], concurrency: int, latency: float, reencode_format: str
+    base_url: str, frames: list[FrameInput], concurrency: int, latency: float, reencode_format: str, rounds: int
 ) -> dict[str, float]:
+    """Best of ``rounds`` timed runs (a busy neighbour only ever slows a run down)."""
     settings = VllmSettings(base_url=base_url, max_concurrency=concurrency, tasks=("ocr",), reencode_format=reencode_format)
     backend = VllmBackend(settings)
     warmup = list(backend.annotate(frames[: min(concurrency, len(frames))], "ocr"))
     assert all(outcome.payload is not None for outcome in warmup), warmup[:1]
-    cpu_start, wall_start = time.process_time(), time.perf_counter()
-    outcomes = list(backend.annotate(frames, "ocr"))
-    wall = time.perf_counter() - wall_start
-    cpu = time.process_time() - cpu_start
-    failed = sum(outcome.payload is None for outcome in outcomes)
-    if len(outcomes) != len(frames) or failed:
-        raise SystemExit(f"{name}: {len(outcomes)} outcomes for {len(frames)} frames, {failed} failed")
-    throughput = len(frames) / wall
-    ideal = concurrency / latency
-    return {"throughput": throughput, "ideal": ideal, "ratio": throughput / ideal, "cpu_per_request_ms": cpu / len(frames) * 1000, "wall": wall}
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        cpu_start, wall_start = time.process_time(), time.perf_counter()
+        outcomes = list(backend.annotate(frames, "ocr"))
+        wall = time.perf_counter() - wall_start
+        cpu = time.process_time() - cpu_start
+        failed = sum(outcome.payload is None for outcome in outcomes)
+        if len(outcomes) != len(frames) or failed:
+            raise SystemExit(f"{len(outcomes)} outcomes for {len(frames)} frames, {failed} failed")
+        throughput = len(frames) / wall
+        if not best or throughput > best["throughput"]:
+            ideal = concurrency / latency
+            best = {"throughput": throughput, "ideal": ideal, "ratio": throughput / ideal, "cpu_ms": cpu / len(frames) * 1000, "wall": wall}
+    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=640)
+    parser.add_argument("--downscale-frames", type=int, default=128, help="frames for the CPU-bound downscale scenarios")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-downscale", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
@@ -128,20 +141,18 @@ def main() -> None:
         reply_file.write_text(json.dumps(load_template("ocr").example), encoding="utf-8")
         server = ServerProcess(args.latency, reply_file)
         try:
-            within = make_frames(folder, (1920, 1080), args.frames)
-            over = make_frames(folder, (2560, 1440), args.frames)
-            scenarios = {
-                "passthrough 1080p": (within, "png"),
-                "downscale 1440p->png": (over, "png"),
-                "downscale 1440p->jpeg": (over, "jpeg"),
-            }
-            print(f"C={args.concurrency} L={args.latency}s N={args.frames} (server in a separate process)")
-            print(f"{'scenario':<22} {'req/s':>8} {'C/L':>8} {'ratio':>7} {'client CPU ms/req':>18} {'wall s':>7}")
+            scenarios = {"passthrough 1080p": (make_frames(folder, (1920, 1080), args.frames), "png")}
+            if not args.skip_downscale:
+                over = make_frames(folder, (2560, 1440), args.downscale_frames)
+                scenarios["downscale 1440p->png"] = (over, "png")
+                scenarios["downscale 1440p->jpeg"] = (over, "jpeg")
+            print(f"C={args.concurrency} L={args.latency}s, best of {args.rounds} rounds, server in a separate process")
+            print(f"{'scenario':<22} {'frames':>6} {'req/s':>8} {'C/L':>7} {'ratio':>6} {'client CPU ms/req':>18} {'wall s':>7}")
             for name, (frames, reencode_format) in scenarios.items():
-                figures = run_scenario(name, server.base_url, frames, args.concurrency, args.latency, reencode_format)
+                figures = run_scenario(server.base_url, frames, args.concurrency, args.latency, reencode_format, args.rounds)
                 print(
-                    f"{name:<22} {figures['throughput']:>8.1f} {figures['ideal']:>8.1f} {figures['ratio']:>7.3f} "
-                    f"{figures['cpu_per_request_ms']:>18.2f} {figures['wall']:>7.2f}"
+                    f"{name:<22} {len(frames):>6} {figures['throughput']:>8.1f} {figures['ideal']:>7.1f} {figures['ratio']:>6.3f} "
+                    f"{figures['cpu_ms']:>18.2f} {figures['wall']:>7.2f}"
                 )
         finally:
             server.close()

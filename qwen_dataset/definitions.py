@@ -25,8 +25,10 @@ from assets.export import exports
 from assets.frames import frames, frames_gate
 from assets.ingest import raw_uploads
 from assets.jobs import process_batch_job, reexport_job
+from assets.quality import qc_gate, qc_report
 from assets.review import human_corrections
 from qwen_dataset.annotation_db import sqlite_url
+from resources.quality import QualityResource
 from resources import (
     AnnotationDatabaseResource,
     ParquetManifestIOManager,
@@ -51,8 +53,8 @@ def build_definitions(storage_root: str | None = None, database_url: str | None 
     prelabel = prelabel or prelabel_resource_from_env()
     storage = StorageResource(root=root)
     return Definitions(
-        assets=[raw_uploads, frames, build_ai_annotations(prelabel.backend_version()), human_corrections, exports],
-        asset_checks=[frames_gate, ai_annotations_gate],
+        assets=[raw_uploads, frames, build_ai_annotations(prelabel.backend_version()), human_corrections, qc_report, exports],
+        asset_checks=[frames_gate, ai_annotations_gate, qc_gate],
         jobs=[process_batch_job, reexport_job],
         sensors=[inbox_sensor],
         schedules=[nightly_reexport],
@@ -60,6 +62,7 @@ def build_definitions(storage_root: str | None = None, database_url: str | None 
             "storage": storage,
             "annotation_db": AnnotationDatabaseResource(url=url),
             "prelabel": prelabel,
+            "quality": QualityResource(),
             "io_manager": ParquetManifestIOManager(storage=storage),
         },
     )

@@ -93,18 +93,17 @@ class ReleaseStaging:
     directory: Path
     frames: pd.DataFrame  # with ``split`` and ``image`` columns
     annotations: pd.DataFrame  # with ``split``
+    images: Mapping[str, str]  # frame_id -> picture path relative to the release folder
 
     def image_ref(self, frame_id: str) -> str:
-        return self._images()[frame_id]
+        """Path of a frame's picture relative to the release folder (``images/<frame_id>.png``)."""
+        return self.images[frame_id]
 
     def split(self, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Frames and annotations of one split."""
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}; splits are {SPLITS}")
         return self.frames[self.frames["split"] == name], self.annotations[self.annotations["split"] == name]
-
-    def _images(self) -> dict[str, str]:
-        return dict(zip(self.frames["frame_id"], self.frames["image"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,10 +262,13 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 def _place_images(frames: pd.DataFrame, export_dirs: Mapping[str, Path | None], blobs: BlobStore | None,
                   staging: Path) -> list[str]:
-    """Link every frame's picture into ``images/``; returns the relative paths in frame order."""
+    """Link every frame's picture into ``images/``; returns the relative paths in frame order.
+
+    ``export_dirs`` maps a frame id to the export folder of the batch it came with.
+    """
     refs, missing = [], []
     for row in frames.itertuples(index=False):
-        source = _picture_of(row.frame_id, row.blob_uri, export_dirs.get(row.batch), blobs)
+        source = _picture_of(row.frame_id, row.blob_uri, export_dirs.get(row.frame_id), blobs)
         if source is None:
             missing.append(row.frame_id)
             refs.append("")
@@ -405,7 +407,7 @@ def render_card(name: str, version: str, digest: str, frames: pd.DataFrame, anno
         "## Splits",
         "",
         f"By upload: sha256(salt + upload_id), read as a number in [0, 1), picks train below {ratios[0]:g}, "
-        f"val below {ratios[0] + ratios[1]:g}, test above (salt: `{salt}`). Frames of one video, pages of one "
+        f"val below {ratios[0] + ratios[1]:g}, test above ({f'salt: `{salt}`' if salt else 'no salt'}). Frames of one video, pages of one "
         "PDF and augmented copies of a frame never land in two splits. splits.json lists the ids; "
         "frames.parquet and annotations.parquet carry a `split` column.",
         "",
@@ -530,6 +532,8 @@ def assemble_release(
     ratios = check_ratios(ratios)
     qc = dict(qc or {})
     frames = _merge([b.frames for b in batches], "frame_id", "frame").sort_values("frame_id", kind="stable")
+    if frames.empty:
+        raise ValueError("the batches hold no frames; a release needs at least one annotated frame")
     all_annotations = _merge([b.annotations for b in batches], "annotation_id", "annotation")
     ok = all_annotations["status"] == AnnotationStatus.OK.value
     annotations = all_annotations[ok].sort_values("annotation_id", kind="stable").reset_index(drop=True)
@@ -566,7 +570,7 @@ def assemble_release(
     staging.mkdir()
     try:
         counts = _stage(staging, version, digest, frames, annotations, lineage, metadata, excluded,
-                        {b.batch: b.export_dir for b in batches}, blobs, write_formats)
+                        {fid: b.export_dir for b in batches for fid in b.frames["frame_id"]}, blobs, write_formats)
         _seal(staging)
         try:
             os.rename(staging, target)
@@ -599,7 +603,7 @@ def _stage(staging: Path, version: str, digest: str, frames: pd.DataFrame, annot
     }
     atomic_write_text(staging / "splits.json", json.dumps(splits, indent=1, ensure_ascii=False) + "\n")
     if write_formats is not None:
-        write_formats(ReleaseStaging(staging, frames, annotations))
+        write_formats(ReleaseStaging(staging, frames, annotations, dict(zip(frames["frame_id"], frames["image"]))))
     counts = _counts(frames, annotations, excluded)
     files = _relative_files(staging)
     card = render_card(metadata["name"], version, digest, frames, annotations, lineage, metadata["qc"],

@@ -168,3 +168,20 @@ def validate_annotations(annotations: pd.DataFrame, frames: pd.DataFrame, tasks:
     )
 
 
+
+
+def validate_quality(headline: pd.DataFrame, targets: dict[str, float]) -> SuiteResult:
+    """The spec's quality targets on the headline figures (one row per batch).
+
+    Each figure must be strictly above its target. A figure with nothing to measure is null and
+    passes: a batch without double-blind items has no agreement to fail.
+    """
+    e = _gx()
+    expectations = [
+        e.ExpectColumnValuesToBeBetween(column=name, min_value=target, strict_min=True)
+        for name, target in targets.items()
+    ]
+    table = headline.copy()
+    for name in targets:
+        table[name] = pd.to_numeric(table.get(name), errors="coerce") if name in table else float("nan")
+    return run_suite("quality", table, expectations)

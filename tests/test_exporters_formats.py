@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -20,10 +20,32 @@ from qwen_dataset.exporters.coco import export_coco
 from qwen_dataset.exporters.csv_export import CSV_COLUMNS, export_csv
 from qwen_dataset.exporters.label_studio import export_label_studio
 from qwen_dataset.exporters.messages import export_messages_jsonl
-from qwen_dataset.exporters.qwen_jsonl import OCR_PROMPT, VIDEO_EVENT_PROMPT, export_qwen_jsonl, export_qwen_ocr_jsonl
-from qwen_dataset.geometry import from_qwen_1000, point_from_qwen_1000, point_to_qwen_1000, to_coco, to_qwen_1000
-from qwen_dataset.prelabel.templates import TASK_ORDER, AnswerContext, load_template, parse_answer
-from qwen_dataset.records import AnnotationRecord, FrameRecord, annotation_id_for, dump_payload, to_frame
+from qwen_dataset.exporters.qwen_jsonl import (
+    OCR_PROMPT,
+    VIDEO_EVENT_PROMPT,
+    export_qwen_jsonl,
+    export_qwen_ocr_jsonl,
+)
+from qwen_dataset.geometry import (
+    from_qwen_1000,
+    point_from_qwen_1000,
+    point_to_qwen_1000,
+    to_coco,
+    to_qwen_1000,
+)
+from qwen_dataset.prelabel.templates import (
+    TASK_ORDER,
+    AnswerContext,
+    load_template,
+    parse_answer,
+)
+from qwen_dataset.records import (
+    AnnotationRecord,
+    FrameRecord,
+    annotation_id_for,
+    dump_payload,
+    to_frame,
+)
 from qwen_dataset.video_events import Boundaries, event_payload
 from tests.factories import frame, frames_df
 
@@ -196,7 +218,7 @@ def test_answers_read_back_through_the_prelabel_parser(tmp_path, manifests, task
     out = tmp_path / f"{task}.jsonl"
     export_qwen_jsonl(*manifests, out, image_ref, task=task, video_ref=video_ref)
     template = load_template(task)
-    for sample, source in zip(read_jsonl(out), final_records(task)):
+    for sample, source in zip(read_jsonl(out), final_records(task), strict=True):
         payload = json.loads(source.payload)
         sized = IMAGE if source.frame_id == IMAGE.frame_id else SMALL if source.frame_id == SMALL.frame_id else VIDEO_FRAMES[0]
         context = AnswerContext(width=sized.width, height=sized.height, instruction=INSTRUCTION, window_end=60.0)
@@ -236,11 +258,11 @@ def expected_after_qwen_scale(task: str, payload: dict[str, Any], width: int, he
 def test_compact_box_style_writes_box_tags_on_the_same_scale(tmp_path, manifests) -> None:
     export_qwen_jsonl(*manifests, tmp_path / "json.jsonl", image_ref, task="spatial")
     export_qwen_jsonl(*manifests, tmp_path / "compact.jsonl", image_ref, task="spatial", box_style="compact")
-    for plain, compact in zip(read_jsonl(tmp_path / "json.jsonl"), read_jsonl(tmp_path / "compact.jsonl")):
+    for plain, compact in zip(read_jsonl(tmp_path / "json.jsonl"), read_jsonl(tmp_path / "compact.jsonl"), strict=True):
         assert plain["conversations"][0] == compact["conversations"][0]
         plain_answer = json.loads(plain["conversations"][1]["value"])
         compact_answer = json.loads(compact["conversations"][1]["value"])
-        for plain_object, compact_object in zip(plain_answer["objects"], compact_answer["objects"]):
+        for plain_object, compact_object in zip(plain_answer["objects"], compact_answer["objects"], strict=True):
             match = re.fullmatch(r"<box>\[(\d+),(\d+),(\d+),(\d+)\]</box>", compact_object["bbox_2d"])
             assert match, compact_object["bbox_2d"]
             assert [int(value) for value in match.groups()] == plain_object["bbox_2d"]
@@ -311,7 +333,7 @@ def test_messages_layout_carries_the_same_turns(tmp_path, manifests, task) -> No
     count = export_messages_jsonl(*manifests, tmp_path / "m.jsonl", image_ref, task=task, video_ref=video_ref)
     samples, records = read_jsonl(tmp_path / "q.jsonl"), read_jsonl(tmp_path / "m.jsonl")
     assert count == len(records) == len(samples)
-    for sample, messages in zip(samples, records):
+    for sample, messages in zip(samples, records, strict=True):
         user, assistant = messages["messages"]
         assert (user["role"], assistant["role"]) == ("user", "assistant")
         assert [user["content"], assistant["content"]] == [turn["value"] for turn in sample["conversations"]]
@@ -435,7 +457,7 @@ def test_csv_cells_keep_exact_pixels_and_texts(tmp_path, manifests) -> None:
     rows = read_csv(out)
     regions = [row for row in rows if row["item"] == "region"]
     payload = canonical("ocr", IMAGE, OCR_ANSWER)
-    for row, region in zip(regions, payload["regions"]):
+    for row, region in zip(regions, payload["regions"], strict=True):
         assert [float(row[c]) for c in ("x1", "y1", "x2", "y2")] == region["bbox"]  # repr floats read back exactly
         assert row["text"] == region["text"] and row["image"] == image_ref(IMAGE.frame_id)
         assert json.loads(row["attributes"])["language"] == region["language"]

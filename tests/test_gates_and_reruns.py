@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
@@ -116,3 +118,41 @@ def test_backend_version_drives_the_code_version(tmp_path):
     one, two = versions("model-a"), versions("model-b")
     changed = {key for key in one if one[key] != two[key]}
     assert changed == {"ai_annotations"}
+
+
+def _double_annotate(root, frame_id: str, second_box: list[float]) -> None:
+    """Two annotators of a double-blind item, as the workbench stores them."""
+    from sqlalchemy.orm import Session
+
+    from qwen_dataset.annotation_db import HumanAnnotation, ReviewState, make_engine
+
+    engine = make_engine(sqlite_url(root / "db.sqlite"))
+    with Session(engine) as session:
+        session.query(HumanAnnotation).delete()
+        for author, box in (("ann1", [1.0, 1.0, 100.0, 20.0]), ("ann2", second_box)):
+            payload = json.dumps({"regions": [{"bbox": box, "text": "Hello", "confidence": None, "language": "en",
+                                              "reading_order": 0}]})
+            session.add(HumanAnnotation(annotation_id=f"{author}-{frame_id}", frame_id=frame_id, upload_id="u",
+                                        batch=BATCH, task="ocr", author=author, payload=payload,
+                                        state=ReviewState.SUBMITTED))
+        session.commit()
+    engine.dispose()
+
+
+def test_quality_gate_blocks_exports_until_annotators_agree(root):
+    instance = DagsterInstance.ephemeral()
+    assert run(root, instance, "good").success
+    frame_id = pd.read_parquet(root / "manifests" / "frames" / f"{BATCH}.parquet")["frame_id"].iloc[0]
+    shutil.rmtree(root / "exports" / BATCH)
+
+    _double_annotate(root, frame_id, [50.0, 1.0, 150.0, 20.0])  # IoU 1/3: they disagree
+    bad = run(root, instance, "good")
+    assert not bad.success
+    gate = {e.check_name: e for e in bad.get_asset_check_evaluations()}["qc_gate"]
+    assert gate.passed is False
+    assert "mean_iou" in gate.description
+    assert not (root / "exports" / BATCH).exists()
+
+    _double_annotate(root, frame_id, [1.0, 1.0, 99.0, 20.0])  # IoU 0.99
+    assert run(root, instance, "good").success
+    assert (root / "exports" / BATCH / "qwen_ocr.jsonl").exists()

@@ -89,6 +89,9 @@ def _assert_batch_processed(root: Path, truth) -> None:
     sample_line = json.loads(lines[0])
     assert (export_dir / sample_line["image"]).is_file()
     assert sample_line["conversations"][0]["value"].count("<image>") == 1
+    report = json.loads((root / "exports" / "reports" / f"{BATCH}.json").read_text())
+    assert report["headline"]["mean_iou"] is None  # nobody double-annotated yet
+    assert report["figures"]["ai_failure_rate"] == 0.0
     coco = COCO(str(export_dir / "coco.json"))
     assert len(coco.getImgIds()) == len(frames)
     assert len(coco.getAnnIds()) > 0
@@ -100,7 +103,7 @@ def test_whole_graph_on_ephemeral_instance(tmp_path, sample):
     result = _run(root, instance)
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"frames_gate": True, "ai_annotations_gate": True}
+    assert checks == {"frames_gate": True, "ai_annotations_gate": True, "qc_gate": True}
     _assert_batch_processed(root, sample[1])
 
 

@@ -206,7 +206,7 @@ def test_agreement_from_annotations_pairs_authors_of_the_same_frame():
     report = agreement_from_annotations(df, "spatial", per_frame=True)
     assert (report.frames, report.matched, report.recall) == (1, 1, 1.0)
     assert report.mean_iou == pytest.approx(0.5)
-    assert report.per_frame["frame_id"].tolist() == [f1.frame_id]
+    assert report.per_frame[["frame_id", "author_a", "author_b"]].values.tolist() == [[f1.frame_id, "alice", "bob"]]
     # With every source, the AI row pairs with both people and brings its label mismatch along.
     everyone = agreement_from_annotations(df, "spatial", sources=None)
     assert (everyone.frames, everyone.label_mismatches) == (3, 2)
@@ -240,3 +240,15 @@ def test_manifest_without_annotation_columns_is_refused():
 
     with pytest.raises(ValueError, match="AnnotationRecord"):
         agreement_from_annotations(pd.DataFrame({"frame_id": ["x"]}), "spatial")
+
+
+def test_iou_matrix_batches_over_a_leading_frame_axis():
+    from qwen_dataset.geometry import iou_matrix
+
+    rng = np.random.default_rng(5)
+    corners = rng.uniform(0, 50, size=(6, 4, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(1, 30, size=(6, 4, 2))], axis=2)
+    batched = iou_matrix(boxes[:, :3], boxes[:, 1:])
+    assert batched.shape == (6, 3, 3)
+    for frame in range(6):
+        np.testing.assert_allclose(batched[frame], iou_matrix(boxes[frame, :3], boxes[frame, 1:]))

@@ -24,6 +24,7 @@ from qwen_dataset.prelabel.vllm_backend import (
     VllmBackend,
     VllmSettings,
     encode_image,
+    encode_request,
     fit_within_pixels,
     full_jitter_delay,
     parse_retry_after,
@@ -103,6 +104,17 @@ def test_encode_image_downscales_and_reencodes(tmp_path: Path) -> None:
     assert header == "data:image/png;base64" and decoded.size == (948, 316)
     assert encode_image(webp, 10_000).data_url.startswith("data:image/png;base64,")
     assert encode_image(big, 300_000, "jpeg").data_url.startswith("data:image/jpeg;base64,")
+
+
+def test_encode_request_splices_data_urls_into_valid_json(tmp_path: Path) -> None:
+    images = [encode_image(paint(tmp_path, name, colour).image_path, 10_000) for name, colour in (("a", RED), ("b", BLUE))]
+    body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "<0.0 seconds> \"quoted\" 中文"},
+                                                     {"type": "image_url", "image_url": {"url": "@p0@"}},
+                                                     {"type": "image_url", "image_url": {"url": "@p1@"}}]}]}
+    decoded = json.loads(encode_request(body, ["@p0@", "@p1@"], images))
+    parts = decoded["messages"][0]["content"]
+    assert parts[0]["text"] == '<0.0 seconds> "quoted" 中文'
+    assert [part["image_url"]["url"] for part in parts[1:]] == [image.data_url for image in images]
 
 
 def test_an_unreadable_frame_fails_without_a_request(tmp_path: Path, fake: FakeVllm, server: FakeVllmServer) -> None:

@@ -191,6 +191,7 @@ class AlbumentationsAugmentation:
 
     ``min_visibility`` is albumentations' own filter; it is 0 by default because this wrapper
     refuses any draw that cuts a box (see the module docstring) rather than dropping labels.
+    One instance reseeds its ``Compose`` on every call: share it between calls, not between threads.
     """
 
     def __init__(self, name: str, transforms: Sequence[A.BasicTransform | A.BaseCompose],

@@ -161,7 +161,9 @@ def _number_part(action: Mapping[str, Any], action_type: str, where: str) -> lis
         return []
     allowed = _NUMBER_KEY.get(action_type)
     if present != [allowed]:
-        raise ValueError(f"{where}: {present} not allowed on a {action_type!r} action (amount goes with scroll, duration with wait)")
+        raise ValueError(
+            f"{where}: {present} not allowed on a {action_type!r} action (amount goes with scroll, duration with wait)"
+        )
     value = action[allowed]
     if allowed == "amount" and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
         raise ValueError(f"{where}: amount must be a whole number >= 0, got {value!r}")

@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from qwen_dataset.exporters.payloads import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, iter_layout
+from qwen_dataset.exporters.payloads import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, dump_json, iter_layout
 from qwen_dataset.geometry import to_coco
 from qwen_dataset.prelabel.templates import TemplateError, load_template
 from qwen_dataset.records import Task
@@ -83,7 +83,7 @@ def _write_array(handle: IO[bytes], key: str, items: Iterator[dict[str, Any]], l
     handle.write(f'"{key}": ['.encode())
     count = 0
     for item in items:
-        handle.write((b",\n" if count else b"\n") + json.dumps(item, ensure_ascii=False).encode("utf-8"))
+        handle.write((b",\n" if count else b"\n") + dump_json(item).encode("utf-8"))
         count += 1
     handle.write(b"\n]" + (b"" if last else b",\n"))
     return count

@@ -6,7 +6,8 @@ provenance on every row and boxes in pixels of the frame. Columns (:data:`CSV_CO
 * ``task, annotation_id, frame_id, upload_id, source, author, template_version, created_at``
   - which annotation the row belongs to and where it came from;
 * ``image`` - ``image_ref(frame_id)`` when an ``image_ref`` is given, else empty;
-* ``item, item_index`` - what the row is (below) and its position in the payload;
+* ``item, item_index`` - what the row is (below) and its position in the payload (OCR regions:
+  in reading order; layout blocks: pre-order of the tree);
 * ``x1, y1, x2, y2`` - the box in pixels (clipped into the frame, as in every export);
 * ``text, label, action_type, target, point_x, point_y, end_x, end_y, direction, start, end``;
 * ``attributes`` - a JSON object with the item's remaining fields, so nothing is lost.
@@ -55,6 +56,7 @@ CSV_COLUMNS: tuple[str, ...] = PROVENANCE_COLUMNS + ITEM_COLUMNS
 _ACTION_KNOWN = {"type", "target", "point", "end_point", "text", "direction"}
 
 Item = dict[str, Any]
+_dump_sorted = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 
 
 def _box_cells(box: Sequence[float]) -> Item:
@@ -69,7 +71,7 @@ def _point_cells(point: Sequence[float] | None, prefix: str) -> Item:
 
 def _attributes(values: dict[str, Any]) -> str:
     kept = {key: value for key, value in values.items() if value is not None}
-    return json.dumps(kept, ensure_ascii=False, sort_keys=True) if kept else ""
+    return _dump_sorted(kept) if kept else ""
 
 
 def ocr_items(payload: dict[str, Any]) -> Iterator[Item]:

@@ -53,7 +53,15 @@ import pandas as pd
 
 from qwen_dataset.exporters import action_dsl
 from qwen_dataset.exporters.coco import template_roles
-from qwen_dataset.exporters.payloads import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, frame_size_index, iter_layout
+from qwen_dataset.exporters.payloads import (
+    AnnotationStream,
+    BoxChecker,
+    ExportAnnotation,
+    check_boxes,
+    dump_json,
+    frame_size_index,
+    iter_layout,
+)
 from qwen_dataset.geometry import clip_box, from_label_studio, is_valid_box, to_label_studio
 from qwen_dataset.prelabel.templates import TASK_ORDER
 from qwen_dataset.records import (
@@ -127,6 +135,11 @@ _DSL_HINT = (
 )
 
 
+def check_frame_rate(frame_rate: float) -> None:
+    if isinstance(frame_rate, bool) or not isinstance(frame_rate, (int, float)) or not 0 < frame_rate < math.inf:
+        raise ValueError(f"frame_rate must be a positive number of frames per second (the <Video frameRate>), got {frame_rate!r}")
+
+
 def labeling_config(task: str, *, frame_rate: float = DEFAULT_FRAME_RATE) -> str:
     """The Label Studio labeling config (XML) for ``task``; its control names match the results."""
     if task == Task.OCR:
@@ -163,8 +176,7 @@ def labeling_config(task: str, *, frame_rate: float = DEFAULT_FRAME_RATE) -> str
             _task_text("html", "HTML (self-contained, inline CSS)", rows=20),
         ]
     elif task == Task.VIDEO_EVENT:
-        if not (isinstance(frame_rate, (int, float)) and frame_rate > 0):
-            raise ValueError(f"frame_rate must be a positive number of frames per second, got {frame_rate!r}")
+        check_frame_rate(frame_rate)
         parts = [
             f'  <Video name="video" value="$video" frameRate="{frame_rate:g}" timelineHeight="120"/>',
             _labels("TimelineLabels", "event", "video", [EVENT_LABEL]),
@@ -196,7 +208,9 @@ class _Results:
         })
 
     def task_text(self, from_name: str, text: str) -> None:
-        self.items.append({"id": from_name, "from_name": from_name, "to_name": "image", "type": "textarea", "value": {"text": [text]}})
+        self.items.append(
+            {"id": from_name, "from_name": from_name, "to_name": "image", "type": "textarea", "value": {"text": [text]}}
+        )
 
     def relation(self, from_id: str, to_id: str, labels: list[str]) -> None:
         self.items.append({"from_id": from_id, "to_id": to_id, "type": "relation", "direction": "right", "labels": labels})
@@ -276,8 +290,8 @@ def image_to_code_results(payload: dict[str, Any], width: int, height: int) -> l
 
 
 def seconds_to_frame(seconds: float, frame_rate: float) -> int:
-    """1-based frame number of the frame shown at ``seconds``."""
-    return int(round(float(seconds) * frame_rate)) + 1
+    """1-based frame number of the frame nearest to ``seconds`` (halves round up, not to even)."""
+    return math.floor(float(seconds) * frame_rate + 0.5) + 1
 
 
 def frame_to_seconds(frame: float, frame_rate: float) -> float:
@@ -290,8 +304,11 @@ def video_event_results(payload: dict[str, Any], frame_rate: float) -> list[dict
         region_id = f"v{index}"
         ranges = [{"start": seconds_to_frame(event["start"], frame_rate), "end": seconds_to_frame(event["end"], frame_rate)}]
         common = {"id": region_id, "to_name": "video"}
-        items.append({**common, "from_name": "event", "type": "timelinelabels", "value": {"ranges": ranges, "timelinelabels": [EVENT_LABEL]}})
-        items.append({**common, "from_name": "description", "type": "textarea", "value": {"ranges": ranges, "text": [event.get("description", "")]}})
+        description = event.get("description", "")
+        items.append({**common, "from_name": "event", "type": "timelinelabels",
+                      "value": {"ranges": ranges, "timelinelabels": [EVENT_LABEL]}})
+        items.append({**common, "from_name": "description", "type": "textarea",
+                      "value": {"ranges": ranges, "text": [description]}})
     return items
 
 
@@ -330,7 +347,9 @@ def label_studio_task(
         result = builder(payload, annotation.width, annotation.height)
     if task == Task.GUI_ACTION:
         data["requested_instruction"] = payload.get("requested_instruction", "")
-    prediction = {"model_version": f"{annotation.author}@{annotation.template_version}", "score": _score(annotation), "result": result}
+    prediction = {
+        "model_version": f"{annotation.author}@{annotation.template_version}", "score": _score(annotation), "result": result,
+    }
     return {"data": data, "predictions": [prediction]}
 
 
@@ -348,6 +367,7 @@ def iter_label_studio_tasks(
         raise ValueError(f"unknown task {task!r}: the tasks are {list(TASK_ORDER)}")
     if task == Task.VIDEO_EVENT and video_url is None:
         raise ValueError("video_event tasks show the video itself: pass video_url(upload_id) -> URL of the video file")
+    check_frame_rate(frame_rate)
     stream = AnnotationStream(annotations, frames, task)
     return _tasks(stream, image_url, video_url, frame_rate)
 
@@ -398,7 +418,7 @@ def export_label_studio(
     with atomic_writer(Path(out_path), "wb") as handle:
         handle.write(b"[")
         for item in tasks:
-            handle.write((b",\n" if count else b"\n") + json.dumps(item, ensure_ascii=False).encode("utf-8"))
+            handle.write((b",\n" if count else b"\n") + dump_json(item).encode("utf-8"))
             count += 1
         handle.write(b"\n]\n" if count else b"]\n")
     return count
@@ -639,11 +659,14 @@ class _FrameIndex:
         self.sizes = frame_size_index(frames)
         self.owner = {
             frame_id: (upload_id, batch)
-            for frame_id, upload_id, batch in zip(frames["frame_id"].tolist(), frames["upload_id"].tolist(), frames["batch"].tolist())
+            for frame_id, upload_id, batch in zip(
+                frames["frame_id"].tolist(), frames["upload_id"].tolist(), frames["batch"].tolist(), strict=True
+            )
         }
         video = frames[frames["kind"] == FrameKind.VIDEO_FRAME.value].sort_values(["upload_id", "t", "frame_id"], kind="stable")
         self.videos: dict[str, tuple[list[float], list[str]]] = {}
-        for upload_id, frame_id, t in zip(video["upload_id"].tolist(), video["frame_id"].tolist(), video["t"].tolist()):
+        columns = (video["upload_id"].tolist(), video["frame_id"].tolist(), video["t"].tolist())
+        for upload_id, frame_id, t in zip(*columns, strict=True):
             if not pd.isna(t):
                 times, ids = self.videos.setdefault(upload_id, ([], []))
                 times.append(float(t))
@@ -657,7 +680,9 @@ def _load_export(export_json: str | bytes | Path | list[dict[str, Any]]) -> list
         try:
             export_json = json.loads(export_json)
         except json.JSONDecodeError as error:
-            raise ValueError(f"not a Label Studio JSON export: {error}; export the project as JSON (not JSON-MIN or CSV)") from error
+            raise ValueError(
+                f"not a Label Studio JSON export: {error}; export the project as JSON (not JSON-MIN or CSV)"
+            ) from error
     if isinstance(export_json, dict):
         export_json = [export_json]
     if not isinstance(export_json, list):
@@ -704,6 +729,7 @@ def from_label_studio_export(
     reason in ``error``, so one bad annotation never stops the import. Records with the same
     ``annotation_id`` (same frame, task, source and author) keep the last one.
     """
+    check_frame_rate(frame_rate)
     index = _FrameIndex(frames)
     records: dict[str, dict[str, Any]] = {}
     for ls_task in _load_export(export_json):
@@ -732,8 +758,14 @@ def _import_completion(
     try:
         payload = _canonical_payload(completion.get("result") or [], data, task_type, frame_id, index, frame_rate)
     except LabelStudioImportError as error:
-        return dataclasses.asdict(dataclasses.replace(record, status=AnnotationStatus.FAILED.value, error=f"label_studio_import: {error}"))
-    return dataclasses.asdict(dataclasses.replace(record, payload=dump_payload(payload)))
+        reason = str(error)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        # An export edited by hand or by another tool: report it on this annotation, import the rest.
+        reason = f"malformed result ({type(error).__name__}: {error})"
+    else:
+        return dataclasses.asdict(dataclasses.replace(record, payload=dump_payload(payload)))
+    failed = dataclasses.replace(record, status=AnnotationStatus.FAILED.value, error=f"label_studio_import: {reason}")
+    return dataclasses.asdict(failed)
 
 
 def _canonical_payload(

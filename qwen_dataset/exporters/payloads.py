@@ -15,7 +15,8 @@ no half file is left behind.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -23,6 +24,9 @@ import pandas as pd
 from qwen_dataset.exporters import final_annotations
 from qwen_dataset.geometry import clip_box, is_valid_box
 from qwen_dataset.records import AnnotationStatus, Task, load_payload
+
+#: ``json.dumps(value, ensure_ascii=False)`` without building an encoder per call (a million calls).
+dump_json: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False).encode
 
 #: Provenance and identity columns carried by every :class:`ExportAnnotation`.
 ROW_COLUMNS: tuple[str, ...] = (
@@ -50,7 +54,8 @@ class ExportAnnotation:
 def frame_size_index(frames: pd.DataFrame) -> dict[str, tuple[int, int]]:
     """``frame_id -> (width, height)``; the first row wins if a frame is listed twice."""
     index: dict[str, tuple[int, int]] = {}
-    for frame_id, width, height in zip(frames["frame_id"].tolist(), frames["width"].tolist(), frames["height"].tolist()):
+    columns = (frames["frame_id"].tolist(), frames["width"].tolist(), frames["height"].tolist())
+    for frame_id, width, height in zip(*columns, strict=True):
         index.setdefault(frame_id, (int(width), int(height)))
     return index
 
@@ -94,7 +99,7 @@ class AnnotationStream:
     def __iter__(self) -> Iterator[ExportAnnotation]:
         sizes = self.sizes
         for annotation_id, frame_id, upload_id, task, source, author, version, created_at, payload in zip(
-            *(self._columns[name] for name in ROW_COLUMNS)
+            *(self._columns[name] for name in ROW_COLUMNS), strict=True
         ):
             width, height = sizes[frame_id]
             yield ExportAnnotation(
@@ -111,6 +116,13 @@ class BoxChecker:
 
     def check(self, annotation_id: str, box: Any, width: int, height: int) -> list[float]:
         """The box clipped into ``width`` x ``height``; a broken one is recorded (see :meth:`raise_if_any`)."""
+        # Fast path for the common case, a valid box already inside its frame: clipping would
+        # return it unchanged. Saves half the export time spent on geometry at a million boxes.
+        if type(box) is list and len(box) == 4:
+            x1, y1, x2, y2 = box
+            if type(x1) is float and type(y1) is float and type(x2) is float and type(y2) is float:
+                if 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height:
+                    return box
         try:
             clipped = clip_box(box, width, height)
         except (TypeError, ValueError):  # not four numbers

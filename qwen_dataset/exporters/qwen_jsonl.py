@@ -42,16 +42,26 @@ model fine-tuned on them answers the prelabel prompts in the form the prelabel p
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from qwen_dataset.exporters.payloads import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, iter_layout
+from qwen_dataset.exporters.payloads import (
+    AnnotationStream,
+    BoxChecker,
+    ExportAnnotation,
+    check_boxes,
+    dump_json,
+    iter_layout,
+)
 from qwen_dataset.geometry import point_to_qwen_1000, to_qwen_1000
-from qwen_dataset.prelabel.templates import DEFAULT_GUI_INSTRUCTION, TASK_ORDER, load_template
+from qwen_dataset.prelabel.templates import (
+    DEFAULT_GUI_INSTRUCTION,
+    TASK_ORDER,
+    load_template,
+)
 from qwen_dataset.records import FrameKind, Task
 from qwen_dataset.storage import atomic_writer
 
@@ -95,7 +105,7 @@ def defuse_prompt(prompt: str) -> str:
 
 def dump_answer(answer: Any) -> str:
     """An answer object as the assistant turn's text: compact JSON, tags escaped."""
-    return _escape_tags(json.dumps(answer, ensure_ascii=False))
+    return _escape_tags(dump_json(answer))
 
 
 def ocr_answer(regions: pd.DataFrame, width: int, height: int) -> str:
@@ -146,7 +156,8 @@ def answer_object(annotation: ExportAnnotation, box_style: str = "json") -> Any:
     box = _box_encoder(width, height, box_style)
     task = annotation.task
     if task == Task.OCR:
-        return [{"bbox_2d": box(region["bbox"]), "text_content": region.get("text", "")} for region in payload.get("regions") or []]
+        regions = payload.get("regions") or []
+        return [{"bbox_2d": box(region["bbox"]), "text_content": region.get("text", "")} for region in regions]
     if task == Task.GUI_ACTION:
         return {
             "elements": [
@@ -211,7 +222,8 @@ class _VideoFrames:
         video = frames[frames["kind"] == FrameKind.VIDEO_FRAME.value]
         ordered = video.sort_values(["upload_id", "t", "frame_id"], kind="stable")
         self.by_upload: dict[str, list[tuple[str, float | None]]] = {}
-        for upload_id, frame_id, t in zip(ordered["upload_id"].tolist(), ordered["frame_id"].tolist(), ordered["t"].tolist()):
+        columns = (ordered["upload_id"].tolist(), ordered["frame_id"].tolist(), ordered["t"].tolist())
+        for upload_id, frame_id, t in zip(*columns, strict=True):
             self.by_upload.setdefault(upload_id, []).append((frame_id, None if pd.isna(t) else float(t)))
 
     def of(self, upload_id: str) -> list[tuple[str, float]]:
@@ -310,7 +322,7 @@ def write_jsonl(out_path: Path, records: Iterator[dict[str, Any]]) -> int:
     count = 0
     with atomic_writer(Path(out_path), "wb") as handle:
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+            handle.write(dump_json(record).encode("utf-8") + b"\n")
             count += 1
     return count
 

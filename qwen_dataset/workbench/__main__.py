@@ -1,0 +1,108 @@
+"""Command line of the workbench.
+
+``python -m qwen_dataset.workbench serve [--host 127.0.0.1] [--port 8080]``
+``python -m qwen_dataset.workbench create-user NAME --role admin`` (password from
+``QWEN_WORKBENCH_PASSWORD`` or asked for)
+``python -m qwen_dataset.workbench create-token NAME`` (prints the token once)
+``python -m qwen_dataset.workbench import-batch BATCH``
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+from fastapi import HTTPException
+from sqlalchemy.orm import Session
+
+from qwen_dataset.annotation_db import Role, make_engine
+from qwen_dataset.storage import StorageLayout
+from qwen_dataset.workbench.admin_settings import load_settings
+from qwen_dataset.workbench.assignment import ImportProblem, import_batch
+from qwen_dataset.workbench.config import DEFAULT_DATABASE_URL, ConfigError, WorkbenchSettings
+
+
+def _database_url() -> str:
+    return os.environ.get("QWEN_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from qwen_dataset.workbench.app import create_app
+
+    settings = WorkbenchSettings.from_env()
+    if not settings.editor_dir.joinpath("js", "main.js").is_file():
+        print(f"warning: the Label Studio editor build is missing ({settings.editor_dir}); "
+              "run `npm ci --ignore-scripts` in the repository root", file=sys.stderr)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, proxy_headers=True, log_level="info")
+    return 0
+
+
+def create_user_command(args: argparse.Namespace) -> int:
+    from qwen_dataset.workbench.api import create_user
+
+    password = os.environ.get("QWEN_WORKBENCH_PASSWORD") or getpass.getpass(f"password for {args.username}: ")
+    with Session(make_engine(_database_url())) as session:
+        try:
+            create_user(session, args.username, password, args.role)
+        except HTTPException as error:
+            print(f"error: {error.detail}", file=sys.stderr)
+            return 1
+        session.commit()
+    print(f"created {args.role} {args.username}")
+    return 0
+
+
+def create_token_command(args: argparse.Namespace) -> int:
+    from qwen_dataset.workbench.api import create_token
+
+    with Session(make_engine(_database_url())) as session:
+        secret = create_token(session, args.name, None)
+        session.commit()
+    print(secret)
+    return 0
+
+
+def import_batch_command(args: argparse.Namespace) -> int:
+    layout = StorageLayout(os.environ.get("QWEN_STORAGE_ROOT") or ".storage")
+    with Session(make_engine(_database_url())) as session:
+        try:
+            summary = import_batch(session, layout, args.batch, load_settings(session), "cli")
+        except ImportProblem as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        session.commit()
+    print(summary)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qwen_dataset.workbench", description="The review workbench.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="run the web app (settings from the environment)")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8080)
+    run.set_defaults(handler=serve)
+    user = commands.add_parser("create-user", help="create an account (the first admin, typically)")
+    user.add_argument("username")
+    user.add_argument("--role", choices=Role.ALL, default=Role.ANNOTATOR)
+    user.set_defaults(handler=create_user_command)
+    token = commands.add_parser("create-token", help="create an API token and print it once")
+    token.add_argument("name")
+    token.set_defaults(handler=create_token_command)
+    batch = commands.add_parser("import-batch", help="import a pre-annotated batch into the workbench")
+    batch.add_argument("batch")
+    batch.set_defaults(handler=import_batch_command)
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,470 @@
+"""JSON API of the workbench. Every endpoint names the roles it admits (see :mod:`.auth`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from qwen_dataset.annotation_db import (
+    ApiToken,
+    BatchImport,
+    HumanAnnotation,
+    ItemStatus,
+    ReviewState,
+    Role,
+    User,
+    WorkItem,
+)
+from qwen_dataset.prelabel.templates import TASK_ORDER
+from qwen_dataset.storage import StorageLayout
+from qwen_dataset.workbench import admin_settings, interop, templates_admin, workflow
+from qwen_dataset.workbench.assignment import import_batch
+from qwen_dataset.workbench.auth import SERVICE, Principal, db_session, require
+from qwen_dataset.workbench.editor import EDITABLE_TASKS, config_for, task_data, to_results
+from qwen_dataset.workbench.security import (
+    SESSION_COOKIE,
+    check_password_strength,
+    hash_password,
+    needs_rehash,
+    new_api_token,
+    token_digest,
+    verify_password,
+)
+from qwen_dataset.workbench.upload import UploadLimits, receive_upload
+
+router = APIRouter()
+ANNOTATOR = require(Role.ANNOTATOR)
+REVIEWER = require(Role.REVIEWER, Role.ADMIN)
+ADMIN = require(Role.ADMIN)
+ADMIN_OR_SERVICE = require(Role.ADMIN, SERVICE)
+ANY_USER = require(*Role.ALL)
+# Verifying against a real hash when the user does not exist keeps the response time the same,
+# so a login attempt does not reveal which user names exist.
+_DUMMY_HASH = hash_password("not a real password, only for timing")
+
+
+def layout_of(request: Request) -> StorageLayout:
+    return StorageLayout(request.app.state.settings.storage_root)
+
+
+# --------------------------------------------------------------------------- sign-in
+
+
+class Credentials(BaseModel):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
+
+
+@router.post("/api/login")
+def login(credentials: Credentials, request: Request, response: Response, session: Session = Depends(db_session)) -> dict:
+    user = session.scalars(select(User).where(User.username == credentials.username)).first()
+    valid = verify_password(user.password_hash if user else _DUMMY_HASH, credentials.password)
+    if user is None or not valid or not user.active:
+        raise HTTPException(401, "wrong user name or password")
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(credentials.password)
+        session.commit()
+    cookie, csrf = request.app.state.signer.dumps(user.id)
+    settings = request.app.state.settings
+    response.set_cookie(SESSION_COOKIE, cookie, max_age=settings.session_seconds, httponly=True, samesite="lax",
+                        secure=settings.secure_cookies, path="/")
+    return {"username": user.username, "role": user.role, "csrf": csrf}
+
+
+@router.post("/api/logout")
+def logout(response: Response, who: Principal = Depends(ANY_USER)) -> dict:
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return {"signed_out": who.name}
+
+
+@router.get("/api/me")
+def me(who: Principal = Depends(ANY_USER)) -> dict:
+    return {"username": who.user.username, "role": who.role, "csrf": who.csrf}
+
+
+# --------------------------------------------------------------------------- annotators
+
+
+def _own_view(item: WorkItem, annotation: HumanAnnotation) -> dict[str, Any]:
+    # What an annotator may see: never whether the item is double-blind, nor the other version.
+    return {
+        "annotation_id": annotation.annotation_id, "batch": item.batch, "frame_id": item.frame_id,
+        "task": item.task, "state": annotation.state, "version": annotation.version, "note": annotation.note,
+        "updated_at": annotation.updated_at.isoformat(timespec="seconds"),
+    }
+
+
+@router.get("/api/tasks")
+def my_tasks(state: str | None = None, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)) -> list[dict]:
+    query = (select(WorkItem, HumanAnnotation).join(HumanAnnotation, HumanAnnotation.item_id == WorkItem.item_id)
+             .where(HumanAnnotation.assignee_id == who.user.id)
+             .order_by(WorkItem.batch, WorkItem.frame_id, WorkItem.task))
+    if state:
+        query = query.where(HumanAnnotation.state == state)
+    return [_own_view(item, annotation) for item, annotation in session.execute(query).all()]
+
+
+def _ai_prediction(item: WorkItem) -> list[dict[str, Any]]:
+    if item.ai_status != "ok":
+        return []
+    return [{"model_version": f"{item.ai_author}@{item.ai_template_version}",
+             "result": to_results(item, item.ai_payload, item.ai_author, item.ai_template_version)}]
+
+
+def _editor_task(item: WorkItem) -> dict[str, Any]:
+    return {"data": {**task_data(item), "image": f"/media/items/{item.item_id}"}, "predictions": _ai_prediction(item)}
+
+
+@router.get("/api/annotations/{annotation_id}")
+def my_annotation(annotation_id: str, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)) -> dict:
+    annotation = workflow.own_annotation(session, annotation_id, who.user)
+    item = session.get(WorkItem, annotation.item_id)
+    return {
+        **_own_view(item, annotation),
+        "config": config_for(item.task),
+        "task": _editor_task(item),
+        "result": to_results(item, annotation.payload, annotation.author, annotation.template_version),
+        "payload": json.loads(annotation.payload or "{}"),
+        "ai_error": item.ai_error if item.ai_status != "ok" else "",
+    }
+
+
+class Save(BaseModel):
+    version: int
+    result: list[dict[str, Any]] | None = None
+
+
+@router.put("/api/annotations/{annotation_id}")
+def save_annotation(annotation_id: str, body: Save, who: Principal = Depends(ANNOTATOR),
+                    session: Session = Depends(db_session)) -> dict:
+    if body.result is None:
+        raise HTTPException(422, "send 'result': the editor's current results")
+    annotation = workflow.save_draft(session, who.user, annotation_id, body.version, body.result)
+    return {"annotation_id": annotation.annotation_id, "version": annotation.version, "state": annotation.state}
+
+
+@router.post("/api/annotations/{annotation_id}/submit")
+def submit_annotation(annotation_id: str, body: Save, who: Principal = Depends(ANNOTATOR),
+                      session: Session = Depends(db_session)) -> dict:
+    annotation = workflow.submit(session, who.user, annotation_id, body.version, body.result)
+    return {"annotation_id": annotation.annotation_id, "version": annotation.version, "state": annotation.state}
+
+
+# --------------------------------------------------------------------------- frames
+
+
+_IMAGE_TYPES = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"), (b"RIFF", "image/webp"),
+                (b"BM", "image/bmp"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"))
+
+
+@router.get("/media/items/{item_id}")
+def frame_image(item_id: str, request: Request, who: Principal = Depends(ANY_USER),
+                session: Session = Depends(db_session)) -> FileResponse:
+    item = session.get(WorkItem, item_id)
+    if item is not None and who.role == Role.ANNOTATOR:
+        assigned = session.scalars(select(HumanAnnotation.annotation_id).where(
+            HumanAnnotation.item_id == item_id, HumanAnnotation.assignee_id == who.user.id)).first()
+        item = item if assigned else None
+    if item is None:
+        raise HTTPException(404, "no such frame among the items you may see")
+    layout = layout_of(request)
+    path = layout.blobs.path(item.blob_uri).resolve()
+    if not path.is_relative_to(layout.root) or not path.is_file():
+        raise HTTPException(404, f"the frame's blob {item.blob_uri} is missing from the storage root")
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    media_type = next((kind for magic, kind in _IMAGE_TYPES if head.startswith(magic)), "application/octet-stream")
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+
+
+# --------------------------------------------------------------------------- reviewers
+
+
+def _item_summary(item: WorkItem) -> dict[str, Any]:
+    return {"item_id": item.item_id, "batch": item.batch, "frame_id": item.frame_id, "task": item.task,
+            "status": item.status, "double_blind": item.double_blind, "disagreement": item.disagreement}
+
+
+@router.get("/api/review/queue")
+def arbitration_queue(batch: str | None = None, who: Principal = Depends(REVIEWER),
+                      session: Session = Depends(db_session)) -> list[dict]:
+    query = select(WorkItem).where(WorkItem.status == ItemStatus.ARBITRATION).order_by(WorkItem.batch, WorkItem.frame_id)
+    if batch:
+        query = query.where(WorkItem.batch == batch)
+    return [_item_summary(item) for item in session.scalars(query)]
+
+
+def _version_view(item: WorkItem, row: HumanAnnotation, label: str) -> dict[str, Any]:
+    return {"label": label, "author": row.author, "state": row.state, "source": row.source,
+            "submitted_at": row.submitted_at.isoformat(timespec="seconds") if row.submitted_at else None,
+            "result": to_results(item, row.payload, row.author, row.template_version),
+            "payload": json.loads(row.payload or "{}")}
+
+
+@router.get("/api/review/items/{item_id}")
+def review_item(item_id: str, who: Principal = Depends(REVIEWER), session: Session = Depends(db_session)) -> dict:
+    item = session.get(WorkItem, item_id)
+    if item is None:
+        raise HTTPException(404, f"no work item {item_id}")
+    rows = workflow.versions_of(session, item)
+    versions = [_version_view(item, row, label) for row, label in zip(rows, ("a", "b"))]
+    final = workflow.final_row(session, item)
+    return {
+        **_item_summary(item), "config": config_for(item.task), "task": _editor_task(item), "versions": versions,
+        "final": _version_view(item, final, "final") if final is not None else None,
+        "ai": {"author": item.ai_author, "status": item.ai_status, "error": item.ai_error,
+               "payload": json.loads(item.ai_payload or "{}")},
+    }
+
+
+class Resolution(BaseModel):
+    choice: str | None = None
+    result: list[dict[str, Any]] | None = None
+
+
+@router.post("/api/review/items/{item_id}/resolve")
+def resolve_item(item_id: str, body: Resolution, who: Principal = Depends(REVIEWER),
+                 session: Session = Depends(db_session)) -> dict:
+    row = workflow.resolve(session, who.user, item_id, body.choice, body.result)
+    return {"item_id": item_id, "status": ItemStatus.FINAL, "source": row.source, "author": row.author}
+
+
+@router.get("/api/review/sample")
+def review_sample(batch: str | None = None, limit: int = Query(20, ge=1, le=500), who: Principal = Depends(REVIEWER),
+                  session: Session = Depends(db_session)) -> list[dict]:
+    """A random sample of final single-annotated items, for spot checks."""
+    query = (select(WorkItem, HumanAnnotation).join(HumanAnnotation, HumanAnnotation.item_id == WorkItem.item_id)
+             .where(WorkItem.status == ItemStatus.FINAL, WorkItem.double_blind.is_(False),
+                    HumanAnnotation.state == ReviewState.FINAL, HumanAnnotation.assignee_id.is_not(None))
+             .order_by(func.random()).limit(limit))
+    if batch:
+        query = query.where(WorkItem.batch == batch)
+    return [{**_item_summary(item), "author": row.author} for item, row in session.execute(query).all()]
+
+
+class Rejection(BaseModel):
+    reason: str = Field(max_length=2000)
+
+
+@router.post("/api/review/items/{item_id}/reject")
+def reject_item(item_id: str, body: Rejection, who: Principal = Depends(REVIEWER),
+                session: Session = Depends(db_session)) -> dict:
+    row = workflow.reject(session, who.user, item_id, body.reason)
+    return {"item_id": item_id, "status": ItemStatus.OPEN, "returned_to": row.author}
+
+
+# --------------------------------------------------------------------------- admins
+
+
+class NewUser(BaseModel):
+    username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+    password: str = Field(max_length=1024)
+    role: str
+
+
+def _user_view(user: User) -> dict[str, Any]:
+    return {"id": user.id, "username": user.username, "role": user.role, "active": user.active}
+
+
+def _check_role(role: str) -> None:
+    if role not in Role.ALL:
+        raise HTTPException(422, f"role must be one of {list(Role.ALL)}")
+
+
+def create_user(session: Session, username: str, password: str, role: str) -> User:
+    """Create an account (the CLI and the admin API share it); the caller commits."""
+    _check_role(role)
+    weak = check_password_strength(password)
+    if weak:
+        raise HTTPException(422, weak)
+    if session.scalars(select(User).where(User.username == username)).first() is not None:
+        raise HTTPException(409, f"user {username!r} exists already")
+    user = User(username=username, password_hash=hash_password(password), role=role, active=True)
+    session.add(user)
+    return user
+
+
+@router.get("/api/admin/users")
+def list_users(who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> list[dict]:
+    return [_user_view(user) for user in session.scalars(select(User).order_by(User.id))]
+
+
+@router.post("/api/admin/users", status_code=201)
+def add_user(body: NewUser, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> dict:
+    user = create_user(session, body.username, body.password, body.role)
+    session.commit()
+    return _user_view(user)
+
+
+class UserChange(BaseModel):
+    active: bool | None = None
+    role: str | None = None
+    password: str | None = Field(default=None, max_length=1024)
+
+
+@router.patch("/api/admin/users/{user_id}")
+def change_user(user_id: int, body: UserChange, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> dict:
+    user = session.get(User, user_id)
+    if user is None:
+        raise HTTPException(404, f"no user {user_id}")
+    if body.role is not None:
+        _check_role(body.role)
+        user.role = body.role
+    if body.active is not None:
+        user.active = body.active
+    if body.password is not None:
+        weak = check_password_strength(body.password)
+        if weak:
+            raise HTTPException(422, weak)
+        user.password_hash = hash_password(body.password)
+    session.commit()
+    return _user_view(user)
+
+
+class NewToken(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+def create_token(session: Session, name: str, created_by: int | None) -> str:
+    """A new API token; only its digest is stored, the secret is returned once. The caller commits."""
+    secret = new_api_token()
+    session.add(ApiToken(name=name, token_hash=token_digest(secret), prefix=secret[:10], created_by=created_by))
+    return secret
+
+
+def _token_view(token: ApiToken) -> dict[str, Any]:
+    return {"id": token.id, "name": token.name, "prefix": token.prefix, "revoked": token.revoked,
+            "created_at": token.created_at.isoformat(timespec="seconds"),
+            "last_used_at": token.last_used_at.isoformat(timespec="seconds") if token.last_used_at else None}
+
+
+@router.get("/api/admin/tokens")
+def list_tokens(who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> list[dict]:
+    return [_token_view(token) for token in session.scalars(select(ApiToken).order_by(ApiToken.id))]
+
+
+@router.post("/api/admin/tokens", status_code=201)
+def add_token(body: NewToken, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> dict:
+    secret = create_token(session, body.name, who.user.id)
+    session.commit()
+    return {"name": body.name, "token": secret, "note": "shown once: store it now; only its hash is kept"}
+
+
+@router.delete("/api/admin/tokens/{token_id}")
+def revoke_token(token_id: int, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> dict:
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise HTTPException(404, f"no token {token_id}")
+    token.revoked = True
+    session.commit()
+    return _token_view(token)
+
+
+@router.get("/api/admin/settings")
+def get_settings(who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> dict:
+    return admin_settings.load_settings(session).__dict__
+
+
+@router.put("/api/admin/settings")
+def put_settings(changes: dict[str, Any], who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> dict:
+    settings = admin_settings.update_settings(session, changes, who.user.id)
+    session.commit()
+    return settings.__dict__
+
+
+@router.get("/api/admin/templates")
+def list_templates(who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> list[dict]:
+    return [templates_admin.view(session, task).__dict__ for task in TASK_ORDER]
+
+
+@router.get("/api/admin/templates/{task}")
+def get_template(task: str, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> dict:
+    return templates_admin.view(session, task).__dict__
+
+
+@router.put("/api/admin/templates/{task}")
+def put_template(task: str, files: dict[str, str], request: Request, who: Principal = Depends(ADMIN),
+                 session: Session = Depends(db_session)) -> dict:
+    root = request.app.state.settings.storage_root
+    return templates_admin.save_override(session, task, files, who.user.id, root).__dict__
+
+
+@router.delete("/api/admin/templates/{task}")
+def reset_template(task: str, request: Request, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> dict:
+    templates_admin.reset_override(session, task, request.app.state.settings.storage_root)
+    return templates_admin.view(session, task).__dict__
+
+
+# --------------------------------------------------------------------------- batches
+
+
+@router.get("/api/batches")
+def list_batches(request: Request, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> dict:
+    counts: dict[str, dict[str, int]] = {}
+    for batch, status, count in session.execute(
+            select(WorkItem.batch, WorkItem.status, func.count()).group_by(WorkItem.batch, WorkItem.status)):
+        counts.setdefault(batch, {})[status] = count
+    imported = [{"batch": row.batch, "imported_at": row.imported_at.isoformat(timespec="seconds"),
+                 "double_rate": row.double_rate, "items": counts.get(row.batch, {})}
+                for row in session.scalars(select(BatchImport).order_by(BatchImport.imported_at.desc()))]
+    folder = layout_of(request).root / "manifests" / "ai_annotations"
+    ready = sorted(path.stem for path in folder.glob("*.parquet")) if folder.is_dir() else []
+    known = {row["batch"] for row in imported}
+    return {"imported": imported, "not_imported": [name for name in ready if name not in known]}
+
+
+@router.post("/api/batches/{batch}/import")
+def import_batch_endpoint(batch: str, request: Request, who: Principal = Depends(ADMIN_OR_SERVICE),
+                          session: Session = Depends(db_session)) -> dict:
+    summary = import_batch(session, layout_of(request), batch, admin_settings.load_settings(session), who.name)
+    session.commit()
+    return summary.__dict__
+
+
+def _check_task(task: str) -> None:
+    if task not in EDITABLE_TASKS:
+        raise HTTPException(422, f"task must be one of {list(EDITABLE_TASKS)}")
+
+
+@router.get("/api/batches/{batch}/label-studio")
+def export_label_studio(batch: str, request: Request, task: str = "ocr", who: Principal = Depends(ADMIN_OR_SERVICE)) -> JSONResponse:
+    _check_task(task)
+    prefix = request.app.state.settings.ls_image_prefix
+    tasks = interop.export_batch_tasks(request.app.state.engine, layout_of(request), batch, task, prefix)
+    return JSONResponse(tasks, headers={"Content-Disposition": f'attachment; filename="{batch}-{task}-label-studio.json"'})
+
+
+@router.get("/api/batches/{batch}/labeling-config")
+def labeling_config_endpoint(batch: str, task: str = "ocr", who: Principal = Depends(ADMIN_OR_SERVICE)) -> Response:
+    _check_task(task)
+    return Response(config_for(task), media_type="application/xml")
+
+
+@router.post("/api/batches/{batch}/label-studio")
+def import_label_studio(batch: str, request: Request, export: list[dict[str, Any]] | dict[str, Any] = Body(...),
+                        who: Principal = Depends(ADMIN_OR_SERVICE), session: Session = Depends(db_session)) -> dict:
+    """A Label Studio JSON export (the project exported as JSON) -> final human rows of ``batch``."""
+    return interop.import_export_file(session, layout_of(request), batch, export).__dict__
+
+
+# --------------------------------------------------------------------------- upload
+
+
+@router.post("/api/upload", status_code=201)
+async def upload(request: Request, who: Principal = Depends(ADMIN_OR_SERVICE)) -> JSONResponse:
+    settings = request.app.state.settings
+    limits = UploadLimits(settings.max_file_bytes, settings.max_request_bytes)
+    outcome = await receive_upload(request.headers.get("content-type", ""), request.headers.get("content-length"),
+                                   request.stream(), layout_of(request), limits)
+    body = {"batch": outcome.batch, "accepted": outcome.accepted, "files": [result.as_dict() for result in outcome.files]}
+    if outcome.batch is None:
+        body["detail"] = "no file was accepted, so no batch was created; see each file's reason"
+        return JSONResponse(body, status_code=422)
+    return JSONResponse(body, status_code=201)
+

@@ -1,0 +1,101 @@
+"""The review workbench's FastAPI application.
+
+``create_app(settings)`` builds it; ``python -m qwen_dataset.workbench serve`` (``make workbench``)
+runs it under uvicorn with settings from the environment (:mod:`.config`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from qwen_dataset.annotation_db import make_engine
+from qwen_dataset.prelabel.templates import TemplateError
+from qwen_dataset.workbench import api, pages
+from qwen_dataset.workbench.admin_settings import SettingError
+from qwen_dataset.workbench.assignment import ImportProblem
+from qwen_dataset.workbench.config import WorkbenchSettings
+from qwen_dataset.workbench.editor import EditorError
+from qwen_dataset.workbench.security import SessionSigner
+from qwen_dataset.workbench.upload import UploadRefused
+from qwen_dataset.workbench.workflow import WorkflowError
+
+STATIC_DIR = Path(__file__).with_name("static")
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def create_app(settings: WorkbenchSettings, engine: Engine | None = None) -> FastAPI:
+    """The workbench app; ``engine`` defaults to :func:`make_engine` of ``settings.database_url``."""
+    app = FastAPI(title="qwen-dataset review workbench", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    app.state.settings = settings
+    app.state.engine = engine if engine is not None else make_engine(settings.database_url)
+    app.state.signer = SessionSigner(settings.secret, settings.session_seconds)
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static/wb", StaticFiles(directory=STATIC_DIR), name="static")
+    # The Label Studio editor's build, installed by `npm ci --ignore-scripts` (not committed).
+    app.mount("/static/editor", StaticFiles(directory=settings.editor_dir, check_dir=False), name="editor")
+    _install_handlers(app)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        for name, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.url.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app
+
+
+def _error(status: int, message: str, **details) -> JSONResponse:
+    return JSONResponse({"detail": message, **details}, status_code=status)
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(WorkflowError)
+    async def workflow_error(_request: Request, error: WorkflowError) -> JSONResponse:
+        return _error(error.status, str(error), **error.details)
+
+    @app.exception_handler(EditorError)
+    async def editor_error(_request: Request, error: EditorError) -> JSONResponse:
+        return _error(422, f"not saved: {error}")
+
+    @app.exception_handler(TemplateError)
+    async def template_error(_request: Request, error: TemplateError) -> JSONResponse:
+        return _error(422, str(error))
+
+    @app.exception_handler(SettingError)
+    async def setting_error(_request: Request, error: SettingError) -> JSONResponse:
+        return _error(422, str(error))
+
+    @app.exception_handler(ImportProblem)
+    async def import_problem(_request: Request, error: ImportProblem) -> JSONResponse:
+        return _error(409, str(error))
+
+    @app.exception_handler(UploadRefused)
+    async def upload_refused(_request: Request, error: UploadRefused) -> JSONResponse:
+        return _error(error.status, str(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()]
+        return _error(422, "invalid request: " + "; ".join(problems))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        # Browsers get pages (the sign-in form on 401), programs get JSON.
+        if pages.wants_html(request):
+            return pages.error_page(request, error.status_code, str(error.detail))
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)

@@ -1,0 +1,168 @@
+"""Importing a batch into the workbench: one work item per frame and task, assigned to annotators.
+
+Every frame goes to one annotator; a sample of frames (the admin's double-blind rate, default
+10 %) goes to two annotators who never see each other's work. The choices are a pure function of
+``sha256(seed | frame_id)`` and the list of active annotators (ordered by id), so importing the
+same batch again, or on another server with the same accounts, gives the same assignment: the
+first 8 bytes of the hash, read as a fraction of 2**64, pick double-blind frames (``< rate``), the
+next 8 pick the first annotator, the 8 after that the second (never the first). All tasks of a
+frame go to the same annotator(s).
+
+The items come from the pipeline's manifests: ``manifests/frames/<batch>.parquet`` (sizes, blob)
+and ``manifests/ai_annotations/<batch>.parquet`` (the pre-annotations the editor starts from; a
+failed pre-annotation gives an item that starts empty). Re-importing adds only items that are new.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import secrets
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from qwen_dataset.annotation_db import (
+    BatchImport,
+    HumanAnnotation,
+    ItemStatus,
+    ReviewState,
+    Role,
+    User,
+    WorkItem,
+)
+from qwen_dataset.inbox import BATCH_NAME
+from qwen_dataset.records import AnnotationStatus, Source
+from qwen_dataset.storage import StorageLayout
+from qwen_dataset.workbench.admin_settings import ReviewSettings
+from qwen_dataset.workbench.editor import EDITABLE_TASKS
+
+FRAMES_ASSET = "frames"
+AI_ASSET = "ai_annotations"
+
+
+class ImportProblem(ValueError):
+    """The batch cannot be imported; the message says what to do first."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportSummary:
+    batch: str
+    items_created: int
+    items_existing: int
+    double_blind_items: int
+    skipped_tasks: dict[str, int]  # tasks the editor cannot show -> rows left out
+    per_annotator: dict[str, int]  # username -> annotations assigned in this import
+
+
+def item_id_for(batch: str, frame_id: str, task: str) -> str:
+    return hashlib.sha256(f"{batch}|{frame_id}|{task}".encode()).hexdigest()[:32]
+
+
+def new_annotation_id() -> str:
+    # Random, not derived from (frame, author): an id says nothing about who else annotated the frame.
+    return secrets.token_hex(16)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameAssignment:
+    double_blind: bool
+    annotators: tuple[int, ...]  # positions in the annotator list
+
+
+def assign_frame(frame_id: str, annotator_count: int, double_rate: float, seed: str) -> FrameAssignment:
+    """Which annotators (positions among ``annotator_count``) get ``frame_id``; deterministic."""
+    if annotator_count < 1:
+        raise ImportProblem("there are no active annotators: an admin must create annotator accounts before importing a batch")
+    digest = hashlib.sha256(f"{seed}|{frame_id}".encode()).digest()
+    draw = int.from_bytes(digest[:8], "big") / 2**64
+    first = int.from_bytes(digest[8:16], "big") % annotator_count
+    if draw >= double_rate or annotator_count < 2:
+        return FrameAssignment(False, (first,))
+    second = (first + 1 + int.from_bytes(digest[16:24], "big") % (annotator_count - 1)) % annotator_count
+    return FrameAssignment(True, (first, second))
+
+
+def read_manifests(layout: StorageLayout, batch: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if not BATCH_NAME.match(batch):
+        raise ImportProblem(f"{batch!r} is not a batch id (letters, digits, '.', '_', '-'; at most 128 characters)")
+    paths = {asset: layout.manifest(asset, batch) for asset in (FRAMES_ASSET, AI_ASSET)}
+    missing = [asset for asset, path in paths.items() if not Path(path).exists()]
+    if missing:
+        raise ImportProblem(f"batch {batch!r} has no {' and '.join(missing)} manifest yet: materialize "
+                            f"{', '.join(missing)} for this batch in Dagster first")
+    return pd.read_parquet(paths[FRAMES_ASSET]), pd.read_parquet(paths[AI_ASSET])
+
+
+def active_annotators(session: Session) -> list[User]:
+    return list(session.scalars(select(User).where(User.role == Role.ANNOTATOR, User.active.is_(True)).order_by(User.id)))
+
+
+def import_batch(session: Session, layout: StorageLayout, batch: str, settings: ReviewSettings,
+                 imported_by: str) -> ImportSummary:
+    """Create the batch's work items and assignments (the caller commits)."""
+    frames, ai = read_manifests(layout, batch)
+    annotators = active_annotators(session)
+    frame_rows = {row.frame_id: row for row in frames.drop_duplicates("frame_id").itertuples(index=False)}
+    editable = ai[ai["task"].isin(EDITABLE_TASKS)].sort_values(["frame_id", "task"], kind="stable")
+    skipped = ai.loc[~ai["task"].isin(EDITABLE_TASKS), "task"].value_counts().to_dict()
+    unknown = sorted(set(editable["frame_id"]) - set(frame_rows))
+    if unknown:
+        raise ImportProblem(f"{len(unknown)} pre-annotated frame(s) are missing from the frames manifest "
+                            f"(first: {unknown[:3]}); rematerialize frames and ai_annotations for {batch!r}")
+    existing = set(session.scalars(select(WorkItem.item_id).where(WorkItem.batch == batch)))
+    items: list[WorkItem] = []
+    assignments: list[HumanAnnotation] = []
+    per_annotator: dict[str, int] = {}
+    for row in editable.itertuples(index=False):
+        item_id = item_id_for(batch, row.frame_id, row.task)
+        if item_id in existing:
+            continue
+        existing.add(item_id)
+        choice = assign_frame(row.frame_id, len(annotators), settings.double_rate, settings.seed)
+        item = _new_item(item_id, batch, frame_rows[row.frame_id], row, choice.double_blind)
+        items.append(item)
+        for slot, position in enumerate(choice.annotators, start=1):
+            user = annotators[position]
+            assignments.append(_new_assignment(item, user, slot if choice.double_blind else None))
+            per_annotator[user.username] = per_annotator.get(user.username, 0) + 1
+    # Items first: without ORM relationships the flush does not order the two tables by their foreign key.
+    session.add_all(items)
+    session.flush()
+    session.add_all(assignments)
+    _record_import(session, batch, settings, imported_by, len(items))
+    doubles = sum(item.double_blind for item in items)
+    return ImportSummary(batch, len(items), len(existing) - len(items), doubles,
+                         {str(k): int(v) for k, v in skipped.items()}, per_annotator)
+
+
+def _new_item(item_id: str, batch: str, frame, ai_row, double_blind: bool) -> WorkItem:
+    ok = ai_row.status == AnnotationStatus.OK.value
+    return WorkItem(
+        item_id=item_id, batch=batch, frame_id=frame.frame_id, upload_id=frame.upload_id, task=ai_row.task,
+        kind=frame.kind, width=int(frame.width), height=int(frame.height),
+        blob_uri=frame.enhanced_uri if frame.low_light and frame.enhanced_uri else frame.blob_uri,
+        ai_annotation_id=ai_row.annotation_id, ai_author=ai_row.author, ai_template_version=ai_row.template_version,
+        ai_status=ai_row.status, ai_error=ai_row.error or "", ai_payload=ai_row.payload if ok else "{}",
+        double_blind=double_blind, status=ItemStatus.OPEN, disagreement="",
+    )
+
+
+def _new_assignment(item: WorkItem, user: User, slot: int | None) -> HumanAnnotation:
+    return HumanAnnotation(
+        annotation_id=new_annotation_id(), frame_id=item.frame_id, upload_id=item.upload_id, batch=item.batch,
+        task=item.task, source=Source.HUMAN.value, author=user.username, template_version=item.ai_template_version,
+        payload=item.ai_payload, state=ReviewState.DRAFT, item_id=item.item_id, assignee_id=user.id, slot=slot, note="",
+    )
+
+
+def _record_import(session: Session, batch: str, settings: ReviewSettings, imported_by: str, created: int) -> None:
+    record = session.get(BatchImport, batch)
+    if record is None:
+        session.add(BatchImport(batch=batch, double_rate=str(settings.double_rate), seed=settings.seed, items=created,
+                                imported_by=imported_by))
+    else:
+        record.items += created
+

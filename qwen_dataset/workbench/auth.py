@@ -1,0 +1,102 @@
+"""Who is calling: FastAPI dependencies for sessions, API tokens, roles and CSRF.
+
+* ``Authorization: Bearer <token>``: an API token (machines: the upload client, the pipeline).
+  Tokens act as the ``service`` principal, allowed only where an endpoint says so.
+* The ``qwb_session`` cookie: a signed session of a user (see :mod:`.security`). For every
+  state-changing method the ``X-CSRF-Token`` header must equal the session's token.
+* Nothing: 401 everywhere except the login page and static files.
+
+Role rules: :func:`require` lists the roles an endpoint admits; a user with another role gets 403.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from qwen_dataset.annotation_db import ApiToken, User
+from qwen_dataset.workbench.security import CSRF_HEADER, SESSION_COOKIE, same_token, token_digest
+
+SERVICE = "service"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_TOKEN_TOUCH = timedelta(minutes=1)  # how stale last_used_at may get before a request writes it
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    role: str  # annotator | reviewer | admin | service
+    user: User | None = None
+    token: ApiToken | None = None
+    csrf: str = ""
+
+    @property
+    def name(self) -> str:
+        if self.user is not None:
+            return self.user.username
+        return f"token:{self.token.name}" if self.token is not None else "anonymous"
+
+
+def db_session(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        yield session
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(401, message, headers={"WWW-Authenticate": 'Bearer realm="qwen-workbench"'})
+
+
+def _from_token(session: Session, header: str) -> Principal:
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise _unauthorized("the Authorization header must be 'Bearer <API token>'")
+    token = session.scalars(select(ApiToken).where(ApiToken.token_hash == token_digest(secret.strip()))).first()
+    if token is None or token.revoked:
+        raise _unauthorized("unknown or revoked API token; ask an admin for a new one")
+    now = datetime.now(timezone.utc)
+    last = token.last_used_at
+    if last is None or (last.replace(tzinfo=timezone.utc) if last.tzinfo is None else last) < now - _TOKEN_TOUCH:
+        token.last_used_at = now
+        session.commit()
+    return Principal(role=SERVICE, token=token)
+
+
+def session_principal(request: Request, session: Session) -> Principal | None:
+    """The signed-in user of the request's cookie, or ``None``."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    data = request.app.state.signer.loads(cookie)
+    if data is None:
+        return None
+    user = session.get(User, data["uid"])
+    if user is None or not user.active:
+        return None
+    return Principal(role=user.role, user=user, csrf=data["csrf"])
+
+
+def principal(request: Request, session: Session = Depends(db_session)) -> Principal:
+    header = request.headers.get("Authorization")
+    if header:
+        return _from_token(session, header)
+    found = session_principal(request, session)
+    if found is None:
+        raise _unauthorized("sign in first (or send an API token)")
+    if request.method not in SAFE_METHODS and not same_token(found.csrf, request.headers.get(CSRF_HEADER)):
+        raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header; reload the page and try again")
+    return found
+
+
+def require(*roles: str) -> Callable[..., Principal]:
+    """Dependency admitting only ``roles`` (``service`` = API tokens)."""
+
+    def check(who: Principal = Depends(principal)) -> Principal:
+        if who.role not in roles:
+            raise HTTPException(403, f"this needs the role {' or '.join(roles)}; you are {who.role}")
+        return who
+
+    return check

@@ -1,0 +1,95 @@
+"""Workbench settings, read from the environment (``make workbench`` passes them through).
+
+=============================  ===========================================================
+``QWEN_DATABASE_URL``          SQLAlchemy URL of the annotation database
+                               (default ``sqlite:///.storage/annotations.db``)
+``QWEN_STORAGE_ROOT``          storage root: inbox, blobs, manifests (default ``.storage``)
+``QWEN_WORKBENCH_SECRET``      key that signs session cookies (required outside tests: at
+                               least 32 characters; ``python -c "import secrets;
+                               print(secrets.token_urlsafe(48))"``)
+``QWEN_WORKBENCH_SECURE_COOKIES``  ``1`` (default) marks cookies ``Secure`` (HTTPS only);
+                               ``0`` for plain HTTP on localhost
+``QWEN_WORKBENCH_MAX_FILE_MB``     largest uploaded file (default 512)
+``QWEN_WORKBENCH_MAX_REQUEST_MB``  largest upload request (default 2048)
+``QWEN_WORKBENCH_SESSION_HOURS``   session lifetime (default 12)
+``QWEN_WORKBENCH_LS_IMAGE_PREFIX`` prefix of image URLs in Label Studio exports; the frame's
+                               blob path follows it (default ``/data/local-files/?d=``)
+``QWEN_WORKBENCH_EDITOR_DIR``  the Label Studio editor build (default
+                               ``node_modules/@heartexlabs/label-studio/build/static``)
+=============================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from qwen_dataset.annotation_db import REPO_ROOT
+
+DEFAULT_DATABASE_URL = "sqlite:///.storage/annotations.db"
+MIN_SECRET_LENGTH = 32
+MB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the variable to set."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkbenchSettings:
+    database_url: str = DEFAULT_DATABASE_URL
+    storage_root: Path = Path(".storage")
+    secret: str = ""
+    secure_cookies: bool = True
+    max_file_bytes: int = 512 * MB
+    max_request_bytes: int = 2048 * MB
+    session_seconds: int = 12 * 3600
+    ls_image_prefix: str = "/data/local-files/?d="
+    editor_dir: Path = REPO_ROOT / "node_modules" / "@heartexlabs" / "label-studio" / "build" / "static"
+
+    def __post_init__(self) -> None:
+        if len(self.secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"QWEN_WORKBENCH_SECRET must be set to a random string of at least {MIN_SECRET_LENGTH} characters "
+                "(it signs the session cookies), e.g. python -c \"import secrets; print(secrets.token_urlsafe(48))\""
+            )
+        if self.max_file_bytes <= 0 or self.max_request_bytes <= 0:
+            raise ConfigError("QWEN_WORKBENCH_MAX_FILE_MB and QWEN_WORKBENCH_MAX_REQUEST_MB must be positive")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> WorkbenchSettings:
+        env = os.environ if environ is None else environ
+        defaults = cls.__dataclass_fields__
+        return cls(
+            database_url=env.get("QWEN_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            storage_root=Path(env.get("QWEN_STORAGE_ROOT") or ".storage"),
+            secret=env.get("QWEN_WORKBENCH_SECRET", ""),
+            secure_cookies=_flag(env, "QWEN_WORKBENCH_SECURE_COOKIES", True),
+            max_file_bytes=int(_number(env, "QWEN_WORKBENCH_MAX_FILE_MB", 512) * MB),
+            max_request_bytes=int(_number(env, "QWEN_WORKBENCH_MAX_REQUEST_MB", 2048) * MB),
+            session_seconds=int(_number(env, "QWEN_WORKBENCH_SESSION_HOURS", 12) * 3600),
+            ls_image_prefix=env.get("QWEN_WORKBENCH_LS_IMAGE_PREFIX", defaults["ls_image_prefix"].default),
+            editor_dir=Path(env.get("QWEN_WORKBENCH_EDITOR_DIR") or defaults["editor_dir"].default),
+        )
+
+
+def _flag(env, name: str, default: bool) -> bool:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r}: use 1 or 0")
+
+
+def _number(env, name: str, default: float) -> float:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number") from None

@@ -1,0 +1,84 @@
+"""The bridge between work items and the Label Studio editor, through the shared converter.
+
+Canonical payloads become Label Studio results with
+:func:`qwen_dataset.exporters.label_studio.label_studio_task` (boxes in pixels -> percent), and
+what the editor sends back becomes a canonical payload with
+:func:`~qwen_dataset.exporters.label_studio.from_label_studio_export`, so the workbench, the Label
+Studio export file and the import of a Label Studio project agree by construction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pandas as pd
+
+from qwen_dataset.annotation_db import WorkItem
+from qwen_dataset.exporters.label_studio import from_label_studio_export, label_studio_task, labeling_config
+from qwen_dataset.exporters.payloads import ExportAnnotation
+from qwen_dataset.records import AnnotationStatus, FrameRecord, Task, columns_of, load_payload
+
+#: Tasks the embedded editor can show: the pinned Label Studio editor (1.4.0) has no
+#: ``TimelineLabels``, which ``video_event`` needs, so video events are not imported.
+EDITABLE_TASKS: tuple[str, ...] = (Task.OCR.value, Task.GUI_ACTION.value, Task.SPATIAL.value, Task.IMAGE_TO_CODE.value)
+MAX_RESULTS = 5000  # more results than any frame needs: a bigger request is a mistake or an attack
+
+
+class EditorError(ValueError):
+    """What the editor sent cannot become a canonical payload; the message says why."""
+
+
+def config_for(task: str) -> str:
+    """The labeling config the editor loads for ``task``."""
+    return labeling_config(task)
+
+
+def to_results(item: WorkItem, payload_json: str, author: str = "", template_version: str = "") -> list[dict[str, Any]]:
+    """A canonical payload of ``item``'s frame as Label Studio results (percent boxes)."""
+    annotation = ExportAnnotation(
+        annotation_id="", frame_id=item.frame_id, upload_id=item.upload_id, task=item.task, source="",
+        author=author, template_version=template_version, created_at="", width=item.width, height=item.height,
+        payload=load_payload(payload_json) or {},
+    )
+    task = label_studio_task(annotation, image_url=lambda _frame_id: "")
+    return task["predictions"][0]["result"]
+
+
+def task_data(item: WorkItem) -> dict[str, Any]:
+    """The ``data`` of the item's Label Studio task, minus the image URL."""
+    data: dict[str, Any] = {"frame_id": item.frame_id, "upload_id": item.upload_id, "task": item.task}
+    if item.task == Task.GUI_ACTION:
+        data["requested_instruction"] = (load_payload(item.ai_payload) or {}).get("requested_instruction", "")
+    return data
+
+
+def _frame_table(item: WorkItem) -> pd.DataFrame:
+    row = {name: None for name in columns_of(FrameRecord)}
+    row.update(frame_id=item.frame_id, upload_id=item.upload_id, batch=item.batch, kind=item.kind, index=0,
+               width=item.width, height=item.height, blob_uri=item.blob_uri, low_light=False, mean_luma=0.0,
+               enhanced_uri="")
+    return pd.DataFrame([row], columns=columns_of(FrameRecord))
+
+
+@dataclasses.dataclass(frozen=True)
+class Converted:
+    payload: str  # canonical JSON
+    template_version: str
+
+
+def from_results(item: WorkItem, results: Any) -> Converted:
+    """Label Studio results of ``item`` -> canonical payload; :class:`EditorError` when impossible."""
+    if not isinstance(results, list) or not all(isinstance(result, dict) for result in results):
+        raise EditorError("'result' must be the editor's list of result objects")
+    if len(results) > MAX_RESULTS:
+        raise EditorError(f"'result' has {len(results)} entries; at most {MAX_RESULTS} are accepted")
+    export = [{"data": task_data(item), "annotations": [{"result": results, "completed_by": "workbench"}]}]
+    try:
+        records = from_label_studio_export(export, _frame_table(item), task=item.task)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        raise EditorError(f"the editor's result is malformed ({type(error).__name__}: {error})") from error
+    record = records[0]
+    if record["status"] != AnnotationStatus.OK.value:
+        raise EditorError(record["error"])
+    return Converted(record["payload"], record["template_version"])

@@ -1,0 +1,89 @@
+"""Server-rendered pages (Jinja2); the editor pages load the Label Studio editor and static/editor.js."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from qwen_dataset.annotation_db import HumanAnnotation, ItemStatus, Role, WorkItem
+from qwen_dataset.workbench import workflow
+from qwen_dataset.workbench.api import ADMIN, ANNOTATOR, ANY_USER, REVIEWER
+from qwen_dataset.workbench.auth import Principal, db_session
+from qwen_dataset.workbench.editor import EDITABLE_TASKS
+
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+router = APIRouter()
+HOME = {Role.ANNOTATOR: "/annotate", Role.REVIEWER: "/review", Role.ADMIN: "/admin"}
+
+
+def wants_html(request: Request) -> bool:
+    path = request.url.path
+    return (request.method == "GET" and not path.startswith(("/api/", "/media/", "/static/"))
+            and "text/html" in request.headers.get("accept", ""))
+
+
+def render(request: Request, name: str, who: Principal | None, status_code: int = 200, **context) -> HTMLResponse:
+    editor_ready = (request.app.state.settings.editor_dir / "js" / "main.js").is_file()
+    return templates.TemplateResponse(request, name, {"who": who, "editor_ready": editor_ready, **context},
+                                      status_code=status_code)
+
+
+def error_page(request: Request, status_code: int, message: str) -> HTMLResponse:
+    if status_code == 401:
+        return render(request, "login.html", None, status_code=401, next=request.url.path)
+    return render(request, "error.html", None, status_code=status_code, status=status_code, message=message)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> HTMLResponse:
+    # Only local paths: a crafted link must not send a fresh sign-in to another site.
+    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    return render(request, "login.html", None, next=target)
+
+
+@router.get("/")
+def home(who: Principal = Depends(ANY_USER)) -> RedirectResponse:
+    return RedirectResponse(HOME.get(who.role, "/login"), status_code=303)
+
+
+@router.get("/annotate", response_class=HTMLResponse)
+def annotate_list(request: Request, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)) -> HTMLResponse:
+    rows = session.execute(
+        select(WorkItem, HumanAnnotation).join(HumanAnnotation, HumanAnnotation.item_id == WorkItem.item_id)
+        .where(HumanAnnotation.assignee_id == who.user.id).order_by(WorkItem.batch, WorkItem.frame_id, WorkItem.task)
+    ).all()
+    return render(request, "annotate_list.html", who, rows=rows)
+
+
+@router.get("/annotate/{annotation_id}", response_class=HTMLResponse)
+def annotate_page(annotation_id: str, request: Request, who: Principal = Depends(ANNOTATOR),
+                  session: Session = Depends(db_session)) -> HTMLResponse:
+    annotation = workflow.own_annotation(session, annotation_id, who.user)
+    return render(request, "editor.html", who, mode="annotate", target=annotation.annotation_id, title=f"{annotation.task} · {annotation.frame_id}")
+
+
+@router.get("/review", response_class=HTMLResponse)
+def review_page(request: Request, who: Principal = Depends(REVIEWER), session: Session = Depends(db_session)) -> HTMLResponse:
+    queue = session.scalars(select(WorkItem).where(WorkItem.status == ItemStatus.ARBITRATION)
+                            .order_by(WorkItem.batch, WorkItem.frame_id)).all()
+    return render(request, "review.html", who, queue=queue)
+
+
+@router.get("/review/items/{item_id}", response_class=HTMLResponse)
+def review_item_page(item_id: str, request: Request, who: Principal = Depends(REVIEWER),
+                     session: Session = Depends(db_session)) -> HTMLResponse:
+    item = session.get(WorkItem, item_id)
+    if item is None:
+        return error_page(request, 404, f"no work item {item_id}")
+    mode = "arbitrate" if item.status == ItemStatus.ARBITRATION else "inspect"
+    return render(request, "editor.html", who, mode=mode, target=item.item_id, title=f"{item.task} · {item.frame_id}")
+
+
+@router.get("/admin", response_class=HTMLResponse)
+def admin_page(request: Request, who: Principal = Depends(ADMIN)) -> HTMLResponse:
+    return render(request, "admin.html", who, tasks=EDITABLE_TASKS)

@@ -1,0 +1,193 @@
+// The editor pages: the Label Studio editor (window.LabelStudio, from the pinned npm build)
+// on one work item. Annotators: every change is saved at once as a draft, with the version the
+// editor started from (a stale version is refused with 409 and the page says so); Submit sends
+// it on. Reviewers: compare both blind versions and the AI's, then accept one or save a merge.
+"use strict";
+
+const root = document.getElementById("label-studio");
+const statusBox = document.getElementById("save-status");
+const SAVE_EVERY_MS = 800;
+let store = null; // Label Studio's root store, set when the editor has loaded
+
+function setStatus(text, kind) {
+  statusBox.textContent = text;
+  statusBox.className = "save-status " + (kind || "");
+}
+
+function showNote(id, text) {
+  const box = document.getElementById(id);
+  if (!box || !text) return;
+  box.textContent = text;
+  box.hidden = false;
+}
+
+function selectedAnnotation() {
+  return store && store.annotationStore ? store.annotationStore.selected : null;
+}
+
+function currentResult() {
+  const annotation = selectedAnnotation();
+  return annotation ? annotation.serializeAnnotation() : null;
+}
+
+function startEditor(config, task, annotations, interfaces, hooks) {
+  if (typeof LabelStudio === "undefined") {
+    setStatus("The Label Studio editor is not installed on the server.", "failed");
+    return null;
+  }
+  return new LabelStudio("label-studio", {
+    config,
+    interfaces,
+    user: { id: 1, first_name: root.dataset.user, last_name: "", username: root.dataset.user },
+    task: { id: 1, data: task.data, annotations, predictions: task.predictions || [] },
+    onLabelStudioLoad: (ls) => { store = ls; window.workbenchStore = ls; },
+    onSubmitAnnotation: () => hooks.submit && hooks.submit(),
+    onUpdateAnnotation: () => hooks.submit && hooks.submit(),
+    onSubmitDraft: () => (hooks.draft ? hooks.draft() : Promise.resolve()),
+  });
+}
+
+// ----------------------------------------------------------------------------- annotators
+
+class AutoSaver {
+  constructor(annotationId, version, initialResult) {
+    this.url = "/api/annotations/" + encodeURIComponent(annotationId);
+    this.version = version;
+    this.saved = JSON.stringify(initialResult);
+    this.rejected = null; // the last content the server refused (not retried until it changes)
+    this.running = null;
+    this.again = false;
+    this.conflict = false;
+  }
+
+  pending() {
+    const result = currentResult();
+    if (result === null || this.conflict) return null;
+    const text = JSON.stringify(result);
+    return text === this.saved || text === this.rejected ? null : { result, text };
+  }
+
+  flush() {
+    if (this.running) { this.again = true; return this.running; }
+    this.running = this.saveOnce().finally(() => {
+      this.running = null;
+      if (this.again) { this.again = false; return this.flush(); }
+    });
+    return this.running;
+  }
+
+  async saveOnce() {
+    const change = this.pending();
+    if (!change) return;
+    setStatus("Saving…", "saving");
+    try {
+      const saved = await api("PUT", this.url, { version: this.version, result: change.result });
+      this.version = saved.version;
+      this.saved = change.text;
+      this.rejected = null;
+      setStatus("Saved (version " + saved.version + ")", "saved");
+    } catch (failure) {
+      this.handleFailure(failure, change.text);
+    }
+  }
+
+  handleFailure(failure, text) {
+    if (failure.status === 409) {
+      this.conflict = true;
+      const current = failure.data && failure.data.current_version;
+      setStatus("Not saved: " + failure.message, "conflict");
+      flash("This item was changed in another tab or window (now version " + current + "). " +
+            "Your last change is NOT saved. Reload the page to continue from the current version.", true);
+    } else {
+      this.rejected = text;
+      setStatus("Not saved: " + failure.message, "failed");
+    }
+  }
+
+  async submit() {
+    await this.flush();
+    if (this.conflict) return;
+    const result = currentResult();
+    try {
+      const done = await api("POST", this.url + "/submit", { version: this.version, result });
+      this.version = done.version;
+      this.saved = JSON.stringify(result);
+      setStatus("Submitted (" + done.state + ")", "saved");
+      this.conflict = true; // nothing more to save from this page
+      setTimeout(() => { window.location = "/annotate"; }, 600);
+    } catch (failure) {
+      this.handleFailure(failure, JSON.stringify(result));
+    }
+  }
+}
+
+async function startAnnotating(annotationId) {
+  const data = await api("GET", "/api/annotations/" + encodeURIComponent(annotationId));
+  showNote("item-note", data.note ? "Sent back by a reviewer: " + data.note : (data.ai_error ? "The AI pre-annotation failed: " + data.ai_error : ""));
+  const saver = new AutoSaver(annotationId, data.version, data.result);
+  window.workbenchSaver = saver;
+  const editable = data.state === "draft";
+  startEditor(data.config, data.task, [{ id: "current", result: data.result }],
+              ["panel", "controls", "side-column", "topbar"], { submit: () => editable && saver.submit(), draft: () => saver.flush() });
+  if (!editable) {
+    saver.conflict = true;
+    setStatus("This annotation is " + data.state + ": read only.", "");
+    document.getElementById("submit-annotation").disabled = true;
+    return;
+  }
+  setStatus("Version " + data.version, "");
+  setInterval(() => saver.flush(), SAVE_EVERY_MS);
+  for (const type of ["mouseup", "keyup", "change"]) {
+    document.addEventListener(type, () => setTimeout(() => saver.flush(), 50), true);
+  }
+  window.addEventListener("beforeunload", (event) => {
+    if (saver.pending()) { saver.flush(); event.preventDefault(); event.returnValue = ""; }
+  });
+  document.getElementById("submit-annotation").addEventListener("click", () => saver.submit());
+}
+
+// ----------------------------------------------------------------------------- reviewers
+
+async function resolve(itemId, body) {
+  try {
+    await api("POST", "/api/review/items/" + encodeURIComponent(itemId) + "/resolve", body);
+    setStatus("Final version saved", "saved");
+    setTimeout(() => { window.location = "/review"; }, 600);
+  } catch (failure) {
+    setStatus("Not saved: " + failure.message, "failed");
+  }
+}
+
+async function startReviewing(itemId, mode) {
+  const data = await api("GET", "/api/review/items/" + encodeURIComponent(itemId));
+  showNote("disagreement", data.disagreement ? "Disagreement: " + data.disagreement : "");
+  const shown = mode === "inspect" && data.final ? [data.final] : data.versions;
+  const annotations = shown.map((version) => ({ id: version.label, result: version.result }));
+  const legend = shown.map((version, index) => "tab " + (index + 1) + " = " + version.label.toUpperCase() + " (" + version.author + ")").join(", ");
+  const legendBox = document.getElementById("version-legend");
+  if (legendBox) legendBox.textContent = legend + "; the AI's version is the prediction tab";
+  startEditor(data.config, data.task, annotations,
+              ["panel", "controls", "side-column", "topbar", "annotations:tabs", "predictions:tabs", "annotations:menu"], {});
+  if (mode === "arbitrate") {
+    for (const button of document.querySelectorAll("button.accept")) {
+      button.addEventListener("click", () => resolve(itemId, { choice: button.dataset.choice }));
+    }
+    document.getElementById("save-merged").addEventListener("click", () => resolve(itemId, { result: currentResult() }));
+  } else {
+    document.getElementById("reject").addEventListener("click", async () => {
+      const reason = document.getElementById("reject-reason").value;
+      try {
+        await api("POST", "/api/review/items/" + encodeURIComponent(itemId) + "/reject", { reason });
+        setStatus("Sent back", "saved");
+      } catch (failure) {
+        setStatus(failure.message, "failed");
+      }
+    });
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const mode = root.dataset.mode;
+  const started = mode === "annotate" ? startAnnotating(root.dataset.target) : startReviewing(root.dataset.target, mode);
+  started.catch((failure) => flash(failure.message, true));
+});

@@ -1,0 +1,242 @@
+"""What happens to an annotation: drafts, submission, agreement, arbitration and rejection.
+
+States (:class:`~qwen_dataset.annotation_db.ReviewState`) of an annotator's row and the item's
+status (:class:`~qwen_dataset.annotation_db.ItemStatus`):
+
+* every save of a draft checks the version the client edited (optimistic concurrency): a stale
+  version raises :class:`StaleVersion`, carrying the current one;
+* submitting a single-annotated item makes its row ``final`` (item ``final``);
+* submitting one version of a double-blind item makes it ``submitted``; when both are in, they are
+  compared (:func:`~qwen_dataset.workbench.consensus.compare_versions`): if they agree, the version
+  submitted FIRST becomes ``final`` (the other stays ``submitted``, kept for agreement statistics)
+  and the item is ``final``; otherwise the item goes to ``arbitration``;
+* a reviewer resolves an arbitration by accepting version A, B or the AI's, or by saving a merged
+  version: a new ``source="arbitrated"`` row, ``final``;
+* a reviewer may send a final single-annotated row back to its annotator with a reason (back to
+  ``draft``, the item ``open``).
+
+Writes that change an item first update the item row (a no-op update): on PostgreSQL that locks
+the row, on SQLite it takes the write lock, so two annotators submitting the two halves of a
+double-blind item at the same moment are serialized and the second one sees the first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from qwen_dataset.annotation_db import HumanAnnotation, ItemStatus, ReviewState, User, WorkItem
+from qwen_dataset.records import Source
+from qwen_dataset.workbench.admin_settings import load_settings
+from qwen_dataset.workbench.assignment import new_annotation_id
+from qwen_dataset.workbench.consensus import compare_versions
+from qwen_dataset.workbench.editor import from_results
+
+
+class WorkflowError(Exception):
+    """A request that the current state does not allow; ``status`` is the HTTP status to answer."""
+
+    status = 409
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class StaleVersion(WorkflowError):
+    """The client edited an older version than the stored one."""
+
+
+class NotFound(WorkflowError):
+    status = 404
+
+
+class Invalid(WorkflowError):
+    status = 422
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def _lock_item(session: Session, item_id: str) -> WorkItem:
+    session.execute(update(WorkItem).where(WorkItem.item_id == item_id).values(status=WorkItem.status))
+    item = session.get(WorkItem, item_id, populate_existing=True)
+    if item is None:
+        raise NotFound(f"work item {item_id} does not exist")
+    return item
+
+
+def _stale(annotation: HumanAnnotation) -> StaleVersion:
+    return StaleVersion(
+        f"this annotation was changed elsewhere (now version {annotation.version}); reload it to see the current "
+        "version, then redo your change",
+        current_version=annotation.version,
+        state=annotation.state,
+    )
+
+
+def own_annotation(session: Session, annotation_id: str, user: User) -> HumanAnnotation:
+    """The user's own assigned annotation; anyone else's (or none) is "not found", never "forbidden",
+    so ids of other annotators' work cannot be probed."""
+    annotation = session.get(HumanAnnotation, annotation_id)
+    if annotation is None or annotation.assignee_id != user.id or annotation.item_id is None:
+        raise NotFound("no such annotation among your assignments")
+    return annotation
+
+
+def _apply_results(session: Session, annotation: HumanAnnotation, item: WorkItem, results: Any, version: int) -> None:
+    if annotation.state != ReviewState.DRAFT:
+        raise WorkflowError(f"this annotation is {annotation.state} and can no longer be edited", state=annotation.state,
+                            current_version=annotation.version)
+    if version != annotation.version:
+        raise _stale(annotation)
+    if results is not None:
+        converted = from_results(item, results)
+        annotation.payload = converted.payload
+        annotation.template_version = converted.template_version
+
+
+def save_draft(session: Session, user: User, annotation_id: str, version: int, results: Any) -> HumanAnnotation:
+    """Store the editor's current results as the draft; returns the row with its new version."""
+    annotation = own_annotation(session, annotation_id, user)
+    item = session.get(WorkItem, annotation.item_id)
+    _apply_results(session, annotation, item, results, version)
+    annotation.updated_at = _now()  # a save without changes still proves the client was current
+    _commit(session, annotation)
+    return annotation
+
+
+def submit(session: Session, user: User, annotation_id: str, version: int, results: Any = None) -> HumanAnnotation:
+    """Save (if ``results`` is given) and submit; settles the item when it can be settled."""
+    owned = own_annotation(session, annotation_id, user)
+    item = _lock_item(session, owned.item_id)
+    annotation = session.get(HumanAnnotation, annotation_id, populate_existing=True)
+    _apply_results(session, annotation, item, results, version)
+    annotation.submitted_at = _now()
+    annotation.note = ""
+    if item.double_blind:
+        annotation.state = ReviewState.SUBMITTED
+        session.flush()
+        _settle_double(session, item)
+    else:
+        annotation.state = ReviewState.FINAL
+        item.status = ItemStatus.FINAL
+    _commit(session, annotation)
+    return annotation
+
+
+def _commit(session: Session, annotation: HumanAnnotation) -> None:
+    try:
+        session.commit()
+    except StaleDataError:
+        session.rollback()
+        raise _stale(session.get(HumanAnnotation, annotation.annotation_id, populate_existing=True)) from None
+
+
+def versions_of(session: Session, item: WorkItem) -> list[HumanAnnotation]:
+    """The annotators' rows of an item, by slot."""
+    return list(session.scalars(
+        select(HumanAnnotation).where(HumanAnnotation.item_id == item.item_id, HumanAnnotation.assignee_id.is_not(None))
+        .order_by(HumanAnnotation.slot, HumanAnnotation.annotation_id)
+    ))
+
+
+def _settle_double(session: Session, item: WorkItem) -> None:
+    rows = versions_of(session, item)
+    if len(rows) < 2 or any(row.state == ReviewState.DRAFT for row in rows):
+        return
+    first, second = sorted(rows[:2], key=lambda row: (as_utc(row.submitted_at), row.slot or 0))
+    reasons = compare_versions(item.task, first.payload, second.payload, load_settings(session).agreement_iou)
+    if reasons:
+        item.status = ItemStatus.ARBITRATION
+        item.disagreement = "; ".join(reasons)
+    else:
+        first.state = ReviewState.FINAL
+        item.status = ItemStatus.FINAL
+        item.disagreement = ""
+
+
+CHOICES = ("a", "b", "ai")
+
+
+@dataclasses.dataclass(frozen=True)
+class Arbitration:
+    item: WorkItem
+    version_a: HumanAnnotation
+    version_b: HumanAnnotation
+
+
+def arbitration_of(session: Session, item_id: str) -> Arbitration:
+    item = session.get(WorkItem, item_id)
+    if item is None or not item.double_blind:
+        raise NotFound(f"no double-blind item {item_id}")
+    rows = versions_of(session, item)
+    if len(rows) < 2:
+        raise NotFound(f"item {item_id} does not have two versions")
+    return Arbitration(item, rows[0], rows[1])
+
+
+def resolve(session: Session, reviewer: User, item_id: str, choice: str | None = None, results: Any = None) -> HumanAnnotation:
+    """Make the arbitrated version final: version ``a``/``b``/``ai`` as it is, or ``results`` (a merge)."""
+    if (choice is None) == (results is None):
+        raise Invalid("send either 'choice' (one of a, b, ai) or 'result' (the merged version), not both or neither")
+    if choice is not None and choice not in CHOICES:
+        raise Invalid(f"choice must be one of {list(CHOICES)}, got {choice!r}")
+    item = _lock_item(session, item_id)
+    if item.status != ItemStatus.ARBITRATION:
+        raise WorkflowError(f"item {item_id} is {item.status}, not waiting for arbitration", item_status=item.status)
+    arbitration = arbitration_of(session, item_id)
+    if results is not None:
+        converted = from_results(item, results)
+        payload, template_version = converted.payload, converted.template_version
+    elif choice == "ai":
+        payload, template_version = item.ai_payload, item.ai_template_version
+    else:
+        chosen = arbitration.version_a if choice == "a" else arbitration.version_b
+        payload, template_version = chosen.payload, chosen.template_version
+    row = HumanAnnotation(
+        annotation_id=new_annotation_id(), frame_id=item.frame_id, upload_id=item.upload_id, batch=item.batch,
+        task=item.task, source=Source.ARBITRATED.value, author=reviewer.username, template_version=template_version,
+        payload=payload, state=ReviewState.FINAL, item_id=item.item_id, assignee_id=None, slot=None,
+        note=f"arbitrated: {choice or 'merged'}", submitted_at=_now(),
+    )
+    session.add(row)
+    item.status = ItemStatus.FINAL
+    session.commit()
+    return row
+
+
+def final_row(session: Session, item: WorkItem) -> HumanAnnotation | None:
+    return session.scalars(
+        select(HumanAnnotation).where(HumanAnnotation.item_id == item.item_id, HumanAnnotation.state == ReviewState.FINAL)
+    ).first()
+
+
+def reject(session: Session, reviewer: User, item_id: str, reason: str) -> HumanAnnotation:
+    """Send a final single-annotated item back to its annotator (draft again, with the reason)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise Invalid("give a reason: the annotator sees it next to the item")
+    item = _lock_item(session, item_id)
+    if item.double_blind:
+        raise WorkflowError("double-blind items are settled by agreement or arbitration, not sent back")
+    row = final_row(session, item) if item.status == ItemStatus.FINAL else None
+    if row is None or row.assignee_id is None:
+        raise WorkflowError(f"item {item_id} has no final annotator version to send back (status {item.status})")
+    row.state = ReviewState.DRAFT
+    row.note = f"{reason} (sent back by {reviewer.username})"
+    row.submitted_at = None
+    item.status = ItemStatus.OPEN
+    session.commit()
+    return row

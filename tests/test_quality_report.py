@@ -1,0 +1,66 @@
+import json
+
+import pytest
+
+from qwen_dataset.corrections import apply_corrections
+from qwen_dataset.quality.report import (
+    QualityTargets,
+    build_qc_report,
+    markdown_summary,
+    render_plots,
+    write_report_files,
+)
+from tests.factories import annotation, annotations_df, frame, frames_df, region
+
+
+def _batch():
+    f0, f1 = frame(0, width=400, height=200), frame(1, width=400, height=200, low_light=True)
+    ai = annotations_df(annotation(f0, [region([10, 10, 110, 40], "Login")]),
+                        annotation(f1, [region([0, 0, 50, 20], "Hi")], status="failed"))
+    human = annotations_df(
+        annotation(f0, [region([10, 10, 110, 40], "Login"), region([200, 100, 300, 140], "用户名")],
+                   source="human", author="ann1", created_at="2026-01-01T00:00:00+00:00"),
+        annotation(f0, [region([10, 10, 110, 50], "Login"), region([200, 100, 300, 140], "用户")],
+                   source="human", author="ann2", created_at="2026-01-01T00:01:00+00:00"),
+    )
+    final = apply_corrections(ai, human)
+    return final, ai, human, frames_df(f0, f1)
+
+
+def test_headline_figures_are_computed_from_double_annotations():
+    final, ai, human, frames = _batch()
+    report = build_qc_report("b1", final, ai, human, frames)
+    headline = report.headline()
+    # Box 1: IoU = 100*30 / (100*40) = 0.75; box 2 identical: 1.0 -> mean 0.875.
+    assert headline["mean_iou"] == pytest.approx(0.875)
+    # "用户名" vs "用户": 1 error over 8 reference characters ("Login" + "用户名").
+    assert headline["ocr_accuracy"] == pytest.approx(1 - 1 / 8)
+    assert headline["action_completeness"] is None  # no GUI sequence in this batch
+    assert report.verdicts() == {"mean_iou": True, "ocr_accuracy": False, "action_completeness": None,
+                                 "semantic_consistency": None}
+    assert report.counts["ai_failure_rate"] == pytest.approx(0.5)
+    assert report.counts["low_light_share"] == pytest.approx(0.5)
+    assert set(report.per_annotator["annotator"]) == {"ann1", "ann2"}
+
+
+def test_no_double_annotations_means_no_data_not_zero():
+    final, ai, _, frames = _batch()
+    report = build_qc_report("b1", apply_corrections(ai, ai.iloc[0:0]), ai, ai.iloc[0:0], frames)
+    assert report.headline()["mean_iou"] is None
+    assert "no data" in markdown_summary(report)
+
+
+def test_report_renders_to_markdown_json_html_and_png(tmp_path):
+    final, ai, human, frames = _batch()
+    report = build_qc_report("b1", final, ai, human, frames, targets=QualityTargets(mean_iou=0.9))
+    plots = render_plots(report)
+    assert {"iou_histogram", "per_annotator_agreement", "cer_by_language"} <= set(plots)
+    assert all(png.startswith(b"\x89PNG") for png in plots.values())
+    summary = markdown_summary(report, plots)
+    assert "| mean_iou | 0.875 | > 0.9 | FAIL |" in summary
+    assert "data:image/png;base64," in summary
+    paths = write_report_files(report, tmp_path, plots)
+    document = json.loads(paths["json"].read_text())
+    assert document["headline"]["mean_iou"] == pytest.approx(0.875)
+    page = paths["html"].read_text()
+    assert page.startswith("<!doctype html>") and "FAIL" in page and "http" not in page.split("<h2>Details")[0]

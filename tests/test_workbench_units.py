@@ -1,0 +1,188 @@
+"""Workbench building blocks: agreement rules, deterministic assignment, migrations, settings."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.orm import Session
+
+from qwen_dataset.annotation_db import Base, HumanAnnotation, final_annotations, make_engine, sqlite_url
+from qwen_dataset.workbench.admin_settings import ReviewSettings, SettingError
+from qwen_dataset.workbench.assignment import ImportProblem, assign_frame
+from qwen_dataset.workbench.config import ConfigError, WorkbenchSettings
+from qwen_dataset.workbench.consensus import compare_versions
+from qwen_dataset.workbench.security import SessionSigner, hash_password, needs_rehash, verify_password
+from qwen_dataset.workbench.upload import new_batch_id, parse_disposition, storable_name
+
+# --------------------------------------------------------------------------- agreement
+
+
+def ocr(*boxes_and_texts):
+    return {"regions": [{"bbox": box, "text": text, "reading_order": i} for i, (box, text) in enumerate(boxes_and_texts)]}
+
+
+def test_ocr_versions_agree_despite_order_and_whitespace():
+    a = ocr(([0, 0, 100, 20], "Hello  world"), ([0, 30, 100, 50], "second"))
+    b = ocr(([0, 31, 100, 50], "second"), ([1, 0, 100, 20], "Hello world "))
+    assert compare_versions("ocr", a, b, 0.85) == []
+
+
+def test_ocr_disagreements_are_explained():
+    a = ocr(([0, 0, 100, 20], "hello"), ([0, 30, 100, 50], "x"))
+    assert "no counterpart" in compare_versions("ocr", a, ocr(([0, 0, 100, 20], "hello")), 0.85)[0]
+    shifted = compare_versions("ocr", ocr(([0, 0, 100, 20], "a")), ocr(([30, 0, 130, 20], "a")), 0.85)
+    assert shifted and "IoU 0.54 is below 0.85" in shifted[0]
+    assert compare_versions("ocr", ocr(([0, 0, 100, 20], "a")), ocr(([30, 0, 130, 20], "a")), 0.5) == []
+    texts = compare_versions("ocr", ocr(([0, 0, 100, 20], "hello")), ocr(([0, 0, 100, 20], "hallo")), 0.85)
+    assert texts == ["box 1 of A / 1 of B: 'hello' vs 'hallo'"]
+
+
+def gui(elements, actions, instruction="log in"):
+    return {"elements": [{"bbox": box, "role": role, "text": text} for box, role, text in elements],
+            "instruction": instruction, "actions": actions}
+
+
+def test_gui_actions_compare_through_the_box_matching():
+    button, field = ([0, 0, 50, 20], "button", "OK"), ([0, 40, 200, 60], "input", "")
+    actions_a = [{"type": "type", "target": 1, "text": "bob"}, {"type": "click", "target": 0, "point": [5, 5]}]
+    # B listed the elements the other way round and clicked elsewhere inside the button: same actions.
+    actions_b = [{"type": "type", "target": 0, "text": "bob"}, {"type": "click", "target": 1, "point": [40, 10]}]
+    assert compare_versions("gui_action", gui([button, field], actions_a), gui([field, button], actions_b), 0.85) == []
+    wrong_target = [{"type": "type", "target": 1, "text": "bob"}, {"type": "click", "target": 1}]
+    assert compare_versions("gui_action", gui([button, field], actions_a), gui([field, button], wrong_target), 0.85) == [
+        "the action sequences differ"]
+    relabelled = compare_versions("gui_action", gui([button], []), gui([([0, 0, 50, 20], "link", "OK")], []), 0.85)
+    assert relabelled == ["box 1 of A / 1 of B: label 'button' vs 'link'"]
+    assert compare_versions("gui_action", gui([button], [], "a"), gui([button], [], "b"), 0.85) == ["the instructions differ"]
+
+
+def test_spatial_relations_and_depth_follow_the_matching():
+    cup, table = {"bbox": [10, 10, 30, 30], "label": "cup", "occluded": False}, {"bbox": [0, 20, 100, 60], "label": "table", "occluded": True}
+    a = {"objects": [cup, table], "relations": [{"subject": 0, "predicate": "above", "object": 1}], "depth_order": [0, 1]}
+    b = {"objects": [table, cup], "relations": [{"subject": 1, "predicate": "above", "object": 0}], "depth_order": [1, 0]}
+    assert compare_versions("spatial", a, b, 0.85) == []
+    b_wrong = {**b, "relations": [{"subject": 0, "predicate": "above", "object": 1}], "depth_order": [0, 1]}
+    assert compare_versions("spatial", a, b_wrong, 0.85) == ["the relations differ", "the depth orders differ"]
+
+
+# --------------------------------------------------------------------------- assignment
+
+
+def test_assignment_is_deterministic_and_never_doubles_one_annotator():
+    frames = [f"frame-{index:04d}" for index in range(2000)]
+    choices = [assign_frame(frame, 4, 0.1, "seed") for frame in frames]
+    assert choices == [assign_frame(frame, 4, 0.1, "seed") for frame in frames]
+    doubles = [choice for choice in choices if choice.double_blind]
+    assert 150 < len(doubles) < 250  # ~10 %
+    assert all(len(set(choice.annotators)) == 2 for choice in doubles)
+    load = Counter(position for choice in choices for position in choice.annotators)
+    assert set(load) == {0, 1, 2, 3} and max(load.values()) < 1.25 * min(load.values())
+    assert [assign_frame(frame, 4, 0.1, "other") for frame in frames] != choices  # the seed matters
+    assert all(not assign_frame(frame, 1, 1.0, "seed").double_blind for frame in frames[:50])
+    assert all(assign_frame(frame, 2, 1.0, "seed").double_blind for frame in frames[:50])
+    with pytest.raises(ImportProblem, match="annotator"):
+        assign_frame("f", 0, 0.1, "seed")
+
+
+def test_settings_are_validated():
+    with pytest.raises(SettingError):
+        ReviewSettings(double_rate=1.2)
+    with pytest.raises(SettingError):
+        ReviewSettings(agreement_iou=0.0)
+    with pytest.raises(ConfigError, match="QWEN_WORKBENCH_SECRET"):
+        WorkbenchSettings.from_env({})
+    settings = WorkbenchSettings.from_env({"QWEN_WORKBENCH_SECRET": "s" * 40, "QWEN_WORKBENCH_SECURE_COOKIES": "0",
+                                           "QWEN_WORKBENCH_MAX_FILE_MB": "2", "QWEN_DATABASE_URL": "sqlite:///x.db"})
+    assert (settings.secure_cookies, settings.max_file_bytes, settings.database_url) == (False, 2 * 1024 * 1024, "sqlite:///x.db")
+    with pytest.raises(ConfigError, match="QWEN_WORKBENCH_SECURE_COOKIES"):
+        WorkbenchSettings.from_env({"QWEN_WORKBENCH_SECRET": "s" * 40, "QWEN_WORKBENCH_SECURE_COOKIES": "maybe"})
+
+
+# --------------------------------------------------------------------------- security and upload helpers
+
+
+def test_passwords_and_sessions():
+    stored = hash_password("a long passphrase")
+    assert stored.startswith("$argon2id$") and verify_password(stored, "a long passphrase")
+    assert not verify_password(stored, "a long passphrasE") and not verify_password("garbage", "x")
+    assert not needs_rehash(stored)
+    signer = SessionSigner("k" * 40, max_age_seconds=60)
+    cookie, csrf = signer.dumps(7)
+    assert signer.loads(cookie) == {"uid": 7, "csrf": csrf}
+    assert signer.loads(cookie[:-2] + "xx") is None
+    assert SessionSigner("other key " * 4, 60).loads(cookie) is None
+    assert SessionSigner("k" * 40, max_age_seconds=-1).loads(cookie) is None  # expired
+
+
+def test_content_disposition_and_names():
+    assert parse_disposition(b'form-data; name="files"; filename="..\\..\\evil.png"') == ("files", "..\\..\\evil.png", None)
+    assert parse_disposition(b'form-data; name="files"; filename="a%22b%07.png"') == ("files", 'a"b\x07.png', None)
+    assert parse_disposition("form-data; name=\"files\"; filename=\"中文.png\"".encode()) == ("files", "中文.png", None)
+    assert parse_disposition(b"form-data; name=\"files\"; filename*=utf-8''%E4%B8%AD.png") == ("files", "中.png", None)
+    assert parse_disposition(b'form-data; name="files"; filename="\xff\xfe.png"')[2].startswith("unsafe_name")
+    assert parse_disposition(b'form-data; name="note"') == ("note", None, None)
+    assert storable_name("_READY") == "file_READY" and storable_name(".hidden.png") == "file.hidden.png"
+    assert storable_name("cat.png") == "cat.png"
+    from qwen_dataset.inbox import BATCH_NAME
+
+    assert BATCH_NAME.match(new_batch_id()) and new_batch_id() != new_batch_id()
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def _schema_drift(engine) -> list:
+    with engine.connect() as connection:
+        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+
+def test_migrations_match_the_models_on_sqlite(tmp_path):
+    engine = make_engine(sqlite_url(tmp_path / "a.db"))
+    assert _schema_drift(engine) == []
+    make_engine(sqlite_url(tmp_path / "a.db"))  # a second start finds nothing to do
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002_workbench"
+
+
+@pytest.mark.postgres
+def test_migrations_match_the_models_on_postgres(postgres_url):
+    engine = make_engine(postgres_url)
+    try:
+        assert _schema_drift(engine) == []
+    finally:
+        engine.dispose()
+
+
+LEGACY_SCHEMA = """
+CREATE TABLE human_annotations (
+    annotation_id VARCHAR(64) NOT NULL, frame_id VARCHAR(64) NOT NULL, upload_id VARCHAR(64) NOT NULL,
+    batch VARCHAR(200) NOT NULL, task VARCHAR(32) NOT NULL, source VARCHAR(16) NOT NULL, author VARCHAR(200) NOT NULL,
+    template_version VARCHAR(64) NOT NULL, payload TEXT NOT NULL, state VARCHAR(16) NOT NULL, version INTEGER NOT NULL,
+    created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL, PRIMARY KEY (annotation_id));
+CREATE INDEX ix_human_annotations_state ON human_annotations (state);
+CREATE INDEX ix_human_annotations_batch ON human_annotations (batch);
+CREATE INDEX ix_human_annotations_frame_id ON human_annotations (frame_id);
+INSERT INTO human_annotations VALUES ('a1', 'f1', 'u1', 'b1', 'ocr', 'human', 'ann', '', '{"regions": []}', 'final', 3,
+                                      '2026-01-01 00:00:00', '2026-01-01 00:00:00');
+"""
+
+
+def test_a_database_made_before_migrations_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "legacy.db"
+    legacy = sa.create_engine(sqlite_url(path))
+    with legacy.begin() as connection:
+        for statement in LEGACY_SCHEMA.split(";"):
+            if statement.strip():
+                connection.execute(sa.text(statement))
+    legacy.dispose()
+    engine = make_engine(sqlite_url(path))
+    assert _schema_drift(engine) == []
+    rows = final_annotations(engine, "b1")
+    assert rows["annotation_id"].tolist() == ["a1"]
+    with Session(engine) as session:
+        row = session.get(HumanAnnotation, "a1")
+        assert (row.version, row.note, row.item_id) == (3, "", None)
