@@ -13,7 +13,7 @@ from dagster import (
     sensor,
 )
 
-from assets.jobs import process_batch_job, reexport_job
+from assets.jobs import process_batch_job, reexport_job, release_job
 from assets.partitions import batches
 from qwen_dataset.inbox import scan_inbox
 from resources.storage import StorageResource
@@ -54,3 +54,13 @@ def nightly_reexport(context: ScheduleEvaluationContext):
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
     for name in context.instance.get_dynamic_partitions(batches.name):
         yield RunRequest(partition_key=name, run_key=f"reexport:{day}:{name}")
+
+
+@schedule(
+    job=release_job,
+    cron_schedule="0 5 * * *",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Nightly, after the re-export: a release over every batch that passed its gates (no-op if unchanged).",
+)
+def nightly_release(context: ScheduleEvaluationContext):
+    return RunRequest(run_key=f"release:{context.scheduled_execution_time:%Y-%m-%d}")

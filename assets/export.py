@@ -23,7 +23,10 @@ EXPORT_CODE_VERSION = "1"
     # The quality gate sits on qc_report: a batch that fails it is never exported.
     deps=["qc_report"],
     automation_condition=AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed(),
-    description="exports/<batch>/: qwen_ocr.jsonl (qwen-vl-finetune format, bbox_2d in 0-1000) and coco.json.",
+    description=(
+        "exports/<batch>/: per task Qwen-VL fine-tune JSONL (bbox_2d in 0-1000), messages JSONL, COCO, Label Studio "
+        "tasks; annotations.csv, actions.dsl; images as hard links."
+    ),
 )
 def exports(
     context: AssetExecutionContext, human_corrections: pd.DataFrame, frames: pd.DataFrame, storage: StorageResource

@@ -4,7 +4,9 @@ from dagster import AssetSelection, define_asset_job
 
 from assets.partitions import batches
 
-PIPELINE_ASSETS = ["raw_uploads", "frames", "ai_annotations", "human_corrections", "qc_report", "exports"]
+PIPELINE_ASSETS = [
+    "raw_uploads", "frames", "ai_annotations", "human_corrections", "qc_report", "exports", "augmented_dataset",
+]
 
 process_batch_job = define_asset_job(
     name="process_batch",
@@ -18,4 +20,10 @@ reexport_job = define_asset_job(
     selection=AssetSelection.assets("human_corrections", "qc_report", "exports"),
     partitions_def=batches,
     description="Re-read human corrections, re-measure quality and re-export one batch.",
+)
+
+release_job = define_asset_job(
+    name="release_dataset",
+    selection=AssetSelection.assets("release"),
+    description="Assemble a versioned release from every batch whose export is current.",
 )

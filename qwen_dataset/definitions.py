@@ -20,11 +20,13 @@ from dagster import Definitions, PreviewWarning
 warnings.filterwarnings("ignore", category=PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
 
 from assets.annotate import ai_annotations_gate, build_ai_annotations
-from assets.automation import inbox_sensor, nightly_reexport
+from assets.augment import augmented_dataset
+from assets.automation import inbox_sensor, nightly_release, nightly_reexport
 from assets.export import exports
 from assets.frames import frames, frames_gate
 from assets.ingest import raw_uploads
-from assets.jobs import process_batch_job, reexport_job
+from assets.jobs import process_batch_job, reexport_job, release_job
+from assets.release import release
 from assets.quality import qc_gate, qc_report
 from assets.review import human_corrections
 from qwen_dataset.annotation_db import sqlite_url
@@ -53,11 +55,11 @@ def build_definitions(storage_root: str | None = None, database_url: str | None 
     prelabel = prelabel or prelabel_resource_from_env()
     storage = StorageResource(root=root)
     return Definitions(
-        assets=[raw_uploads, frames, build_ai_annotations(prelabel.backend_version()), human_corrections, qc_report, exports],
+        assets=[raw_uploads, frames, build_ai_annotations(prelabel.backend_version()), human_corrections, qc_report, exports, augmented_dataset, release],
         asset_checks=[frames_gate, ai_annotations_gate, qc_gate],
-        jobs=[process_batch_job, reexport_job],
+        jobs=[process_batch_job, reexport_job, release_job],
         sensors=[inbox_sensor],
-        schedules=[nightly_reexport],
+        schedules=[nightly_reexport, nightly_release],
         resources={
             "storage": storage,
             "annotation_db": AnnotationDatabaseResource(url=url),

@@ -1,11 +1,16 @@
-"""A batch's export folder: the frames as files plus every dataset format, written atomically.
+"""Writing a dataset folder: the frames as files plus every format, each file atomic.
 
-Layout of ``exports/<batch>/``::
+A batch export (``exports/<batch>/``) and a release (``releases/<version>/``) hold the same
+formats, written by :func:`write_dataset_formats` for every task present:
 
-    images/<frame_id>.png|jpg    hard links to the blobs (copies across file systems)
-    qwen_ocr.jsonl               Qwen-VL fine-tune format (qwen-vl-finetune)
-    coco.json                    COCO detection, text regions as one category
-    manifest.json                what was written, with row counts and sha256
+    images/<frame_id>.png|jpg        hard links to the blobs (copies across file systems)
+    qwen_<task>.jsonl                Qwen-VL fine-tune format (qwen-vl-finetune)
+    messages_<task>.jsonl            messages/images layout (LLaMA-Factory, ms-swift, TRL)
+    coco_<task>.json                 COCO detection (tasks with boxes)
+    label_studio_<task>.json         Label Studio import tasks with predictions
+    actions.dsl                      GUI action sequences in the Action DSL (gui_action)
+    annotations.csv                  one row per region / element / action / event
+    manifest.json                    what was written, with row counts and sha256
 """
 
 from __future__ import annotations
@@ -14,12 +19,20 @@ import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
+from qwen_dataset.exporters import final_annotations
+from qwen_dataset.exporters.action_dsl import write as write_dsl
 from qwen_dataset.exporters.coco import export_coco
-from qwen_dataset.exporters.qwen_jsonl import export_qwen_ocr_jsonl
+from qwen_dataset.exporters.csv_export import export_csv
+from qwen_dataset.exporters.label_studio import export_label_studio
+from qwen_dataset.exporters.messages import export_messages_jsonl
+from qwen_dataset.exporters.qwen_jsonl import export_qwen_jsonl
+from qwen_dataset.records import AnnotationStatus, Task
+from qwen_dataset.release import ReleaseStaging
 from qwen_dataset.storage import BlobStore, atomic_write_text, sha256_file
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -63,21 +76,62 @@ def link_images(frames: pd.DataFrame, blobs: BlobStore, out_dir: Path) -> dict[s
     return refs
 
 
+BOX_TASKS = (Task.OCR, Task.GUI_ACTION, Task.SPATIAL, Task.IMAGE_TO_CODE)
+
+
+def _file(format_name: str, path: Path, records: int) -> ExportFile:
+    return ExportFile(format_name, str(path), int(records), sha256_file(path))
+
+
+def write_action_dsl(annotations: pd.DataFrame, out_path: Path, image_ref: Callable[[str], str]) -> int:
+    """Every final GUI action sequence in the Action DSL, one block per frame after a comment line."""
+    blocks = []
+    for row in final_annotations(annotations, Task.GUI_ACTION).itertuples(index=False):
+        payload = json.loads(row.payload)
+        header = f"// frame {row.frame_id} image {image_ref(row.frame_id)}"
+        instruction = " ".join(str(payload.get("instruction", "")).split())
+        blocks.append(f"{header}\n// instruction {instruction}\n{write_dsl(payload.get('actions', []))}")
+    atomic_write_text(out_path, "\n".join(blocks))
+    return len(blocks)
+
+
+def write_dataset_formats(
+    annotations: pd.DataFrame, frames: pd.DataFrame, out_dir: Path, image_ref: Callable[[str], str]
+) -> list[ExportFile]:
+    """Write every format of every task present in ``annotations`` into ``out_dir``."""
+    ok = annotations[annotations["status"] == AnnotationStatus.OK]
+    tasks = [task for task in Task if (ok["task"] == task).any()]
+    files: list[ExportFile] = []
+    for task in tasks:
+        name = task.value
+        lines = export_qwen_jsonl(annotations, frames, out_dir / f"qwen_{name}.jsonl", image_ref, task=name)
+        files.append(_file(f"qwen_{name}_jsonl", out_dir / f"qwen_{name}.jsonl", lines))
+        lines = export_messages_jsonl(annotations, frames, out_dir / f"messages_{name}.jsonl", image_ref, task=name)
+        files.append(_file(f"messages_{name}_jsonl", out_dir / f"messages_{name}.jsonl", lines))
+        if task in BOX_TASKS:
+            counts = export_coco(annotations, frames, out_dir / f"coco_{name}.json", image_ref, task=name)
+            files.append(_file(f"coco_{name}", out_dir / f"coco_{name}.json", counts.get("annotations", 0)))
+        count = export_label_studio(annotations, frames, out_dir / f"label_studio_{name}.json", image_ref, task=name)
+        files.append(_file(f"label_studio_{name}", out_dir / f"label_studio_{name}.json", count))
+    if Task.GUI_ACTION in tasks:
+        files.append(_file("action_dsl", out_dir / "actions.dsl", write_action_dsl(annotations, out_dir / "actions.dsl", image_ref)))
+    rows = export_csv(annotations, frames, out_dir / "annotations.csv", image_ref)
+    files.append(_file("csv", out_dir / "annotations.csv", rows))
+    return files
+
+
 def write_batch_exports(annotations: pd.DataFrame, frames: pd.DataFrame, blobs: BlobStore, out_dir: Path) -> list[ExportFile]:
     """Write every format for one batch into ``out_dir`` and describe what was written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     refs = link_images(frames, blobs, out_dir)
-    image_ref = refs.__getitem__
-    jsonl_path = out_dir / "qwen_ocr.jsonl"
-    coco_path = out_dir / "coco.json"
-    lines = export_qwen_ocr_jsonl(annotations, frames, jsonl_path, image_ref)
-    coco_counts = export_coco(annotations, frames, coco_path, image_ref)
-    files = [
-        ExportFile("qwen_ocr_jsonl", str(jsonl_path), lines, sha256_file(jsonl_path)),
-        ExportFile("coco", str(coco_path), int(coco_counts.get("annotations", 0)), sha256_file(coco_path)),
-    ]
+    files = write_dataset_formats(annotations, frames, out_dir, refs.__getitem__)
     atomic_write_text(
         out_dir / "manifest.json",
         json.dumps({"images": len(refs), "files": [dataclasses.asdict(f) for f in files]}, indent=2),
     )
     return files
+
+
+def write_release_formats(staging: ReleaseStaging) -> None:
+    """The release's formats, written into its staging folder before it is sealed."""
+    write_dataset_formats(staging.annotations, staging.frames, staging.directory, staging.image_ref)

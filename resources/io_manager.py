@@ -1,4 +1,8 @@
-"""Manifests as Parquet files under the storage root, one file per asset and batch."""
+"""Manifests as Parquet files under the storage root, one file per asset and batch.
+
+An asset that returns several tables (a ``dict`` of name -> DataFrame) gets a folder of them:
+``manifests/<asset>/<batch>/<name>.parquet``.
+"""
 
 from __future__ import annotations
 
@@ -22,16 +26,26 @@ class ParquetManifestIOManager(ConfigurableIOManager):
         asset = "__".join(context.asset_key.path)
         return self.storage.layout().manifest(asset, _partition(context))
 
-    def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+    def handle_output(self, context: OutputContext, obj: pd.DataFrame | dict[str, pd.DataFrame]) -> None:
         if obj is None:
             return
         path = self._path(context)
+        if isinstance(obj, dict):
+            folder = path.with_suffix("")
+            for name, table in obj.items():
+                with atomic_writer(folder / f"{name}.parquet") as handle:
+                    table.to_parquet(handle, index=False)
+            context.add_output_metadata({"manifest_path": str(folder)})
+            return
         with atomic_writer(path) as handle:
             obj.to_parquet(handle, index=False)
         context.add_output_metadata({"manifest_path": str(path)})
 
-    def load_input(self, context: InputContext) -> pd.DataFrame:
+    def load_input(self, context: InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
         path = self._path(context)
+        folder = path.with_suffix("")
+        if folder.is_dir():
+            return {table.stem: pd.read_parquet(table) for table in sorted(folder.glob("*.parquet"))}
         if not path.exists():
             raise FileNotFoundError(
                 f"The manifest {path} does not exist: materialize {context.asset_key.to_user_string()} "

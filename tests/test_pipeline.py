@@ -92,7 +92,8 @@ def _assert_batch_processed(root: Path, truth) -> None:
     report = json.loads((root / "exports" / "reports" / f"{BATCH}.json").read_text())
     assert report["headline"]["mean_iou"] is None  # nobody double-annotated yet
     assert report["figures"]["ai_failure_rate"] == 0.0
-    coco = COCO(str(export_dir / "coco.json"))
+    coco = COCO(str(export_dir / "coco_ocr.json"))
+    assert (export_dir / "annotations.csv").exists() and (export_dir / "label_studio_ocr.json").exists()
     assert len(coco.getImgIds()) == len(frames)
     assert len(coco.getAnnIds()) > 0
 
@@ -105,6 +106,22 @@ def test_whole_graph_on_ephemeral_instance(tmp_path, sample):
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"frames_gate": True, "ai_annotations_gate": True, "qc_gate": True}
     _assert_batch_processed(root, sample[1])
+
+    augmented = root / "manifests" / "augmented_dataset" / BATCH
+    lineage = pd.read_parquet(augmented / "lineage.parquet")
+    assert set(lineage["pipeline"]) >= {"geometric", "color", "noise"}
+
+    defs = build_definitions(storage_root=str(root), database_url=sqlite_url(root / "annotations.db"))
+    first = defs.resolve_job_def("release_dataset").execute_in_process(instance=instance)
+    assert first.success
+    release_dir = Path(first.output_for_node("release")["path"].iloc[0])
+    frames = pd.read_parquet(release_dir / "frames.parquet")
+    assert frames.groupby("upload_id")["split"].nunique().max() == 1  # a video never spans two splits
+    assert (release_dir / "README.md").read_text().count(BATCH) >= 1
+    assert (release_dir / "qwen_ocr.jsonl").exists()
+    again = defs.resolve_job_def("release_dataset").execute_in_process(instance=instance)
+    assert again.output_for_node("release")["version"].iloc[0] == release_dir.name
+    assert bool(again.output_for_node("release")["created"].iloc[0]) is False  # immutable: found, not rewritten
 
 
 @pytest.mark.postgres

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qwen_dataset.annotation_db import (
+    ApiToken,
     HumanAnnotation,
     ItemStatus,
     ReviewState,
@@ -141,13 +142,11 @@ class World:
 
 def build_world(url: str, root: Path, **settings_overrides) -> World:
     engine = make_engine(url)
-    settings = WorkbenchSettings(database_url=url, storage_root=root, secret=SECRET, secure_cookies=True,
-                                 **settings_overrides)
+    settings = WorkbenchSettings(**{"database_url": url, "storage_root": root, "secret": SECRET, "secure_cookies": True,
+                                    **settings_overrides})
     app = create_app(settings, engine)
     users = {}
     token = new_api_token()
-    from qwen_dataset.annotation_db import ApiToken
-
     with Session(engine, expire_on_commit=False) as session:
         for name, role in (("admin", "admin"), ("rita", "reviewer"), ("ann1", "annotator"), ("ann2", "annotator"),
                            ("ann3", "annotator")):

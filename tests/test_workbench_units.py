@@ -98,6 +98,8 @@ def test_settings_are_validated():
     settings = WorkbenchSettings.from_env({"QWEN_WORKBENCH_SECRET": "s" * 40, "QWEN_WORKBENCH_SECURE_COOKIES": "0",
                                            "QWEN_WORKBENCH_MAX_FILE_MB": "2", "QWEN_DATABASE_URL": "sqlite:///x.db"})
     assert (settings.secure_cookies, settings.max_file_bytes, settings.database_url) == (False, 2 * 1024 * 1024, "sqlite:///x.db")
+    rooted = WorkbenchSettings.from_env({"QWEN_WORKBENCH_SECRET": "s" * 40, "QWEN_STORAGE_ROOT": "/data/qwen"})
+    assert rooted.database_url == "sqlite:////data/qwen/annotations.db"  # the pipeline's default database
     with pytest.raises(ConfigError, match="QWEN_WORKBENCH_SECURE_COOKIES"):
         WorkbenchSettings.from_env({"QWEN_WORKBENCH_SECRET": "s" * 40, "QWEN_WORKBENCH_SECURE_COOKIES": "maybe"})
 

@@ -21,11 +21,11 @@ from qwen_dataset.annotation_db import Role, make_engine
 from qwen_dataset.storage import StorageLayout
 from qwen_dataset.workbench.admin_settings import load_settings
 from qwen_dataset.workbench.assignment import ImportProblem, import_batch
-from qwen_dataset.workbench.config import DEFAULT_DATABASE_URL, ConfigError, WorkbenchSettings
+from qwen_dataset.workbench.config import ConfigError, WorkbenchSettings, default_database_url
 
 
 def _database_url() -> str:
-    return os.environ.get("QWEN_DATABASE_URL") or DEFAULT_DATABASE_URL
+    return os.environ.get("QWEN_DATABASE_URL") or default_database_url(os.environ.get("QWEN_STORAGE_ROOT"))
 
 
 def serve(args: argparse.Namespace) -> int:

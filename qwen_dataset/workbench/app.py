@@ -65,7 +65,9 @@ def _error(status: int, message: str, **details) -> JSONResponse:
 
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(WorkflowError)
-    async def workflow_error(_request: Request, error: WorkflowError) -> JSONResponse:
+    async def workflow_error(request: Request, error: WorkflowError):
+        if pages.wants_html(request):
+            return pages.error_page(request, error.status, str(error))
         return _error(error.status, str(error), **error.details)
 
     @app.exception_handler(EditorError)

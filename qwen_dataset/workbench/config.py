@@ -1,8 +1,9 @@
 """Workbench settings, read from the environment (``make workbench`` passes them through).
 
 =============================  ===========================================================
-``QWEN_DATABASE_URL``          SQLAlchemy URL of the annotation database
-                               (default ``sqlite:///.storage/annotations.db``)
+``QWEN_DATABASE_URL``          SQLAlchemy URL of the annotation database (default: the SQLite
+                               file ``<storage root>/annotations.db``, as the Dagster code
+                               location uses, i.e. ``sqlite:///.storage/annotations.db``)
 ``QWEN_STORAGE_ROOT``          storage root: inbox, blobs, manifests (default ``.storage``)
 ``QWEN_WORKBENCH_SECRET``      key that signs session cookies (required outside tests: at
                                least 32 characters; ``python -c "import secrets;
@@ -25,7 +26,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from qwen_dataset.annotation_db import REPO_ROOT
+from qwen_dataset.annotation_db import REPO_ROOT, sqlite_url
 
 DEFAULT_DATABASE_URL = "sqlite:///.storage/annotations.db"
 MIN_SECRET_LENGTH = 32
@@ -61,9 +62,10 @@ class WorkbenchSettings:
     def from_env(cls, environ: dict[str, str] | None = None) -> WorkbenchSettings:
         env = os.environ if environ is None else environ
         defaults = cls.__dataclass_fields__
+        storage_root = Path(env.get("QWEN_STORAGE_ROOT") or ".storage")
         return cls(
-            database_url=env.get("QWEN_DATABASE_URL") or DEFAULT_DATABASE_URL,
-            storage_root=Path(env.get("QWEN_STORAGE_ROOT") or ".storage"),
+            database_url=env.get("QWEN_DATABASE_URL") or default_database_url(storage_root),
+            storage_root=storage_root,
             secret=env.get("QWEN_WORKBENCH_SECRET", ""),
             secure_cookies=_flag(env, "QWEN_WORKBENCH_SECURE_COOKIES", True),
             max_file_bytes=int(_number(env, "QWEN_WORKBENCH_MAX_FILE_MB", 512) * MB),
@@ -72,6 +74,11 @@ class WorkbenchSettings:
             ls_image_prefix=env.get("QWEN_WORKBENCH_LS_IMAGE_PREFIX", defaults["ls_image_prefix"].default),
             editor_dir=Path(env.get("QWEN_WORKBENCH_EDITOR_DIR") or defaults["editor_dir"].default),
         )
+
+
+def default_database_url(storage_root: Path | str | None = None) -> str:
+    """The annotation database the pipeline uses when ``QWEN_DATABASE_URL`` is unset."""
+    return sqlite_url(Path(storage_root or ".storage") / "annotations.db")
 
 
 def _flag(env, name: str, default: bool) -> bool:

@@ -50,10 +50,12 @@ function startEditor(config, task, annotations, interfaces, hooks) {
 // ----------------------------------------------------------------------------- annotators
 
 class AutoSaver {
-  constructor(annotationId, version, initialResult) {
+  constructor(annotationId, version) {
     this.url = "/api/annotations/" + encodeURIComponent(annotationId);
     this.version = version;
-    this.saved = JSON.stringify(initialResult);
+    // The editor's own serialization of what the server sent (it adds fields such as "origin"):
+    // taken at the first look after loading, so that loading alone never counts as a change.
+    this.saved = null;
     this.rejected = null; // the last content the server refused (not retried until it changes)
     this.running = null;
     this.again = false;
@@ -64,6 +66,7 @@ class AutoSaver {
     const result = currentResult();
     if (result === null || this.conflict) return null;
     const text = JSON.stringify(result);
+    if (this.saved === null) { this.saved = text; return null; }
     return text === this.saved || text === this.rejected ? null : { result, text };
   }
 
@@ -124,7 +127,7 @@ class AutoSaver {
 async function startAnnotating(annotationId) {
   const data = await api("GET", "/api/annotations/" + encodeURIComponent(annotationId));
   showNote("item-note", data.note ? "Sent back by a reviewer: " + data.note : (data.ai_error ? "The AI pre-annotation failed: " + data.ai_error : ""));
-  const saver = new AutoSaver(annotationId, data.version, data.result);
+  const saver = new AutoSaver(annotationId, data.version);
   window.workbenchSaver = saver;
   const editable = data.state === "draft";
   startEditor(data.config, data.task, [{ id: "current", result: data.result }],
@@ -162,10 +165,10 @@ async function startReviewing(itemId, mode) {
   const data = await api("GET", "/api/review/items/" + encodeURIComponent(itemId));
   showNote("disagreement", data.disagreement ? "Disagreement: " + data.disagreement : "");
   const shown = mode === "inspect" && data.final ? [data.final] : data.versions;
-  const annotations = shown.map((version) => ({ id: version.label, result: version.result }));
-  const legend = shown.map((version, index) => "tab " + (index + 1) + " = " + version.label.toUpperCase() + " (" + version.author + ")").join(", ");
+  const annotations = shown.map((version) => ({ id: version.label, result: version.result, createdBy: version.label.toUpperCase() + ": " + version.author }));
+  const legend = shown.map((version) => version.label.toUpperCase() + " = " + version.author).join(", ");
   const legendBox = document.getElementById("version-legend");
-  if (legendBox) legendBox.textContent = legend + "; the AI's version is the prediction tab";
+  if (legendBox) legendBox.textContent = legend + "; switch versions (and the AI's prediction) in the editor's menu";
   startEditor(data.config, data.task, annotations,
               ["panel", "controls", "side-column", "topbar", "annotations:tabs", "predictions:tabs", "annotations:menu"], {});
   if (mode === "arbitrate") {

@@ -1,0 +1,171 @@
+"""The workbench in a real browser: headless Debian Chromium driven by Playwright, the real
+Label Studio editor (the pinned npm build), the app in a uvicorn thread on 127.0.0.1:0.
+
+An annotator signs in, drags the AI's pre-filled box, retypes its text and submits: the database
+holds the new geometry. Then a reviewer opens a disagreement, moves a box of one version and
+saves it as the arbitrated final version.
+
+Needs ``apt-get install -y chromium`` (``/usr/bin/chromium``) and ``npm ci --ignore-scripts``
+(the editor build under ``node_modules``); ``QWEN_SKIP_BROWSER=1`` skips it on a machine
+without them. Playwright never downloads a browser here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from qwen_dataset.annotation_db import ItemStatus, final_annotations, sqlite_url
+from tests.test_workbench_api import AI_BOX, HEIGHT, PASSWORD, WIDTH, World, build_world, item_of, my_items, _submit
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+EDITOR_BUILD = Path(__file__).resolve().parents[2] / "node_modules" / "@heartexlabs" / "label-studio" / "build" / "static"
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture()
+def served(tmp_path) -> Iterator[tuple[World, str]]:
+    if os.environ.get("QWEN_SKIP_BROWSER") == "1":
+        pytest.skip("QWEN_SKIP_BROWSER=1")
+    missing = [str(path) for path in (CHROMIUM, EDITOR_BUILD / "js" / "main.js") if not path.exists()]
+    assert not missing, (f"missing {missing}: apt-get install -y chromium; npm ci --ignore-scripts "
+                         "(or set QWEN_SKIP_BROWSER=1)")
+    world = build_world(sqlite_url(tmp_path / "annotations.db"), tmp_path / "root", secure_cookies=False,
+                        editor_dir=EDITOR_BUILD)
+    server = uvicorn.Server(uvicorn.Config(world.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the workbench server did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield world, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        for client in world.clients:
+            client.close()
+        world.engine.dispose()
+
+
+@pytest.fixture()
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def sign_in(browser, base: str, username: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(base + "/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#sign-in")
+    page.wait_for_function("document.location.pathname !== '/login'")
+    return page, errors
+
+
+def wait_for_editor(page) -> None:
+    page.wait_for_function("window.workbenchStore && window.workbenchStore.annotationStore.selected "
+                           "&& window.workbenchStore.annotationStore.selected.results.length > 0")
+    page.locator("img[src*='/media/items/']").first.wait_for(state="visible")
+
+
+def drag_box(page, box: list[float], dx: float, dy: float) -> None:
+    """Drag the region drawn at pixel ``box`` of the frame by (dx, dy) frame pixels, like a user."""
+    image = page.locator("img[src*='/media/items/']").first
+    page.wait_for_function("(() => { const i = document.querySelector(\"img[src*='/media/items/']\"); "
+                           "return i && i.complete && i.naturalWidth > 0; })()")
+    shown = image.bounding_box()
+    scale = shown["width"] / WIDTH
+    x = shown["x"] + (box[0] + box[2]) / 2 * scale
+    y = shown["y"] + (box[1] + box[3]) / 2 * scale
+    page.mouse.click(x, y)  # select the region
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(x + dx * scale * step / 10, y + dy * scale * step / 10)
+    page.mouse.up()
+
+
+def test_annotator_edits_and_reviewer_arbitrates(served, browser):
+    world, base = served
+    world.set_double_rate(0.0)
+    world.import_batch("b-browser", frames=1, video_event=False)
+    annotator = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
+    entry = my_items(world, annotator)[0]
+
+    page, errors = sign_in(browser, base, annotator)
+    assert page.url == base + "/annotate"
+    page.click(f"a[href='/annotate/{entry['annotation_id']}']")
+    wait_for_editor(page)
+    drag_box(page, AI_BOX, dx=40, dy=20)
+    transcription = page.locator("textarea.lsf-textarea-tag__input").first
+    assert transcription.input_value() == "hello"
+    transcription.click()
+    transcription.fill("hullo world")
+    transcription.press("Tab")
+    # Every change is saved as a draft at once, before any submit.
+    page.wait_for_function("document.getElementById('save-status').textContent.startsWith('Saved')")
+    draft = world.client(annotator).get(f"/api/annotations/{entry['annotation_id']}").json()
+    assert draft["state"] == "draft" and draft["version"] > entry["version"]
+    page.click("#submit-annotation")
+    page.wait_for_url(base + "/annotate")
+    assert not errors, errors
+    final = final_annotations(world.engine, "b-browser")
+    assert len(final) == 1
+    region = json.loads(final["payload"].iloc[0])["regions"][0]
+    assert region["bbox"] == pytest.approx([AI_BOX[0] + 40, AI_BOX[1] + 20, AI_BOX[2] + 40, AI_BOX[3] + 20], abs=2.0)
+    assert region["text"] == "hullo world"
+    page.close()
+
+    # A disagreement: two annotators drew the line at different places.
+    world.set_double_rate(1.0)
+    world.import_batch("b-dispute", frames=1, video_event=False)
+    (first, entry_a), (second, entry_b) = [(name, my_items(world, name)[-1]) for name in ("ann1", "ann2", "ann3")
+                                           if any(e["batch"] == "b-dispute" for e in my_items(world, name))]
+    _submit(world, first, entry_a, [40, 40, 160, 80], "hello")
+    _submit(world, second, entry_b, [200, 100, 320, 150], "hello")
+    item = item_of(world, entry_a["annotation_id"])
+    assert item.status == ItemStatus.ARBITRATION
+
+    page, errors = sign_in(browser, base, "rita")
+    assert page.url == base + "/review"
+    page.click(f"a[href='/review/items/{item.item_id}']")
+    wait_for_editor(page)
+    assert first in page.inner_text("#version-legend") and second in page.inner_text("#version-legend")
+    first_x = "window.workbenchStore.annotationStore.selected.serializeAnnotation().find(r => r.value.x !== undefined).value.x"
+    shown_x = page.evaluate(first_x) / 100 * WIDTH
+    shown_box = min(([40, 40, 160, 80], [200, 100, 320, 150]), key=lambda box: abs(box[0] - shown_x))
+    drag_box(page, shown_box, dx=10, dy=10)
+    page.wait_for_function(f"Math.abs({first_x} / 100 * {WIDTH} - {shown_box[0] + 10}) < 2")
+    page.click("#save-merged")
+    page.wait_for_url(base + "/review")
+    assert not errors, errors
+    final = final_annotations(world.engine, "b-dispute")
+    assert final["source"].tolist() == ["arbitrated"] and final["author"].tolist() == ["rita"]
+    merged = json.loads(final["payload"].iloc[0])["regions"][0]["bbox"]
+    expected = [shown_box[0] + 10, shown_box[1] + 10, shown_box[2] + 10, shown_box[3] + 10]
+    assert merged == pytest.approx(expected, abs=2.0)
+    assert HEIGHT == 200  # the frame size the pixel checks above assume
