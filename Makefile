@@ -7,7 +7,7 @@ export QWEN_STORAGE_ROOT ?= $(CURDIR)/.storage
 # Great Expectations must never phone home.
 export GX_ANALYTICS_ENABLED ?= False
 
-.PHONY: setup demo test dev daemon bench clean
+.PHONY: setup demo test dev bench workbench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,11 @@ demo: setup
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/python scripts/demo.py
 
-test: setup
+# The Label Studio editor for the workbench (npm package, never committed).
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+
+test: setup node_modules/.package-lock.json
 	$(BIN)/pytest
 
 dev: setup
@@ -32,5 +36,16 @@ bench: setup
 	$(BIN)/python benchmarks/bench_frames.py
 	$(BIN)/python benchmarks/bench_ocr.py
 
+# --- review workbench (see README) ---
+WORKBENCH_HOST ?= 127.0.0.1
+WORKBENCH_PORT ?= 8080
+
+workbench: setup node_modules/.package-lock.json
+	@mkdir -p $(QWEN_STORAGE_ROOT)
+	@test -n "$$QWEN_WORKBENCH_SECRET" || test -s $(QWEN_STORAGE_ROOT)/.workbench_secret || \
+		(umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(48))" > $(QWEN_STORAGE_ROOT)/.workbench_secret)
+	QWEN_WORKBENCH_SECRET="$${QWEN_WORKBENCH_SECRET:-$$(cat $(QWEN_STORAGE_ROOT)/.workbench_secret)}" \
+		$(BIN)/python -m qwen_dataset.workbench serve --host $(WORKBENCH_HOST) --port $(WORKBENCH_PORT)
+
 clean:
-	rm -rf $(VENV) .dagster_home .storage
+	rm -rf $(VENV) .dagster_home .storage node_modules

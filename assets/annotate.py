@@ -20,8 +20,9 @@ from assets._gates import gate_result
 from assets._metadata import manifest_metadata
 from assets.partitions import batches
 from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, outcomes_to_records
-from qwen_dataset.records import AnnotationRecord, AnnotationStatus, regions_table, to_frame
-from qwen_dataset.storage import StorageLayout
+from qwen_dataset.records import AnnotationRecord, AnnotationStatus, Task, regions_table, to_frame
+from qwen_dataset.storage import BlobStore, StorageLayout
+from qwen_dataset.video_events import anchor_frames
 from qwen_dataset.validation import validate_annotations
 from resources.prelabel import PrelabelResource
 from resources.storage import StorageResource
@@ -31,6 +32,9 @@ ANNOTATE_CODE_VERSION = "1"
 
 class AnnotateConfig(Config):
     tasks: list[str] = Field(default=["ocr"], description="Task templates to run on this batch.")
+    gui_instruction: str = Field(
+        default="", description="Instruction for gui_action pre-annotation (empty: the template's default)."
+    )
     reannotate_all: bool = Field(
         default=False,
         description="Annotate every frame again; by default a rerun keeps good results and retries only failures.",
@@ -69,6 +73,37 @@ def reusable_rows(previous: pd.DataFrame | None, backend: PrelabelBackend, frame
     return previous[keep]
 
 
+def with_run_options(backend: PrelabelBackend, config: AnnotateConfig, layout: StorageLayout) -> PrelabelBackend:
+    """Per-run options for backends that take them (the vLLM one: GUI instruction, video files)."""
+    if not hasattr(backend, "with_run_options"):
+        return backend
+    # An upload's id is the sha256 of its content, so its blob is found without the manifest.
+    return backend.with_run_options(
+        instruction=config.gui_instruction or None,
+        video_path_for=lambda upload_id: layout.blobs.path(BlobStore.uri_for(upload_id)),
+    )
+
+
+def task_inputs(backend: PrelabelBackend, task: str, inputs: list[FrameInput], kinds: dict[str, str]) -> list[FrameInput]:
+    """The frames a task's template is meant for (e.g. video_event: sampled video frames only)."""
+    applies_to = backend.applies_to(task) if hasattr(backend, "applies_to") else None
+    return [i for i in inputs if applies_to is None or kinds[i.frame_id] in applies_to]
+
+
+def pending(task: str, inputs: list[FrameInput], done: set[str]) -> tuple[list[FrameInput], list[FrameInput]]:
+    """(frames to send, frames that must get a record) for the not yet annotated part of a task.
+
+    A video_event record is filed under the first sampled frame of its video, so a video is done
+    when that frame is, and the whole video is sent again otherwise.
+    """
+    if task != Task.VIDEO_EVENT:
+        todo = [i for i in inputs if i.frame_id not in done]
+        return todo, todo
+    anchors = {anchor.upload_id: anchor.frame_id for anchor in anchor_frames(inputs)}
+    todo = [i for i in inputs if anchors[i.upload_id] not in done]
+    return todo, anchor_frames(todo)
+
+
 def annotate_batch(
     context: AssetExecutionContext,
     frames: pd.DataFrame,
@@ -87,17 +122,18 @@ def annotate_batch(
     previous_path = layout.manifest("ai_annotations", context.partition_key)
     previous = None if config.reannotate_all or not previous_path.exists() else pd.read_parquet(previous_path)
     inputs = frame_inputs(frames, layout)
+    kinds = dict(zip(frames["frame_id"], frames["kind"]))
     kept = reusable_rows(previous, backend, {i.frame_id for i in inputs})
     parts = [kept]
     figures: dict[str, float] = {}
     for task in config.tasks:
         done = set(kept.loc[kept["task"] == task, "frame_id"])
-        todo = [i for i in inputs if i.frame_id not in done]
+        todo, expected = pending(task, task_inputs(backend, task, inputs, kinds), done)
         started = time.perf_counter()
-        records = outcomes_to_records(backend.annotate(todo, task), todo, task, backend.author, backend.version)
+        records = outcomes_to_records(backend.annotate(todo, task), expected, task, backend.author, backend.version)
         elapsed = time.perf_counter() - started
         parts.append(to_frame(records, AnnotationRecord))
-        figures[f"{task}_annotated"] = len(todo)
+        figures[f"{task}_annotated"] = len(expected)
         figures[f"{task}_reused"] = len(done)
         figures[f"{task}_frames_per_second"] = round(len(todo) / elapsed, 3) if todo and elapsed > 0 else 0.0
         context.log.info(f"{task}: annotated {len(todo)} frames in {elapsed:.1f}s, reused {len(done)}")
@@ -144,7 +180,9 @@ def build_ai_annotations(prelabel_version: str) -> AssetsDefinition:
         storage: StorageResource,
         prelabel: PrelabelResource,
     ) -> pd.DataFrame:
-        return annotate_batch(context, frames, storage.layout(), prelabel.backend(), config)
+        layout = storage.layout()
+        backend = with_run_options(prelabel.backend(), config, layout)
+        return annotate_batch(context, frames, layout, backend, config)
 
     return ai_annotations
 

@@ -13,9 +13,13 @@ from dagster import (
     sensor,
 )
 
+from datetime import datetime
+
 from assets.jobs import process_batch_job, reexport_job, release_job
 from assets.partitions import batches
+from qwen_dataset.annotation_db import batches_reviewed_since
 from qwen_dataset.inbox import scan_inbox
+from resources.database import AnnotationDatabaseResource
 from resources.storage import StorageResource
 
 INBOX_SETTLE_SECONDS = 60.0
@@ -29,7 +33,7 @@ INBOX_SETTLE_SECONDS = 60.0
 )
 def inbox_sensor(context: SensorEvaluationContext, storage: StorageResource) -> SensorResult | SkipReason:
     scan = scan_inbox(storage.layout().inbox, settle_seconds=INBOX_SETTLE_SECONDS)
-    for name in scan.invalid:
+    for name in (n for n in scan.invalid if not n.startswith(".")):  # ".upload-*": an upload in progress
         context.log.warning(
             f"inbox folder {name!r} is not a valid batch name (letters, digits, '.', '_', '-'; max 128): rename it"
         )
@@ -41,6 +45,32 @@ def inbox_sensor(context: SensorEvaluationContext, storage: StorageResource) -> 
         # The run key is the batch: a sensor re-evaluation never launches the same batch twice.
         run_requests=[RunRequest(partition_key=name, run_key=f"inbox:{name}") for name in new],
         dynamic_partitions_requests=[batches.build_add_request(new)],
+    )
+
+
+@sensor(
+    job=reexport_job,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Reruns human_corrections, qc_report and exports of every batch whose reviews were finalized.",
+)
+def corrections_sensor(
+    context: SensorEvaluationContext, annotation_db: AnnotationDatabaseResource
+) -> SensorResult | SkipReason:
+    since = datetime.fromisoformat(context.cursor) if context.cursor else None
+    changed = batches_reviewed_since(annotation_db.engine(), since)
+    known = set(context.instance.get_dynamic_partitions(batches.name))
+    runnable = {batch: moment for batch, moment in changed.items() if batch in known}
+    if not changed:
+        return SkipReason("no review finalized since the last check")
+    newest = max(changed.values())
+    return SensorResult(
+        # One run per batch and review state: the key changes only when a review is finalized.
+        run_requests=[
+            RunRequest(partition_key=batch, run_key=f"reviews:{batch}:{moment.isoformat()}")
+            for batch, moment in sorted(runnable.items())
+        ],
+        cursor=newest.isoformat(),
     )
 
 

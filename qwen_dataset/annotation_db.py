@@ -45,6 +45,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     inspect,
     select,
     text,
@@ -327,3 +328,23 @@ def human_annotations(
 def final_annotations(engine: Engine, batch: str) -> pd.DataFrame:
     """The batch's final human annotations: what the pipeline uses over the AI's."""
     return human_annotations(engine, batch, states=(ReviewState.FINAL,))
+
+
+def batches_reviewed_since(engine: Engine, since: datetime | None) -> dict[str, datetime]:
+    """Batches with final annotations changed after ``since``, with their latest change.
+
+    The corrections sensor reruns these batches downstream of human_corrections.
+    """
+    query = select(HumanAnnotation.batch, func.max(HumanAnnotation.updated_at)).where(
+        HumanAnnotation.state == ReviewState.FINAL
+    )
+    if since is not None:
+        query = query.where(HumanAnnotation.updated_at > since)
+    with Session(engine) as session:
+        rows = session.execute(query.group_by(HumanAnnotation.batch)).all()
+    return {batch: _aware(latest) for batch, latest in rows}
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone; they were written in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

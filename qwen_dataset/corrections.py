@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from qwen_dataset.records import AnnotationRecord, Source, columns_of
-
-_AUTHORITY = {Source.ARBITRATED.value: 0, Source.HUMAN.value: 1, Source.AI.value: 2}
+from qwen_dataset.records import SOURCE_PRECEDENCE, AnnotationRecord, columns_of
 
 
 def apply_corrections(ai: pd.DataFrame, human: pd.DataFrame) -> pd.DataFrame:
@@ -23,7 +21,7 @@ def apply_corrections(ai: pd.DataFrame, human: pd.DataFrame) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame(columns=columns)
     combined = pd.concat(parts, ignore_index=True)
-    combined["_rank"] = combined["source"].map(_AUTHORITY).fillna(len(_AUTHORITY))
+    combined["_rank"] = combined["source"].map(SOURCE_PRECEDENCE).fillna(len(SOURCE_PRECEDENCE))
     # Among equally authoritative human rows, the latest edit wins.
     combined = combined.sort_values(["frame_id", "task", "_rank", "created_at"], ascending=[True, True, True, False])
     final = combined.drop_duplicates(subset=["frame_id", "task"], keep="first")

@@ -21,7 +21,7 @@ warnings.filterwarnings("ignore", category=PreviewWarning, message=".*partitions
 
 from assets.annotate import ai_annotations_gate, build_ai_annotations
 from assets.augment import augmented_dataset
-from assets.automation import inbox_sensor, nightly_release, nightly_reexport
+from assets.automation import corrections_sensor, inbox_sensor, nightly_release, nightly_reexport
 from assets.export import exports
 from assets.frames import frames, frames_gate
 from assets.ingest import raw_uploads
@@ -58,7 +58,7 @@ def build_definitions(storage_root: str | None = None, database_url: str | None 
         assets=[raw_uploads, frames, build_ai_annotations(prelabel.backend_version()), human_corrections, qc_report, exports, augmented_dataset, release],
         asset_checks=[frames_gate, ai_annotations_gate, qc_gate],
         jobs=[process_batch_job, reexport_job, release_job],
-        sensors=[inbox_sensor],
+        sensors=[inbox_sensor, corrections_sensor],
         schedules=[nightly_reexport, nightly_release],
         resources={
             "storage": storage,

@@ -42,6 +42,10 @@ class Source(StrEnum):
     ARBITRATED = "arbitrated"
 
 
+# Which annotation of a frame and task is final: the reviewers' word over the annotators' over the AI's.
+SOURCE_PRECEDENCE = {Source.ARBITRATED.value: 0, Source.HUMAN.value: 1, Source.AI.value: 2}
+
+
 class AnnotationStatus(StrEnum):
     OK = "ok"
     FAILED = "failed"

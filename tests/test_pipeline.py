@@ -171,3 +171,26 @@ def test_nightly_schedule_requests_every_batch(tmp_path):
     requests = list(nightly_reexport(context))
     assert sorted(r.partition_key for r in requests) == ["a", "b"]
     assert len({r.run_key for r in requests}) == 2
+
+
+def test_corrections_sensor_reruns_reviewed_batches_once(tmp_path):
+    from sqlalchemy.orm import Session
+
+    from assets.automation import corrections_sensor
+    from qwen_dataset.annotation_db import HumanAnnotation, ReviewState, make_engine
+    from resources.database import AnnotationDatabaseResource
+
+    url = sqlite_url(tmp_path / "annotations.db")
+    engine = make_engine(url)
+    with Session(engine) as session:
+        for batch, state in (("b1", ReviewState.FINAL), ("b2", ReviewState.DRAFT), ("gone", ReviewState.FINAL)):
+            session.add(HumanAnnotation(annotation_id=f"a-{batch}", frame_id="f", upload_id="u", batch=batch,
+                                        task="ocr", author="ann1", state=state))
+        session.commit()
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("batches", ["b1", "b2"])
+    resources = {"annotation_db": AnnotationDatabaseResource(url=url)}
+    result = corrections_sensor(build_sensor_context(instance=instance, resources=resources))
+    assert [r.partition_key for r in result.run_requests] == ["b1"]  # drafts wait; unknown batches are skipped
+    again = corrections_sensor(build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
+    assert "no review finalized" in again.skip_message

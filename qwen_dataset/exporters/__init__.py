@@ -19,10 +19,8 @@ from collections.abc import Iterable
 import pandas as pd
 
 from qwen_dataset.geometry import clip_box, is_valid_box
-from qwen_dataset.records import AnnotationStatus, Source, regions_table
+from qwen_dataset.records import SOURCE_PRECEDENCE, AnnotationStatus, regions_table
 
-# Which annotation of a frame wins when several are ok: the reviewers' final word first.
-SOURCE_PRECEDENCE = {Source.ARBITRATED.value: 0, Source.HUMAN.value: 1, Source.AI.value: 2}
 
 
 def final_annotations(annotations: pd.DataFrame, task: str) -> pd.DataFrame:
