@@ -4,7 +4,8 @@ Configuration comes from the environment (see the README):
 
 * ``QWEN_STORAGE_ROOT``      storage root (default ``.storage``)
 * ``QWEN_DATABASE_URL``      annotation database (default SQLite under the storage root)
-* ``QWEN_PRELABEL_BACKEND``  ``rapidocr`` (default, CPU)
+* ``QWEN_PRELABEL_BACKEND``  ``rapidocr`` (default, CPU) or ``vllm`` (Qwen3-VL on a vLLM server:
+  ``QWEN_VLLM_BASE_URL``, ``QWEN_VLLM_API_KEY``, ``QWEN_VLLM_MODEL``)
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import warnings
 from pathlib import Path
 
-from dagster import Definitions, PreviewWarning
+from dagster import Definitions, EnvVar, PreviewWarning
 
 # Per-partition asset checks are "preview" in Dagster 1.13; we rely on them knowingly (one gate
 # result per batch) and keep the warning out of every log line. Set before the assets import.
@@ -40,11 +41,23 @@ from resources import (
 )
 
 
-def prelabel_resource_from_env() -> PrelabelResource:
+def prelabel_resource_from_env(storage_root: str) -> PrelabelResource:
+    """RapidOCR on the CPU by default; Qwen3-VL on a vLLM server with QWEN_PRELABEL_BACKEND=vllm."""
     choice = os.environ.get("QWEN_PRELABEL_BACKEND", "rapidocr").strip().lower()
     if choice == "rapidocr":
         return RapidOcrResource()
-    raise ValueError(f"QWEN_PRELABEL_BACKEND={choice!r} is not a known backend; use 'rapidocr'.")
+    if choice == "vllm":
+        from resources.vlm import VllmPrelabelResource
+
+        # Templates edited by admins in the workbench are materialized under <root>/templates.
+        edited = Path(storage_root) / "templates"
+        return VllmPrelabelResource(
+            base_url=EnvVar("QWEN_VLLM_BASE_URL"),
+            api_key=EnvVar("QWEN_VLLM_API_KEY"),
+            model=os.environ.get("QWEN_VLLM_MODEL", "Qwen/Qwen3-VL-4B-Instruct"),
+            templates_dir=str(edited) if edited.is_dir() else "",
+        )
+    raise ValueError(f"QWEN_PRELABEL_BACKEND={choice!r} is not a known backend; use 'rapidocr' or 'vllm'.")
 
 
 def build_definitions(storage_root: str | None = None, database_url: str | None = None,
@@ -52,7 +65,7 @@ def build_definitions(storage_root: str | None = None, database_url: str | None 
     """The code location; tests call this with their own root, database and backend."""
     root = storage_root or os.environ.get("QWEN_STORAGE_ROOT", ".storage")
     url = database_url or os.environ.get("QWEN_DATABASE_URL") or sqlite_url(Path(root) / "annotations.db")
-    prelabel = prelabel or prelabel_resource_from_env()
+    prelabel = prelabel or prelabel_resource_from_env(root)
     storage = StorageResource(root=root)
     return Definitions(
         assets=[raw_uploads, frames, build_ai_annotations(prelabel.backend_version()), human_corrections, qc_report, exports, augmented_dataset, release],

@@ -26,6 +26,9 @@ from qwen_dataset.video_events import DEFAULT_TOLERANCE_S
 from resources.prelabel import PrelabelResource
 
 
+VERSION_ONLY_URL = "http://version-only.invalid"
+
+
 class VllmPrelabelResource(PrelabelResource):
     """Qwen3-VL on a vLLM server (GPU): all five task templates, or the subset in ``templates``."""
 
@@ -56,9 +59,9 @@ class VllmPrelabelResource(PrelabelResource):
     )
     reencode_format: str = Field(default="png", description="Format of downscaled frames: png (lossless) or jpeg.")
 
-    def settings(self) -> VllmSettings:
+    def settings(self, base_url: str | None = None) -> VllmSettings:
         return VllmSettings(
-            base_url=self.base_url,
+            base_url=base_url or self.base_url,
             api_key=self.api_key,
             model=self.model,
             max_concurrency=self.max_concurrency,
@@ -81,5 +84,9 @@ class VllmPrelabelResource(PrelabelResource):
         return VllmBackend(self.settings())
 
     def backend_version(self) -> str:
-        """Model, template versions and output-relevant parameters; reads templates, no network."""
-        return self.backend().version
+        """Model, template versions and output-relevant parameters; reads templates, no network.
+
+        Computed when the code location loads, where ``base_url`` may still be an unresolved
+        ``EnvVar``; the server's address never changes the output, so a stand-in address is used.
+        """
+        return VllmBackend(self.settings(base_url=VERSION_ONLY_URL)).version

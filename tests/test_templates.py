@@ -228,6 +228,15 @@ def test_broken_template_files_are_refused_naming_the_file(tmp_path: Path, file:
     assert file in str(caught.value)
 
 
+def test_an_edited_folder_overrides_only_the_tasks_it_holds(tmp_path: Path) -> None:
+    edited = tmp_path / "edited"
+    shutil.copytree(TEMPLATES_DIR / "ocr", edited / "ocr")
+    (edited / "ocr" / "template.yaml").write_text((edited / "ocr" / "template.yaml").read_text().replace('version: "1.0"', 'version: "1.1"'))
+    templates = load_templates(directory=edited)
+    assert list(templates) == list(TASK_ORDER)
+    assert templates["ocr"].version == "1.1" and templates["spatial"].version_tag == load_template("spatial").version_tag
+
+
 def test_a_missing_template_file_is_named(tmp_path: Path) -> None:
     folder = copy_templates(tmp_path)
     (folder / "spatial" / "schema.json").unlink()

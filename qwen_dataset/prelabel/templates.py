@@ -107,31 +107,44 @@ class Template:
 # Loading
 
 
+def _present(root: Path) -> set[str]:
+    return {child.name for child in root.iterdir() if (child / "template.yaml").is_file()} if root.is_dir() else set()
+
+
 def available_tasks(directory: Path | None = None) -> list[str]:
-    """Task folders present under ``directory`` (default: the packaged templates), in run order."""
-    root = Path(directory) if directory else TEMPLATES_DIR
-    present = {child.name for child in root.iterdir() if (child / "template.yaml").is_file()} if root.is_dir() else set()
+    """Tasks with a template, in run order: the packaged ones plus any under ``directory``."""
+    present = _present(TEMPLATES_DIR) | (_present(Path(directory)) if directory else set())
     return [task for task in TASK_ORDER if task in present]
 
 
+def template_folder(task: str, directory: Path | None = None) -> Path:
+    """``<directory>/<task>/`` when an admin put an edited copy there, else the packaged folder."""
+    if directory and (Path(directory) / task).is_dir():
+        return Path(directory) / task
+    return TEMPLATES_DIR / task
+
+
 def load_templates(tasks: Iterable[str] | None = None, directory: Path | None = None) -> dict[str, Template]:
-    """Load and check the named templates (default: all present), keyed by task, in run order."""
-    root = Path(directory) if directory else TEMPLATES_DIR
-    names = list(tasks) if tasks is not None else available_tasks(root)
+    """Load and check the named templates (default: all), keyed by task, in run order.
+
+    ``directory`` holds edited templates; a task without a folder there uses the packaged one.
+    """
+    names = list(tasks) if tasks is not None else available_tasks(directory)
     unknown = [name for name in names if name not in TASK_ORDER]
     if unknown:
         raise TemplateError(f"unknown task(s) {unknown}: the tasks are {list(TASK_ORDER)}")
     if not names:
-        raise TemplateError(f"no templates selected (found none under {root})")
+        raise TemplateError("no templates selected: name at least one of " + ", ".join(TASK_ORDER))
     ordered = [task for task in TASK_ORDER if task in names]
-    return {task: load_template(task, root) for task in ordered}
+    return {task: load_template(task, directory) for task in ordered}
 
 
 def load_template(task: str, directory: Path | None = None) -> Template:
-    """Load ``<directory>/<task>/`` and check it: schema valid, example valid, fields sane."""
+    """Load the task's template folder (see :func:`template_folder`) and check it: schema valid,
+    example valid, fields sane."""
     if task not in TASK_ORDER:
         raise TemplateError(f"unknown task {task!r}: the tasks are {list(TASK_ORDER)}")
-    folder = (Path(directory) if directory else TEMPLATES_DIR) / task
+    folder = template_folder(task, directory)
     missing = [name for name in _TEMPLATE_FILES if not (folder / name).is_file()]
     if missing:
         raise TemplateError(f"template {task!r} in {folder} lacks {missing}; each template folder needs {list(_TEMPLATE_FILES)}")
