@@ -63,6 +63,7 @@ def print_summary(layout: StorageLayout, batch: str, truth_path: Path, seconds: 
         total = sum(scores.values(), OcrScore(0, 0, 0, 0))
         print(f"OCR character accuracy against the generator's ground truth: {total.accuracy:.1%} "
               f"({total.characters} characters, {total.lines} lines, {total.missed_lines} missed)")
+    print(f"quality report: {layout.root / 'exports' / 'reports' / f'{batch}.html'}")
     print(f"exports: {layout.exports(batch)}")
     for path in sorted(layout.exports(batch).glob("*.*")):
         print(f"  {path.name}")
@@ -79,8 +80,10 @@ def main() -> int:
     defs = build_definitions(storage_root=str(layout.root))
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions("batches", [batch])
+    # Step-by-step DEBUG events stay in the run's log (see `make dev`); the terminal gets warnings.
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     result = defs.resolve_job_def("process_batch").execute_in_process(
-        instance=instance, partition_key=batch, raise_on_error=False
+        instance=instance, partition_key=batch, raise_on_error=False, run_config=quiet
     )
     if not result.success:
         print(f"the run failed; open `make dev` and look at run {result.run_id} for the step that failed", file=sys.stderr)

@@ -33,9 +33,8 @@ from qwen_dataset.definitions import build_definitions
 from qwen_dataset.prelabel.base import FrameInput, PrelabelOutcome
 from qwen_dataset.storage import atomic_write_text
 from resources.prelabel import PrelabelResource
+from tests.ops_helpers import HELD_MARKER, HOLD_FILE
 
-HOLD_FILE = "hold"
-HELD_MARKER = "annotating.json"
 MAX_HOLD_SECONDS = 300.0  # a held worker nobody kills gives up instead of hanging forever
 EXECUTORS = {"in_process": in_process_executor, "multiprocess": multiprocess_executor}
 

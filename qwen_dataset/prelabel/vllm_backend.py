@@ -39,7 +39,6 @@ import json
 import math
 import os
 import random
-import secrets
 import ssl
 import statistics
 import time
@@ -261,6 +260,11 @@ def build_request_body(
     }
 
 
+def image_placeholder(index: int) -> str:
+    """A stand-in URL for :func:`encode_request`; its NUL characters never occur in prompts."""
+    return f"\x00image-{index}\x00"
+
+
 def encode_request(body: dict[str, Any], placeholders: Sequence[str], images: Sequence[EncodedImage]) -> bytes:
     """JSON bytes of ``body`` with each placeholder URL replaced by its image's data URL.
 
@@ -270,7 +274,10 @@ def encode_request(body: dict[str, Any], placeholders: Sequence[str], images: Se
     text = json.dumps(body, ensure_ascii=False).encode("utf-8")
     pieces: list[bytes] = []
     for placeholder, image in zip(placeholders, images):
-        head, text = text.split(json.dumps(placeholder).encode("ascii"), 1)
+        marker = json.dumps(placeholder).encode("ascii")
+        if text.count(marker) != 1:
+            raise ValueError(f"the request must hold the placeholder {placeholder!r} exactly once")
+        head, text = text.split(marker, 1)
         pieces += [head, b'"', image.url_bytes, b'"']
     pieces.append(text)
     return b"".join(pieces)
@@ -711,7 +718,7 @@ class _Runner:
             images = await loop.run_in_executor(self.pool, self._encode, job.frames)
         except RequestFailed as error:
             return job_failure(job, task, str(error), error.raw)
-        placeholders = [f"@image-{secrets.token_hex(8)}-{index}@" for index in range(len(images))]
+        placeholders = [image_placeholder(index) for index in range(len(images))]
         messages = job_messages(job, self.template, placeholders, settings.gui_instruction)
         body = encode_request(build_request_body(settings.model, self.template, messages, settings.max_tokens), placeholders, images)
         del images, messages
