@@ -82,6 +82,10 @@ def write_dagster_home(home: Path, postgres: bool) -> Path:
         config = yaml.safe_load(DEPLOY_INSTANCE_YAML.read_text())
         config.pop("storage", None)
         (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    # The UI greets a new instance with a "Join the Dagster community" dialog that can pop up over
+    # any other dialog at any moment; this marker (what its "Skip" button writes) says it was seen.
+    (home / ".nux").mkdir(exist_ok=True)
+    (home / ".nux" / "nux.yaml").write_text("seen: 1\n")
     return home
 
 

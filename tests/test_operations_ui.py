@@ -62,8 +62,6 @@ def browser():
 def new_page(browser):
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.set_default_timeout(UI_TIMEOUT_MS)
-    # A first visit may greet with a "Join the Dagster community" dialog; dismiss it whenever it shows.
-    page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
     return page
 
 
