@@ -11,14 +11,9 @@ Configuration comes from the environment (see the README):
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
-from dagster import Definitions, EnvVar, PreviewWarning
-
-# Per-partition asset checks are "preview" in Dagster 1.13; we rely on them knowingly (one gate
-# result per batch) and keep the warning out of every log line. Set before the assets import.
-warnings.filterwarnings("ignore", category=PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
+from dagster import Definitions, EnvVar
 
 from assets.annotate import ai_annotations_gate, build_ai_annotations
 from assets.augment import augmented_dataset

@@ -64,3 +64,35 @@ def test_report_renders_to_markdown_json_html_and_png(tmp_path):
     assert document["headline"]["mean_iou"] == pytest.approx(0.875)
     page = paths["html"].read_text()
     assert page.startswith("<!doctype html>") and "FAIL" in page and "http" not in page.split("<h2>Details")[0]
+
+
+def test_semantic_and_code_fidelity_scorers_run_on_the_items_they_apply_to(tmp_path):
+    """The qc_report asset's scorers: MiniLM on double-annotated instructions, Chromium on HTML."""
+    from PIL import Image
+
+    from assets.quality import code_fidelity_scorer, semantic_scorer
+    from qwen_dataset.storage import StorageLayout
+
+    layout = StorageLayout(tmp_path)
+    picture = tmp_path / "shot.png"
+    Image.new("RGB", (320, 200), "white").save(picture)
+    _, uri = layout.blobs.put_file(picture)
+    f0 = frame(0, width=320, height=200, blob_uri=uri)
+    gui = {"elements": [{"bbox": [10, 10, 110, 40], "role": "button", "text": "Login"}],
+           "actions": [{"type": "click", "target": 0, "point": [50, 20]}]}
+
+    def gui_row(author, instruction):
+        row = annotation(f0, [], source="human", author=author, task="gui_action")
+        return row.__class__(**{**row.__dict__, "payload": json.dumps({**gui, "instruction": instruction})})
+
+    human = annotations_df(gui_row("ann1", "click the login button"), gui_row("ann2", "click the login button"))
+    code = annotation(f0, [], source="human", author="ann1", task="image_to_code")
+    html = "<html><body style='margin:0;background:#fff'></body></html>"
+    final = annotations_df(code.__class__(**{**code.__dict__, "payload": json.dumps({"html": html, "layout": {}})}))
+
+    report = build_qc_report("b1", final, final.iloc[0:0], human, frames_df(f0),
+                             semantic=semantic_scorer(0.75), code_fidelity=code_fidelity_scorer(layout))
+    assert report.headline()["semantic_consistency"] == pytest.approx(1.0, abs=1e-4)
+    assert len(report.code_fidelity) == 1
+    assert report.code_fidelity[0].ssim == pytest.approx(1.0, abs=1e-3)  # a blank page draws the blank screen
+    assert report.figures()["code_ssim"] == pytest.approx(1.0, abs=1e-3)
