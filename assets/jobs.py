@@ -2,8 +2,6 @@
 
 from dagster import AssetSelection, define_asset_job
 
-from assets.partitions import batches
-
 PIPELINE_ASSETS = [
     "raw_uploads", "frames", "ai_annotations", "human_corrections", "qc_report", "exports", "augmented_dataset",
 ]
@@ -11,14 +9,12 @@ PIPELINE_ASSETS = [
 process_batch_job = define_asset_job(
     name="process_batch",
     selection=AssetSelection.assets(*PIPELINE_ASSETS),
-    partitions_def=batches,
     description="Ingest, extract frames, pre-annotate, merge corrections and export one batch (gates included).",
 )
 
 reexport_job = define_asset_job(
     name="reexport_batch",
     selection=AssetSelection.assets("human_corrections", "qc_report", "exports"),
-    partitions_def=batches,
     description="Re-read human corrections, re-measure quality and re-export one batch.",
 )
 
