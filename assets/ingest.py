@@ -2,13 +2,15 @@
 
 
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MetadataValue, asset
+from dagster import AssetCheckResult, AssetExecutionContext, Config, MetadataValue, asset, asset_check
 from pydantic import Field
 
+from assets._gates import gate_result
 from assets._metadata import manifest_metadata, markdown_table
 from assets.partitions import batches
 from qwen_dataset.ingest import IngestLimits, ingest_batch, summarize
 from qwen_dataset.records import UploadRecord, to_frame
+from qwen_dataset.validation import validate_uploads
 from resources.storage import StorageResource
 
 INGEST_CODE_VERSION = "1"
@@ -68,3 +70,13 @@ def raw_uploads(context: AssetExecutionContext, config: IngestConfig, storage: S
         }
     )
     return manifest
+
+
+@asset_check(
+    asset=raw_uploads,
+    blocking=True,
+    partitions_def=batches,
+    description="Great Expectations: known statuses and types, distinct ok content ids, a reason for every rejected file.",
+)
+def raw_uploads_gate(raw_uploads: pd.DataFrame) -> AssetCheckResult:
+    return gate_result(validate_uploads(raw_uploads))

@@ -2,13 +2,15 @@
 
 
 import pandas as pd
-from dagster import AssetExecutionContext, AutomationCondition, asset
+from dagster import AssetCheckResult, AssetExecutionContext, AssetIn, AutomationCondition, asset, asset_check
 
+from assets._gates import gate_result
 from assets._metadata import manifest_metadata
 from assets.partitions import batches
 from qwen_dataset.annotation_db import final_annotations
 from qwen_dataset.corrections import apply_corrections
 from qwen_dataset.records import AnnotationRecord
+from qwen_dataset.validation import validate_corrections
 from resources.database import AnnotationDatabaseResource
 
 REVIEW_CODE_VERSION = "1"
@@ -41,3 +43,17 @@ def human_corrections(
         }
     )
     return merged
+
+
+@asset_check(
+    asset=human_corrections,
+    blocking=True,
+    partitions_def=batches,
+    additional_ins={"frames": AssetIn("frames")},
+    description=(
+        "Great Expectations: one final annotation per frame and task, of a known frame; every box of every task "
+        "inside its frame; every video event inside its video."
+    ),
+)
+def human_corrections_gate(human_corrections: pd.DataFrame, frames: pd.DataFrame) -> AssetCheckResult:
+    return gate_result(validate_corrections(human_corrections, frames))

@@ -20,11 +20,11 @@ from assets.augment import augmented_dataset
 from assets.automation import corrections_sensor, inbox_sensor, nightly_release, nightly_reexport
 from assets.export import exports
 from assets.frames import frames, frames_gate
-from assets.ingest import raw_uploads
+from assets.ingest import raw_uploads, raw_uploads_gate
 from assets.jobs import process_batch_job, reexport_job, release_job
 from assets.release import release
 from assets.quality import qc_gate, qc_report
-from assets.review import human_corrections
+from assets.review import human_corrections, human_corrections_gate
 from qwen_dataset.annotation_db import sqlite_url
 from resources.quality import QualityResource
 from resources import (
@@ -64,7 +64,7 @@ def build_definitions(storage_root: str | None = None, database_url: str | None 
     storage = StorageResource(root=root)
     return Definitions(
         assets=[raw_uploads, frames, build_ai_annotations(prelabel.backend_version()), human_corrections, qc_report, exports, augmented_dataset, release],
-        asset_checks=[frames_gate, ai_annotations_gate, qc_gate],
+        asset_checks=[raw_uploads_gate, frames_gate, ai_annotations_gate, human_corrections_gate, qc_gate],
         jobs=[process_batch_job, reexport_job, release_job],
         sensors=[inbox_sensor, corrections_sensor],
         schedules=[nightly_reexport, nightly_release],

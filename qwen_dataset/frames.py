@@ -188,6 +188,7 @@ def _frame_record(
     index: int,
     page: int | None = None,
     t: float | None = None,
+    duration: float | None = None,
     picture_format: str = "png",
 ) -> FrameRecord:
     """Store the picture (and, when dark, its enhanced copy) and describe it."""
@@ -213,6 +214,7 @@ def _frame_record(
         low_light=bool(low_light),
         mean_luma=luma,
         enhanced_uri=enhanced_uri,
+        duration=duration,
     )
 
 
@@ -465,18 +467,29 @@ def _truncation(container: av.container.InputContainer, stream: av.VideoStream, 
     )
 
 
+def video_duration(path: Path) -> float | None:
+    """Seconds the container declares for its video stream (None when it declares nothing)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        return container.duration / av.time_base if container.duration else None
+
+
 def video_frames(
     upload: UploadRecord, source: Path, blobs: BlobStore, options: FrameOptions = FrameOptions()
 ) -> Iterator[FrameRecord]:
     """Frames sampled at ``options.video_fps``, stored as JPEG (or PNG), streamed."""
     try:
+        duration = video_duration(source)
         with closing(sample_video_times(source, options.video_fps)) as samples:
             for index, t, frame in samples:
                 rgb = _upright(frame.to_ndarray(format="rgb24"), frame.rotation)
                 del frame
                 yield _frame_record(
                     upload, blobs, options, rgb,
-                    kind=FrameKind.VIDEO_FRAME, index=index, t=t, picture_format=options.video_frame_format,
+                    kind=FrameKind.VIDEO_FRAME, index=index, t=t, duration=duration,
+                    picture_format=options.video_frame_format,
                 )
     except VideoDecodeError as error:
         raise FrameExtractionError(upload.upload_id, f"video {upload.original_name!r}: {error}") from error

@@ -95,6 +95,7 @@ class FrameRecord:
     low_light: bool
     mean_luma: float
     enhanced_uri: str  # contrast-enhanced copy for low-light frames, else empty
+    duration: float | None = None  # seconds of the whole video the frame was sampled from, else None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from qwen_dataset.records import FrameKind, regions_table
+from qwen_dataset.records import AnnotationStatus, FrameKind, Task, load_payload, regions_table
 
 _CONTEXT_LOCK = threading.Lock()
 
@@ -63,6 +63,15 @@ def _context() -> Any:
     return context
 
 
+def _columns_of(kwargs: dict[str, Any]) -> str:
+    """The column(s) an expectation is about: ``x``, ``a/b`` for a pair, ``a,b`` for a compound."""
+    if kwargs.get("column"):
+        return str(kwargs["column"])
+    if kwargs.get("column_list"):
+        return ",".join(kwargs["column_list"])
+    return f"{kwargs.get('column_A')}/{kwargs.get('column_B')}"
+
+
 def run_suite(name: str, frame: pd.DataFrame, expectations: list[Any]) -> SuiteResult:
     """Validate ``frame`` against ``expectations`` (GX expectation objects) as suite ``name``."""
     import great_expectations as gx
@@ -90,8 +99,7 @@ def run_suite(name: str, frame: pd.DataFrame, expectations: list[Any]) -> SuiteR
     outcomes = [
         ExpectationOutcome(
             expectation=r.expectation_config.type,
-            column=str(r.expectation_config.kwargs.get("column") or
-                       f"{r.expectation_config.kwargs.get('column_A')}/{r.expectation_config.kwargs.get('column_B')}"),
+            column=_columns_of(r.expectation_config.kwargs),
             success=bool(r.success),
             unexpected_count=int(r.result.get("unexpected_count") or 0),
             unexpected_sample=list(r.result.get("partial_unexpected_list") or [])[:10],
@@ -129,6 +137,10 @@ def validate_frames(frames: pd.DataFrame) -> SuiteResult:
         # Timestamps strictly increase within a video; NaN (first frame, non-video) is ignored.
         e.ExpectColumnValuesToBeBetween(column="t_step", min_value=0, strict_min=True),
         e.ExpectColumnValuesToBeBetween(column="t", min_value=0),
+        # A sampled timestamp lies inside its video.
+        e.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="duration", column_B="t", or_equal=True, ignore_row_if="either_value_is_missing"
+        ),
     ]
     return run_suite("frames", table, expectations)
 
@@ -185,3 +197,91 @@ def validate_quality(headline: pd.DataFrame, targets: dict[str, float]) -> Suite
     for name in targets:
         table[name] = pd.to_numeric(table.get(name), errors="coerce") if name in table else float("nan")
     return run_suite("quality", table, expectations)
+
+
+def validate_uploads(uploads: pd.DataFrame) -> SuiteResult:
+    """Every file once, with a known status and type; ok files have distinct content ids."""
+    e = _gx()
+    table = uploads.assign(
+        ok_upload_id=uploads["upload_id"].where(uploads["status"] == "ok"),
+        unexplained=(uploads["status"] != "ok") & (uploads["reason"].fillna("") == ""),
+    )
+    expectations = [
+        e.ExpectColumnValuesToNotBeNull(column="original_name"),
+        e.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "duplicate", "quarantined"]),
+        e.ExpectColumnValuesToBeInSet(column="media_type", value_set=["image", "pdf", "video", "unknown"]),
+        e.ExpectColumnValuesToBeBetween(column="bytes", min_value=0),
+        e.ExpectColumnValuesToBeUnique(column="ok_upload_id"),
+        # A duplicate or quarantined file always says why.
+        e.ExpectColumnValuesToBeInSet(column="unexplained", value_set=[False]),
+    ]
+    return run_suite("uploads", table, expectations)
+
+
+BOX_TASKS = (Task.OCR, Task.GUI_ACTION, Task.SPATIAL, Task.IMAGE_TO_CODE)
+
+
+def boxes_table(annotations: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
+    """Every box of every ok annotation of a box task, with its frame's size."""
+    from qwen_dataset.quality.agreement import frame_boxes_from_payload
+
+    rows = []
+    ok = annotations[(annotations["status"] == AnnotationStatus.OK) & annotations["task"].isin(BOX_TASKS)]
+    for row in ok.itertuples(index=False):
+        for box in frame_boxes_from_payload(row.task, row.payload, row.frame_id).boxes:
+            x1, y1, x2, y2 = (float(v) for v in box)
+            rows.append({"frame_id": row.frame_id, "task": row.task, "x1": x1, "y1": y1, "x2": x2, "y2": y2})
+    table = pd.DataFrame(rows, columns=["frame_id", "task", "x1", "y1", "x2", "y2"])
+    return table.join(frames.set_index("frame_id")[["width", "height"]], on="frame_id")
+
+
+def events_table(annotations: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
+    """Every video event of an ok annotation, with the duration of its video."""
+    durations = frames.set_index("frame_id")["duration"] if "duration" in frames else pd.Series(dtype=float)
+    rows = []
+    ok = annotations[(annotations["status"] == AnnotationStatus.OK) & (annotations["task"] == Task.VIDEO_EVENT)]
+    for row in ok.itertuples(index=False):
+        for event in load_payload(row.payload).get("events", []):
+            rows.append({"frame_id": row.frame_id, "start": float(event["start"]), "end": float(event["end"]),
+                         "duration": durations.get(row.frame_id)})
+    return pd.DataFrame(rows, columns=["frame_id", "start", "end", "duration"]).astype(
+        {"start": float, "end": float, "duration": float}
+    )
+
+
+def validate_corrections(annotations: pd.DataFrame, frames: pd.DataFrame) -> SuiteResult:
+    """The final annotations: one per frame and task, boxes inside frames, events inside videos."""
+    e = _gx()
+    rows = run_suite(
+        "corrections",
+        annotations,
+        [
+            e.ExpectColumnValuesToBeUnique(column="annotation_id"),
+            e.ExpectCompoundColumnsToBeUnique(column_list=["frame_id", "task"]),
+            e.ExpectColumnValuesToBeInSet(column="frame_id", value_set=list(frames["frame_id"])),
+        ],
+    )
+    boxes = run_suite(
+        "final_boxes",
+        boxes_table(annotations, frames),
+        [
+            e.ExpectColumnValuesToBeBetween(column="x1", min_value=0),
+            e.ExpectColumnValuesToBeBetween(column="y1", min_value=0),
+            e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="x2", column_B="x1"),
+            e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="y2", column_B="y1"),
+            e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="width", column_B="x2", or_equal=True),
+            e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="height", column_B="y2", or_equal=True),
+        ],
+    )
+    events = run_suite(
+        "final_events",
+        events_table(annotations, frames),
+        [
+            e.ExpectColumnValuesToBeBetween(column="start", min_value=0),
+            e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="end", column_B="start", or_equal=True),
+            e.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="duration", column_B="end", or_equal=True, ignore_row_if="either_value_is_missing"
+            ),
+        ],
+    )
+    return SuiteResult("corrections", len(annotations), rows.outcomes + boxes.outcomes + events.outcomes)

@@ -15,12 +15,15 @@ downloads a browser here. ``QWEN_SKIP_BROWSER=1`` skips the test on a machine wi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
 
+from assets.jobs import PIPELINE_ASSETS
 from tests.ops_helpers import (
     LOCATION,
     copy_batch,
@@ -90,10 +93,33 @@ def read_lineage(page, base: str) -> list[float]:
     return positions
 
 
+def graphql_operation(request) -> str | None:
+    if "/graphql" not in request.url or not request.post_data:
+        return None
+    with contextlib.suppress(ValueError):
+        return json.loads(request.post_data).get("operationName")
+    return None
+
+
+def open_launch_dialog(page) -> None:
+    """Click "Materialize all…" and wait until the dialog has loaded every asset's partition status.
+
+    A partition added before that load completes is dropped from the selection when it lands
+    (Dagster 1.13's dialog, about one time in four here), so the test waits like a user who
+    lets the dialog settle: the dialog asks for one PartitionHealthQuery per asset."""
+    finished: list[str | None] = []
+    page.on("requestfinished", lambda request: finished.append(graphql_operation(request)))
+    page.get_by_role("button", name="Materialize all…").click()
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+    while finished.count("PartitionHealthQuery") < len(PIPELINE_ASSETS):
+        assert time.monotonic() < deadline, f"the launch dialog did not load partition health: {finished}"
+        page.wait_for_timeout(50)  # lets Playwright deliver the browser's events
+
+
 def launch_batch_from_job_page(page, base: str, batch: str) -> str:
     """Materialize all of process_batch for a new partition, all through the UI; returns the run id."""
     page.goto(f"{base}/locations/{LOCATION}/jobs/process_batch")
-    page.get_by_role("button", name="Materialize all…").click()
+    open_launch_dialog(page)
     launch = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
     launch.get_by_role("button", name="Add a partition").click()
     add = page.get_by_role("dialog").filter(has_text="Add a partition for batches")

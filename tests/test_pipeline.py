@@ -75,6 +75,7 @@ def _assert_batch_processed(root: Path, truth) -> None:
     for k, t in enumerate(video_times):
         assert abs(t - k) <= 1 / video.fps + 1e-9
     assert frames["low_light"].sum() >= 1
+    assert frames.loc[frames["kind"] == "video_frame", "duration"].tolist() == [video.duration] * len(video_times)
 
     final = _manifest(root, "human_corrections")
     assert set(final["frame_id"]) == set(frames["frame_id"])  # every frame annotated or failed
@@ -104,7 +105,8 @@ def test_whole_graph_on_ephemeral_instance(tmp_path, sample):
     result = _run(root, instance)
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"frames_gate": True, "ai_annotations_gate": True, "qc_gate": True}
+    assert checks == {"raw_uploads_gate": True, "frames_gate": True, "ai_annotations_gate": True,
+                      "human_corrections_gate": True, "qc_gate": True}
     _assert_batch_processed(root, sample[1])
 
     augmented = root / "manifests" / "augmented_dataset" / BATCH

@@ -30,3 +30,45 @@ def test_annotation_suite_catches_boxes_outside_frame_and_bad_confidence():
 def test_empty_manifests_pass():
     assert validate_frames(frames_df()).success
     assert validate_annotations(annotations_df(), frames_df()).success
+
+
+def test_frames_suite_flags_a_timestamp_past_the_video_end():
+    video = "v" * 64
+    good = frames_df(frame(0, kind="video_frame", t=0.0, upload=video, duration=2.0),
+                     frame(1, kind="video_frame", t=1.0, upload=video, duration=2.0), frame(2))
+    assert validate_frames(good).success
+    bad = frames_df(frame(0, kind="video_frame", t=0.0, upload=video, duration=2.0),
+                    frame(1, kind="video_frame", t=3.0, upload=video, duration=2.0))
+    assert {f.column for f in validate_frames(bad).failures} == {"duration/t"}
+
+
+def test_uploads_suite():
+    from qwen_dataset.records import UploadRecord, to_frame
+    from qwen_dataset.validation import validate_uploads
+
+    def upload(name, status, reason="", upload_id="a" * 64):
+        return UploadRecord(upload_id, "b", name, "image", 10, status, reason, "blobs/x")
+
+    good = to_frame([upload("a.png", "ok"), upload("b.png", "duplicate", "duplicate: same as a.png")], UploadRecord)
+    assert validate_uploads(good).success
+    bad = to_frame([upload("a.png", "ok"), upload("b.png", "ok"), upload("c.png", "quarantined")], UploadRecord)
+    assert {f.column for f in validate_uploads(bad).failures} == {"ok_upload_id", "unexplained"}
+
+
+def test_corrections_suite_checks_every_box_task_and_video_events():
+    import json
+
+    from qwen_dataset.validation import validate_corrections
+
+    f0 = frame(0, width=100, height=50)
+    v0 = frame(1, kind="video_frame", t=0.0, upload="v" * 64, duration=4.0)
+    gui = annotation(f0, [], task="gui_action")
+    gui = gui.__class__(**{**gui.__dict__, "payload": json.dumps(
+        {"elements": [{"bbox": [0, 0, 120, 10], "role": "button", "text": "OK"}], "actions": []})})
+    event = annotation(v0, [], task="video_event")
+    event = event.__class__(**{**event.__dict__, "payload": json.dumps({"events": [{"start": 1.0, "end": 5.0}]})})
+    result = validate_corrections(annotations_df(annotation(f0, [region([0, 0, 10, 10])]), gui, event),
+                                  frames_df(f0, v0))
+    assert {f.column for f in result.failures} == {"width/x2", "duration/end"}
+    duplicate = annotations_df(annotation(f0, [region([0, 0, 10, 10])]), annotation(f0, [], author="other"))
+    assert "expect_compound_columns_to_be_unique" in {f.expectation for f in validate_corrections(duplicate, frames_df(f0)).failures}
