@@ -1,7 +1,9 @@
 """Stage 3, ai_annotations: pre-annotation by the configured backend (RapidOCR or Qwen3-VL/vLLM)."""
 
 
+import json
 import time
+from pathlib import Path
 
 import pandas as pd
 from dagster import (
@@ -21,7 +23,7 @@ from assets._metadata import manifest_metadata
 from assets.partitions import batches
 from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, outcomes_to_records
 from qwen_dataset.records import AnnotationRecord, AnnotationStatus, Task, regions_table, to_frame
-from qwen_dataset.storage import BlobStore, StorageLayout
+from qwen_dataset.storage import BlobStore, StorageLayout, atomic_write_text
 from qwen_dataset.video_events import anchor_frames
 from qwen_dataset.validation import validate_annotations
 from resources.prelabel import PrelabelResource
@@ -60,17 +62,28 @@ def frame_inputs(frames: pd.DataFrame, layout: StorageLayout) -> list[FrameInput
     return inputs
 
 
-def reusable_rows(previous: pd.DataFrame | None, backend: PrelabelBackend, frame_ids: set[str]) -> pd.DataFrame:
-    """Earlier good results from the same backend version, for frames that still exist."""
+def reusable_rows(
+    previous: pd.DataFrame | None, backend: PrelabelBackend, unchanged: set[str], tasks: list[str]
+) -> pd.DataFrame:
+    """Earlier rows a rerun keeps, for frames whose picture did not change.
+
+    Of the tasks run now: the good results of the same backend version (failures are retried).
+    Of other tasks: every row, good or failed, so nothing recorded earlier disappears.
+    """
     if previous is None or not len(previous):
         return to_frame([], AnnotationRecord)
-    keep = (
+    same_backend_result = (
         (previous["status"] == AnnotationStatus.OK)
         & (previous["author"] == backend.author)
         & (previous["template_version"] == backend.version)
-        & previous["frame_id"].isin(frame_ids)
     )
+    keep = previous["frame_id"].isin(unchanged) & (same_backend_result | ~previous["task"].isin(tasks))
     return previous[keep]
+
+
+def pictures_path(layout: StorageLayout, batch: str) -> Path:
+    """Which picture each frame had when it was annotated (frame ids survive a re-render)."""
+    return layout.manifest("ai_annotations", batch).with_suffix(".pictures.json")
 
 
 def with_run_options(backend: PrelabelBackend, config: AnnotateConfig, layout: StorageLayout) -> PrelabelBackend:
@@ -123,7 +136,11 @@ def annotate_batch(
     previous = None if config.reannotate_all or not previous_path.exists() else pd.read_parquet(previous_path)
     inputs = frame_inputs(frames, layout)
     kinds = dict(zip(frames["frame_id"], frames["kind"]))
-    kept = reusable_rows(previous, backend, {i.frame_id for i in inputs})
+    pictures = dict(zip(frames["frame_id"], frames["blob_uri"]))
+    seen_path = pictures_path(layout, context.partition_key)
+    seen = json.loads(seen_path.read_text()) if previous is not None and seen_path.exists() else {}
+    unchanged = {frame_id for frame_id, uri in pictures.items() if seen.get(frame_id) == uri}
+    kept = reusable_rows(previous, backend, unchanged, config.tasks)
     parts = [kept]
     figures: dict[str, float] = {}
     for task in config.tasks:
@@ -154,6 +171,7 @@ def annotate_batch(
             **figures,
         }
     )
+    atomic_write_text(seen_path, json.dumps(pictures, sort_keys=True))
     return manifest
 
 

@@ -13,11 +13,11 @@ from dagster import (
     sensor,
 )
 
-from datetime import datetime
+import json
 
 from assets.jobs import process_batch_job, reexport_job, release_job
 from assets.partitions import batches
-from qwen_dataset.annotation_db import batches_reviewed_since
+from qwen_dataset.annotation_db import final_fingerprints
 from qwen_dataset.inbox import scan_inbox
 from resources.database import AnnotationDatabaseResource
 from resources.storage import StorageResource
@@ -57,20 +57,21 @@ def inbox_sensor(context: SensorEvaluationContext, storage: StorageResource) -> 
 def corrections_sensor(
     context: SensorEvaluationContext, annotation_db: AnnotationDatabaseResource
 ) -> SensorResult | SkipReason:
-    since = datetime.fromisoformat(context.cursor) if context.cursor else None
-    changed = batches_reviewed_since(annotation_db.engine(), since)
-    known = set(context.instance.get_dynamic_partitions(batches.name))
-    runnable = {batch: moment for batch, moment in changed.items() if batch in known}
+    seen = json.loads(context.cursor) if context.cursor else {}
+    current = final_fingerprints(annotation_db.engine())
+    # A batch whose last final row was sent back disappears from `current`: that is a change too.
+    changed = {batch: current.get(batch, "none") for batch in set(seen) | set(current) if seen.get(batch) != current.get(batch)}
     if not changed:
-        return SkipReason("no review finalized since the last check")
-    newest = max(changed.values())
+        return SkipReason("no review finalized or sent back since the last check")
+    known = set(context.instance.get_dynamic_partitions(batches.name))
     return SensorResult(
-        # One run per batch and review state: the key changes only when a review is finalized.
+        # One run per batch and state of its final annotations.
         run_requests=[
-            RunRequest(partition_key=batch, run_key=f"reviews:{batch}:{moment.isoformat()}")
-            for batch, moment in sorted(runnable.items())
+            RunRequest(partition_key=batch, run_key=f"reviews:{batch}:{fingerprint}")
+            for batch, fingerprint in sorted(changed.items())
+            if batch in known
         ],
-        cursor=newest.isoformat(),
+        cursor=json.dumps(current, sort_keys=True),
     )
 
 

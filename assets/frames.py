@@ -79,7 +79,10 @@ def frames(
     asset=frames,
     blocking=True,
     partitions_def=batches,
-    description="Great Expectations: unique ids, positive sizes, stored pictures, increasing video timestamps.",
+    description=(
+        "Great Expectations: unique ids, positive sizes, a picture for every frame, video timestamps increasing "
+        "and inside the video."
+    ),
 )
 def frames_gate(frames: pd.DataFrame) -> AssetCheckResult:
     return gate_result(validate_frames(frames))

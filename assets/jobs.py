@@ -14,8 +14,8 @@ process_batch_job = define_asset_job(
 
 reexport_job = define_asset_job(
     name="reexport_batch",
-    selection=AssetSelection.assets("human_corrections", "qc_report", "exports"),
-    description="Re-read human corrections, re-measure quality and re-export one batch.",
+    selection=AssetSelection.assets("human_corrections", "qc_report", "exports", "augmented_dataset"),
+    description="Re-read human corrections, re-measure quality, re-export and re-augment one batch.",
 )
 
 release_job = define_asset_job(

@@ -3,7 +3,15 @@
 import dataclasses
 
 import pandas as pd
-from dagster import AssetCheckResult, AssetExecutionContext, AssetIn, MetadataValue, asset, asset_check
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetIn,
+    AutomationCondition,
+    MetadataValue,
+    asset,
+    asset_check,
+)
 
 from assets._gates import gate_result
 from assets.partitions import batches
@@ -57,6 +65,8 @@ def code_fidelity_scorer(layout: StorageLayout):
     kinds={"python", "parquet", "html"},
     owners=["team:annotation"],
     code_version=QUALITY_CODE_VERSION,
+    # Measured whenever the corrections change, so exports never run on an unmeasured batch.
+    automation_condition=AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed(),
     ins={"frames": AssetIn("frames"), "ai_annotations": AssetIn("ai_annotations")},
     description=(
         "Quality of the batch: IoU agreement and OCR accuracy between the two annotators of double-blind "

@@ -1,5 +1,7 @@
 """release: a versioned, immutable dataset over every batch that passed its gates."""
 
+import dataclasses
+
 import pandas as pd
 from dagster import (
     AllPartitionMapping,
@@ -19,6 +21,8 @@ from assets.partitions import batches
 from qwen_dataset.export_bundle import write_release_formats
 from qwen_dataset.release import DEFAULT_RATIOS, BatchExport, assemble_release, split_for_upload
 from qwen_dataset.storage import StorageLayout
+from qwen_dataset.validation import validate_quality
+from resources.quality import QualityResource
 from resources.storage import StorageResource
 
 RELEASE_CODE_VERSION = "1"
@@ -40,8 +44,23 @@ def _latest(instance: DagsterInstance, asset: str, batch: str) -> float | None:
     return records[0].timestamp if records else None
 
 
-def releasable_batches(instance: DagsterInstance, names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
-    """Batches whose export is current; the others with the reason they are left out."""
+def quality_verdict(layout: StorageLayout, batch: str, targets: dict[str, float]) -> str | None:
+    """Why the batch's measured quality keeps it out (None when it passes).
+
+    The gate decided this when the export ran; it is decided again on the stored figures so an
+    export launched on its own, past a failed gate, cannot reach a release.
+    """
+    path = layout.manifest("qc_report", batch)
+    if not path.exists():
+        return "no quality report"
+    result = validate_quality(pd.read_parquet(path), targets)
+    return None if result.success else f"quality gate fails: {result.describe_failures()}"
+
+
+def releasable_batches(
+    instance: DagsterInstance, names: list[str], layout: StorageLayout, targets: dict[str, float]
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Batches whose export is current and whose quality passes; the others with the reason."""
     eligible, excluded = [], []
     for batch in names:
         exported = _latest(instance, "exports", batch)
@@ -49,20 +68,35 @@ def releasable_batches(instance: DagsterInstance, names: list[str]) -> tuple[lis
             excluded.append({"batch": batch, "reason": "never exported (not processed yet, or stopped by a gate)"})
             continue
         newer = [name for name in UPSTREAM_OF_EXPORTS if (_latest(instance, name, batch) or 0) > exported]
+        measured_before_review = (_latest(instance, "qc_report", batch) or 0) < (
+            _latest(instance, "human_corrections", batch) or 0
+        )
+        verdict = quality_verdict(layout, batch, targets)
         if newer:
             excluded.append(
                 {"batch": batch, "reason": f"{', '.join(newer)} changed after the last export: a gate stopped "
                                            "the export or the batch is being reprocessed"}
             )
+        elif measured_before_review:
+            excluded.append({"batch": batch, "reason": "the quality report predates the latest corrections"})
+        elif verdict:
+            excluded.append({"batch": batch, "reason": verdict})
         else:
             eligible.append(batch)
     return eligible, excluded
 
 
-def _augmented(layout: StorageLayout, batch: str, ratios: list[float]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
-    """The batch's augmented copies in the train split (val/test stay real pictures)."""
+def _augmented(
+    instance: DagsterInstance, layout: StorageLayout, batch: str, ratios: list[float]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
+    """The batch's augmented copies in the train split (val/test stay real pictures).
+
+    Copies made before the latest corrections carry old labels and are left out.
+    """
     folder = layout.manifest("augmented_dataset", batch).with_suffix("")
     if not (folder / "frames.parquet").exists():
+        return None
+    if (_latest(instance, "augmented_dataset", batch) or 0) < (_latest(instance, "human_corrections", batch) or 0):
         return None
     frames = pd.read_parquet(folder / "frames.parquet")
     annotations = pd.read_parquet(folder / "annotations.parquet")
@@ -76,15 +110,30 @@ def _augmented(layout: StorageLayout, batch: str, ratios: list[float]) -> tuple[
     )
 
 
-def batch_export(layout: StorageLayout, batch: str, config: ReleaseConfig) -> BatchExport:
+def batch_export(
+    instance: DagsterInstance, layout: StorageLayout, batch: str, config: ReleaseConfig, seen: set[str]
+) -> BatchExport:
+    """The batch's frames and final annotations; frames already taken from an earlier batch (the
+    same file uploaded twice) are left to that batch, so no frame enters a release twice."""
     frames = pd.read_parquet(layout.manifest("frames", batch))
     annotations = pd.read_parquet(layout.manifest("human_corrections", batch))
+    frames = frames[~frames["frame_id"].isin(seen)]
+    kept = set(frames["frame_id"])
+    annotations = annotations[annotations["frame_id"].isin(kept)]
+    seen.update(kept)
     lineage = None
-    augmented = _augmented(layout, batch, config.ratios) if config.include_augmented else None
-    if augmented is not None and len(augmented[0]):
-        frames = pd.concat([frames, augmented[0]], ignore_index=True)
-        annotations = pd.concat([annotations, augmented[1]], ignore_index=True)
-        lineage = augmented[2]
+    augmented = _augmented(instance, layout, batch, config.ratios) if config.include_augmented else None
+    if augmented is not None:
+        copies, copy_annotations, copy_lineage = augmented
+        # Copies follow their source frame: none of a frame that an earlier batch brought.
+        copies = copies[copies["frame_id"].isin(set(copy_lineage.loc[copy_lineage["source_frame_id"].isin(kept), "frame_id"]))]
+        if len(copies):
+            frames = pd.concat([frames, copies], ignore_index=True)
+            annotations = pd.concat(
+                [annotations, copy_annotations[copy_annotations["frame_id"].isin(set(copies["frame_id"]))]],
+                ignore_index=True,
+            )
+            lineage = copy_lineage[copy_lineage["frame_id"].isin(set(copies["frame_id"]))]
     return BatchExport(batch=batch, frames=frames, annotations=annotations, export_dir=layout.exports(batch), lineage=lineage)
 
 
@@ -115,10 +164,13 @@ def quality_figures(layout: StorageLayout, names: list[str]) -> dict[str, object
         "split by upload, all formats, a dataset card; version = content hash, never overwritten."
     ),
 )
-def release(context: AssetExecutionContext, config: ReleaseConfig, storage: StorageResource) -> pd.DataFrame:
+def release(
+    context: AssetExecutionContext, config: ReleaseConfig, storage: StorageResource, quality: QualityResource
+) -> pd.DataFrame:
     layout = storage.layout()
     names = sorted(context.instance.get_dynamic_partitions(batches.name))
-    eligible, excluded = releasable_batches(context.instance, names)
+    targets = dataclasses.asdict(quality.targets())
+    eligible, excluded = releasable_batches(context.instance, names, layout, targets)
     for row in excluded:
         context.log.warning(f"batch {row['batch']} left out of the release: {row['reason']}")
     if not eligible:
@@ -126,8 +178,9 @@ def release(context: AssetExecutionContext, config: ReleaseConfig, storage: Stor
             "No batch is ready for a release: every batch is unexported or stopped by a gate. "
             "Materialize exports for at least one batch (see the excluded list in the logs)."
         )
+    seen: set[str] = set()
     info = assemble_release(
-        [batch_export(layout, batch, config) for batch in eligible],
+        [batch_export(context.instance, layout, batch, config, seen) for batch in eligible],
         layout.root / "releases",
         qc=quality_figures(layout, eligible),
         ratios=config.ratios,

@@ -330,19 +330,21 @@ def final_annotations(engine: Engine, batch: str) -> pd.DataFrame:
     return human_annotations(engine, batch, states=(ReviewState.FINAL,))
 
 
-def batches_reviewed_since(engine: Engine, since: datetime | None) -> dict[str, datetime]:
-    """Batches with final annotations changed after ``since``, with their latest change.
+def final_fingerprints(engine: Engine) -> dict[str, str]:
+    """Per batch, a fingerprint of its final annotations (how many, latest change).
 
-    The corrections sensor reruns these batches downstream of human_corrections.
+    It changes when a review is finalized or edited, and when a reviewer sends final work back
+    (the count drops), but not while annotators edit drafts. The corrections sensor compares it
+    with what it saw last to know which batches to rerun.
     """
-    query = select(HumanAnnotation.batch, func.max(HumanAnnotation.updated_at)).where(
-        HumanAnnotation.state == ReviewState.FINAL
+    query = (
+        select(HumanAnnotation.batch, func.count(), func.max(HumanAnnotation.updated_at))
+        .where(HumanAnnotation.state == ReviewState.FINAL)
+        .group_by(HumanAnnotation.batch)
     )
-    if since is not None:
-        query = query.where(HumanAnnotation.updated_at > since)
     with Session(engine) as session:
-        rows = session.execute(query.group_by(HumanAnnotation.batch)).all()
-    return {batch: _aware(latest) for batch, latest in rows}
+        rows = session.execute(query).all()
+    return {batch: f"{count}:{_aware(latest).isoformat()}" for batch, count, latest in rows}
 
 
 def _aware(moment: datetime) -> datetime:

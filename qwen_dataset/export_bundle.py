@@ -53,7 +53,7 @@ def _extension(blob: Path) -> str:
 
 def _place(blob: Path, target: Path) -> None:
     """Hard-link a blob into the export (free and instant); copy when links are impossible."""
-    if target.exists():
+    if target.exists() and os.path.samefile(blob, target):
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
@@ -129,7 +129,18 @@ def write_batch_exports(annotations: pd.DataFrame, frames: pd.DataFrame, blobs: 
         out_dir / "manifest.json",
         json.dumps({"images": len(refs), "files": [dataclasses.asdict(f) for f in files]}, indent=2),
     )
+    remove_stale(out_dir, {Path(f.path).name for f in files} | {"manifest.json"}, set(refs.values()))
     return files
+
+
+def remove_stale(out_dir: Path, names: set[str], images: set[str]) -> None:
+    """Drop what an earlier export left that this one did not write (a task gone, a frame gone)."""
+    for path in out_dir.iterdir():
+        if path.is_file() and path.name not in names:
+            path.unlink()
+    for path in (out_dir / "images").glob("*"):
+        if f"images/{path.name}" not in images:
+            path.unlink()
 
 
 def write_release_formats(staging: ReleaseStaging) -> None:

@@ -39,7 +39,7 @@ def scan_inbox(inbox: Path, settle_seconds: float = 60.0, now: float | None = No
         return InboxScan([], [], [])
     for folder in sorted(p for p in inbox.iterdir() if p.is_dir()):
         name = folder.name
-        if not BATCH_NAME.match(name):
+        if not BATCH_NAME.match(name) or name == "reports":
             invalid.append(name)
             continue
         if (folder / READY_MARKER).exists():

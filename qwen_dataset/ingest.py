@@ -44,6 +44,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_raw
 from PIL import Image
 
+from qwen_dataset.inbox import READY_MARKER
 from qwen_dataset.records import MediaType, UploadRecord, UploadStatus
 from qwen_dataset.storage import CHUNK, BlobStore
 
@@ -66,6 +67,11 @@ REASON_CODES: tuple[str, ...] = (
 )
 
 HEAD_BYTES = 1024  # the PDF header may sit anywhere in the first KiB
+# The workbench upload's temporary artefacts (qwen_dataset.workbench.upload uses these names): a
+# staging folder ``.upload-<batch>/`` and part files ``.part-<random>.tmp``. They are not content.
+UPLOAD_STAGING_PREFIX = ".upload-"
+UPLOAD_PART_PREFIX = ".part-"
+UPLOAD_PART_SUFFIX = ".tmp"
 PDF_RENDER_DPI = 300
 MAX_NAME_BYTES = 200
 MAX_EXTENSION_BYTES = 16  # a longer "extension" is part of the name, not a type hint worth keeping
@@ -233,14 +239,16 @@ def _truncate_keeping_extension(name: str, max_bytes: int) -> str:
 def iter_batch_files(inbox_dir: Path) -> Iterator[Path]:
     """Every file of a batch folder, recursively, sorted by relative path.
 
-    Hidden marker files (names starting with ``.`` or ``_``, e.g. ``_READY``, ``.upload.tmp``)
-    are skipped, except names that start with a ``..`` path segment (``..\\x.png``), which are
-    traversal attempts to report. Symbolic links and other non-regular entries are yielded too, never followed,
-    so :func:`ingest_batch` can report them instead of silently dropping them.
+    Only real markers are skipped: the ``_READY`` marker and the workbench upload's temporary
+    artefacts (``.upload-*`` staging folders, ``.part-*.tmp`` files). Every other name, hidden or
+    starting with ``_`` (cameras write ``_DSC0001.JPG``), is yielded, so each file appears in the
+    manifest exactly once. Symbolic links and other non-regular entries are yielded too, never
+    followed, so :func:`ingest_batch` can report them instead of silently dropping them.
     """
     inbox_dir = Path(inbox_dir)
     found: list[Path] = []
     for directory, subdirectories, names in os.walk(inbox_dir, followlinks=False):
+        subdirectories[:] = [name for name in subdirectories if not _is_upload_staging(Path(directory, name))]
         # os.walk lists a symlink to a directory among the subdirectories without entering it.
         linked = [name for name in subdirectories if os.path.islink(os.path.join(directory, name))]
         found.extend(Path(directory, name) for name in names + linked if not _is_marker(name))
@@ -248,9 +256,12 @@ def iter_batch_files(inbox_dir: Path) -> Iterator[Path]:
 
 
 def _is_marker(name: str) -> bool:
-    # "..\\..\\evil.png" is a legal POSIX file name starting with "."; it must be reported as
-    # unsafe, not skipped as hidden.
-    return name.startswith((".", "_")) and _split_path(name)[0] != ".."
+    return name == READY_MARKER or (name.startswith(UPLOAD_PART_PREFIX) and name.endswith(UPLOAD_PART_SUFFIX))
+
+
+def _is_upload_staging(path: Path) -> bool:
+    # A symlink named like a staging folder is still reported as a non-regular entry, never skipped.
+    return path.name.startswith(UPLOAD_STAGING_PREFIX) and not path.is_symlink()
 
 
 def ingest_batch(

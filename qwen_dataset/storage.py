@@ -24,6 +24,20 @@ from typing import BinaryIO
 
 CHUNK = 1 << 20
 FILE_MODE = 0o644
+# exports/reports/ holds every batch's quality report, so no batch may be called that.
+RESERVED_BATCH_NAMES = {"reports"}
+
+
+def checked_batch(batch: str) -> str:
+    """A batch name that is safe as a folder name under the root, or a ValueError saying why not."""
+    from qwen_dataset.inbox import BATCH_NAME
+
+    if not BATCH_NAME.match(batch) or batch in RESERVED_BATCH_NAMES or batch in {".", ".."}:
+        raise ValueError(
+            f"{batch!r} is not a valid batch name: use 1-128 letters, digits, '.', '_' or '-', starting with a "
+            f"letter or digit, and not {sorted(RESERVED_BATCH_NAMES)}"
+        )
+    return batch
 
 
 @contextmanager
@@ -110,13 +124,14 @@ class StorageLayout:
         return self.root / "inbox"
 
     def batch_inbox(self, batch: str) -> Path:
-        return self.inbox / batch
+        return self.inbox / checked_batch(batch)
 
     def manifest(self, asset: str, partition: str | None) -> Path:
-        return self.root / "manifests" / asset / f"{partition or '__all__'}.parquet"
+        name = checked_batch(partition) if partition else "__all__"
+        return self.root / "manifests" / asset / f"{name}.parquet"
 
     def exports(self, batch: str) -> Path:
-        return self.root / "exports" / batch
+        return self.root / "exports" / checked_batch(batch)
 
     def ensure(self) -> None:
         for path in (self.inbox, self.root / "blobs", self.root / "manifests", self.root / "exports"):

@@ -124,6 +124,27 @@ def open_instance(home: Path, pg_url: str | None = None):
     return DagsterInstance.from_config(str(home))
 
 
+@contextlib.contextmanager
+def temporary_database(admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database on the server of ``admin_url``, dropped afterwards; yields its URL."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"qwen_ops_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
 # --------------------------------------------------------------------------------------------
 # Services
 # --------------------------------------------------------------------------------------------
@@ -374,10 +395,10 @@ def assert_run_succeeded(services: DagsterServices, run_id: str, timeout: float 
 
 
 def run_events(services: DagsterServices, run_id: str) -> list[dict[str, Any]]:
-    """The run's event log: each event's type, step key and message."""
+    """The run's event log: each event's type, step key, message and timestamp (ms since the epoch)."""
     data = services.graphql(
         """query($id: ID!) { logsForRun(runId: $id) { __typename ... on EventConnection { events {
-             __typename ... on MessageEvent { message stepKey } } } } }""",
+             __typename ... on MessageEvent { message stepKey timestamp } } } } }""",
         {"id": run_id},
     )
     return data["logsForRun"]["events"]
@@ -404,6 +425,13 @@ def reexecute(services: DagsterServices, run_id: str, strategy: str = "FROM_FAIL
     if result["__typename"] != "LaunchRunSuccess":
         raise ServiceError(f"re-executing {run_id} ({strategy}) failed: {result}")
     return result["run"]["runId"]
+
+
+def pool_usage(services: DagsterServices, pool: str) -> dict[str, Any]:
+    """A concurrency pool's limit and which runs hold its slots (the Deployment → Concurrency page)."""
+    data = services.graphql("""query($pool: String!) { instance { concurrencyLimit(concurrencyKey: $pool) {
+        slotCount limit activeRunIds claimedSlots { runId stepKey } } } }""", {"pool": pool})
+    return data["instance"]["concurrencyLimit"]
 
 
 def run_records(services: DagsterServices) -> dict[str, dict[str, Any]]:

@@ -215,3 +215,29 @@ def test_coco_images_boxes_and_attributes(tmp_path, manifests) -> None:
     assert first["attributes"]["annotation_id"] == annotation(WIDE, WIDE_REGIONS).annotation_id
     assert sorted(a["id"] for a in data["annotations"]) == list(range(1, len(data["annotations"]) + 1))
     assert not [a for a in data["annotations"] if a["image_id"] == images[EMPTY.frame_id]["id"]]
+
+
+def test_batch_export_replaces_changed_pictures_and_drops_stale_files(tmp_path):
+    from PIL import Image
+
+    from qwen_dataset.export_bundle import write_batch_exports
+    from qwen_dataset.records import AnnotationRecord, FrameRecord, to_frame
+    from qwen_dataset.storage import BlobStore
+
+    blobs = BlobStore(tmp_path / "root")
+
+    def frame_with(colour, size):
+        path = tmp_path / f"{colour}.png"
+        Image.new("RGB", size, colour).save(path)
+        _, uri = blobs.put_file(path)
+        return FrameRecord("f-000000", "u" * 64, "b", "image", 0, None, None, size[0], size[1], uri, False, 100.0, "")
+
+    out = tmp_path / "export"
+    first = frame_with("red", (100, 50))
+    write_batch_exports(to_frame([], AnnotationRecord), to_frame([first], FrameRecord), blobs, out)
+    (out / "qwen_spatial.jsonl").write_text("left over from a task that is gone\n")
+    second = frame_with("blue", (200, 100))  # the frame was re-rendered (e.g. another DPI)
+    write_batch_exports(to_frame([], AnnotationRecord), to_frame([second], FrameRecord), blobs, out)
+    with Image.open(out / "images" / "f-000000.png") as picture:
+        assert picture.size == (200, 100)
+    assert not (out / "qwen_spatial.jsonl").exists()

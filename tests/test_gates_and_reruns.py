@@ -156,3 +156,25 @@ def test_quality_gate_blocks_exports_until_annotators_agree(root):
     _double_annotate(root, frame_id, [1.0, 1.0, 99.0, 20.0])  # IoU 0.99
     assert run(root, instance, "good").success
     assert (root / "exports" / BATCH / "qwen_ocr.jsonl").exists()
+
+
+def test_a_re_rendered_frame_is_annotated_again(root):
+    """Frame ids survive a re-render (same upload, same page); the old result must not."""
+    Image.new("RGB", (400, 300), "white").save(root / "inbox" / BATCH / "doc.pdf", "PDF", resolution=72.0)
+    instance = DagsterInstance.ephemeral()
+    CALLS["good"].clear()
+    assert run(root, instance, "good").success
+    assert len(CALLS["good"]) == 3  # two images and one page
+    CALLS["good"].clear()
+    defs = build_definitions(storage_root=str(root), database_url=sqlite_url(root / "db.sqlite"),
+                             prelabel=ScriptedPrelabel(mode="good"))
+    result = defs.resolve_job_def("process_batch").execute_in_process(
+        instance=instance, partition_key=BATCH, run_config={"ops": {"frames": {"config": {"pdf_dpi": 100}}}},
+    )
+    assert result.success
+    frames = pd.read_parquet(root / "manifests" / "frames" / f"{BATCH}.parquet")
+    page = frames[frames["kind"] == "page"].iloc[0]
+    assert CALLS["good"] == [page["frame_id"]]  # only the page, whose picture changed, went out again
+    annotations = pd.read_parquet(root / "manifests" / "ai_annotations" / f"{BATCH}.parquet")
+    region = json.loads(annotations.set_index("frame_id").loc[page["frame_id"], "payload"])["regions"][0]
+    assert region["bbox"][2] == page["width"] - 1  # boxes of the new rendering, not the old one

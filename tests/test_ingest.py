@@ -435,12 +435,27 @@ def test_sanitize_name_truncates_to_200_utf8_bytes_keeping_the_extension():
 # --------------------------------------------------------------------------- the batch
 
 
-def test_iter_batch_files_is_recursive_sorted_and_skips_markers(inbox):
-    for name in ["b.png", "a/z.png", "a/b.pdf", "_READY", ".upload.tmp", "a/.DS_Store", "c.mp4", "..\\up.png"]:
+def test_iter_batch_files_is_recursive_sorted_and_skips_only_real_markers(inbox):
+    names = ["b.png", "a/z.png", "a/b.pdf", "_READY", ".part-x1y2.tmp", ".upload-upload-1/cat.png",
+             "a/.DS_Store", "c.mp4", "..\\up.png", "_DSC0001.JPG", "a/_READY.png", ".hidden.png", ".part-1.png"]
+    for name in names:
         put(inbox, name, b"x")
     assert [p.relative_to(inbox).as_posix() for p in iter_batch_files(inbox)] == [
-        "..\\up.png", "a/b.pdf", "a/z.png", "b.png", "c.mp4",
+        "..\\up.png", ".hidden.png", ".part-1.png", "_DSC0001.JPG",
+        "a/.DS_Store", "a/_READY.png", "a/b.pdf", "a/z.png", "b.png", "c.mp4",
     ]
+
+
+def test_camera_and_hidden_files_appear_in_the_manifest(inbox, blobs):
+    put(inbox, "_DSC0001.JPG", image_bytes("JPEG", seed=1))
+    put(inbox, ".DS_Store", b"\0\0\0\1Bud1")
+    put(inbox, "_READY", b"")
+    records = ingest_batch(inbox, "batch-1", blobs)
+    by_name = {r.original_name: r for r in records}
+    assert sorted(by_name) == [".DS_Store", "_DSC0001.JPG"]
+    assert by_name["_DSC0001.JPG"].status == UploadStatus.OK
+    assert by_name[".DS_Store"].status == UploadStatus.QUARANTINED
+    assert by_name[".DS_Store"].reason.startswith("unknown_type:")
 
 
 def test_duplicates_within_a_batch(inbox, blobs):

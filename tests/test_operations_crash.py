@@ -30,6 +30,7 @@ from tests.ops_helpers import (
     copy_batch,
     dagster_dev,
     leftover_temp_files,
+    pool_usage,
     reexecute,
     run_events,
     run_errors,
@@ -122,6 +123,10 @@ def test_killed_run_worker_then_rerun_leaves_the_batch_whole(tmp_path, sample):
         assert "terminated by signal 9" in run_errors(services, crashed)
         assert not manifest_path(root, "ai_annotations").exists()
         assert_storage_whole(root)
+        # The dead worker's slot in the prelabel pool stays claimed until run monitoring frees it
+        # (deploy/dagster.yaml: 300 s after the run ended); the pool's second slot serves the rerun.
+        pool = pool_usage(services, "prelabel")
+        assert pool["slotCount"] == 2 and pool["claimedSlots"] == [{"runId": crashed, "stepKey": "ai_annotations"}]
 
         (hold_dir / HOLD_FILE).unlink()
         resumed = reexecute(services, crashed, "FROM_FAILURE")

@@ -21,6 +21,7 @@ import re
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from assets.jobs import PIPELINE_ASSETS
@@ -133,7 +134,7 @@ def launch_batch_from_job_page(page, base: str, batch: str) -> str:
 
 
 def test_engineer_launches_a_batch_and_reads_its_quality_in_the_ui(tmp_path, browser, tmp_path_factory):
-    folder, truth = sample_batch(tmp_path_factory)
+    folder, _ = sample_batch(tmp_path_factory)
     root = tmp_path / "storage"
     copy_batch(folder, root, BATCH)
     with dagster_dev(tmp_path, root) as services:
@@ -154,7 +155,7 @@ def test_engineer_launches_a_batch_and_reads_its_quality_in_the_ui(tmp_path, bro
             for shown in ("qc/ai_failure_rate", "report_html", "mean_iou", "> 0.85", "ai_failure_rate"):
                 page.get_by_text(shown, exact=True).first.wait_for()
             summary = page.get_by_role("table").filter(has_text="ai_failure_rate").first.inner_text()
-            assert re.search(r"frames\s+(\d+)", summary), summary
+            shown_frames = re.search(r"^frames\s+(\d+)$", summary, re.MULTILINE)
 
             page.goto(f"{services.url}/assets/qc_report")
             page.get_by_text("Upstream assets", exact=True).wait_for()
@@ -165,4 +166,6 @@ def test_engineer_launches_a_batch_and_reads_its_quality_in_the_ui(tmp_path, bro
             screenshot = tmp_path / "qc_report.png"
             page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
+    frames = pd.read_parquet(root / "manifests" / "frames" / f"{BATCH}.parquet")
+    assert shown_frames and int(shown_frames.group(1)) == len(frames), summary  # the UI shows the batch's figures
     assert (root / "exports" / "reports" / f"{BATCH}.json").is_file()

@@ -196,3 +196,8 @@ def test_corrections_sensor_reruns_reviewed_batches_once(tmp_path):
     assert [r.partition_key for r in result.run_requests] == ["b1"]  # drafts wait; unknown batches are skipped
     again = corrections_sensor(build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
     assert "no review finalized" in again.skip_message
+    with Session(engine) as session:  # a reviewer sends the final work of b1 back
+        session.get(HumanAnnotation, "a-b1").state = ReviewState.DRAFT
+        session.commit()
+    sent_back = corrections_sensor(build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
+    assert [r.partition_key for r in sent_back.run_requests] == ["b1"]

@@ -96,3 +96,15 @@ def test_semantic_and_code_fidelity_scorers_run_on_the_items_they_apply_to(tmp_p
     assert len(report.code_fidelity) == 1
     assert report.code_fidelity[0].ssim == pytest.approx(1.0, abs=1e-3)  # a blank page draws the blank screen
     assert report.figures()["code_ssim"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_total_disagreement_is_zero_not_no_data():
+    f0 = frame(0, width=400, height=200)
+    human = annotations_df(
+        annotation(f0, [region([0, 0, 50, 50], "A")], source="human", author="ann1"),
+        annotation(f0, [region([300, 100, 350, 150], "B")], source="human", author="ann2"),
+    )
+    report = build_qc_report("b1", human.iloc[0:1], human.iloc[0:0], human, frames_df(f0))
+    assert report.headline()["mean_iou"] == 0.0
+    assert report.verdicts()["mean_iou"] is False
+    assert report.headline()["ocr_accuracy"] == 0.0  # every reference character unmatched

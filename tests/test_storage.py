@@ -38,3 +38,12 @@ def test_layout_paths(tmp_path):
     assert layout.manifest("frames", "b1").name == "b1.parquet"
     assert layout.manifest("release", None).name == "__all__.parquet"
     assert (tmp_path / "blobs").is_dir()
+
+
+@pytest.mark.parametrize("batch", ["../../etc", "a/b", "..", "reports", "", "-x"])
+def test_batch_names_cannot_leave_the_root_or_hide_the_reports(tmp_path, batch):
+    layout = StorageLayout(tmp_path)
+    with pytest.raises(ValueError, match="not a valid batch name"):
+        layout.exports(batch)
+    with pytest.raises(ValueError):
+        layout.batch_inbox(batch)

@@ -435,7 +435,7 @@ def test_single_annotation_flow_with_rejection(world):
     assert saved.status_code == 200 and saved.json()["version"] == annotation["version"] + 1
     assert final_annotations(world.engine, "b-single").empty  # drafts never reach the pipeline
     submitted = client.post(f"/api/annotations/{entry['annotation_id']}/submit", json={"version": saved.json()["version"]})
-    assert submitted.status_code == 200 and submitted.json()["state"] == ReviewState.FINAL
+    assert submitted.status_code == 200 and submitted.json()["state"] == ReviewState.SUBMITTED  # final inside
     final = final_annotations(world.engine, "b-single")
     assert len(final) == 1
     region = json.loads(final["payload"].iloc[0])["regions"][0]
@@ -491,6 +491,39 @@ def test_agreeing_double_annotations_become_final(world):
     final = final_annotations(world.engine, "b-agree")
     assert final["author"].tolist() == [first]  # the version submitted first
     assert world.client("rita").get("/api/review/queue").json() == []
+
+
+def test_annotators_cannot_tell_single_from_double_blind_items(world):
+    (first, double_entry), (second, other_entry) = _double_pair(world, "b-blind-d")
+    world.set_double_rate(0.0)
+    world.import_batch("b-blind-s", frames=4, video_event=False)
+    single_entry = next(entry for entry in my_items(world, first) if entry["batch"] == "b-blind-s")
+    entries = (single_entry, double_entry)
+    single = _submit(world, first, single_entry)
+    double = _submit(world, first, double_entry)
+    _submit(world, second, other_entry)  # agrees: the first version is now final inside as well
+    with Session(world.engine) as session:
+        assert [session.get(HumanAnnotation, e["annotation_id"]).state for e in entries] == ["final"] * 2
+    # The submit answers look the same...
+    assert single["state"] == double["state"] == ReviewState.SUBMITTED and single.keys() == double.keys()
+    # ...and so do the task list, its state filter, the opened annotation, a late edit and the HTML list.
+    client = world.client(first)
+    listed = {entry["annotation_id"]: entry for entry in my_items(world, first)}
+    shown = [listed[entry["annotation_id"]] for entry in entries]
+    assert [entry["state"] for entry in shown] == ["submitted"] * 2 and shown[0].keys() == shown[1].keys()
+    assert client.get("/api/tasks", params={"state": "final"}).json() == []
+    submitted_ids = {entry["annotation_id"] for entry in client.get("/api/tasks", params={"state": "submitted"}).json()}
+    assert submitted_ids == {entry["annotation_id"] for entry in entries}
+    for entry in entries:
+        assert open_annotation(client, entry["annotation_id"])["state"] == "submitted"
+        late = client.put(f"/api/annotations/{entry['annotation_id']}", json={"version": 1, "result": []})
+        assert late.status_code == 409 and late.json()["state"] == "submitted" and "final" not in late.text
+    listing = client.get("/annotate", headers={"Accept": "text/html"}).text
+    assert listing.count('data-state="submitted"') == 2 and "final" not in listing
+    # Reviewers still see the real state.
+    single_item = item_of(world, single_entry["annotation_id"]).item_id
+    detail = world.client("rita").get(f"/api/review/items/{single_item}").json()
+    assert detail["status"] == "final" and detail["versions"][0]["state"] == "final"
 
 
 def test_disagreement_goes_to_arbitration(world):
@@ -707,3 +740,4 @@ def test_pages_render_for_each_role(world):
     assert "X-Frame-Options" in listing.headers
     # A path-relative "next" cannot send a fresh sign-in elsewhere.
     assert 'data-next="/"' in world.client().get("/login", params={"next": "//evil.example/"}).text
+    assert 'data-next="/"' in world.client().get("/login", params={"next": "/\\evil.example"}).text

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -14,9 +18,41 @@ from qwen_dataset.annotation_db import Base, HumanAnnotation, final_annotations,
 from qwen_dataset.workbench.admin_settings import ReviewSettings, SettingError
 from qwen_dataset.workbench.assignment import ImportProblem, assign_frame
 from qwen_dataset.workbench.config import ConfigError, WorkbenchSettings
+from qwen_dataset.workbench.pages import safe_next
 from qwen_dataset.workbench.consensus import compare_versions
 from qwen_dataset.workbench.security import SessionSigner, hash_password, needs_rehash, verify_password
 from qwen_dataset.workbench.upload import new_batch_id, parse_disposition, storable_name
+
+# --------------------------------------------------------------------------- sign-in redirect
+
+LOCAL_NEXT = ["/", "/annotate", "/review/items/abc?x=1#top", "/a//b"]
+FOREIGN_NEXT = ["//evil.example/", "/\\evil.example", "/\\/evil.example", "\\\\evil.example", "/\t/evil.example",
+                "/\n/evil.example", "/\x00x", "/\x7f", "https://evil.example/", "javascript:alert(1)", "evil", "",
+                " /annotate", "/\x85x"]
+
+
+def test_safe_next_keeps_local_paths_and_refuses_everything_else():
+    assert [safe_next(path) for path in LOCAL_NEXT] == LOCAL_NEXT
+    assert {path: safe_next(path) for path in FOREIGN_NEXT} == {path: "/" for path in FOREIGN_NEXT}
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run static/app.js")
+def test_app_js_safe_next_applies_the_same_rule():
+    app_js = Path(__file__).parents[1] / "qwen_dataset" / "workbench" / "static" / "app.js"
+    script = (
+        "const vm = require('vm'); const fs = require('fs');"
+        "const context = {document: {addEventListener() {}}};"
+        "vm.runInNewContext(fs.readFileSync(process.argv[1], 'utf8'), context);"
+        "const cases = JSON.parse(fs.readFileSync(0, 'utf8'));"
+        "process.stdout.write(JSON.stringify(cases.map((next) => vm.runInNewContext('safeNext(n)', "
+        "Object.assign(context, {n: next})))));"
+    )
+    cases = LOCAL_NEXT + FOREIGN_NEXT
+    # The cases go through stdin: a command-line argument cannot hold the NUL character.
+    result = subprocess.run(["node", "-e", script, str(app_js)], input=json.dumps(cases), capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert json.loads(result.stdout) == [safe_next(path) for path in cases] == LOCAL_NEXT + ["/"] * len(FOREIGN_NEXT)
+
 
 # --------------------------------------------------------------------------- agreement
 

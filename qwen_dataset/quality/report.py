@@ -59,14 +59,20 @@ class QcReport:
 
     def headline(self) -> dict[str, float | None]:
         """The four gated figures (None when there was nothing to measure)."""
-        matched = sum(report.matched for report in self.agreement.values())
-        mean_iou = (
-            sum(report.mean_iou * report.matched for report in self.agreement.values()) / matched if matched else None
-        )
+        reports = [report for report in self.agreement.values() if report.frames]
+        matched = sum(report.matched for report in reports)
+        if not reports:
+            mean_iou = None  # nothing was double-annotated
+        elif matched:
+            mean_iou = sum(report.mean_iou * report.matched for report in reports) / matched
+        else:
+            # Double-annotated, yet no box pairs up: the reports say 0.0 (or 1.0 when both sides
+            # left every frame empty); "no data" here would let total disagreement pass the gate.
+            mean_iou = min(report.mean_iou for report in reports)
         ocr = self.ocr_between_annotators
         return {
             "mean_iou": mean_iou,
-            "ocr_accuracy": ocr.accuracy if ocr is not None and ocr.overall.characters else None,
+            "ocr_accuracy": ocr.accuracy if ocr is not None and ocr.overall.pairs else None,
             "action_completeness": self.actions.completeness if self.actions and self.actions.sequences else None,
             "semantic_consistency": getattr(self.semantic, "mean", None),
         }

@@ -95,7 +95,8 @@ def _own_view(item: WorkItem, annotation: HumanAnnotation) -> dict[str, Any]:
     # What an annotator may see: never whether the item is double-blind, nor the other version.
     return {
         "annotation_id": annotation.annotation_id, "batch": item.batch, "frame_id": item.frame_id,
-        "task": item.task, "state": annotation.state, "version": annotation.version, "note": annotation.note,
+        "task": item.task, "state": workflow.annotator_state(annotation.state), "version": annotation.version,
+        "note": annotation.note,
         "updated_at": annotation.updated_at.isoformat(timespec="seconds"),
     }
 
@@ -105,9 +106,9 @@ def my_tasks(state: str | None = None, who: Principal = Depends(ANNOTATOR), sess
     query = (select(WorkItem, HumanAnnotation).join(HumanAnnotation, HumanAnnotation.item_id == WorkItem.item_id)
              .where(HumanAnnotation.assignee_id == who.user.id)
              .order_by(WorkItem.batch, WorkItem.frame_id, WorkItem.task))
-    if state:
-        query = query.where(HumanAnnotation.state == state)
-    return [_own_view(item, annotation) for item, annotation in session.execute(query).all()]
+    views = [_own_view(item, annotation) for item, annotation in session.execute(query).all()]
+    # Filtered on the state annotators see, so "?state=final" cannot single out the single items.
+    return [view for view in views if view["state"] == state] if state else views
 
 
 def _ai_prediction(item: WorkItem) -> list[dict[str, Any]]:
@@ -146,14 +147,16 @@ def save_annotation(annotation_id: str, body: Save, who: Principal = Depends(ANN
     if body.result is None:
         raise HTTPException(422, "send 'result': the editor's current results")
     annotation = workflow.save_draft(session, who.user, annotation_id, body.version, body.result)
-    return {"annotation_id": annotation.annotation_id, "version": annotation.version, "state": annotation.state}
+    return {"annotation_id": annotation.annotation_id, "version": annotation.version,
+            "state": workflow.annotator_state(annotation.state)}
 
 
 @router.post("/api/annotations/{annotation_id}/submit")
 def submit_annotation(annotation_id: str, body: Save, who: Principal = Depends(ANNOTATOR),
                       session: Session = Depends(db_session)) -> dict:
     annotation = workflow.submit(session, who.user, annotation_id, body.version, body.result)
-    return {"annotation_id": annotation.annotation_id, "version": annotation.version, "state": annotation.state}
+    return {"annotation_id": annotation.annotation_id, "version": annotation.version,
+            "state": workflow.annotator_state(annotation.state)}
 
 
 # --------------------------------------------------------------------------- frames

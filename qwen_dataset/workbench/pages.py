@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -19,6 +21,17 @@ from qwen_dataset.workbench.editor import EDITABLE_TASKS
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 router = APIRouter()
 HOME = {Role.ANNOTATOR: "/annotate", Role.REVIEWER: "/review", Role.ADMIN: "/admin"}
+# Browsers read a backslash as "/" and drop tabs and newlines from URLs, so "/<backslash>evil.example"
+# or "/<tab>/evil.example" would leave the site. static/app.js (safeNext) applies the same rule.
+_UNSAFE_IN_NEXT = re.compile(r"[\\\x00-\x1f\x7f-\x9f]")
+
+
+def safe_next(next: str) -> str:
+    """``next`` when it is a path on this site, else ``"/"``: a crafted link must not send a fresh sign-in elsewhere."""
+    parts = urlsplit(next)
+    local = (not parts.scheme and not parts.netloc and next.startswith("/") and not next.startswith("//")
+             and not _UNSAFE_IN_NEXT.search(next))
+    return next if local else "/"
 
 
 def wants_html(request: Request) -> bool:
@@ -35,15 +48,13 @@ def render(request: Request, name: str, who: Principal | None, status_code: int 
 
 def error_page(request: Request, status_code: int, message: str) -> HTMLResponse:
     if status_code == 401:
-        return render(request, "login.html", None, status_code=401, next=request.url.path)
+        return render(request, "login.html", None, status_code=401, next=safe_next(request.url.path))
     return render(request, "error.html", None, status_code=status_code, status=status_code, message=message)
 
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/") -> HTMLResponse:
-    # Only local paths: a crafted link must not send a fresh sign-in to another site.
-    target = next if next.startswith("/") and not next.startswith("//") else "/"
-    return render(request, "login.html", None, next=target)
+    return render(request, "login.html", None, next=safe_next(next))
 
 
 @router.get("/")
@@ -57,7 +68,8 @@ def annotate_list(request: Request, who: Principal = Depends(ANNOTATOR), session
         select(WorkItem, HumanAnnotation).join(HumanAnnotation, HumanAnnotation.item_id == WorkItem.item_id)
         .where(HumanAnnotation.assignee_id == who.user.id).order_by(WorkItem.batch, WorkItem.frame_id, WorkItem.task)
     ).all()
-    return render(request, "annotate_list.html", who, rows=rows)
+    shown = [(item, annotation, workflow.annotator_state(annotation.state)) for item, annotation in rows]
+    return render(request, "annotate_list.html", who, rows=shown)
 
 
 @router.get("/annotate/{annotation_id}", response_class=HTMLResponse)

@@ -8,8 +8,8 @@ Each file part is streamed (never held in memory) into a temp file inside a stag
   no supported image, PDF or video (:func:`qwen_dataset.ingest.sniff_media_type`);
 * ``duplicate`` - the same SHA-256 as an earlier file of the request (its bytes are dropped);
 * ``accepted`` - renamed to its sanitized name (``-<sha256[:8]>`` added before the extension when
-  the name is taken; names starting with ``.`` or ``_``, which the pipeline treats as markers, get
-  a ``file`` prefix).
+  the name is taken; names starting with ``.`` or ``_``, so that none can pass for a marker such as
+  ``_READY``, get a ``file`` prefix).
 
 When the request is complete the staging folder is renamed to ``inbox/<batch>/`` in one step and
 the ``_READY`` marker is written last (:func:`qwen_dataset.inbox.mark_ready`), so the pipeline's
@@ -35,13 +35,20 @@ from urllib.parse import unquote
 from python_multipart.multipart import MultipartParser
 
 from qwen_dataset.inbox import BATCH_NAME, mark_ready
-from qwen_dataset.ingest import HEAD_BYTES, sanitize_name, sniff_media_type
+from qwen_dataset.ingest import (
+    HEAD_BYTES,
+    UPLOAD_PART_PREFIX,
+    UPLOAD_PART_SUFFIX,
+    UPLOAD_STAGING_PREFIX,
+    sanitize_name,
+    sniff_media_type,
+)
 from qwen_dataset.records import MediaType
 from qwen_dataset.storage import FILE_MODE, StorageLayout
 
 FIELD = "files"
 MAX_PARTS = 10_000
-STAGING_PREFIX = ".upload-"
+STAGING_PREFIX = UPLOAD_STAGING_PREFIX  # ingest skips these folders and the part files
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 # Browsers (HTML5) percent-escape '"', CR and LF in file names; httpx escapes every control character.
 _CLIENT_ESCAPES = re.compile(r"%(0[0-9A-Fa-f]|1[0-9A-Fa-f]|22|7[Ff])")
@@ -142,7 +149,8 @@ def _utf8(value: str | None) -> str | None:
 
 
 def storable_name(safe_name: str) -> str:
-    # The pipeline skips names starting with "." or "_" as markers (e.g. "_READY"): never store one.
+    # Markers and upload artefacts ("_READY", ".part-*.tmp") start with "_" or ".": a prefix means an
+    # uploaded file can never be mistaken for one.
     return f"file{safe_name}" if safe_name.startswith((".", "_")) else safe_name
 
 
@@ -202,7 +210,7 @@ class _Receiver:
         if problem:
             self.result.reason = problem
             return
-        fd, temp_name = tempfile.mkstemp(prefix=".part-", suffix=".tmp", dir=self.folder)
+        fd, temp_name = tempfile.mkstemp(prefix=UPLOAD_PART_PREFIX, suffix=UPLOAD_PART_SUFFIX, dir=self.folder)
         os.fchmod(fd, FILE_MODE)
         self.handle, self.temp_path = os.fdopen(fd, "wb"), Path(temp_name)
 

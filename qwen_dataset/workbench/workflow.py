@@ -15,6 +15,10 @@ status (:class:`~qwen_dataset.annotation_db.ItemStatus`):
 * a reviewer may send a final single-annotated row back to its annotator with a reason (back to
   ``draft``, the item ``open``).
 
+Annotators see only ``draft`` or ``submitted`` for their own rows (:func:`annotator_state`): a
+single item's row is ``final`` at once while a double-blind one waits as ``submitted``, so the real
+state would tell them which items are double-blind. Reviewers and admins see the real state.
+
 Writes that change an item first update the item row (a no-op update): on PostgreSQL that locks
 the row, on SQLite it takes the write lock, so two annotators submitting the two halves of a
 double-blind item at the same moment are serialized and the second one sees the first.
@@ -77,12 +81,18 @@ def _lock_item(session: Session, item_id: str) -> WorkItem:
     return item
 
 
+def annotator_state(state: str) -> str:
+    """The state an annotator is shown for their own row: ``draft``, or ``submitted`` for anything
+    they submitted (whether it is ``final`` yet would reveal whether the item is double-blind)."""
+    return ReviewState.DRAFT if state == ReviewState.DRAFT else ReviewState.SUBMITTED
+
+
 def _stale(annotation: HumanAnnotation) -> StaleVersion:
     return StaleVersion(
         f"this annotation was changed elsewhere (now version {annotation.version}); reload it to see the current "
         "version, then redo your change",
         current_version=annotation.version,
-        state=annotation.state,
+        state=annotator_state(annotation.state),
     )
 
 
@@ -97,7 +107,8 @@ def own_annotation(session: Session, annotation_id: str, user: User) -> HumanAnn
 
 def _apply_results(session: Session, annotation: HumanAnnotation, item: WorkItem, results: Any, version: int) -> None:
     if annotation.state != ReviewState.DRAFT:
-        raise WorkflowError(f"this annotation is {annotation.state} and can no longer be edited", state=annotation.state,
+        shown = annotator_state(annotation.state)
+        raise WorkflowError(f"this annotation is {shown} and can no longer be edited", state=shown,
                             current_version=annotation.version)
     if version != annotation.version:
         raise _stale(annotation)

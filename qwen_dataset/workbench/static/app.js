@@ -34,6 +34,14 @@ function flash(message, isError) {
   box.hidden = !message;
 }
 
+// Where to go after sign-in: only a path on this site (pages.py safe_next applies the same rule).
+// Browsers read a backslash as "/" and drop tabs and newlines, so "/<backslash>evil.example" would leave the site.
+function safeNext(next) {
+  const local = typeof next === "string" && next.startsWith("/") && !next.startsWith("//")
+    && !/[\\\u0000-\u001f\u007f-\u009f]/.test(next);
+  return local ? next : "/";
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const logout = document.getElementById("logout");
   if (logout) logout.addEventListener("click", async () => {
@@ -46,8 +54,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const error = document.getElementById("login-error");
     try {
       await api("POST", "/api/login", { username: form.username.value, password: form.password.value });
-      const next = form.dataset.next || "/";
-      window.location = next.startsWith("/") && !next.startsWith("//") ? next : "/";
+      window.location = safeNext(form.dataset.next || "/");
     } catch (failure) {
       error.textContent = failure.message;
       error.hidden = false;

@@ -115,7 +115,7 @@ class AutoSaver {
       const done = await api("POST", this.url + "/submit", { version: this.version, result });
       this.version = done.version;
       this.saved = JSON.stringify(result);
-      setStatus("Submitted (" + done.state + ")", "saved");
+      setStatus("Submitted", "saved");
       this.conflict = true; // nothing more to save from this page
       setTimeout(() => { window.location = "/annotate"; }, 600);
     } catch (failure) {

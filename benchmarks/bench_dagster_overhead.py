@@ -1,0 +1,236 @@
+"""What Dagster costs per batch run, and whether a run's cost grows with the number of batches.
+
+Part 1, launch overhead. An EMPTY batch (an inbox folder with no file) runs the whole
+``process_batch`` graph with nothing to do, so its time is orchestration. Baseline: the same
+empty batch through ``execute_in_process`` in this (warm) process, the steps' own cost. Then
+each instance configuration gets a real deployment (one ``dagster-webserver`` + one
+``dagster-daemon``, ``deploy/dagster.yaml``, the fixture code location with the scripted
+prelabel backend) and empty batches are launched through dagster_graphql's client, timed from
+``submit_job_execution`` to the poller seeing SUCCESS (polled every 50 ms). The run's own events
+split that time into queue wait (enqueued -> starting: the daemon's dequeue loop), worker start
+(starting -> run start: process spawn and code-location import) and steps (run start -> success).
+Configurations: SQLite and PostgreSQL instance storage with the in-process executor (what the
+fixture location uses), and SQLite with Dagster's default multiprocess executor (what
+``qwen_dataset.definitions`` gets: one process per step).
+
+Part 2, growth. On one persistent SQLite instance, tiny batches (``--images`` small PNGs, distinct
+content) are processed one after another with ``execute_in_process`` until ``max(--existing)``
+batches exist. When 1, 10 and 100 batches exist, one more batch is added: its ``process_batch``
+run must take as long as the first (only the new partition is processed), while the
+``release_dataset`` run re-assembles every batch from the manifests and grows with them.
+
+Prints two tables; ratios are against the baselines measured in this same command.
+
+    .venv/bin/python benchmarks/bench_dagster_overhead.py [--runs 3] [--multiprocess-runs 1]
+        [--existing 1,10,100] [--images 2] [--postgres-admin-url URL | --no-postgres] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests.ops_helpers and the fixture code location live in tests/
+DEFAULT_ADMIN_URL = os.environ.get("QWEN_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+PHASES = {"RunEnqueuedEvent": "enqueued", "RunStartingEvent": "starting", "RunStartEvent": "started",
+          "RunSuccessEvent": "succeeded"}
+
+
+@dataclasses.dataclass
+class LaunchTiming:
+    total: float  # submit -> SUCCESS seen by the poller
+    queue: float  # enqueued -> starting
+    worker_start: float  # starting -> run start
+    steps: float  # run start -> success
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def in_process_seconds(job, instance, batch: str) -> float:
+    started = time.perf_counter()
+    result = job.execute_in_process(instance=instance, partition_key=batch, raise_on_error=False)
+    elapsed = time.perf_counter() - started
+    if not result.success:
+        raise RuntimeError(f"{job.name} failed for batch {batch!r}; run it in a test to see why")
+    return elapsed
+
+
+def baseline_empty_batch(root: Path, runs: int) -> list[float]:
+    """The steps alone: an empty batch through execute_in_process, code already imported."""
+    from dagster import DagsterInstance
+
+    from qwen_dataset.definitions import build_definitions
+    from tests.fixtures_code_location import ScriptedPrelabel
+
+    job = build_definitions(storage_root=str(root), prelabel=ScriptedPrelabel()).resolve_job_def("process_batch")
+    instance = DagsterInstance.ephemeral()
+    times = []
+    for k in range(runs + 1):
+        batch = f"empty-baseline-{k}"
+        (root / "inbox" / batch).mkdir(parents=True)
+        instance.add_dynamic_partitions("batches", [batch])
+        times.append(in_process_seconds(job, instance, batch))
+    return times[1:]  # the first run pays one-off imports (Great Expectations, matplotlib)
+
+
+def launch_and_time(services, batch: str) -> LaunchTiming:
+    from tests.ops_helpers import add_partition, run_errors, run_events, submit_batch
+
+    (services.storage_root / "inbox" / batch).mkdir(parents=True)
+    add_partition(services, batch)
+    client = services.client()
+    started = time.perf_counter()
+    run_id = submit_batch(services, batch)
+    deadline = started + 600
+    while (status := client.get_run_status(run_id).value) not in {"SUCCESS", "FAILURE", "CANCELED"}:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"run {run_id} still {status} after 600 s")
+        time.sleep(0.05)
+    total = time.perf_counter() - started
+    if status != "SUCCESS":
+        raise RuntimeError(f"run {run_id} ended {status}:\n{run_errors(services, run_id)}")
+    at = {PHASES[e["__typename"]]: int(e["timestamp"]) / 1000 for e in run_events(services, run_id)
+          if e["__typename"] in PHASES}
+    return LaunchTiming(total, at["starting"] - at["enqueued"], at["started"] - at["starting"],
+                        at["succeeded"] - at["started"])
+
+
+def launched_runs(workdir: Path, label: str, runs: int, warmup: bool, pg_url: str | None = None,
+                  executor: str = "in_process") -> list[LaunchTiming]:
+    from tests.ops_helpers import deployment
+
+    folder = workdir / label
+    folder.mkdir(parents=True)
+    with deployment(folder, folder / "storage", pg_url=pg_url,
+                    extra_env={"QWEN_FIXTURE_EXECUTOR": executor}) as services:
+        if warmup:  # first run after start: cold page cache, tables and pools created
+            launch_and_time(services, f"empty-{label}-warmup")
+        return [launch_and_time(services, f"empty-{label}-{k}") for k in range(runs)]
+
+
+def print_launch_table(baseline: list[float], rows: dict[str, list[LaunchTiming]]) -> None:
+    base = median(baseline)
+    print("\nPart 1 - launch to success of an EMPTY batch (process_batch), medians in seconds")
+    print(f"  baseline execute_in_process, warm, steps only: {base:.2f} s "
+          f"(runs: {', '.join(f'{t:.2f}' for t in baseline)})")
+    header = f"  {'instance / executor':34} {'runs':>4} {'total':>7} {'queue':>7} {'worker':>7} {'steps':>7} " \
+             f"{'overhead':>9} {'x base':>7}"
+    print(header)
+    print("  " + "-" * (len(header) - 2))
+    for label, timings in rows.items():
+        total = median([t.total for t in timings])
+        print(f"  {label:34} {len(timings):>4} {total:>7.2f} {median([t.queue for t in timings]):>7.2f} "
+              f"{median([t.worker_start for t in timings]):>7.2f} {median([t.steps for t in timings]):>7.2f} "
+              f"{total - base:>9.2f} {total / base:>7.1f}")
+    print("  queue = enqueued -> starting (daemon dequeue loop, every 5 s by default); worker = starting -> "
+          "run start (spawn + import of the code location); overhead = total - baseline")
+
+
+def growth(workdir: Path, existing: list[int], images: int) -> tuple[list[tuple[int, float, float]], list[float]]:
+    """(existing batches, process_batch of the new batch, release) at each size; every batch's time."""
+    from dagster import DagsterInstance
+
+    from qwen_dataset.definitions import build_definitions
+    from tests.fixtures_code_location import ScriptedPrelabel
+    from tests.ops_helpers import write_dagster_home, write_tiny_batch
+
+    root = workdir / "growth" / "storage"
+    home = write_dagster_home(workdir / "growth" / "dagster_home", postgres=False)
+    defs = build_definitions(storage_root=str(root), prelabel=ScriptedPrelabel())
+    process, release = defs.resolve_job_def("process_batch"), defs.resolve_job_def("release_dataset")
+    rows, per_batch = [], []
+    with DagsterInstance.from_config(str(home)) as instance:
+        for count in range(max(existing) + 1):
+            batch = f"batch-{count:04d}"
+            write_tiny_batch(root / "inbox" / batch, seed=count, images=images)
+            instance.add_dynamic_partitions("batches", [batch])
+            per_batch.append(in_process_seconds(process, instance, batch))
+            if count in existing:  # `count` batches existed before this one
+                started = time.perf_counter()
+                if not release.execute_in_process(instance=instance, raise_on_error=False).success:
+                    raise RuntimeError(f"release_dataset failed with {count + 1} batches")
+                rows.append((count, per_batch[-1], time.perf_counter() - started))
+                print(f"  ... {count} existing: new batch {per_batch[-1]:.2f} s, release {rows[-1][2]:.2f} s", flush=True)
+    return rows, per_batch
+
+
+def print_growth_table(rows: list[tuple[int, float, float]], per_batch: list[float], images: int) -> None:
+    first_process, first_release = rows[0][1], rows[0][2]
+    print(f"\nPart 2 - one more batch ({images} images) on a persistent SQLite instance, execute_in_process, seconds")
+    print(f"  {'existing':>8} {'process_batch':>14} {'x first':>8} {'release':>8} {'x first':>8}")
+    for count, process_time, release_time in rows:
+        print(f"  {count:>8} {process_time:>14.2f} {process_time / first_process:>8.2f} {release_time:>8.2f} "
+              f"{release_time / first_release:>8.2f}")
+    for low, high in ((1, 11), (len(per_batch) - 10, len(per_batch))):
+        if 0 <= low < high <= len(per_batch) and low < high:
+            print(f"  mean process_batch of batches {low + 1}-{high}: {statistics.mean(per_batch[low:high]):.2f} s")
+
+
+def postgres_reachable(admin_url: str) -> str | None:
+    """None if the server answers, else why not."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(admin_url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return None
+    except Exception as error:  # noqa: BLE001 - any failure means: skip PostgreSQL
+        return f"{type(error).__name__}: {str(error).splitlines()[0]}"
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="timed launches per in-process configuration")
+    parser.add_argument("--multiprocess-runs", type=int, default=1, help="timed launches with the multiprocess executor")
+    parser.add_argument("--existing", default="1,10,100", help="batch counts at which one more batch is timed")
+    parser.add_argument("--images", type=int, default=2, help="images per batch in part 2")
+    parser.add_argument("--postgres-admin-url", default=DEFAULT_ADMIN_URL)
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--keep", type=Path, help="keep the work files here instead of a temp dir")
+    args = parser.parse_args()
+    existing = sorted({int(n) for n in args.existing.split(",")})
+
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="bench_dagster_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    # The fixture code location reads its storage root at import; this process only uses its classes.
+    os.environ.setdefault("QWEN_STORAGE_ROOT", str(workdir / "unused"))
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    try:
+        print(f"work dir {workdir}; {os.cpu_count()} CPUs", flush=True)
+        baseline = baseline_empty_batch(workdir / "baseline", args.runs)
+        rows = {"sqlite / in_process": launched_runs(workdir, "sqlite-inproc", args.runs, warmup=True)}
+        why_not = "--no-postgres" if args.no_postgres else postgres_reachable(args.postgres_admin_url)
+        if why_not is None:
+            from tests.ops_helpers import temporary_database
+
+            with temporary_database(args.postgres_admin_url) as url:
+                rows["postgres / in_process"] = launched_runs(workdir, "pg-inproc", args.runs, warmup=True, pg_url=url)
+        if args.multiprocess_runs:
+            rows["sqlite / multiprocess (Dagster default)"] = launched_runs(
+                workdir, "sqlite-multi", args.multiprocess_runs, warmup=False, executor="multiprocess")
+        print_launch_table(baseline, rows)
+        if why_not is not None:
+            print(f"  PostgreSQL skipped: {why_not}")
+        print("\nPart 2 running ...", flush=True)
+        growth_rows, per_batch = growth(workdir, existing, args.images)
+        print_growth_table(growth_rows, per_batch, args.images)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
