@@ -6,7 +6,6 @@ from pydantic import Field
 
 from assets._metadata import markdown_table
 from assets.partitions import batches
-from qwen_dataset.augment.pipelines import augment_batch, default_registry
 from resources.storage import StorageResource
 
 AUGMENT_CODE_VERSION = "1"
@@ -42,6 +41,9 @@ def augmented_dataset(
     context: AssetExecutionContext, config: AugmentConfig, human_corrections: pd.DataFrame, frames: pd.DataFrame,
     storage: StorageResource,
 ) -> dict[str, pd.DataFrame]:
+    # albumentations pulls in torch: imported here, not when the code location loads.
+    from qwen_dataset.augment.pipelines import augment_batch, default_registry
+
     registry = default_registry(config.plugins or None)
     result = augment_batch(
         frames, human_corrections, storage.layout().blobs, config.pipelines, seed=config.seed, copies=config.copies,

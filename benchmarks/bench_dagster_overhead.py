@@ -40,6 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.ops_helpers and the fixture code location live in tests/
 DEFAULT_ADMIN_URL = os.environ.get("QWEN_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # no DEBUG line per event
 PHASES = {"RunEnqueuedEvent": "enqueued", "RunStartingEvent": "starting", "RunStartEvent": "started",
           "RunSuccessEvent": "succeeded"}
 
@@ -58,7 +59,7 @@ def median(values: list[float]) -> float:
 
 def in_process_seconds(job, instance, batch: str) -> float:
     started = time.perf_counter()
-    result = job.execute_in_process(instance=instance, partition_key=batch, raise_on_error=False)
+    result = job.execute_in_process(run_config=QUIET, instance=instance, partition_key=batch, raise_on_error=False)
     elapsed = time.perf_counter() - started
     if not result.success:
         raise RuntimeError(f"{job.name} failed for batch {batch!r}; run it in a test to see why")
@@ -123,13 +124,13 @@ def print_launch_table(baseline: list[float], rows: dict[str, list[LaunchTiming]
     print("\nPart 1 - launch to success of an EMPTY batch (process_batch), medians in seconds")
     print(f"  baseline execute_in_process, warm, steps only: {base:.2f} s "
           f"(runs: {', '.join(f'{t:.2f}' for t in baseline)})")
-    header = f"  {'instance / executor':34} {'runs':>4} {'total':>7} {'queue':>7} {'worker':>7} {'steps':>7} " \
+    header = f"  {'instance / executor':40} {'runs':>4} {'total':>7} {'queue':>7} {'worker':>7} {'steps':>7} " \
              f"{'overhead':>9} {'x base':>7}"
     print(header)
     print("  " + "-" * (len(header) - 2))
     for label, timings in rows.items():
         total = median([t.total for t in timings])
-        print(f"  {label:34} {len(timings):>4} {total:>7.2f} {median([t.queue for t in timings]):>7.2f} "
+        print(f"  {label:40} {len(timings):>4} {total:>7.2f} {median([t.queue for t in timings]):>7.2f} "
               f"{median([t.worker_start for t in timings]):>7.2f} {median([t.steps for t in timings]):>7.2f} "
               f"{total - base:>9.2f} {total / base:>7.1f}")
     print("  queue = enqueued -> starting (daemon dequeue loop, every 5 s by default); worker = starting -> "
@@ -157,7 +158,7 @@ def growth(workdir: Path, existing: list[int], images: int) -> tuple[list[tuple[
             per_batch.append(in_process_seconds(process, instance, batch))
             if count in existing:  # `count` batches existed before this one
                 started = time.perf_counter()
-                if not release.execute_in_process(instance=instance, raise_on_error=False).success:
+                if not release.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False).success:
                     raise RuntimeError(f"release_dataset failed with {count + 1} batches")
                 rows.append((count, per_batch[-1], time.perf_counter() - started))
                 print(f"  ... {count} existing: new batch {per_batch[-1]:.2f} s, release {rows[-1][2]:.2f} s", flush=True)

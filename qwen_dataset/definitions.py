@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import Definitions, EnvVar
+from dagster import Definitions, EnvVar, in_process_executor
 
 from assets.annotate import ai_annotations_gate, build_ai_annotations
 from assets.augment import augmented_dataset
@@ -63,6 +63,9 @@ def build_definitions(storage_root: str | None = None, database_url: str | None 
     prelabel = prelabel or prelabel_resource_from_env(root)
     storage = StorageResource(root=root)
     return Definitions(
+        # Steps run one after another in the run worker: a process per step would re-import the
+        # code location (seconds each) for no parallelism the batch graph could use.
+        executor=in_process_executor,
         assets=[raw_uploads, frames, build_ai_annotations(prelabel.backend_version()), human_corrections, qc_report, exports, augmented_dataset, release],
         asset_checks=[raw_uploads_gate, frames_gate, ai_annotations_gate, human_corrections_gate, qc_gate],
         jobs=[process_batch_job, reexport_job, release_job],

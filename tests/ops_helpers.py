@@ -1,8 +1,8 @@
 """Running Dagster the way a data engineer does: real services as subprocesses, driven over HTTP.
 
-:func:`start_dagster_dev` starts ``dagster dev`` (webserver, daemon and one code server);
-:func:`start_deployment` starts the deployment shape, one ``dagster-webserver`` plus one
-``dagster-daemon`` (or the webserver alone). Both serve :mod:`tests.fixtures_code_location` as
+:func:`dagster_dev` runs ``dagster dev`` (webserver, daemon and one code server);
+:func:`deployment` runs the deployment shape, one ``dagster-webserver`` plus one
+``dagster-daemon`` (or the webserver alone). Both are context managers, both serve :mod:`tests.fixtures_code_location` as
 the code location :data:`LOCATION`, on a free loopback port, with a temporary ``DAGSTER_HOME``
 whose ``dagster.yaml`` is ``deploy/dagster.yaml`` (with SQLite storage instead of PostgreSQL
 when no database URL is given). Every service runs in its own process group, which
@@ -113,15 +113,6 @@ def service_env(home: Path, storage_root: Path, pg_url: str | None = None,
         env["DAGSTER_PG_URL"] = psycopg2_url(pg_url)
     env.update(extra or {})
     return env
-
-
-def open_instance(home: Path, pg_url: str | None = None):
-    """The same instance the services use, opened in the test process (close it after use)."""
-    from dagster import DagsterInstance
-
-    if pg_url:
-        os.environ["DAGSTER_PG_URL"] = psycopg2_url(pg_url)
-    return DagsterInstance.from_config(str(home))
 
 
 @contextlib.contextmanager

@@ -43,6 +43,7 @@ from tests.ops_helpers import (
     wait_for_run,
 )
 
+pytestmark = pytest.mark.slow  # starts real Dagster services: tens of seconds
 BATCH = "crash-sample"
 # The column that identifies a row of each manifest.
 PRIMARY_IDS = {

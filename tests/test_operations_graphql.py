@@ -28,6 +28,7 @@ from tests.ops_helpers import (
     write_tiny_batch,
 )
 
+pytestmark = pytest.mark.slow  # starts real Dagster services: tens of seconds
 SCRIPTED = "gql-sample"
 DROPPED = "dropped-by-hand"
 # The stages a batch flows through, each an edge of the asset graph.

@@ -23,7 +23,7 @@ from tests.ops_helpers import (
     write_tiny_batch,
 )
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 BATCHES = ("pg-a", "pg-b")
 
 

@@ -34,6 +34,7 @@ from tests.ops_helpers import (
     stop_sensor,
 )
 
+pytestmark = pytest.mark.slow  # starts real Dagster services: tens of seconds
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -154,7 +155,8 @@ def test_engineer_launches_a_batch_and_reads_its_quality_in_the_ui(tmp_path, bro
             page.get_by_text(run_id[:8], exact=True).first.wait_for()  # the latest materialization is this run's
             for shown in ("qc/ai_failure_rate", "report_html", "mean_iou", "> 0.85", "ai_failure_rate"):
                 page.get_by_text(shown, exact=True).first.wait_for()
-            summary = page.get_by_role("table").filter(has_text="ai_failure_rate").first.inner_text()
+            # The summary's own count table: nested in the metadata table, so the last one holding the counts.
+            summary = page.get_by_role("table").filter(has_text="unreviewed").last.inner_text()
             shown_frames = re.search(r"^frames\s+(\d+)$", summary, re.MULTILINE)
 
             page.goto(f"{services.url}/assets/qc_report")
