@@ -475,6 +475,23 @@ def instruction_digest(instruction: str) -> str | None:
 # The backend
 
 
+def qwen_backend_version(engine: str, settings: Any, templates: dict[str, Template]) -> str:
+    """The version of a Qwen3-VL backend (served or in-process): model, templates, and the settings
+    that change its output. ``settings`` has the fields of :class:`VllmSettings` that matter here."""
+    has_video = VIDEO_TASK in templates
+    return backend_version(
+        engine,
+        settings.model,
+        templates,
+        max_pixels=settings.max_pixels,
+        max_tokens=settings.max_tokens,
+        reencode=settings.reencode_format,
+        video_window=settings.max_images_per_request if has_video else None,
+        tolerance=f"{settings.event_tolerance_s:g}" if has_video else None,
+        instruction=instruction_digest(settings.gui_instruction) if "gui_action" in templates else None,
+    )
+
+
 class VllmBackend:
     """The Qwen3-VL prelabel backend (implements :class:`~qwen_dataset.prelabel.base.PrelabelBackend`).
 
@@ -504,19 +521,7 @@ class VllmBackend:
     @property
     def version(self) -> str:
         """Model, template versions and every parameter that changes the output; no network."""
-        settings = self.settings
-        has_video = VIDEO_TASK in self.templates
-        return backend_version(
-            "vllm",
-            settings.model,
-            self.templates,
-            max_pixels=settings.max_pixels,
-            max_tokens=settings.max_tokens,
-            reencode=settings.reencode_format,
-            video_window=settings.max_images_per_request if has_video else None,
-            tolerance=f"{settings.event_tolerance_s:g}" if has_video else None,
-            instruction=instruction_digest(settings.gui_instruction) if "gui_action" in self.templates else None,
-        )
+        return qwen_backend_version("vllm", self.settings, self.templates)
 
     @property
     def tasks(self) -> Sequence[str]:

@@ -32,14 +32,13 @@ from qwen_dataset.prelabel.vllm_backend import (
     Job,
     RequestFailed,
     VideoCollector,
-    backend_version,
     encode_image,
     finish_video,
-    instruction_digest,
     job_context,
     job_failure,
     job_messages,
     plan_jobs,
+    qwen_backend_version,
     truncation_error,
     video_boundaries,
 )
@@ -107,19 +106,7 @@ class InProcessVllmBackend:
 
     @property
     def version(self) -> str:
-        settings = self.settings
-        has_video = VIDEO_TASK in self.templates
-        return backend_version(
-            "vllm-inprocess",
-            settings.model,
-            self.templates,
-            max_pixels=settings.max_pixels,
-            max_tokens=settings.max_tokens,
-            reencode=settings.reencode_format,
-            video_window=settings.max_images_per_request if has_video else None,
-            tolerance=f"{settings.event_tolerance_s:g}" if has_video else None,
-            instruction=instruction_digest(settings.gui_instruction) if "gui_action" in self.templates else None,
-        )
+        return qwen_backend_version("vllm-inprocess", self.settings, self.templates)
 
     @property
     def tasks(self) -> Sequence[str]:
