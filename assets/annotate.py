@@ -3,7 +3,6 @@
 
 import json
 import time
-from pathlib import Path
 
 import pandas as pd
 from dagster import (
@@ -23,7 +22,7 @@ from assets._metadata import manifest_metadata
 from assets.partitions import batches
 from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, outcomes_to_records
 from qwen_dataset.records import AnnotationRecord, AnnotationStatus, Task, regions_table, to_frame
-from qwen_dataset.storage import BlobStore, StorageLayout, atomic_write_text
+from qwen_dataset.storage import BlobStore, StorageLayout, StoragePath, atomic_write_text, read_parquet
 from qwen_dataset.video_events import anchor_frames
 from qwen_dataset.validation import validate_annotations
 from resources.prelabel import PrelabelResource
@@ -55,7 +54,7 @@ def frame_inputs(frames: pd.DataFrame, layout: StorageLayout) -> list[FrameInput
                 batch=row.batch,
                 width=int(row.width),
                 height=int(row.height),
-                image_path=layout.blobs.path(uri),
+                image_path=layout.blobs.local_path(uri),
                 t=None if pd.isna(row.t) else float(row.t),
             )
         )
@@ -81,7 +80,7 @@ def reusable_rows(
     return previous[keep]
 
 
-def pictures_path(layout: StorageLayout, batch: str) -> Path:
+def pictures_path(layout: StorageLayout, batch: str) -> StoragePath:
     """Which picture each frame had when it was annotated (frame ids survive a re-render)."""
     return layout.manifest("ai_annotations", batch).with_suffix(".pictures.json")
 
@@ -93,7 +92,7 @@ def with_run_options(backend: PrelabelBackend, config: AnnotateConfig, layout: S
     # An upload's id is the sha256 of its content, so its blob is found without the manifest.
     return backend.with_run_options(
         instruction=config.gui_instruction or None,
-        video_path_for=lambda upload_id: layout.blobs.path(BlobStore.uri_for(upload_id)),
+        video_path_for=lambda upload_id: layout.blobs.local_path(BlobStore.uri_for(upload_id)),
     )
 
 
@@ -133,7 +132,7 @@ def annotate_batch(
             )
         )
     previous_path = layout.manifest("ai_annotations", context.partition_key)
-    previous = None if config.reannotate_all or not previous_path.exists() else pd.read_parquet(previous_path)
+    previous = None if config.reannotate_all or not previous_path.exists() else read_parquet(previous_path)
     inputs = frame_inputs(frames, layout)
     kinds = dict(zip(frames["frame_id"], frames["kind"]))
     pictures = dict(zip(frames["frame_id"], frames["blob_uri"]))

@@ -2,6 +2,7 @@
 
 
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 from dagster import AssetExecutionContext, AutomationCondition, MetadataValue, asset
@@ -25,7 +26,7 @@ EXPORT_CODE_VERSION = "1"
     automation_condition=AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed(),
     description=(
         "exports/<batch>/: per task Qwen-VL fine-tune JSONL (bbox_2d in 0-1000), messages JSONL, COCO, Label Studio "
-        "tasks; annotations.csv, actions.dsl; images as hard links."
+        "tasks; annotations.csv, actions.dsl; images as hard links (copies on object storage)."
     ),
 )
 def exports(
@@ -33,7 +34,10 @@ def exports(
 ) -> pd.DataFrame:
     layout = storage.layout()
     out_dir = layout.exports(context.partition_key)
-    files = write_batch_exports(human_corrections, frames, layout.blobs, out_dir)
+    # On object storage the files are written locally (pictures as copies, not links), then uploaded.
+    with layout.publishing(out_dir, mirror=True, last=["manifest.json"]) as staging:
+        written = write_batch_exports(human_corrections, frames, layout.blobs, staging)
+    files = [dataclasses.replace(f, path=str(out_dir / Path(f.path).relative_to(staging))) for f in written]
     table = pd.DataFrame([dataclasses.asdict(f) for f in files])
     context.add_output_metadata(
         {

@@ -51,7 +51,9 @@ def raw_uploads(context: AssetExecutionContext, config: IngestConfig, storage: S
         max_pdf_pages=config.max_pdf_pages,
         max_video_seconds=config.max_video_seconds,
     )
-    records = ingest_batch(inbox_dir, batch, layout.blobs, limits)
+    # Ingest walks a folder on disk; an object-store inbox is copied down first.
+    with layout.local_copy(inbox_dir) as local_inbox:
+        records = ingest_batch(local_inbox, batch, layout.blobs, limits)
     summary = summarize(records)
     manifest = to_frame(records, UploadRecord)
     quarantined = [{"file": name, "reason": reason} for name, reason in summary["quarantined"]]

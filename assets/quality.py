@@ -54,7 +54,7 @@ def code_fidelity_scorer(layout: StorageLayout):
             return []
         pictures = dict(zip(frames["frame_id"], frames["blob_uri"]))
         with CodeFidelityScorer() as scorer:
-            return score_image_to_code_items(final, frames, lambda fid: layout.blobs.path(pictures[fid]), scorer)
+            return score_image_to_code_items(final, frames, lambda fid: layout.blobs.local_path(pictures[fid]), scorer)
 
     return score
 
@@ -92,7 +92,7 @@ def qc_report(
         semantic=semantic_scorer(targets.semantic_consistency), code_fidelity=code_fidelity_scorer(layout),
     )
     plots = render_plots(report)
-    paths = write_report_files(report, layout.root / "exports" / "reports", plots)
+    paths = write_report_files(report, layout.reports, plots)
     floats = {f"qc/{k}": MetadataValue.float(float(v)) for k, v in report.figures().items() if v is not None}
     context.add_output_metadata(
         {

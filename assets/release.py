@@ -19,8 +19,8 @@ from pydantic import Field
 from assets._metadata import markdown_table
 from assets.partitions import batches
 from qwen_dataset.export_bundle import write_release_formats
-from qwen_dataset.release import DEFAULT_RATIOS, BatchExport, assemble_release, split_for_upload
-from qwen_dataset.storage import StorageLayout
+from qwen_dataset.release import DEFAULT_RATIOS, BatchExport, assemble_release, publish_release, split_for_upload
+from qwen_dataset.storage import StorageLayout, read_parquet
 from qwen_dataset.validation import validate_quality
 from resources.quality import QualityResource
 from resources.storage import StorageResource
@@ -53,7 +53,7 @@ def quality_verdict(layout: StorageLayout, batch: str, targets: dict[str, float]
     path = layout.manifest("qc_report", batch)
     if not path.exists():
         return "no quality report"
-    result = validate_quality(pd.read_parquet(path), targets)
+    result = validate_quality(read_parquet(path), targets)
     return None if result.success else f"quality gate fails: {result.describe_failures()}"
 
 
@@ -98,9 +98,9 @@ def _augmented(
         return None
     if (_latest(instance, "augmented_dataset", batch) or 0) < (_latest(instance, "human_corrections", batch) or 0):
         return None
-    frames = pd.read_parquet(folder / "frames.parquet")
-    annotations = pd.read_parquet(folder / "annotations.parquet")
-    lineage = pd.read_parquet(folder / "lineage.parquet")
+    frames = read_parquet(folder / "frames.parquet")
+    annotations = read_parquet(folder / "annotations.parquet")
+    lineage = read_parquet(folder / "lineage.parquet")
     train = frames["upload_id"].map(lambda upload: split_for_upload(upload, ratios) == "train")
     kept = set(frames.loc[train, "frame_id"])
     return (
@@ -115,8 +115,8 @@ def batch_export(
 ) -> BatchExport:
     """The batch's frames and final annotations; frames already taken from an earlier batch (the
     same file uploaded twice) are left to that batch, so no frame enters a release twice."""
-    frames = pd.read_parquet(layout.manifest("frames", batch))
-    annotations = pd.read_parquet(layout.manifest("human_corrections", batch))
+    frames = read_parquet(layout.manifest("frames", batch))
+    annotations = read_parquet(layout.manifest("human_corrections", batch))
     frames = frames[~frames["frame_id"].isin(seen)]
     kept = set(frames["frame_id"])
     annotations = annotations[annotations["frame_id"].isin(kept)]
@@ -139,7 +139,7 @@ def batch_export(
 
 def quality_figures(layout: StorageLayout, names: list[str]) -> dict[str, object]:
     """Headline QC figures per batch and their mean over the release (for the dataset card)."""
-    tables = [pd.read_parquet(layout.manifest("qc_report", b)) for b in names if layout.manifest("qc_report", b).exists()]
+    tables = [read_parquet(layout.manifest("qc_report", b)) for b in names if layout.manifest("qc_report", b).exists()]
     if not tables:
         return {}
     table = pd.concat(tables, ignore_index=True).set_index("batch")
@@ -179,15 +179,18 @@ def release(
             "Materialize exports for at least one batch (see the excluded list in the logs)."
         )
     seen: set[str] = set()
+    # On an object store the release is assembled in the local cache, then uploaded.
+    work_root = layout.cache / "releases" if layout.remote else layout.releases
     info = assemble_release(
         [batch_export(context.instance, layout, batch, config, seen) for batch in eligible],
-        layout.root / "releases",
+        work_root,
         qc=quality_figures(layout, eligible),
         ratios=config.ratios,
         blobs=layout.blobs,
         write_formats=write_release_formats,
         name=config.name,
     )
+    info = publish_release(info, layout.releases)
     context.add_output_metadata(
         {
             "version": info.version,

@@ -115,7 +115,7 @@ def bench_pipeline(pipeline: str, pictures, frames, annotations, store: BlobStor
             direct_store = BlobStore(Path(scratch))
             start = time.perf_counter()
             for seed, box, uri in zip(seeds, boxes, frames["blob_uri"]):
-                decoded = load_image_rgb(store.path(uri))
+                decoded = load_image_rgb(store.local_path(uri))
                 direct.set_random_seed(seed)
                 out = direct(image=decoded, bboxes=box, labels=np.arange(len(box)))
                 direct_store.put_bytes(encode_picture(out["image"], "png"))

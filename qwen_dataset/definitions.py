@@ -2,16 +2,22 @@
 
 Configuration comes from the environment (see the README):
 
-* ``QWEN_STORAGE_ROOT``      storage root (default ``.storage``)
-* ``QWEN_DATABASE_URL``      annotation database (default SQLite under the storage root)
+* ``QWEN_STORAGE_ROOT``      storage root (default ``.storage``): a folder or an fsspec URL (``s3://…``)
+* ``QWEN_STORAGE_OPTIONS``   file-system options of a URL root, JSON (e.g. ``{"endpoint_url": …}``)
+* ``QWEN_STORAGE_CACHE``     local blob cache of a URL root (default ``~/.cache/qwen-dataset``)
+* ``QWEN_DATABASE_URL``      annotation database (default SQLite under a local storage root;
+  required with a URL root)
 * ``QWEN_PRELABEL_BACKEND``  ``rapidocr`` (default, CPU) or ``vllm`` (Qwen3-VL on a vLLM server:
   ``QWEN_VLLM_BASE_URL``, ``QWEN_VLLM_API_KEY``, ``QWEN_VLLM_MODEL``)
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from pathlib import Path
+from typing import Any
 
 from dagster import Definitions, EnvVar, in_process_executor
 
@@ -26,6 +32,7 @@ from assets.release import release
 from assets.quality import qc_gate, qc_report
 from assets.review import human_corrections, human_corrections_gate
 from qwen_dataset.annotation_db import sqlite_url
+from qwen_dataset.storage import CACHE_ENV, StorageLayout, is_url_root, storage_options_from_env
 from resources.quality import QualityResource
 from resources import (
     AnnotationDatabaseResource,
@@ -36,7 +43,41 @@ from resources import (
 )
 
 
-def prelabel_resource_from_env(storage_root: str) -> PrelabelResource:
+def edited_templates_dir(storage: StorageResource) -> str:
+    """The folder of templates admins edited in the workbench (``<root>/templates``), or "".
+
+    On a URL root it is copied into the local cache when the code location loads, since the
+    template loader reads files.
+    """
+    layout = StorageLayout(storage.root, storage_options=storage.storage_options, cache=storage.cache)
+    if layout.remote:
+        layout.ensure()  # an unreachable store fails here with what to check, not deep in fsspec
+    edited = layout.root / "templates"
+    if not edited.is_dir():
+        return ""
+    if not layout.remote:
+        return str(edited)
+    local = layout.cache / "templates" / hashlib.sha256(str(layout.root).encode()).hexdigest()[:16]
+    with layout.local_copy(edited) as copy:
+        shutil.rmtree(local, ignore_errors=True)
+        shutil.copytree(copy, local)
+    return str(local)
+
+
+def database_url_for(root: str) -> str:
+    """``QWEN_DATABASE_URL``, else SQLite under a local root (a URL root has nowhere to keep it)."""
+    url = os.environ.get("QWEN_DATABASE_URL")
+    if url:
+        return url
+    if is_url_root(root):
+        raise ValueError(
+            f"QWEN_STORAGE_ROOT={root} is object storage, where SQLite cannot live: set QWEN_DATABASE_URL to the "
+            "annotation database, e.g. postgresql://user:password@host:5432/qwen"
+        )
+    return sqlite_url(Path(root) / "annotations.db")
+
+
+def prelabel_resource_from_env(storage: StorageResource) -> PrelabelResource:
     """RapidOCR on the CPU by default; Qwen3-VL on a vLLM server with QWEN_PRELABEL_BACKEND=vllm."""
     choice = os.environ.get("QWEN_PRELABEL_BACKEND", "rapidocr").strip().lower()
     if choice == "rapidocr":
@@ -44,24 +85,27 @@ def prelabel_resource_from_env(storage_root: str) -> PrelabelResource:
     if choice == "vllm":
         from resources.vlm import VllmPrelabelResource
 
-        # Templates edited by admins in the workbench are materialized under <root>/templates.
-        edited = Path(storage_root) / "templates"
         return VllmPrelabelResource(
             base_url=EnvVar("QWEN_VLLM_BASE_URL"),
             api_key=EnvVar("QWEN_VLLM_API_KEY"),
             model=os.environ.get("QWEN_VLLM_MODEL", "Qwen/Qwen3-VL-4B-Instruct"),
-            templates_dir=str(edited) if edited.is_dir() else "",
+            templates_dir=edited_templates_dir(storage),
         )
     raise ValueError(f"QWEN_PRELABEL_BACKEND={choice!r} is not a known backend; use 'rapidocr' or 'vllm'.")
 
 
 def build_definitions(storage_root: str | None = None, database_url: str | None = None,
-                      prelabel: PrelabelResource | None = None) -> Definitions:
+                      prelabel: PrelabelResource | None = None,
+                      storage_options: dict[str, Any] | None = None) -> Definitions:
     """The code location; tests call this with their own root, database and backend."""
     root = storage_root or os.environ.get("QWEN_STORAGE_ROOT", ".storage")
-    url = database_url or os.environ.get("QWEN_DATABASE_URL") or sqlite_url(Path(root) / "annotations.db")
-    prelabel = prelabel or prelabel_resource_from_env(root)
-    storage = StorageResource(root=root)
+    storage = StorageResource(
+        root=root,
+        storage_options=storage_options if storage_options is not None else storage_options_from_env(),
+        cache=os.environ.get(CACHE_ENV) or None,
+    )
+    url = database_url or database_url_for(root)
+    prelabel = prelabel or prelabel_resource_from_env(storage)
     return Definitions(
         # Steps run one after another in the run worker: a process per step would re-import the
         # code location (seconds each) for no parallelism the batch graph could use.

@@ -3,7 +3,7 @@
 A batch export (``exports/<batch>/``) and a release (``releases/<version>/``) hold the same
 formats, written by :func:`write_dataset_formats` for every task present:
 
-    images/<frame_id>.png|jpg        hard links to the blobs (copies across file systems)
+    images/<frame_id>.png|jpg        hard links to the blobs (copies across file systems and on object storage)
     qwen_<task>.jsonl                Qwen-VL fine-tune format (qwen-vl-finetune)
     messages_<task>.jsonl            messages/images layout (LLaMA-Factory, ms-swift, TRL)
     coco_<task>.json                 COCO detection (tasks with boxes)
@@ -69,7 +69,7 @@ def link_images(frames: pd.DataFrame, blobs: BlobStore, out_dir: Path) -> dict[s
     """Put each frame's picture under ``images/``; returns frame_id -> path relative to out_dir."""
     refs: dict[str, str] = {}
     for row in frames.itertuples(index=False):
-        blob = blobs.path(row.blob_uri)
+        blob = blobs.local_path(row.blob_uri)
         relative = f"images/{row.frame_id}{_extension(blob)}"
         _place(blob, out_dir / relative)
         refs[row.frame_id] = relative

@@ -227,8 +227,11 @@ def extract_frames(
     """Frames of one ``ok`` upload, streamed; see the module docstring for the failure contract."""
     if upload.status != UploadStatus.OK:
         raise ValueError(f"only ok uploads have frames; upload {upload.upload_id[:16]} is {upload.status}")
-    source = blobs.path(upload.blob_uri)
-    if not upload.blob_uri or not source.is_file():
+    try:
+        source = blobs.local_path(upload.blob_uri) if upload.blob_uri else None
+    except (FileNotFoundError, ValueError):
+        source = None
+    if source is None or not source.is_file():
         raise FrameExtractionError(
             upload.upload_id,
             f"the stored file {upload.blob_uri or '<no blob uri>'} of {upload.original_name!r} is missing "

@@ -368,7 +368,7 @@ def _ingest_file(
         return record(UploadStatus.DUPLICATE, f"duplicate: same content as {first_name}", **stored)
     first_name_by_content[digest.sha256] = safe_name
     try:
-        check_content(blobs.path(blob_uri), media_type, digest.size, limits, label)
+        check_content(blobs.local_path(blob_uri), media_type, digest.size, limits, label)
     except Quarantine as verdict:
         return record(quarantined, verdict.reason, **stored)
     return record(UploadStatus.OK, **stored)

@@ -47,7 +47,7 @@ from typing import Any
 import pandas as pd
 
 from qwen_dataset.records import AnnotationStatus, Source, load_payload
-from qwen_dataset.storage import BlobStore, atomic_write_text, sha256_file
+from qwen_dataset.storage import BlobStore, StoragePath, atomic_write_text, is_remote, sha256_file, upload_folder
 from qwen_dataset.text import guess_language
 
 SPLITS = ("train", "val", "test")
@@ -78,7 +78,7 @@ class BatchExport:
     batch: str
     frames: pd.DataFrame
     annotations: pd.DataFrame
-    export_dir: Path | None = None
+    export_dir: StoragePath | None = None
     lineage: pd.DataFrame | None = None
 
 
@@ -110,7 +110,7 @@ class ReleaseStaging:
 class ReleaseInfo:
     version: str
     digest: str  # full sha256 the version is cut from
-    path: Path
+    path: StoragePath
     created: bool  # False when an identical release already existed
     counts: dict[str, Any]
     files: list[str]  # relative paths, sorted
@@ -232,12 +232,16 @@ def _check_references(frames: pd.DataFrame, annotations: pd.DataFrame) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _picture_of(frame_id: str, blob_uri: str, export_dir: Path | None, blobs: BlobStore | None) -> Path | None:
-    if export_dir is not None:
+def _picture_of(frame_id: str, blob_uri: str, export_dir: StoragePath | None, blobs: BlobStore | None) -> Path | None:
+    # A remote export folder is not read picture by picture: the blob cache has the same bytes.
+    if export_dir is not None and not is_remote(export_dir):
         for candidate in sorted((export_dir / "images").glob(f"{glob_escape(frame_id)}.*")):
             return candidate
     if blobs is not None and blob_uri:
-        path = blobs.path(blob_uri)
+        try:
+            path = blobs.local_path(blob_uri)
+        except FileNotFoundError:
+            return None
         if path.is_file():
             return path
     return None
@@ -260,7 +264,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _place_images(frames: pd.DataFrame, export_dirs: Mapping[str, Path | None], blobs: BlobStore | None,
+def _place_images(frames: pd.DataFrame, export_dirs: Mapping[str, StoragePath | None], blobs: BlobStore | None,
                   staging: Path) -> list[str]:
     """Link every frame's picture into ``images/``; returns the relative paths in frame order.
 
@@ -587,7 +591,7 @@ def assemble_release(
 
 def _stage(staging: Path, version: str, digest: str, frames: pd.DataFrame, annotations: pd.DataFrame,
            lineage: pd.DataFrame, metadata: Mapping[str, Any], excluded: int,
-           export_dirs: Mapping[str, Path | None], blobs: BlobStore | None,
+           export_dirs: Mapping[str, StoragePath | None], blobs: BlobStore | None,
            write_formats: Callable[[ReleaseStaging], None] | None) -> dict[str, Any]:
     frames = frames.assign(image=_place_images(frames, export_dirs, blobs, staging))
     frames.to_parquet(staging / "frames.parquet", index=False)
@@ -618,6 +622,29 @@ def _stage(staging: Path, version: str, digest: str, frames: pd.DataFrame, annot
     }
     atomic_write_text(staging / RELEASE_FILE, json.dumps(release, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
     return counts
+
+
+def publish_release(info: ReleaseInfo, releases_root: StoragePath) -> ReleaseInfo:
+    """Upload a sealed local release to a remote ``releases_root`` (a local root needs nothing).
+
+    The same rules as on disk: ``release.json`` goes last, so a release is complete once it is
+    there; an existing one with the same digest is kept as it is, one with another digest raises
+    :class:`ReleaseConflictError`. An upload cut short leaves no ``release.json`` and is redone.
+    """
+    if not is_remote(releases_root):
+        return info
+    target = releases_root / info.version
+    marker = target / RELEASE_FILE
+    if marker.exists():
+        published = json.loads(marker.read_text())
+        if published.get("digest") != info.digest:
+            raise ReleaseConflictError(
+                f"{target} holds a release with digest {published.get('digest')}, not {info.digest}: a release "
+                "changed under its version; move it aside and materialize the release again"
+            )
+        return dataclasses.replace(info, path=target, created=False)
+    upload_folder(Path(info.path), target, mirror=True, last=[RELEASE_FILE])
+    return dataclasses.replace(info, path=target, created=True)
 
 
 def list_releases(releases_root: Path) -> list[str]:

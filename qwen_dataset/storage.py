@@ -5,27 +5,46 @@ Layout under the root::
     inbox/<batch>/...            files as they arrived (upload API or a copied folder)
     blobs/sha256/ab/cd/<sha256>  content-addressed blobs (uploads, rendered frames)
     manifests/<asset>/<batch>.parquet
-    exports/<batch>/...          datasets and reports
+    exports/<batch>/...          datasets; exports/reports/ the quality reports
+    releases/<version>/...       immutable releases
 
-Every write is atomic (temp file in the same directory, fsync, rename): a crash never leaves a half
-file that looks whole, and a blob that exists is complete.
+The root is a local folder or an fsspec URL (``s3://bucket/prefix``, ``gs://…``, ``memory://…``),
+held as a :class:`upath.UPath`. A local root is a plain :class:`pathlib.Path` and everything works
+on it in place. On an object store the data lives in the store and the work happens on local
+files: decoders get a blob from a content-addressed local cache (:meth:`BlobStore.local_path`),
+a folder to read is copied down (:meth:`StorageLayout.local_copy`), and a folder to write is
+staged locally and uploaded when it is complete (:meth:`StorageLayout.publishing`).
+
+Every write is atomic: on a local root a temp file in the same directory is fsynced and renamed;
+on an object store the object is uploaded in one PUT (a multipart upload appears only when it
+completes). A crash never leaves a half file that looks whole, and a blob that exists is complete.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import pandas as pd
+from upath import UPath
 
 CHUNK = 1 << 20
 FILE_MODE = 0o644
 # exports/reports/ holds every batch's quality report, so no batch may be called that.
 RESERVED_BATCH_NAMES = {"reports"}
+LOCAL_PROTOCOLS = {"", "file", "local"}
+CACHE_ENV = "QWEN_STORAGE_CACHE"
+OPTIONS_ENV = "QWEN_STORAGE_OPTIONS"
+
+StoragePath = Path | UPath
 
 
 def checked_batch(batch: str) -> str:
@@ -40,9 +59,61 @@ def checked_batch(batch: str) -> str:
     return batch
 
 
+def is_remote(path: StoragePath) -> bool:
+    """True for a path on an fsspec file system other than the local disk."""
+    return not isinstance(path, Path)
+
+
+def storage_root(root: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> StoragePath:
+    """The root as a resolved local :class:`Path`, or a :class:`UPath` for an fsspec URL.
+
+    ``storage_options`` go to the file system (e.g. ``{"endpoint_url": ..., "key": ..., "secret": ...}``
+    for an S3-compatible store); credentials can equally come from the store's usual environment.
+    """
+    if isinstance(root, UPath) and is_remote(root):
+        return root
+    text = os.fspath(root)
+    protocol = text.split("://", 1)[0] if "://" in text else ""
+    if protocol in LOCAL_PROTOCOLS:
+        local = text.split("://", 1)[1] if protocol else text
+        return Path(local).expanduser().resolve()
+    return UPath(text, **dict(storage_options or {}))
+
+
+def is_url_root(root: str | os.PathLike[str]) -> bool:
+    """True when ``root`` names an fsspec store rather than a local folder."""
+    text = os.fspath(root) if not isinstance(root, UPath) else str(root)
+    return "://" in text and text.split("://", 1)[0] not in LOCAL_PROTOCOLS
+
+
+def storage_options_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``QWEN_STORAGE_OPTIONS`` (a JSON object) as file-system options; empty when unset."""
+    text = (os.environ if environ is None else environ).get(OPTIONS_ENV, "").strip()
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{OPTIONS_ENV} is not valid JSON ({error}); set it to an object such as "
+                         '{"endpoint_url": "http://minio:9000"}') from None
+    if not isinstance(options, dict):
+        raise ValueError(f"{OPTIONS_ENV} must be a JSON object such as {{\"endpoint_url\": \"http://minio:9000\"}}")
+    return options
+
+
+def default_cache_dir() -> Path:
+    """Where blobs of a remote root are cached: ``$QWEN_STORAGE_CACHE`` or ``~/.cache/qwen-dataset``.
+
+    The cache is content-addressed, so one cache serves every root and never goes stale; deleting
+    it only costs downloads.
+    """
+    configured = os.environ.get(CACHE_ENV)
+    base = Path(configured) if configured else Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "qwen-dataset"
+    return base.expanduser().resolve()
+
+
 @contextmanager
-def atomic_writer(path: Path, mode: str = "wb") -> Iterator[BinaryIO]:
-    """Open a temp file beside ``path``; it replaces ``path`` only if the block succeeds."""
+def _local_atomic_writer(path: Path, mode: str) -> Iterator[BinaryIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     # mkstemp makes owner-only files; datasets and blobs are meant to be read by the team.
@@ -58,81 +129,249 @@ def atomic_writer(path: Path, mode: str = "wb") -> Iterator[BinaryIO]:
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+@contextmanager
+def _remote_atomic_writer(path: UPath, mode: str) -> Iterator[BinaryIO]:
+    # Written locally first: the object is uploaded in one go only if the block succeeds, so a
+    # failure leaves the old object (or none), never a truncated one.
+    with tempfile.NamedTemporaryFile(mode, suffix=".upload") as handle:
+        yield handle
+        handle.flush()
+        path.fs.put_file(handle.name, path.path)
+
+
+@contextmanager
+def atomic_writer(path: StoragePath, mode: str = "wb") -> Iterator[BinaryIO]:
+    """Open a temp file for ``path``; it replaces ``path`` only if the block succeeds."""
+    if is_remote(path):
+        with _remote_atomic_writer(path, mode) as handle:
+            yield handle
+    else:
+        with _local_atomic_writer(Path(path), mode) as handle:
+            yield handle
+
+
+def atomic_write_bytes(path: StoragePath, data: bytes) -> None:
     with atomic_writer(path, "wb") as handle:
         handle.write(data)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: StoragePath, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_parquet(path: StoragePath, table: pd.DataFrame) -> None:
+    with atomic_writer(path) as handle:
+        table.to_parquet(handle, index=False)
+
+
+def read_parquet(path: StoragePath) -> pd.DataFrame:
+    if not is_remote(path):
+        return pd.read_parquet(path)
+    return pd.read_parquet(io.BytesIO(path.read_bytes()))
 
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with Path(path).open("rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 
 
 class BlobStore:
-    """Content-addressed blobs under ``<root>/blobs``; a blob's uri is its path relative to root."""
+    """Content-addressed blobs under ``<root>/blobs``; a blob's uri is its path relative to root.
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    On a remote root, blobs written here are also kept in the local ``cache`` (they are usually read
+    again soon, e.g. a rendered frame by OCR) and blobs read here are downloaded into it once.
+    """
+
+    def __init__(self, root: StoragePath | str, cache: Path | None = None) -> None:
+        self.root = storage_root(root)
+        self.remote = is_remote(self.root)
+        self.cache = (Path(cache) if cache is not None else default_cache_dir()) if self.remote else None
 
     @staticmethod
     def uri_for(sha256: str) -> str:
         return f"blobs/sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
-    def path(self, uri: str) -> Path:
+    @staticmethod
+    def sha256_of(uri: str) -> str:
+        """The content id a blob uri names, or a ValueError for anything that is not a blob uri."""
+        sha256 = uri.rsplit("/", 1)[-1]
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256) or BlobStore.uri_for(sha256) != uri:
+            raise ValueError(f"{uri!r} is not a blob uri (blobs/sha256/ab/cd/<64 hex digits>)")
+        return sha256
+
+    def stored(self, uri: str) -> StoragePath:
+        """Where the blob lives under the root (on a remote root: in the object store)."""
         return self.root / uri
 
+    def local_path(self, uri: str) -> Path:
+        """A local file with the blob's bytes, for decoders that need a path (PyAV, pdfium, OpenCV).
+
+        On a local root this is the blob itself; on a remote root, its cached copy (downloaded
+        once and checked against its sha256).
+        """
+        if not self.remote:
+            return Path(self.root) / uri
+        cached = self.cache / uri
+        if not cached.exists():
+            self._download(uri, cached)
+        return cached
+
+    def _download(self, uri: str, cached: Path) -> None:
+        sha256 = self.sha256_of(uri)
+        remote = self.stored(uri)
+        if not remote.exists():
+            raise FileNotFoundError(f"blob {uri} is missing from the storage root {self.root}")
+        digest = hashlib.sha256()
+        with remote.open("rb") as reader, _local_atomic_writer(cached, "wb") as writer:
+            while chunk := reader.read(CHUNK):
+                digest.update(chunk)
+                writer.write(chunk)
+            if digest.hexdigest() != sha256:
+                raise OSError(f"blob {uri} in {self.root} does not hash to its name: the stored object is damaged")
+
     def exists(self, sha256: str) -> bool:
-        return self.path(self.uri_for(sha256)).exists()
+        return self.stored(self.uri_for(sha256)).exists()
 
     def put_bytes(self, data: bytes) -> tuple[str, str]:
         """Store ``data``; returns ``(sha256, uri)``. Storing the same content twice is a no-op."""
         sha256 = hashlib.sha256(data).hexdigest()
-        target = self.path(self.uri_for(sha256))
-        if not target.exists():
-            atomic_write_bytes(target, data)
-        return sha256, self.uri_for(sha256)
+        uri = self.uri_for(sha256)
+        if not self.exists(sha256):
+            atomic_write_bytes(self.stored(uri), data)
+        if self.remote and not (self.cache / uri).exists():
+            atomic_write_bytes(self.cache / uri, data)
+        return sha256, uri
 
     def put_file(self, source: Path, sha256: str | None = None) -> tuple[str, str]:
         """Stream a file into the store without holding it in memory."""
         sha256 = sha256 or sha256_file(source)
-        target = self.path(self.uri_for(sha256))
-        if not target.exists():
-            with source.open("rb") as reader, atomic_writer(target) as writer:
+        uri = self.uri_for(sha256)
+        targets = [self.stored(uri)] if not self.exists(sha256) else []
+        if self.remote and not (self.cache / uri).exists():
+            targets.append(self.cache / uri)
+        for target in targets:
+            with Path(source).open("rb") as reader, atomic_writer(target) as writer:
                 shutil.copyfileobj(reader, writer, CHUNK)
-        return sha256, self.uri_for(sha256)
+        return sha256, uri
 
     def read_bytes(self, uri: str) -> bytes:
-        return self.path(uri).read_bytes()
+        return self.local_path(uri).read_bytes()
+
+
+def _relative_files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def _remote_files(folder: UPath) -> set[str]:
+    if not folder.exists():
+        return set()
+    base = folder.path.rstrip("/")
+    return {name[len(base) + 1:] for name in folder.fs.find(base)}
 
 
 class StorageLayout:
-    """Named places under one storage root."""
+    """Named places under one storage root (a local folder or an fsspec URL)."""
 
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root).expanduser().resolve()
-        self.blobs = BlobStore(self.root)
+    def __init__(self, root: StoragePath | str, storage_options: Mapping[str, Any] | None = None,
+                 cache: Path | str | None = None) -> None:
+        self.root = storage_root(root, storage_options)
+        self.remote = is_remote(self.root)
+        self.cache = Path(cache).expanduser().resolve() if cache is not None else default_cache_dir()
+        if self.remote:
+            # Listings cached by a long-lived process (the sensor daemon) would hide new files.
+            self.root.fs.invalidate_cache()
+        self.blobs = BlobStore(self.root, cache=self.cache)
 
     @property
-    def inbox(self) -> Path:
+    def inbox(self) -> StoragePath:
         return self.root / "inbox"
 
-    def batch_inbox(self, batch: str) -> Path:
+    def batch_inbox(self, batch: str) -> StoragePath:
         return self.inbox / checked_batch(batch)
 
-    def manifest(self, asset: str, partition: str | None) -> Path:
+    def manifest(self, asset: str, partition: str | None) -> StoragePath:
         name = checked_batch(partition) if partition else "__all__"
         return self.root / "manifests" / asset / f"{name}.parquet"
 
-    def exports(self, batch: str) -> Path:
+    def exports(self, batch: str) -> StoragePath:
         return self.root / "exports" / checked_batch(batch)
 
+    @property
+    def reports(self) -> StoragePath:
+        return self.root / "exports" / "reports"
+
+    @property
+    def releases(self) -> StoragePath:
+        return self.root / "releases"
+
     def ensure(self) -> None:
+        if self.remote:
+            self._check_reachable()
+            return
         for path in (self.inbox, self.root / "blobs", self.root / "manifests", self.root / "exports"):
             path.mkdir(parents=True, exist_ok=True)
+
+    def _check_reachable(self) -> None:
+        try:
+            self.root.fs.makedirs(self.root.path, exist_ok=True)
+            self.root.exists()
+        except Exception as error:
+            raise OSError(
+                f"The storage root {self.root} cannot be reached ({type(error).__name__}: {error}). Check the URL, "
+                "the credentials (e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and the endpoint "
+                "(storage_options or QWEN_STORAGE_OPTIONS, e.g. {\"endpoint_url\": \"http://minio:9000\"})."
+            ) from error
+
+    @contextmanager
+    def local_copy(self, folder: StoragePath) -> Iterator[Path]:
+        """A local folder with ``folder``'s files, for code that walks a folder on disk.
+
+        A local folder is given as it is; a remote one is downloaded into a temporary folder that
+        is deleted afterwards.
+        """
+        if not is_remote(folder):
+            yield Path(folder)
+            return
+        with tempfile.TemporaryDirectory(prefix="qwen-copy-") as tmp:
+            local = Path(tmp) / folder.name
+            local.mkdir()
+            for name in sorted(_remote_files(folder)):
+                target = local / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                folder.fs.get_file(f"{folder.path.rstrip('/')}/{name}", str(target))
+            yield local
+
+    @contextmanager
+    def publishing(self, folder: StoragePath, *, mirror: bool = False, last: Sequence[str] = ()) -> Iterator[Path]:
+        """A local folder to write ``folder``'s files into; they reach the root when the block succeeds.
+
+        A local folder is written in place (each writer is atomic). A remote one is staged in a
+        temporary folder and uploaded file by file, the names in ``last`` after all others (a
+        ``_READY`` marker, a release's ``release.json``), so a reader that waits for those never sees
+        a partial folder. ``mirror`` deletes remote files the staging folder does not have (a task
+        or frame an earlier export had). Nothing is uploaded when the block fails.
+        """
+        if not is_remote(folder):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            yield Path(folder)
+            return
+        with tempfile.TemporaryDirectory(prefix="qwen-publish-") as tmp:
+            staging = Path(tmp)
+            yield staging
+            upload_folder(staging, folder, mirror=mirror, last=last)
+
+
+def upload_folder(local: Path, folder: UPath, *, mirror: bool = False, last: Sequence[str] = ()) -> list[str]:
+    """Upload every file of ``local`` under the remote ``folder`` (``last`` ones at the end)."""
+    names = _relative_files(local)
+    ordered = [n for n in names if n not in last] + [n for n in last if n in names]
+    base = folder.path.rstrip("/")
+    stale = _remote_files(folder) - set(names) if mirror else set()
+    for name in ordered:
+        folder.fs.put_file(str(local / name), f"{base}/{name}")
+    for name in sorted(stale):
+        folder.fs.rm_file(f"{base}/{name}")
+    return ordered

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
-from qwen_dataset.storage import atomic_writer
+from qwen_dataset.storage import read_parquet, write_parquet
 from resources.storage import StorageResource
 
 
@@ -33,22 +33,20 @@ class ParquetManifestIOManager(ConfigurableIOManager):
         if isinstance(obj, dict):
             folder = path.with_suffix("")
             for name, table in obj.items():
-                with atomic_writer(folder / f"{name}.parquet") as handle:
-                    table.to_parquet(handle, index=False)
+                write_parquet(folder / f"{name}.parquet", table)
             context.add_output_metadata({"manifest_path": str(folder)})
             return
-        with atomic_writer(path) as handle:
-            obj.to_parquet(handle, index=False)
+        write_parquet(path, obj)
         context.add_output_metadata({"manifest_path": str(path)})
 
     def load_input(self, context: InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
         path = self._path(context)
         folder = path.with_suffix("")
         if folder.is_dir():
-            return {table.stem: pd.read_parquet(table) for table in sorted(folder.glob("*.parquet"))}
+            return {table.stem: read_parquet(table) for table in sorted(folder.glob("*.parquet"))}
         if not path.exists():
             raise FileNotFoundError(
                 f"The manifest {path} does not exist: materialize {context.asset_key.to_user_string()} "
                 f"for this batch first."
             )
-        return pd.read_parquet(path)
+        return read_parquet(path)

@@ -379,7 +379,7 @@ def test_truncated_video_yields_frames_before_the_cut_then_raises(tmp_path: Path
 
     assert caught.value.upload_id == upload.upload_id
     assert [frame.t for frame in produced] == [0.0, 1.0]  # the cut lands between 1 s and 3 s
-    assert all(blobs.path(frame.blob_uri).is_file() for frame in produced)
+    assert all(blobs.local_path(frame.blob_uri).is_file() for frame in produced)
 
 
 def test_decode_error_mid_video_keeps_earlier_frames(tmp_path: Path, blobs: BlobStore) -> None:

@@ -193,7 +193,7 @@ def test_too_large(inbox, blobs):
     data = image_bytes("PNG")
     record = ingest_one(inbox, blobs, "big.png", data, max_bytes=len(data) - 1)
     assert_quarantined(record, "too_large")
-    assert blobs.path(record.blob_uri).read_bytes() == data  # still inspectable
+    assert blobs.local_path(record.blob_uri).read_bytes() == data  # still inspectable
 
 
 def test_unsafe_name_with_a_control_character(inbox, blobs):
@@ -203,7 +203,7 @@ def test_unsafe_name_with_a_control_character(inbox, blobs):
     assert "U+0007" in record.reason
     assert record.original_name == "bell.png"
     assert record.upload_id == hashlib.sha256(data).hexdigest()
-    assert blobs.path(record.blob_uri).read_bytes() == data  # nothing is lost
+    assert blobs.local_path(record.blob_uri).read_bytes() == data  # nothing is lost
 
 
 def test_unsafe_name_with_backslash_traversal(inbox, blobs):
@@ -517,7 +517,7 @@ def test_mixed_batch_every_file_exactly_once_and_blobs_match(inbox, blobs, tmp_p
         assert record.bytes == len(data)
         assert record.upload_id == hashlib.sha256(data).hexdigest()
         if data:
-            stored = blobs.path(record.blob_uri).read_bytes()
+            stored = blobs.local_path(record.blob_uri).read_bytes()
             assert hashlib.sha256(stored).hexdigest() == record.upload_id
             assert record.blob_uri == BlobStore.uri_for(record.upload_id)
 

@@ -11,13 +11,13 @@ def test_blob_store_is_content_addressed_and_idempotent(tmp_path):
     assert sha == hashlib.sha256(b"hello").hexdigest()
     assert uri == f"blobs/sha256/{sha[:2]}/{sha[2:4]}/{sha}"
     assert store.read_bytes(uri) == b"hello"
-    assert store.path(uri).stat().st_mode & 0o777 == 0o644
+    assert store.local_path(uri).stat().st_mode & 0o777 == 0o644
     assert store.put_bytes(b"hello") == (sha, uri)
     source = tmp_path / "big.bin"
     source.write_bytes(b"x" * 3_000_000)
     sha2, uri2 = store.put_file(source)
     assert sha2 == sha256_file(source)
-    assert store.path(uri2).read_bytes() == source.read_bytes()
+    assert store.local_path(uri2).read_bytes() == source.read_bytes()
 
 
 def test_atomic_writer_leaves_old_file_and_no_temp_on_error(tmp_path):

@@ -43,7 +43,7 @@ from qwen_dataset.records import (
     frame_id_for,
     to_frame,
 )
-from qwen_dataset.storage import StorageLayout
+from qwen_dataset.storage import StorageLayout, write_parquet
 from qwen_dataset.workbench import api as api_module
 from qwen_dataset.workbench import pages as pages_module
 from qwen_dataset.workbench.app import create_app
@@ -98,9 +98,7 @@ def write_batch(layout: StorageLayout, batch: str, frames: int = 4, video_event:
             source="ai", author="qwen", template_version="1", created_at="2026-01-01T00:00:00+00:00", status="ok",
             error="", payload=dump_payload({"events": []}), reviewed=False))
     for asset, rows, record_type in (("frames", frame_rows, FrameRecord), ("ai_annotations", ai_rows, AnnotationRecord)):
-        path = layout.manifest(asset, batch)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        to_frame(rows, record_type).to_parquet(path, index=False)
+        write_parquet(layout.manifest(asset, batch), to_frame(rows, record_type))
     return [frame.frame_id for frame in frame_rows]
 
 
@@ -140,7 +138,7 @@ class World:
         assert response.status_code == 200, response.text
 
 
-def build_world(url: str, root: Path, **settings_overrides) -> World:
+def build_world(url: str, root: Path | str, **settings_overrides) -> World:
     engine = make_engine(url)
     settings = WorkbenchSettings(**{"database_url": url, "storage_root": root, "secret": SECRET, "secure_cookies": True,
                                     **settings_overrides})

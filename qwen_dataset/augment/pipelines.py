@@ -597,8 +597,11 @@ def _rejection(frame_id: str, pipeline: str, seed: int, reason: str) -> dict[str
 
 
 def _read_frame(frame: FrameRecord, store: BlobStore) -> np.ndarray:
-    path = store.path(frame.blob_uri)
-    if not frame.blob_uri or not path.is_file():
+    try:
+        path = store.local_path(frame.blob_uri) if frame.blob_uri else None
+    except FileNotFoundError:
+        path = None
+    if path is None or not path.is_file():
         raise ValueError(f"blob {frame.blob_uri or '<empty uri>'} is missing under {store.root}")
     image = load_image_rgb(path)
     if (image.shape[1], image.shape[0]) != (frame.width, frame.height):

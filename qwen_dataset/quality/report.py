@@ -16,7 +16,6 @@ import html
 import io
 import json
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -29,7 +28,7 @@ from qwen_dataset.quality.ocr_accuracy import (
     ocr_accuracy_between_annotators,
 )
 from qwen_dataset.records import AnnotationStatus, Source
-from qwen_dataset.storage import atomic_write_bytes, atomic_write_text
+from qwen_dataset.storage import StoragePath, atomic_write_bytes, atomic_write_text, is_remote
 
 BOX_TASKS = ("ocr", "gui_action", "spatial")
 
@@ -321,9 +320,10 @@ def html_page(report: QcReport, images: Mapping[str, bytes]) -> str:
 """
 
 
-def write_report_files(report: QcReport, out_dir: Path, images: Mapping[str, bytes]) -> dict[str, Path]:
+def write_report_files(report: QcReport, out_dir: StoragePath, images: Mapping[str, bytes]) -> dict[str, StoragePath]:
     """``<out_dir>/<batch>.json`` and ``<batch>.html`` (plus the PNGs), written atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not is_remote(out_dir):  # object stores have no folders to make
+        out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "json": out_dir / f"{report.batch}.json",
         "html": out_dir / f"{report.batch}.html",

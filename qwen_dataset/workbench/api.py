@@ -50,7 +50,8 @@ _DUMMY_HASH = hash_password("not a real password, only for timing")
 
 
 def layout_of(request: Request) -> StorageLayout:
-    return StorageLayout(request.app.state.settings.storage_root)
+    settings = request.app.state.settings
+    return StorageLayout(settings.storage_root, storage_options=settings.storage_options)
 
 
 # --------------------------------------------------------------------------- sign-in
@@ -177,8 +178,12 @@ def frame_image(item_id: str, request: Request, who: Principal = Depends(ANY_USE
     if item is None:
         raise HTTPException(404, "no such frame among the items you may see")
     layout = layout_of(request)
-    path = layout.blobs.path(item.blob_uri).resolve()
-    if not path.is_relative_to(layout.root) or not path.is_file():
+    try:
+        # local_path only accepts blob uris, so a stored uri cannot point outside the blob store.
+        path = layout.blobs.local_path(item.blob_uri)
+    except (ValueError, FileNotFoundError):
+        path = None
+    if path is None or not path.is_file():
         raise HTTPException(404, f"the frame's blob {item.blob_uri} is missing from the storage root")
     with path.open("rb") as handle:
         head = handle.read(8)
@@ -394,13 +399,12 @@ def get_template(task: str, who: Principal = Depends(ADMIN), session: Session = 
 @router.put("/api/admin/templates/{task}")
 def put_template(task: str, files: dict[str, str], request: Request, who: Principal = Depends(ADMIN),
                  session: Session = Depends(db_session)) -> dict:
-    root = request.app.state.settings.storage_root
-    return templates_admin.save_override(session, task, files, who.user.id, root).__dict__
+    return templates_admin.save_override(session, task, files, who.user.id, layout_of(request).root).__dict__
 
 
 @router.delete("/api/admin/templates/{task}")
 def reset_template(task: str, request: Request, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> dict:
-    templates_admin.reset_override(session, task, request.app.state.settings.storage_root)
+    templates_admin.reset_override(session, task, layout_of(request).root)
     return templates_admin.view(session, task).__dict__
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
-from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import select
@@ -35,7 +34,7 @@ from qwen_dataset.annotation_db import (
 )
 from qwen_dataset.inbox import BATCH_NAME
 from qwen_dataset.records import AnnotationStatus, Source
-from qwen_dataset.storage import StorageLayout
+from qwen_dataset.storage import StorageLayout, read_parquet
 from qwen_dataset.workbench.admin_settings import ReviewSettings
 from qwen_dataset.workbench.editor import EDITABLE_TASKS
 
@@ -89,11 +88,11 @@ def read_manifests(layout: StorageLayout, batch: str) -> tuple[pd.DataFrame, pd.
     if not BATCH_NAME.match(batch):
         raise ImportProblem(f"{batch!r} is not a batch id (letters, digits, '.', '_', '-'; at most 128 characters)")
     paths = {asset: layout.manifest(asset, batch) for asset in (FRAMES_ASSET, AI_ASSET)}
-    missing = [asset for asset, path in paths.items() if not Path(path).exists()]
+    missing = [asset for asset, path in paths.items() if not path.exists()]
     if missing:
         raise ImportProblem(f"batch {batch!r} has no {' and '.join(missing)} manifest yet: materialize "
                             f"{', '.join(missing)} for this batch in Dagster first")
-    return pd.read_parquet(paths[FRAMES_ASSET]), pd.read_parquet(paths[AI_ASSET])
+    return read_parquet(paths[FRAMES_ASSET]), read_parquet(paths[AI_ASSET])
 
 
 def active_annotators(session: Session) -> list[User]:

@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 
 from qwen_dataset.annotation_db import REPO_ROOT, sqlite_url
+from qwen_dataset.storage import is_url_root, storage_options_from_env
 
 DEFAULT_DATABASE_URL = "sqlite:///.storage/annotations.db"
 MIN_SECRET_LENGTH = 32
@@ -40,7 +41,8 @@ class ConfigError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class WorkbenchSettings:
     database_url: str = DEFAULT_DATABASE_URL
-    storage_root: Path = Path(".storage")
+    storage_root: Path | str = Path(".storage")  # a folder or an fsspec URL (s3://...)
+    storage_options: dict = dataclasses.field(default_factory=dict)
     secret: str = ""
     secure_cookies: bool = True
     max_file_bytes: int = 512 * MB
@@ -62,10 +64,16 @@ class WorkbenchSettings:
     def from_env(cls, environ: dict[str, str] | None = None) -> WorkbenchSettings:
         env = os.environ if environ is None else environ
         defaults = cls.__dataclass_fields__
-        storage_root = Path(env.get("QWEN_STORAGE_ROOT") or ".storage")
+        root_text = env.get("QWEN_STORAGE_ROOT") or ".storage"
+        storage_root = root_text if is_url_root(root_text) else Path(root_text)
+        try:
+            storage_options = storage_options_from_env(env)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         return cls(
             database_url=env.get("QWEN_DATABASE_URL") or default_database_url(storage_root),
             storage_root=storage_root,
+            storage_options=storage_options,
             secret=env.get("QWEN_WORKBENCH_SECRET", ""),
             secure_cookies=_flag(env, "QWEN_WORKBENCH_SECURE_COOKIES", True),
             max_file_bytes=int(_number(env, "QWEN_WORKBENCH_MAX_FILE_MB", 512) * MB),
@@ -78,6 +86,9 @@ class WorkbenchSettings:
 
 def default_database_url(storage_root: Path | str | None = None) -> str:
     """The annotation database the pipeline uses when ``QWEN_DATABASE_URL`` is unset."""
+    if storage_root is not None and is_url_root(storage_root):
+        raise ConfigError(f"QWEN_STORAGE_ROOT={storage_root} is object storage, where SQLite cannot live: set "
+                          "QWEN_DATABASE_URL, e.g. postgresql://user:password@host:5432/qwen")
     return sqlite_url(Path(storage_root or ".storage") / "annotations.db")
 
 

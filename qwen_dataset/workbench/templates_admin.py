@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from qwen_dataset.annotation_db import TemplateOverride
 from qwen_dataset.prelabel.templates import TASK_ORDER, TEMPLATES_DIR, TemplateError, load_template
-from qwen_dataset.storage import atomic_write_text
+from qwen_dataset.storage import StoragePath, atomic_write_text
 
 #: File name -> column of :class:`TemplateOverride`.
 FILES = {"template.yaml": "template_yaml", "prompt.txt": "prompt", "schema.json": "schema_json", "example.json": "example_json"}
@@ -54,7 +54,7 @@ def effective_files(session: Session, task: str) -> tuple[dict[str, str], Templa
     return {name: getattr(override, column) for name, column in FILES.items()}, override
 
 
-def _write_folder(folder: Path, files: dict[str, str]) -> None:
+def _write_folder(folder: StoragePath, files: dict[str, str]) -> None:
     for name, content in files.items():
         atomic_write_text(folder / name, content)
 
@@ -75,7 +75,7 @@ def view(session: Session, task: str) -> TemplateView:
                         override.updated_at.isoformat(timespec="seconds") if override else "")
 
 
-def save_override(session: Session, task: str, files: dict[str, str], user_id: int | None, storage_root: Path) -> TemplateView:
+def save_override(session: Session, task: str, files: dict[str, str], user_id: int | None, storage_root: StoragePath) -> TemplateView:
     """Check and store an edit (missing files keep their current content), then materialize it; commits."""
     current, override = effective_files(session, task)
     unknown = sorted(set(files) - set(FILES))
@@ -98,7 +98,7 @@ def save_override(session: Session, task: str, files: dict[str, str], user_id: i
     return TemplateView(task, merged, True, version_tag, override.updated_at.isoformat(timespec="seconds"))
 
 
-def reset_override(session: Session, task: str, storage_root: Path) -> None:
+def reset_override(session: Session, task: str, storage_root: StoragePath) -> None:
     """Drop the edit: the packaged template applies again; commits."""
     _check_task(task)
     override = session.get(TemplateOverride, task)
@@ -108,11 +108,11 @@ def reset_override(session: Session, task: str, storage_root: Path) -> None:
     materialize(session, storage_root)
 
 
-def templates_dir(storage_root: Path) -> Path:
-    return Path(storage_root) / "templates"
+def templates_dir(storage_root: StoragePath) -> StoragePath:
+    return storage_root / "templates"
 
 
-def materialize(session: Session, storage_root: Path) -> Path:
+def materialize(session: Session, storage_root: StoragePath) -> StoragePath:
     """Write every task's effective template under ``<storage root>/templates/``; returns that folder."""
     target = templates_dir(storage_root)
     for task in TASK_ORDER:

@@ -15,6 +15,9 @@ When the request is complete the staging folder is renamed to ``inbox/<batch>/``
 the ``_READY`` marker is written last (:func:`qwen_dataset.inbox.mark_ready`), so the pipeline's
 sensor never sees half a batch, even if a client stalls for minutes. A request over the
 per-request limit, malformed, or cut off leaves nothing behind. Nothing is written outside the inbox.
+
+On an object-store root the staging folder is a local temporary folder; when the request is
+complete its files are uploaded to ``inbox/<batch>/`` and ``_READY`` is uploaded last.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from urllib.parse import unquote
 
 from python_multipart.multipart import MultipartParser
 
-from qwen_dataset.inbox import BATCH_NAME, mark_ready
+from qwen_dataset.inbox import BATCH_NAME, READY_MARKER, mark_ready
 from qwen_dataset.ingest import (
     HEAD_BYTES,
     UPLOAD_PART_PREFIX,
@@ -44,7 +47,7 @@ from qwen_dataset.ingest import (
     sniff_media_type,
 )
 from qwen_dataset.records import MediaType
-from qwen_dataset.storage import FILE_MODE, StorageLayout
+from qwen_dataset.storage import FILE_MODE, StorageLayout, upload_folder
 
 FIELD = "files"
 MAX_PARTS = 10_000
@@ -286,9 +289,7 @@ async def receive_upload(content_type: str, content_length: str | None, stream: 
         raise UploadRefused(413, f"the request is larger than {limits.max_request_bytes} bytes (the per-request limit); "
                                  "upload fewer files at a time")
     batch = new_batch_id()
-    layout.inbox.mkdir(parents=True, exist_ok=True)
-    staging = layout.inbox / f"{STAGING_PREFIX}{batch}"
-    staging.mkdir()
+    staging = _staging_folder(layout, batch)
     receiver = _Receiver(staging, limits)
     try:
         parser = MultipartParser(boundary, receiver.callbacks())
@@ -302,22 +303,44 @@ async def receive_upload(content_type: str, content_length: str | None, stream: 
         parser.finalize()
     except UploadRefused:
         receiver.abort()
-        shutil.rmtree(staging, ignore_errors=True)
+        _discard(layout, staging)
         raise
     except Exception as error:
         receiver.abort()
-        shutil.rmtree(staging, ignore_errors=True)
+        _discard(layout, staging)
         if type(error).__name__ in ("MultipartParseError", "ClientDisconnect"):
             raise UploadRefused(400, f"the multipart body is malformed or was cut off ({error}); send it again") from error
         raise
     if not receiver.results:
-        shutil.rmtree(staging, ignore_errors=True)
+        _discard(layout, staging)
         raise UploadRefused(400, "no files: send them as multipart/form-data parts named 'files' with a file name")
     outcome = UploadOutcome(None, receiver.results)
     if outcome.accepted == 0:
-        shutil.rmtree(staging, ignore_errors=True)
+        _discard(layout, staging)
         return outcome
     final = layout.batch_inbox(batch)
-    os.rename(staging, final)
-    mark_ready(final)
+    if layout.remote:
+        mark_ready(staging)
+        try:
+            upload_folder(staging, final, last=[READY_MARKER])
+        finally:
+            _discard(layout, staging)
+    else:
+        os.rename(staging, final)
+        mark_ready(final)
     return UploadOutcome(batch, receiver.results)
+
+
+def _staging_folder(layout: StorageLayout, batch: str) -> Path:
+    """Where a request's files are received: inside the inbox on disk, a local temp folder otherwise."""
+    if layout.remote:
+        staging = Path(tempfile.mkdtemp(prefix="qwen-upload-")) / batch
+    else:
+        layout.inbox.mkdir(parents=True, exist_ok=True)
+        staging = layout.inbox / f"{STAGING_PREFIX}{batch}"
+    staging.mkdir()
+    return staging
+
+
+def _discard(layout: StorageLayout, staging: Path) -> None:
+    shutil.rmtree(staging.parent if layout.remote else staging, ignore_errors=True)
