@@ -1,6 +1,7 @@
 """release: a versioned, immutable dataset over every batch that passed its gates."""
 
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 from dagster import (
@@ -19,7 +20,14 @@ from pydantic import Field
 from assets._metadata import markdown_table
 from assets.partitions import batches
 from qwen_dataset.export_bundle import write_release_formats
-from qwen_dataset.release import DEFAULT_RATIOS, BatchExport, assemble_release, publish_release, split_for_upload
+from qwen_dataset.release import (
+    DEFAULT_RATIOS,
+    BatchExport,
+    assemble_release,
+    publish_release,
+    remove_tree,
+    split_for_upload,
+)
 from qwen_dataset.storage import StorageLayout, read_parquet
 from qwen_dataset.validation import validate_quality
 from resources.quality import QualityResource
@@ -190,7 +198,10 @@ def release(
         write_formats=write_release_formats,
         name=config.name,
     )
-    info = publish_release(info, layout.releases)
+    if layout.remote:
+        sealed = Path(info.path)
+        info = publish_release(info, layout.releases)
+        remove_tree(sealed)  # the store has it now; a cache must stay deletable
     context.add_output_metadata(
         {
             "version": info.version,

@@ -49,6 +49,22 @@ def start_s3() -> tuple[object, dict[str, str]]:
     return server, {"endpoint_url": f"http://127.0.0.1:{port}", "key": "bench", "secret": "bench"}
 
 
+def new_bucket(options: dict[str, str]) -> str:
+    import s3fs
+
+    bucket = f"bench-{uuid.uuid4().hex[:8]}"
+    s3fs.S3FileSystem(**options).mkdir(bucket)
+    return bucket
+
+
+def fresh_root(kind: str, work: Path, s3_options: dict[str, str]) -> str:
+    if kind == "local":
+        return str(work / "root")
+    if kind == "memory":
+        return f"memory://bench-{uuid.uuid4().hex[:8]}"
+    return f"s3://{new_bucket(s3_options)}/root"
+
+
 def put_batch(layout: StorageLayout, sample: Path) -> None:
     if layout.remote:
         upload_folder(sample, layout.batch_inbox(BATCH))
@@ -79,7 +95,7 @@ def run_batch(root: str, options: dict[str, str], sample: Path, work: Path) -> f
 
 def cache_throughput(options: dict[str, str], megabytes: int, work: Path) -> tuple[float, float]:
     """MiB/s of a cold local_path (download + hash) and a warm one (read of the cached file)."""
-    layout = StorageLayout(f"s3://bench-{uuid.uuid4().hex[:8]}/root", storage_options=options, cache=work / "blob-cache")
+    layout = StorageLayout(f"s3://{new_bucket(options)}/root", storage_options=options, cache=work / "blob-cache")
     layout.ensure()
     _, uri = layout.blobs.put_bytes(os.urandom(megabytes << 20))
     cold_cache = StorageLayout(layout.root, cache=work / "cold-cache")
@@ -113,8 +129,7 @@ def main() -> None:
                 for name in ("local", "memory", "s3"):
                     work = base / f"{name}-{round_index}"
                     work.mkdir()
-                    root = {"local": str(work / "root"), "memory": f"memory://bench-{uuid.uuid4().hex[:8]}",
-                            "s3": f"s3://bench-{uuid.uuid4().hex[:8]}/root"}[name]
+                    root = fresh_root(name, work, s3_options)
                     seconds = run_batch(root, s3_options if name == "s3" else {}, sample, work)
                     best[name] = min(best.get(name, seconds), seconds)
                     print(f"  round {round_index + 1} {name:<7} {seconds:7.2f} s")

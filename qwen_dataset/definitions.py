@@ -32,7 +32,7 @@ from assets.release import release
 from assets.quality import qc_gate, qc_report
 from assets.review import human_corrections, human_corrections_gate
 from qwen_dataset.annotation_db import sqlite_url
-from qwen_dataset.storage import CACHE_ENV, StorageLayout, is_url_root, storage_options_from_env
+from qwen_dataset.storage import CACHE_ENV, is_url_root
 from resources.quality import QualityResource
 from resources import (
     AnnotationDatabaseResource,
@@ -49,9 +49,7 @@ def edited_templates_dir(storage: StorageResource) -> str:
     On a URL root it is copied into the local cache when the code location loads, since the
     template loader reads files.
     """
-    layout = StorageLayout(storage.root, storage_options=storage.storage_options, cache=storage.cache)
-    if layout.remote:
-        layout.ensure()  # an unreachable store fails here with what to check, not deep in fsspec
+    layout = storage.layout()  # an unreachable store fails here with what to check, not deep in fsspec
     edited = layout.root / "templates"
     if not edited.is_dir():
         return ""
@@ -99,11 +97,9 @@ def build_definitions(storage_root: str | None = None, database_url: str | None 
                       storage_options: dict[str, Any] | None = None) -> Definitions:
     """The code location; tests call this with their own root, database and backend."""
     root = storage_root or os.environ.get("QWEN_STORAGE_ROOT", ".storage")
-    storage = StorageResource(
-        root=root,
-        storage_options=storage_options if storage_options is not None else storage_options_from_env(),
-        cache=os.environ.get(CACHE_ENV) or None,
-    )
+    # QWEN_STORAGE_OPTIONS may hold credentials: the resource reads it at run time, so it never
+    # becomes resource config the UI displays.
+    storage = StorageResource(root=root, storage_options=storage_options or {}, cache=os.environ.get(CACHE_ENV) or None)
     url = database_url or database_url_for(root)
     prelabel = prelabel or prelabel_resource_from_env(storage)
     return Definitions(

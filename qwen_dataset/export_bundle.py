@@ -127,7 +127,9 @@ def write_batch_exports(annotations: pd.DataFrame, frames: pd.DataFrame, blobs: 
     files = write_dataset_formats(annotations, frames, out_dir, refs.__getitem__)
     atomic_write_text(
         out_dir / "manifest.json",
-        json.dumps({"images": len(refs), "files": [dataclasses.asdict(f) for f in files]}, indent=2),
+        # Paths relative to the export folder: the folder may be moved, or uploaded to object storage.
+        json.dumps({"images": len(refs), "files": [
+            {**dataclasses.asdict(f), "path": Path(f.path).relative_to(out_dir).as_posix()} for f in files]}, indent=2),
     )
     remove_stale(out_dir, {Path(f.path).name for f in files} | {"manifest.json"}, set(refs.values()))
     return files

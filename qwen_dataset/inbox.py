@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from qwen_dataset.storage import StoragePath
 
 READY_MARKER = "_READY"
+# Written first by an upload to object storage (which has no atomic folder rename), deleted last.
+UPLOADING_MARKER = "_UPLOADING"
 BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -45,13 +47,16 @@ def modified_time(path: StoragePath) -> float:
     return _listing_time(path.fs.info(path.path))
 
 
-def _local_folders(inbox: Path) -> dict[str, list[tuple[str, float]]]:
-    """Each folder of the inbox with its files (path inside the folder, modification time)."""
-    return {
-        folder.name: [(p.relative_to(folder).as_posix(), p.stat().st_mtime) for p in folder.rglob("*") if p.is_file()]
-        for folder in inbox.iterdir()
-        if folder.is_dir()
-    }
+def _local_files(folder: Path) -> list[tuple[str, float]]:
+    """The folder's files (path inside it, modification time); files that vanish meanwhile are skipped."""
+    files = []
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                files.append((path.relative_to(folder).as_posix(), path.stat().st_mtime))
+        except FileNotFoundError:
+            continue
+    return files
 
 
 def _remote_folders(inbox: StoragePath) -> dict[str, list[tuple[str, float]]]:
@@ -65,27 +70,35 @@ def _remote_folders(inbox: StoragePath) -> dict[str, list[tuple[str, float]]]:
     return folders
 
 
+def _is_batch_name(name: str) -> bool:
+    return bool(BATCH_NAME.match(name)) and name != "reports"
+
+
 def scan_inbox(inbox: StoragePath, settle_seconds: float = 60.0, now: float | None = None) -> InboxScan:
     """Classify every folder of the inbox; batch names are sorted for deterministic runs.
 
     On object storage a folder exists once it holds a file, and times come from the listing
-    (S3's ``LastModified``); writing ``_READY`` last is the reliable signal there.
+    (S3's ``LastModified``); the upload API marks a folder it is still filling with ``_UPLOADING``,
+    and writing ``_READY`` last is the reliable signal for other tools.
     """
     now = time.time() if now is None else now
-    ready, waiting, invalid = [], [], []
     if not inbox.is_dir():
         return InboxScan([], [], [])
-    folders = _local_folders(inbox) if isinstance(inbox, Path) else _remote_folders(inbox)
-    for name in sorted(folders):
-        files = folders[name]
-        if not BATCH_NAME.match(name) or name == "reports":
-            invalid.append(name)
-            continue
-        if any(inside == READY_MARKER for inside, _ in files):
-            ready.append(name)
-            continue
+    if isinstance(inbox, Path):
+        names = sorted(p.name for p in inbox.iterdir() if p.is_dir())
+        listing = None
+    else:
+        listing = _remote_folders(inbox)
+        names = sorted(listing)
+    ready, waiting = [], []
+    invalid = [name for name in names if not _is_batch_name(name)]
+    for name in (n for n in names if _is_batch_name(n)):
+        files = listing[name] if listing is not None else _local_files(inbox / name)
+        inside = {path for path, _ in files}
         newest = max((mtime for _, mtime in files), default=None)
-        if newest is not None and now - newest >= settle_seconds:
+        if READY_MARKER in inside:
+            ready.append(name)
+        elif UPLOADING_MARKER not in inside and newest is not None and now - newest >= settle_seconds:
             ready.append(name)
         else:
             waiting.append(name)

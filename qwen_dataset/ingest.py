@@ -44,7 +44,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_raw
 from PIL import Image
 
-from qwen_dataset.inbox import READY_MARKER
+from qwen_dataset.inbox import READY_MARKER, UPLOADING_MARKER
 from qwen_dataset.records import MediaType, UploadRecord, UploadStatus
 from qwen_dataset.storage import CHUNK, BlobStore
 
@@ -256,7 +256,8 @@ def iter_batch_files(inbox_dir: Path) -> Iterator[Path]:
 
 
 def _is_marker(name: str) -> bool:
-    return name == READY_MARKER or (name.startswith(UPLOAD_PART_PREFIX) and name.endswith(UPLOAD_PART_SUFFIX))
+    return name in (READY_MARKER, UPLOADING_MARKER) or (
+        name.startswith(UPLOAD_PART_PREFIX) and name.endswith(UPLOAD_PART_SUFFIX))
 
 
 def _is_upload_staging(path: Path) -> bool:

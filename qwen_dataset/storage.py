@@ -212,6 +212,7 @@ class BlobStore:
         On a local root this is the blob itself; on a remote root, its cached copy (downloaded
         once and checked against its sha256).
         """
+        self.sha256_of(uri)  # a stored uri must never reach a file outside the store or the cache
         if not self.remote:
             return Path(self.root) / uri
         cached = self.cache / uri
@@ -220,7 +221,7 @@ class BlobStore:
         return cached
 
     def _download(self, uri: str, cached: Path) -> None:
-        sha256 = self.sha256_of(uri)
+        sha256 = uri.rsplit("/", 1)[-1]
         remote = self.stored(uri)
         if not remote.exists():
             raise FileNotFoundError(f"blob {uri} is missing from the storage root {self.root}")
@@ -261,6 +262,28 @@ class BlobStore:
         return self.local_path(uri).read_bytes()
 
 
+def _check_copyable(folder: UPath, names: Sequence[str]) -> None:
+    """Refuse object keys that cannot be files inside one local folder (or would leave it)."""
+    unsafe = [n for n in names if n.startswith("/") or any(part in ("", ".", "..") for part in n.split("/"))]
+    if unsafe:
+        raise ValueError(
+            f"{folder} holds object keys that are no safe file path ({unsafe[:5]}: empty, '.' or '..' parts): "
+            "rename or delete them in the store, then run again"
+        )
+    prefixes = {name.rsplit("/", 1)[0] for name in names if "/" in name}
+    clashes = sorted(set(names) & {p for prefix in prefixes for p in _parents(prefix)})
+    if clashes:
+        raise ValueError(
+            f"{folder} holds {clashes[:5]} both as objects and as folders of other objects, which no file system "
+            "can hold: rename one of them in the store, then run again"
+        )
+
+
+def _parents(prefix: str) -> list[str]:
+    parts = prefix.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
 def _relative_files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
@@ -279,7 +302,11 @@ class StorageLayout:
                  cache: Path | str | None = None) -> None:
         self.root = storage_root(root, storage_options)
         self.remote = is_remote(self.root)
-        self.cache = Path(cache).expanduser().resolve() if cache is not None else default_cache_dir()
+        # Only a URL root needs a cache; a folder root never touches one (nor needs a HOME).
+        if cache is not None:
+            self.cache: Path | None = Path(cache).expanduser().resolve()
+        else:
+            self.cache = default_cache_dir() if self.remote else None
         if self.remote:
             # Listings cached by a long-lived process (the sensor daemon) would hide new files.
             self.root.fs.invalidate_cache()
@@ -315,15 +342,28 @@ class StorageLayout:
             path.mkdir(parents=True, exist_ok=True)
 
     def _check_reachable(self) -> None:
+        # The bucket must exist already: creating one here would turn a typo into a new bucket.
+        fs, path = self.root.fs, self.root.path
+        bucket = path.strip("/").split("/", 1)[0]
         try:
-            self.root.fs.makedirs(self.root.path, exist_ok=True)
-            self.root.exists()
+            if self.root.protocol == "memory":
+                fs.makedirs(path, exist_ok=True)
+                return
+            fs.info(bucket)
+            found = True
+        except FileNotFoundError:
+            found = False
         except Exception as error:
             raise OSError(
                 f"The storage root {self.root} cannot be reached ({type(error).__name__}: {error}). Check the URL, "
                 "the credentials (e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and the endpoint "
-                "(storage_options or QWEN_STORAGE_OPTIONS, e.g. {\"endpoint_url\": \"http://minio:9000\"})."
+                "(QWEN_STORAGE_OPTIONS, e.g. {\"endpoint_url\": \"http://minio:9000\"})."
             ) from error
+        if not found:
+            raise OSError(
+                f"The bucket {bucket!r} of the storage root {self.root} does not exist, or these credentials cannot "
+                "see it: create the bucket (it is never created automatically) or fix QWEN_STORAGE_ROOT."
+            )
 
     @contextmanager
     def local_copy(self, folder: StoragePath) -> Iterator[Path]:
@@ -338,7 +378,9 @@ class StorageLayout:
         with tempfile.TemporaryDirectory(prefix="qwen-copy-") as tmp:
             local = Path(tmp) / folder.name
             local.mkdir()
-            for name in sorted(_remote_files(folder)):
+            names = sorted(_remote_files(folder))
+            _check_copyable(folder, names)
+            for name in names:
                 target = local / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 folder.fs.get_file(f"{folder.path.rstrip('/')}/{name}", str(target))
@@ -349,10 +391,11 @@ class StorageLayout:
         """A local folder to write ``folder``'s files into; they reach the root when the block succeeds.
 
         A local folder is written in place (each writer is atomic). A remote one is staged in a
-        temporary folder and uploaded file by file, the names in ``last`` after all others (a
-        ``_READY`` marker, a release's ``release.json``), so a reader that waits for those never sees
-        a partial folder. ``mirror`` deletes remote files the staging folder does not have (a task
-        or frame an earlier export had). Nothing is uploaded when the block fails.
+        temporary folder and uploaded file by file: the names in ``last`` (a ``_READY`` marker, an
+        export's ``manifest.json``) are deleted from the store first and uploaded after all others,
+        so a reader that waits for them never sees a partial folder, a re-upload included.
+        ``mirror`` deletes remote files the staging folder does not have (a task or frame an earlier
+        export had). Nothing is uploaded when the block fails.
         """
         if not is_remote(folder):
             Path(folder).mkdir(parents=True, exist_ok=True)
@@ -369,7 +412,11 @@ def upload_folder(local: Path, folder: UPath, *, mirror: bool = False, last: Seq
     names = _relative_files(local)
     ordered = [n for n in names if n not in last] + [n for n in last if n in names]
     base = folder.path.rstrip("/")
-    stale = _remote_files(folder) - set(names) if mirror else set()
+    present = _remote_files(folder)
+    stale = present - set(names) if mirror else set()
+    for name in last:
+        if name in present and name in names:
+            folder.fs.rm_file(f"{base}/{name}")
     for name in ordered:
         folder.fs.put_file(str(local / name), f"{base}/{name}")
     for name in sorted(stale):

@@ -7,7 +7,7 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from qwen_dataset.storage import StorageLayout
+from qwen_dataset.storage import StorageLayout, storage_options_from_env
 
 
 class StorageResource(ConfigurableResource):
@@ -23,8 +23,9 @@ class StorageResource(ConfigurableResource):
     )
     storage_options: dict[str, Any] = Field(
         default_factory=dict,
-        description='File-system options for a URL root, e.g. {"endpoint_url": "http://minio:9000"} '
-                    "(QWEN_STORAGE_OPTIONS, JSON). Credentials may also come from the store's own environment.",
+        description='Non-secret file-system options for a URL root, e.g. {"endpoint_url": "http://minio:9000"}. '
+                    "They are shown in the UI: put credentials in QWEN_STORAGE_OPTIONS or the store's own "
+                    "environment (AWS_ACCESS_KEY_ID, ...), which are read when a run starts and never shown.",
     )
     cache: str | None = Field(
         default=None,
@@ -32,6 +33,7 @@ class StorageResource(ConfigurableResource):
     )
 
     def layout(self) -> StorageLayout:
-        layout = StorageLayout(self.root, storage_options=self.storage_options, cache=self.cache)
+        options = {**storage_options_from_env(), **self.storage_options}
+        layout = StorageLayout(self.root, storage_options=options, cache=self.cache)
         layout.ensure()
         return layout

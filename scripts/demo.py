@@ -21,7 +21,7 @@ from qwen_dataset.inbox import mark_ready
 from qwen_dataset.ocr_eval import OcrScore, score_against_sample_truth
 from qwen_dataset.records import regions_table
 from qwen_dataset.sample_data import generate_sample_batch, write_truth
-from qwen_dataset.storage import StorageLayout
+from qwen_dataset.storage import StorageLayout, is_url_root
 
 
 def parse_args() -> argparse.Namespace:
@@ -74,6 +74,11 @@ def main() -> int:
     args = parse_args()
     batch = args.batch or f"sample-{args.seed}"
     started = time.perf_counter()
+    if is_url_root(args.root):
+        print(f"error: the demo writes its sample batch into a folder; {args.root} is object storage. Run it with "
+              "--root <folder> (or unset QWEN_STORAGE_ROOT); object-store roots are for `make dev` and deployments.",
+              file=sys.stderr)
+        return 2
     layout = StorageLayout(args.root)
     layout.ensure()
     truth_path = prepare_batch(layout, batch, args.seed)

@@ -23,7 +23,7 @@ from upath import UPath
 from assets.automation import inbox_sensor
 from qwen_dataset.annotation_db import sqlite_url
 from qwen_dataset.definitions import build_definitions, edited_templates_dir
-from qwen_dataset.inbox import READY_MARKER, mark_ready, modified_time, scan_inbox
+from qwen_dataset.inbox import READY_MARKER, UPLOADING_MARKER, mark_ready, modified_time, scan_inbox
 from qwen_dataset.release import RELEASE_FILE, ReleaseConflictError, publish_release
 from qwen_dataset.sample_data import generate_sample_batch
 from qwen_dataset.storage import (
@@ -66,13 +66,22 @@ def s3_server() -> Iterator[dict[str, str]]:
         server.stop()
 
 
+def new_bucket(options: dict[str, str]) -> str:
+    """A fresh bucket on the S3 server (the pipeline never creates buckets itself)."""
+    import s3fs
+
+    bucket = f"qwen-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem(**options).mkdir(bucket)
+    return bucket
+
+
 @pytest.fixture(params=["memory", "s3"])
 def store(request) -> tuple[str, dict[str, str]]:
     """(root URL, storage options) of a fresh, empty root on each object store."""
-    name = uuid.uuid4().hex[:12]
     if request.param == "memory":
-        return f"memory://qwen-{name}", {}
-    return f"s3://qwen-{name}/root", request.getfixturevalue("s3_server")
+        return f"memory://qwen-{uuid.uuid4().hex[:12]}", {}
+    options = request.getfixturevalue("s3_server")
+    return f"s3://{new_bucket(options)}/root", options
 
 
 def remote_names(folder: UPath) -> set[str]:
@@ -179,14 +188,55 @@ def test_the_inbox_on_an_object_store(store):
     written = modified_time(layout.batch_inbox("b1") / "a.png")
     assert abs(written - time.time()) < 600
     assert scan_inbox(layout.inbox, settle_seconds=60, now=written + 61).ready == ["b1", "b2"]
+    # A folder the upload API is still filling waits, however old its first files are.
+    (layout.batch_inbox("b3") / UPLOADING_MARKER).write_bytes(b"")
+    (layout.batch_inbox("b3") / "a.png").write_bytes(b"x")
+    assert scan_inbox(layout.inbox, settle_seconds=60, now=written + 3600).waiting == ["b3"]
     with layout.local_copy(layout.batch_inbox("b2")) as local:
         assert sorted(p.name for p in local.iterdir()) == [READY_MARKER, "a.png"]
     assert not local.exists()  # the copy is gone after use
 
 
+def test_blob_uris_cannot_leave_the_store_or_the_cache(store, tmp_path):
+    root, options = store
+    for layout in (StorageLayout(tmp_path / "local"), StorageLayout(root, storage_options=options)):
+        layout.ensure()
+        layout.blobs.put_bytes(b"x")
+        for uri in ("/etc/passwd", "../../../../etc/passwd", "blobs/sha256/../../../etc/passwd", ""):
+            with pytest.raises(ValueError, match="not a blob uri"):
+                layout.blobs.local_path(uri)
+
+
+def test_object_keys_that_are_no_safe_file_path_are_refused(s3_server):
+    layout = StorageLayout(f"s3://{new_bucket(s3_server)}/root", storage_options=s3_server)
+    layout.ensure()
+    inbox = layout.batch_inbox("b1")
+    fs, base = inbox.fs, inbox.path
+    fs.pipe_file(f"{base}/ok.png", b"x")
+    fs.pipe_file(f"{base}/../../escaped.txt", b"x")
+    with pytest.raises(ValueError, match="no safe file path.*rename or delete"):
+        with layout.local_copy(inbox):
+            pass
+    fs.rm_file(f"{base}/../../escaped.txt")
+    fs.pipe_file(f"{base}/a", b"x")
+    fs.pipe_file(f"{base}/a/b.png", b"x")
+    with pytest.raises(ValueError, match="both as objects and as folders"):
+        with layout.local_copy(inbox):
+            pass
+
+
+def test_a_missing_bucket_is_never_created(s3_server):
+    import s3fs
+
+    bucket = f"qwen-typo-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(OSError, match=f"bucket '{bucket}'.*does not exist.*never created"):
+        StorageLayout(f"s3://{bucket}/root", storage_options=s3_server).ensure()
+    assert not s3fs.S3FileSystem(**s3_server).exists(bucket)
+
+
 def test_an_unreachable_store_says_what_to_check():
     options = {"endpoint_url": "http://127.0.0.1:9", "key": "k", "secret": "s",
-               "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}, "retries": 1}
+               "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}}
     layout = StorageLayout(f"s3://qwen-{uuid.uuid4().hex[:8]}/root", storage_options=options)
     with pytest.raises(OSError, match="cannot be reached.*endpoint"):
         layout.ensure()
@@ -230,21 +280,23 @@ def sample(tmp_path_factory):
     return folder, truth
 
 
-def test_the_whole_graph_runs_on_an_object_store(store, sample, tmp_path, private_cache):
+def test_the_whole_graph_runs_on_an_object_store(store, sample, tmp_path, private_cache, monkeypatch):
     root, options = store
     folder, truth = sample
     layout = StorageLayout(root, storage_options=options)
     layout.ensure()
     upload_folder(folder, layout.batch_inbox(BATCH))
     mark_ready(layout.batch_inbox(BATCH))
+    # Credentials come from the environment, read at run time: never resource config the UI shows.
+    monkeypatch.setenv("QWEN_STORAGE_OPTIONS", json.dumps(options))
 
     instance = DagsterInstance.ephemeral()
-    resources = {"storage": StorageResource(root=root, storage_options=options)}
+    resources = {"storage": StorageResource(root=root)}
     sensed = inbox_sensor(build_sensor_context(instance=instance, resources=resources))
     assert [r.partition_key for r in sensed.run_requests] == [BATCH]
 
-    defs = build_definitions(storage_root=root, database_url=sqlite_url(tmp_path / "annotations.db"),
-                             storage_options=options)
+    defs = build_definitions(storage_root=root, database_url=sqlite_url(tmp_path / "annotations.db"))
+    assert defs.resources["storage"].storage_options == {}
     instance.add_dynamic_partitions("batches", [BATCH])
     result = defs.resolve_job_def("process_batch").execute_in_process(instance=instance, partition_key=BATCH)
     assert result.success
@@ -270,6 +322,7 @@ def test_the_whole_graph_runs_on_an_object_store(store, sample, tmp_path, privat
     assert first["image"] in names  # pictures are copied next to the dataset, not linked
     manifest = json.loads((exported / "manifest.json").read_text())
     assert manifest["images"] == len(frames) and {"annotations.csv", "coco_ocr.json"} <= names
+    assert {f["path"] for f in manifest["files"]} <= names  # relative to the export, not a staging folder
     export_rows = result.output_for_node("exports")
     assert all(path.startswith(str(exported)) for path in export_rows["path"])
     report = json.loads((layout.reports / f"{BATCH}.json").read_text())
@@ -287,12 +340,14 @@ def test_the_whole_graph_runs_on_an_object_store(store, sample, tmp_path, privat
     again = defs.resolve_job_def("release_dataset").execute_in_process(instance=instance)
     assert again.output_for_node("release")["version"].iloc[0] == version
     assert bool(again.output_for_node("release")["created"].iloc[0]) is False
+    assert not any((private_cache / "releases").iterdir())  # the sealed local copy is gone: the cache stays deletable
 
 
 # --------------------------------------------------------------------------- the workbench
 
 
-def test_the_workbench_uploads_serves_pictures_and_keeps_templates_in_the_store(tmp_path):
+def test_the_workbench_uploads_serves_pictures_and_keeps_templates_in_the_store(tmp_path, monkeypatch):
+    from qwen_dataset.workbench import upload as upload_module
     from tests.test_workbench_api import build_world, item_of, png_bytes, write_batch
 
     root = f"memory://qwen-{uuid.uuid4().hex[:8]}"
@@ -305,6 +360,16 @@ def test_the_workbench_uploads_serves_pictures_and_keeps_templates_in_the_store(
         inbox = world.layout.batch_inbox(batch)
         assert remote_names(inbox) == {"a.png", "b.png", READY_MARKER}
         assert scan_inbox(world.layout.inbox, settle_seconds=3600).ready == [batch]
+
+        def cut_off(local, folder, **kwargs):
+            folder.fs.pipe_file(f"{folder.path}/a.png", b"half of the batch")
+            raise ConnectionError("the store went away")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(upload_module, "upload_folder", cut_off)
+            with pytest.raises(ConnectionError):
+                service.post("/api/upload", files=[("files", ("c.png", png_bytes(5)))])
+        assert [p.name for p in world.layout.inbox.iterdir()] == [batch]  # the failed one left nothing
 
         frame_ids = write_batch(world.layout, "b1")
         assert world.client("admin").post("/api/batches/b1/import").status_code == 200

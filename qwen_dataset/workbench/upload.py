@@ -17,11 +17,13 @@ sensor never sees half a batch, even if a client stalls for minutes. A request o
 per-request limit, malformed, or cut off leaves nothing behind. Nothing is written outside the inbox.
 
 On an object-store root the staging folder is a local temporary folder; when the request is
-complete its files are uploaded to ``inbox/<batch>/`` and ``_READY`` is uploaded last.
+complete its files are uploaded to ``inbox/<batch>/`` between an ``_UPLOADING`` marker (first,
+deleted last) and ``_READY`` (after the files); an upload that fails is deleted from the store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -37,7 +39,7 @@ from urllib.parse import unquote
 
 from python_multipart.multipart import MultipartParser
 
-from qwen_dataset.inbox import BATCH_NAME, READY_MARKER, mark_ready
+from qwen_dataset.inbox import BATCH_NAME, READY_MARKER, UPLOADING_MARKER, mark_ready
 from qwen_dataset.ingest import (
     HEAD_BYTES,
     UPLOAD_PART_PREFIX,
@@ -47,7 +49,7 @@ from qwen_dataset.ingest import (
     sniff_media_type,
 )
 from qwen_dataset.records import MediaType
-from qwen_dataset.storage import FILE_MODE, StorageLayout, upload_folder
+from qwen_dataset.storage import FILE_MODE, StorageLayout, StoragePath, atomic_write_bytes, upload_folder
 
 FIELD = "files"
 MAX_PARTS = 10_000
@@ -320,15 +322,36 @@ async def receive_upload(content_type: str, content_length: str | None, stream: 
         return outcome
     final = layout.batch_inbox(batch)
     if layout.remote:
-        mark_ready(staging)
-        try:
-            upload_folder(staging, final, last=[READY_MARKER])
-        finally:
-            _discard(layout, staging)
+        _publish_to_store(staging, final)
+        _discard(layout, staging)
     else:
         os.rename(staging, final)
         mark_ready(final)
     return UploadOutcome(batch, receiver.results)
+
+
+def _publish_to_store(staging: Path, final: StoragePath) -> None:
+    """Upload a received batch: ``_UPLOADING`` first, the files, ``_READY``, then ``_UPLOADING`` removed.
+
+    An object store has no atomic folder rename, so the marker keeps the inbox sensor from taking
+    a batch whose files are still arriving; an upload that fails is removed again.
+    """
+    marker = final / UPLOADING_MARKER
+    atomic_write_bytes(marker, b"")
+    try:
+        mark_ready(staging)
+        upload_folder(staging, final, last=[READY_MARKER])
+    except BaseException:
+        with contextlib.suppress(Exception):  # the upload's own error is the one to report
+            final.fs.rm(final.path, recursive=True)
+        raise
+    finally:
+        _discard_marker(marker)
+
+
+def _discard_marker(marker: StoragePath) -> None:
+    if marker.exists():
+        marker.fs.rm_file(marker.path)
 
 
 def _staging_folder(layout: StorageLayout, batch: str) -> Path:
