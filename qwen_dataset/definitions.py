@@ -49,7 +49,9 @@ def edited_templates_dir(storage: StorageResource) -> str:
     On a URL root it is copied into the local cache when the code location loads, since the
     template loader reads files.
     """
-    layout = storage.layout()  # an unreachable store fails here with what to check, not deep in fsspec
+    layout = storage.open_layout()
+    if layout.remote:
+        layout.ensure()  # an unreachable store fails here with what to check, not deep in fsspec
     edited = layout.root / "templates"
     if not edited.is_dir():
         return ""

@@ -289,10 +289,13 @@ def _relative_files(folder: Path) -> list[str]:
 
 
 def _remote_files(folder: UPath) -> set[str]:
+    """Paths of the objects under ``folder``, relative to it; "folder" placeholder keys are left out."""
     if not folder.exists():
         return set()
     base = folder.path.rstrip("/")
-    return {name[len(base) + 1:] for name in folder.fs.find(base)}
+    names = (name[len(base) + 1:] for name in folder.fs.find(base))
+    # The S3 console's "Create folder" writes an empty key ending in "/": no file to copy.
+    return {name for name in names if name and not name.endswith("/")}
 
 
 class StorageLayout:

@@ -32,8 +32,13 @@ class StorageResource(ConfigurableResource):
         description="Local cache for blobs of a URL root (QWEN_STORAGE_CACHE; default ~/.cache/qwen-dataset).",
     )
 
-    def layout(self) -> StorageLayout:
+    def open_layout(self) -> StorageLayout:
+        """The layout, without creating folders or checking the store."""
         options = {**storage_options_from_env(), **self.storage_options}
-        layout = StorageLayout(self.root, storage_options=options, cache=self.cache)
+        return StorageLayout(self.root, storage_options=options, cache=self.cache)
+
+    def layout(self) -> StorageLayout:
+        """The layout, ready to use: folders of a local root made, a store's bucket checked."""
+        layout = self.open_layout()
         layout.ensure()
         return layout

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -213,6 +214,11 @@ def test_object_keys_that_are_no_safe_file_path_are_refused(s3_server):
     inbox = layout.batch_inbox("b1")
     fs, base = inbox.fs, inbox.path
     fs.pipe_file(f"{base}/ok.png", b"x")
+    # Empty "folder" keys, as the S3 console's "Create folder" writes them, are no files: skipped.
+    fs.pipe_file(f"{base}/", b"")
+    fs.pipe_file(f"{base}/sub/", b"")
+    with layout.local_copy(inbox) as local:
+        assert [p.name for p in local.rglob("*") if p.is_file()] == ["ok.png"]
     fs.pipe_file(f"{base}/../../escaped.txt", b"x")
     with pytest.raises(ValueError, match="no safe file path.*rename or delete"):
         with layout.local_copy(inbox):
@@ -365,11 +371,14 @@ def test_the_workbench_uploads_serves_pictures_and_keeps_templates_in_the_store(
             folder.fs.pipe_file(f"{folder.path}/a.png", b"half of the batch")
             raise ConnectionError("the store went away")
 
+        staged_before = set(Path(tempfile.gettempdir()).glob("qwen-upload-*"))
         with monkeypatch.context() as patched:
             patched.setattr(upload_module, "upload_folder", cut_off)
             with pytest.raises(ConnectionError):
                 service.post("/api/upload", files=[("files", ("c.png", png_bytes(5)))])
-        assert [p.name for p in world.layout.inbox.iterdir()] == [batch]  # the failed one left nothing
+        # The failed upload left nothing: not in the store, not in the local staging area.
+        assert [p.name for p in world.layout.inbox.iterdir()] == [batch]
+        assert set(Path(tempfile.gettempdir()).glob("qwen-upload-*")) == staged_before
 
         frame_ids = write_batch(world.layout, "b1")
         assert world.client("admin").post("/api/batches/b1/import").status_code == 200

@@ -18,7 +18,7 @@ from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
 from qwen_dataset.annotation_db import Role, make_engine
-from qwen_dataset.storage import StorageLayout
+from qwen_dataset.storage import StorageLayout, storage_options_from_env
 from qwen_dataset.workbench.admin_settings import load_settings
 from qwen_dataset.workbench.assignment import ImportProblem, import_batch
 from qwen_dataset.workbench.config import ConfigError, WorkbenchSettings, default_database_url
@@ -67,7 +67,7 @@ def create_token_command(args: argparse.Namespace) -> int:
 
 
 def import_batch_command(args: argparse.Namespace) -> int:
-    layout = StorageLayout(os.environ.get("QWEN_STORAGE_ROOT") or ".storage")
+    layout = StorageLayout(os.environ.get("QWEN_STORAGE_ROOT") or ".storage", storage_options=storage_options_from_env())
     with Session(make_engine(_database_url())) as session:
         try:
             summary = import_batch(session, layout, args.batch, load_settings(session), "cli")

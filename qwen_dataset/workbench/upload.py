@@ -23,6 +23,7 @@ deleted last) and ``_READY`` (after the files); an upload that fails is deleted 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import hashlib
@@ -322,8 +323,11 @@ async def receive_upload(content_type: str, content_length: str | None, stream: 
         return outcome
     final = layout.batch_inbox(batch)
     if layout.remote:
-        _publish_to_store(staging, final)
-        _discard(layout, staging)
+        try:
+            # Uploading is blocking network I/O: off the event loop, so other requests go on.
+            await asyncio.to_thread(_publish_to_store, staging, final)
+        finally:
+            _discard(layout, staging)
     else:
         os.rename(staging, final)
         mark_ready(final)
@@ -343,15 +347,18 @@ def _publish_to_store(staging: Path, final: StoragePath) -> None:
         upload_folder(staging, final, last=[READY_MARKER])
     except BaseException:
         with contextlib.suppress(Exception):  # the upload's own error is the one to report
-            final.fs.rm(final.path, recursive=True)
+            _remove_uploaded(final, marker)
         raise
-    finally:
-        _discard_marker(marker)
-
-
-def _discard_marker(marker: StoragePath) -> None:
-    if marker.exists():
+    with contextlib.suppress(Exception):  # _READY is there: a marker left behind changes nothing
         marker.fs.rm_file(marker.path)
+
+
+def _remove_uploaded(final: StoragePath, marker: StoragePath) -> None:
+    """Delete a failed upload, the marker last, so that what a partial delete leaves still waits."""
+    for name in final.fs.find(final.path):
+        if name.rstrip("/") != marker.path.rstrip("/"):
+            final.fs.rm_file(name)
+    final.fs.rm(final.path, recursive=True)  # the marker, and the folder on stores that keep folders
 
 
 def _staging_folder(layout: StorageLayout, batch: str) -> Path:
