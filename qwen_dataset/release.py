@@ -47,7 +47,15 @@ from typing import Any
 import pandas as pd
 
 from qwen_dataset.records import AnnotationStatus, Source, load_payload
-from qwen_dataset.storage import BlobStore, StoragePath, atomic_write_text, is_remote, sha256_file, upload_folder
+from qwen_dataset.storage import (
+    BlobStore,
+    StoragePath,
+    atomic_write_text,
+    is_remote,
+    relative_files,
+    sha256_file,
+    upload_folder,
+)
 from qwen_dataset.text import guess_language
 
 SPLITS = ("train", "val", "test")
@@ -429,10 +437,6 @@ def render_card(name: str, version: str, digest: str, frames: pd.DataFrame, anno
 # --------------------------------------------------------------------------------------------
 
 
-def _relative_files(root: Path) -> list[str]:
-    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
-
-
 def _file_entries(root: Path, files: Sequence[str]) -> dict[str, dict[str, Any]]:
     return {name: {"sha256": sha256_file(root / name), "bytes": (root / name).stat().st_size} for name in files}
 
@@ -459,7 +463,7 @@ def verify_release(path: Path, checksums: bool = True) -> list[str]:
     if not manifest_path.is_file():
         return [f"{manifest_path} is missing"]
     recorded = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
-    present = set(_relative_files(path)) - {RELEASE_FILE}
+    present = set(relative_files(path)) - {RELEASE_FILE}
     problems = [f"unexpected file {name}" for name in sorted(present - set(recorded))]
     problems += [f"missing file {name}" for name in sorted(set(recorded) - present)]
     for name in sorted(present & set(recorded)):
@@ -586,7 +590,7 @@ def assemble_release(
     except BaseException:
         remove_tree(staging)
         raise
-    return ReleaseInfo(version, digest, target, True, counts, sorted(_relative_files(target)))
+    return ReleaseInfo(version, digest, target, True, counts, sorted(relative_files(target)))
 
 
 def _stage(staging: Path, version: str, digest: str, frames: pd.DataFrame, annotations: pd.DataFrame,
@@ -609,12 +613,12 @@ def _stage(staging: Path, version: str, digest: str, frames: pd.DataFrame, annot
     if write_formats is not None:
         write_formats(ReleaseStaging(staging, frames, annotations, dict(zip(frames["frame_id"], frames["image"]))))
     counts = _counts(frames, annotations, excluded)
-    files = _relative_files(staging)
+    files = relative_files(staging)
     card = render_card(metadata["name"], version, digest, frames, annotations, lineage, metadata["qc"],
                        metadata["ratios"], metadata["salt"], metadata["batches"], excluded,
                        sorted([*files, CARD_FILE, RELEASE_FILE]))
     atomic_write_text(staging / CARD_FILE, card)
-    files = _relative_files(staging)
+    files = relative_files(staging)
     release = {
         "name": metadata["name"], "version": version, "digest": digest, "ratios": metadata["ratios"],
         "salt": metadata["salt"], "batches": metadata["batches"], "counts": counts,

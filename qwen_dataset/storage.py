@@ -73,11 +73,9 @@ def storage_root(root: str | os.PathLike[str], storage_options: Mapping[str, Any
     if isinstance(root, UPath) and is_remote(root):
         return root
     text = os.fspath(root)
-    protocol = text.split("://", 1)[0] if "://" in text else ""
-    if protocol in LOCAL_PROTOCOLS:
-        local = text.split("://", 1)[1] if protocol else text
-        return Path(local).expanduser().resolve()
-    return UPath(text, **dict(storage_options or {}))
+    if is_url_root(text):
+        return UPath(text, **dict(storage_options or {}))
+    return Path(text.split("://", 1)[-1]).expanduser().resolve()
 
 
 def is_url_root(root: str | os.PathLike[str]) -> bool:
@@ -284,7 +282,8 @@ def _parents(prefix: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
-def _relative_files(folder: Path) -> list[str]:
+def relative_files(folder: Path) -> list[str]:
+    """Every file under a local folder, as sorted paths relative to it."""
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
@@ -412,7 +411,7 @@ class StorageLayout:
 
 def upload_folder(local: Path, folder: UPath, *, mirror: bool = False, last: Sequence[str] = ()) -> list[str]:
     """Upload every file of ``local`` under the remote ``folder`` (``last`` ones at the end)."""
-    names = _relative_files(local)
+    names = relative_files(local)
     ordered = [n for n in names if n not in last] + [n for n in last if n in names]
     base = folder.path.rstrip("/")
     present = _remote_files(folder)

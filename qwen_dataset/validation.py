@@ -117,6 +117,19 @@ def _gx() -> Any:
     return gx.expectations
 
 
+def box_geometry_expectations() -> list[Any]:
+    """Every box inside its frame with a positive size (pixel corners ``x1 < x2``, ``y1 < y2``)."""
+    e = _gx()
+    return [
+        e.ExpectColumnValuesToBeBetween(column="x1", min_value=0),
+        e.ExpectColumnValuesToBeBetween(column="y1", min_value=0),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="x2", column_B="x1"),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="y2", column_B="y1"),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="width", column_B="x2", or_equal=True),
+        e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="height", column_B="y2", or_equal=True),
+    ]
+
+
 def video_time_steps(frames: pd.DataFrame) -> pd.Series:
     """Difference between consecutive sampled timestamps of each video (NaN for the first)."""
     videos = frames[frames["kind"] == FrameKind.VIDEO_FRAME].sort_values(["upload_id", "index"])
@@ -164,12 +177,7 @@ def validate_annotations(annotations: pd.DataFrame, frames: pd.DataFrame, tasks:
         regions,
         [
             e.ExpectColumnValuesToNotBeNull(column="width"),
-            e.ExpectColumnValuesToBeBetween(column="x1", min_value=0),
-            e.ExpectColumnValuesToBeBetween(column="y1", min_value=0),
-            e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="x2", column_B="x1"),
-            e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="y2", column_B="y1"),
-            e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="width", column_B="x2", or_equal=True),
-            e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="height", column_B="y2", or_equal=True),
+            *box_geometry_expectations(),
             e.ExpectColumnValuesToBeBetween(column="confidence", min_value=0, max_value=1),
         ],
     )
@@ -265,12 +273,7 @@ def validate_corrections(annotations: pd.DataFrame, frames: pd.DataFrame) -> Sui
         "final_boxes",
         boxes_table(annotations, frames),
         [
-            e.ExpectColumnValuesToBeBetween(column="x1", min_value=0),
-            e.ExpectColumnValuesToBeBetween(column="y1", min_value=0),
-            e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="x2", column_B="x1"),
-            e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="y2", column_B="y1"),
-            e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="width", column_B="x2", or_equal=True),
-            e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="height", column_B="y2", or_equal=True),
+            *box_geometry_expectations(),
         ],
     )
     events = run_suite(
