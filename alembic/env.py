@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 
 from alembic import context
-from qwen_dataset.annotation_db import Base, make_engine
+from qwen_dataset.db.engine import make_engine
+from qwen_dataset.db.models import Base
 
 DEFAULT_URL = "sqlite:///.storage/annotations.db"
 target_metadata = Base.metadata

@@ -4,7 +4,7 @@
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 
 from assets._metadata import markdown_table
-from qwen_dataset.validation import SuiteResult
+from qwen_dataset.quality.validation import SuiteResult
 
 
 def gate_result(result: SuiteResult) -> AssetCheckResult:

@@ -21,10 +21,12 @@ from assets._gates import gate_result
 from assets._metadata import manifest_metadata
 from assets.partitions import batches
 from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, outcomes_to_records
+from qwen_dataset.prelabel.video_events import anchor_frames
+from qwen_dataset.quality.validation import validate_annotations
 from qwen_dataset.records import AnnotationRecord, AnnotationStatus, Task, regions_table, to_frame
-from qwen_dataset.storage import BlobStore, StorageLayout, StoragePath, atomic_write_text, read_parquet
-from qwen_dataset.video_events import anchor_frames
-from qwen_dataset.validation import validate_annotations
+from qwen_dataset.store.blobs import BlobStore
+from qwen_dataset.store.layout import StorageLayout
+from qwen_dataset.store.paths import StoragePath, atomic_write_text, read_parquet
 from resources.prelabel import PrelabelResource
 from resources.storage import StorageResource
 

@@ -1,6 +1,8 @@
 """Sensors and schedules: new inbox folders become partitions and runs; a daily re-export."""
 
 
+import json
+
 from dagster import (
     DefaultScheduleStatus,
     DefaultSensorStatus,
@@ -13,12 +15,10 @@ from dagster import (
     sensor,
 )
 
-import json
-
 from assets.jobs import process_batch_job, reexport_job, release_job
 from assets.partitions import batches
-from qwen_dataset.annotation_db import final_fingerprints
-from qwen_dataset.inbox import scan_inbox
+from qwen_dataset.db.queries import final_fingerprints
+from qwen_dataset.store.inbox import scan_inbox
 from resources.database import AnnotationDatabaseResource
 from resources.storage import StorageResource
 

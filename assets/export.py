@@ -9,7 +9,7 @@ from dagster import AssetExecutionContext, AutomationCondition, MetadataValue, a
 
 from assets._metadata import markdown_table
 from assets.partitions import batches
-from qwen_dataset.export_bundle import write_batch_exports
+from qwen_dataset.exporters.bundle import write_batch_exports
 from resources.storage import StorageResource
 
 EXPORT_CODE_VERSION = "1"

@@ -10,9 +10,9 @@ from pydantic import Field
 from assets._gates import gate_result
 from assets._metadata import manifest_metadata, markdown_table
 from assets.partitions import batches
-from qwen_dataset.frames import FrameExtractionError, FrameOptions, extract_frames
+from qwen_dataset.ingest.frames import FrameExtractionError, FrameOptions, extract_frames
+from qwen_dataset.quality.validation import validate_frames
 from qwen_dataset.records import FrameRecord, UploadRecord, UploadStatus, from_frame, to_frame
-from qwen_dataset.validation import validate_frames
 from resources.storage import StorageResource
 
 FRAMES_CODE_VERSION = "1"

@@ -8,9 +8,9 @@ from pydantic import Field
 from assets._gates import gate_result
 from assets._metadata import manifest_metadata, markdown_table
 from assets.partitions import batches
-from qwen_dataset.ingest import IngestLimits, ingest_batch, summarize
+from qwen_dataset.ingest.uploads import IngestLimits, ingest_batch, summarize
+from qwen_dataset.quality.validation import validate_uploads
 from qwen_dataset.records import UploadRecord, to_frame
-from qwen_dataset.validation import validate_uploads
 from resources.storage import StorageResource
 
 INGEST_CODE_VERSION = "1"

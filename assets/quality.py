@@ -15,10 +15,9 @@ from dagster import (
 
 from assets._gates import gate_result
 from assets.partitions import batches
-from qwen_dataset.annotation_db import human_annotations
+from qwen_dataset.db.queries import human_annotations
 from qwen_dataset.quality.code_fidelity import CodeFidelityScorer, score_image_to_code_items
 from qwen_dataset.quality.descriptions import description_pairs
-from qwen_dataset.storage import StorageLayout
 from qwen_dataset.quality.report import (
     build_qc_report,
     headline_frame,
@@ -26,7 +25,8 @@ from qwen_dataset.quality.report import (
     render_plots,
     write_report_files,
 )
-from qwen_dataset.validation import validate_quality
+from qwen_dataset.quality.validation import validate_quality
+from qwen_dataset.store.layout import StorageLayout
 from resources.database import AnnotationDatabaseResource
 from resources.quality import QualityResource
 from resources.storage import StorageResource

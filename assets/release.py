@@ -19,17 +19,13 @@ from pydantic import Field
 
 from assets._metadata import markdown_table
 from assets.partitions import batches
-from qwen_dataset.export_bundle import write_release_formats
-from qwen_dataset.release import (
-    DEFAULT_RATIOS,
-    BatchExport,
-    assemble_release,
-    publish_release,
-    remove_tree,
-    split_for_upload,
-)
-from qwen_dataset.storage import StorageLayout, read_parquet
-from qwen_dataset.validation import validate_quality
+from qwen_dataset.exporters.bundle import write_release_formats
+from qwen_dataset.quality.validation import validate_quality
+from qwen_dataset.release.assemble import BatchExport, assemble_release
+from qwen_dataset.release.publish import publish_release, remove_tree
+from qwen_dataset.release.splits import DEFAULT_RATIOS, split_for_upload
+from qwen_dataset.store.layout import StorageLayout
+from qwen_dataset.store.paths import read_parquet
 from resources.quality import QualityResource
 from resources.storage import StorageResource
 

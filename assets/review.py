@@ -7,10 +7,10 @@ from dagster import AssetCheckResult, AssetExecutionContext, AssetIn, Automation
 from assets._gates import gate_result
 from assets._metadata import manifest_metadata
 from assets.partitions import batches
-from qwen_dataset.annotation_db import final_annotations
-from qwen_dataset.corrections import apply_corrections
+from qwen_dataset.db.corrections import apply_corrections
+from qwen_dataset.db.queries import final_annotations
+from qwen_dataset.quality.validation import validate_corrections
 from qwen_dataset.records import AnnotationRecord
-from qwen_dataset.validation import validate_corrections
 from resources.database import AnnotationDatabaseResource
 
 REVIEW_CODE_VERSION = "1"

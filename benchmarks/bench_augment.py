@@ -31,17 +31,17 @@ import time
 import warnings
 from pathlib import Path
 
+import albumentations as A  # noqa: E402  (after qwen_dataset.augment, which turns off its update check)
 import numpy as np
 import pandas as pd
 
 from qwen_dataset.augment import augment_batch, augment_sample, builtin_registry, sample_seed
 from qwen_dataset.augment.pipelines import BUILTINS
-from qwen_dataset.frames import encode_picture, load_image_rgb
+from qwen_dataset.ingest.frames import encode_picture, load_image_rgb
 from qwen_dataset.records import AnnotationRecord, FrameRecord, annotation_id_for, dump_payload, frame_id_for, to_frame
-from qwen_dataset.sample_data import LIGHT_THEMES, screen_login
-from qwen_dataset.storage import BlobStore
-
-import albumentations as A  # noqa: E402  (after qwen_dataset.augment, which turns off its update check)
+from qwen_dataset.samples.drawing import LIGHT_THEMES
+from qwen_dataset.samples.screens import screen_login
+from qwen_dataset.store.blobs import BlobStore
 
 
 def render_frames(count: int, store: BlobStore) -> tuple[list[np.ndarray], pd.DataFrame, pd.DataFrame]:

@@ -41,7 +41,7 @@ import pandas as pd
 
 from qwen_dataset.exporters.coco import export_coco
 from qwen_dataset.exporters.csv_export import export_csv
-from qwen_dataset.exporters.label_studio import export_label_studio
+from qwen_dataset.exporters.label_studio.export import export_label_studio
 from qwen_dataset.exporters.messages import export_messages_jsonl
 from qwen_dataset.exporters.qwen_jsonl import export_qwen_jsonl
 from qwen_dataset.records import AnnotationRecord, FrameRecord, columns_of

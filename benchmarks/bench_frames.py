@@ -3,13 +3,13 @@
 1. Speed. Generates an H.264 MP4 (libx264, preset fast, streamed frame by frame; default 60 s of
    1080p at 30 fps) in a temp dir, then times on that same file, in this one run:
 
-   * ours: ``qwen_dataset.frames.video_frames`` at 1 fps, JPEG (quality 95) blobs into a temp
+   * ours: ``qwen_dataset.ingest.frames.video_frames`` at 1 fps, JPEG (quality 95) blobs into a temp
      BlobStore (decode every frame, convert the kept ones to RGB, mean luma, encode, store);
    * baseline: ``ffmpeg -v error -i in.mp4 -vf fps=1 out_%04d.jpg``.
 
    Timed in alternating rounds (each into fresh output folders); the best time of each side
    counts. Prints both wall times, ours/ffmpeg (1.0 = as fast as ffmpeg; lower is faster) and the
-   frame counts. ``--content sample`` (default) uses ``qwen_dataset.sample_data.make_h264_video``, a
+   frame counts. ``--content sample`` (default) uses ``qwen_dataset.samples.video.make_h264_video``, a
    mostly static picture with a moving timestamp and progress bar, like a screen recording;
    ``--content panning`` pans a detailed texture over the whole picture, which makes every frame
    expensive to decode.
@@ -40,9 +40,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-from qwen_dataset.frames import FrameOptions, video_frames
+from qwen_dataset.ingest.frames import FrameOptions, video_frames
 from qwen_dataset.records import MediaType, UploadRecord, UploadStatus
-from qwen_dataset.storage import BlobStore, sha256_file
+from qwen_dataset.store.blobs import BlobStore
+from qwen_dataset.store.paths import sha256_file
 
 
 def width_for(height: int) -> int:
@@ -78,7 +79,7 @@ def make_video(path: Path, content: str, seconds: float, fps: int, height: int, 
     started = time.perf_counter()
     if content == "sample":
         # Imported here: the memory children should not pay for the generator's fonts and models.
-        from qwen_dataset.sample_data import make_h264_video
+        from qwen_dataset.samples.video import make_h264_video
 
         make_h264_video(path, seconds, fps, width_for(height), height, preset=preset)
     else:

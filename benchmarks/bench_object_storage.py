@@ -29,11 +29,11 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
-from qwen_dataset.annotation_db import sqlite_url
+from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.definitions import build_definitions
-from qwen_dataset.inbox import mark_ready
-from qwen_dataset.sample_data import generate_sample_batch
-from qwen_dataset.storage import StorageLayout, upload_folder
+from qwen_dataset.samples.batch import generate_sample_batch
+from qwen_dataset.store.inbox import mark_ready
+from qwen_dataset.store.layout import StorageLayout, upload_folder
 
 BATCH = "bench-0"
 

@@ -27,9 +27,9 @@ import numpy as np
 from rapidfuzz.distance import Levenshtein
 from scipy.optimize import linear_sum_assignment
 
-from qwen_dataset.ocr_eval import normalize_text
 from qwen_dataset.quality.agreement import DEFAULT_MIN_IOU, TRUE_POSITIVE_IOU, FrameBoxes, agreement
 from qwen_dataset.quality.ocr_accuracy import corpus_cer, edit_distances
+from qwen_dataset.quality.ocr_truth import normalize_text
 
 LABELS = ["button", "text", "icon", "input", "image"]
 WIDTH, HEIGHT = 1920, 1080

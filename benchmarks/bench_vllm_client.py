@@ -47,18 +47,12 @@ sys.path.insert(0, str(ROOT))
 
 from qwen_dataset.prelabel.base import FrameInput  # noqa: E402
 from qwen_dataset.prelabel.templates import load_template  # noqa: E402
-from qwen_dataset.prelabel.vllm_backend import (  # noqa: E402
-    CHAT_PATH,
-    CONNECTIONS_PER_POOL,
-    VllmBackend,
-    VllmSettings,
-    build_request_body,
-    encode_image,
-    encode_request,
-    image_placeholder,
-    job_messages,
-    plan_jobs,
-)
+from qwen_dataset.prelabel.vllm.backend import VllmBackend
+from qwen_dataset.prelabel.vllm.client import CONNECTIONS_PER_POOL
+from qwen_dataset.prelabel.vllm.images import encode_image
+from qwen_dataset.prelabel.vllm.jobs import job_messages, plan_jobs
+from qwen_dataset.prelabel.vllm.protocol import CHAT_PATH, build_request_body, encode_request, image_placeholder
+from qwen_dataset.prelabel.vllm.settings import VllmSettings
 
 DISTINCT_IMAGES = 8
 

@@ -43,7 +43,8 @@ from sqlalchemy.orm import Session
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from qwen_dataset.annotation_db import HumanAnnotation, User, make_engine, sqlite_url  # noqa: E402
+from qwen_dataset.db.engine import make_engine, sqlite_url  # noqa: E402
+from qwen_dataset.db.models import HumanAnnotation, User  # noqa: E402
 from qwen_dataset.geometry import to_label_studio  # noqa: E402
 from qwen_dataset.records import (  # noqa: E402
     AnnotationRecord,
@@ -53,7 +54,7 @@ from qwen_dataset.records import (  # noqa: E402
     frame_id_for,
     to_frame,
 )
-from qwen_dataset.storage import StorageLayout  # noqa: E402
+from qwen_dataset.store.layout import StorageLayout  # noqa: E402
 from qwen_dataset.workbench.admin_settings import load_settings, update_settings  # noqa: E402
 from qwen_dataset.workbench.assignment import import_batch  # noqa: E402
 from qwen_dataset.workbench.security import CSRF_HEADER, SESSION_COOKIE, SessionSigner, hash_password  # noqa: E402

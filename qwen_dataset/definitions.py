@@ -23,17 +23,16 @@ from dagster import Definitions, EnvVar, in_process_executor
 
 from assets.annotate import ai_annotations_gate, build_ai_annotations
 from assets.augment import augmented_dataset
-from assets.automation import corrections_sensor, inbox_sensor, nightly_release, nightly_reexport
+from assets.automation import corrections_sensor, inbox_sensor, nightly_reexport, nightly_release
 from assets.export import exports
 from assets.frames import frames, frames_gate
 from assets.ingest import raw_uploads, raw_uploads_gate
 from assets.jobs import process_batch_job, reexport_job, release_job
-from assets.release import release
 from assets.quality import qc_gate, qc_report
+from assets.release import release
 from assets.review import human_corrections, human_corrections_gate
-from qwen_dataset.annotation_db import sqlite_url
-from qwen_dataset.storage import CACHE_ENV, is_url_root
-from resources.quality import QualityResource
+from qwen_dataset.db.engine import sqlite_url
+from qwen_dataset.store.paths import CACHE_ENV, is_url_root
 from resources import (
     AnnotationDatabaseResource,
     ParquetManifestIOManager,
@@ -41,6 +40,7 @@ from resources import (
     RapidOcrResource,
     StorageResource,
 )
+from resources.quality import QualityResource
 
 
 def edited_templates_dir(storage: StorageResource) -> str:

@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -61,7 +61,7 @@ class Task(StrEnum):
 
 def utc_now() -> str:
     """ISO-8601 UTC timestamp used for ``created_at`` provenance."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 from sqlalchemy.engine import Engine
 
-from qwen_dataset.annotation_db import make_engine
+from qwen_dataset.db.engine import make_engine
 
 _ENGINES: dict[str, Engine] = {}
 

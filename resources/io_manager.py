@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
-from qwen_dataset.storage import read_parquet, write_parquet
+from qwen_dataset.store.paths import read_parquet, write_parquet
 from resources.storage import StorageResource
 
 

@@ -7,7 +7,8 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from qwen_dataset.storage import StorageLayout, storage_options_from_env
+from qwen_dataset.store.layout import StorageLayout
+from qwen_dataset.store.paths import storage_options_from_env
 
 
 class StorageResource(ConfigurableResource):

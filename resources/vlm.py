@@ -1,7 +1,7 @@
 """The Qwen3-VL prelabel resource: a vLLM server reached over its OpenAI-compatible HTTP API.
 
-Thin by design: fields map one to one onto :class:`qwen_dataset.prelabel.vllm_backend.VllmSettings`
-and all behaviour lives in :class:`~qwen_dataset.prelabel.vllm_backend.VllmBackend`. Wire the
+Thin by design: fields map one to one onto :class:`qwen_dataset.prelabel.vllm.settings.VllmSettings`
+and all behaviour lives in :class:`~qwen_dataset.prelabel.vllm.backend.VllmBackend`. Wire the
 secrets from the environment::
 
     VllmPrelabelResource(
@@ -15,16 +15,15 @@ from __future__ import annotations
 from pydantic import Field
 
 from qwen_dataset.prelabel.templates import DEFAULT_GUI_INSTRUCTION, TASK_ORDER
-from qwen_dataset.prelabel.vllm_backend import (
+from qwen_dataset.prelabel.video_events import DEFAULT_TOLERANCE_S
+from qwen_dataset.prelabel.vllm.backend import VllmBackend
+from qwen_dataset.prelabel.vllm.settings import (
     DEFAULT_MAX_IMAGES_PER_REQUEST,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MODEL,
-    VllmBackend,
     VllmSettings,
 )
-from qwen_dataset.video_events import DEFAULT_TOLERANCE_S
 from resources.prelabel import PrelabelResource
-
 
 VERSION_ONLY_URL = "http://version-only.invalid"
 

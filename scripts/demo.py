@@ -17,11 +17,13 @@ import pandas as pd
 from dagster import DagsterInstance
 
 from qwen_dataset.definitions import build_definitions
-from qwen_dataset.inbox import mark_ready
-from qwen_dataset.ocr_eval import OcrScore, score_against_sample_truth
+from qwen_dataset.quality.ocr_truth import OcrScore, score_against_sample_truth
 from qwen_dataset.records import regions_table
-from qwen_dataset.sample_data import generate_sample_batch, write_truth
-from qwen_dataset.storage import StorageLayout, is_url_root
+from qwen_dataset.samples.batch import generate_sample_batch
+from qwen_dataset.samples.truth import write_truth
+from qwen_dataset.store.inbox import mark_ready
+from qwen_dataset.store.layout import StorageLayout
+from qwen_dataset.store.paths import is_url_root
 
 
 def parse_args() -> argparse.Namespace:
@@ -44,7 +46,7 @@ def prepare_batch(layout: StorageLayout, batch: str, seed: int) -> Path:
 
 
 def print_summary(layout: StorageLayout, batch: str, truth_path: Path, seconds: float) -> None:
-    from qwen_dataset.sample_data import read_truth
+    from qwen_dataset.samples.truth import read_truth
 
     uploads = pd.read_parquet(layout.manifest("raw_uploads", batch))
     frames = pd.read_parquet(layout.manifest("frames", batch))

@@ -31,7 +31,7 @@ from dagster import Definitions, in_process_executor, multiprocess_executor
 
 from qwen_dataset.definitions import build_definitions
 from qwen_dataset.prelabel.base import FrameInput, PrelabelOutcome
-from qwen_dataset.storage import atomic_write_text
+from qwen_dataset.store.paths import atomic_write_text
 from resources.prelabel import PrelabelResource
 from tests.ops_helpers import HELD_MARKER, HOLD_FILE
 

@@ -501,8 +501,9 @@ def copy_batch(source: Path, storage_root: Path, batch: str) -> Path:
 
 def sample_batch(tmp_path_factory) -> tuple[Path, Any]:
     """The project's sample batch (every media kind, broken files included), generated once per
-    pytest session; returns its folder and its :class:`~qwen_dataset.sample_data.SampleTruth`."""
-    from qwen_dataset.sample_data import generate_sample_batch, read_truth, write_truth
+    pytest session; returns its folder and its :class:`~qwen_dataset.samples.truth.SampleTruth`."""
+    from qwen_dataset.samples.batch import generate_sample_batch
+    from qwen_dataset.samples.truth import read_truth, write_truth
 
     base = tmp_path_factory.getbasetemp() / "ops_sample"
     folder, truth_path = base / "files", base / "truth.json"

@@ -2,7 +2,9 @@ import pytest
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from qwen_dataset.annotation_db import HumanAnnotation, ReviewState, final_annotations, make_engine, sqlite_url
+from qwen_dataset.db.engine import make_engine, sqlite_url
+from qwen_dataset.db.models import HumanAnnotation, ReviewState
+from qwen_dataset.db.queries import final_annotations
 
 
 def _add(engine, annotation_id, batch="b1", state=ReviewState.FINAL, payload='{"regions": []}'):

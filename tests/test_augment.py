@@ -27,8 +27,8 @@ from qwen_dataset.augment import (
     default_registry,
 )
 from qwen_dataset.augment.text_replace import pixel_box
-from qwen_dataset.frames import encode_picture
 from qwen_dataset.geometry import iou_matrix
+from qwen_dataset.ingest.frames import encode_picture
 from qwen_dataset.records import (
     AnnotationRecord,
     FrameRecord,
@@ -38,8 +38,8 @@ from qwen_dataset.records import (
     load_payload,
     to_frame,
 )
-from qwen_dataset.sample_data import ink_bbox, load_font
-from qwen_dataset.storage import BlobStore
+from qwen_dataset.samples.drawing import ink_bbox, load_font
+from qwen_dataset.store.blobs import BlobStore
 
 BACKGROUND = (200, 200, 200)
 RED = (220, 30, 30)
@@ -192,7 +192,7 @@ def test_same_seed_same_pixels_and_boxes_even_with_a_fresh_registry(pipeline):
     third = augment_frame(image, labels, shared, 7)
     for other in (again, third):
         assert np.array_equal(first.image, other.image)
-        assert [l.payload for l in first.labels] == [l.payload for l in other.labels]
+        assert [label.payload for label in first.labels] == [label.payload for label in other.labels]
         assert first.params == other.params
     draws = {augment_frame(image, labels, shared, seed).image.tobytes() for seed in range(4)}
     assert len(draws) > 1, "different seeds should give different draws"

@@ -220,9 +220,9 @@ def test_coco_images_boxes_and_attributes(tmp_path, manifests) -> None:
 def test_batch_export_replaces_changed_pictures_and_drops_stale_files(tmp_path):
     from PIL import Image
 
-    from qwen_dataset.export_bundle import write_batch_exports
+    from qwen_dataset.exporters.bundle import write_batch_exports
     from qwen_dataset.records import AnnotationRecord, FrameRecord, to_frame
-    from qwen_dataset.storage import BlobStore
+    from qwen_dataset.store.blobs import BlobStore
 
     blobs = BlobStore(tmp_path / "root")
 

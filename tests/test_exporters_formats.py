@@ -18,7 +18,7 @@ from pycocotools.cocoeval import COCOeval
 
 from qwen_dataset.exporters.coco import export_coco
 from qwen_dataset.exporters.csv_export import CSV_COLUMNS, export_csv
-from qwen_dataset.exporters.label_studio import export_label_studio
+from qwen_dataset.exporters.label_studio.export import export_label_studio
 from qwen_dataset.exporters.messages import export_messages_jsonl
 from qwen_dataset.exporters.qwen_jsonl import (
     OCR_PROMPT,
@@ -39,6 +39,7 @@ from qwen_dataset.prelabel.templates import (
     load_template,
     parse_answer,
 )
+from qwen_dataset.prelabel.video_events import Boundaries, event_payload
 from qwen_dataset.records import (
     AnnotationRecord,
     FrameRecord,
@@ -46,7 +47,6 @@ from qwen_dataset.records import (
     dump_payload,
     to_frame,
 )
-from qwen_dataset.video_events import Boundaries, event_payload
 from tests.factories import frame, frames_df
 
 IMAGE = frame(0, width=1920, height=1080)

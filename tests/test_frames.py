@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qwen_dataset.frames import (
+from qwen_dataset.ingest.frames import (
     FrameExtractionError,
     FrameOptions,
     enhance_low_light,
@@ -32,7 +32,7 @@ from qwen_dataset.frames import (
     video_frames,
 )
 from qwen_dataset.records import FrameKind, MediaType, UploadRecord, UploadStatus, frame_id_for
-from qwen_dataset.storage import BlobStore
+from qwen_dataset.store.blobs import BlobStore
 
 ID_BITS = 10
 WIDTH, HEIGHT = 320, 240
@@ -449,7 +449,7 @@ def test_sampling_a_long_video_keeps_memory_flat(tmp_path: Path, blobs: BlobStor
     tracemalloc.start()
     try:
         count = 0
-        for frame in video_frames(upload, source, blobs):
+        for _frame in video_frames(upload, source, blobs):
             count += 1
         _, traced_peak = tracemalloc.get_traced_memory()
     finally:

@@ -12,7 +12,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 from PIL import Image
 
-from qwen_dataset.annotation_db import sqlite_url
+from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.definitions import build_definitions
 from qwen_dataset.prelabel.base import FrameInput, PrelabelOutcome
 from resources.prelabel import PrelabelResource
@@ -124,7 +124,8 @@ def _double_annotate(root, frame_id: str, second_box: list[float]) -> None:
     """Two annotators of a double-blind item, as the workbench stores them."""
     from sqlalchemy.orm import Session
 
-    from qwen_dataset.annotation_db import HumanAnnotation, ReviewState, make_engine
+    from qwen_dataset.db.engine import make_engine
+    from qwen_dataset.db.models import HumanAnnotation, ReviewState
 
     engine = make_engine(sqlite_url(root / "db.sqlite"))
     with Session(engine) as session:

@@ -1,6 +1,6 @@
 import os
 
-from qwen_dataset.inbox import mark_ready, scan_inbox
+from qwen_dataset.store.inbox import mark_ready, scan_inbox
 
 
 def test_ready_by_marker_or_quiet_period(tmp_path):

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from pypdf import PdfWriter
 
-from qwen_dataset.ingest import (
+from qwen_dataset.ingest.uploads import (
     IngestLimits,
     ingest_batch,
     iter_batch_files,
@@ -28,7 +28,7 @@ from qwen_dataset.ingest import (
     summarize,
 )
 from qwen_dataset.records import MediaType, UploadRecord, UploadStatus
-from qwen_dataset.storage import BlobStore
+from qwen_dataset.store.blobs import BlobStore
 
 # --------------------------------------------------------------------------- fixtures
 

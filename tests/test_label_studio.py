@@ -11,14 +11,9 @@ from typing import Any
 import pytest
 
 from qwen_dataset.exporters.action_dsl import parse as parse_dsl
-from qwen_dataset.exporters.label_studio import (
-    DEFAULT_FRAME_RATE,
-    LS_TEMPLATE_VERSION,
-    export_label_studio,
-    from_label_studio_export,
-    labeling_config,
-    to_label_studio_tasks,
-)
+from qwen_dataset.exporters.label_studio.config import DEFAULT_FRAME_RATE, LS_TEMPLATE_VERSION, labeling_config
+from qwen_dataset.exporters.label_studio.export import export_label_studio, to_label_studio_tasks
+from qwen_dataset.exporters.label_studio.importer import from_label_studio_export
 from qwen_dataset.geometry import to_label_studio
 from qwen_dataset.prelabel.templates import TASK_ORDER
 from qwen_dataset.records import AnnotationRecord, annotation_id_for, columns_of

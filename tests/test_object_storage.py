@@ -22,21 +22,20 @@ from dagster import DagsterInstance, build_sensor_context
 from upath import UPath
 
 from assets.automation import inbox_sensor
-from qwen_dataset.annotation_db import sqlite_url
+from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.definitions import build_definitions, edited_templates_dir
-from qwen_dataset.inbox import READY_MARKER, UPLOADING_MARKER, mark_ready, modified_time, scan_inbox
-from qwen_dataset.release import RELEASE_FILE, ReleaseConflictError, publish_release
-from qwen_dataset.sample_data import generate_sample_batch
-from qwen_dataset.storage import (
-    BlobStore,
-    StorageLayout,
+from qwen_dataset.release.publish import RELEASE_FILE, ReleaseConflictError, publish_release
+from qwen_dataset.samples.batch import generate_sample_batch
+from qwen_dataset.store.blobs import BlobStore
+from qwen_dataset.store.inbox import READY_MARKER, UPLOADING_MARKER, mark_ready, modified_time, scan_inbox
+from qwen_dataset.store.layout import StorageLayout, upload_folder
+from qwen_dataset.store.paths import (
     atomic_write_text,
     atomic_writer,
     is_url_root,
     read_parquet,
     storage_options_from_env,
     storage_root,
-    upload_folder,
 )
 from resources.storage import StorageResource
 

@@ -1,6 +1,6 @@
 import pytest
 
-from qwen_dataset.ocr_eval import OcrScore, normalize_text, score_regions
+from qwen_dataset.quality.ocr_truth import OcrScore, normalize_text, score_regions
 
 
 def test_exact_and_missing_lines():

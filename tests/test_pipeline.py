@@ -14,11 +14,11 @@ from dagster import AssetKey, DagsterInstance, build_schedule_context, build_sen
 from pycocotools.coco import COCO
 
 from assets.automation import inbox_sensor, nightly_reexport
-from qwen_dataset.annotation_db import sqlite_url
+from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.definitions import build_definitions
-from qwen_dataset.inbox import mark_ready
-from qwen_dataset.ocr_eval import OcrScore, score_against_sample_truth
-from qwen_dataset.sample_data import generate_sample_batch
+from qwen_dataset.quality.ocr_truth import OcrScore, score_against_sample_truth
+from qwen_dataset.samples.batch import generate_sample_batch
+from qwen_dataset.store.inbox import mark_ready
 from resources.storage import StorageResource
 
 BATCH = "sample-0"
@@ -179,7 +179,8 @@ def test_corrections_sensor_reruns_reviewed_batches_once(tmp_path):
     from sqlalchemy.orm import Session
 
     from assets.automation import corrections_sensor
-    from qwen_dataset.annotation_db import HumanAnnotation, ReviewState, make_engine
+    from qwen_dataset.db.engine import make_engine
+    from qwen_dataset.db.models import HumanAnnotation, ReviewState
     from resources.database import AnnotationDatabaseResource
 
     url = sqlite_url(tmp_path / "annotations.db")

@@ -10,7 +10,12 @@ import pytest
 
 from qwen_dataset.prelabel.templates import AnswerContext, load_template, parse_answer
 from qwen_dataset.quality import action_paths as ap
-from qwen_dataset.quality.action_paths import action_completeness, action_completeness_from_annotations, semantic_class, simulate_actions
+from qwen_dataset.quality.action_paths import (
+    action_completeness,
+    action_completeness_from_annotations,
+    semantic_class,
+    simulate_actions,
+)
 from qwen_dataset.records import dump_payload
 from tests import factories
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from rapidfuzz.distance import Levenshtein
 
-from qwen_dataset.ocr_eval import normalize_text
 from qwen_dataset.quality.ocr_accuracy import (
     CerScore,
     character_error_rate,
@@ -17,6 +16,7 @@ from qwen_dataset.quality.ocr_accuracy import (
     ocr_accuracy_between_annotators,
     text_accuracy,
 )
+from qwen_dataset.quality.ocr_truth import normalize_text
 from tests import factories
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from qwen_dataset.corrections import apply_corrections
+from qwen_dataset.db.corrections import apply_corrections
 from qwen_dataset.quality.report import (
     QualityTargets,
     build_qc_report,
@@ -71,7 +71,7 @@ def test_semantic_and_code_fidelity_scorers_run_on_the_items_they_apply_to(tmp_p
     from PIL import Image
 
     from assets.quality import code_fidelity_scorer, semantic_scorer
-    from qwen_dataset.storage import StorageLayout
+    from qwen_dataset.store.layout import StorageLayout
 
     layout = StorageLayout(tmp_path)
     picture = tmp_path / "shot.png"

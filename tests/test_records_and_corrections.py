@@ -1,6 +1,6 @@
 import json
 
-from qwen_dataset.corrections import apply_corrections
+from qwen_dataset.db.corrections import apply_corrections
 from qwen_dataset.records import FrameRecord, from_frame, regions_table
 from tests.factories import annotation, annotations_df, frame, frames_df, region
 

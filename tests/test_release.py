@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qwen_dataset.frames import encode_picture
+from qwen_dataset.ingest.frames import encode_picture
 from qwen_dataset.records import (
     AnnotationRecord,
     FrameRecord,
@@ -19,16 +19,10 @@ from qwen_dataset.records import (
     frame_id_for,
     to_frame,
 )
-from qwen_dataset.release import (
-    BatchExport,
-    ReleaseConflictError,
-    ReleaseStaging,
-    assemble_release,
-    list_releases,
-    split_for_upload,
-    verify_release,
-)
-from qwen_dataset.storage import BlobStore
+from qwen_dataset.release.assemble import BatchExport, ReleaseStaging, assemble_release
+from qwen_dataset.release.publish import ReleaseConflictError, list_releases, verify_release
+from qwen_dataset.release.splits import split_for_upload
+from qwen_dataset.store.blobs import BlobStore
 
 QC = {"geometry": {"iou_mean": 0.9123, "passed": True}, "ocr_accuracy": 0.97}
 

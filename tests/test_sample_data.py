@@ -14,18 +14,12 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image, ImageOps
 
-from qwen_dataset import sample_data
-from qwen_dataset.sample_data import (
-    SampleTruth,
-    bt601_mean_luma,
-    cjk_font_path,
-    generate_sample_batch,
-    load_font,
-    make_h264_video,
-    read_truth,
-    upright_image,
-    write_truth,
-)
+from qwen_dataset.samples import batch as sample_batch
+from qwen_dataset.samples import broken, documents, drawing
+from qwen_dataset.samples.batch import bt601_mean_luma, generate_sample_batch, upright_image
+from qwen_dataset.samples.drawing import cjk_font_path, load_font
+from qwen_dataset.samples.truth import SampleTruth, read_truth, write_truth
+from qwen_dataset.samples.video import make_h264_video
 
 RING = 3  # px of clear background the layout leaves around every text's ink
 
@@ -168,11 +162,11 @@ def test_buttons_and_inputs_contain_their_text(batch):
 
 def test_photo_is_stored_rotated_with_exif_orientation_6(batch):
     folder, truth = batch
-    photo = truth.image(sample_data.PHOTO_NAME)
+    photo = truth.image(sample_batch.PHOTO_NAME)
     assert photo.exif_orientation == 6
     with Image.open(folder / photo.file_name) as stored:
         assert stored.format == "JPEG"
-        assert stored.getexif()[sample_data.EXIF_ORIENTATION_TAG] == 6
+        assert stored.getexif()[documents.EXIF_ORIENTATION_TAG] == 6
         assert stored.size == (photo.height, photo.width)
         upright = ImageOps.exif_transpose(stored)
     assert upright.size == (photo.width, photo.height)
@@ -190,7 +184,7 @@ def test_photo_is_stored_rotated_with_exif_orientation_6(batch):
 def test_low_light_screenshot_is_dark_but_legible(batch):
     folder, truth = batch
     dark = next(image for image in truth.images if image.low_light)
-    assert dark.file_name == sample_data.LOW_LIGHT_NAME
+    assert dark.file_name == sample_batch.LOW_LIGHT_NAME
     assert [image.low_light for image in truth.images].count(True) == 1
     with Image.open(folder / dark.file_name) as image:
         assert bt601_mean_luma(image) < 35
@@ -349,7 +343,7 @@ def test_encrypted_pdf_needs_its_password(batch):
     (name,) = _broken(truth, "encrypted_pdf")
     with pytest.raises(pdfium.PdfiumError, match="[Pp]assword"):
         pdfium.PdfDocument(folder / name)
-    document = pdfium.PdfDocument(folder / name, password=sample_data.ENCRYPTED_PDF_PASSWORD)
+    document = pdfium.PdfDocument(folder / name, password=broken.ENCRYPTED_PDF_PASSWORD)
     assert len(document) == 1
     document.close()
 
@@ -377,7 +371,7 @@ def test_corrupt_video_is_a_cut_copy_that_ffmpeg_rejects(batch):
     folder, truth = batch
     (name,) = _broken(truth, "corrupt_video")
     data = (folder / name).read_bytes()
-    assert len(data) == sample_data.CORRUPT_VIDEO_BYTES
+    assert len(data) == broken.CORRUPT_VIDEO_BYTES
     assert (folder / truth.videos[0].file_name).read_bytes().startswith(data)
     with pytest.raises(av.error.FFmpegError):
         with av.open(str(folder / name)) as container:
@@ -421,6 +415,6 @@ def test_font_comes_from_the_python_package_and_draws_chinese():
 
 
 def test_missing_font_package_says_how_to_install_it(monkeypatch):
-    monkeypatch.setattr(sample_data.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(drawing.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(RuntimeError, match=r"pip install cvttf-NotoSansCJK-Regular==1\.0"):
         cjk_font_path()

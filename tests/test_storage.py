@@ -2,7 +2,9 @@ import hashlib
 
 import pytest
 
-from qwen_dataset.storage import BlobStore, StorageLayout, atomic_write_text, atomic_writer, sha256_file
+from qwen_dataset.store.blobs import BlobStore
+from qwen_dataset.store.layout import StorageLayout
+from qwen_dataset.store.paths import atomic_write_text, atomic_writer, sha256_file
 
 
 def test_blob_store_is_content_addressed_and_idempotent(tmp_path):

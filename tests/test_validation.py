@@ -1,4 +1,4 @@
-from qwen_dataset.validation import validate_annotations, validate_frames
+from qwen_dataset.quality.validation import validate_annotations, validate_frames
 from tests.factories import annotation, annotations_df, frame, frames_df, region
 
 
@@ -43,8 +43,8 @@ def test_frames_suite_flags_a_timestamp_past_the_video_end():
 
 
 def test_uploads_suite():
+    from qwen_dataset.quality.validation import validate_uploads
     from qwen_dataset.records import UploadRecord, to_frame
-    from qwen_dataset.validation import validate_uploads
 
     def upload(name, status, reason="", upload_id="a" * 64):
         return UploadRecord(upload_id, "b", name, "image", 10, status, reason, "blobs/x")
@@ -58,7 +58,7 @@ def test_uploads_suite():
 def test_corrections_suite_checks_every_box_task_and_video_events():
     import json
 
-    from qwen_dataset.validation import validate_corrections
+    from qwen_dataset.quality.validation import validate_corrections
 
     f0 = frame(0, width=100, height=50)
     v0 = frame(1, kind="video_frame", t=0.0, upload="v" * 64, duration=4.0)

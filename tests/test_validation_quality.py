@@ -1,6 +1,6 @@
 import pandas as pd
 
-from qwen_dataset.validation import validate_quality
+from qwen_dataset.quality.validation import validate_quality
 
 TARGETS = {"mean_iou": 0.85, "ocr_accuracy": 0.95}
 

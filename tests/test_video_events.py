@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from qwen_dataset.prelabel.base import FrameInput
-from qwen_dataset.video_events import (
+from qwen_dataset.prelabel.video_events import (
     Boundaries,
     align_events,
     align_time,

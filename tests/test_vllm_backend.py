@@ -19,18 +19,13 @@ from PIL import Image
 from qwen_dataset.geometry import from_qwen_1000
 from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, outcomes_to_records
 from qwen_dataset.prelabel.templates import TASK_ORDER, load_template
-from qwen_dataset.prelabel.vllm_backend import (
-    ServerCheckError,
-    VllmBackend,
-    VllmSettings,
-    encode_image,
-    encode_request,
-    fit_within_pixels,
-    full_jitter_delay,
-    parse_retry_after,
-)
+from qwen_dataset.prelabel.video_events import anchor_frames
+from qwen_dataset.prelabel.vllm.backend import ServerCheckError, VllmBackend
+from qwen_dataset.prelabel.vllm.client import full_jitter_delay, parse_retry_after
+from qwen_dataset.prelabel.vllm.images import encode_image, fit_within_pixels
+from qwen_dataset.prelabel.vllm.protocol import encode_request
+from qwen_dataset.prelabel.vllm.settings import VllmSettings
 from qwen_dataset.records import AnnotationStatus, load_payload
-from qwen_dataset.video_events import anchor_frames
 from tests.vllm_fake_server import FakeVllm, FakeVllmServer, Reply
 
 OCR_EXAMPLE = load_template("ocr").example
@@ -457,7 +452,7 @@ def test_dagster_resource_is_thin_and_versioned_offline() -> None:
 
 def test_in_process_mode_imports_without_vllm_and_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)  # as if not installed, even where it is
-    from qwen_dataset.prelabel.vllm_inprocess import InProcessVllmBackend, VllmNotInstalledError, require_vllm
+    from qwen_dataset.prelabel.vllm.inprocess import InProcessVllmBackend, VllmNotInstalledError, require_vllm
 
     backend = InProcessVllmBackend()
     assert backend.version.startswith("vllm-inprocess:Qwen/Qwen3-VL-4B-Instruct")
@@ -496,7 +491,7 @@ def test_in_process_mode_batches_and_retries(monkeypatch: pytest.MonkeyPatch, tm
     vllm.SamplingParams = lambda **kwargs: kwargs  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vllm", vllm)
     monkeypatch.setitem(sys.modules, "vllm.sampling_params", sampling)
-    from qwen_dataset.prelabel.vllm_inprocess import InProcessSettings, InProcessVllmBackend
+    from qwen_dataset.prelabel.vllm.inprocess import InProcessSettings, InProcessVllmBackend
 
     frames = [paint(tmp_path, f"i{index}", RED if index == 1 else GREY) for index in range(5)]
     backend = InProcessVllmBackend(InProcessSettings(tasks=("ocr",), batch_size=3))

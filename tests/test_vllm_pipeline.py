@@ -13,7 +13,7 @@ import pytest
 from dagster import DagsterInstance
 from PIL import Image
 
-from qwen_dataset.annotation_db import sqlite_url
+from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.definitions import build_definitions
 from resources.vlm import VllmPrelabelResource
 from tests.vllm_fake_server import FakeVllm, FakeVllmServer, Reply

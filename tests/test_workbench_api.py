@@ -21,19 +21,11 @@ from PIL import Image, ImageDraw
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from qwen_dataset.annotation_db import (
-    ApiToken,
-    HumanAnnotation,
-    ItemStatus,
-    ReviewState,
-    User,
-    WorkItem,
-    final_annotations,
-    make_engine,
-    sqlite_url,
-)
+from qwen_dataset.db.engine import make_engine, sqlite_url
+from qwen_dataset.db.models import ApiToken, HumanAnnotation, ItemStatus, ReviewState, User, WorkItem
+from qwen_dataset.db.queries import final_annotations
 from qwen_dataset.geometry import to_label_studio
-from qwen_dataset.ingest import ingest_batch
+from qwen_dataset.ingest.uploads import ingest_batch
 from qwen_dataset.records import (
     AnnotationRecord,
     FrameRecord,
@@ -43,7 +35,8 @@ from qwen_dataset.records import (
     frame_id_for,
     to_frame,
 )
-from qwen_dataset.storage import StorageLayout, write_parquet
+from qwen_dataset.store.layout import StorageLayout
+from qwen_dataset.store.paths import write_parquet
 from qwen_dataset.workbench import api as api_module
 from qwen_dataset.workbench import pages as pages_module
 from qwen_dataset.workbench.app import create_app

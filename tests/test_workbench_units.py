@@ -14,12 +14,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.orm import Session
 
-from qwen_dataset.annotation_db import Base, HumanAnnotation, final_annotations, make_engine, sqlite_url
+from qwen_dataset.db.engine import make_engine, sqlite_url
+from qwen_dataset.db.models import Base, HumanAnnotation
+from qwen_dataset.db.queries import final_annotations
 from qwen_dataset.workbench.admin_settings import ReviewSettings, SettingError
 from qwen_dataset.workbench.assignment import ImportProblem, assign_frame
 from qwen_dataset.workbench.config import ConfigError, WorkbenchSettings
-from qwen_dataset.workbench.pages import safe_next
 from qwen_dataset.workbench.consensus import compare_versions
+from qwen_dataset.workbench.pages import safe_next
 from qwen_dataset.workbench.security import SessionSigner, hash_password, needs_rehash, verify_password
 from qwen_dataset.workbench.upload import new_batch_id, parse_disposition, storable_name
 
@@ -165,7 +167,7 @@ def test_content_disposition_and_names():
     assert parse_disposition(b'form-data; name="note"') == ("note", None, None)
     assert storable_name("_READY") == "file_READY" and storable_name(".hidden.png") == "file.hidden.png"
     assert storable_name("cat.png") == "cat.png"
-    from qwen_dataset.inbox import BATCH_NAME
+    from qwen_dataset.store.inbox import BATCH_NAME
 
     assert BATCH_NAME.match(new_batch_id()) and new_batch_id() != new_batch_id()
 

@@ -67,8 +67,8 @@ from qwen_dataset.augment.registry import (  # noqa: E402
     PluginError,
 )
 from qwen_dataset.augment.text_replace import TextReplacement  # noqa: E402
-from qwen_dataset.frames import FrameOptions, encode_picture, load_image_rgb, mean_luma  # noqa: E402
 from qwen_dataset.geometry import clip_box, is_valid_box  # noqa: E402
+from qwen_dataset.ingest.frames import FrameOptions, encode_picture, load_image_rgb, mean_luma  # noqa: E402
 from qwen_dataset.records import (  # noqa: E402
     AnnotationRecord,
     AnnotationStatus,
@@ -79,7 +79,7 @@ from qwen_dataset.records import (  # noqa: E402
     load_payload,
     to_frame,
 )
-from qwen_dataset.storage import BlobStore  # noqa: E402
+from qwen_dataset.store.blobs import BlobStore  # noqa: E402
 
 # Tasks whose payload geometry this module knows how to carry through a transform.
 GEOMETRY_TASKS = frozenset({"ocr", "gui_action", "spatial", "image_to_code"})

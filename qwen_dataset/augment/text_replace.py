@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from qwen_dataset.augment.registry import AugmentationRejected, AugmentedFrame, Labels
-from qwen_dataset.sample_data import FONT_REQUIREMENT, load_font
+from qwen_dataset.samples.drawing import FONT_REQUIREMENT, load_font
 from qwen_dataset.text import guess_language
 
 DEFAULT_REPLACEMENTS: dict[str, tuple[str, ...]] = {

@@ -22,7 +22,6 @@ from qwen_dataset.geometry import clip_box, is_valid_box
 from qwen_dataset.records import SOURCE_PRECEDENCE, AnnotationStatus, regions_table
 
 
-
 def final_annotations(annotations: pd.DataFrame, task: str) -> pd.DataFrame:
     """The annotation of each frame that a dataset uses for ``task``, sorted by ``frame_id``.
 

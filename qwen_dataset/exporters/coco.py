@@ -20,17 +20,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
 
-from qwen_dataset.exporters.payloads import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, dump_json, iter_layout
+from qwen_dataset.exporters.payloads import (
+    AnnotationStream,
+    BoxChecker,
+    ExportAnnotation,
+    check_boxes,
+    dump_json,
+    iter_layout,
+)
 from qwen_dataset.geometry import to_coco
 from qwen_dataset.prelabel.templates import TemplateError, load_template
 from qwen_dataset.records import Task
-from qwen_dataset.storage import atomic_writer
+from qwen_dataset.store.paths import atomic_writer
 
 TEXT_CATEGORY = {"id": 1, "name": "text", "supercategory": "ocr"}
 
@@ -44,7 +51,7 @@ BOX_TASKS: dict[str, str] = {
 
 
 def coco_info(task: str = Task.OCR.value) -> dict[str, Any]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return {
         "description": f"qwen-dataset {task.replace('_', ' ')} export" if task != Task.OCR else "qwen-dataset OCR export",
         "version": "1.0",
@@ -212,7 +219,7 @@ def export_coco(
     with atomic_writer(Path(out_path), "wb") as handle:
         handle.write(b"{\n")
         for key, value in (("info", coco_info(task)), ("licenses", [])):
-            handle.write(f'"{key}": {json.dumps(value, ensure_ascii=False)},\n'.encode("utf-8"))
+            handle.write(f'"{key}": {json.dumps(value, ensure_ascii=False)},\n'.encode())
         image_count = _write_array(handle, "images", images())
         annotation_count = _write_array(handle, "annotations", coco_annotations())
         # Categories last: labels met while streaming the annotations are part of the list.

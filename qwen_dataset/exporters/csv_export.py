@@ -45,7 +45,7 @@ import pandas as pd
 from qwen_dataset.exporters.payloads import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, iter_layout
 from qwen_dataset.prelabel.templates import TASK_ORDER
 from qwen_dataset.records import Task
-from qwen_dataset.storage import atomic_writer
+from qwen_dataset.store.paths import atomic_writer
 
 PROVENANCE_COLUMNS = ("task", "annotation_id", "frame_id", "upload_id", "source", "author", "template_version", "created_at")
 ITEM_COLUMNS = (

@@ -63,7 +63,7 @@ from qwen_dataset.prelabel.templates import (
     load_template,
 )
 from qwen_dataset.records import FrameKind, Task
-from qwen_dataset.storage import atomic_writer
+from qwen_dataset.store.paths import atomic_writer
 
 # The line-level text-spotting prompt of Qwen3-VL's OCR cookbook.
 OCR_PROMPT = "Spot all the text in the image with line-level, and output in JSON format."

@@ -39,7 +39,7 @@ class PrelabelOutcome:
     """A backend's answer for one frame and task: a payload, or the reason there is none.
 
     For ``video_event`` one outcome covers a whole video and is filed under the ``frame_id`` of
-    the video's first sampled frame (:func:`qwen_dataset.video_events.anchor_frames`).
+    the video's first sampled frame (:func:`qwen_dataset.prelabel.video_events.anchor_frames`).
     """
 
     frame_id: str

@@ -480,7 +480,7 @@ def video_event_payload(answer: dict[str, Any], context: AnswerContext) -> dict[
     """Events of one request window, times checked against the timestamps it showed.
 
     Returns ``{"events": [{start, end, description}]}`` in seconds as the model gave them; the
-    backend merges windows, aligns boundaries (:mod:`qwen_dataset.video_events`) and adds frame ids.
+    backend merges windows, aligns boundaries (:mod:`qwen_dataset.prelabel.video_events`) and adds frame ids.
     """
     low = max(0.0, context.window_start - context.window_slack)
     high = context.window_end + context.window_slack

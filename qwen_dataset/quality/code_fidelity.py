@@ -8,7 +8,7 @@ Two figures per item:
   Computed with separable Gaussian filters (scipy), no extra dependency.
 * **Text recall**: the share of the screenshot's region texts (the ``ocr`` regions of the source
   frame, passed in as ``reference_texts``) that RapidOCR finds in the rendering. Texts are compared
-  after :func:`qwen_dataset.ocr_eval.normalize_text` (NFKC, whitespace removed) and case folding
+  after :func:`qwen_dataset.quality.ocr_truth.normalize_text` (NFKC, whitespace removed) and case folding
   (OCR confuses case, and letter case is not what this checks); a reference text counts as found
   when its best-matching stretch of the rendering's text (all OCR lines in reading order, joined)
   has a rapidfuzz similarity of at least ``match_threshold`` (0.8). An item without reference texts
@@ -55,8 +55,8 @@ from PIL import Image
 from rapidfuzz import fuzz
 from scipy.ndimage import gaussian_filter
 
-from qwen_dataset.ocr_eval import normalize_text
 from qwen_dataset.prelabel.rapidocr_backend import RapidOcrBackend, regions_from_result
+from qwen_dataset.quality.ocr_truth import normalize_text
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright, Route
@@ -229,7 +229,7 @@ def write_fontconfig(folder: Path) -> Path:
     ``cvttf-NotoSansCJK-Regular`` package the sample generator already uses, so no system font
     package is needed.
     """
-    from qwen_dataset.sample_data import cjk_font_path
+    from qwen_dataset.samples.drawing import cjk_font_path
 
     font_dir = cjk_font_path().parent
     config = folder / "fonts.conf"

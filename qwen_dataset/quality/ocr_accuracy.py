@@ -2,7 +2,7 @@
 
 Definition (target: accuracy > 95 %):
 
-* **Normalisation.** Both texts go through :func:`qwen_dataset.ocr_eval.normalize_text`: Unicode
+* **Normalisation.** Both texts go through :func:`qwen_dataset.quality.ocr_truth.normalize_text`: Unicode
   NFKC (full-width ``ＡＢＣ１２`` becomes ``ABC12``, compatibility forms fold) and all whitespace
   removed (annotators and engines disagree on spaces between CJK characters, which is not what
   we measure).
@@ -47,9 +47,9 @@ import pandas as pd
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
-from qwen_dataset.corrections import apply_corrections
-from qwen_dataset.ocr_eval import normalize_text
+from qwen_dataset.db.corrections import apply_corrections
 from qwen_dataset.quality.agreement import DEFAULT_MIN_IOU, FrameBoxes, match_frames, pair_annotations
+from qwen_dataset.quality.ocr_truth import normalize_text
 from qwen_dataset.records import AnnotationStatus, Source, load_payload
 from qwen_dataset.text import LANGUAGES, guess_language
 
@@ -259,7 +259,7 @@ def ocr_accuracy_ai_vs_final(
     """AI pre-annotation (hypothesis) vs the final reviewed annotation (reference), per frame.
 
     ``annotations`` holds AnnotationRecord rows: the AI rows and the human/arbitrated rows. The
-    final row of a frame is chosen as :func:`qwen_dataset.corrections.apply_corrections` does
+    final row of a frame is chosen as :func:`qwen_dataset.db.corrections.apply_corrections` does
     (arbitrated over human, latest edit first); frames nobody reviewed are left out, and of
     several AI rows of a frame the latest counts.
     """

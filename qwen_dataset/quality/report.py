@@ -28,7 +28,7 @@ from qwen_dataset.quality.ocr_accuracy import (
     ocr_accuracy_between_annotators,
 )
 from qwen_dataset.records import AnnotationStatus, Source
-from qwen_dataset.storage import StoragePath, atomic_write_bytes, atomic_write_text, is_remote
+from qwen_dataset.store.paths import StoragePath, atomic_write_bytes, atomic_write_text, is_remote
 
 BOX_TASKS = ("ocr", "gui_action", "spatial")
 

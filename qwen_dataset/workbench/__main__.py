@@ -17,8 +17,10 @@ import sys
 from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
-from qwen_dataset.annotation_db import Role, make_engine
-from qwen_dataset.storage import StorageLayout, storage_options_from_env
+from qwen_dataset.db.engine import make_engine
+from qwen_dataset.db.models import Role
+from qwen_dataset.store.layout import StorageLayout
+from qwen_dataset.store.paths import storage_options_from_env
 from qwen_dataset.workbench.admin_settings import load_settings
 from qwen_dataset.workbench.assignment import ImportProblem, import_batch
 from qwen_dataset.workbench.config import ConfigError, WorkbenchSettings, default_database_url

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from qwen_dataset.annotation_db import WorkbenchSetting
+from qwen_dataset.db.models import WorkbenchSetting
 
 DEFAULT_DOUBLE_RATE = 0.10
 #: Matched boxes of two annotators agree at this IoU or more (the article's IoU target).

@@ -11,18 +11,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from qwen_dataset.annotation_db import (
-    ApiToken,
-    BatchImport,
-    HumanAnnotation,
-    ItemStatus,
-    ReviewState,
-    Role,
-    User,
-    WorkItem,
-)
+from qwen_dataset.db.models import ApiToken, BatchImport, HumanAnnotation, ItemStatus, ReviewState, Role, User, WorkItem
 from qwen_dataset.prelabel.templates import TASK_ORDER
-from qwen_dataset.storage import StorageLayout
+from qwen_dataset.store.layout import StorageLayout
 from qwen_dataset.workbench import admin_settings, interop, templates_admin, workflow
 from qwen_dataset.workbench.assignment import import_batch
 from qwen_dataset.workbench.auth import SERVICE, Principal, db_session, require

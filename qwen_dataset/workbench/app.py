@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from qwen_dataset.annotation_db import make_engine
+from qwen_dataset.db.engine import make_engine
 from qwen_dataset.prelabel.templates import TemplateError
 from qwen_dataset.workbench import api, pages
 from qwen_dataset.workbench.admin_settings import SettingError

@@ -23,18 +23,11 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from qwen_dataset.annotation_db import (
-    BatchImport,
-    HumanAnnotation,
-    ItemStatus,
-    ReviewState,
-    Role,
-    User,
-    WorkItem,
-)
-from qwen_dataset.inbox import BATCH_NAME
+from qwen_dataset.db.models import BatchImport, HumanAnnotation, ItemStatus, ReviewState, Role, User, WorkItem
 from qwen_dataset.records import AnnotationStatus, Source
-from qwen_dataset.storage import StorageLayout, read_parquet
+from qwen_dataset.store.inbox import BATCH_NAME
+from qwen_dataset.store.layout import StorageLayout
+from qwen_dataset.store.paths import read_parquet
 from qwen_dataset.workbench.admin_settings import ReviewSettings
 from qwen_dataset.workbench.editor import EDITABLE_TASKS
 

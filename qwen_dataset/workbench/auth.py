@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from qwen_dataset.annotation_db import ApiToken, User
+from qwen_dataset.db.models import ApiToken, User
 from qwen_dataset.workbench.security import CSRF_HEADER, SESSION_COOKIE, same_token, token_digest
 
 SERVICE = "service"
@@ -57,9 +57,9 @@ def _from_token(session: Session, header: str) -> Principal:
     token = session.scalars(select(ApiToken).where(ApiToken.token_hash == token_digest(secret.strip()))).first()
     if token is None or token.revoked:
         raise _unauthorized("unknown or revoked API token; ask an admin for a new one")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     last = token.last_used_at
-    if last is None or (last.replace(tzinfo=timezone.utc) if last.tzinfo is None else last) < now - _TOKEN_TOUCH:
+    if last is None or (last.replace(tzinfo=UTC) if last.tzinfo is None else last) < now - _TOKEN_TOUCH:
         token.last_used_at = now
         session.commit()
     return Principal(role=SERVICE, token=token)

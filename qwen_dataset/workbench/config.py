@@ -26,8 +26,8 @@ import dataclasses
 import os
 from pathlib import Path
 
-from qwen_dataset.annotation_db import REPO_ROOT, sqlite_url
-from qwen_dataset.storage import is_url_root, storage_options_from_env
+from qwen_dataset.db.engine import REPO_ROOT, sqlite_url
+from qwen_dataset.store.paths import is_url_root, storage_options_from_env
 
 DEFAULT_DATABASE_URL = "sqlite:///.storage/annotations.db"
 MIN_SECRET_LENGTH = 32

@@ -14,8 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from qwen_dataset.annotation_db import WorkItem
-from qwen_dataset.exporters.label_studio import from_label_studio_export, label_studio_task, labeling_config
+from qwen_dataset.db.models import WorkItem
+from qwen_dataset.exporters.label_studio.config import labeling_config
+from qwen_dataset.exporters.label_studio.export import label_studio_task
+from qwen_dataset.exporters.label_studio.importer import from_label_studio_export
 from qwen_dataset.exporters.payloads import ExportAnnotation
 from qwen_dataset.records import AnnotationStatus, FrameRecord, Task, columns_of, load_payload
 

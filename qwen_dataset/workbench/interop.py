@@ -17,11 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from qwen_dataset.annotation_db import HumanAnnotation, ReviewState, final_annotations
-from qwen_dataset.corrections import apply_corrections
-from qwen_dataset.exporters.label_studio import from_label_studio_export, to_label_studio_tasks
+from qwen_dataset.db.corrections import apply_corrections
+from qwen_dataset.db.models import HumanAnnotation, ReviewState
+from qwen_dataset.db.queries import final_annotations
+from qwen_dataset.exporters.label_studio.export import to_label_studio_tasks
+from qwen_dataset.exporters.label_studio.importer import from_label_studio_export
 from qwen_dataset.records import AnnotationStatus, Source
-from qwen_dataset.storage import StorageLayout
+from qwen_dataset.store.layout import StorageLayout
 from qwen_dataset.workbench.assignment import new_annotation_id, read_manifests
 
 

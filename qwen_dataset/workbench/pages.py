@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from qwen_dataset.annotation_db import HumanAnnotation, ItemStatus, Role, WorkItem
+from qwen_dataset.db.models import HumanAnnotation, ItemStatus, Role, WorkItem
 from qwen_dataset.workbench import workflow
 from qwen_dataset.workbench.api import ADMIN, ANNOTATOR, ANY_USER, REVIEWER
 from qwen_dataset.workbench.auth import Principal, db_session

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from qwen_dataset.annotation_db import TemplateOverride
+from qwen_dataset.db.models import TemplateOverride
 from qwen_dataset.prelabel.templates import TASK_ORDER, TEMPLATES_DIR, TemplateError, load_template
-from qwen_dataset.storage import StoragePath, atomic_write_text
+from qwen_dataset.store.paths import StoragePath, atomic_write_text
 
 #: File name -> column of :class:`TemplateOverride`.
 FILES = {"template.yaml": "template_yaml", "prompt.txt": "prompt", "schema.json": "schema_json", "example.json": "example_json"}

@@ -12,7 +12,7 @@ Each file part is streamed (never held in memory) into a temp file inside a stag
   ``_READY``, get a ``file`` prefix).
 
 When the request is complete the staging folder is renamed to ``inbox/<batch>/`` in one step and
-the ``_READY`` marker is written last (:func:`qwen_dataset.inbox.mark_ready`), so the pipeline's
+the ``_READY`` marker is written last (:func:`qwen_dataset.store.inbox.mark_ready`), so the pipeline's
 sensor never sees half a batch, even if a client stalls for minutes. A request over the
 per-request limit, malformed, or cut off leaves nothing behind. Nothing is written outside the inbox.
 
@@ -33,15 +33,14 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 from python_multipart.multipart import MultipartParser
 
-from qwen_dataset.inbox import BATCH_NAME, READY_MARKER, UPLOADING_MARKER, mark_ready
-from qwen_dataset.ingest import (
+from qwen_dataset.ingest.uploads import (
     HEAD_BYTES,
     UPLOAD_PART_PREFIX,
     UPLOAD_PART_SUFFIX,
@@ -50,7 +49,9 @@ from qwen_dataset.ingest import (
     sniff_media_type,
 )
 from qwen_dataset.records import MediaType
-from qwen_dataset.storage import FILE_MODE, StorageLayout, StoragePath, atomic_write_bytes, upload_folder
+from qwen_dataset.store.inbox import BATCH_NAME, READY_MARKER, UPLOADING_MARKER, mark_ready
+from qwen_dataset.store.layout import StorageLayout, upload_folder
+from qwen_dataset.store.paths import FILE_MODE, StoragePath, atomic_write_bytes
 
 FIELD = "files"
 MAX_PARTS = 10_000
@@ -100,7 +101,7 @@ class UploadOutcome:
 
 
 def new_batch_id(now: datetime | None = None) -> str:
-    moment = now or datetime.now(timezone.utc)
+    moment = now or datetime.now(UTC)
     batch = f"upload-{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
     assert BATCH_NAME.match(batch)
     return batch

@@ -1,7 +1,7 @@
 """What happens to an annotation: drafts, submission, agreement, arbitration and rejection.
 
-States (:class:`~qwen_dataset.annotation_db.ReviewState`) of an annotator's row and the item's
-status (:class:`~qwen_dataset.annotation_db.ItemStatus`):
+States (:class:`~qwen_dataset.db.models.ReviewState`) of an annotator's row and the item's
+status (:class:`~qwen_dataset.db.models.ItemStatus`):
 
 * every save of a draft checks the version the client edited (optimistic concurrency): a stale
   version raises :class:`StaleVersion`, carrying the current one;
@@ -27,14 +27,14 @@ double-blind item at the same moment are serialized and the second one sees the 
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from qwen_dataset.annotation_db import HumanAnnotation, ItemStatus, ReviewState, User, WorkItem
+from qwen_dataset.db.models import HumanAnnotation, ItemStatus, ReviewState, User, WorkItem
 from qwen_dataset.records import Source
 from qwen_dataset.workbench.admin_settings import load_settings
 from qwen_dataset.workbench.assignment import new_annotation_id
@@ -65,12 +65,12 @@ class Invalid(WorkflowError):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def as_utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _lock_item(session: Session, item_id: str) -> WorkItem:

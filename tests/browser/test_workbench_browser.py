@@ -22,8 +22,10 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from qwen_dataset.annotation_db import ItemStatus, final_annotations, sqlite_url
-from tests.test_workbench_api import AI_BOX, HEIGHT, PASSWORD, WIDTH, World, build_world, item_of, my_items, _submit
+from qwen_dataset.db.engine import sqlite_url
+from qwen_dataset.db.models import ItemStatus
+from qwen_dataset.db.queries import final_annotations
+from tests.test_workbench_api import AI_BOX, HEIGHT, PASSWORD, WIDTH, World, _submit, build_world, item_of, my_items
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

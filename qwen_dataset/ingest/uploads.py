@@ -1,7 +1,7 @@
 """The ``raw_uploads`` stage: turn an inbox folder into one :class:`UploadRecord` per file.
 
 Every file of a batch is hashed (sha256, streamed), stored in the content-addressed
-:class:`~qwen_dataset.storage.BlobStore`, typed by its magic bytes (never its extension) and
+:class:`~qwen_dataset.store.blobs.BlobStore`, typed by its magic bytes (never its extension) and
 checked with the decoder the later stages will use (Pillow, PDFium, FFmpeg through PyAV). Each
 file ends up exactly once as ``ok``, ``duplicate`` or ``quarantined``; a quarantined file carries
 ``reason = "<code>: <what was wrong and what to do>"`` and its bytes stay in the blob store so a
@@ -44,9 +44,10 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_raw
 from PIL import Image
 
-from qwen_dataset.inbox import READY_MARKER, UPLOADING_MARKER
 from qwen_dataset.records import MediaType, UploadRecord, UploadStatus
-from qwen_dataset.storage import CHUNK, BlobStore
+from qwen_dataset.store.blobs import BlobStore
+from qwen_dataset.store.inbox import READY_MARKER, UPLOADING_MARKER
+from qwen_dataset.store.paths import CHUNK
 
 REASON_CODES: tuple[str, ...] = (
     "empty",
@@ -284,7 +285,7 @@ def ingest_batch(
     copy anyway. A file with an unsafe name does not claim its content, so a correctly named
     copy later in the batch is checked normally.
 
-    Files are streamed in :data:`~qwen_dataset.storage.CHUNK` pieces, never read whole. Problems
+    Files are streamed in :data:`~qwen_dataset.store.paths.CHUNK` pieces, never read whole. Problems
     with a file never stop the batch; a failing blob store (disk full, permissions) does,
     because that is not the file's fault and quarantining the whole batch would hide it.
     """

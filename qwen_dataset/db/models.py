@@ -1,17 +1,4 @@
-"""The annotation database: where human work lives.
-
-SQLAlchemy 2.x models; a SQLite file by default, PostgreSQL by URL
-(``postgresql+psycopg2://user@host/db``). The review workbench (:mod:`qwen_dataset.workbench`)
-writes here; the ``human_corrections`` asset reads the final rows of a batch with
-:func:`final_annotations`.
-
-Schema changes are Alembic migrations (``alembic/versions/``); :func:`make_engine` upgrades the
-database to the newest revision before returning, so every process (the Dagster code location,
-the workbench, a test) sees the schema its code expects. A database created before migrations
-existed (only ``human_annotations``, made by ``create_all``) is stamped at the first revision and
-upgraded from there. ``alembic upgrade head`` with ``QWEN_DATABASE_URL`` set does the same by hand.
-
-Tables:
+"""The annotation database's tables (SQLAlchemy 2.x models): where human work lives.
 
 =====================  =========================================================================
 ``human_annotations``  one human, imported or arbitrated annotation of a frame for a task; the
@@ -29,13 +16,8 @@ Tables:
 
 from __future__ import annotations
 
-import fcntl
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import UTC, datetime
 
-import pandas as pd
 from sqlalchemy import (
     Boolean,
     DateTime,
@@ -43,25 +25,8 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    create_engine,
-    event,
-    func,
-    inspect,
-    select,
-    text,
 )
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-
-from qwen_dataset.records import AnnotationRecord, AnnotationStatus, to_frame
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MIGRATIONS_DIR = REPO_ROOT / "alembic"
-ALEMBIC_INI = REPO_ROOT / "alembic.ini"
-#: The revision whose schema equals what ``create_all`` made before migrations existed.
-BASELINE_REVISION = "0001_human_annotations"
-# Any constant works: it only has to be the same in every process migrating the same server.
-_PG_MIGRATION_LOCK = 0x51_57_45_4E
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
@@ -88,7 +53,7 @@ class ItemStatus:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class User(Base):
@@ -210,143 +175,3 @@ class HumanAnnotation(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __mapper_args__ = {"version_id_col": version}
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{Path(path).expanduser().resolve()}"
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    # WAL lets readers work while one writer commits; busy_timeout makes a second writer wait
-    # instead of failing at once with "database is locked".
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def make_engine(url: str, *, migrate: bool = True) -> Engine:
-    """Engine for ``url`` with the schema migrated to the newest Alembic revision (idempotent).
-
-    Safe to call from several processes at once: migrations run under a lock (a PostgreSQL
-    advisory lock, a file lock beside a SQLite file).
-    """
-    is_sqlite = url.startswith("sqlite")
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=True)
-    if is_sqlite:
-        event.listen(engine, "connect", _sqlite_pragmas)
-    if migrate:
-        upgrade_to_head(engine)
-    return engine
-
-
-def alembic_config(connection: Connection | None = None):
-    """The Alembic configuration of this project; ``connection`` is handed to ``env.py``."""
-    from alembic.config import Config
-
-    config = Config(str(ALEMBIC_INI)) if ALEMBIC_INI.exists() else Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
-
-
-@contextmanager
-def _migration_lock(engine: Engine) -> Iterator[None]:
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
-            try:
-                yield
-            finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_MIGRATION_LOCK})
-                connection.commit()
-        return
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-        yield
-        return
-    with open(f"{database}.migrate.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def upgrade_to_head(engine: Engine) -> None:
-    """Run every pending migration; a pre-migration database is stamped at the baseline first."""
-    from alembic import command
-
-    with _migration_lock(engine):
-        with engine.begin() as connection:
-            tables = set(inspect(connection).get_table_names())
-            config = alembic_config(connection)
-            if "alembic_version" not in tables and "human_annotations" in tables:
-                command.stamp(config, BASELINE_REVISION)
-            command.upgrade(config, "head")
-
-
-def human_annotations(
-    engine: Engine, batch: str, states: tuple[str, ...] = (ReviewState.SUBMITTED, ReviewState.FINAL)
-) -> pd.DataFrame:
-    """The batch's human rows in ``states`` as annotation records (manifest columns).
-
-    By default every submitted and final row: both annotators of a double-blind item, which the
-    quality report compares.
-    """
-    with Session(engine) as session:
-        rows = session.scalars(
-            select(HumanAnnotation)
-            .where(HumanAnnotation.batch == batch, HumanAnnotation.state.in_(states))
-            .order_by(HumanAnnotation.frame_id, HumanAnnotation.task, HumanAnnotation.annotation_id)
-        ).all()
-        records = [
-            AnnotationRecord(
-                annotation_id=row.annotation_id,
-                frame_id=row.frame_id,
-                upload_id=row.upload_id,
-                batch=row.batch,
-                task=row.task,
-                source=row.source,
-                author=row.author,
-                template_version=row.template_version,
-                created_at=row.updated_at.isoformat(timespec="seconds"),
-                status=AnnotationStatus.OK,
-                error="",
-                payload=row.payload,
-                reviewed=row.state == ReviewState.FINAL,
-            )
-            for row in rows
-        ]
-    return to_frame(records, AnnotationRecord)
-
-
-def final_annotations(engine: Engine, batch: str) -> pd.DataFrame:
-    """The batch's final human annotations: what the pipeline uses over the AI's."""
-    return human_annotations(engine, batch, states=(ReviewState.FINAL,))
-
-
-def final_fingerprints(engine: Engine) -> dict[str, str]:
-    """Per batch, a fingerprint of its final annotations (how many, latest change).
-
-    It changes when a review is finalized or edited, and when a reviewer sends final work back
-    (the count drops), but not while annotators edit drafts. The corrections sensor compares it
-    with what it saw last to know which batches to rerun.
-    """
-    query = (
-        select(HumanAnnotation.batch, func.count(), func.max(HumanAnnotation.updated_at))
-        .where(HumanAnnotation.state == ReviewState.FINAL)
-        .group_by(HumanAnnotation.batch)
-    )
-    with Session(engine) as session:
-        rows = session.execute(query).all()
-    return {batch: f"{count}:{_aware(latest).isoformat()}" for batch, count, latest in rows}
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands timestamps back without their zone; they were written in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -2,7 +2,7 @@
 
 For a single GPU machine that runs the Dagster step itself. Same templates, request messages,
 answer parsing, retries of unusable answers and ``video_event`` windows as the HTTP backend
-(:mod:`qwen_dataset.prelabel.vllm_backend`); structured output goes through
+(:mod:`qwen_dataset.prelabel.vllm.backend`); structured output goes through
 ``SamplingParams(structured_outputs=StructuredOutputsParams(json=schema))``.
 
 vLLM is the optional ``gpu`` extra and is imported only when the engine is first needed::
@@ -24,25 +24,27 @@ from typing import Any
 
 from qwen_dataset.prelabel.base import FrameInput, PrelabelOutcome
 from qwen_dataset.prelabel.templates import DEFAULT_GUI_INSTRUCTION, AnswerError, Template, load_templates, parse_answer
-from qwen_dataset.prelabel.vllm_backend import (
-    DEFAULT_MAX_IMAGES_PER_REQUEST,
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MODEL,
-    VIDEO_TASK,
+from qwen_dataset.prelabel.video_events import DEFAULT_TOLERANCE_S
+from qwen_dataset.prelabel.vllm.images import encode_image
+from qwen_dataset.prelabel.vllm.jobs import (
     Job,
-    RequestFailed,
     VideoCollector,
-    encode_image,
     finish_video,
     job_context,
     job_failure,
     job_messages,
     plan_jobs,
-    qwen_backend_version,
     truncation_error,
     video_boundaries,
 )
-from qwen_dataset.video_events import DEFAULT_TOLERANCE_S
+from qwen_dataset.prelabel.vllm.protocol import RequestFailed
+from qwen_dataset.prelabel.vllm.settings import (
+    DEFAULT_MAX_IMAGES_PER_REQUEST,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MODEL,
+    VIDEO_TASK,
+    qwen_backend_version,
+)
 
 INSTALL_HINT = "pip install -e '.[gpu]'"
 
@@ -85,7 +87,7 @@ class InProcessSettings:
 class InProcessVllmBackend:
     """:class:`~qwen_dataset.prelabel.base.PrelabelBackend` on an in-process ``vllm.LLM``.
 
-    Outcome contract as :meth:`qwen_dataset.prelabel.vllm_backend.VllmBackend.annotate`
+    Outcome contract as :meth:`qwen_dataset.prelabel.vllm.backend.VllmBackend.annotate`
     (``video_event``: one outcome per video, under its first sampled frame's id).
     """
 

@@ -11,15 +11,25 @@ import re
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from qwen_dataset.storage import StoragePath
+from qwen_dataset.store.paths import StoragePath
 
 READY_MARKER = "_READY"
 # Written first by an upload to object storage (which has no atomic folder rename), deleted last.
 UPLOADING_MARKER = "_UPLOADING"
 BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# exports/reports/ holds every batch's quality report, so no batch may be called that.
+RESERVED_BATCH_NAMES = {"reports"}
+
+
+def checked_batch(batch: str) -> str:
+    """A batch name that is safe as a folder name under the root, or a ValueError saying why not."""
+    if not BATCH_NAME.match(batch) or batch in RESERVED_BATCH_NAMES or batch in {".", ".."}:
+        raise ValueError(
+            f"{batch!r} is not a valid batch name: use 1-128 letters, digits, '.', '_' or '-', starting with a "
+            f"letter or digit, and not {sorted(RESERVED_BATCH_NAMES)}"
+        )
+    return batch
 
 
 @dataclasses.dataclass(frozen=True)

@@ -294,7 +294,7 @@ def scan_video(
     """One streaming PyAV pass: shot cuts over every decoded frame and audio change points.
 
     Times are seconds from the first decoded video frame, the same origin as the sampled frames'
-    ``t`` (:mod:`qwen_dataset.frames`). A file without audio yields no audio changes.
+    ``t`` (:mod:`qwen_dataset.ingest.frames`). A file without audio yields no audio changes.
     """
     import av  # PyAV is a core dependency; imported here to keep module import light
 

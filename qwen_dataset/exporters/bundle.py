@@ -28,12 +28,13 @@ from qwen_dataset.exporters import final_annotations
 from qwen_dataset.exporters.action_dsl import write as write_dsl
 from qwen_dataset.exporters.coco import export_coco
 from qwen_dataset.exporters.csv_export import export_csv
-from qwen_dataset.exporters.label_studio import export_label_studio
+from qwen_dataset.exporters.label_studio.export import export_label_studio
 from qwen_dataset.exporters.messages import export_messages_jsonl
 from qwen_dataset.exporters.qwen_jsonl import export_qwen_jsonl
 from qwen_dataset.records import AnnotationStatus, Task
-from qwen_dataset.release import ReleaseStaging
-from qwen_dataset.storage import BlobStore, atomic_write_text, sha256_file
+from qwen_dataset.release.assemble import ReleaseStaging
+from qwen_dataset.store.blobs import BlobStore
+from qwen_dataset.store.paths import atomic_write_text, sha256_file
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 

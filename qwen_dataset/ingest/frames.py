@@ -37,7 +37,7 @@ import pypdfium2 as pdfium
 from PIL import Image, ImageOps
 
 from qwen_dataset.records import FrameKind, FrameRecord, MediaType, UploadRecord, UploadStatus, frame_id_for
-from qwen_dataset.storage import BlobStore
+from qwen_dataset.store.blobs import BlobStore
 
 # BT.601 luma weights for R, G, B.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)

@@ -1,0 +1,112 @@
+"""Connecting to the annotation database and keeping its schema current.
+
+A SQLite file by default, PostgreSQL by URL (``postgresql+psycopg2://user@host/db``). Schema changes
+are Alembic migrations (``alembic/versions/``); :func:`make_engine` upgrades the database to the
+newest revision before returning, so every process (the Dagster code location, the workbench, a
+test) sees the schema its code expects. A database created before migrations existed (only
+``human_annotations``, made by ``create_all``) is stamped at the first revision and upgraded from
+there. ``alembic upgrade head`` with ``QWEN_DATABASE_URL`` set does the same by hand.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import (
+    create_engine,
+    event,
+    inspect,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MIGRATIONS_DIR = REPO_ROOT / "alembic"
+ALEMBIC_INI = REPO_ROOT / "alembic.ini"
+
+#: The revision whose schema equals what ``create_all`` made before migrations existed.
+BASELINE_REVISION = "0001_human_annotations"
+
+# Any constant works: it only has to be the same in every process migrating the same server.
+_PG_MIGRATION_LOCK = 0x51_57_45_4E
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{Path(path).expanduser().resolve()}"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets readers work while one writer commits; busy_timeout makes a second writer wait
+    # instead of failing at once with "database is locked".
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str, *, migrate: bool = True) -> Engine:
+    """Engine for ``url`` with the schema migrated to the newest Alembic revision (idempotent).
+
+    Safe to call from several processes at once: migrations run under a lock (a PostgreSQL
+    advisory lock, a file lock beside a SQLite file).
+    """
+    is_sqlite = url.startswith("sqlite")
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if is_sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    if migrate:
+        upgrade_to_head(engine)
+    return engine
+
+
+def alembic_config(connection: Connection | None = None):
+    """The Alembic configuration of this project; ``connection`` is handed to ``env.py``."""
+    from alembic.config import Config
+
+    config = Config(str(ALEMBIC_INI)) if ALEMBIC_INI.exists() else Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_MIGRATION_LOCK})
+                connection.commit()
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    """Run every pending migration; a pre-migration database is stamped at the baseline first."""
+    from alembic import command
+
+    with _migration_lock(engine):
+        with engine.begin() as connection:
+            tables = set(inspect(connection).get_table_names())
+            config = alembic_config(connection)
+            if "alembic_version" not in tables and "human_annotations" in tables:
+                command.stamp(config, BASELINE_REVISION)
+            command.upgrade(config, "head")

@@ -1,0 +1,260 @@
+"""Canonical annotations -> Label Studio tasks whose predictions are the annotations
+(``{"data": {...}, "predictions": [{"model_version", "score", "result"}]}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qwen_dataset.exporters import action_dsl
+from qwen_dataset.exporters.label_studio.config import (
+    CHILD_OF,
+    DEFAULT_FRAME_RATE,
+    EVENT_LABEL,
+    OCCLUDED,
+    OCR_LABEL,
+    check_frame_rate,
+    seconds_to_frame,
+)
+from qwen_dataset.exporters.payloads import (
+    AnnotationStream,
+    BoxChecker,
+    ExportAnnotation,
+    check_boxes,
+    dump_json,
+    iter_layout,
+)
+from qwen_dataset.geometry import to_label_studio
+from qwen_dataset.prelabel.templates import TASK_ORDER
+from qwen_dataset.records import (
+    Task,
+)
+from qwen_dataset.store.paths import atomic_writer
+
+
+class _Results:
+    """Builds the result list of one image annotation."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.items: list[dict[str, Any]] = []
+
+    def rect(self, box: list[float]) -> dict[str, float]:
+        return {**to_label_studio(box, self.width, self.height), "rotation": 0}
+
+    def region(self, region_id: str, from_name: str, kind: str, value: dict[str, Any], **extra: Any) -> None:
+        self.items.append({
+            "id": region_id, "from_name": from_name, "to_name": "image", "type": kind,
+            "original_width": self.width, "original_height": self.height, "image_rotation": 0, "value": value, **extra,
+        })
+
+    def task_text(self, from_name: str, text: str) -> None:
+        self.items.append(
+            {"id": from_name, "from_name": from_name, "to_name": "image", "type": "textarea", "value": {"text": [text]}}
+        )
+
+    def relation(self, from_id: str, to_id: str, labels: list[str]) -> None:
+        self.items.append({"from_id": from_id, "to_id": to_id, "type": "relation", "direction": "right", "labels": labels})
+
+
+def ocr_results(payload: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
+    results = _Results(width, height)
+    for index, region in enumerate(payload.get("regions") or []):
+        region_id, rect = f"r{index}", results.rect(region["bbox"])
+        score = {"score": region["confidence"]} if region.get("confidence") is not None else {}
+        results.region(region_id, "bbox", "rectanglelabels", {**rect, "rectanglelabels": [OCR_LABEL]}, **score)
+        results.region(region_id, "transcription", "textarea", {**rect, "text": [region.get("text", "")]})
+        if region.get("language"):
+            results.region(region_id, "language", "textarea", {**rect, "text": [region["language"]]})
+        if region.get("font_style"):
+            results.region(region_id, "font_style", "choices", {**rect, "choices": [region["font_style"]]})
+    return results.items
+
+
+def gui_results(payload: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
+    results = _Results(width, height)
+    elements = payload.get("elements") or []
+    for index, element in enumerate(elements):
+        region_id, rect = f"e{index}", results.rect(element["bbox"])
+        results.region(region_id, "element", "rectanglelabels", {**rect, "rectanglelabels": [element.get("role", "other")]})
+        if element.get("text"):
+            results.region(region_id, "element_text", "textarea", {**rect, "text": [element["text"]]})
+    results.task_text("instruction", payload.get("instruction", ""))
+    actions = [_with_region_target(action, len(elements)) for action in payload.get("actions") or []]
+    results.task_text("actions", action_dsl.write(actions).rstrip("\n"))
+    return results.items
+
+
+def _with_region_target(action: dict[str, Any], element_count: int) -> dict[str, Any]:
+    # In Label Studio an element index would go stale as soon as a reviewer deletes a region;
+    # the region id does not.
+    target = action.get("target")
+    if isinstance(target, int) and not isinstance(target, bool) and 0 <= target < element_count:
+        return {**action, "target": f"e{target}"}
+    return dict(action)
+
+
+def spatial_results(payload: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
+    results = _Results(width, height)
+    depth_rank = {index: rank for rank, index in enumerate(payload.get("depth_order") or [])}
+    for index, item in enumerate(payload.get("objects") or []):
+        region_id, rect = f"o{index}", results.rect(item["bbox"])
+        results.region(region_id, "object", "rectangle", rect)
+        results.region(region_id, "label", "textarea", {**rect, "text": [item.get("label", "")]})
+        if item.get("occluded"):
+            results.region(region_id, "occluded", "choices", {**rect, "choices": [OCCLUDED]})
+        if index in depth_rank:
+            results.region(region_id, "depth", "number", {**rect, "number": depth_rank[index]})
+    # Label Studio keeps one relation per ordered pair of regions; its labels carry the predicates.
+    pairs: dict[tuple[int, int], list[str]] = {}
+    for relation in payload.get("relations") or []:
+        pairs.setdefault((relation["subject"], relation["object"]), []).append(relation["predicate"])
+    for (subject, obj), predicates in pairs.items():
+        results.relation(f"o{subject}", f"o{obj}", predicates)
+    return results.items
+
+
+def image_to_code_results(payload: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
+    results = _Results(width, height)
+    links = []
+    for index, parent, _, node in iter_layout(payload.get("layout")):
+        region_id, rect = f"n{index}", results.rect(node["bbox"])
+        results.region(region_id, "block", "rectanglelabels", {**rect, "rectanglelabels": [node.get("role", "other")]})
+        if node.get("tag"):
+            results.region(region_id, "tag", "textarea", {**rect, "text": [node["tag"]]})
+        if parent is not None:
+            links.append((region_id, f"n{parent}"))
+    for child, parent in links:
+        results.relation(child, parent, [CHILD_OF])
+    results.task_text("html", payload.get("html", ""))
+    return results.items
+
+
+def video_event_results(payload: dict[str, Any], frame_rate: float) -> list[dict[str, Any]]:
+    items = []
+    for index, event in enumerate(payload.get("events") or []):
+        region_id = f"v{index}"
+        ranges = [{"start": seconds_to_frame(event["start"], frame_rate), "end": seconds_to_frame(event["end"], frame_rate)}]
+        common = {"id": region_id, "to_name": "video"}
+        description = event.get("description", "")
+        items.append({**common, "from_name": "event", "type": "timelinelabels",
+                      "value": {"ranges": ranges, "timelinelabels": [EVENT_LABEL]}})
+        items.append({**common, "from_name": "description", "type": "textarea",
+                      "value": {"ranges": ranges, "text": [description]}})
+    return items
+
+
+def _score(annotation: ExportAnnotation) -> float | None:
+    """Mean region confidence (OCR engines report one); ``None`` when no confidence is known."""
+    if annotation.task != Task.OCR:
+        return None
+    values = [region["confidence"] for region in annotation.payload.get("regions") or [] if region.get("confidence") is not None]
+    return float(sum(values) / len(values)) if values else None
+
+
+def label_studio_task(
+    annotation: ExportAnnotation,
+    image_url: Callable[[str], str],
+    *,
+    video_url: Callable[[str], str] | None = None,
+    frame_rate: float = DEFAULT_FRAME_RATE,
+) -> dict[str, Any]:
+    """One checked annotation as a Label Studio task whose prediction is the annotation."""
+    task, payload = annotation.task, annotation.payload
+    data: dict[str, Any] = {
+        "frame_id": annotation.frame_id, "upload_id": annotation.upload_id, "task": task,
+        "annotation_id": annotation.annotation_id,
+    }
+    if task == Task.VIDEO_EVENT:
+        if video_url is None:
+            raise ValueError("video_event tasks show the video itself: pass video_url(upload_id) -> URL of the video file")
+        data["video"] = video_url(annotation.upload_id)
+        result = video_event_results(payload, frame_rate)
+    else:
+        data["image"] = image_url(annotation.frame_id)
+        builder = {
+            Task.OCR.value: ocr_results, Task.GUI_ACTION.value: gui_results, Task.SPATIAL.value: spatial_results,
+            Task.IMAGE_TO_CODE.value: image_to_code_results,
+        }[task]
+        result = builder(payload, annotation.width, annotation.height)
+    if task == Task.GUI_ACTION:
+        data["requested_instruction"] = payload.get("requested_instruction", "")
+    prediction = {
+        "model_version": f"{annotation.author}@{annotation.template_version}", "score": _score(annotation), "result": result,
+    }
+    return {"data": data, "predictions": [prediction]}
+
+
+def iter_label_studio_tasks(
+    annotations: pd.DataFrame,
+    frames: pd.DataFrame,
+    image_url: Callable[[str], str],
+    *,
+    task: str = Task.OCR.value,
+    video_url: Callable[[str], str] | None = None,
+    frame_rate: float = DEFAULT_FRAME_RATE,
+) -> Iterator[dict[str, Any]]:
+    """Label Studio tasks of the final ``task`` annotations, one at a time, by ``frame_id``."""
+    if task not in TASK_ORDER:
+        raise ValueError(f"unknown task {task!r}: the tasks are {list(TASK_ORDER)}")
+    if task == Task.VIDEO_EVENT and video_url is None:
+        raise ValueError("video_event tasks show the video itself: pass video_url(upload_id) -> URL of the video file")
+    check_frame_rate(frame_rate)
+    stream = AnnotationStream(annotations, frames, task)
+    return _tasks(stream, image_url, video_url, frame_rate)
+
+
+def _tasks(stream: AnnotationStream, image_url: Callable[[str], str], video_url: Callable[[str], str] | None,
+           frame_rate: float) -> Iterator[dict[str, Any]]:
+    checker = BoxChecker()
+    for annotation in stream:
+        check_boxes(annotation, checker)
+        yield label_studio_task(annotation, image_url, video_url=video_url, frame_rate=frame_rate)
+    checker.raise_if_any()
+
+
+def to_label_studio_tasks(
+    annotations: pd.DataFrame,
+    frames: pd.DataFrame,
+    image_url: Callable[[str], str],
+    *,
+    task: str = Task.OCR.value,
+    video_url: Callable[[str], str] | None = None,
+    frame_rate: float = DEFAULT_FRAME_RATE,
+) -> list[dict[str, Any]]:
+    """Label Studio tasks (``data`` + ``predictions``) of the final ``task`` annotations.
+
+    ``image_url(frame_id)`` is the URL Label Studio loads the frame from; ``video_url(upload_id)``
+    the video's (``video_event`` only). Each task's ``data`` also carries ``frame_id``,
+    ``upload_id``, ``task`` and ``annotation_id``, which :func:`from_label_studio_export` uses
+    to map the reviewed results back. For large batches use :func:`export_label_studio`, which
+    streams to a file.
+    """
+    return list(iter_label_studio_tasks(annotations, frames, image_url, task=task, video_url=video_url, frame_rate=frame_rate))
+
+
+def export_label_studio(
+    annotations: pd.DataFrame,
+    frames: pd.DataFrame,
+    out_path: Path,
+    image_url: Callable[[str], str],
+    *,
+    task: str = Task.OCR.value,
+    video_url: Callable[[str], str] | None = None,
+    frame_rate: float = DEFAULT_FRAME_RATE,
+) -> int:
+    """Stream the tasks of :func:`to_label_studio_tasks` into a JSON array file (Label Studio's
+    import format) atomically; returns the task count."""
+    tasks = iter_label_studio_tasks(annotations, frames, image_url, task=task, video_url=video_url, frame_rate=frame_rate)
+    count = 0
+    with atomic_writer(Path(out_path), "wb") as handle:
+        handle.write(b"[")
+        for item in tasks:
+            handle.write((b",\n" if count else b"\n") + dump_json(item).encode("utf-8"))
+            count += 1
+        handle.write(b"\n]\n" if count else b"]\n")
+    return count

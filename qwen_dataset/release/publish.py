@@ -1,0 +1,104 @@
+"""Sealing, checking and publishing releases: read-only folders, ``release.json`` checksums, upload
+to an object store with ``release.json`` last, and the listing of sealed versions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qwen_dataset.store.layout import relative_files, upload_folder
+from qwen_dataset.store.paths import StoragePath, is_remote, sha256_file
+
+RELEASE_FILE = "release.json"
+READ_ONLY_FILE = 0o444
+READ_ONLY_DIR = 0o555
+
+
+class ReleaseConflictError(RuntimeError):
+    """A release folder exists under this version but its content is not what these inputs give."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseInfo:
+    version: str
+    digest: str  # full sha256 the version is cut from
+    path: StoragePath
+    created: bool  # False when an identical release already existed
+    counts: dict[str, Any]
+    files: list[str]  # relative paths, sorted
+
+
+def file_entries(root: Path, files: Sequence[str]) -> dict[str, dict[str, Any]]:
+    return {name: {"sha256": sha256_file(root / name), "bytes": (root / name).stat().st_size} for name in files}
+
+
+def seal_folder(root: Path) -> None:
+    """Read-only files and folders, deepest first (a read-only folder cannot be changed below)."""
+    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        os.chmod(path, READ_ONLY_DIR if path.is_dir() else READ_ONLY_FILE)
+    os.chmod(root, READ_ONLY_DIR)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a (possibly sealed) folder: give folders back their write bit first."""
+    if not path.exists():
+        return
+    for folder in [path, *(p for p in path.rglob("*") if p.is_dir())]:
+        os.chmod(folder, stat.S_IRWXU)
+    shutil.rmtree(path)
+
+
+def verify_release(path: Path, checksums: bool = True) -> list[str]:
+    """Problems found in a release folder (empty when it is intact): files added, missing, changed."""
+    manifest_path = path / RELEASE_FILE
+    if not manifest_path.is_file():
+        return [f"{manifest_path} is missing"]
+    recorded = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
+    present = set(relative_files(path)) - {RELEASE_FILE}
+    problems = [f"unexpected file {name}" for name in sorted(present - set(recorded))]
+    problems += [f"missing file {name}" for name in sorted(set(recorded) - present)]
+    for name in sorted(present & set(recorded)):
+        entry = recorded[name]
+        if (path / name).stat().st_size != entry["bytes"]:
+            problems.append(f"{name} has {(path / name).stat().st_size} bytes, recorded {entry['bytes']}")
+        elif checksums and sha256_file(path / name) != entry["sha256"]:
+            problems.append(f"{name} does not match its recorded sha256")
+    return problems
+
+
+def publish_release(info: ReleaseInfo, releases_root: StoragePath) -> ReleaseInfo:
+    """Upload a sealed local release to a remote ``releases_root`` (a local root needs nothing).
+
+    The same rules as on disk: ``release.json`` goes last, so a release is complete once it is
+    there; an existing one with the same digest is kept as it is, one with another digest raises
+    :class:`ReleaseConflictError`. An upload cut short leaves no ``release.json`` and is redone.
+    """
+    if not is_remote(releases_root):
+        return info
+    target = releases_root / info.version
+    marker = target / RELEASE_FILE
+    if marker.exists():
+        published = json.loads(marker.read_text())
+        if published.get("digest") != info.digest:
+            raise ReleaseConflictError(
+                f"{target} holds a release with digest {published.get('digest')}, not {info.digest}: a release "
+                "changed under its version; move it aside and materialize the release again"
+            )
+        return dataclasses.replace(info, path=target, created=False)
+    upload_folder(Path(info.path), target, mirror=True, last=[RELEASE_FILE])
+    return dataclasses.replace(info, path=target, created=True)
+
+
+def list_releases(releases_root: Path) -> list[str]:
+    """Versions present under ``releases_root`` (sealed folders only, not staging leftovers)."""
+    root = Path(releases_root)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / RELEASE_FILE).is_file())

@@ -1,0 +1,104 @@
+"""Content-addressed blobs under ``<root>/blobs``: uploads and rendered frames, stored once by sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from qwen_dataset.store.paths import (
+    CHUNK,
+    StoragePath,
+    _local_atomic_writer,
+    atomic_write_bytes,
+    atomic_writer,
+    default_cache_dir,
+    is_remote,
+    sha256_file,
+    storage_root,
+)
+
+
+class BlobStore:
+    """Content-addressed blobs under ``<root>/blobs``; a blob's uri is its path relative to root.
+
+    On a remote root, blobs written here are also kept in the local ``cache`` (they are usually read
+    again soon, e.g. a rendered frame by OCR) and blobs read here are downloaded into it once.
+    """
+
+    def __init__(self, root: StoragePath | str, cache: Path | None = None) -> None:
+        self.root = storage_root(root)
+        self.remote = is_remote(self.root)
+        self.cache = (Path(cache) if cache is not None else default_cache_dir()) if self.remote else None
+
+    @staticmethod
+    def uri_for(sha256: str) -> str:
+        return f"blobs/sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+    @staticmethod
+    def sha256_of(uri: str) -> str:
+        """The content id a blob uri names, or a ValueError for anything that is not a blob uri."""
+        sha256 = uri.rsplit("/", 1)[-1]
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256) or BlobStore.uri_for(sha256) != uri:
+            raise ValueError(f"{uri!r} is not a blob uri (blobs/sha256/ab/cd/<64 hex digits>)")
+        return sha256
+
+    def stored(self, uri: str) -> StoragePath:
+        """Where the blob lives under the root (on a remote root: in the object store)."""
+        return self.root / uri
+
+    def local_path(self, uri: str) -> Path:
+        """A local file with the blob's bytes, for decoders that need a path (PyAV, pdfium, OpenCV).
+
+        On a local root this is the blob itself; on a remote root, its cached copy (downloaded
+        once and checked against its sha256).
+        """
+        self.sha256_of(uri)  # a stored uri must never reach a file outside the store or the cache
+        if not self.remote:
+            return Path(self.root) / uri
+        cached = self.cache / uri
+        if not cached.exists():
+            self._download(uri, cached)
+        return cached
+
+    def _download(self, uri: str, cached: Path) -> None:
+        sha256 = uri.rsplit("/", 1)[-1]
+        remote = self.stored(uri)
+        if not remote.exists():
+            raise FileNotFoundError(f"blob {uri} is missing from the storage root {self.root}")
+        digest = hashlib.sha256()
+        with remote.open("rb") as reader, _local_atomic_writer(cached, "wb") as writer:
+            while chunk := reader.read(CHUNK):
+                digest.update(chunk)
+                writer.write(chunk)
+            if digest.hexdigest() != sha256:
+                raise OSError(f"blob {uri} in {self.root} does not hash to its name: the stored object is damaged")
+
+    def exists(self, sha256: str) -> bool:
+        return self.stored(self.uri_for(sha256)).exists()
+
+    def put_bytes(self, data: bytes) -> tuple[str, str]:
+        """Store ``data``; returns ``(sha256, uri)``. Storing the same content twice is a no-op."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        uri = self.uri_for(sha256)
+        if not self.exists(sha256):
+            atomic_write_bytes(self.stored(uri), data)
+        if self.remote and not (self.cache / uri).exists():
+            atomic_write_bytes(self.cache / uri, data)
+        return sha256, uri
+
+    def put_file(self, source: Path, sha256: str | None = None) -> tuple[str, str]:
+        """Stream a file into the store without holding it in memory."""
+        sha256 = sha256 or sha256_file(source)
+        uri = self.uri_for(sha256)
+        targets = [self.stored(uri)] if not self.exists(sha256) else []
+        if self.remote and not (self.cache / uri).exists():
+            targets.append(self.cache / uri)
+        for target in targets:
+            with Path(source).open("rb") as reader, atomic_writer(target) as writer:
+                shutil.copyfileobj(reader, writer, CHUNK)
+        return sha256, uri
+
+    def read_bytes(self, uri: str) -> bytes:
+        return self.local_path(uri).read_bytes()
