@@ -1,6 +1,5 @@
 """Turning a Great Expectations suite result into a blocking Dagster check result."""
 
-
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 
 from assets._metadata import markdown_table

@@ -1,6 +1,5 @@
 """Metadata helpers shared by the asset modules: schemas and small tables for the Dagster UI."""
 
-
 import dataclasses
 import typing
 from collections.abc import Mapping, Sequence

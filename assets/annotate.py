@@ -1,6 +1,5 @@
 """Stage 3, ai_annotations: pre-annotation by the configured backend (RapidOCR or Qwen3-VL/vLLM)."""
 
-
 import json
 import time
 
@@ -98,7 +97,9 @@ def with_run_options(backend: PrelabelBackend, config: AnnotateConfig, layout: S
     )
 
 
-def task_inputs(backend: PrelabelBackend, task: str, inputs: list[FrameInput], kinds: dict[str, str]) -> list[FrameInput]:
+def task_inputs(
+    backend: PrelabelBackend, task: str, inputs: list[FrameInput], kinds: dict[str, str]
+) -> list[FrameInput]:
     """The frames a task's template is meant for (e.g. video_event: sampled video frames only)."""
     applies_to = backend.applies_to(task) if hasattr(backend, "applies_to") else None
     return [i for i in inputs if applies_to is None or kinds[i.frame_id] in applies_to]

@@ -38,7 +38,10 @@ class AugmentConfig(Config):
     ),
 )
 def augmented_dataset(
-    context: AssetExecutionContext, config: AugmentConfig, human_corrections: pd.DataFrame, frames: pd.DataFrame,
+    context: AssetExecutionContext,
+    config: AugmentConfig,
+    human_corrections: pd.DataFrame,
+    frames: pd.DataFrame,
     storage: StorageResource,
 ) -> dict[str, pd.DataFrame]:
     # albumentations pulls in torch: imported here, not when the code location loads.
@@ -46,7 +49,12 @@ def augmented_dataset(
 
     registry = default_registry(config.plugins or None)
     result = augment_batch(
-        frames, human_corrections, storage.layout().blobs, config.pipelines, seed=config.seed, copies=config.copies,
+        frames,
+        human_corrections,
+        storage.layout().blobs,
+        config.pipelines,
+        seed=config.seed,
+        copies=config.copies,
         registry=registry,
     )
     by_pipeline = result.lineage["pipeline"].value_counts().to_dict() if len(result.lineage) else {}

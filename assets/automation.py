@@ -1,6 +1,5 @@
 """Sensors and schedules: new inbox folders become partitions and runs; a daily re-export."""
 
-
 import json
 
 from dagster import (
@@ -60,7 +59,9 @@ def corrections_sensor(
     seen = json.loads(context.cursor) if context.cursor else {}
     current = final_fingerprints(annotation_db.engine())
     # A batch whose last final row was sent back disappears from `current`: that is a change too.
-    changed = {batch: current.get(batch, "none") for batch in set(seen) | set(current) if seen.get(batch) != current.get(batch)}
+    changed = {
+        batch: current.get(batch, "none") for batch in set(seen) | set(current) if seen.get(batch) != current.get(batch)
+    }
     if not changed:
         return SkipReason("no review finalized or sent back since the last check")
     known = set(context.instance.get_dynamic_partitions(batches.name))

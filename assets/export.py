@@ -1,6 +1,5 @@
 """Stage 6, exports: the batch's dataset in Qwen-VL fine-tune JSONL and COCO."""
 
-
 import dataclasses
 from pathlib import Path
 

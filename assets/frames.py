@@ -1,6 +1,5 @@
 """Stage 2, frames: images, PDF pages and sampled video frames with exact timestamps."""
 
-
 import time
 
 import pandas as pd

@@ -1,6 +1,5 @@
 """Stage 1, raw_uploads: every inbox file gets a content id, a media type and a status."""
 
-
 import pandas as pd
 from dagster import AssetCheckResult, AssetExecutionContext, Config, MetadataValue, asset, asset_check
 from pydantic import Field

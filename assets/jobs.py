@@ -3,7 +3,13 @@
 from dagster import AssetSelection, define_asset_job
 
 PIPELINE_ASSETS = [
-    "raw_uploads", "frames", "ai_annotations", "human_corrections", "qc_report", "exports", "augmented_dataset",
+    "raw_uploads",
+    "frames",
+    "ai_annotations",
+    "human_corrections",
+    "qc_report",
+    "exports",
+    "augmented_dataset",
 ]
 
 process_batch_job = define_asset_job(

@@ -88,8 +88,14 @@ def qc_report(
     human = human_annotations(annotation_db.engine(), batch)
     targets = quality.targets()
     report = build_qc_report(
-        batch, human_corrections, ai_annotations, human, frames, targets=targets,
-        semantic=semantic_scorer(targets.semantic_consistency), code_fidelity=code_fidelity_scorer(layout),
+        batch,
+        human_corrections,
+        ai_annotations,
+        human,
+        frames,
+        targets=targets,
+        semantic=semantic_scorer(targets.semantic_consistency),
+        code_fidelity=code_fidelity_scorer(layout),
     )
     plots = render_plots(report)
     paths = write_report_files(report, layout.reports, plots)

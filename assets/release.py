@@ -78,8 +78,11 @@ def releasable_batches(
         verdict = quality_verdict(layout, batch, targets)
         if newer:
             excluded.append(
-                {"batch": batch, "reason": f"{', '.join(newer)} changed after the last export: a gate stopped "
-                                           "the export or the batch is being reprocessed"}
+                {
+                    "batch": batch,
+                    "reason": f"{', '.join(newer)} changed after the last export: a gate stopped "
+                    "the export or the batch is being reprocessed",
+                }
             )
         elif measured_before_review:
             excluded.append({"batch": batch, "reason": "the quality report predates the latest corrections"})
@@ -130,7 +133,9 @@ def batch_export(
     if augmented is not None:
         copies, copy_annotations, copy_lineage = augmented
         # Copies follow their source frame: none of a frame that an earlier batch brought.
-        copies = copies[copies["frame_id"].isin(set(copy_lineage.loc[copy_lineage["source_frame_id"].isin(kept), "frame_id"]))]
+        copies = copies[
+            copies["frame_id"].isin(set(copy_lineage.loc[copy_lineage["source_frame_id"].isin(kept), "frame_id"]))
+        ]
         if len(copies):
             frames = pd.concat([frames, copies], ignore_index=True)
             annotations = pd.concat(
@@ -138,7 +143,9 @@ def batch_export(
                 ignore_index=True,
             )
             lineage = copy_lineage[copy_lineage["frame_id"].isin(set(copies["frame_id"]))]
-    return BatchExport(batch=batch, frames=frames, annotations=annotations, export_dir=layout.exports(batch), lineage=lineage)
+    return BatchExport(
+        batch=batch, frames=frames, annotations=annotations, export_dir=layout.exports(batch), lineage=lineage
+    )
 
 
 def quality_figures(layout: StorageLayout, names: list[str]) -> dict[str, object]:
@@ -147,9 +154,12 @@ def quality_figures(layout: StorageLayout, names: list[str]) -> dict[str, object
     if not tables:
         return {}
     table = pd.concat(tables, ignore_index=True).set_index("batch")
-    means = {column: (None if table[column].isna().all() else round(float(table[column].mean()), 4)) for column in table}
+    means = {
+        column: (None if table[column].isna().all() else round(float(table[column].mean()), 4)) for column in table
+    }
     per_batch = {
-        batch: {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in row.items()} for batch, row in table.iterrows()
+        batch: {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in row.items()}
+        for batch, row in table.iterrows()
     }
     return {"mean": means, "per_batch": per_batch}
 
@@ -209,5 +219,6 @@ def release(
             "dataset_card": MetadataValue.path(str(info.path / "README.md")),
         }
     )
-    return pd.DataFrame([{"version": info.version, "path": str(info.path), "batches": ",".join(eligible),
-                          "created": info.created}])
+    return pd.DataFrame(
+        [{"version": info.version, "path": str(info.path), "batches": ",".join(eligible), "created": info.created}]
+    )

@@ -1,6 +1,5 @@
 """Stage 4, human_corrections: final human work from the annotation database over the AI's."""
 
-
 import pandas as pd
 from dagster import AssetCheckResult, AssetExecutionContext, AssetIn, AutomationCondition, asset, asset_check
 

@@ -51,21 +51,69 @@ def render_frames(count: int, store: BlobStore) -> tuple[list[np.ndarray], pd.Da
         rgb = np.asarray(canvas.image).copy()
         _, uri = store.put_bytes(encode_picture(rgb, "png"))
         upload = f"{index:016x}" * 4
-        frame = FrameRecord(frame_id=frame_id_for(upload, 0), upload_id=upload, batch="bench", kind="image", index=0,
-                            page=None, t=None, width=rgb.shape[1], height=rgb.shape[0], blob_uri=uri,
-                            low_light=False, mean_luma=200.0, enhanced_uri="")
-        ocr = {"regions": [{"bbox": line.bbox, "text": line.text, "confidence": 1.0, "language": line.language,
-                            "font_style": "regular", "reading_order": i} for i, line in enumerate(canvas.lines)]}
-        gui = {"elements": [{"bbox": e.bbox, "role": e.role, "text": e.text} for e in canvas.elements],
-               "instruction": "Sign in", "requested_instruction": "Sign in",
-               "actions": [{"type": "click", "target": i, "point": [(e.bbox[0] + e.bbox[2]) / 2, (e.bbox[1] + e.bbox[3]) / 2],
-                            "end_point": None, "text": None, "direction": None}
-                           for i, e in enumerate(canvas.elements) if e.role == "button"]}
+        frame = FrameRecord(
+            frame_id=frame_id_for(upload, 0),
+            upload_id=upload,
+            batch="bench",
+            kind="image",
+            index=0,
+            page=None,
+            t=None,
+            width=rgb.shape[1],
+            height=rgb.shape[0],
+            blob_uri=uri,
+            low_light=False,
+            mean_luma=200.0,
+            enhanced_uri="",
+        )
+        ocr = {
+            "regions": [
+                {
+                    "bbox": line.bbox,
+                    "text": line.text,
+                    "confidence": 1.0,
+                    "language": line.language,
+                    "font_style": "regular",
+                    "reading_order": i,
+                }
+                for i, line in enumerate(canvas.lines)
+            ]
+        }
+        gui = {
+            "elements": [{"bbox": e.bbox, "role": e.role, "text": e.text} for e in canvas.elements],
+            "instruction": "Sign in",
+            "requested_instruction": "Sign in",
+            "actions": [
+                {
+                    "type": "click",
+                    "target": i,
+                    "point": [(e.bbox[0] + e.bbox[2]) / 2, (e.bbox[1] + e.bbox[3]) / 2],
+                    "end_point": None,
+                    "text": None,
+                    "direction": None,
+                }
+                for i, e in enumerate(canvas.elements)
+                if e.role == "button"
+            ],
+        }
         for task, payload in (("ocr", ocr), ("gui_action", gui)):
-            annotations.append(AnnotationRecord(
-                annotation_id=annotation_id_for(frame.frame_id, task, "human", "bench"), frame_id=frame.frame_id,
-                upload_id=upload, batch="bench", task=task, source="human", author="bench", template_version="1.0",
-                created_at="2026-01-01T00:00:00+00:00", status="ok", error="", payload=dump_payload(payload), reviewed=True))
+            annotations.append(
+                AnnotationRecord(
+                    annotation_id=annotation_id_for(frame.frame_id, task, "human", "bench"),
+                    frame_id=frame.frame_id,
+                    upload_id=upload,
+                    batch="bench",
+                    task=task,
+                    source="human",
+                    author="bench",
+                    template_version="1.0",
+                    created_at="2026-01-01T00:00:00+00:00",
+                    status="ok",
+                    error="",
+                    payload=dump_payload(payload),
+                    reviewed=True,
+                )
+            )
         pictures.append(rgb)
         frames.append(frame)
     return pictures, to_frame(frames, FrameRecord), to_frame(annotations, AnnotationRecord)
@@ -122,11 +170,15 @@ def bench_pipeline(pipeline: str, pictures, frames, annotations, store: BlobStor
             t_direct_io = min(t_direct_io, time.perf_counter() - start)
     produced, rejected = len(result.frames), len(result.rejected)
     n = len(pictures) * rounds
-    print(f"\n[{pipeline}] {len(pictures)} pictures of {pictures[0].shape[1]}x{pictures[0].shape[0]}, {rounds} round(s)")
+    print(
+        f"\n[{pipeline}] {len(pictures)} pictures of {pictures[0].shape[1]}x{pictures[0].shape[0]}, {rounds} round(s)"
+    )
     print(f"  ours (augment_sample, in memory) : {n / t_ours:7.1f} img/s")
     if direct is not None:
-        print(f"  direct albumentations (in memory): {n / t_direct:7.1f} img/s   ours/direct = {t_direct / t_ours:.2f}"
-              f"   identical pixels: {same}/{n}")
+        print(
+            f"  direct albumentations (in memory): {n / t_direct:7.1f} img/s   ours/direct = {t_direct / t_ours:.2f}"
+            f"   identical pixels: {same}/{n}"
+        )
         print(f"  direct + PNG decode/encode/store : {len(pictures) / t_direct_io:7.1f} img/s   (best of {rounds})")
     batch_line = f"  ours (augment_batch, blob store) : {produced / t_batch:7.1f} img/s"
     if direct is not None:
@@ -146,8 +198,10 @@ def main() -> None:
         store = BlobStore(Path(root))
         start = time.perf_counter()
         pictures, frames, annotations = render_frames(args.images, store)
-        print(f"rendered {len(pictures)} screenshots in {time.perf_counter() - start:.1f} s; "
-              f"albumentations {A.__version__}")
+        print(
+            f"rendered {len(pictures)} screenshots in {time.perf_counter() - start:.1f} s; "
+            f"albumentations {A.__version__}"
+        )
         for pipeline in args.pipelines:
             bench_pipeline(pipeline, pictures, frames, annotations, store, args.rounds)
 

@@ -41,8 +41,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.ops_helpers and the fixture code location live in tests/
 DEFAULT_ADMIN_URL = os.environ.get("QWEN_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # no DEBUG line per event
-PHASES = {"RunEnqueuedEvent": "enqueued", "RunStartingEvent": "starting", "RunStartEvent": "started",
-          "RunSuccessEvent": "succeeded"}
+PHASES = {
+    "RunEnqueuedEvent": "enqueued",
+    "RunStartingEvent": "starting",
+    "RunStartEvent": "started",
+    "RunSuccessEvent": "succeeded",
+}
 
 
 @dataclasses.dataclass
@@ -100,20 +104,26 @@ def launch_and_time(services, batch: str) -> LaunchTiming:
     total = time.perf_counter() - started
     if status != "SUCCESS":
         raise RuntimeError(f"run {run_id} ended {status}:\n{run_errors(services, run_id)}")
-    at = {PHASES[e["__typename"]]: int(e["timestamp"]) / 1000 for e in run_events(services, run_id)
-          if e["__typename"] in PHASES}
-    return LaunchTiming(total, at["starting"] - at["enqueued"], at["started"] - at["starting"],
-                        at["succeeded"] - at["started"])
+    at = {
+        PHASES[e["__typename"]]: int(e["timestamp"]) / 1000
+        for e in run_events(services, run_id)
+        if e["__typename"] in PHASES
+    }
+    return LaunchTiming(
+        total, at["starting"] - at["enqueued"], at["started"] - at["starting"], at["succeeded"] - at["started"]
+    )
 
 
-def launched_runs(workdir: Path, label: str, runs: int, warmup: bool, pg_url: str | None = None,
-                  executor: str = "in_process") -> list[LaunchTiming]:
+def launched_runs(
+    workdir: Path, label: str, runs: int, warmup: bool, pg_url: str | None = None, executor: str = "in_process"
+) -> list[LaunchTiming]:
     from tests.ops_helpers import deployment
 
     folder = workdir / label
     folder.mkdir(parents=True)
-    with deployment(folder, folder / "storage", pg_url=pg_url,
-                    extra_env={"QWEN_FIXTURE_EXECUTOR": executor}) as services:
+    with deployment(
+        folder, folder / "storage", pg_url=pg_url, extra_env={"QWEN_FIXTURE_EXECUTOR": executor}
+    ) as services:
         if warmup:  # first run after start: cold page cache, tables and pools created
             launch_and_time(services, f"empty-{label}-warmup")
         return [launch_and_time(services, f"empty-{label}-{k}") for k in range(runs)]
@@ -122,19 +132,27 @@ def launched_runs(workdir: Path, label: str, runs: int, warmup: bool, pg_url: st
 def print_launch_table(baseline: list[float], rows: dict[str, list[LaunchTiming]]) -> None:
     base = median(baseline)
     print("\nPart 1 - launch to success of an EMPTY batch (process_batch), medians in seconds")
-    print(f"  baseline execute_in_process, warm, steps only: {base:.2f} s "
-          f"(runs: {', '.join(f'{t:.2f}' for t in baseline)})")
-    header = f"  {'instance / executor':40} {'runs':>4} {'total':>7} {'queue':>7} {'worker':>7} {'steps':>7} " \
-             f"{'overhead':>9} {'x base':>7}"
+    print(
+        f"  baseline execute_in_process, warm, steps only: {base:.2f} s "
+        f"(runs: {', '.join(f'{t:.2f}' for t in baseline)})"
+    )
+    header = (
+        f"  {'instance / executor':40} {'runs':>4} {'total':>7} {'queue':>7} {'worker':>7} {'steps':>7} "
+        f"{'overhead':>9} {'x base':>7}"
+    )
     print(header)
     print("  " + "-" * (len(header) - 2))
     for label, timings in rows.items():
         total = median([t.total for t in timings])
-        print(f"  {label:40} {len(timings):>4} {total:>7.2f} {median([t.queue for t in timings]):>7.2f} "
-              f"{median([t.worker_start for t in timings]):>7.2f} {median([t.steps for t in timings]):>7.2f} "
-              f"{total - base:>9.2f} {total / base:>7.1f}")
-    print("  queue = enqueued -> starting (daemon dequeue loop, every 5 s by default); worker = starting -> "
-          "run start (spawn + import of the code location); overhead = total - baseline")
+        print(
+            f"  {label:40} {len(timings):>4} {total:>7.2f} {median([t.queue for t in timings]):>7.2f} "
+            f"{median([t.worker_start for t in timings]):>7.2f} {median([t.steps for t in timings]):>7.2f} "
+            f"{total - base:>9.2f} {total / base:>7.1f}"
+        )
+    print(
+        "  queue = enqueued -> starting (daemon dequeue loop, every 5 s by default); worker = starting -> "
+        "run start (spawn + import of the code location); overhead = total - baseline"
+    )
 
 
 def growth(workdir: Path, existing: list[int], images: int) -> tuple[list[tuple[int, float, float]], list[float]]:
@@ -161,7 +179,9 @@ def growth(workdir: Path, existing: list[int], images: int) -> tuple[list[tuple[
                 if not release.execute_in_process(run_config=QUIET, instance=instance, raise_on_error=False).success:
                     raise RuntimeError(f"release_dataset failed with {count + 1} batches")
                 rows.append((count, per_batch[-1], time.perf_counter() - started))
-                print(f"  ... {count} existing: new batch {per_batch[-1]:.2f} s, release {rows[-1][2]:.2f} s", flush=True)
+                print(
+                    f"  ... {count} existing: new batch {per_batch[-1]:.2f} s, release {rows[-1][2]:.2f} s", flush=True
+                )
     return rows, per_batch
 
 
@@ -170,8 +190,10 @@ def print_growth_table(rows: list[tuple[int, float, float]], per_batch: list[flo
     print(f"\nPart 2 - one more batch ({images} images) on a persistent SQLite instance, execute_in_process, seconds")
     print(f"  {'existing':>8} {'process_batch':>14} {'x first':>8} {'release':>8} {'x first':>8}")
     for count, process_time, release_time in rows:
-        print(f"  {count:>8} {process_time:>14.2f} {process_time / first_process:>8.2f} {release_time:>8.2f} "
-              f"{release_time / first_release:>8.2f}")
+        print(
+            f"  {count:>8} {process_time:>14.2f} {process_time / first_process:>8.2f} {release_time:>8.2f} "
+            f"{release_time / first_release:>8.2f}"
+        )
     for low, high in ((1, 11), (len(per_batch) - 10, len(per_batch))):
         if 0 <= low < high <= len(per_batch) and low < high:
             print(f"  mean process_batch of batches {low + 1}-{high}: {statistics.mean(per_batch[low:high]):.2f} s")
@@ -195,7 +217,9 @@ def postgres_reachable(admin_url: str) -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="timed launches per in-process configuration")
-    parser.add_argument("--multiprocess-runs", type=int, default=1, help="timed launches with the multiprocess executor")
+    parser.add_argument(
+        "--multiprocess-runs", type=int, default=1, help="timed launches with the multiprocess executor"
+    )
     parser.add_argument("--existing", default="1,10,100", help="batch counts at which one more batch is timed")
     parser.add_argument("--images", type=int, default=2, help="images per batch in part 2")
     parser.add_argument("--postgres-admin-url", default=DEFAULT_ADMIN_URL)
@@ -221,7 +245,8 @@ def main() -> None:
                 rows["postgres / in_process"] = launched_runs(workdir, "pg-inproc", args.runs, warmup=True, pg_url=url)
         if args.multiprocess_runs:
             rows["sqlite / multiprocess (Dagster default)"] = launched_runs(
-                workdir, "sqlite-multi", args.multiprocess_runs, warmup=False, executor="multiprocess")
+                workdir, "sqlite-multi", args.multiprocess_runs, warmup=False, executor="multiprocess"
+            )
         print_launch_table(baseline, rows)
         if why_not is not None:
             print(f"  PostgreSQL skipped: {why_not}")

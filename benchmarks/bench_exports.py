@@ -48,8 +48,24 @@ from qwen_dataset.records import AnnotationRecord, FrameRecord, columns_of
 
 SIZES = [(1920, 1080), (1280, 800), (800, 1200), (2480, 3508), (1366, 768)]
 WORDS = [
-    "营业收入", "同比增长", "数据标注平台", "质检报告", "Quarterly", "report", "Revenue", "Export JSONL", "提交审核",
-    "Submit", "Settings", "用户名", "Email address", "2024", "12%", "\"quoted\"", "a, b", "Total:",
+    "营业收入",
+    "同比增长",
+    "数据标注平台",
+    "质检报告",
+    "Quarterly",
+    "report",
+    "Revenue",
+    "Export JSONL",
+    "提交审核",
+    "Submit",
+    "Settings",
+    "用户名",
+    "Email address",
+    "2024",
+    "12%",
+    '"quoted"',
+    "a, b",
+    "Total:",
 ]
 
 
@@ -65,11 +81,24 @@ def synthetic_manifests(samples: int, boxes: int, seed: int) -> tuple[pd.DataFra
     size_index = rng.integers(0, len(SIZES), samples)
     widths = np.array([SIZES[i][0] for i in size_index])
     heights = np.array([SIZES[i][1] for i in size_index])
-    frames = pd.DataFrame({
-        "frame_id": frame_ids, "upload_id": upload, "batch": "bench", "kind": "image", "index": np.arange(samples),
-        "page": None, "t": None, "width": widths, "height": heights, "blob_uri": "", "low_light": False,
-        "mean_luma": 120.0, "enhanced_uri": "",
-    }, columns=columns_of(FrameRecord))
+    frames = pd.DataFrame(
+        {
+            "frame_id": frame_ids,
+            "upload_id": upload,
+            "batch": "bench",
+            "kind": "image",
+            "index": np.arange(samples),
+            "page": None,
+            "t": None,
+            "width": widths,
+            "height": heights,
+            "blob_uri": "",
+            "low_light": False,
+            "mean_luma": 120.0,
+            "enhanced_uri": "",
+        },
+        columns=columns_of(FrameRecord),
+    )
 
     total = samples * boxes
     w = np.repeat(widths, boxes).astype(float)
@@ -88,17 +117,35 @@ def synthetic_manifests(samples: int, boxes: int, seed: int) -> tuple[pd.DataFra
         for offset in range(boxes):
             k = sample * boxes + offset
             text = " ".join(WORDS[i] for i in word_picks[k])
-            regions.append({
-                "bbox": coords[k], "text": text, "confidence": confidences[k],
-                "language": "zh" if any("\u4e00" <= c <= "\u9fff" for c in text) else "en",
-                "font_style": "regular", "reading_order": orders[sample][offset],
-            })
+            regions.append(
+                {
+                    "bbox": coords[k],
+                    "text": text,
+                    "confidence": confidences[k],
+                    "language": "zh" if any("\u4e00" <= c <= "\u9fff" for c in text) else "en",
+                    "font_style": "regular",
+                    "reading_order": orders[sample][offset],
+                }
+            )
         payloads.append(json.dumps({"regions": regions}, ensure_ascii=False, sort_keys=True))
-    annotations = pd.DataFrame({
-        "annotation_id": [f"{index:024x}" for index in range(samples)], "frame_id": frame_ids, "upload_id": upload,
-        "batch": "bench", "task": "ocr", "source": "ai", "author": "rapidocr", "template_version": "1.0",
-        "created_at": "2026-01-01T00:00:00+00:00", "status": "ok", "error": "", "payload": payloads, "reviewed": False,
-    }, columns=columns_of(AnnotationRecord))
+    annotations = pd.DataFrame(
+        {
+            "annotation_id": [f"{index:024x}" for index in range(samples)],
+            "frame_id": frame_ids,
+            "upload_id": upload,
+            "batch": "bench",
+            "task": "ocr",
+            "source": "ai",
+            "author": "rapidocr",
+            "template_version": "1.0",
+            "created_at": "2026-01-01T00:00:00+00:00",
+            "status": "ok",
+            "error": "",
+            "payload": payloads,
+            "reviewed": False,
+        },
+        columns=columns_of(AnnotationRecord),
+    )
     return annotations, frames
 
 
@@ -107,7 +154,9 @@ def plain_json_loop(annotations: pd.DataFrame, frames: pd.DataFrame, out: Path) 
     count = 0
     with out.open("wb") as handle:
         for annotation_id, frame_id, payload in zip(
-            annotations["annotation_id"].tolist(), annotations["frame_id"].tolist(), annotations["payload"].tolist(),
+            annotations["annotation_id"].tolist(),
+            annotations["frame_id"].tolist(),
+            annotations["payload"].tolist(),
             strict=True,
         ):
             record = {"image": image_ref(frame_id), "annotation_id": annotation_id, "payload": json.loads(payload)}
@@ -178,8 +227,10 @@ def main() -> None:
 
     started = time.perf_counter()
     annotations, frames = synthetic_manifests(args.samples, args.boxes, args.seed)
-    print(f"data: {args.samples:,} samples, {args.samples * args.boxes:,} boxes "
-          f"(generated in {time.perf_counter() - started:.1f} s, seed {args.seed})")
+    print(
+        f"data: {args.samples:,} samples, {args.samples * args.boxes:,} boxes "
+        f"(generated in {time.perf_counter() - started:.1f} s, seed {args.seed})"
+    )
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench_exports_"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -205,10 +256,14 @@ def main() -> None:
     for name in names:
         seconds, peak, size = best[name]
         label = "plain json" if name == "baseline" else name
-        print(f"{label:<14}{seconds:>9.2f}{seconds / baseline:>9.2f}{boxes / seconds:>12,.0f}"
-              f"{size / 2**20:>10.1f}{peak / 2**20:>16.1f}")
+        print(
+            f"{label:<14}{seconds:>9.2f}{seconds / baseline:>9.2f}{boxes / seconds:>12,.0f}"
+            f"{size / 2**20:>10.1f}{peak / 2**20:>16.1f}"
+        )
     total = sum(best[name][0] for name in formats)
-    print(f"{'all formats':<14}{total:>9.2f}{total / baseline:>9.2f}   (vs one plain json loop; {len(formats)} formats)")
+    print(
+        f"{'all formats':<14}{total:>9.2f}{total / baseline:>9.2f}   (vs one plain json loop; {len(formats)} formats)"
+    )
     print(f"process peak RSS (manifests included): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

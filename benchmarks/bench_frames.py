@@ -66,7 +66,7 @@ def make_panning_video(path: Path, seconds: float, fps: int, width: int, height:
         stream.codec_context.time_base = time_base
         for index in range(round(seconds * fps)):
             x, y = (4 * index) % (canvas.shape[1] - width), (2 * index) % (canvas.shape[0] - height)
-            buffer[:height] = canvas[y:y + height, x:x + width]
+            buffer[:height] = canvas[y : y + height, x : x + width]
             frame = av.VideoFrame.from_ndarray(buffer, format="yuv420p")
             frame.pts, frame.time_base = index, time_base
             for packet in stream.encode(frame):
@@ -85,15 +85,23 @@ def make_video(path: Path, content: str, seconds: float, fps: int, height: int, 
     else:
         make_panning_video(path, seconds, fps, width_for(height), height, preset)
     size_mb = path.stat().st_size / 1e6
-    print(f"  generated {path.name}: {seconds:g} s {width_for(height)}x{height} @ {fps} fps, {content}, "
-          f"x264 {preset}, {size_mb:.1f} MB in {time.perf_counter() - started:.1f} s")
+    print(
+        f"  generated {path.name}: {seconds:g} s {width_for(height)}x{height} @ {fps} fps, {content}, "
+        f"x264 {preset}, {size_mb:.1f} MB in {time.perf_counter() - started:.1f} s"
+    )
     return path
 
 
 def upload_record(path: Path) -> UploadRecord:
     return UploadRecord(
-        upload_id=sha256_file(path), batch="bench", original_name=path.name, media_type=MediaType.VIDEO.value,
-        bytes=path.stat().st_size, status=UploadStatus.OK.value, reason="", blob_uri="",
+        upload_id=sha256_file(path),
+        batch="bench",
+        original_name=path.name,
+        media_type=MediaType.VIDEO.value,
+        bytes=path.stat().st_size,
+        status=UploadStatus.OK.value,
+        reason="",
+        blob_uri="",
     )
 
 
@@ -121,8 +129,10 @@ def run_ffmpeg(video: Path, out_dir: Path) -> tuple[float, int] | None:
 
 def speed(args: argparse.Namespace, work: Path) -> None:
     """Alternating rounds (fresh output folders each time); the best time of each side counts."""
-    print(f"[speed] {args.seconds:g} s video, {width_for(args.height)}x{args.height} @ {args.rate} fps, "
-          f"{args.rounds} round(s)")
+    print(
+        f"[speed] {args.seconds:g} s video, {width_for(args.height)}x{args.height} @ {args.rate} fps, "
+        f"{args.rounds} round(s)"
+    )
     video = make_video(work / "in.mp4", args.content, args.seconds, args.rate, args.height, "fast")
     source_frames = round(args.seconds * args.rate)
     ours_runs, ffmpeg_runs = [], []
@@ -131,25 +141,39 @@ def speed(args: argparse.Namespace, work: Path) -> None:
         baseline = run_ffmpeg(video, work / f"ffmpeg_out_{round_number}")
         if baseline is not None:
             ffmpeg_runs.append(baseline)
-        print(f"  round {round_number + 1}: ours {ours_runs[-1][0]:.2f} s"
-              + (f", ffmpeg {baseline[0]:.2f} s" if baseline else ""))
+        print(
+            f"  round {round_number + 1}: ours {ours_runs[-1][0]:.2f} s"
+            + (f", ffmpeg {baseline[0]:.2f} s" if baseline else "")
+        )
     best, frames = min(ours_runs)
-    print(f"  ours   (video_frames, 1 fps, JPEG q95 blobs): {best:7.2f} s, {frames} frames, "
-          f"{source_frames / best:.0f} source frames/s")
+    print(
+        f"  ours   (video_frames, 1 fps, JPEG q95 blobs): {best:7.2f} s, {frames} frames, "
+        f"{source_frames / best:.0f} source frames/s"
+    )
     if not ffmpeg_runs:
-        print("  ffmpeg CLI not found on PATH: no baseline (install it with `apt-get install -y ffmpeg`); "
-              "only our own figures are reported")
+        print(
+            "  ffmpeg CLI not found on PATH: no baseline (install it with `apt-get install -y ffmpeg`); "
+            "only our own figures are reported"
+        )
         return
     baseline_best, baseline_frames = min(ffmpeg_runs)
-    print(f"  ffmpeg (-vf fps=1 out_%04d.jpg):              {baseline_best:7.2f} s, {baseline_frames} frames, "
-          f"{source_frames / baseline_best:.0f} source frames/s")
+    print(
+        f"  ffmpeg (-vf fps=1 out_%04d.jpg):              {baseline_best:7.2f} s, {baseline_frames} frames, "
+        f"{source_frames / baseline_best:.0f} source frames/s"
+    )
     print(f"  ratio ours/ffmpeg: {best / baseline_best:.2f}  (1.0 = as fast as ffmpeg; lower is faster)")
 
 
 def child_peak_rss(video: Path | None, store_root: Path) -> dict[str, float]:
     """Run one sampling job in a fresh interpreter and return its figures (peak RSS in MiB)."""
-    command = [sys.executable, str(Path(__file__).resolve()),
-               "--child", str(video or ""), "--child-store", str(store_root)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        str(video or ""),
+        "--child-store",
+        str(store_root),
+    ]
     result = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -187,8 +211,9 @@ def memory(args: argparse.Namespace, work: Path) -> None:
     for label, video in (("1 minute", short), (f"{args.long_minutes:g} minutes", long)):
         figures[label] = child_peak_rss(video, work / f"store_{video.stem}")
         row = figures[label]
-        print(f"  {label:<24} peak RSS {row['peak_rss_mib']:7.1f} MiB, "
-              f"{row['frames']} frames in {row['seconds']:.1f} s")
+        print(
+            f"  {label:<24} peak RSS {row['peak_rss_mib']:7.1f} MiB, {row['frames']} frames in {row['seconds']:.1f} s"
+        )
     short_peak, long_peak = (row["peak_rss_mib"] for row in figures.values())
     print(f"  long/short peak RSS: {long_peak / short_peak:.3f}  (1.0 = memory does not grow with length)")
 

@@ -81,14 +81,18 @@ def run_batch(root: str, options: dict[str, str], sample: Path, work: Path) -> f
     layout = StorageLayout(root, storage_options=options)
     layout.ensure()
     put_batch(layout, sample)
-    defs = build_definitions(storage_root=root, database_url=sqlite_url(work / "annotations.db"),
-                             storage_options=options)
+    defs = build_definitions(
+        storage_root=root, database_url=sqlite_url(work / "annotations.db"), storage_options=options
+    )
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("batches", [BATCH])
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     started = time.perf_counter()
-    assert defs.resolve_job_def("process_batch").execute_in_process(
-        instance=instance, partition_key=BATCH, run_config=quiet).success
+    assert (
+        defs.resolve_job_def("process_batch")
+        .execute_in_process(instance=instance, partition_key=BATCH, run_config=quiet)
+        .success
+    )
     assert defs.resolve_job_def("release_dataset").execute_in_process(instance=instance, run_config=quiet).success
     return time.perf_counter() - started
 
@@ -137,8 +141,10 @@ def main() -> None:
             for name in ("local", "memory", "s3"):
                 print(f"{name:<8} {best[name]:7.2f}   {best[name] / best['local']:.2f}")
             cold, warm = cache_throughput(s3_options, args.blob_mb, base)
-            print(f"\nS3 blob cache on {args.blob_mb} MiB: cold {cold:.0f} MiB/s (download + sha256), "
-                  f"warm {warm:.0f} MiB/s (cached file)")
+            print(
+                f"\nS3 blob cache on {args.blob_mb} MiB: cold {cold:.0f} MiB/s (download + sha256), "
+                f"warm {warm:.0f} MiB/s (cached file)"
+            )
     finally:
         server.stop()
 

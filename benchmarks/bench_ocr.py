@@ -45,7 +45,9 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
     spec = importlib.util.find_spec("cvttf_NotoSansCJK_Regular")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("the benchmark draws text with Noto Sans CJK: pip install cvttf-NotoSansCJK-Regular==1.0")
-    return ImageFont.truetype(str(Path(next(iter(spec.submodule_search_locations))) / "NotoSansCJKtc-Regular.otf"), size)
+    return ImageFont.truetype(
+        str(Path(next(iter(spec.submodule_search_locations))) / "NotoSansCJKtc-Regular.otf"), size
+    )
 
 
 def render_screenshot(rng: random.Random) -> Image.Image:
@@ -53,13 +55,16 @@ def render_screenshot(rng: random.Random) -> Image.Image:
     width, height = SIZE
     dark = rng.random() < 0.3
     background, ink, muted, panel = (
-        ((30, 31, 34), (230, 230, 230), (160, 160, 165), (45, 46, 50)) if dark
+        ((30, 31, 34), (230, 230, 230), (160, 160, 165), (45, 46, 50))
+        if dark
         else ((250, 250, 252), (25, 25, 30), (100, 100, 110), (235, 238, 243))
     )
     image = Image.new("RGB", SIZE, background)
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, width, 48), fill=(33, 37, 41))
-    draw.text((20, 10), f"Qwen Dataset 标注平台 - batch {rng.randrange(100, 999)}", font=_font(22), fill=(255, 255, 255))
+    draw.text(
+        (20, 10), f"Qwen Dataset 标注平台 - batch {rng.randrange(100, 999)}", font=_font(22), fill=(255, 255, 255)
+    )
     draw.rectangle((0, 48, 220, height), fill=panel)
     for row, item in enumerate(MENU):
         draw.text((24, 80 + row * 52), item, font=_font(20), fill=ink)
@@ -69,7 +74,9 @@ def render_screenshot(rng: random.Random) -> Image.Image:
     for label in rng.sample(LABELS, 4):
         draw.text((x, y), label, font=_font(20), fill=muted)
         draw.rectangle((x + 200, y - 6, x + 620, y + 30), outline=muted, fill=background)
-        draw.text((x + 212, y), rng.choice(["qwen3-vl-ocr", "张三", "2026-03-01", "screenshots-v2"]), font=_font(18), fill=ink)
+        draw.text(
+            (x + 212, y), rng.choice(["qwen3-vl-ocr", "张三", "2026-03-01", "screenshots-v2"]), font=_font(18), fill=ink
+        )
         y += 60
     for index, label in enumerate(rng.sample(BUTTONS, 3)):
         left = x + index * 170
@@ -80,7 +87,12 @@ def render_screenshot(rng: random.Random) -> Image.Image:
         draw.text((x, y), sentence, font=_font(18), fill=ink)
         y += 40
     for row in range(6):
-        draw.text((1060, 100 + row * 44), f"#{rng.randrange(1000, 9999)}  {rng.choice(['完成', 'Pending', '审核中', 'Rejected'])}", font=_font(18), fill=ink)
+        draw.text(
+            (1060, 100 + row * 44),
+            f"#{rng.randrange(1000, 9999)}  {rng.choice(['完成', 'Pending', '审核中', 'Rejected'])}",
+            font=_font(18),
+            fill=ink,
+        )
     return image
 
 
@@ -130,12 +142,16 @@ def main() -> None:
 
     count = args.images * args.rounds
     direct_rate, ours_rate = count / direct_seconds, count / ours_seconds
-    print(f"images: {args.images} x {args.rounds} rounds, {SIZE[0]}x{SIZE[1]}, {lines / args.images:.1f} text lines/image, "
-          f"{args.threads} intra-op threads, {backend.version}")
+    print(
+        f"images: {args.images} x {args.rounds} rounds, {SIZE[0]}x{SIZE[1]}, {lines / args.images:.1f} text lines/image, "
+        f"{args.threads} intra-op threads, {backend.version}"
+    )
     print(f"RapidOCR direct      : {direct_rate:.3f} images/s")
     print(f"RapidOcrBackend      : {ours_rate:.3f} images/s")
     print(f"ratio ours/direct    : {ours_rate / direct_rate:.3f}")
-    print(f"our own work/image   : {own_ms:.1f} ms (image load + payload), {own_ms / 1000 * direct_rate:.1%} of a direct call")
+    print(
+        f"our own work/image   : {own_ms:.1f} ms (image load + payload), {own_ms / 1000 * direct_rate:.1%} of a direct call"
+    )
 
 
 if __name__ == "__main__":

@@ -89,7 +89,9 @@ def python_iou(a: list[float], b: list[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _baseline_round(iou: list[list[float]], allowed: list[list[bool]], rows: list[int], cols: list[int]) -> list[tuple[int, int]]:
+def _baseline_round(
+    iou: list[list[float]], allowed: list[list[bool]], rows: list[int], cols: list[int]
+) -> list[tuple[int, int]]:
     if not rows or not cols:
         return []
     big = min(len(rows), len(cols)) + 1.0
@@ -98,7 +100,9 @@ def _baseline_round(iou: list[list[float]], allowed: list[list[bool]], rows: lis
     return [(rows[i], cols[j]) for i, j in zip(row_index, col_index) if allowed[rows[i]][cols[j]]]
 
 
-def baseline_agreement(pairs: list[tuple[FrameBoxes, FrameBoxes]], min_iou: float = DEFAULT_MIN_IOU) -> tuple[int, float, int, int]:
+def baseline_agreement(
+    pairs: list[tuple[FrameBoxes, FrameBoxes]], min_iou: float = DEFAULT_MIN_IOU
+) -> tuple[int, float, int, int]:
     """Matched pairs, IoU sum, true positives, label mismatches: a plain loop per frame."""
     matched = true_positives = mismatches = 0
     iou_sum = 0.0
@@ -106,7 +110,9 @@ def baseline_agreement(pairs: list[tuple[FrameBoxes, FrameBoxes]], min_iou: floa
         boxes_a, boxes_b = side_a.boxes.tolist(), side_b.boxes.tolist()
         iou = [[python_iou(a, b) for b in boxes_b] for a in boxes_a]
         same = [[la == lb for lb in side_b.labels] for la in side_a.labels]
-        first_allowed = [[iou[r][c] >= min_iou and same[r][c] for c in range(len(boxes_b))] for r in range(len(boxes_a))]
+        first_allowed = [
+            [iou[r][c] >= min_iou and same[r][c] for c in range(len(boxes_b))] for r in range(len(boxes_a))
+        ]
         first = _baseline_round(iou, first_allowed, list(range(len(boxes_a))), list(range(len(boxes_b))))
         used_rows, used_cols = {r for r, _ in first}, {c for _, c in first}
         any_allowed = [[iou[r][c] >= min_iou for c in range(len(boxes_b))] for r in range(len(boxes_a))]
@@ -127,14 +133,18 @@ def bench_agreement(frames: int, baseline_frames: int, seed: int) -> None:
     print(f"[1] IoU agreement: {frames:,} frame pairs, {boxes:,} boxes in all ({boxes / frames / 2:.1f} per side)")
 
     report, ours = _timed(agreement, pairs, repeats=2)
-    print(f"    ours (agreement, batched):     {ours:8.2f} s  best of 2   mean IoU {report.mean_iou:.4f}  F1@0.5 {report.f1:.4f}  label mismatches {report.label_mismatches:,}")
+    print(
+        f"    ours (agreement, batched):     {ours:8.2f} s  best of 2   mean IoU {report.mean_iou:.4f}  F1@0.5 {report.f1:.4f}  label mismatches {report.label_mismatches:,}"
+    )
 
     subset = pairs[: min(baseline_frames, frames)]
     (matched, iou_sum, true_positives, mismatches), measured = _timed(baseline_agreement, subset)
     check = agreement(subset)
-    same = (check.matched, check.true_positives, check.label_mismatches) == (matched, true_positives, mismatches) and np.isclose(
-        check.mean_iou * check.matched, iou_sum
-    )
+    same = (check.matched, check.true_positives, check.label_mismatches) == (
+        matched,
+        true_positives,
+        mismatches,
+    ) and np.isclose(check.mean_iou * check.matched, iou_sum)
     baseline = measured * frames / len(subset)
     how = "measured" if len(subset) == frames else f"extrapolated from {len(subset):,} frames ({measured:.2f} s)"
     print(f"    baseline (python IoU + LSA):   {baseline:8.2f} s   {how}")
@@ -145,8 +155,40 @@ def bench_agreement(frames: int, baseline_frames: int, seed: int) -> None:
 # --------------------------------------------------------------------------------------------
 # 2. CER
 
-ZH_WORDS = ["营业", "收入", "同比", "增长", "发票", "号码", "提交", "订单", "数据", "标注", "审核", "导出", "设置", "用户", "名称", "日期"]
-EN_WORDS = ["invoice", "total", "report", "quarterly", "submit", "order", "dataset", "review", "export", "settings", "user", "name", "date", "amount"]
+ZH_WORDS = [
+    "营业",
+    "收入",
+    "同比",
+    "增长",
+    "发票",
+    "号码",
+    "提交",
+    "订单",
+    "数据",
+    "标注",
+    "审核",
+    "导出",
+    "设置",
+    "用户",
+    "名称",
+    "日期",
+]
+EN_WORDS = [
+    "invoice",
+    "total",
+    "report",
+    "quarterly",
+    "submit",
+    "order",
+    "dataset",
+    "review",
+    "export",
+    "settings",
+    "user",
+    "name",
+    "date",
+    "amount",
+]
 DIGITS = ["2024", "12%", "42", "1,280.00", "No.7", "09:30"]
 
 
@@ -178,8 +220,6 @@ def baseline_cer(references: list[str], hypotheses: list[str]) -> tuple[int, int
     return characters, errors
 
 
-
-
 def _row(label: str, seconds: float, baseline: float | None = None) -> str:
     ratio = f"   speed-up {baseline / seconds:.2f}x" if baseline is not None else ""
     return f"      {label:<40} {seconds:6.2f} s{ratio}"
@@ -187,7 +227,9 @@ def _row(label: str, seconds: float, baseline: float | None = None) -> str:
 
 def bench_cer(count: int, seed: int, repeats: int) -> None:
     references, hypotheses = make_text_pairs(count, seed)
-    print(f"[2] CER: {count:,} text pairs, {sum(map(len, references)):,} reference characters; best of {repeats} runs each")
+    print(
+        f"[2] CER: {count:,} text pairs, {sum(map(len, references)):,} reference characters; best of {repeats} runs each"
+    )
 
     (characters, errors), baseline = _timed(baseline_cer, references, hypotheses, repeats=repeats)
     score, ours = _timed(corpus_cer, references, hypotheses, repeats=repeats)
@@ -215,7 +257,9 @@ def bench_cer(count: int, seed: int, repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=100_000)
-    parser.add_argument("--baseline-frames", type=int, default=20_000, help="frames the slow baseline runs on (extrapolated)")
+    parser.add_argument(
+        "--baseline-frames", type=int, default=20_000, help="frames the slow baseline runs on (extrapolated)"
+    )
     parser.add_argument("--pairs", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="CER runs per variant; the best wall time counts")

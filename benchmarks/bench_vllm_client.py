@@ -63,7 +63,9 @@ def render_screen(size: tuple[int, int], rng: random.Random) -> Image.Image:
     width, height = size
     image = Image.new("RGB", size, (248, 248, 250))
     photo_size = (width // 3, height // 3)
-    noise = np.random.default_rng(rng.randrange(1 << 30)).integers(0, 256, (photo_size[1] // 4, photo_size[0] // 4, 3), dtype=np.uint8)
+    noise = np.random.default_rng(rng.randrange(1 << 30)).integers(
+        0, 256, (photo_size[1] // 4, photo_size[0] // 4, 3), dtype=np.uint8
+    )
     image.paste(Image.fromarray(noise).resize(photo_size, Image.Resampling.BICUBIC), (width // 2, height // 2))
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, width, height // 16), fill=(33, 37, 41))
@@ -86,7 +88,14 @@ def make_frames(folder: Path, size: tuple[int, int], count: int) -> list[FrameIn
         render_screen(size, rng).save(path)
         paths.append(path)
     return [
-        FrameInput(frame_id=f"f{index:06d}", upload_id=f"u{index:06d}", batch="bench", width=size[0], height=size[1], image_path=paths[index % len(paths)])
+        FrameInput(
+            frame_id=f"f{index:06d}",
+            upload_id=f"u{index:06d}",
+            batch="bench",
+            width=size[0],
+            height=size[1],
+            image_path=paths[index % len(paths)],
+        )
         for index in range(count)
     ]
 
@@ -96,7 +105,14 @@ class ServerProcess:
 
     def __init__(self, latency: float, reply_file: Path) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "vllm_fake_server.py"), "--latency", str(latency), "--reply-file", str(reply_file)],
+            [
+                sys.executable,
+                str(ROOT / "tests" / "vllm_fake_server.py"),
+                "--latency",
+                str(latency),
+                "--reply-file",
+                str(reply_file),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -145,7 +161,9 @@ def prebuilt_body(backend: VllmBackend, frame: FrameInput) -> bytes:
     image = encode_image(frame.image_path, settings.max_pixels, settings.reencode_format)
     placeholders = [image_placeholder(0)]
     messages = job_messages(job, template, placeholders, settings.gui_instruction)
-    return encode_request(build_request_body(settings.model, template, messages, settings.max_tokens), placeholders, [image])
+    return encode_request(
+        build_request_body(settings.model, template, messages, settings.max_tokens), placeholders, [image]
+    )
 
 
 def run_raw(base_url: str, body: bytes, concurrency: int, count: int) -> dict[str, float]:
@@ -154,12 +172,19 @@ def run_raw(base_url: str, body: bytes, concurrency: int, count: int) -> dict[st
     async def main() -> float:
         pools = math.ceil(concurrency / CONNECTIONS_PER_POOL)
         size = math.ceil(concurrency / pools)
-        clients = [httpx.AsyncClient(base_url=base_url, limits=httpx.Limits(max_connections=size, max_keepalive_connections=size)) for _ in range(pools)]
+        clients = [
+            httpx.AsyncClient(
+                base_url=base_url, limits=httpx.Limits(max_connections=size, max_keepalive_connections=size)
+            )
+            for _ in range(pools)
+        ]
         gate = asyncio.Semaphore(concurrency)
 
         async def one(index: int) -> None:
             async with gate:
-                response = await clients[index % pools].post(CHAT_PATH, content=body, headers={"Content-Type": "application/json"})
+                response = await clients[index % pools].post(
+                    CHAT_PATH, content=body, headers={"Content-Type": "application/json"}
+                )
                 response.raise_for_status()
 
         await asyncio.gather(*(one(index) for index in range(concurrency)))  # warm the connections
@@ -178,7 +203,9 @@ def run_raw(base_url: str, body: bytes, concurrency: int, count: int) -> dict[st
 def run_scenario(
     base_url: str, frames: list[FrameInput], concurrency: int, reencode_format: str, rounds: int
 ) -> tuple[dict[str, float], dict[str, float]]:
-    settings = VllmSettings(base_url=base_url, max_concurrency=concurrency, tasks=("ocr",), reencode_format=reencode_format)
+    settings = VllmSettings(
+        base_url=base_url, max_concurrency=concurrency, tasks=("ocr",), reencode_format=reencode_format
+    )
     backend = VllmBackend(settings)
     list(backend.annotate(frames[: min(concurrency, len(frames))], "ocr"))  # warm-up
     body = prebuilt_body(backend, frames[0])
@@ -190,7 +217,9 @@ def run_scenario(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=640)
-    parser.add_argument("--downscale-frames", type=int, default=128, help="frames for the CPU-bound downscale scenarios")
+    parser.add_argument(
+        "--downscale-frames", type=int, default=128, help="frames for the CPU-bound downscale scenarios"
+    )
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--rounds", type=int, default=3)
@@ -208,8 +237,12 @@ def main() -> None:
                 scenarios["downscale 1440p->png"] = (over, "png")
                 scenarios["downscale 1440p->jpeg"] = (over, "jpeg")
             ideal = args.concurrency / args.latency
-            print(f"C={args.concurrency} L={args.latency}s ideal C/L={ideal:.0f} req/s, best of {args.rounds} rounds, server in a separate process")
-            print(f"{'scenario':<22} {'frames':>6} {'req/s':>7} {'ours/ideal':>10} {'raw req/s':>9} {'ours/raw':>8} {'client CPU ms/req':>17}")
+            print(
+                f"C={args.concurrency} L={args.latency}s ideal C/L={ideal:.0f} req/s, best of {args.rounds} rounds, server in a separate process"
+            )
+            print(
+                f"{'scenario':<22} {'frames':>6} {'req/s':>7} {'ours/ideal':>10} {'raw req/s':>9} {'ours/raw':>8} {'client CPU ms/req':>17}"
+            )
             for name, (frames, reencode_format) in scenarios.items():
                 ours, raw = run_scenario(server.base_url, frames, args.concurrency, reencode_format, args.rounds)
                 print(

@@ -77,13 +77,38 @@ def prepare(url: str, root: Path, clients: int) -> list[dict]:
     frames, ai = [], []
     for index in range(clients):
         sha, uri = layout.blobs.put_bytes(png(index))
-        frame = FrameRecord(frame_id_for(sha, 0), sha, BATCH, "image", 0, None, None, WIDTH, HEIGHT, uri, False, 200.0, "")
+        frame = FrameRecord(
+            frame_id_for(sha, 0), sha, BATCH, "image", 0, None, None, WIDTH, HEIGHT, uri, False, 200.0, ""
+        )
         frames.append(frame)
-        payload = {"regions": [{"bbox": [40.0, 40.0, 240.0, 90.0], "text": f"line {index}", "confidence": 0.9,
-                                "language": "en", "reading_order": 0}]}
-        ai.append(AnnotationRecord(annotation_id_for(frame.frame_id, "ocr", "ai", "bench"), frame.frame_id, sha, BATCH,
-                                   "ocr", "ai", "bench", "1", "2026-01-01T00:00:00+00:00", "ok", "", dump_payload(payload),
-                                   False))
+        payload = {
+            "regions": [
+                {
+                    "bbox": [40.0, 40.0, 240.0, 90.0],
+                    "text": f"line {index}",
+                    "confidence": 0.9,
+                    "language": "en",
+                    "reading_order": 0,
+                }
+            ]
+        }
+        ai.append(
+            AnnotationRecord(
+                annotation_id_for(frame.frame_id, "ocr", "ai", "bench"),
+                frame.frame_id,
+                sha,
+                BATCH,
+                "ocr",
+                "ai",
+                "bench",
+                "1",
+                "2026-01-01T00:00:00+00:00",
+                "ok",
+                "",
+                dump_payload(payload),
+                False,
+            )
+        )
     for asset, rows, kind in (("frames", frames, FrameRecord), ("ai_annotations", ai, AnnotationRecord)):
         path = layout.manifest(asset, BATCH)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,14 +116,21 @@ def prepare(url: str, root: Path, clients: int) -> list[dict]:
     engine = make_engine(url)
     password_hash = hash_password("bench password")
     with Session(engine) as session:
-        session.add_all([User(username=f"annotator{index:03d}", password_hash=password_hash, role="annotator", active=True)
-                         for index in range(clients)])
+        session.add_all(
+            [
+                User(username=f"annotator{index:03d}", password_hash=password_hash, role="annotator", active=True)
+                for index in range(clients)
+            ]
+        )
         session.commit()
         update_settings(session, {"double_rate": 0.0}, None)
         import_batch(session, layout, BATCH, load_settings(session), "bench")
         session.commit()
-        rows = session.query(HumanAnnotation.assignee_id, HumanAnnotation.annotation_id).filter(
-            HumanAnnotation.batch == BATCH).all()
+        rows = (
+            session.query(HumanAnnotation.assignee_id, HumanAnnotation.annotation_id)
+            .filter(HumanAnnotation.batch == BATCH)
+            .all()
+        )
     engine.dispose()
     signer = SessionSigner(SECRET, 3600)
     targets = []
@@ -116,8 +148,13 @@ def free_port() -> int:
 
 
 def start_server(url: str, root: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "QWEN_DATABASE_URL": url, "QWEN_STORAGE_ROOT": str(root), "QWEN_WORKBENCH_SECRET": SECRET,
-           "QWEN_WORKBENCH_SECURE_COOKIES": "0"}
+    env = {
+        **os.environ,
+        "QWEN_DATABASE_URL": url,
+        "QWEN_STORAGE_ROOT": str(root),
+        "QWEN_WORKBENCH_SECRET": SECRET,
+        "QWEN_WORKBENCH_SECURE_COOKIES": "0",
+    }
     command = [sys.executable, "-m", "qwen_dataset.workbench", "serve", "--host", "127.0.0.1", "--port", str(port)]
     log = open(root / "server.log", "wb")  # a file, not a pipe: a full pipe would stall the server
     server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=log)
@@ -146,16 +183,19 @@ def moved_results(index: int) -> list[dict]:
 
 async def run_client(base: str, target: dict, requests: int, save: bool, latencies: list[float]) -> None:
     headers = {CSRF_HEADER: target["csrf"]}
-    async with httpx.AsyncClient(base_url=base, cookies={SESSION_COOKIE: target["cookie"]}, headers=headers,
-                                 timeout=60.0) as client:
+    async with httpx.AsyncClient(
+        base_url=base, cookies={SESSION_COOKIE: target["cookie"]}, headers=headers, timeout=60.0
+    ) as client:
         version = None
         if save:
             version = (await client.get(f"/api/annotations/{target['annotation_id']}")).json()["version"]
         for index in range(requests):
             started = time.perf_counter()
             if save:
-                response = await client.put(f"/api/annotations/{target['annotation_id']}",
-                                            json={"version": version, "result": moved_results(index)})
+                response = await client.put(
+                    f"/api/annotations/{target['annotation_id']}",
+                    json={"version": version, "result": moved_results(index)},
+                )
             else:
                 response = await client.get("/api/me")
             latencies.append(time.perf_counter() - started)
@@ -197,13 +237,24 @@ def bench(name: str, url: str, clients: int, saves: int) -> dict:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    result = {"database": name, "clients": clients, "per_client": saves, "baseline_get_me": baseline, "save": saved,
-              "save_vs_baseline_rps": saved["rps"] / baseline["rps"], "save_vs_baseline_p95": saved["p95_ms"] / baseline["p95_ms"]}
+    result = {
+        "database": name,
+        "clients": clients,
+        "per_client": saves,
+        "baseline_get_me": baseline,
+        "save": saved,
+        "save_vs_baseline_rps": saved["rps"] / baseline["rps"],
+        "save_vs_baseline_p95": saved["p95_ms"] / baseline["p95_ms"],
+    }
     print(f"\n{name}: {clients} annotators x {saves} requests each, one uvicorn worker")
     for label, figures in (("GET /api/me (baseline)", baseline), ("PUT save", saved)):
-        print(f"  {label:24s} {figures['rps']:8.1f} req/s   p50 {figures['p50_ms']:7.1f} ms   "
-              f"p95 {figures['p95_ms']:7.1f} ms   max {figures['max_ms']:7.1f} ms   ({figures['requests']} in {figures['seconds']:.1f} s)")
-    print(f"  save/baseline: throughput x{result['save_vs_baseline_rps']:.2f}, p95 x{result['save_vs_baseline_p95']:.2f}")
+        print(
+            f"  {label:24s} {figures['rps']:8.1f} req/s   p50 {figures['p50_ms']:7.1f} ms   "
+            f"p95 {figures['p95_ms']:7.1f} ms   max {figures['max_ms']:7.1f} ms   ({figures['requests']} in {figures['seconds']:.1f} s)"
+        )
+    print(
+        f"  save/baseline: throughput x{result['save_vs_baseline_rps']:.2f}, p95 x{result['save_vs_baseline_p95']:.2f}"
+    )
     return result
 
 
@@ -223,7 +274,9 @@ def main() -> int:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
         try:
-            results.append(bench("postgresql", POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", args.clients, args.saves))
+            results.append(
+                bench("postgresql", POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", args.clients, args.saves)
+            )
         finally:
             with admin.connect() as connection:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

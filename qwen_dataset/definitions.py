@@ -94,9 +94,12 @@ def prelabel_resource_from_env(storage: StorageResource) -> PrelabelResource:
     raise ValueError(f"QWEN_PRELABEL_BACKEND={choice!r} is not a known backend; use 'rapidocr' or 'vllm'.")
 
 
-def build_definitions(storage_root: str | None = None, database_url: str | None = None,
-                      prelabel: PrelabelResource | None = None,
-                      storage_options: dict[str, Any] | None = None) -> Definitions:
+def build_definitions(
+    storage_root: str | None = None,
+    database_url: str | None = None,
+    prelabel: PrelabelResource | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> Definitions:
     """The code location; tests call this with their own root, database and backend."""
     root = storage_root or os.environ.get("QWEN_STORAGE_ROOT", ".storage")
     # QWEN_STORAGE_OPTIONS may hold credentials: the resource reads it at run time, so it never
@@ -108,7 +111,16 @@ def build_definitions(storage_root: str | None = None, database_url: str | None 
         # Steps run one after another in the run worker: a process per step would re-import the
         # code location (seconds each) for no parallelism the batch graph could use.
         executor=in_process_executor,
-        assets=[raw_uploads, frames, build_ai_annotations(prelabel.backend_version()), human_corrections, qc_report, exports, augmented_dataset, release],
+        assets=[
+            raw_uploads,
+            frames,
+            build_ai_annotations(prelabel.backend_version()),
+            human_corrections,
+            qc_report,
+            exports,
+            augmented_dataset,
+            release,
+        ],
         asset_checks=[raw_uploads_gate, frames_gate, ai_annotations_gate, human_corrections_gate, qc_gate],
         jobs=[process_batch_job, reexport_job, release_job],
         sensors=[inbox_sensor, corrections_sensor],

@@ -47,9 +47,7 @@ def is_valid_box(box: Sequence[float], width: float, height: float) -> bool:
 def to_qwen_1000(box: Sequence[float], width: float, height: float) -> list[int]:
     """Pixels -> Qwen3-VL relative 0-1000 integers, clamped to the scale."""
     scales = (width, height, width, height)
-    return [
-        int(_clamp(round(float(v) / s * QWEN_SCALE), 0, QWEN_SCALE)) for v, s in zip(box, scales)
-    ]
+    return [int(_clamp(round(float(v) / s * QWEN_SCALE), 0, QWEN_SCALE)) for v, s in zip(box, scales)]
 
 
 def from_qwen_1000(box: Sequence[float], width: float, height: float) -> Box:

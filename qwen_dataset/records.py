@@ -185,8 +185,19 @@ def regions_table(annotations: pd.DataFrame, frames: pd.DataFrame, tasks: Sequen
     table = pd.DataFrame(
         rows,
         columns=[
-            "annotation_id", "frame_id", "task", "source", "region_index",
-            "x1", "y1", "x2", "y2", "text", "confidence", "language", "reading_order",
+            "annotation_id",
+            "frame_id",
+            "task",
+            "source",
+            "region_index",
+            "x1",
+            "y1",
+            "x2",
+            "y2",
+            "text",
+            "confidence",
+            "language",
+            "reading_order",
         ],
     )
     if sizes is None:

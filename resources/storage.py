@@ -25,8 +25,8 @@ class StorageResource(ConfigurableResource):
     storage_options: dict[str, Any] = Field(
         default_factory=dict,
         description='Non-secret file-system options for a URL root, e.g. {"endpoint_url": "http://minio:9000"}. '
-                    "They are shown in the UI: put credentials in QWEN_STORAGE_OPTIONS or the store's own "
-                    "environment (AWS_ACCESS_KEY_ID, ...), which are read when a run starts and never shown.",
+        "They are shown in the UI: put credentials in QWEN_STORAGE_OPTIONS or the store's own "
+        "environment (AWS_ACCESS_KEY_ID, ...), which are read when a run starts and never shown.",
     )
     cache: str | None = Field(
         default=None,

@@ -32,14 +32,18 @@ class VllmPrelabelResource(PrelabelResource):
     """Qwen3-VL on a vLLM server (GPU): all five task templates, or the subset in ``templates``."""
 
     base_url: str = Field(description="vLLM server root, e.g. http://gpu-host:8000 (QWEN_VLLM_BASE_URL).")
-    api_key: str = Field(default="EMPTY", description="Bearer token given to `vllm serve --api-key` (QWEN_VLLM_API_KEY).")
+    api_key: str = Field(
+        default="EMPTY", description="Bearer token given to `vllm serve --api-key` (QWEN_VLLM_API_KEY)."
+    )
     model: str = Field(default=DEFAULT_MODEL, description="Model name as served (see GET /v1/models).")
     max_concurrency: int = Field(default=64, description="Requests in flight at once (and HTTP connections).")
     request_timeout_s: float = Field(default=120.0, description="Seconds one request may take before it is retried.")
     max_retries: int = Field(default=4, description="Retries on connection errors, timeouts, HTTP 429 and 5xx.")
     backoff_base_s: float = Field(default=0.5, description="First retry waits up to this long (full jitter, doubling).")
     backoff_max_s: float = Field(default=30.0, description="Cap on one backoff wait (Retry-After is honoured).")
-    max_tokens: int = Field(default=4096, description="Cap on the answer's tokens (each template has its own budget too).")
+    max_tokens: int = Field(
+        default=4096, description="Cap on the answer's tokens (each template has its own budget too)."
+    )
     max_pixels: int = Field(
         default=DEFAULT_MAX_PIXELS,
         description="Image pixel budget; larger frames are downscaled keeping aspect (Qwen3-VL: 32x32 px per visual token).",

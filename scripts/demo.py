@@ -52,8 +52,10 @@ def print_summary(layout: StorageLayout, batch: str, truth_path: Path, seconds: 
     frames = pd.read_parquet(layout.manifest("frames", batch))
     final = pd.read_parquet(layout.manifest("human_corrections", batch))
     regions = regions_table(final, frames)
-    print(f"\nbatch {batch}: {len(uploads)} files in, {(uploads['status'] == 'ok').sum()} ok, "
-          f"{(uploads['status'] == 'duplicate').sum()} duplicate, {(uploads['status'] == 'quarantined').sum()} quarantined")
+    print(
+        f"\nbatch {batch}: {len(uploads)} files in, {(uploads['status'] == 'ok').sum()} ok, "
+        f"{(uploads['status'] == 'duplicate').sum()} duplicate, {(uploads['status'] == 'quarantined').sum()} quarantined"
+    )
     for row in uploads[uploads["status"] != "ok"].itertuples(index=False):
         print(f"  {row.status:<11} {row.original_name!r}: {row.reason}")
     kinds = frames["kind"].value_counts().to_dict()
@@ -63,8 +65,10 @@ def print_summary(layout: StorageLayout, batch: str, truth_path: Path, seconds: 
     scores = score_against_sample_truth(read_truth(truth_path), uploads, frames, final)
     if scores:
         total = sum(scores.values(), OcrScore(0, 0, 0, 0))
-        print(f"OCR character accuracy against the generator's ground truth: {total.accuracy:.1%} "
-              f"({total.characters} characters, {total.lines} lines, {total.missed_lines} missed)")
+        print(
+            f"OCR character accuracy against the generator's ground truth: {total.accuracy:.1%} "
+            f"({total.characters} characters, {total.lines} lines, {total.missed_lines} missed)"
+        )
     print(f"quality report: {layout.root / 'exports' / 'reports' / f'{batch}.html'}")
     print(f"exports: {layout.exports(batch)}")
     for path in sorted(layout.exports(batch).glob("*.*")):
@@ -77,9 +81,11 @@ def main() -> int:
     batch = args.batch or f"sample-{args.seed}"
     started = time.perf_counter()
     if is_url_root(args.root):
-        print(f"error: the demo writes its sample batch into a folder; {args.root} is object storage. Run it with "
-              "--root <folder> (or unset QWEN_STORAGE_ROOT); object-store roots are for `make dev` and deployments.",
-              file=sys.stderr)
+        print(
+            f"error: the demo writes its sample batch into a folder; {args.root} is object storage. Run it with "
+            "--root <folder> (or unset QWEN_STORAGE_ROOT); object-store roots are for `make dev` and deployments.",
+            file=sys.stderr,
+        )
         return 2
     layout = StorageLayout(args.root)
     layout.ensure()
@@ -93,7 +99,9 @@ def main() -> int:
         instance=instance, partition_key=batch, raise_on_error=False, run_config=quiet
     )
     if not result.success:
-        print(f"the run failed; open `make dev` and look at run {result.run_id} for the step that failed", file=sys.stderr)
+        print(
+            f"the run failed; open `make dev` and look at run {result.run_id} for the step that failed", file=sys.stderr
+        )
         return 1
     print_summary(layout, batch, truth_path, time.perf_counter() - started)
     return 0

@@ -53,8 +53,13 @@ class ScriptedBackend:
         for index, frame in enumerate(frames):
             if index == 1:
                 self._hold_if_asked(frame)
-            region = {"bbox": [1.0, 1.0, float(min(frame.width - 1, 120)), float(min(frame.height - 1, 24))],
-                      "text": "Hello", "confidence": 0.9, "language": "en", "reading_order": 0}
+            region = {
+                "bbox": [1.0, 1.0, float(min(frame.width - 1, 120)), float(min(frame.height - 1, 24))],
+                "text": "Hello",
+                "confidence": 0.9,
+                "language": "en",
+                "reading_order": 0,
+            }
             yield PrelabelOutcome(frame.frame_id, task, {"regions": [region]})
 
     def _hold_if_asked(self, frame: FrameInput) -> None:
@@ -90,8 +95,9 @@ def fixture_definitions() -> Definitions:
     if choice not in EXECUTORS:
         raise RuntimeError(f"QWEN_FIXTURE_EXECUTOR={choice!r}: use one of {sorted(EXECUTORS)}.")
     prelabel = ScriptedPrelabel(hold_dir=os.environ.get("QWEN_FIXTURE_HOLD_DIR", ""))
-    return Definitions.merge(build_definitions(storage_root=root, prelabel=prelabel),
-                             Definitions(executor=EXECUTORS[choice]))
+    return Definitions.merge(
+        build_definitions(storage_root=root, prelabel=prelabel), Definitions(executor=EXECUTORS[choice])
+    )
 
 
 defs = fixture_definitions()

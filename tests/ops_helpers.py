@@ -91,23 +91,35 @@ def write_dagster_home(home: Path, postgres: bool) -> Path:
 
 def write_workspace(path: Path) -> Path:
     """A workspace file that loads the fixture code location under the name :data:`LOCATION`."""
-    workspace = {"load_from": [{"python_module": {
-        "module_name": FIXTURE_MODULE, "working_directory": str(REPO), "location_name": LOCATION}}]}
+    workspace = {
+        "load_from": [
+            {
+                "python_module": {
+                    "module_name": FIXTURE_MODULE,
+                    "working_directory": str(REPO),
+                    "location_name": LOCATION,
+                }
+            }
+        ]
+    }
     path.write_text(yaml.safe_dump(workspace))
     return path
 
 
-def service_env(home: Path, storage_root: Path, pg_url: str | None = None,
-                extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def service_env(
+    home: Path, storage_root: Path, pg_url: str | None = None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The environment of every service, code server and run worker."""
     env = dict(os.environ)
-    env.update({
-        "DAGSTER_HOME": str(home),
-        "QWEN_STORAGE_ROOT": str(storage_root),
-        "GX_ANALYTICS_ENABLED": "False",
-        "DAGSTER_DISABLE_TELEMETRY": "1",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DAGSTER_HOME": str(home),
+            "QWEN_STORAGE_ROOT": str(storage_root),
+            "GX_ANALYTICS_ENABLED": "False",
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.pop("DAGSTER_PG_URL", None)
     if pg_url:
         env["DAGSTER_PG_URL"] = psycopg2_url(pg_url)
@@ -141,8 +153,13 @@ def temporary_database(admin_url: str) -> Iterator[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, on_timeout: Callable[[], str] = lambda: "",
-             interval: float = 0.25) -> T:
+def wait_for(
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float,
+    on_timeout: Callable[[], str] = lambda: "",
+    interval: float = 0.25,
+) -> T:
     """Call ``probe`` until it returns something other than None/False; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -175,8 +192,9 @@ class DagsterServices:
 
     def graphql(self, query: str, variables: Mapping[str, Any] | None = None, timeout: float = 60.0) -> dict[str, Any]:
         """POST a GraphQL query to the webserver; fails on transport or GraphQL errors."""
-        response = httpx.post(self.url + "/graphql", json={"query": query, "variables": dict(variables or {})},
-                              timeout=timeout)
+        response = httpx.post(
+            self.url + "/graphql", json={"query": query, "variables": dict(variables or {})}, timeout=timeout
+        )
         if response.status_code >= 500 or "json" not in response.headers.get("content-type", ""):
             response.raise_for_status()
         body = response.json()
@@ -228,16 +246,19 @@ def _terminate_group(process: subprocess.Popen) -> None:
 
 
 def _spawn(args: list[str], env: dict[str, str], log) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def _location_loaded(services: DagsterServices) -> bool:
     services.assert_running()
     try:
-        data = services.graphql("""{ workspaceOrError { __typename ... on Workspace { locationEntries {
+        data = services.graphql(
+            """{ workspaceOrError { __typename ... on Workspace { locationEntries {
             name loadStatus locationOrLoadError { __typename ... on PythonError { message stack } } } } } }""",
-                                timeout=10)
+            timeout=10,
+        )
     except (httpx.HTTPError, ServiceError):
         return False
     entries = {e["name"]: e for e in data["workspaceOrError"].get("locationEntries", [])}
@@ -268,7 +289,9 @@ def wait_until_healthy(services: DagsterServices, timeout: float = STARTUP_TIMEO
 
 
 @contextlib.contextmanager
-def dagster_dev(tmp_path: Path, storage_root: Path, extra_env: Mapping[str, str] | None = None) -> Iterator[DagsterServices]:
+def dagster_dev(
+    tmp_path: Path, storage_root: Path, extra_env: Mapping[str, str] | None = None
+) -> Iterator[DagsterServices]:
     """``dagster dev`` on a free loopback port with a fresh SQLite ``DAGSTER_HOME``; always stopped."""
     home = write_dagster_home(tmp_path / "dagster_home", postgres=False)
     workspace = write_workspace(tmp_path / "workspace.yaml")
@@ -276,8 +299,9 @@ def dagster_dev(tmp_path: Path, storage_root: Path, extra_env: Mapping[str, str]
     log_path = tmp_path / "dagster_dev.log"
     env = service_env(home, storage_root, extra=extra_env)
     with log_path.open("ab") as log:
-        process = _spawn([str(BIN / "dagster"), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
-                         env, log)
+        process = _spawn(
+            [str(BIN / "dagster"), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)], env, log
+        )
     services = DagsterServices(port, home, storage_root, log_path, [process], with_daemon=True)
     try:
         yield wait_until_healthy(services)
@@ -286,8 +310,14 @@ def dagster_dev(tmp_path: Path, storage_root: Path, extra_env: Mapping[str, str]
 
 
 @contextlib.contextmanager
-def deployment(tmp_path: Path, storage_root: Path, pg_url: str | None = None, daemon: bool = True,
-               home: Path | None = None, extra_env: Mapping[str, str] | None = None) -> Iterator[DagsterServices]:
+def deployment(
+    tmp_path: Path,
+    storage_root: Path,
+    pg_url: str | None = None,
+    daemon: bool = True,
+    home: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[DagsterServices]:
     """One ``dagster-webserver`` (+ one ``dagster-daemon``), as deployed; always stopped.
 
     Pass the ``home`` of an earlier deployment to restart on the same instance."""
@@ -298,8 +328,9 @@ def deployment(tmp_path: Path, storage_root: Path, pg_url: str | None = None, da
     env = service_env(home, storage_root, pg_url, extra_env)
     processes = []
     with log_path.open("ab") as log:
-        processes.append(_spawn([str(BIN / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1",
-                                 "-p", str(port)], env, log))
+        processes.append(
+            _spawn([str(BIN / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)], env, log)
+        )
         if daemon:
             processes.append(_spawn([str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env, log))
     services = DagsterServices(port, home, storage_root, log_path, processes, with_daemon=daemon)
@@ -330,13 +361,18 @@ def add_partition(services: DagsterServices, batch: str) -> None:
 def stop_sensor(services: DagsterServices, name: str) -> None:
     """Turn a sensor off, as its toggle in the UI does (the state is kept in the instance)."""
     selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": name}
-    found = services.graphql("""query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
-        __typename ... on Sensor { id } ... on PythonError { message } } }""", {"selector": selector})["sensorOrError"]
+    found = services.graphql(
+        """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+        __typename ... on Sensor { id } ... on PythonError { message } } }""",
+        {"selector": selector},
+    )["sensorOrError"]
     if found["__typename"] != "Sensor":
         raise ServiceError(f"no sensor {name!r} in {LOCATION}: {found}")
-    stopped = services.graphql("""mutation($id: String!) { stopSensor(id: $id) { __typename
+    stopped = services.graphql(
+        """mutation($id: String!) { stopSensor(id: $id) { __typename
         ... on StopSensorMutationResult { instigationState { status } } ... on PythonError { message } } }""",
-                               {"id": found["id"]})["stopSensor"]
+        {"id": found["id"]},
+    )["stopSensor"]
     if stopped.get("instigationState", {}).get("status") != "STOPPED":
         raise ServiceError(f"stopping sensor {name!r} failed: {stopped}")
 
@@ -363,8 +399,11 @@ def run_errors(services: DagsterServices, run_id: str) -> str:
     )
     events = data["logsForRun"].get("events", [])
     wanted = [e for e in events if "Failure" in e["__typename"] or e["__typename"] == "EngineEvent"]
-    return "\n".join(f"{e['__typename']} {e.get('stepKey')}: {e.get('message')} "
-                     f"{(e.get('error') or e.get('pipelineFailureError') or {}).get('message', '')}" for e in wanted)
+    return "\n".join(
+        f"{e['__typename']} {e.get('stepKey')}: {e.get('message')} "
+        f"{(e.get('error') or e.get('pipelineFailureError') or {}).get('message', '')}"
+        for e in wanted
+    )
 
 
 def wait_for_run(services: DagsterServices, run_id: str, timeout: float = RUN_TIMEOUT_S) -> str:
@@ -375,9 +414,13 @@ def wait_for_run(services: DagsterServices, run_id: str, timeout: float = RUN_TI
         status = run_status(services, run_id)
         return status if status in TERMINAL_STATUSES else None
 
-    return wait_for(f"run {run_id} to finish", terminal, timeout,
-                    lambda: f"status {run_status(services, run_id)}\n{run_errors(services, run_id)}\n"
-                            f"{services.log_tail()}", 0.5)
+    return wait_for(
+        f"run {run_id} to finish",
+        terminal,
+        timeout,
+        lambda: f"status {run_status(services, run_id)}\n{run_errors(services, run_id)}\n{services.log_tail()}",
+        0.5,
+    )
 
 
 def assert_run_succeeded(services: DagsterServices, run_id: str, timeout: float = RUN_TIMEOUT_S) -> None:
@@ -420,8 +463,11 @@ def reexecute(services: DagsterServices, run_id: str, strategy: str = "FROM_FAIL
 
 def pool_usage(services: DagsterServices, pool: str) -> dict[str, Any]:
     """A concurrency pool's limit and which runs hold its slots (the Deployment → Concurrency page)."""
-    data = services.graphql("""query($pool: String!) { instance { concurrencyLimit(concurrencyKey: $pool) {
-        slotCount limit activeRunIds claimedSlots { runId stepKey } } } }""", {"pool": pool})
+    data = services.graphql(
+        """query($pool: String!) { instance { concurrencyLimit(concurrencyKey: $pool) {
+        slotCount limit activeRunIds claimedSlots { runId stepKey } } } }""",
+        {"pool": pool},
+    )
     return data["instance"]["concurrencyLimit"]
 
 
@@ -429,7 +475,9 @@ def run_records(services: DagsterServices) -> dict[str, dict[str, Any]]:
     """Every run the webserver knows, by id: status, tags, start and end times."""
     data = services.graphql("""{ runsOrError { __typename ... on Runs { results {
         runId status jobName startTime endTime tags { key value } } } } }""")
-    return {r["runId"]: {**r, "tags": {t["key"]: t["value"] for t in r["tags"]}} for r in data["runsOrError"]["results"]}
+    return {
+        r["runId"]: {**r, "tags": {t["key"]: t["value"] for t in r["tags"]}} for r in data["runsOrError"]["results"]
+    }
 
 
 def materialization_metadata(services: DagsterServices, asset: str, batch: str) -> dict[str, Any]:
@@ -448,8 +496,9 @@ def materialization_metadata(services: DagsterServices, asset: str, batch: str) 
         return {}
     values = {}
     for entry in materializations[0]["metadataEntries"]:
-        value = next((entry[k] for k in ("floatValue", "intValue", "mdStr", "jsonString", "path", "text") if k in entry),
-                     None)
+        value = next(
+            (entry[k] for k in ("floatValue", "intValue", "mdStr", "jsonString", "path", "text") if k in entry), None
+        )
         values[entry["label"]] = value
     values["__run_id__"] = materializations[0]["runId"]
     return values
@@ -462,7 +511,9 @@ def materialization_metadata(services: DagsterServices, asset: str, batch: str) 
 
 def leftover_temp_files(root: Path) -> list[str]:
     """``*.tmp`` (and hidden ``.*.tmp``) files anywhere under ``root``: traces of a torn write."""
-    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file() and path.name.endswith(".tmp"))
+    return sorted(
+        str(path.relative_to(root)) for path in root.rglob("*") if path.is_file() and path.name.endswith(".tmp")
+    )
 
 
 def unreadable_files(root: Path) -> list[str]:

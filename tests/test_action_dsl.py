@@ -20,11 +20,7 @@ from qwen_dataset.exporters.action_dsl import (
 from qwen_dataset.prelabel.templates import AnswerContext, load_template, parse_answer
 
 SPEC_EXAMPLE = (
-    'CLICK #login "Login" @[120,80,160,100]\n'
-    'TYPE #search "AI tutorial"\n'
-    "SCROLL down 3\n"
-    'KEY "Enter"\n'
-    "WAIT 1.5\n"
+    'CLICK #login "Login" @[120,80,160,100]\nTYPE #search "AI tutorial"\nSCROLL down 3\nKEY "Enter"\nWAIT 1.5\n'
 )
 
 
@@ -43,9 +39,32 @@ def strict(value: Any) -> Any:
 # Generated sequences
 
 TEXT_PIECES = [
-    "Login", "AI tutorial", "数据标注平台", "营业收入同比增长 12%", "搜索", "こんにちは", "😀👍🏽", 'say "hi"', "back\\slash",
-    "\\n is not a newline", "tab\there", "line\nbreak", "cr\rlf", "\x00\x07\x1b", "\u2028\u2029", "\u0085", "\u3000全角",
-    "zero\u200bwidth", "\ud800", " leading and trailing ", "", "#not-a-target", "@(1,2)", "-> @[1,2,3,4]", "//", "\"\"",
+    "Login",
+    "AI tutorial",
+    "数据标注平台",
+    "营业收入同比增长 12%",
+    "搜索",
+    "こんにちは",
+    "😀👍🏽",
+    'say "hi"',
+    "back\\slash",
+    "\\n is not a newline",
+    "tab\there",
+    "line\nbreak",
+    "cr\rlf",
+    "\x00\x07\x1b",
+    "\u2028\u2029",
+    "\u0085",
+    "\u3000全角",
+    "zero\u200bwidth",
+    "\ud800",
+    " leading and trailing ",
+    "",
+    "#not-a-target",
+    "@(1,2)",
+    "-> @[1,2,3,4]",
+    "//",
+    '""',
 ]
 
 
@@ -117,7 +136,10 @@ def test_canonical_gui_payload_actions_round_trip() -> None:
     payload = parse_answer(template, json.dumps(template.example), AnswerContext(width=1366, height=768))
     actions = payload["actions"]
     assert strict(parse(write(actions))) == strict(actions)
-    assert write(actions) == 'CLICK #0 @(683.0,176.64000000000001)\nTYPE #0 "wireless headphones"\nCLICK #1 @(1092.8,253.44)\n'
+    assert (
+        write(actions)
+        == 'CLICK #0 @(683.0,176.64000000000001)\nTYPE #0 "wireless headphones"\nCLICK #1 @(1092.8,253.44)\n'
+    )
     assert all(set(action) == set(CANONICAL_KEYS) for action in parse(write(actions)))
 
 
@@ -126,7 +148,12 @@ def test_spec_example_is_canonical_text() -> None:
     assert write(actions) == SPEC_EXAMPLE
     click, type_, scroll, key, wait = actions
     assert click == {
-        "type": "click", "target": "login", "point": None, "end_point": None, "text": "Login", "direction": None,
+        "type": "click",
+        "target": "login",
+        "point": None,
+        "end_point": None,
+        "text": "Login",
+        "direction": None,
         "box": [120, 80, 160, 100],
     }
     assert (type_["target"], type_["text"]) == ("search", "AI tutorial")

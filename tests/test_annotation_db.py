@@ -9,8 +9,18 @@ from qwen_dataset.db.queries import final_annotations
 
 def _add(engine, annotation_id, batch="b1", state=ReviewState.FINAL, payload='{"regions": []}'):
     with Session(engine) as session:
-        session.add(HumanAnnotation(annotation_id=annotation_id, frame_id=f"f-{annotation_id}", upload_id="u",
-                                    batch=batch, task="ocr", author="ann1", payload=payload, state=state))
+        session.add(
+            HumanAnnotation(
+                annotation_id=annotation_id,
+                frame_id=f"f-{annotation_id}",
+                upload_id="u",
+                batch=batch,
+                task="ocr",
+                author="ann1",
+                payload=payload,
+                state=state,
+            )
+        )
         session.commit()
 
 

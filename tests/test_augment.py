@@ -78,8 +78,18 @@ def iou(a, b) -> float:
 
 
 def ocr_payload(box=RECT, text="Total") -> dict:
-    return {"regions": [{"bbox": list(box), "text": text, "confidence": 0.9, "language": "en",
-                         "font_style": "regular", "reading_order": 0}]}
+    return {
+        "regions": [
+            {
+                "bbox": list(box),
+                "text": text,
+                "confidence": 0.9,
+                "language": "en",
+                "font_style": "regular",
+                "reading_order": 0,
+            }
+        ]
+    }
 
 
 def gui_payload(box=RECT, text="Pay", role="button") -> dict:
@@ -88,7 +98,9 @@ def gui_payload(box=RECT, text="Pay", role="button") -> dict:
         "elements": [{"bbox": list(box), "role": role, "text": text}],
         "instruction": f'Click "{text}"',
         "requested_instruction": f'Click "{text}"',
-        "actions": [{"type": "click", "target": 0, "point": centre, "end_point": None, "text": None, "direction": None}],
+        "actions": [
+            {"type": "click", "target": 0, "point": centre, "end_point": None, "text": None, "direction": None}
+        ],
     }
 
 
@@ -156,8 +168,9 @@ def test_a_click_pushed_off_the_picture_is_rejected():
     registry = builtin_registry()
     registry.register("shift", lambda: A.Affine(translate_px={"x": -90, "y": 0}, p=1.0))
     payload = gui_payload(box=[100.0, 60.0, 200.0, 120.0])
-    payload["actions"].append({"type": "click", "target": None, "point": [10.0, 10.0], "end_point": None,
-                               "text": None, "direction": None})
+    payload["actions"].append(
+        {"type": "click", "target": None, "point": [10.0, 10.0], "end_point": None, "text": None, "direction": None}
+    )
     with pytest.raises(AugmentationRejected, match=r"actions\[1\]\.point would leave the picture"):
         augment_sample(rectangle_scene(box=[100, 60, 200, 120]), payload, "gui_action", "shift", 0, registry=registry)
 
@@ -165,10 +178,18 @@ def test_a_click_pushed_off_the_picture_is_rejected():
 def test_spatial_and_layout_boxes_are_carried_too():
     image = rectangle_scene()
     spatial = {"objects": [{"bbox": RECT, "label": "card", "occluded": False}], "relations": [], "depth_order": [0]}
-    code = {"html": "<div></div>", "layout": {"tag": "body", "role": "page", "bbox": [0.0, 0.0, 320.0, 240.0],
-                                              "children": [{"tag": "div", "role": "card", "bbox": RECT, "children": []}]}}
-    result = augment_frame(image, [Labels("spatial", spatial), Labels("image_to_code", code)],
-                           builtin_registry().create("rotate"), 3)
+    code = {
+        "html": "<div></div>",
+        "layout": {
+            "tag": "body",
+            "role": "page",
+            "bbox": [0.0, 0.0, 320.0, 240.0],
+            "children": [{"tag": "div", "role": "card", "bbox": RECT, "children": []}],
+        },
+    }
+    result = augment_frame(
+        image, [Labels("spatial", spatial), Labels("image_to_code", code)], builtin_registry().create("rotate"), 3
+    )
     found = locate_colour(result.image)
     assert iou(result.labels[0].payload["objects"][0]["bbox"], found) >= 0.9
     child = result.labels[1].payload["layout"]["children"][0]["bbox"]
@@ -219,18 +240,44 @@ def button_scene() -> tuple[np.ndarray, list[Labels]]:
     # Faint noise everywhere: painting a single pixel outside a box would show.
     grain = np.random.default_rng(0).integers(-5, 6, size=(170, 360, 1))
     picture = Image.fromarray(np.clip(np.asarray(picture).astype(int) + grain, 0, 255).astype(np.uint8))
-    ocr = {"regions": [
-        {"bbox": submit, "text": "Submit", "confidence": 0.9, "language": "en", "font_style": "regular", "reading_order": 0},
-        {"bbox": chinese, "text": "提交", "confidence": 0.9, "language": "zh", "font_style": "regular", "reading_order": 1},
-    ]}
+    ocr = {
+        "regions": [
+            {
+                "bbox": submit,
+                "text": "Submit",
+                "confidence": 0.9,
+                "language": "en",
+                "font_style": "regular",
+                "reading_order": 0,
+            },
+            {
+                "bbox": chinese,
+                "text": "提交",
+                "confidence": 0.9,
+                "language": "zh",
+                "font_style": "regular",
+                "reading_order": 1,
+            },
+        ]
+    }
     gui = {
-        "elements": [{"bbox": [24.0, 20.0, 225.0, 81.0], "role": "button", "text": "Submit"},
-                     {"bbox": list(chinese), "role": "text", "text": "提交"}],
+        "elements": [
+            {"bbox": [24.0, 20.0, 225.0, 81.0], "role": "button", "text": "Submit"},
+            {"bbox": list(chinese), "role": "text", "text": "提交"},
+        ],
         "instruction": 'Click "Submit" after reading 提交',
         "requested_instruction": "Click Submit",
-        "actions": [{"type": "click", "target": 0, "point": [124.0, 50.0], "end_point": None, "text": None, "direction": None},
-                    {"type": "click", "target": 1, "point": [chinese[0] + 1, chinese[1] + 1], "end_point": None,
-                     "text": None, "direction": None}],
+        "actions": [
+            {"type": "click", "target": 0, "point": [124.0, 50.0], "end_point": None, "text": None, "direction": None},
+            {
+                "type": "click",
+                "target": 1,
+                "point": [chinese[0] + 1, chinese[1] + 1],
+                "end_point": None,
+                "text": None,
+                "direction": None,
+            },
+        ],
     }
     return np.asarray(picture).copy(), [Labels("ocr", ocr), Labels("gui_action", gui)]
 
@@ -240,13 +287,21 @@ def test_text_replacement_repaints_only_the_boxes_updates_labels_and_ocr_reads_i
 
     image, labels = button_scene()
     registry = builtin_registry()
-    registry.register_from_config({"replace_two": {"factory": "qwen_dataset.augment.text_replace:TextReplacement",
-                                                   "options": {"max_replacements": 2}}})
+    registry.register_from_config(
+        {
+            "replace_two": {
+                "factory": "qwen_dataset.augment.text_replace:TextReplacement",
+                "options": {"max_replacements": 2},
+            }
+        }
+    )
     result = augment_frame(image, labels, registry.create("replace_two"), 3)
 
     old_regions = labels[0].payload["regions"]
-    painted = [[math.floor(x1), math.floor(y1), math.ceil(x2), math.ceil(y2)] for x1, y1, x2, y2 in
-               (r["bbox"] for r in old_regions)]
+    painted = [
+        [math.floor(x1), math.floor(y1), math.ceil(x2), math.ceil(y2)]
+        for x1, y1, x2, y2 in (r["bbox"] for r in old_regions)
+    ]
     assert sorted(entry["box"] for entry in result.params["replacements"]) == sorted(painted)
     assert sorted(entry["fill"] for entry in result.params["replacements"]) == ["inpaint", "median"]
     inside = np.zeros(image.shape[:2], bool)
@@ -276,8 +331,10 @@ def test_text_replacement_repaints_only_the_boxes_updates_labels_and_ocr_reads_i
 
     engine = RapidOcrBackend(use_angle_cls=False).engine()
     read, _ = engine(np.ascontiguousarray(result.image[:, :, ::-1]))
-    read_back = {text: [min(p[0] for p in quad), min(p[1] for p in quad), max(p[0] for p in quad), max(p[1] for p in quad)]
-                 for quad, text, _score in read}
+    read_back = {
+        text: [min(p[0] for p in quad), min(p[1] for p in quad), max(p[0] for p in quad), max(p[1] for p in quad)]
+        for quad, text, _score in read
+    }
     for region in new_regions:
         assert region["text"] in read_back, (region["text"], sorted(read_back))
         assert iou(read_back[region["text"]], region["bbox"]) >= 0.5
@@ -286,8 +343,13 @@ def test_text_replacement_repaints_only_the_boxes_updates_labels_and_ocr_reads_i
 def test_text_replacement_finds_a_buttons_text_without_an_ocr_label():
     image, labels = button_scene()
     gui = labels[1]
-    code = Labels("image_to_code", {"html": '<button>Submit</button><input value="Submit"><p>提交</p>',
-                                    "layout": {"tag": "body", "role": "page", "bbox": [0.0, 0.0, 360.0, 170.0], "children": []}})
+    code = Labels(
+        "image_to_code",
+        {
+            "html": '<button>Submit</button><input value="Submit"><p>提交</p>',
+            "layout": {"tag": "body", "role": "page", "bbox": [0.0, 0.0, 360.0, 170.0], "children": []},
+        },
+    )
     augmentation = TextReplacement(replacements={"Submit": "Go"})
     result = augment_frame(image, [gui, code], augmentation, 0)
     (entry,) = result.params["replacements"]
@@ -307,7 +369,9 @@ def test_text_replacement_finds_a_buttons_text_without_an_ocr_label():
 
 def test_text_replacement_rejects_a_frame_without_replaceable_text():
     with pytest.raises(AugmentationRejected, match="replacement table"):
-        augment_sample(rectangle_scene(), ocr_payload(text="Total"), "ocr", "text_replace", 0, registry=builtin_registry())
+        augment_sample(
+            rectangle_scene(), ocr_payload(text="Total"), "ocr", "text_replace", 0, registry=builtin_registry()
+        )
 
 
 def test_text_replacement_keeps_the_case_style():
@@ -330,22 +394,29 @@ def test_unknown_name_lists_the_available_ones():
 
 
 def test_config_dotted_path_registers_a_user_factory_with_options(tmp_path, monkeypatch):
-    (tmp_path / "user_augs.py").write_text(textwrap.dedent("""
+    (tmp_path / "user_augs.py").write_text(
+        textwrap.dedent("""
         import albumentations as A
 
         def strong_blur(sigma=1.0):
             return A.GaussianBlur(sigma_limit=(sigma, sigma), blur_limit=0, p=1.0)
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    registry = default_registry({"strong_blur": {"factory": "user_augs:strong_blur", "options": {"sigma": 2.5}},
-                                 "plain_blur": "user_augs:strong_blur"}, entry_points=False)
+    registry = default_registry(
+        {
+            "strong_blur": {"factory": "user_augs:strong_blur", "options": {"sigma": 2.5}},
+            "plain_blur": "user_augs:strong_blur",
+        },
+        entry_points=False,
+    )
     assert {"strong_blur", "plain_blur", "rotate"} <= set(registry.names())
     assert registry.origin("strong_blur") == "config user_augs:strong_blur"
     out, payload, lineage = augment_sample(rectangle_scene(), ocr_payload(), "ocr", "strong_blur", 1, registry=registry)
     assert payload == ocr_payload() and not np.array_equal(out, rectangle_scene())
-    (name, strong), = lineage["params"]["transforms"]
+    ((name, strong),) = lineage["params"]["transforms"]
     _, _, plain_lineage = augment_sample(rectangle_scene(), ocr_payload(), "ocr", "plain_blur", 1, registry=registry)
-    (_, plain), = plain_lineage["params"]["transforms"]
+    ((_, plain),) = plain_lineage["params"]["transforms"]
     # The options reached the factory: sigma 2.5 draws a wider kernel than the default 1.0.
     assert name == "GaussianBlur" and len(strong["kernel"]) > len(plain["kernel"])
 
@@ -398,20 +469,42 @@ def test_entry_point_plugins_are_found_and_loaded_on_first_use(tmp_path, monkeyp
 
 def stored_frame(store: BlobStore, image: np.ndarray, upload: str, index: int, **overrides) -> FrameRecord:
     _, uri = store.put_bytes(encode_picture(image, "png"))
-    values = dict(frame_id=frame_id_for(upload, index), upload_id=upload, batch="b1", kind="video_frame", index=index,
-                  page=None, t=index * 0.5, width=image.shape[1], height=image.shape[0], blob_uri=uri,
-                  low_light=False, mean_luma=150.0, enhanced_uri="")
+    values = dict(
+        frame_id=frame_id_for(upload, index),
+        upload_id=upload,
+        batch="b1",
+        kind="video_frame",
+        index=index,
+        page=None,
+        t=index * 0.5,
+        width=image.shape[1],
+        height=image.shape[0],
+        blob_uri=uri,
+        low_light=False,
+        mean_luma=150.0,
+        enhanced_uri="",
+    )
     values.update(overrides)
     return FrameRecord(**values)
 
 
-def annotation(frame: FrameRecord, task: str, payload: dict, source: str = "human", author: str = "alice",
-               status: str = "ok") -> AnnotationRecord:
+def annotation(
+    frame: FrameRecord, task: str, payload: dict, source: str = "human", author: str = "alice", status: str = "ok"
+) -> AnnotationRecord:
     return AnnotationRecord(
-        annotation_id=annotation_id_for(frame.frame_id, task, source, author), frame_id=frame.frame_id,
-        upload_id=frame.upload_id, batch=frame.batch, task=task, source=source, author=author,
-        template_version="ocr@1.0", created_at="2026-01-01T00:00:00+00:00", status=status,
-        error="" if status == "ok" else "timeout", payload=dump_payload(payload if status == "ok" else {}), reviewed=True,
+        annotation_id=annotation_id_for(frame.frame_id, task, source, author),
+        frame_id=frame.frame_id,
+        upload_id=frame.upload_id,
+        batch=frame.batch,
+        task=task,
+        source=source,
+        author=author,
+        template_version="ocr@1.0",
+        created_at="2026-01-01T00:00:00+00:00",
+        status=status,
+        error="" if status == "ok" else "timeout",
+        payload=dump_payload(payload if status == "ok" else {}),
+        reviewed=True,
     )
 
 
@@ -454,7 +547,11 @@ def test_augment_batch_writes_pictures_and_rows_with_lineage(tmp_path):
     for row in merged.itertuples(index=False):
         source = sources.loc[row.source_annotation_id]
         assert (row.source, row.author, row.template_version, row.created_at) == (
-            source.source, source.author, source.template_version, source.created_at)
+            source.source,
+            source.author,
+            source.template_version,
+            source.created_at,
+        )
         assert row.task == source.task and json.loads(row.params)["transforms"]
     assert set(result.annotations["source"]) == {"human", "ai"}  # provenance kept, never "augmented"
 

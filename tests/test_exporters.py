@@ -106,8 +106,13 @@ def test_jsonl_prefers_the_reviewed_annotation_of_a_frame(tmp_path) -> None:
     annotations = annotations_df(
         annotation(WIDE, [region([0, 0, 100, 50], text="ai guess")], source="ai"),
         annotation(WIDE, [region([0, 0, 100, 50], text="human fix")], source="human", author="alice"),
-        annotation(WIDE, [region([0, 0, 100, 50], text="older human")], source="human", author="bob",
-                   created_at="2025-01-01T00:00:00+00:00"),
+        annotation(
+            WIDE,
+            [region([0, 0, 100, 50], text="older human")],
+            source="human",
+            author="bob",
+            created_at="2025-01-01T00:00:00+00:00",
+        ),
     )
     out = tmp_path / "qwen_ocr.jsonl"
     assert export_qwen_ocr_jsonl(annotations, frames_df(WIDE), out, image_ref) == 1
@@ -150,7 +155,11 @@ def test_empty_manifests_write_empty_but_valid_files(tmp_path) -> None:
     annotations, frames = annotations_df(), frames_df()
     assert export_qwen_ocr_jsonl(annotations, frames, tmp_path / "q.jsonl", image_ref) == 0
     assert (tmp_path / "q.jsonl").read_text() == ""
-    assert export_coco(annotations, frames, tmp_path / "c.json", image_ref) == {"images": 0, "annotations": 0, "categories": 1}
+    assert export_coco(annotations, frames, tmp_path / "c.json", image_ref) == {
+        "images": 0,
+        "annotations": 0,
+        "categories": 1,
+    }
     assert json.loads((tmp_path / "c.json").read_text())["images"] == []
 
 
@@ -199,7 +208,10 @@ def test_coco_images_boxes_and_attributes(tmp_path, manifests) -> None:
     images = {image["frame_id"]: image for image in data["images"]}
     assert set(images) == {WIDE.frame_id, TALL.frame_id, EMPTY.frame_id}  # the failed frame is left out
     assert images[TALL.frame_id] == {
-        "id": images[TALL.frame_id]["id"], "file_name": image_ref(TALL.frame_id), "width": 800, "height": 1200,
+        "id": images[TALL.frame_id]["id"],
+        "file_name": image_ref(TALL.frame_id),
+        "width": 800,
+        "height": 1200,
         "frame_id": TALL.frame_id,
     }
     assert all(isinstance(image["id"], int) for image in data["images"])

@@ -55,12 +55,24 @@ VIDEO_UPLOAD = "a" * 64
 VIDEO_FRAMES = [frame(i, width=640, height=360, upload=VIDEO_UPLOAD, kind="video_frame", t=i * 0.5) for i in range(6)]
 INSTRUCTION = "Search for AI tutorials"
 
-OCR_ANSWER = {"lines": [
-    {"bbox_2d": [62, 120, 430, 160], "text_content": "营业收入, \"同比\" 增长 12%", "language": "zh", "font_style": "regular",
-     "reading_order": 1},
-    {"bbox_2d": [62, 40, 512, 88], "text_content": "Footer <image> & <|im_end|>\nsecond line", "language": "en",
-     "font_style": "bold", "reading_order": 0},
-]}
+OCR_ANSWER = {
+    "lines": [
+        {
+            "bbox_2d": [62, 120, 430, 160],
+            "text_content": '营业收入, "同比" 增长 12%',
+            "language": "zh",
+            "font_style": "regular",
+            "reading_order": 1,
+        },
+        {
+            "bbox_2d": [62, 40, 512, 88],
+            "text_content": "Footer <image> & <|im_end|>\nsecond line",
+            "language": "en",
+            "font_style": "bold",
+            "reading_order": 0,
+        },
+    ]
+}
 GUI_ANSWER = {
     "elements": [
         {"bbox_2d": [100, 200, 900, 260], "role": "input", "text": "Search"},
@@ -70,17 +82,47 @@ GUI_ANSWER = {
     "instruction": "Search for AI tutorials and open the first result",
     "actions": [
         {"type": "click", "target": 0, "point_2d": [500, 230], "end_point_2d": None, "text": None, "direction": None},
-        {"type": "type", "target": 0, "point_2d": None, "end_point_2d": None, "text": 'AI "tutorial" \\ 教程', "direction": None},
+        {
+            "type": "type",
+            "target": 0,
+            "point_2d": None,
+            "end_point_2d": None,
+            "text": 'AI "tutorial" \\ 教程',
+            "direction": None,
+        },
         {"type": "key", "target": None, "point_2d": None, "end_point_2d": None, "text": "Enter", "direction": None},
         {"type": "wait", "target": None, "point_2d": None, "end_point_2d": None, "text": None, "direction": None},
-        {"type": "scroll", "target": 2, "point_2d": [500, 700], "end_point_2d": None, "text": None, "direction": "down"},
-        {"type": "drag", "target": None, "point_2d": [10, 500], "end_point_2d": [990, 500], "text": None, "direction": None},
-        {"type": "long_press", "target": 2, "point_2d": [333, 667], "end_point_2d": None, "text": None, "direction": None},
+        {
+            "type": "scroll",
+            "target": 2,
+            "point_2d": [500, 700],
+            "end_point_2d": None,
+            "text": None,
+            "direction": "down",
+        },
+        {
+            "type": "drag",
+            "target": None,
+            "point_2d": [10, 500],
+            "end_point_2d": [990, 500],
+            "text": None,
+            "direction": None,
+        },
+        {
+            "type": "long_press",
+            "target": 2,
+            "point_2d": [333, 667],
+            "end_point_2d": None,
+            "text": None,
+            "direction": None,
+        },
     ],
 }
 SPATIAL_SMALL_ANSWER = {
-    "objects": [{"bbox_2d": [10, 10, 500, 500], "label": "cat", "occluded": False},
-                {"bbox_2d": [400, 400, 990, 990], "label": "wooden chair", "occluded": True}],
+    "objects": [
+        {"bbox_2d": [10, 10, 500, 500], "label": "cat", "occluded": False},
+        {"bbox_2d": [400, 400, 990, 990], "label": "wooden chair", "occluded": True},
+    ],
     "relations": [{"subject": 0, "predicate": "above", "object": 1}],
     "depth_order": [1],
 }
@@ -99,14 +141,27 @@ def video_payload() -> dict[str, Any]:
 
 
 def record(
-    record_frame: FrameRecord, task: str, payload: dict[str, Any] | None, *, source: str = "ai", author: str = "qwen3-vl",
+    record_frame: FrameRecord,
+    task: str,
+    payload: dict[str, Any] | None,
+    *,
+    source: str = "ai",
+    author: str = "qwen3-vl",
     created_at: str = "2026-01-01T00:00:00+00:00",
 ) -> AnnotationRecord:
     return AnnotationRecord(
-        annotation_id=annotation_id_for(record_frame.frame_id, task, source, author), frame_id=record_frame.frame_id,
-        upload_id=record_frame.upload_id, batch=record_frame.batch, task=task, source=source, author=author,
-        template_version="1.0+abcd1234", created_at=created_at, status="ok" if payload is not None else "failed",
-        error="" if payload is not None else "invalid_json: boom", payload=dump_payload(payload) if payload is not None else "",
+        annotation_id=annotation_id_for(record_frame.frame_id, task, source, author),
+        frame_id=record_frame.frame_id,
+        upload_id=record_frame.upload_id,
+        batch=record_frame.batch,
+        task=task,
+        source=source,
+        author=author,
+        template_version="1.0+abcd1234",
+        created_at=created_at,
+        status="ok" if payload is not None else "failed",
+        error="" if payload is not None else "invalid_json: boom",
+        payload=dump_payload(payload) if payload is not None else "",
         reviewed=False,
     )
 
@@ -129,8 +184,14 @@ def build_manifests() -> tuple[pd.DataFrame, pd.DataFrame]:
     finals = [item for items in canonical_records().values() for item in items]
     others = [
         # Superseded or unusable rows that no dataset may pick up.
-        record(IMAGE, "gui_action", canonical("gui_action", IMAGE), source="ai", author="older-model",
-               created_at="2025-01-01T00:00:00+00:00"),
+        record(
+            IMAGE,
+            "gui_action",
+            canonical("gui_action", IMAGE),
+            source="ai",
+            author="older-model",
+            created_at="2025-01-01T00:00:00+00:00",
+        ),
         record(SMALL, "gui_action", None),
         record(SMALL, "image_to_code", None),
     ]
@@ -206,7 +267,8 @@ def test_generic_ocr_export_is_the_ocr_export(tmp_path, manifests) -> None:
     assert first["conversations"][0]["value"] == f"<image>\n{OCR_PROMPT}"
     answer = json.loads(first["conversations"][1]["value"])
     assert [item["text_content"] for item in answer] == [
-        "Footer <image> & <|im_end|>\nsecond line", "营业收入, \"同比\" 增长 12%",
+        "Footer <image> & <|im_end|>\nsecond line",
+        '营业收入, "同比" 增长 12%',
     ]  # reading order, tag-like text intact after json.loads
     assert answer[0]["bbox_2d"] == [62, 40, 512, 88]
     assert empty["conversations"][1]["value"] == "[]"
@@ -220,7 +282,13 @@ def test_answers_read_back_through_the_prelabel_parser(tmp_path, manifests, task
     template = load_template(task)
     for sample, source in zip(read_jsonl(out), final_records(task), strict=True):
         payload = json.loads(source.payload)
-        sized = IMAGE if source.frame_id == IMAGE.frame_id else SMALL if source.frame_id == SMALL.frame_id else VIDEO_FRAMES[0]
+        sized = (
+            IMAGE
+            if source.frame_id == IMAGE.frame_id
+            else SMALL
+            if source.frame_id == SMALL.frame_id
+            else VIDEO_FRAMES[0]
+        )
         context = AnswerContext(width=sized.width, height=sized.height, instruction=INSTRUCTION, window_end=60.0)
         reparsed = parse_answer(template, sample["conversations"][1]["value"], context)
         assert reparsed == expected_after_qwen_scale(task, payload, sized.width, sized.height)
@@ -280,7 +348,9 @@ def test_video_sample_with_the_video_file_has_one_video_tag(tmp_path, manifests)
     assert human["value"] == f"<video>\n{VIDEO_EVENT_PROMPT}"
     assert "<image>" not in human["value"]
     events = json.loads(gpt["value"])["events"]
-    assert events == [{key: event[key] for key in ("start", "end", "description")} for event in video_payload()["events"]]
+    assert events == [
+        {key: event[key] for key in ("start", "end", "description")} for event in video_payload()["events"]
+    ]
 
 
 def test_video_sample_without_the_file_shows_the_sampled_frames_with_timestamps(tmp_path, manifests) -> None:
@@ -296,8 +366,13 @@ def test_video_sample_without_the_file_shows_the_sampled_frames_with_timestamps(
 def test_video_without_its_frames_or_file_is_refused(tmp_path, manifests) -> None:
     annotations, _ = manifests
     with pytest.raises(ValueError, match="pass video_ref"):
-        export_qwen_jsonl(annotations, frames_df(IMAGE, SMALL, dataclasses.replace(VIDEO_FRAMES[0], t=None)),
-                          tmp_path / "v.jsonl", image_ref, task="video_event")
+        export_qwen_jsonl(
+            annotations,
+            frames_df(IMAGE, SMALL, dataclasses.replace(VIDEO_FRAMES[0], t=None)),
+            tmp_path / "v.jsonl",
+            image_ref,
+            task="video_event",
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -393,7 +468,10 @@ def test_coco_categories_per_gui_role_and_spatial_label(tmp_path, manifests) -> 
     by_id = {c["id"]: c["name"] for c in gui["categories"]}
     assert [by_id[a["category_id"]] for a in gui["annotations"]] == ["input", "button", "list_item"]
     assert gui["annotations"][0]["attributes"] == {
-        "text": "Search", "role": "input", "element_index": 0, "source": "human",
+        "text": "Search",
+        "role": "input",
+        "element_index": 0,
+        "source": "human",
         "annotation_id": annotation_id_for(IMAGE.frame_id, "gui_action", "human", "alice"),
     }
     element_box = canonical("gui_action", IMAGE, GUI_ANSWER)["elements"][0]["bbox"]
@@ -402,7 +480,9 @@ def test_coco_categories_per_gui_role_and_spatial_label(tmp_path, manifests) -> 
     export_coco(*manifests, tmp_path / "spatial.json", image_ref, task="spatial")
     spatial = json.loads((tmp_path / "spatial.json").read_text(encoding="utf-8"))
     assert [(c["id"], c["name"], c["supercategory"]) for c in spatial["categories"]] == [
-        (1, "wooden chair", "object"), (2, "dining table", "object"), (3, "cat", "object"),
+        (1, "wooden chair", "object"),
+        (2, "dining table", "object"),
+        (3, "cat", "object"),
     ]
     chairs = [a for a in spatial["annotations"] if a["category_id"] == 1]
     assert [a["image_id"] for a in chairs] == [1, 2] and chairs[1]["attributes"]["occluded"] is True
@@ -411,7 +491,9 @@ def test_coco_categories_per_gui_role_and_spatial_label(tmp_path, manifests) -> 
 def test_coco_layout_blocks_keep_the_tree(tmp_path, manifests) -> None:
     export_coco(*manifests, tmp_path / "code.json", image_ref, task="image_to_code")
     data = json.loads((tmp_path / "code.json").read_text(encoding="utf-8"))
-    tree = [(a["attributes"]["tag"], a["attributes"]["parent_index"], a["attributes"]["depth"]) for a in data["annotations"]]
+    tree = [
+        (a["attributes"]["tag"], a["attributes"]["parent_index"], a["attributes"]["depth"]) for a in data["annotations"]
+    ]
     assert tree == [("body", None, 0), ("header", 0, 1), ("h1", 1, 2), ("p", 0, 1)]
     assert data["annotations"][0]["bbox"] == [0.0, 0.0, 1920.0, 1080.0]
 
@@ -447,7 +529,9 @@ def test_csv_has_one_row_per_item_with_provenance(tmp_path, manifests) -> None:
     assert kinds.count(("video_event", "event")) == 2
     assert [task for task, _ in kinds] == sorted((task for task, _ in kinds), key=TASK_ORDER.index)
     gui = [row for row in rows if row["task"] == "gui_action"]
-    assert {(row["source"], row["author"], row["template_version"]) for row in gui} == {("human", "alice", "1.0+abcd1234")}
+    assert {(row["source"], row["author"], row["template_version"]) for row in gui} == {
+        ("human", "alice", "1.0+abcd1234")
+    }
     assert all(row["created_at"] == "2026-01-01T00:00:00+00:00" and row["upload_id"] == IMAGE.upload_id for row in gui)
 
 

@@ -51,14 +51,14 @@ def textured_canvas(width: int, height: int) -> np.ndarray:
 def id_coded_picture(number: int, canvas: np.ndarray, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
     """Frame ``number``: a panning window (so x264 predicts and uses B-frames) with the number coded on top."""
     x, y = (3 * number) % width, (2 * number) % height
-    rgb = canvas[y:y + height, x:x + width].copy()
+    rgb = canvas[y : y + height, x : x + width].copy()
     for bit in range(ID_BITS):
-        rgb[:BLOCK, bit * BLOCK:(bit + 1) * BLOCK] = 255 if number >> bit & 1 else 0
+        rgb[:BLOCK, bit * BLOCK : (bit + 1) * BLOCK] = 255 if number >> bit & 1 else 0
     return rgb
 
 
 def read_id(rgb: np.ndarray) -> int:
-    blocks = [rgb[4:BLOCK - 4, bit * BLOCK + 4:(bit + 1) * BLOCK - 4].mean() for bit in range(ID_BITS)]
+    blocks = [rgb[4 : BLOCK - 4, bit * BLOCK + 4 : (bit + 1) * BLOCK - 4].mean() for bit in range(ID_BITS)]
     return sum(1 << bit for bit, level in enumerate(blocks) if level > 128)
 
 
@@ -100,8 +100,14 @@ def write_cfr(path: Path, seconds: float, rate: Fraction | int, start_frames: in
 def upload_for(blobs: BlobStore, source: Path, media_type: MediaType) -> UploadRecord:
     sha256, uri = blobs.put_file(source)
     return UploadRecord(
-        upload_id=sha256, batch="b1", original_name=source.name, media_type=media_type.value,
-        bytes=source.stat().st_size, status=UploadStatus.OK.value, reason="", blob_uri=uri,
+        upload_id=sha256,
+        batch="b1",
+        original_name=source.name,
+        media_type=media_type.value,
+        bytes=source.stat().st_size,
+        status=UploadStatus.OK.value,
+        reason="",
+        blob_uri=uri,
     )
 
 
@@ -387,7 +393,7 @@ def test_decode_error_mid_video_keeps_earlier_frames(tmp_path: Path, blobs: Blob
     data = bytearray(whole.read_bytes())
     rng = np.random.default_rng(1)
     middle = len(data) // 2
-    data[middle:middle + 4000] = rng.integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    data[middle : middle + 4000] = rng.integers(0, 256, 4000, dtype=np.uint8).tobytes()
     damaged = tmp_path / "damaged.mp4"
     damaged.write_bytes(bytes(data))
 

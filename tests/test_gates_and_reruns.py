@@ -38,8 +38,13 @@ class ScriptedBackend:
                 yield PrelabelOutcome(frame.frame_id, task, None, "timeout: the server did not answer", raw="")
                 continue
             right = frame.width + 50 if self.mode == "outside" else frame.width - 1
-            region = {"bbox": [1.0, 1.0, float(right), 20.0], "text": "Hello", "confidence": 0.9,
-                      "language": "en", "reading_order": 0}
+            region = {
+                "bbox": [1.0, 1.0, float(right), 20.0],
+                "text": "Hello",
+                "confidence": 0.9,
+                "language": "en",
+                "reading_order": 0,
+            }
             yield PrelabelOutcome(frame.frame_id, task, {"regions": [region]})
 
 
@@ -64,8 +69,9 @@ def root(tmp_path):
 
 
 def run(root, instance, mode: str):
-    defs = build_definitions(storage_root=str(root), database_url=sqlite_url(root / "db.sqlite"),
-                             prelabel=ScriptedPrelabel(mode=mode))
+    defs = build_definitions(
+        storage_root=str(root), database_url=sqlite_url(root / "db.sqlite"), prelabel=ScriptedPrelabel(mode=mode)
+    )
     instance.add_dynamic_partitions("batches", [BATCH])
     return defs.resolve_job_def("process_batch").execute_in_process(
         instance=instance, partition_key=BATCH, raise_on_error=False
@@ -110,8 +116,11 @@ def test_rerun_retries_only_failures(root):
 
 def test_backend_version_drives_the_code_version(tmp_path):
     def versions(version: str) -> dict[str, str]:
-        defs = build_definitions(storage_root=str(tmp_path), database_url=sqlite_url(tmp_path / "db"),
-                                 prelabel=ScriptedPrelabel(version=version))
+        defs = build_definitions(
+            storage_root=str(tmp_path),
+            database_url=sqlite_url(tmp_path / "db"),
+            prelabel=ScriptedPrelabel(version=version),
+        )
         graph = defs.resolve_asset_graph()
         return {key.to_user_string(): graph.get(key).code_version for key in graph.get_all_asset_keys()}
 
@@ -131,11 +140,21 @@ def _double_annotate(root, frame_id: str, second_box: list[float]) -> None:
     with Session(engine) as session:
         session.query(HumanAnnotation).delete()
         for author, box in (("ann1", [1.0, 1.0, 100.0, 20.0]), ("ann2", second_box)):
-            payload = json.dumps({"regions": [{"bbox": box, "text": "Hello", "confidence": None, "language": "en",
-                                              "reading_order": 0}]})
-            session.add(HumanAnnotation(annotation_id=f"{author}-{frame_id}", frame_id=frame_id, upload_id="u",
-                                        batch=BATCH, task="ocr", author=author, payload=payload,
-                                        state=ReviewState.SUBMITTED))
+            payload = json.dumps(
+                {"regions": [{"bbox": box, "text": "Hello", "confidence": None, "language": "en", "reading_order": 0}]}
+            )
+            session.add(
+                HumanAnnotation(
+                    annotation_id=f"{author}-{frame_id}",
+                    frame_id=frame_id,
+                    upload_id="u",
+                    batch=BATCH,
+                    task="ocr",
+                    author=author,
+                    payload=payload,
+                    state=ReviewState.SUBMITTED,
+                )
+            )
         session.commit()
     engine.dispose()
 
@@ -167,10 +186,13 @@ def test_a_re_rendered_frame_is_annotated_again(root):
     assert run(root, instance, "good").success
     assert len(CALLS["good"]) == 3  # two images and one page
     CALLS["good"].clear()
-    defs = build_definitions(storage_root=str(root), database_url=sqlite_url(root / "db.sqlite"),
-                             prelabel=ScriptedPrelabel(mode="good"))
+    defs = build_definitions(
+        storage_root=str(root), database_url=sqlite_url(root / "db.sqlite"), prelabel=ScriptedPrelabel(mode="good")
+    )
     result = defs.resolve_job_def("process_batch").execute_in_process(
-        instance=instance, partition_key=BATCH, run_config={"ops": {"frames": {"config": {"pdf_dpi": 100}}}},
+        instance=instance,
+        partition_key=BATCH,
+        run_config={"ops": {"frames": {"config": {"pdf_dpi": 100}}}},
     )
     assert result.success
     frames = pd.read_parquet(root / "manifests" / "frames" / f"{BATCH}.parquet")

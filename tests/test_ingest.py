@@ -47,7 +47,9 @@ def png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def pdf_bytes(path: Path, pages: int = 1, size_pt: tuple[float, float] = (200, 100)) -> bytes:
@@ -68,8 +70,9 @@ def encrypted_pdf_bytes() -> bytes:
     return buffer.getvalue()
 
 
-def write_video(path: Path, codec: str = "libx264", container_format: str | None = None,
-                frames: int = 10, rate: int = 10) -> Path:
+def write_video(
+    path: Path, codec: str = "libx264", container_format: str | None = None, frames: int = 10, rate: int = 10
+) -> Path:
     with av.open(str(path), "w", format=container_format) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = 64, 48
@@ -309,7 +312,9 @@ def test_corrupt_video_without_a_key_frame(inbox, blobs, tmp_path):
         stream = container.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         pictures = [np.full((48, 64, 3), index * 20, dtype=np.uint8) for index in range(10)]
-        packets = [p for picture in pictures for p in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24"))]
+        packets = [
+            p for picture in pictures for p in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24"))
+        ]
         for packet in packets + list(stream.encode()):
             if not packet.is_keyframe:  # P-frames that reference a picture that is not there
                 container.mux(packet)
@@ -436,13 +441,34 @@ def test_sanitize_name_truncates_to_200_utf8_bytes_keeping_the_extension():
 
 
 def test_iter_batch_files_is_recursive_sorted_and_skips_only_real_markers(inbox):
-    names = ["b.png", "a/z.png", "a/b.pdf", "_READY", ".part-x1y2.tmp", ".upload-upload-1/cat.png",
-             "a/.DS_Store", "c.mp4", "..\\up.png", "_DSC0001.JPG", "a/_READY.png", ".hidden.png", ".part-1.png"]
+    names = [
+        "b.png",
+        "a/z.png",
+        "a/b.pdf",
+        "_READY",
+        ".part-x1y2.tmp",
+        ".upload-upload-1/cat.png",
+        "a/.DS_Store",
+        "c.mp4",
+        "..\\up.png",
+        "_DSC0001.JPG",
+        "a/_READY.png",
+        ".hidden.png",
+        ".part-1.png",
+    ]
     for name in names:
         put(inbox, name, b"x")
     assert [p.relative_to(inbox).as_posix() for p in iter_batch_files(inbox)] == [
-        "..\\up.png", ".hidden.png", ".part-1.png", "_DSC0001.JPG",
-        "a/.DS_Store", "a/_READY.png", "a/b.pdf", "a/z.png", "b.png", "c.mp4",
+        "..\\up.png",
+        ".hidden.png",
+        ".part-1.png",
+        "_DSC0001.JPG",
+        "a/.DS_Store",
+        "a/_READY.png",
+        "a/b.pdf",
+        "a/z.png",
+        "b.png",
+        "c.mp4",
     ]
 
 
@@ -464,7 +490,9 @@ def test_duplicates_within_a_batch(inbox, blobs):
         put(inbox, name, data)
     records = ingest_batch(inbox, "batch-1", blobs)
     assert [(r.original_name, r.status) for r in records] == [
-        ("a.png", "ok"), ("b.png", "duplicate"), ("copy.png", "duplicate"),
+        ("a.png", "ok"),
+        ("b.png", "duplicate"),
+        ("copy.png", "duplicate"),
     ]
     assert records[1].reason == "duplicate: same content as a.png"
     assert len({r.blob_uri for r in records}) == 1
@@ -504,13 +532,26 @@ def test_mixed_batch_every_file_exactly_once_and_blobs_match(inbox, blobs, tmp_p
     records = ingest_batch(inbox, "batch-1", blobs)
 
     assert [r.original_name for r in records] == [
-        "01_good.png", "02_cut.png", "03_empty.jpg", "04_doc.pdf", "05_secret.pdf",
-        "06_clip.mp4", "07_text.txt", "08_again.png", "09_good.webp",
+        "01_good.png",
+        "02_cut.png",
+        "03_empty.jpg",
+        "04_doc.pdf",
+        "05_secret.pdf",
+        "06_clip.mp4",
+        "07_text.txt",
+        "08_again.png",
+        "09_good.webp",
     ]
     assert [(r.status, code_of(r) if r.reason else "") for r in records] == [
-        ("ok", ""), ("quarantined", "corrupt_image"), ("quarantined", "empty"), ("ok", ""),
-        ("quarantined", "encrypted_pdf"), ("ok", ""), ("quarantined", "unknown_type"),
-        ("duplicate", "duplicate"), ("ok", ""),
+        ("ok", ""),
+        ("quarantined", "corrupt_image"),
+        ("quarantined", "empty"),
+        ("ok", ""),
+        ("quarantined", "encrypted_pdf"),
+        ("ok", ""),
+        ("quarantined", "unknown_type"),
+        ("duplicate", "duplicate"),
+        ("ok", ""),
     ]
     for record, data in zip(records, files.values()):
         assert record.batch == "batch-1"

@@ -53,10 +53,15 @@ def as_submitted(tasks: list[dict[str, Any]], completed_by: Any = 7) -> list[dic
     exported = copy.deepcopy(tasks)
     for number, task in enumerate(exported, start=1):
         task["id"] = number
-        task["annotations"] = [{
-            "id": 100 + number, "completed_by": completed_by, "was_cancelled": False,
-            "result": copy.deepcopy(task["predictions"][0]["result"]), "updated_at": "2026-02-03T04:05:06.000000Z",
-        }]
+        task["annotations"] = [
+            {
+                "id": 100 + number,
+                "completed_by": completed_by,
+                "was_cancelled": False,
+                "result": copy.deepcopy(task["predictions"][0]["result"]),
+                "updated_at": "2026-02-03T04:05:06.000000Z",
+            }
+        ]
     return exported
 
 
@@ -102,16 +107,21 @@ def test_every_result_matches_a_control_of_the_config(manifests, task) -> None:
             assert (result["type"], result["to_name"]) == controls[result["from_name"]], result
             for labels_key in ("rectanglelabels", "timelinelabels", "choices"):
                 if labels_key in result["value"]:
-                    options = {e.get("value") for e in ElementTree.fromstring(labeling_config(task)).iter()
-                               if e.get("value") and e.tag in {"Label", "Choice"}}
+                    options = {
+                        e.get("value")
+                        for e in ElementTree.fromstring(labeling_config(task)).iter()
+                        if e.get("value") and e.tag in {"Label", "Choice"}
+                    }
                     assert set(result["value"][labels_key]) <= options
 
 
 def test_configs_are_well_formed_and_name_their_controls() -> None:
     ocr_controls, _, _ = controls_of(labeling_config("ocr"))
     assert ocr_controls == {
-        "bbox": ("rectanglelabels", "image"), "transcription": ("textarea", "image"),
-        "language": ("textarea", "image"), "font_style": ("choices", "image"),
+        "bbox": ("rectanglelabels", "image"),
+        "transcription": ("textarea", "image"),
+        "language": ("textarea", "image"),
+        "font_style": ("choices", "image"),
     }
     transcription = ElementTree.fromstring(labeling_config("ocr")).find("TextArea")
     assert transcription.get("perRegion") == "true"
@@ -128,7 +138,10 @@ def test_configs_are_well_formed_and_name_their_controls() -> None:
 def test_ocr_task_has_percent_rectangles_and_per_region_texts(manifests) -> None:
     first, empty = tasks_for(manifests, "ocr")
     assert first["data"] == {
-        "image": image_url(IMAGE.frame_id), "frame_id": IMAGE.frame_id, "upload_id": IMAGE.upload_id, "task": "ocr",
+        "image": image_url(IMAGE.frame_id),
+        "frame_id": IMAGE.frame_id,
+        "upload_id": IMAGE.upload_id,
+        "task": "ocr",
         "annotation_id": canonical_records()["ocr"][0].annotation_id,
     }
     results = first["predictions"][0]["result"]
@@ -136,7 +149,11 @@ def test_ocr_task_has_percent_rectangles_and_per_region_texts(manifests) -> None
     rectangles = [r for r in results if r["type"] == "rectanglelabels"]
     assert [r["id"] for r in rectangles] == ["r0", "r1"]
     for rectangle, region in zip(rectangles, regions, strict=True):
-        assert rectangle["value"] == {**to_label_studio(region["bbox"], 1920, 1080), "rotation": 0, "rectanglelabels": ["text"]}
+        assert rectangle["value"] == {
+            **to_label_studio(region["bbox"], 1920, 1080),
+            "rotation": 0,
+            "rectanglelabels": ["text"],
+        }
         assert (rectangle["original_width"], rectangle["original_height"]) == (1920, 1080)
         (text,) = [r for r in results if r["id"] == rectangle["id"] and r["from_name"] == "transcription"]
         assert text["value"]["text"] == [region["text"]]
@@ -157,8 +174,15 @@ def test_gui_actions_travel_as_dsl_naming_element_regions(manifests) -> None:
 def test_spatial_relations_group_predicates_per_object_pair(manifests) -> None:
     first, _ = tasks_for(manifests, "spatial")
     relations = [r for r in first["predictions"][0]["result"] if r["type"] == "relation"]
-    assert relations == [{"from_id": "o0", "to_id": "o1", "type": "relation", "direction": "right",
-                          "labels": ["left_of", "occludes", "in_front_of"]}]
+    assert relations == [
+        {
+            "from_id": "o0",
+            "to_id": "o1",
+            "type": "relation",
+            "direction": "right",
+            "labels": ["left_of", "occludes", "in_front_of"],
+        }
+    ]
 
 
 def test_video_events_are_timeline_ranges_in_frames(manifests) -> None:
@@ -189,13 +213,18 @@ def test_ocr_round_trip(manifests) -> None:
     for region, truth in zip(first["regions"], expected, strict=True):
         assert_boxes_close(region["bbox"], truth["bbox"])
         assert {k: region[k] for k in ("text", "language", "font_style", "reading_order")} == {
-            k: truth[k] for k in ("text", "language", "font_style", "reading_order")}
+            k: truth[k] for k in ("text", "language", "font_style", "reading_order")
+        }
     assert empty == {"regions": []}
     record = records[0]
     assert set(record) == set(columns_of(AnnotationRecord))
     where = (record["frame_id"], record["upload_id"], record["batch"], record["task"])
     assert where == (IMAGE.frame_id, IMAGE.upload_id, "b1", "ocr")
-    assert (record["source"], record["author"], record["template_version"]) == ("human", "label-studio:7", LS_TEMPLATE_VERSION)
+    assert (record["source"], record["author"], record["template_version"]) == (
+        "human",
+        "label-studio:7",
+        LS_TEMPLATE_VERSION,
+    )
     assert record["created_at"] == "2026-02-03T04:05:06.000000Z"
     assert record["annotation_id"] == annotation_id_for(IMAGE.frame_id, "ocr", "human", "label-studio:7")
 
@@ -207,7 +236,10 @@ def test_gui_round_trip_is_exact_for_actions(manifests) -> None:
         assert_boxes_close(element["bbox"], expected["bbox"])
         assert (element["role"], element["text"]) == (expected["role"], expected["text"])
     assert payload["actions"] == truth["actions"]
-    assert (payload["instruction"], payload["requested_instruction"]) == (truth["instruction"], truth["requested_instruction"])
+    assert (payload["instruction"], payload["requested_instruction"]) == (
+        truth["instruction"],
+        truth["requested_instruction"],
+    )
 
 
 def test_spatial_round_trip(manifests) -> None:
@@ -229,7 +261,10 @@ def test_image_to_code_round_trip_rebuilds_the_tree(manifests) -> None:
         return (node["tag"], node["role"], tuple(shape(child) for child in node["children"]))
 
     assert shape(payload["layout"]) == shape(truth["layout"])
-    heading, expected_heading = payload["layout"]["children"][0]["children"][0], truth["layout"]["children"][0]["children"][0]
+    heading, expected_heading = (
+        payload["layout"]["children"][0]["children"][0],
+        truth["layout"]["children"][0]["children"][0],
+    )
     assert_boxes_close(heading["bbox"], expected_heading["bbox"])
 
 
@@ -249,24 +284,46 @@ def test_video_round_trip_is_frame_accurate(manifests) -> None:
 
 
 def ocr_export(results: list[dict[str, Any]], **annotation: Any) -> list[dict[str, Any]]:
-    return [{"id": 1, "data": {"image": image_url(SMALL.frame_id), "frame_id": SMALL.frame_id, "task": "ocr"},
-             "annotations": [{"id": 9, "completed_by": {"id": 3, "email": "bob@example.com"}, "result": results, **annotation}],
-             "predictions": []}]
+    return [
+        {
+            "id": 1,
+            "data": {"image": image_url(SMALL.frame_id), "frame_id": SMALL.frame_id, "task": "ocr"},
+            "annotations": [
+                {"id": 9, "completed_by": {"id": 3, "email": "bob@example.com"}, "result": results, **annotation}
+            ],
+            "predictions": [],
+        }
+    ]
 
 
 def rectangle(region_id: str, x: float, y: float, width: float, height: float, rotation: float = 0) -> dict[str, Any]:
-    return {"id": region_id, "from_name": "bbox", "to_name": "image", "type": "rectanglelabels", "original_width": 800,
-            "original_height": 1200, "value": {"x": x, "y": y, "width": width, "height": height, "rotation": rotation,
-                                               "rectanglelabels": ["text"]}}
+    return {
+        "id": region_id,
+        "from_name": "bbox",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "original_width": 800,
+        "original_height": 1200,
+        "value": {"x": x, "y": y, "width": width, "height": height, "rotation": rotation, "rectanglelabels": ["text"]},
+    }
 
 
 def transcription(region_id: str, text: str) -> dict[str, Any]:
-    return {"id": region_id, "from_name": "transcription", "to_name": "image", "type": "textarea",
-            "value": {"x": 0, "y": 0, "width": 1, "height": 1, "text": [text]}}
+    return {
+        "id": region_id,
+        "from_name": "transcription",
+        "to_name": "image",
+        "type": "textarea",
+        "value": {"x": 0, "y": 0, "width": 1, "height": 1, "text": [text]},
+    }
 
 
 def test_reviewer_regions_in_any_order_with_label_studio_ids(manifests) -> None:
-    results = [transcription("Dx_aB91ISN", "新的一行"), rectangle("Dx_aB91ISN", 10, 20, 50, 5), rectangle("k2", 0, 0, 10, 10)]
+    results = [
+        transcription("Dx_aB91ISN", "新的一行"),
+        rectangle("Dx_aB91ISN", 10, 20, 50, 5),
+        rectangle("k2", 0, 0, 10, 10),
+    ]
     (record,) = from_label_studio_export(json.dumps(ocr_export(results)), manifests[1])
     assert record["author"] == "label-studio:bob@example.com"
     regions = json.loads(record["payload"])["regions"]
@@ -287,7 +344,9 @@ COS30, SIN30 = math.cos(math.radians(30)), 0.5
 )
 def test_rotated_rectangle_becomes_its_axis_aligned_envelope(manifests, rotation, envelope) -> None:
     # A 200 x 150 px box at (400, 300), turned clockwise about its top-left corner.
-    (record,) = from_label_studio_export(ocr_export([rectangle("a", 50, 25, 25, 12.5, rotation=rotation)]), manifests[1])
+    (record,) = from_label_studio_export(
+        ocr_export([rectangle("a", 50, 25, 25, 12.5, rotation=rotation)]), manifests[1]
+    )
     (region,) = json.loads(record["payload"])["regions"]
     assert_boxes_close(region["bbox"], envelope)
 
@@ -305,7 +364,10 @@ def test_relation_drawn_right_to_left_keeps_its_meaning(manifests) -> None:
     [
         ([rectangle("a", 150, 20, 10, 10)], "outside the 800x1200 frame"),
         ([transcription("ghost", "no box")], "belongs to no 'bbox' region"),
-        ([{**rectangle("a", 1, 2, 3, 4), "value": {"x": 1, "y": 2, "rectanglelabels": ["text"]}}], "not a rectangle value"),
+        (
+            [{**rectangle("a", 1, 2, 3, 4), "value": {"x": 1, "y": 2, "rectanglelabels": ["text"]}}],
+            "not a rectangle value",
+        ),
         ([rectangle("a", 1, 2, 3, 4), "not a result object"], "malformed result (AttributeError"),
     ],
 )
@@ -336,7 +398,9 @@ def test_cancelled_annotations_unknown_frames_and_predictions(manifests) -> None
     exported[0]["annotations"][0]["was_cancelled"] = True
     exported[1]["data"]["frame_id"] = "not-a-frame"
     records = from_label_studio_export(exported, manifests[1])
-    assert len(records) == 1 and records[0]["status"] == "failed" and "not in the frames manifest" in records[0]["error"]
+    assert (
+        len(records) == 1 and records[0]["status"] == "failed" and "not in the frames manifest" in records[0]["error"]
+    )
     with_predictions = from_label_studio_export(exported, manifests[1], include_predictions=True)
     sources = sorted((r["frame_id"], r["source"], r["author"]) for r in with_predictions)
     assert (IMAGE.frame_id, "ai", "qwen3-vl@1.0+abcd1234") in sources and len(sources) == 3

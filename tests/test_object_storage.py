@@ -86,7 +86,7 @@ def store(request) -> tuple[str, dict[str, str]]:
 
 def remote_names(folder: UPath) -> set[str]:
     base = folder.path.rstrip("/")
-    return {name[len(base) + 1:] for name in folder.fs.find(base)}
+    return {name[len(base) + 1 :] for name in folder.fs.find(base)}
 
 
 # --------------------------------------------------------------------------- the layer itself
@@ -100,7 +100,8 @@ def test_url_roots_are_told_apart_from_local_folders(tmp_path):
     layout = StorageLayout(tmp_path)
     assert not layout.remote and isinstance(layout.root, Path)
     assert storage_options_from_env({"QWEN_STORAGE_OPTIONS": '{"endpoint_url": "http://m:9000"}'}) == {
-        "endpoint_url": "http://m:9000"}
+        "endpoint_url": "http://m:9000"
+    }
     with pytest.raises(ValueError, match="QWEN_STORAGE_OPTIONS is not valid JSON"):
         storage_options_from_env({"QWEN_STORAGE_OPTIONS": "{endpoint"})
 
@@ -157,8 +158,11 @@ def test_publishing_uploads_markers_last_mirrors_and_uploads_nothing_on_failure(
         (staging / "old.jsonl").write_text("{}")
     uploaded: list[str] = []
     real_put = folder.fs.put_file
-    monkeypatch.setattr(folder.fs, "put_file", lambda local, remote, **kw: (uploaded.append(remote.rsplit("/", 1)[-1]),
-                                                                            real_put(local, remote, **kw)))
+    monkeypatch.setattr(
+        folder.fs,
+        "put_file",
+        lambda local, remote, **kw: (uploaded.append(remote.rsplit("/", 1)[-1]), real_put(local, remote, **kw)),
+    )
     with layout.publishing(folder, mirror=True, last=["manifest.json"]) as staging:
         (staging / "manifest.json").write_text("{}")
         (staging / "images").mkdir()
@@ -240,8 +244,12 @@ def test_a_missing_bucket_is_never_created(s3_server):
 
 
 def test_an_unreachable_store_says_what_to_check():
-    options = {"endpoint_url": "http://127.0.0.1:9", "key": "k", "secret": "s",
-               "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}}
+    options = {
+        "endpoint_url": "http://127.0.0.1:9",
+        "key": "k",
+        "secret": "s",
+        "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}},
+    }
     layout = StorageLayout(f"s3://qwen-{uuid.uuid4().hex[:8]}/root", storage_options=options)
     with pytest.raises(OSError, match="cannot be reached.*endpoint"):
         layout.ensure()
@@ -269,7 +277,10 @@ def test_a_published_release_is_immutable(tmp_path):
     (local / RELEASE_FILE).write_text(json.dumps({"digest": "d1"}))
     releases = UPath(f"memory://qwen-{uuid.uuid4().hex[:8]}/releases")
     published = publish_release(Info("v1", "d1", local), releases)
-    assert str(published.path).endswith("/releases/v1") and remote_names(releases / "v1") == {"frames.parquet", RELEASE_FILE}
+    assert str(published.path).endswith("/releases/v1") and remote_names(releases / "v1") == {
+        "frames.parquet",
+        RELEASE_FILE,
+    }
     assert publish_release(Info("v1", "d1", local), releases).created is False
     with pytest.raises(ReleaseConflictError, match="changed under its version"):
         publish_release(Info("v1", "d2", local), releases)
@@ -310,7 +321,8 @@ def test_the_whole_graph_runs_on_an_object_store(store, sample, tmp_path, privat
     uploads = read_parquet(layout.manifest("raw_uploads", BATCH))
     assert len(uploads) == len(truth.files)
     assert sorted(r.split(":")[0] for r in uploads.loc[uploads["status"] == "quarantined", "reason"]) == sorted(
-        truth.broken.values())
+        truth.broken.values()
+    )
     frames = read_parquet(layout.manifest("frames", BATCH))
     assert (frames["kind"] == "video_frame").sum() == int(truth.videos[0].duration)
     # Every blob is in the store; the local cache only mirrors what this worker decoded.
@@ -359,7 +371,9 @@ def test_the_workbench_uploads_serves_pictures_and_keeps_templates_in_the_store(
     world = build_world(sqlite_url(tmp_path / "annotations.db"), root)
     try:
         service = world.service()
-        response = service.post("/api/upload", files=[("files", ("a.png", png_bytes())), ("files", ("b.png", png_bytes(3)))])
+        response = service.post(
+            "/api/upload", files=[("files", ("a.png", png_bytes())), ("files", ("b.png", png_bytes(3)))]
+        )
         assert response.status_code == 201, response.text
         batch = response.json()["batch"]
         inbox = world.layout.batch_inbox(batch)
@@ -381,8 +395,7 @@ def test_the_workbench_uploads_serves_pictures_and_keeps_templates_in_the_store(
 
         frame_ids = write_batch(world.layout, "b1")
         assert world.client("admin").post("/api/batches/b1/import").status_code == 200
-        annotator = next(c for c in (world.client(n) for n in ("ann1", "ann2", "ann3"))
-                         if c.get("/api/tasks").json())
+        annotator = next(c for c in (world.client(n) for n in ("ann1", "ann2", "ann3")) if c.get("/api/tasks").json())
         item_id = item_of(world, annotator.get("/api/tasks").json()[0]["annotation_id"]).item_id
         picture = annotator.get(f"/media/items/{item_id}")
         assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"

@@ -5,7 +5,9 @@ from qwen_dataset.quality.ocr_truth import OcrScore, normalize_text, score_regio
 
 def test_exact_and_missing_lines():
     truth = [{"bbox": [0, 0, 100, 20], "text": "Login"}, {"bbox": [0, 50, 100, 70], "text": "用户名"}]
-    perfect = score_regions(truth, [{"bbox": [1, 1, 99, 19], "text": "Login"}, {"bbox": [0, 50, 90, 70], "text": "用户名"}])
+    perfect = score_regions(
+        truth, [{"bbox": [1, 1, 99, 19], "text": "Login"}, {"bbox": [0, 50, 90, 70], "text": "用户名"}]
+    )
     assert perfect == OcrScore(characters=8, errors=0, lines=2, missed_lines=0)
     assert perfect.accuracy == 1.0
     missing = score_regions(truth, [{"bbox": [1, 1, 99, 19], "text": "Logn"}])

@@ -95,7 +95,8 @@ def held_worker(services, run_id: str, hold_dir: Path) -> dict | None:
         return json.loads(marker.read_text())
     status = run_status(services, run_id)
     assert status in {"QUEUED", "NOT_STARTED", "STARTING", "STARTED"}, (
-        f"the run ended {status} before ai_annotations held:\n{run_errors(services, run_id)}")
+        f"the run ended {status} before ai_annotations held:\n{run_errors(services, run_id)}"
+    )
     return None
 
 
@@ -111,8 +112,13 @@ def test_killed_run_worker_then_rerun_leaves_the_batch_whole(tmp_path, sample):
     with dagster_dev(tmp_path, root, extra_env={"QWEN_FIXTURE_HOLD_DIR": str(hold_dir)}) as services:
         add_partition(services, BATCH)
         crashed = submit_batch(services, BATCH)
-        held = wait_for("ai_annotations to hold mid-batch", lambda: held_worker(services, crashed, hold_dir), 150,
-                        services.log_tail, 0.2)
+        held = wait_for(
+            "ai_annotations to hold mid-batch",
+            lambda: held_worker(services, crashed, hold_dir),
+            150,
+            services.log_tail,
+            0.2,
+        )
         assert held["pid"] in worker_pids(services, crashed)  # the held process is this run's worker
         steps = steps_by_outcome(services, crashed)
         assert SUCCEEDED in steps["raw_uploads"] and SUCCEEDED in steps["frames"]

@@ -33,9 +33,14 @@ SCRIPTED = "gql-sample"
 DROPPED = "dropped-by-hand"
 # The stages a batch flows through, each an edge of the asset graph.
 LINEAGE_EDGES = [
-    ("raw_uploads", "frames"), ("frames", "ai_annotations"), ("ai_annotations", "human_corrections"),
-    ("human_corrections", "qc_report"), ("qc_report", "exports"), ("qc_report", "augmented_dataset"),
-    ("exports", "release"), ("augmented_dataset", "release"),
+    ("raw_uploads", "frames"),
+    ("frames", "ai_annotations"),
+    ("ai_annotations", "human_corrections"),
+    ("human_corrections", "qc_report"),
+    ("qc_report", "exports"),
+    ("qc_report", "augmented_dataset"),
+    ("exports", "release"),
+    ("augmented_dataset", "release"),
 ]
 
 
@@ -46,8 +51,11 @@ def sample(tmp_path_factory):
 
 def asset_edges(services) -> set[tuple[str, str]]:
     data = services.graphql("{ assetNodes { assetKey { path } dependencyKeys { path } } }")
-    return {("/".join(dep["path"]), "/".join(node["assetKey"]["path"]))
-            for node in data["assetNodes"] for dep in node["dependencyKeys"]}
+    return {
+        ("/".join(dep["path"]), "/".join(node["assetKey"]["path"]))
+        for node in data["assetNodes"]
+        for dep in node["dependencyKeys"]
+    }
 
 
 def sensor_run_for(services, batch: str) -> str | None:
@@ -81,8 +89,13 @@ def test_graphql_client_runs_a_batch_while_the_sensor_runs_another(tmp_path, sam
         uploads = materialization_metadata(services, "raw_uploads", SCRIPTED)
         assert uploads["files"] == len(truth.files) and uploads["quarantined"] == len(truth.broken)
 
-        sensor_run = wait_for("the inbox sensor to launch a run for the settled folder",
-                              lambda: sensor_run_for(services, DROPPED), 120, services.log_tail, 0.5)
+        sensor_run = wait_for(
+            "the inbox sensor to launch a run for the settled folder",
+            lambda: sensor_run_for(services, DROPPED),
+            120,
+            services.log_tail,
+            0.5,
+        )
         assert_run_succeeded(services, sensor_run)
         assert run_records(services)[sensor_run]["tags"]["dagster/run_key"] == f"inbox:{DROPPED}"
 

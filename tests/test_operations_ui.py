@@ -37,8 +37,14 @@ from tests.ops_helpers import (
 pytestmark = pytest.mark.slow  # starts real Dagster services: tens of seconds
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 BATCH = "ui-sample"
 UI_TIMEOUT_MS = 30_000
@@ -143,7 +149,9 @@ def test_engineer_launches_a_batch_and_reads_its_quality_in_the_ui(tmp_path, bro
         page = new_page(browser)
         with screenshot_on_failure(page, tmp_path / "failure.png"):
             positions = read_lineage(page, services.url)
-            assert positions == sorted(positions) and len(set(positions)) == len(positions), dict(zip(LINEAGE, positions))
+            assert positions == sorted(positions) and len(set(positions)) == len(positions), dict(
+                zip(LINEAGE, positions)
+            )
 
             run_id = launch_batch_from_job_page(page, services.url, BATCH)
             page.get_by_text(f"partition: {BATCH}").wait_for()

@@ -105,8 +105,13 @@ def test_whole_graph_on_ephemeral_instance(tmp_path, sample):
     result = _run(root, instance)
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"raw_uploads_gate": True, "frames_gate": True, "ai_annotations_gate": True,
-                      "human_corrections_gate": True, "qc_gate": True}
+    assert checks == {
+        "raw_uploads_gate": True,
+        "frames_gate": True,
+        "ai_annotations_gate": True,
+        "human_corrections_gate": True,
+        "qc_gate": True,
+    }
     _assert_batch_processed(root, sample[1])
 
     augmented = root / "manifests" / "augmented_dataset" / BATCH
@@ -187,8 +192,17 @@ def test_corrections_sensor_reruns_reviewed_batches_once(tmp_path):
     engine = make_engine(url)
     with Session(engine) as session:
         for batch, state in (("b1", ReviewState.FINAL), ("b2", ReviewState.DRAFT), ("gone", ReviewState.FINAL)):
-            session.add(HumanAnnotation(annotation_id=f"a-{batch}", frame_id="f", upload_id="u", batch=batch,
-                                        task="ocr", author="ann1", state=state))
+            session.add(
+                HumanAnnotation(
+                    annotation_id=f"a-{batch}",
+                    frame_id="f",
+                    upload_id="u",
+                    batch=batch,
+                    task="ocr",
+                    author="ann1",
+                    state=state,
+                )
+            )
         session.commit()
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("batches", ["b1", "b2"])

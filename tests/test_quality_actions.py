@@ -35,7 +35,14 @@ def run(actions, instruction="", elements=ELEMENTS, width=200, height=100):
 
 
 def test_a_search_sequence_completes():
-    result = run([click(0, [100, 20]), {"type": "type", "target": None, "text": "headphones"}, click(1, [170, 60]), {"type": "key", "text": "Enter"}])
+    result = run(
+        [
+            click(0, [100, 20]),
+            {"type": "type", "target": None, "text": "headphones"},
+            click(1, [170, 60]),
+            {"type": "key", "text": "Enter"},
+        ]
+    )
     assert result == ap.PathResult(True)
 
 
@@ -93,8 +100,15 @@ def test_each_failure_code(actions, code, step):
 
 def test_all_failure_codes_are_covered_by_the_table_above():
     covered = {
-        ap.EMPTY_SEQUENCE, ap.UNKNOWN_ACTION, ap.INCOMPLETE_ACTION, ap.OUT_OF_FRAME_POINT, ap.MISSING_ELEMENT,
-        ap.POINT_OUTSIDE_ELEMENT, ap.WRONG_ROLE, ap.TEXT_MISMATCH, ap.TYPE_WITHOUT_FOCUS,
+        ap.EMPTY_SEQUENCE,
+        ap.UNKNOWN_ACTION,
+        ap.INCOMPLETE_ACTION,
+        ap.OUT_OF_FRAME_POINT,
+        ap.MISSING_ELEMENT,
+        ap.POINT_OUTSIDE_ELEMENT,
+        ap.WRONG_ROLE,
+        ap.TEXT_MISMATCH,
+        ap.TYPE_WITHOUT_FOCUS,
     }
     assert covered == set(ap.FAILURE_CODES)
 
@@ -141,10 +155,23 @@ def test_clicking_elsewhere_takes_the_focus_away():
 @pytest.mark.parametrize(
     ("text", "meaning"),
     [
-        ("OK", "confirm"), ("ＯＫ", "confirm"), ("Submit", "confirm"), ("确定", "confirm"), ("提交", "confirm"),
-        ("是", "confirm"), ("Cancel", "cancel"), ("取消", "cancel"), ("No thanks", "cancel"),
-        ("不同意", "cancel"), ("Don't save", "cancel"), ("是否继续", "confirm"), ("Notice", None),
-        ("是否", None), ("确定取消", None), ("Search", None), ("", None),
+        ("OK", "confirm"),
+        ("ＯＫ", "confirm"),
+        ("Submit", "confirm"),
+        ("确定", "confirm"),
+        ("提交", "confirm"),
+        ("是", "confirm"),
+        ("Cancel", "cancel"),
+        ("取消", "cancel"),
+        ("No thanks", "cancel"),
+        ("不同意", "cancel"),
+        ("Don't save", "cancel"),
+        ("是否继续", "confirm"),
+        ("Notice", None),
+        ("是否", None),
+        ("确定取消", None),
+        ("Search", None),
+        ("", None),
     ],
 )
 def test_confirm_and_cancel_semantics(text, meaning):
@@ -154,7 +181,9 @@ def test_confirm_and_cancel_semantics(text, meaning):
 def test_report_counts_completion_and_failures():
     good = {"elements": ELEMENTS, "actions": [click(1, [170, 60])]}
     bad = {"elements": ELEMENTS, "actions": [click(1, [100, 20])]}
-    report = action_completeness([(good, 200, 100, "g"), (bad, 200, 100, "b"), (dump_payload(good), 200, 100)], per_sequence=True)
+    report = action_completeness(
+        [(good, 200, 100, "g"), (bad, 200, 100, "b"), (dump_payload(good), 200, 100)], per_sequence=True
+    )
     assert (report.sequences, report.completed, report.failures) == (3, 2, {ap.POINT_OUTSIDE_ELEMENT: 1})
     assert report.completeness == pytest.approx(2 / 3)
     assert not report.passes()
@@ -171,7 +200,11 @@ def _gui(frame, payload, status="ok"):
 
 def test_from_annotations_uses_frame_sizes():
     small, large = factories.frame(0, width=200, height=100), factories.frame(1, width=2000, height=1000)
-    payload = {"elements": [{"bbox": [0, 0, 1000, 500], "role": "button", "text": "OK"}], "instruction": "", "actions": [click(0, [500, 250])]}
+    payload = {
+        "elements": [{"bbox": [0, 0, 1000, 500], "role": "button", "text": "OK"}],
+        "instruction": "",
+        "actions": [click(0, [500, 250])],
+    }
     outside = {**payload, "actions": [click(0, [300, 250])]}
     df = factories.annotations_df(_gui(small, outside), _gui(large, payload), _gui(large, payload, status="failed"))
     report = action_completeness_from_annotations(df, factories.frames_df(small, large), per_sequence=True)

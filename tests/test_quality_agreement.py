@@ -156,7 +156,12 @@ def test_batched_matching_is_optimal_against_brute_force(monkeypatch):
     rng = np.random.default_rng(7)
     pairs = []
     for _ in range(150):
-        pairs.append((FrameBoxes(*_random_frame(rng, int(rng.integers(0, 5)))), FrameBoxes(*_random_frame(rng, int(rng.integers(0, 5))))))
+        pairs.append(
+            (
+                FrameBoxes(*_random_frame(rng, int(rng.integers(0, 5)))),
+                FrameBoxes(*_random_frame(rng, int(rng.integers(0, 5)))),
+            )
+        )
     matchings = ag.match_frames(pairs, min_iou=0.1)
     assert calls, "the random frames should exercise the Hungarian fallback too"
     for (side_a, side_b), m in zip(pairs, matchings):
@@ -189,7 +194,11 @@ def test_chunking_gives_the_same_answer(monkeypatch):
 
 def _spatial(frame, author, objects, created_at, source="human"):
     record = factories.annotation(frame, [], source=source, author=author, task="spatial", created_at=created_at)
-    payload = {"objects": [{"bbox": b, "label": label, "occluded": False} for b, label in objects], "relations": [], "depth_order": []}
+    payload = {
+        "objects": [{"bbox": b, "label": label, "occluded": False} for b, label in objects],
+        "relations": [],
+        "depth_order": [],
+    }
     return dataclasses.replace(record, payload=dump_payload(payload))
 
 
@@ -226,9 +235,16 @@ def test_latest_row_of_an_author_counts():
 def test_boxes_of_each_task_payload():
     ocr = ag.frame_boxes_from_payload("ocr", {"regions": [factories.region(SQUARE)]})
     assert (ocr.boxes, ocr.labels) == ([SQUARE], ["text"])
-    gui = ag.frame_boxes_from_payload("gui_action", dump_payload({"elements": [{"bbox": SQUARE, "role": "button", "text": "OK"}], "actions": []}))
+    gui = ag.frame_boxes_from_payload(
+        "gui_action", dump_payload({"elements": [{"bbox": SQUARE, "role": "button", "text": "OK"}], "actions": []})
+    )
     assert gui.labels == ["button"]
-    layout = {"tag": "body", "role": "page", "bbox": [0, 0, 100, 100], "children": [{"tag": "h1", "role": "heading", "bbox": SQUARE, "children": []}]}
+    layout = {
+        "tag": "body",
+        "role": "page",
+        "bbox": [0, 0, 100, 100],
+        "children": [{"tag": "h1", "role": "heading", "bbox": SQUARE, "children": []}],
+    }
     code = ag.frame_boxes_from_payload("image_to_code", {"html": "<p>", "layout": layout})
     assert (len(code.boxes), code.labels) == (2, ["page", "heading"])
     with pytest.raises(ValueError, match="video_event"):

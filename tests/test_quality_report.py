@@ -15,13 +15,25 @@ from tests.factories import annotation, annotations_df, frame, frames_df, region
 
 def _batch():
     f0, f1 = frame(0, width=400, height=200), frame(1, width=400, height=200, low_light=True)
-    ai = annotations_df(annotation(f0, [region([10, 10, 110, 40], "Login")]),
-                        annotation(f1, [region([0, 0, 50, 20], "Hi")], status="failed"))
+    ai = annotations_df(
+        annotation(f0, [region([10, 10, 110, 40], "Login")]),
+        annotation(f1, [region([0, 0, 50, 20], "Hi")], status="failed"),
+    )
     human = annotations_df(
-        annotation(f0, [region([10, 10, 110, 40], "Login"), region([200, 100, 300, 140], "用户名")],
-                   source="human", author="ann1", created_at="2026-01-01T00:00:00+00:00"),
-        annotation(f0, [region([10, 10, 110, 50], "Login"), region([200, 100, 300, 140], "用户")],
-                   source="human", author="ann2", created_at="2026-01-01T00:01:00+00:00"),
+        annotation(
+            f0,
+            [region([10, 10, 110, 40], "Login"), region([200, 100, 300, 140], "用户名")],
+            source="human",
+            author="ann1",
+            created_at="2026-01-01T00:00:00+00:00",
+        ),
+        annotation(
+            f0,
+            [region([10, 10, 110, 50], "Login"), region([200, 100, 300, 140], "用户")],
+            source="human",
+            author="ann2",
+            created_at="2026-01-01T00:01:00+00:00",
+        ),
     )
     final = apply_corrections(ai, human)
     return final, ai, human, frames_df(f0, f1)
@@ -36,8 +48,12 @@ def test_headline_figures_are_computed_from_double_annotations():
     # "用户名" vs "用户": 1 error over 8 reference characters ("Login" + "用户名").
     assert headline["ocr_accuracy"] == pytest.approx(1 - 1 / 8)
     assert headline["action_completeness"] is None  # no GUI sequence in this batch
-    assert report.verdicts() == {"mean_iou": True, "ocr_accuracy": False, "action_completeness": None,
-                                 "semantic_consistency": None}
+    assert report.verdicts() == {
+        "mean_iou": True,
+        "ocr_accuracy": False,
+        "action_completeness": None,
+        "semantic_consistency": None,
+    }
     assert report.counts["ai_failure_rate"] == pytest.approx(0.5)
     assert report.counts["low_light_share"] == pytest.approx(0.5)
     assert set(report.per_annotator["annotator"]) == {"ann1", "ann2"}
@@ -78,8 +94,10 @@ def test_semantic_and_code_fidelity_scorers_run_on_the_items_they_apply_to(tmp_p
     Image.new("RGB", (320, 200), "white").save(picture)
     _, uri = layout.blobs.put_file(picture)
     f0 = frame(0, width=320, height=200, blob_uri=uri)
-    gui = {"elements": [{"bbox": [10, 10, 110, 40], "role": "button", "text": "Login"}],
-           "actions": [{"type": "click", "target": 0, "point": [50, 20]}]}
+    gui = {
+        "elements": [{"bbox": [10, 10, 110, 40], "role": "button", "text": "Login"}],
+        "actions": [{"type": "click", "target": 0, "point": [50, 20]}],
+    }
 
     def gui_row(author, instruction):
         row = annotation(f0, [], source="human", author=author, task="gui_action")
@@ -90,8 +108,15 @@ def test_semantic_and_code_fidelity_scorers_run_on_the_items_they_apply_to(tmp_p
     html = "<html><body style='margin:0;background:#fff'></body></html>"
     final = annotations_df(code.__class__(**{**code.__dict__, "payload": json.dumps({"html": html, "layout": {}})}))
 
-    report = build_qc_report("b1", final, final.iloc[0:0], human, frames_df(f0),
-                             semantic=semantic_scorer(0.75), code_fidelity=code_fidelity_scorer(layout))
+    report = build_qc_report(
+        "b1",
+        final,
+        final.iloc[0:0],
+        human,
+        frames_df(f0),
+        semantic=semantic_scorer(0.75),
+        code_fidelity=code_fidelity_scorer(layout),
+    )
     assert report.headline()["semantic_consistency"] == pytest.approx(1.0, abs=1e-4)
     assert len(report.code_fidelity) == 1
     assert report.code_fidelity[0].ssim == pytest.approx(1.0, abs=1e-3)  # a blank page draws the blank screen

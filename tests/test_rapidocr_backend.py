@@ -141,7 +141,9 @@ def render(size: tuple[int, int], background, ink, lines) -> tuple[Image.Image, 
 
 def invoice_picture() -> tuple[Image.Image, list[Line]]:
     return render(
-        (960, 540), "white", "black",
+        (960, 540),
+        "white",
+        "black",
         [
             ((40, 40), "Invoice Number 2024", 32, "en"),
             ((560, 40), "发票号码", 32, "zh"),  # same line, to the right
@@ -154,7 +156,9 @@ def invoice_picture() -> tuple[Image.Image, list[Line]]:
 
 def dark_panel_picture() -> tuple[Image.Image, list[Line]]:
     return render(
-        (640, 800), (32, 33, 36), (235, 235, 235),
+        (640, 800),
+        (32, 33, 36),
+        (235, 235, 235),
         [
             ((30, 40), "标题 Project Title", 40, "mixed"),
             ((470, 52), "v1.2", 24, "en"),  # smaller text on the title's line
@@ -167,12 +171,18 @@ def dark_panel_picture() -> tuple[Image.Image, list[Line]]:
 
 def upside_down_picture() -> tuple[Image.Image, list[Line]]:
     upright, lines = render(
-        (640, 200), "white", "black",
+        (640, 200),
+        "white",
+        "black",
         [((60, 70), "Rotated Receipt 2024", 36, "en"), ((60, 130), "收据编号", 36, "zh")],
     )
     width, height = upright.size
     turned = [
-        Line(line.text, (width - line.box[2], height - line.box[3], width - line.box[0], height - line.box[1]), line.language)
+        Line(
+            line.text,
+            (width - line.box[2], height - line.box[3], width - line.box[0], height - line.box[1]),
+            line.language,
+        )
         for line in lines
     ]
     # Turned by 180 degrees, the lower line is now read first.
@@ -223,7 +233,12 @@ def test_backend_implements_the_protocol(backend) -> None:
 def test_version_names_package_models_and_output_parameters(backend) -> None:
     version = backend.version
     assert version.startswith(backend.author)
-    for part in ("det=ch_PP-OCRv4_det_infer", "rec=ch_PP-OCRv4_rec_infer", "cls=ch_ppocr_mobile_v2.0_cls_infer", "text_score=0.5"):
+    for part in (
+        "det=ch_PP-OCRv4_det_infer",
+        "rec=ch_PP-OCRv4_rec_infer",
+        "cls=ch_ppocr_mobile_v2.0_cls_infer",
+        "text_score=0.5",
+    ):
         assert part in version
     assert RapidOcrBackend(text_score=0.7).version != version
     assert "cls=off" in RapidOcrBackend(use_angle_cls=False).version

@@ -28,11 +28,18 @@ def test_regions_table_joins_frame_size_and_skips_failures():
 
 def test_corrections_prefer_arbitrated_then_latest_human_then_ai():
     f0, f1, f2 = frame(0), frame(1), frame(2)
-    ai = annotations_df(annotation(f0, [region([0, 0, 1, 1], "ai")]), annotation(f1, [region([0, 0, 1, 1], "ai")]),
-                        annotation(f2, [region([0, 0, 1, 1], "ai")]))
+    ai = annotations_df(
+        annotation(f0, [region([0, 0, 1, 1], "ai")]),
+        annotation(f1, [region([0, 0, 1, 1], "ai")]),
+        annotation(f2, [region([0, 0, 1, 1], "ai")]),
+    )
     human = annotations_df(
-        annotation(f0, [region([0, 0, 1, 1], "old")], source="human", author="ann1", created_at="2026-01-01T00:00:00+00:00"),
-        annotation(f0, [region([0, 0, 1, 1], "new")], source="human", author="ann2", created_at="2026-01-02T00:00:00+00:00"),
+        annotation(
+            f0, [region([0, 0, 1, 1], "old")], source="human", author="ann1", created_at="2026-01-01T00:00:00+00:00"
+        ),
+        annotation(
+            f0, [region([0, 0, 1, 1], "new")], source="human", author="ann2", created_at="2026-01-02T00:00:00+00:00"
+        ),
         annotation(f1, [region([0, 0, 1, 1], "human")], source="human", author="ann1"),
         annotation(f1, [region([0, 0, 1, 1], "arb")], source="arbitrated", author="rev1"),
     )

@@ -35,26 +35,67 @@ def make_frame(store: BlobStore, upload: str, index: int, batch: str, kind: str 
     picture = np.full((8, 12, 3), (index * 40) % 256, np.uint8)
     picture[0, 0] = [int(c, 16) for c in (upload[-2:], upload[-4:-2], "7f")]  # distinct pictures per upload
     _, uri = store.put_bytes(encode_picture(picture, "png"))
-    values = dict(frame_id=frame_id_for(upload, index), upload_id=upload, batch=batch, kind=kind, index=index,
-                  page=index + 1 if kind == "page" else None, t=index * 2.0 if kind == "video_frame" else None,
-                  width=12, height=8, blob_uri=uri, low_light=False, mean_luma=90.0, enhanced_uri="")
+    values = dict(
+        frame_id=frame_id_for(upload, index),
+        upload_id=upload,
+        batch=batch,
+        kind=kind,
+        index=index,
+        page=index + 1 if kind == "page" else None,
+        t=index * 2.0 if kind == "video_frame" else None,
+        width=12,
+        height=8,
+        blob_uri=uri,
+        low_light=False,
+        mean_luma=90.0,
+        enhanced_uri="",
+    )
     values.update(overrides)
     return FrameRecord(**values)
 
 
-def make_annotation(frame: FrameRecord, task: str = "ocr", text: str = "Hello", source: str = "ai",
-                    author: str = "rapidocr-onnxruntime==1.4.4", status: str = "ok", language: str = "en") -> AnnotationRecord:
+def make_annotation(
+    frame: FrameRecord,
+    task: str = "ocr",
+    text: str = "Hello",
+    source: str = "ai",
+    author: str = "rapidocr-onnxruntime==1.4.4",
+    status: str = "ok",
+    language: str = "en",
+) -> AnnotationRecord:
     if task == "ocr":
-        payload = {"regions": [{"bbox": [1.0, 1.0, 6.0, 5.0], "text": text, "confidence": 0.9, "language": language,
-                                "font_style": "regular", "reading_order": 0}]}
+        payload = {
+            "regions": [
+                {
+                    "bbox": [1.0, 1.0, 6.0, 5.0],
+                    "text": text,
+                    "confidence": 0.9,
+                    "language": language,
+                    "font_style": "regular",
+                    "reading_order": 0,
+                }
+            ]
+        }
     else:
-        payload = {"elements": [{"bbox": [1.0, 1.0, 6.0, 5.0], "role": "button", "text": text}],
-                   "instruction": "Press it", "requested_instruction": "Press it", "actions": []}
+        payload = {
+            "elements": [{"bbox": [1.0, 1.0, 6.0, 5.0], "role": "button", "text": text}],
+            "instruction": "Press it",
+            "requested_instruction": "Press it",
+            "actions": [],
+        }
     return AnnotationRecord(
-        annotation_id=annotation_id_for(frame.frame_id, task, source, author), frame_id=frame.frame_id,
-        upload_id=frame.upload_id, batch=frame.batch, task=task, source=source, author=author,
-        template_version=f"{task}@1.0", created_at="2026-01-01T00:00:00+00:00", status=status,
-        error="" if status == "ok" else "timeout", payload=dump_payload(payload if status == "ok" else {}),
+        annotation_id=annotation_id_for(frame.frame_id, task, source, author),
+        frame_id=frame.frame_id,
+        upload_id=frame.upload_id,
+        batch=frame.batch,
+        task=task,
+        source=source,
+        author=author,
+        template_version=f"{task}@1.0",
+        created_at="2026-01-01T00:00:00+00:00",
+        status=status,
+        error="" if status == "ok" else "timeout",
+        payload=dump_payload(payload if status == "ok" else {}),
         reviewed=source != "ai",
     )
 
@@ -69,31 +110,56 @@ def two_batches(store: BlobStore) -> list[BatchExport]:
     frames_1 = [make_frame(store, upload_id(1), i, "b1", "video_frame") for i in range(6)]
     frames_1 += [make_frame(store, upload_id(100 + n), 0, "b1") for n in range(12)]
     annotations_1 = [make_annotation(f) for f in frames_1]
-    annotations_1 += [make_annotation(f, task="gui_action", text="提交", source="human", author="annotator-7")
-                      for f in frames_1[6:10]]
+    annotations_1 += [
+        make_annotation(f, task="gui_action", text="提交", source="human", author="annotator-7") for f in frames_1[6:10]
+    ]
     annotations_1.append(make_annotation(frames_1[10], source="human", author="annotator-7", status="failed"))
     frames_2 = [make_frame(store, upload_id(2), i, "b2", "page") for i in range(3)]
     frames_2 += [make_frame(store, upload_id(200 + n), 0, "b2") for n in range(10)]
-    annotations_2 = [make_annotation(f, text="你好", language="zh", source="arbitrated", author="reviewer-1") for f in frames_2]
+    annotations_2 = [
+        make_annotation(f, text="你好", language="zh", source="arbitrated", author="reviewer-1") for f in frames_2
+    ]
     source = frames_2[3]
     augmented = make_frame(store, source.upload_id, 0, "b2", frame_id=f"{source.frame_id}~rotate~0")
-    augmented_annotation = make_annotation(augmented, text="你好", language="zh", source="arbitrated", author="reviewer-1")
-    lineage = pd.DataFrame([{"frame_id": augmented.frame_id, "annotation_id": augmented_annotation.annotation_id,
-                             "source_frame_id": source.frame_id, "source_annotation_id": annotations_2[3].annotation_id,
-                             "upload_id": source.upload_id, "batch": "b2", "task": "ocr", "pipeline": "rotate",
-                             "seed": 0, "sample_seed": 123, "augmenter": "albumentations==2.0.8: Affine", "params": "{}"}])
+    augmented_annotation = make_annotation(
+        augmented, text="你好", language="zh", source="arbitrated", author="reviewer-1"
+    )
+    lineage = pd.DataFrame(
+        [
+            {
+                "frame_id": augmented.frame_id,
+                "annotation_id": augmented_annotation.annotation_id,
+                "source_frame_id": source.frame_id,
+                "source_annotation_id": annotations_2[3].annotation_id,
+                "upload_id": source.upload_id,
+                "batch": "b2",
+                "task": "ocr",
+                "pipeline": "rotate",
+                "seed": 0,
+                "sample_seed": 123,
+                "augmenter": "albumentations==2.0.8: Affine",
+                "params": "{}",
+            }
+        ]
+    )
     return [
         BatchExport("b1", to_frame(frames_1, FrameRecord), to_frame(annotations_1, AnnotationRecord)),
-        BatchExport("b2", to_frame([*frames_2, augmented], FrameRecord),
-                    to_frame([*annotations_2, augmented_annotation], AnnotationRecord), lineage=lineage),
+        BatchExport(
+            "b2",
+            to_frame([*frames_2, augmented], FrameRecord),
+            to_frame([*annotations_2, augmented_annotation], AnnotationRecord),
+            lineage=lineage,
+        ),
     ]
 
 
 def write_jsonl_per_split(staging: ReleaseStaging) -> None:
     for split in ("train", "val", "test"):
         frames, annotations = staging.split(split)
-        lines = [json.dumps({"image": staging.image_ref(row.frame_id), "answer": row.payload}, ensure_ascii=False)
-                 for row in annotations.itertuples(index=False)]
+        lines = [
+            json.dumps({"image": staging.image_ref(row.frame_id), "answer": row.payload}, ensure_ascii=False)
+            for row in annotations.itertuples(index=False)
+        ]
         (staging.directory / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
@@ -111,10 +177,13 @@ def test_same_inputs_give_the_same_version_and_the_existing_release_is_returned(
         write_jsonl_per_split(staging)
 
     first = assemble_release(batches, tmp_path / "releases", qc=QC, blobs=store, write_formats=formats)
-    shuffled = [BatchExport(b.batch, b.frames.sample(frac=1, random_state=3), b.annotations.iloc[::-1], lineage=b.lineage)
-                for b in reversed(batches)]
-    second = assemble_release(shuffled, tmp_path / "releases", qc=dict(reversed(list(QC.items()))), blobs=store,
-                              write_formats=formats)
+    shuffled = [
+        BatchExport(b.batch, b.frames.sample(frac=1, random_state=3), b.annotations.iloc[::-1], lineage=b.lineage)
+        for b in reversed(batches)
+    ]
+    second = assemble_release(
+        shuffled, tmp_path / "releases", qc=dict(reversed(list(QC.items()))), blobs=store, write_formats=formats
+    )
     assert first.created and not second.created
     assert len(calls) == 1, "formats are written once, when the release is sealed"
     assert second.version == first.version and len(first.version) == 16 and first.digest.startswith(first.version)
@@ -122,8 +191,12 @@ def test_same_inputs_give_the_same_version_and_the_existing_release_is_returned(
     assert second.files == first.files and second.counts == first.counts
     assert list_releases(tmp_path / "releases") == [first.version]
     # Assembled elsewhere from the same inputs: the same version, i.e. it depends on content only.
-    elsewhere = assemble_release(two_batches(BlobStore(tmp_path / "other")), tmp_path / "other_releases", qc=QC,
-                                 blobs=BlobStore(tmp_path / "other"))
+    elsewhere = assemble_release(
+        two_batches(BlobStore(tmp_path / "other")),
+        tmp_path / "other_releases",
+        qc=QC,
+        blobs=BlobStore(tmp_path / "other"),
+    )
     assert elsewhere.version == first.version
 
 
@@ -132,7 +205,9 @@ def test_a_changed_label_or_qc_figure_gives_a_new_version(store, tmp_path):
     base = assemble_release(batches, tmp_path / "r", qc=QC, blobs=store)
     edited = batches[0].annotations.copy()
     edited.loc[0, "payload"] = edited.loc[0, "payload"].replace("Hello", "Hallo")
-    changed = assemble_release([BatchExport("b1", batches[0].frames, edited), batches[1]], tmp_path / "r", qc=QC, blobs=store)
+    changed = assemble_release(
+        [BatchExport("b1", batches[0].frames, edited), batches[1]], tmp_path / "r", qc=QC, blobs=store
+    )
     other_qc = assemble_release(batches, tmp_path / "r", qc={**QC, "ocr_accuracy": 0.96}, blobs=store)
     other_split = assemble_release(batches, tmp_path / "r", qc=QC, blobs=store, ratios=(0.7, 0.2, 0.1))
     versions = {base.version, changed.version, other_qc.version, other_split.version}
@@ -146,8 +221,17 @@ def test_a_release_is_sealed_read_only_and_its_checksums_hold(store, tmp_path):
     assert os.stat(root).st_mode & 0o222 == 0
     for name in info.files:
         assert os.stat(root / name).st_mode & 0o222 == 0, name
-    assert {"frames.parquet", "annotations.parquet", "augmentation_lineage.parquet", "splits.json", "README.md",
-            "release.json", "train.jsonl", "val.jsonl", "test.jsonl"} <= set(info.files)
+    assert {
+        "frames.parquet",
+        "annotations.parquet",
+        "augmentation_lineage.parquet",
+        "splits.json",
+        "README.md",
+        "release.json",
+        "train.jsonl",
+        "val.jsonl",
+        "test.jsonl",
+    } <= set(info.files)
     recorded = json.loads((root / "release.json").read_text())
     assert set(recorded["files"]) == set(info.files) - {"release.json"}
     assert verify_release(root) == []
@@ -205,7 +289,9 @@ def test_missing_pictures_and_conflicting_ids_are_clear_errors(store, tmp_path):
     clash = batches[0].frames.copy()
     clash.loc[0, "width"] = 999
     with pytest.raises(ValueError, match="different content"):
-        assemble_release([*batches, BatchExport("b1-again", clash, batches[0].annotations)], tmp_path / "r", blobs=store)
+        assemble_release(
+            [*batches, BatchExport("b1-again", clash, batches[0].annotations)], tmp_path / "r", blobs=store
+        )
     orphan = batches[1].annotations.copy()
     with pytest.raises(ValueError, match="missing from the release's frames"):
         assemble_release([BatchExport("b2", batches[0].frames, orphan)], tmp_path / "r", blobs=store)
@@ -246,7 +332,9 @@ def test_splits_are_by_upload_and_disjoint(store, tmp_path):
     uploads = [set(splits[s]["uploads"]) for s in ("train", "val", "test")]
     assert not (uploads[0] & uploads[1] or uploads[0] & uploads[2] or uploads[1] & uploads[2])
     assert sorted(f for s in splits.values() for f in s["frames"]) == sorted(frames["frame_id"])
-    assert {s: len(v["frames"]) for s, v in splits.items()} == {s: c["frames"] for s, c in info.counts["by_split"].items()}
+    assert {s: len(v["frames"]) for s, v in splits.items()} == {
+        s: c["frames"] for s, c in info.counts["by_split"].items()
+    }
 
 
 def test_split_ratios_are_honoured_and_stable():
@@ -283,7 +371,8 @@ def test_the_card_reports_counts_languages_models_qc_and_lineage(store, tmp_path
         n_ocr = int(((annotations["split"] == split) & (annotations["task"] == "ocr")).sum())
         assert f"| {split} | {frames.loc[frames['split'] == split, 'upload_id'].nunique()} | {n_frames} |" in card
         assert n_ocr == info.counts["by_split"][split]["annotations"] - int(
-            ((annotations["split"] == split) & (annotations["task"] == "gui_action")).sum())
+            ((annotations["split"] == split) & (annotations["task"] == "gui_action")).sum()
+        )
     assert "| ocr | 14 | 18 | 0 | 0 |" in card  # language table: 14 Chinese regions, 18 English
     assert "| gui_action | 4 | 0 | 0 | 0 |" in card
     assert "| ocr | rapidocr-onnxruntime==1.4.4 | ocr@1.0 | 18 |" in card

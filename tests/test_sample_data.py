@@ -125,7 +125,7 @@ def test_text_boxes_do_not_overlap(batch):
     for image in truth.images:
         boxes = [line.bbox for line in image.lines]
         for i, a in enumerate(boxes):
-            for b in boxes[i + 1:]:
+            for b in boxes[i + 1 :]:
                 apart = a[2] + RING <= b[0] or b[2] + RING <= a[0] or a[3] + RING <= b[1] or b[3] + RING <= a[1]
                 assert apart, (image.file_name, a, b)
 
@@ -137,7 +137,7 @@ def test_text_boxes_are_exactly_the_ink(batch):
         pixels = np.asarray(Image.open(folder / image.file_name).convert("RGB")).astype(np.int16)
         for line in image.lines:
             x1, y1, x2, y2 = (int(v) for v in line.bbox)
-            region = pixels[y1 - RING:y2 + RING, x1 - RING:x2 + RING]
+            region = pixels[y1 - RING : y2 + RING, x1 - RING : x2 + RING]
             ring = np.ones(region.shape[:2], dtype=bool)
             ring[RING:-RING, RING:-RING] = False
             colours, counts = np.unique(region[ring], axis=0, return_counts=True)
@@ -211,7 +211,7 @@ def test_pdf_has_three_pages_of_the_stated_size(batch):
     finally:
         document.close()
     page_texts = [{line.text for line in page.lines} for page in pdf.pages]
-    assert all(not (a & b) for i, a in enumerate(page_texts) for b in page_texts[i + 1:])
+    assert all(not (a & b) for i, a in enumerate(page_texts) for b in page_texts[i + 1 :])
     for page in pdf.pages:
         assert {line.language for line in page.lines} == {"en", "zh"}
 
@@ -232,7 +232,7 @@ def test_pdf_boxes_in_points_hold_the_ink_at_another_dpi(batch):
                 x2, y2 = (int(np.ceil(v * dpi / 72)) for v in line.bbox[2:])
                 assert luma[y1:y2, x1:x2].min() < 110, line.text
                 margin = 4
-                around = luma[y1 - margin:y2 + margin, x1 - margin:x2 + margin].copy()
+                around = luma[y1 - margin : y2 + margin, x1 - margin : x2 + margin].copy()
                 around[margin:-margin, margin:-margin] = 255
                 assert around.min() > 170, (line.text, "ink outside the box")  # JPEG ringing stays light
     finally:
@@ -273,7 +273,7 @@ def test_video_scene_cuts_are_where_the_truth_says(batch):
     _, lumas, _ = _decode_times_and_luma(folder / video.file_name)
     changes = [float(np.abs(b - a).mean()) for a, b in zip(lumas, lumas[1:])]
     # changes[i] compares frame i+1 with frame i, so a cut at frame k shows up at changes[k-1].
-    biggest = sorted(np.argsort(changes)[-len(video.scene_cut_frames):] + 1)
+    biggest = sorted(np.argsort(changes)[-len(video.scene_cut_frames) :] + 1)
     assert biggest == video.scene_cut_frames
     quiet = [change for index, change in enumerate(changes) if index + 1 not in video.scene_cut_frames]
     assert max(quiet) * 5 < min(changes[k - 1] for k in video.scene_cut_frames)
@@ -301,9 +301,17 @@ def test_make_h264_video_rejects_odd_sizes(tmp_path):
 
 def test_broken_files_carry_every_reason_code(batch):
     _, truth = batch
-    assert sorted(set(truth.broken.values())) == sorted({
-        "empty", "unknown_type", "corrupt_image", "encrypted_pdf", "decompression_bomb", "corrupt_video", "unsafe_name",
-    })
+    assert sorted(set(truth.broken.values())) == sorted(
+        {
+            "empty",
+            "unknown_type",
+            "corrupt_image",
+            "encrypted_pdf",
+            "decompression_bomb",
+            "corrupt_video",
+            "unsafe_name",
+        }
+    )
     assert list(truth.broken.values()).count("unsafe_name") == 2
 
 
@@ -360,7 +368,7 @@ def test_decompression_bomb_is_small_but_declares_a_huge_valid_image(batch):
     # A real bomb, not junk: the IDAT inflates to exactly the declared 1-bit rows.
     (idat_length,) = struct.unpack(">I", data[33:37])
     assert data[37:41] == b"IDAT"
-    inflater, inflated, compressed = zlib.decompressobj(), 0, data[41:41 + idat_length]
+    inflater, inflated, compressed = zlib.decompressobj(), 0, data[41 : 41 + idat_length]
     while compressed:
         inflated += len(inflater.decompress(compressed, 1 << 24))
         compressed = inflater.unconsumed_tail

@@ -83,11 +83,28 @@ def test_strip_code_fences(text: str, expected: str) -> None:
 
 
 def test_ocr_converts_relative_boxes_to_pixels_of_a_non_square_frame() -> None:
-    answer = {"lines": [{"bbox_2d": [500, 250, 1000, 1000], "text_content": "Total 42", "language": "en", "font_style": "bold", "reading_order": 0}]}
+    answer = {
+        "lines": [
+            {
+                "bbox_2d": [500, 250, 1000, 1000],
+                "text_content": "Total 42",
+                "language": "en",
+                "font_style": "bold",
+                "reading_order": 0,
+            }
+        ]
+    }
     payload = parse_answer(load_template("ocr"), f"```json\n{json.dumps(answer)}\n```", WIDE)
     assert payload == {
         "regions": [
-            {"bbox": [960.0, 270.0, 1920.0, 1080.0], "text": "Total 42", "confidence": None, "language": "en", "font_style": "bold", "reading_order": 0}
+            {
+                "bbox": [960.0, 270.0, 1920.0, 1080.0],
+                "text": "Total 42",
+                "confidence": None,
+                "language": "en",
+                "font_style": "bold",
+                "reading_order": 0,
+            }
         ]
     }
     portrait = parse_answer(load_template("ocr"), json.dumps(answer), AnswerContext(width=720, height=1280))
@@ -96,7 +113,12 @@ def test_ocr_converts_relative_boxes_to_pixels_of_a_non_square_frame() -> None:
 
 def test_ocr_reading_order_is_reranked_and_sorted() -> None:
     line = {"bbox_2d": [0, 0, 10, 10], "language": "en", "font_style": "regular"}
-    answer = {"lines": [{**line, "text_content": "second", "reading_order": 7}, {**line, "text_content": "first", "reading_order": 3}]}
+    answer = {
+        "lines": [
+            {**line, "text_content": "second", "reading_order": 7},
+            {**line, "text_content": "first", "reading_order": 3},
+        ]
+    }
     regions = parse_answer(load_template("ocr"), json.dumps(answer), WIDE)["regions"]
     assert [(region["text"], region["reading_order"]) for region in regions] == [("first", 0), ("second", 1)]
 
@@ -109,15 +131,32 @@ def test_malformed_json_is_invalid_json() -> None:
 
 @pytest.mark.parametrize(
     ("box", "code"),
-    [([0, 0, 1200, 500], "out_of_range"), ([-5, 0, 100, 100], "out_of_range"), ([500, 0, 400, 100], "out_of_range"), ([0, 0, 10], "schema_violation")],
+    [
+        ([0, 0, 1200, 500], "out_of_range"),
+        ([-5, 0, 100, 100], "out_of_range"),
+        ([500, 0, 400, 100], "out_of_range"),
+        ([0, 0, 10], "schema_violation"),
+    ],
 )
 def test_bad_boxes_are_rejected(box: list[int], code: str) -> None:
-    answer = {"lines": [{"bbox_2d": box, "text_content": "x", "language": "en", "font_style": "regular", "reading_order": 0}]}
+    answer = {
+        "lines": [{"bbox_2d": box, "text_content": "x", "language": "en", "font_style": "regular", "reading_order": 0}]
+    }
     assert answer_error("ocr", answer).code == code
 
 
 def test_labels_outside_the_enums_are_unknown_labels() -> None:
-    ocr = {"lines": [{"bbox_2d": [0, 0, 10, 10], "text_content": "x", "language": "en", "font_style": "comic", "reading_order": 0}]}
+    ocr = {
+        "lines": [
+            {
+                "bbox_2d": [0, 0, 10, 10],
+                "text_content": "x",
+                "language": "en",
+                "font_style": "comic",
+                "reading_order": 0,
+            }
+        ]
+    }
     assert answer_error("ocr", ocr).code == "unknown_label"
     gui = copy.deepcopy(load_template("gui_action").example)
     gui["elements"][0]["role"] = "hyperlink-ish"
@@ -188,10 +227,20 @@ def test_image_to_code_converts_the_layout_tree() -> None:
 
 def test_video_event_times_must_lie_in_the_window_shown() -> None:
     context = AnswerContext(width=640, height=360, window_start=4.0, window_end=7.5, window_slack=0.5)
-    ok = parse_answer(load_template("video_event"), json.dumps({"events": [{"start": 3.5, "end": 8.0, "description": " A door opens. "}]}), context)
+    ok = parse_answer(
+        load_template("video_event"),
+        json.dumps({"events": [{"start": 3.5, "end": 8.0, "description": " A door opens. "}]}),
+        context,
+    )
     assert ok == {"events": [{"start": 3.5, "end": 8.0, "description": "A door opens."}]}
-    assert answer_error("video_event", {"events": [{"start": 1.0, "end": 5.0, "description": "x"}]}, context).code == "out_of_range"
-    assert answer_error("video_event", {"events": [{"start": 6.0, "end": 5.0, "description": "x"}]}, context).code == "out_of_range"
+    assert (
+        answer_error("video_event", {"events": [{"start": 1.0, "end": 5.0, "description": "x"}]}, context).code
+        == "out_of_range"
+    )
+    assert (
+        answer_error("video_event", {"events": [{"start": 6.0, "end": 5.0, "description": "x"}]}, context).code
+        == "out_of_range"
+    )
 
 
 def copy_templates(tmp_path: Path) -> Path:
@@ -213,14 +262,20 @@ def test_an_admin_edit_changes_the_version_tag(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("file", "content", "message"),
     [
-        ("schema.json", '{"type": "object", "properties": {"lines": {"type": "array", "minItems": "one"}}}', "not a valid JSON Schema"),
+        (
+            "schema.json",
+            '{"type": "object", "properties": {"lines": {"type": "array", "minItems": "one"}}}',
+            "not a valid JSON Schema",
+        ),
         ("schema.json", "{not json", "not valid JSON"),
         ("example.json", '{"lines": [{"bbox_2d": [0, 0, 10, 10]}]}', "example.json does not pass"),
         ("template.yaml", "task: ocr\nversion: '2'\napplies_to: [photo]\nmax_tokens: 10\n", "applies_to"),
         ("template.yaml", "task: spatial\nversion: '2'\napplies_to: [image]\nmax_tokens: 10\n", "must match"),
     ],
 )
-def test_broken_template_files_are_refused_naming_the_file(tmp_path: Path, file: str, content: str, message: str) -> None:
+def test_broken_template_files_are_refused_naming_the_file(
+    tmp_path: Path, file: str, content: str, message: str
+) -> None:
     folder = copy_templates(tmp_path)
     (folder / "ocr" / file).write_text(content)
     with pytest.raises(TemplateError, match=message) as caught:
@@ -231,10 +286,14 @@ def test_broken_template_files_are_refused_naming_the_file(tmp_path: Path, file:
 def test_an_edited_folder_overrides_only_the_tasks_it_holds(tmp_path: Path) -> None:
     edited = tmp_path / "edited"
     shutil.copytree(TEMPLATES_DIR / "ocr", edited / "ocr")
-    (edited / "ocr" / "template.yaml").write_text((edited / "ocr" / "template.yaml").read_text().replace('version: "1.0"', 'version: "1.1"'))
+    (edited / "ocr" / "template.yaml").write_text(
+        (edited / "ocr" / "template.yaml").read_text().replace('version: "1.0"', 'version: "1.1"')
+    )
     templates = load_templates(directory=edited)
     assert list(templates) == list(TASK_ORDER)
-    assert templates["ocr"].version == "1.1" and templates["spatial"].version_tag == load_template("spatial").version_tag
+    assert (
+        templates["ocr"].version == "1.1" and templates["spatial"].version_tag == load_template("spatial").version_tag
+    )
 
 
 def test_a_missing_template_file_is_named(tmp_path: Path) -> None:

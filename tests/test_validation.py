@@ -3,11 +3,19 @@ from tests.factories import annotation, annotations_df, frame, frames_df, region
 
 
 def test_frames_suite_passes_on_good_frames_and_flags_bad_ones():
-    good = frames_df(frame(0), frame(1, kind="video_frame", t=0.0, upload="v" * 64),
-                     frame(2, kind="video_frame", t=1.0, upload="v" * 64))
+    good = frames_df(
+        frame(0),
+        frame(1, kind="video_frame", t=0.0, upload="v" * 64),
+        frame(2, kind="video_frame", t=1.0, upload="v" * 64),
+    )
     assert validate_frames(good).success
-    bad = frames_df(frame(0), frame(0), frame(1, kind="video_frame", t=2.0, upload="v" * 64),
-                    frame(2, kind="video_frame", t=1.0, upload="v" * 64), frame(3, width=0))
+    bad = frames_df(
+        frame(0),
+        frame(0),
+        frame(1, kind="video_frame", t=2.0, upload="v" * 64),
+        frame(2, kind="video_frame", t=1.0, upload="v" * 64),
+        frame(3, width=0),
+    )
     result = validate_frames(bad)
     assert not result.success
     failed = {(f.expectation, f.column) for f in result.failures}
@@ -20,7 +28,9 @@ def test_annotation_suite_catches_boxes_outside_frame_and_bad_confidence():
     f0 = frame(0, width=100, height=50)
     good = annotations_df(annotation(f0, [region([0, 0, 100, 50]), region([10, 10, 20, 20], confidence=1.0)]))
     assert validate_annotations(good, frames_df(f0)).success
-    bad = annotations_df(annotation(f0, [region([0, 0, 101, 50]), region([30, 10, 20, 20]), region([1, 1, 2, 2], confidence=1.5)]))
+    bad = annotations_df(
+        annotation(f0, [region([0, 0, 101, 50]), region([30, 10, 20, 20]), region([1, 1, 2, 2], confidence=1.5)])
+    )
     result = validate_annotations(bad, frames_df(f0))
     failed = {f.column for f in result.failures}
     assert {"width/x2", "x2/x1", "confidence"} <= failed
@@ -34,11 +44,16 @@ def test_empty_manifests_pass():
 
 def test_frames_suite_flags_a_timestamp_past_the_video_end():
     video = "v" * 64
-    good = frames_df(frame(0, kind="video_frame", t=0.0, upload=video, duration=2.0),
-                     frame(1, kind="video_frame", t=1.0, upload=video, duration=2.0), frame(2))
+    good = frames_df(
+        frame(0, kind="video_frame", t=0.0, upload=video, duration=2.0),
+        frame(1, kind="video_frame", t=1.0, upload=video, duration=2.0),
+        frame(2),
+    )
     assert validate_frames(good).success
-    bad = frames_df(frame(0, kind="video_frame", t=0.0, upload=video, duration=2.0),
-                    frame(1, kind="video_frame", t=3.0, upload=video, duration=2.0))
+    bad = frames_df(
+        frame(0, kind="video_frame", t=0.0, upload=video, duration=2.0),
+        frame(1, kind="video_frame", t=3.0, upload=video, duration=2.0),
+    )
     assert {f.column for f in validate_frames(bad).failures} == {"duration/t"}
 
 
@@ -63,12 +78,21 @@ def test_corrections_suite_checks_every_box_task_and_video_events():
     f0 = frame(0, width=100, height=50)
     v0 = frame(1, kind="video_frame", t=0.0, upload="v" * 64, duration=4.0)
     gui = annotation(f0, [], task="gui_action")
-    gui = gui.__class__(**{**gui.__dict__, "payload": json.dumps(
-        {"elements": [{"bbox": [0, 0, 120, 10], "role": "button", "text": "OK"}], "actions": []})})
+    gui = gui.__class__(
+        **{
+            **gui.__dict__,
+            "payload": json.dumps(
+                {"elements": [{"bbox": [0, 0, 120, 10], "role": "button", "text": "OK"}], "actions": []}
+            ),
+        }
+    )
     event = annotation(v0, [], task="video_event")
     event = event.__class__(**{**event.__dict__, "payload": json.dumps({"events": [{"start": 1.0, "end": 5.0}]})})
-    result = validate_corrections(annotations_df(annotation(f0, [region([0, 0, 10, 10])]), gui, event),
-                                  frames_df(f0, v0))
+    result = validate_corrections(
+        annotations_df(annotation(f0, [region([0, 0, 10, 10])]), gui, event), frames_df(f0, v0)
+    )
     assert {f.column for f in result.failures} == {"width/x2", "duration/end"}
     duplicate = annotations_df(annotation(f0, [region([0, 0, 10, 10])]), annotation(f0, [], author="other"))
-    assert "expect_compound_columns_to_be_unique" in {f.expectation for f in validate_corrections(duplicate, frames_df(f0)).failures}
+    assert "expect_compound_columns_to_be_unique" in {
+        f.expectation for f in validate_corrections(duplicate, frames_df(f0)).failures
+    }

@@ -44,7 +44,11 @@ def test_align_time_snaps_only_within_tolerance() -> None:
 
 def test_align_events_keeps_raw_times() -> None:
     boundaries = Boundaries(cuts=(2.0,), audio_changes=(6.1,), source="video_scan")
-    aligned = align_events([{"start": 2.3, "end": 5.8, "description": "walks"}, {"start": 3.0, "end": 4.0, "description": "sits"}], boundaries, 0.5)
+    aligned = align_events(
+        [{"start": 2.3, "end": 5.8, "description": "walks"}, {"start": 3.0, "end": 4.0, "description": "sits"}],
+        boundaries,
+        0.5,
+    )
     assert aligned[0] == {"start": 2.0, "end": 6.1, "start_raw": 2.3, "end_raw": 5.8, "description": "walks"}
     assert aligned[1] == {"start": 3.0, "end": 4.0, "start_raw": 3.0, "end_raw": 4.0, "description": "sits"}
 
@@ -56,7 +60,9 @@ def test_alignment_never_turns_an_event_inside_out() -> None:
         start = round(float(rng.uniform(0, 10)), 2)
         end = start + round(float(rng.uniform(0, 1.5)), 2)
         tolerance = float(rng.uniform(0, 1))
-        aligned = align_events([{"start": start, "end": end, "description": ""}], Boundaries(cuts=anchors), tolerance)[0]
+        aligned = align_events([{"start": start, "end": end, "description": ""}], Boundaries(cuts=anchors), tolerance)[
+            0
+        ]
         assert aligned["start"] <= aligned["end"], (anchors, start, end, tolerance)
         assert abs(aligned["start"] - start) <= tolerance and abs(aligned["end"] - end) <= tolerance
 
@@ -83,7 +89,10 @@ def test_detect_peaks_finds_spikes_over_noise() -> None:
     times = np.arange(200) / FPS
     scores = rng.uniform(0.0, 0.02, size=200)
     scores[[40, 41, 130]] = [0.5, 0.3, 0.4]  # a cut spread over two frames counts once
-    assert detect_peaks(times, scores, floor=0.08, mad_k=6.0, min_separation_s=0.2) == [pytest.approx(1.6), pytest.approx(5.2)]
+    assert detect_peaks(times, scores, floor=0.08, mad_k=6.0, min_separation_s=0.2) == [
+        pytest.approx(1.6),
+        pytest.approx(5.2),
+    ]
     assert detect_peaks(times, rng.uniform(0.0, 0.02, size=200), floor=0.08, mad_k=6.0, min_separation_s=0.2) == []
 
 

@@ -33,7 +33,11 @@ RED, GREEN, BLUE, GREY, WHITE = (200, 30, 30), (30, 180, 60), (40, 60, 210), (12
 
 
 def ocr_answer(box: list[int]) -> dict[str, Any]:
-    return {"lines": [{"bbox_2d": box, "text_content": "Total", "language": "en", "font_style": "regular", "reading_order": 0}]}
+    return {
+        "lines": [
+            {"bbox_2d": box, "text_content": "Total", "language": "en", "font_style": "regular", "reading_order": 0}
+        ]
+    }
 
 
 @pytest.fixture()
@@ -48,16 +52,32 @@ def server(fake: FakeVllm) -> Iterator[FakeVllmServer]:
 
 
 def backend_for(server: FakeVllmServer, **overrides: Any) -> VllmBackend:
-    settings: dict[str, Any] = {"base_url": server.base_url, "backoff_base_s": 0.001, "backoff_max_s": 0.01, "max_retries": 2, "request_timeout_s": 5.0}
+    settings: dict[str, Any] = {
+        "base_url": server.base_url,
+        "backoff_base_s": 0.001,
+        "backoff_max_s": 0.01,
+        "max_retries": 2,
+        "request_timeout_s": 5.0,
+    }
     settings.update(overrides)
     return VllmBackend(VllmSettings(**settings), rng=random.Random(0))
 
 
-def paint(tmp_path: Path, name: str, colour: tuple[int, int, int], size: tuple[int, int] = (64, 48), *, t: float | None = None, upload: str = "") -> FrameInput:
+def paint(
+    tmp_path: Path,
+    name: str,
+    colour: tuple[int, int, int],
+    size: tuple[int, int] = (64, 48),
+    *,
+    t: float | None = None,
+    upload: str = "",
+) -> FrameInput:
     """A uniform frame: the fake server picks its scripted reply by this colour."""
     path = tmp_path / f"{name}.png"
     Image.new("RGB", size, colour).save(path)
-    return FrameInput(frame_id=name, upload_id=upload or f"u-{name}", batch="b1", width=size[0], height=size[1], image_path=path, t=t)
+    return FrameInput(
+        frame_id=name, upload_id=upload or f"u-{name}", batch="b1", width=size[0], height=size[1], image_path=path, t=t
+    )
 
 
 # -- images ---------------------------------------------------------------------------------
@@ -65,7 +85,13 @@ def paint(tmp_path: Path, name: str, colour: tuple[int, int, int], size: tuple[i
 
 @pytest.mark.parametrize(
     ("size", "budget"),
-    [((3840, 2160), 1_310_720), ((1000, 3000), 500_000), ((640, 480), 1_310_720), ((7, 5000), 1000), ((4000, 3000), 2_097_152)],
+    [
+        ((3840, 2160), 1_310_720),
+        ((1000, 3000), 500_000),
+        ((640, 480), 1_310_720),
+        ((7, 5000), 1000),
+        ((4000, 3000), 2_097_152),
+    ],
 )
 def test_fit_within_pixels_keeps_aspect_and_never_upscales(size: tuple[int, int], budget: int) -> None:
     width, height = fit_within_pixels(*size, budget)
@@ -102,10 +128,21 @@ def test_encode_image_downscales_and_reencodes(tmp_path: Path) -> None:
 
 
 def test_encode_request_splices_data_urls_into_valid_json(tmp_path: Path) -> None:
-    images = [encode_image(paint(tmp_path, name, colour).image_path, 10_000) for name, colour in (("a", RED), ("b", BLUE))]
-    body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "<0.0 seconds> \"quoted\" 中文"},
-                                                     {"type": "image_url", "image_url": {"url": "@p0@"}},
-                                                     {"type": "image_url", "image_url": {"url": "@p1@"}}]}]}
+    images = [
+        encode_image(paint(tmp_path, name, colour).image_path, 10_000) for name, colour in (("a", RED), ("b", BLUE))
+    ]
+    body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": '<0.0 seconds> "quoted" 中文'},
+                    {"type": "image_url", "image_url": {"url": "@p0@"}},
+                    {"type": "image_url", "image_url": {"url": "@p1@"}},
+                ],
+            }
+        ]
+    }
     decoded = json.loads(encode_request(body, ["@p0@", "@p1@"], images))
     parts = decoded["messages"][0]["content"]
     assert parts[0]["text"] == '<0.0 seconds> "quoted" 中文'
@@ -124,7 +161,9 @@ def test_an_unreadable_frame_fails_without_a_request(tmp_path: Path, fake: FakeV
 # -- the happy path and the protocol ---------------------------------------------------------
 
 
-def test_downscaled_request_converts_exactly_to_pixels_of_the_original_frame(tmp_path: Path, fake: FakeVllm, server: FakeVllmServer) -> None:
+def test_downscaled_request_converts_exactly_to_pixels_of_the_original_frame(
+    tmp_path: Path, fake: FakeVllm, server: FakeVllmServer
+) -> None:
     frame = paint(tmp_path, "wide", RED, size=(3000, 1000))
     fake.script(RED, Reply.json(ocr_answer([100, 250, 600, 750])))
     [outcome] = list(backend_for(server, max_pixels=200_000).annotate([frame], "ocr"))
@@ -132,7 +171,11 @@ def test_downscaled_request_converts_exactly_to_pixels_of_the_original_frame(tmp
     sent_width, sent_height = seen.image_sizes[0]
     assert sent_width * sent_height <= 200_000 and sent_width < 3000
     assert outcome.payload is not None
-    assert outcome.payload["regions"][0]["bbox"] == [300.0, 250.0, 1800.0, 750.0] == from_qwen_1000([100, 250, 600, 750], 3000, 1000)
+    assert (
+        outcome.payload["regions"][0]["bbox"]
+        == [300.0, 250.0, 1800.0, 750.0]
+        == from_qwen_1000([100, 250, 600, 750], 3000, 1000)
+    )
 
 
 def test_request_carries_prompt_schema_and_limits(tmp_path: Path, fake: FakeVllm, server: FakeVllmServer) -> None:
@@ -157,7 +200,9 @@ def test_every_task_round_trips_its_example(tmp_path: Path, fake: FakeVllm, serv
     assert [seen.schema_name for seen in fake.seen] == list(TASK_ORDER[:-1])
 
 
-def test_gui_instruction_from_run_options_reaches_the_prompt(tmp_path: Path, fake: FakeVllm, server: FakeVllmServer) -> None:
+def test_gui_instruction_from_run_options_reaches_the_prompt(
+    tmp_path: Path, fake: FakeVllm, server: FakeVllmServer
+) -> None:
     fake.script(WHITE, Reply.json(load_template("gui_action").example))
     backend = backend_for(server, tasks=("gui_action",))
     run = backend.with_run_options(instruction="Add the item to the cart")
@@ -193,7 +238,9 @@ def test_malformed_json_is_retried_once_and_can_recover(tmp_path: Path, fake: Fa
         (Reply(content='{"lines": [', finish_reason="length"), "truncated"),
     ],
 )
-def test_bad_answers_become_failure_rows_after_one_retry(tmp_path: Path, fake: FakeVllm, server: FakeVllmServer, reply: Reply, code: str) -> None:
+def test_bad_answers_become_failure_rows_after_one_retry(
+    tmp_path: Path, fake: FakeVllm, server: FakeVllmServer, reply: Reply, code: str
+) -> None:
     fake.script(BLUE, reply, reply)
     frame = paint(tmp_path, "bad", BLUE)
     [outcome] = list(backend_for(server).annotate([frame], "ocr"))
@@ -219,12 +266,16 @@ class RecordingRandom(random.Random):
         return super().uniform(a, b)
 
 
-def test_500_and_429_are_retried_and_retry_after_is_honoured(tmp_path: Path, fake: FakeVllm, server: FakeVllmServer) -> None:
+def test_500_and_429_are_retried_and_retry_after_is_honoured(
+    tmp_path: Path, fake: FakeVllm, server: FakeVllmServer
+) -> None:
     fake.script(RED, Reply.error(500), Reply.error(503), Reply.json(ocr_answer([0, 0, 10, 10])))
     fake.script(GREEN, Reply.error(429, retry_after="0"), Reply.json(ocr_answer([0, 0, 10, 10])))
     rng = RecordingRandom()
     settings = VllmSettings(base_url=server.base_url, backoff_base_s=0.002, backoff_max_s=0.003, max_retries=3)
-    outcomes = list(VllmBackend(settings, rng=rng).annotate([paint(tmp_path, "r", RED), paint(tmp_path, "g", GREEN)], "ocr"))
+    outcomes = list(
+        VllmBackend(settings, rng=rng).annotate([paint(tmp_path, "r", RED), paint(tmp_path, "g", GREEN)], "ocr")
+    )
     assert all(outcome.payload is not None for outcome in outcomes)
     assert [seen.status for seen in fake.requests_for(RED)] == [500, 503, 200]
     assert [seen.status for seen in fake.requests_for(GREEN)] == [429, 200]
@@ -242,14 +293,18 @@ def test_persistent_5xx_gives_up_after_max_retries(tmp_path: Path, fake: FakeVll
 
 
 def test_client_errors_are_not_retried(tmp_path: Path, fake: FakeVllm, server: FakeVllmServer) -> None:
-    [outcome] = list(backend_for(server, model="Qwen/Qwen3-VL-8B-Instruct").annotate([paint(tmp_path, "m", RED)], "ocr"))
+    [outcome] = list(
+        backend_for(server, model="Qwen/Qwen3-VL-8B-Instruct").annotate([paint(tmp_path, "m", RED)], "ocr")
+    )
     assert outcome.error == "http_404: The model `Qwen/Qwen3-VL-8B-Instruct` does not exist."
     assert len(fake.seen) == 1
 
 
 def test_slow_answers_time_out_and_are_retried(tmp_path: Path, fake: FakeVllm, server: FakeVllmServer) -> None:
     fake.script(BLUE, Reply.json(OCR_EXAMPLE, delay_s=1.0), Reply.json(OCR_EXAMPLE, delay_s=1.0))
-    [outcome] = list(backend_for(server, request_timeout_s=0.3, max_retries=1).annotate([paint(tmp_path, "slow", BLUE)], "ocr"))
+    [outcome] = list(
+        backend_for(server, request_timeout_s=0.3, max_retries=1).annotate([paint(tmp_path, "slow", BLUE)], "ocr")
+    )
     assert outcome.payload is None and outcome.error.startswith("timeout: no answer within 0.3 s")
     assert len(fake.requests_for(BLUE)) == 2
 
@@ -264,9 +319,15 @@ def test_unreachable_server_is_a_connection_error(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    settings = VllmSettings(base_url=f"http://127.0.0.1:{port}", backoff_base_s=0.001, backoff_max_s=0.002, max_retries=2)
+    settings = VllmSettings(
+        base_url=f"http://127.0.0.1:{port}", backoff_base_s=0.001, backoff_max_s=0.002, max_retries=2
+    )
     [outcome] = list(VllmBackend(settings).annotate([paint(tmp_path, "x", RED)], "ocr"))
-    assert outcome.payload is None and outcome.error.startswith("connection_error: ") and "gave up after 3 attempts" in outcome.error
+    assert (
+        outcome.payload is None
+        and outcome.error.startswith("connection_error: ")
+        and "gave up after 3 attempts" in outcome.error
+    )
     with pytest.raises(ServerCheckError, match="cannot reach"):
         VllmBackend(settings).check_server(timeout_s=1)
 
@@ -281,7 +342,11 @@ def test_api_key_and_model_check(tmp_path: Path) -> None:
             backend_for(running, api_key="s3cret", model="Qwen/Qwen3-VL-8B-Instruct").check_server()
         [outcome] = list(backend_for(running, api_key="wrong").annotate([paint(tmp_path, "k", RED)], "ocr"))
         assert outcome.error.startswith("http_401") and len(fake.seen) == 0
-        [outcome] = list(backend_for(running, api_key="s3cret", base_url=running.base_url + "/v1/").annotate([paint(tmp_path, "k", RED)], "ocr"))
+        [outcome] = list(
+            backend_for(running, api_key="s3cret", base_url=running.base_url + "/v1/").annotate(
+                [paint(tmp_path, "k", RED)], "ocr"
+            )
+        )
         assert outcome.payload is not None
 
 
@@ -336,7 +401,14 @@ def test_a_rerun_of_the_failed_frames_sends_only_those(tmp_path: Path, fake: Fak
 
 def video_frames(tmp_path: Path, upload: str, count: int, step: float, cut_at: float) -> list[FrameInput]:
     return [
-        paint(tmp_path, f"{upload}-{index:03d}", RED if index * step < cut_at else BLUE, size=(160, 90), t=index * step, upload=upload)
+        paint(
+            tmp_path,
+            f"{upload}-{index:03d}",
+            RED if index * step < cut_at else BLUE,
+            size=(160, 90),
+            t=index * step,
+            upload=upload,
+        )
         for index in range(count)
     ]
 
@@ -346,7 +418,9 @@ def events_from_markers(body: dict[str, Any]) -> Reply:
     texts = [part["text"] for part in body["messages"][-1]["content"] if part["type"] == "text"]
     times = [float(match) for text in texts for match in re.findall(r"^<([\d.]+) seconds>$", text)]
     start, end = min(times), max(times)
-    return Reply.json({"events": [{"start": start + 0.2 if start > 0 else 0.0, "end": end, "description": f"from {start} to {end}"}]})
+    return Reply.json(
+        {"events": [{"start": start + 0.2 if start > 0 else 0.0, "end": end, "description": f"from {start} to {end}"}]}
+    )
 
 
 def test_video_event_windows_markers_alignment_and_one_outcome_per_video(tmp_path: Path) -> None:
@@ -355,7 +429,10 @@ def test_video_event_windows_markers_alignment_and_one_outcome_per_video(tmp_pat
     second = video_frames(tmp_path, "vid2", count=3, step=1.0, cut_at=99)
     shuffled = [*first[5:], *second, *first[:5]]
     with FakeVllmServer(fake) as running:
-        outcomes = {outcome.frame_id: outcome for outcome in backend_for(running, max_images_per_request=4).annotate(shuffled, "video_event")}
+        outcomes = {
+            outcome.frame_id: outcome
+            for outcome in backend_for(running, max_images_per_request=4).annotate(shuffled, "video_event")
+        }
     assert set(outcomes) == {"vid1-000", "vid2-000"} == {frame.frame_id for frame in anchor_frames(shuffled)}
     assert sorted(len(seen.image_sizes) for seen in fake.seen) == [2, 3, 4, 4]  # 10 frames -> 4+4+2; 3 frames -> 3
     window = next(seen for seen in fake.seen if len(seen.image_sizes) == 4 and seen.texts[0] == "<0.0 seconds>")
@@ -388,7 +465,9 @@ def test_video_event_answer_outside_the_window_is_rejected(tmp_path: Path) -> No
     assert outcome.error.startswith("out_of_range:") and len(fake.seen) == 2
 
 
-def test_video_frames_without_timestamps_fail_without_requests(tmp_path: Path, fake: FakeVllm, server: FakeVllmServer) -> None:
+def test_video_frames_without_timestamps_fail_without_requests(
+    tmp_path: Path, fake: FakeVllm, server: FakeVllmServer
+) -> None:
     frames = [paint(tmp_path, f"n{index}", RED, upload="v") for index in range(3)]
     [outcome] = list(backend_for(server).annotate(frames, "video_event"))
     assert outcome.frame_id == "n0" and outcome.error.startswith("no_timestamps:") and fake.seen == []
@@ -402,7 +481,9 @@ def test_video_event_aligns_to_the_video_file_when_given(tmp_path: Path) -> None
     frames = video_frames(tmp_path, "vc", count=4, step=0.8, cut_at=99)
     fake = FakeVllm(default=Reply.json({"events": [{"start": 1.15, "end": 2.4, "description": "tone"}]}))
     with FakeVllmServer(fake) as running:
-        backend = backend_for(running, tasks=("video_event",)).with_run_options(video_path_for=lambda upload: clip if upload == "vc" else None)
+        backend = backend_for(running, tasks=("video_event",)).with_run_options(
+            video_path_for=lambda upload: clip if upload == "vc" else None
+        )
         [outcome] = list(backend.annotate(frames, "video_event"))
     assert outcome.payload is not None and outcome.payload["alignment"]["source"] == "video_scan"
     [event] = outcome.payload["events"]
@@ -428,7 +509,11 @@ def test_backend_satisfies_the_protocol_and_version_needs_no_network() -> None:
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [({"base_url": "gpu-host:8000"}, "QWEN_VLLM_BASE_URL"), ({"max_concurrency": 0}, "positive"), ({"reencode_format": "gif"}, "reencode_format")],
+    [
+        ({"base_url": "gpu-host:8000"}, "QWEN_VLLM_BASE_URL"),
+        ({"max_concurrency": 0}, "positive"),
+        ({"reencode_format": "gif"}, "reencode_format"),
+    ],
 )
 def test_bad_settings_are_explained(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -438,7 +523,9 @@ def test_bad_settings_are_explained(overrides: dict[str, Any], message: str) -> 
 def test_dagster_resource_is_thin_and_versioned_offline() -> None:
     from resources.vlm import VllmPrelabelResource
 
-    resource = VllmPrelabelResource(base_url="http://gpu-host:8000", templates=["ocr", "video_event"], max_pixels=500_000)
+    resource = VllmPrelabelResource(
+        base_url="http://gpu-host:8000", templates=["ocr", "video_event"], max_pixels=500_000
+    )
     backend = resource.backend()
     assert isinstance(backend, VllmBackend) and tuple(backend.tasks) == ("ocr", "video_event")
     assert backend.settings.max_pixels == 500_000 and backend.settings.api_key == "EMPTY"

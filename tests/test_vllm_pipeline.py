@@ -37,12 +37,20 @@ def root(tmp_path):
 
 
 def run(root, instance, server):
-    prelabel = VllmPrelabelResource(base_url=server.base_url, api_key="secret", max_retries=1,
-                                    backoff_base_s=0.01, backoff_max_s=0.02, request_timeout_s=10)
+    prelabel = VllmPrelabelResource(
+        base_url=server.base_url,
+        api_key="secret",
+        max_retries=1,
+        backoff_base_s=0.01,
+        backoff_max_s=0.02,
+        request_timeout_s=10,
+    )
     defs = build_definitions(storage_root=str(root), database_url=sqlite_url(root / "db.sqlite"), prelabel=prelabel)
     instance.add_dynamic_partitions("batches", [BATCH])
     return defs.resolve_job_def("process_batch").execute_in_process(
-        instance=instance, partition_key=BATCH, raise_on_error=False,
+        instance=instance,
+        partition_key=BATCH,
+        raise_on_error=False,
         run_config={"ops": {"augmented_dataset": {"config": {"pipelines": ["color"]}}}},
     )
 

@@ -67,30 +67,71 @@ def ocr_payload(box=AI_BOX, text: str = "hello") -> dict[str, Any]:
     return {"regions": [{"bbox": list(box), "text": text, "confidence": 0.9, "language": "en", "reading_order": 0}]}
 
 
-def write_batch(layout: StorageLayout, batch: str, frames: int = 4, video_event: bool = True,
-                failed: set[int] = frozenset()) -> list[str]:
+def write_batch(
+    layout: StorageLayout, batch: str, frames: int = 4, video_event: bool = True, failed: set[int] = frozenset()
+) -> list[str]:
     """Frames and AI manifests of a pre-annotated batch, as the pipeline writes them."""
     frame_rows, ai_rows = [], []
     for index in range(frames):
         sha, uri = layout.blobs.put_bytes(png_bytes(index))
         upload_id = sha
-        frame = FrameRecord(frame_id=frame_id_for(upload_id, 0), upload_id=upload_id, batch=batch, kind="image",
-                            index=0, page=None, t=None, width=WIDTH, height=HEIGHT, blob_uri=uri, low_light=False,
-                            mean_luma=200.0, enhanced_uri="")
+        frame = FrameRecord(
+            frame_id=frame_id_for(upload_id, 0),
+            upload_id=upload_id,
+            batch=batch,
+            kind="image",
+            index=0,
+            page=None,
+            t=None,
+            width=WIDTH,
+            height=HEIGHT,
+            blob_uri=uri,
+            low_light=False,
+            mean_luma=200.0,
+            enhanced_uri="",
+        )
         frame_rows.append(frame)
         ok = index not in failed
-        ai_rows.append(AnnotationRecord(
-            annotation_id=annotation_id_for(frame.frame_id, "ocr", "ai", AI_AUTHOR), frame_id=frame.frame_id,
-            upload_id=upload_id, batch=batch, task="ocr", source="ai", author=AI_AUTHOR, template_version="1.0+abc",
-            created_at="2026-01-01T00:00:00+00:00", status="ok" if ok else "failed", error="" if ok else "timeout",
-            payload=dump_payload(ocr_payload() if ok else {}), reviewed=False))
+        ai_rows.append(
+            AnnotationRecord(
+                annotation_id=annotation_id_for(frame.frame_id, "ocr", "ai", AI_AUTHOR),
+                frame_id=frame.frame_id,
+                upload_id=upload_id,
+                batch=batch,
+                task="ocr",
+                source="ai",
+                author=AI_AUTHOR,
+                template_version="1.0+abc",
+                created_at="2026-01-01T00:00:00+00:00",
+                status="ok" if ok else "failed",
+                error="" if ok else "timeout",
+                payload=dump_payload(ocr_payload() if ok else {}),
+                reviewed=False,
+            )
+        )
     if video_event:
         first = frame_rows[0]
-        ai_rows.append(AnnotationRecord(
-            annotation_id="video", frame_id=first.frame_id, upload_id=first.upload_id, batch=batch, task="video_event",
-            source="ai", author="qwen", template_version="1", created_at="2026-01-01T00:00:00+00:00", status="ok",
-            error="", payload=dump_payload({"events": []}), reviewed=False))
-    for asset, rows, record_type in (("frames", frame_rows, FrameRecord), ("ai_annotations", ai_rows, AnnotationRecord)):
+        ai_rows.append(
+            AnnotationRecord(
+                annotation_id="video",
+                frame_id=first.frame_id,
+                upload_id=first.upload_id,
+                batch=batch,
+                task="video_event",
+                source="ai",
+                author="qwen",
+                template_version="1",
+                created_at="2026-01-01T00:00:00+00:00",
+                status="ok",
+                error="",
+                payload=dump_payload({"events": []}),
+                reviewed=False,
+            )
+        )
+    for asset, rows, record_type in (
+        ("frames", frame_rows, FrameRecord),
+        ("ai_annotations", ai_rows, AnnotationRecord),
+    ):
         write_parquet(layout.manifest(asset, batch), to_frame(rows, record_type))
     return [frame.frame_id for frame in frame_rows]
 
@@ -133,14 +174,20 @@ class World:
 
 def build_world(url: str, root: Path | str, **settings_overrides) -> World:
     engine = make_engine(url)
-    settings = WorkbenchSettings(**{"database_url": url, "storage_root": root, "secret": SECRET, "secure_cookies": True,
-                                    **settings_overrides})
+    settings = WorkbenchSettings(
+        **{"database_url": url, "storage_root": root, "secret": SECRET, "secure_cookies": True, **settings_overrides}
+    )
     app = create_app(settings, engine)
     users = {}
     token = new_api_token()
     with Session(engine, expire_on_commit=False) as session:
-        for name, role in (("admin", "admin"), ("rita", "reviewer"), ("ann1", "annotator"), ("ann2", "annotator"),
-                           ("ann3", "annotator")):
+        for name, role in (
+            ("admin", "admin"),
+            ("rita", "reviewer"),
+            ("ann1", "annotator"),
+            ("ann2", "annotator"),
+            ("ann3", "annotator"),
+        ):
             user = User(username=name, password_hash=PASSWORD_HASH, role=role, active=True)
             session.add(user)
             users[name] = user
@@ -151,7 +198,11 @@ def build_world(url: str, root: Path | str, **settings_overrides) -> World:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def world(request, tmp_path):
-    url = sqlite_url(tmp_path / "db" / "annotations.db") if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    url = (
+        sqlite_url(tmp_path / "db" / "annotations.db")
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     built = build_world(url, tmp_path / "root", max_file_bytes=64 * 1024, max_request_bytes=512 * 1024)
     yield built
     for client in built.clients:
@@ -204,8 +255,14 @@ def _all_routes():
 
 
 def _concrete(path: str) -> str:
-    return (path.replace("{annotation_id}", "a" * 32).replace("{item_id}", "b" * 32).replace("{batch}", "b1")
-            .replace("{task}", "ocr").replace("{user_id}", "1").replace("{token_id}", "1"))
+    return (
+        path.replace("{annotation_id}", "a" * 32)
+        .replace("{item_id}", "b" * 32)
+        .replace("{batch}", "b1")
+        .replace("{task}", "ocr")
+        .replace("{user_id}", "1")
+        .replace("{token_id}", "1")
+    )
 
 
 def test_anonymous_gets_401_everywhere(world):
@@ -232,9 +289,20 @@ def test_anonymous_gets_401_everywhere(world):
 
 
 def test_role_rules(world):
-    annotator, reviewer, admin, service = world.client("ann1"), world.client("rita"), world.client("admin"), world.service()
+    annotator, reviewer, admin, service = (
+        world.client("ann1"),
+        world.client("rita"),
+        world.client("admin"),
+        world.service(),
+    )
     review = ["/api/review/queue", "/api/review/sample", f"/api/review/items/{'b' * 32}"]
-    admin_only = ["/api/admin/users", "/api/admin/tokens", "/api/admin/settings", "/api/admin/templates", "/api/batches"]
+    admin_only = [
+        "/api/admin/users",
+        "/api/admin/tokens",
+        "/api/admin/settings",
+        "/api/admin/templates",
+        "/api/batches",
+    ]
     for path in review + admin_only:
         assert annotator.get(path).status_code == 403, path
     for path in admin_only:
@@ -251,7 +319,12 @@ def test_role_rules(world):
     assert reviewer.post("/api/upload", files=[("files", ("a.png", png_bytes()))]).status_code == 403
     assert annotator.get("/admin", headers={"Accept": "text/html"}).status_code == 403
     # Tokens reach only the machine endpoints; revoked or unknown tokens are 401.
-    assert TestClient(world.app, headers={"Authorization": "Bearer qwb_nope"}).get("/api/batches/b1/labeling-config").status_code == 401
+    assert (
+        TestClient(world.app, headers={"Authorization": "Bearer qwb_nope"})
+        .get("/api/batches/b1/labeling-config")
+        .status_code
+        == 401
+    )
     assert service.get("/api/batches/b1/labeling-config").status_code == 200
 
 
@@ -300,12 +373,23 @@ def test_upload_edge_cases(world):
     service = world.service()
     png, other_png = png_bytes(1), png_bytes(2)
     big = png_bytes(3, size=(1200, 1200)) + bytes(80 * 1024)  # a valid PNG head, over the 64 KiB per-file limit
-    response = service.post("/api/upload", files=_files(
-        ("cat.png", png), ("../../etc/evil.png", png), ("..\\..\\evil2.png", other_png), ("/abs/path.png", other_png),
-        ("bell\x07.png", other_png), ("copy.png", png), ("notes.png", b"just text, not an image"),
-        ("empty.png", b""), ("huge.png", big), ("photos/dog.png", other_png), ("_READY", png_bytes(4)),
-        ("cat.png", png_bytes(5)),
-    ))
+    response = service.post(
+        "/api/upload",
+        files=_files(
+            ("cat.png", png),
+            ("../../etc/evil.png", png),
+            ("..\\..\\evil2.png", other_png),
+            ("/abs/path.png", other_png),
+            ("bell\x07.png", other_png),
+            ("copy.png", png),
+            ("notes.png", b"just text, not an image"),
+            ("empty.png", b""),
+            ("huge.png", big),
+            ("photos/dog.png", other_png),
+            ("_READY", png_bytes(4)),
+            ("cat.png", png_bytes(5)),
+        ),
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     by_name = {}
@@ -339,8 +423,14 @@ def test_upload_refusals_leave_nothing(world):
     assert service.post("/api/upload", files=too_much).status_code == 413  # over the 512 KiB per-request limit
     none_ok = service.post("/api/upload", files=_files(("a.txt", b"text"), ("../b.png", png_bytes())))
     assert none_ok.status_code == 422 and none_ok.json()["batch"] is None
-    assert service.post("/api/upload", data={"other": "field"}, files=[("other", ("x.png", png_bytes()))]).status_code == 400
-    assert service.post("/api/upload", content=b"raw", headers={"Content-Type": "application/octet-stream"}).status_code == 415
+    assert (
+        service.post("/api/upload", data={"other": "field"}, files=[("other", ("x.png", png_bytes()))]).status_code
+        == 400
+    )
+    assert (
+        service.post("/api/upload", content=b"raw", headers={"Content-Type": "application/octet-stream"}).status_code
+        == 415
+    )
     inbox = world.layout.inbox
     assert not inbox.exists() or list(inbox.iterdir()) == []
 
@@ -421,11 +511,15 @@ def test_single_annotation_flow_with_rejection(world):
     annotation = open_annotation(client, entry["annotation_id"])
     assert annotation["result"] and annotation["config"].startswith("<View>")
     new_box = [60.0, 50.0, 190.0, 95.0]
-    saved = client.put(f"/api/annotations/{entry['annotation_id']}", json={"version": annotation["version"],
-                       "result": moved_result(annotation, new_box, "hullo")})
+    saved = client.put(
+        f"/api/annotations/{entry['annotation_id']}",
+        json={"version": annotation["version"], "result": moved_result(annotation, new_box, "hullo")},
+    )
     assert saved.status_code == 200 and saved.json()["version"] == annotation["version"] + 1
     assert final_annotations(world.engine, "b-single").empty  # drafts never reach the pipeline
-    submitted = client.post(f"/api/annotations/{entry['annotation_id']}/submit", json={"version": saved.json()["version"]})
+    submitted = client.post(
+        f"/api/annotations/{entry['annotation_id']}/submit", json={"version": saved.json()["version"]}
+    )
     assert submitted.status_code == 200 and submitted.json()["state"] == ReviewState.SUBMITTED  # final inside
     final = final_annotations(world.engine, "b-single")
     assert len(final) == 1
@@ -433,7 +527,9 @@ def test_single_annotation_flow_with_rejection(world):
     assert region["bbox"] == pytest.approx(new_box) and region["text"] == "hullo"
     assert final["source"].tolist() == ["human"] and final["author"].tolist() == [owner]
     # Submitted work is read-only.
-    late = client.put(f"/api/annotations/{entry['annotation_id']}", json={"version": submitted.json()["version"], "result": []})
+    late = client.put(
+        f"/api/annotations/{entry['annotation_id']}", json={"version": submitted.json()["version"], "result": []}
+    )
     assert late.status_code == 409
     # A reviewer samples it and sends it back with a reason.
     reviewer = world.client("rita")
@@ -448,8 +544,12 @@ def test_single_annotation_flow_with_rejection(world):
     assert back["state"] == "draft" and "the text is 'hello'" in back["note"]
     again = open_annotation(client, entry["annotation_id"])
     fixed = moved_result(again, new_box, "hello")
-    assert client.post(f"/api/annotations/{entry['annotation_id']}/submit",
-                       json={"version": again["version"], "result": fixed}).status_code == 200
+    assert (
+        client.post(
+            f"/api/annotations/{entry['annotation_id']}/submit", json={"version": again["version"], "result": fixed}
+        ).status_code
+        == 200
+    )
     assert json.loads(final_annotations(world.engine, "b-single")["payload"].iloc[0])["regions"][0]["text"] == "hello"
 
 
@@ -466,8 +566,9 @@ def _submit(world: World, name: str, entry: dict, box=None, text=None) -> dict:
     client = world.client(name)
     annotation = open_annotation(client, entry["annotation_id"])
     result = moved_result(annotation, box or AI_BOX, text)
-    response = client.post(f"/api/annotations/{entry['annotation_id']}/submit",
-                           json={"version": annotation["version"], "result": result})
+    response = client.post(
+        f"/api/annotations/{entry['annotation_id']}/submit", json={"version": annotation["version"], "result": result}
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -553,7 +654,9 @@ def test_arbitration_by_choosing_the_ai_version(world):
     _submit(world, second, entry_b, [40, 40, 160, 80], "hullo")
     item = item_of(world, entry_a["annotation_id"])
     assert item.status == ItemStatus.ARBITRATION and "'hallo' vs 'hullo'" in item.disagreement
-    assert world.client("rita").post(f"/api/review/items/{item.item_id}/resolve", json={"choice": "ai"}).status_code == 200
+    assert (
+        world.client("rita").post(f"/api/review/items/{item.item_id}/resolve", json={"choice": "ai"}).status_code == 200
+    )
     final = final_annotations(world.engine, "b-arb-ai")
     assert json.loads(final["payload"].iloc[0]) == json.loads(dump_payload(ocr_payload()))
 
@@ -568,11 +671,15 @@ def test_stale_versions_are_refused(world):
     entry = my_items(world, owner)[0]
     tab_one, tab_two = world.client(owner), world.client(owner)
     start = open_annotation(tab_one, entry["annotation_id"])
-    first = tab_one.put(f"/api/annotations/{entry['annotation_id']}",
-                        json={"version": start["version"], "result": moved_result(start, [50, 50, 150, 90])})
+    first = tab_one.put(
+        f"/api/annotations/{entry['annotation_id']}",
+        json={"version": start["version"], "result": moved_result(start, [50, 50, 150, 90])},
+    )
     assert first.status_code == 200
-    stale = tab_two.put(f"/api/annotations/{entry['annotation_id']}",
-                        json={"version": start["version"], "result": moved_result(start, [10, 10, 90, 90])})
+    stale = tab_two.put(
+        f"/api/annotations/{entry['annotation_id']}",
+        json={"version": start["version"], "result": moved_result(start, [10, 10, 90, 90])},
+    )
     assert stale.status_code == 409
     assert stale.json()["current_version"] == first.json()["version"] and "reload" in stale.json()["detail"]
     stale_submit = tab_two.post(f"/api/annotations/{entry['annotation_id']}/submit", json={"version": start["version"]})
@@ -615,9 +722,14 @@ def test_invalid_editor_results_are_refused(world):
     outside = copy.deepcopy(start["result"])
     for result in outside:
         result["value"].update({"x": 150.0, "y": 150.0})  # entirely outside the frame
-    refused = client.put(f"/api/annotations/{entry['annotation_id']}", json={"version": start["version"], "result": outside})
+    refused = client.put(
+        f"/api/annotations/{entry['annotation_id']}", json={"version": start["version"], "result": outside}
+    )
     assert refused.status_code == 422 and "outside" in refused.json()["detail"]
-    assert client.put(f"/api/annotations/{entry['annotation_id']}", json={"version": 1, "result": "boxes"}).status_code == 422
+    assert (
+        client.put(f"/api/annotations/{entry['annotation_id']}", json={"version": 1, "result": "boxes"}).status_code
+        == 422
+    )
     assert open_annotation(client, entry["annotation_id"])["version"] == start["version"]
 
 
@@ -663,8 +775,12 @@ def test_label_studio_round_trip(world):
     broken[0]["annotations"][0]["result"][0]["value"].update({"x": 150.0})
     report = service.post("/api/batches/b-ls/label-studio", json=broken).json()
     assert len(report["failed"]) == 1 and "outside" in report["failed"][0]["error"]
-    assert service.post("/api/batches/b-ls/label-studio", content=b"{not json",
-                        headers={"Content-Type": "application/json"}).status_code == 422
+    assert (
+        service.post(
+            "/api/batches/b-ls/label-studio", content=b"{not json", headers={"Content-Type": "application/json"}
+        ).status_code
+        == 422
+    )
 
 
 # --------------------------------------------------------------------------- admin
@@ -674,10 +790,18 @@ def test_admin_users_settings_tokens_templates(world):
     admin = world.client("admin")
     weak = admin.post("/api/admin/users", json={"username": "newbie", "password": "short", "role": "annotator"})
     assert weak.status_code == 422
-    assert admin.post("/api/admin/users", json={"username": "newbie", "password": PASSWORD, "role": "boss"}).status_code == 422
+    assert (
+        admin.post("/api/admin/users", json={"username": "newbie", "password": PASSWORD, "role": "boss"}).status_code
+        == 422
+    )
     created = admin.post("/api/admin/users", json={"username": "newbie", "password": PASSWORD, "role": "annotator"})
     assert created.status_code == 201
-    assert admin.post("/api/admin/users", json={"username": "newbie", "password": PASSWORD, "role": "annotator"}).status_code == 409
+    assert (
+        admin.post(
+            "/api/admin/users", json={"username": "newbie", "password": PASSWORD, "role": "annotator"}
+        ).status_code
+        == 409
+    )
     with Session(world.engine) as session:
         stored = session.scalars(select(User).where(User.username == "newbie")).one().password_hash
     assert stored.startswith("$argon2id$") and PASSWORD not in stored

@@ -28,9 +28,22 @@ from qwen_dataset.workbench.upload import new_batch_id, parse_disposition, stora
 # --------------------------------------------------------------------------- sign-in redirect
 
 LOCAL_NEXT = ["/", "/annotate", "/review/items/abc?x=1#top", "/a//b"]
-FOREIGN_NEXT = ["//evil.example/", "/\\evil.example", "/\\/evil.example", "\\\\evil.example", "/\t/evil.example",
-                "/\n/evil.example", "/\x00x", "/\x7f", "https://evil.example/", "javascript:alert(1)", "evil", "",
-                " /annotate", "/\x85x"]
+FOREIGN_NEXT = [
+    "//evil.example/",
+    "/\\evil.example",
+    "/\\/evil.example",
+    "\\\\evil.example",
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\x00x",
+    "/\x7f",
+    "https://evil.example/",
+    "javascript:alert(1)",
+    "evil",
+    "",
+    " /annotate",
+    "/\x85x",
+]
 
 
 def test_safe_next_keeps_local_paths_and_refuses_everything_else():
@@ -51,8 +64,14 @@ def test_app_js_safe_next_applies_the_same_rule():
     )
     cases = LOCAL_NEXT + FOREIGN_NEXT
     # The cases go through stdin: a command-line argument cannot hold the NUL character.
-    result = subprocess.run(["node", "-e", script, str(app_js)], input=json.dumps(cases), capture_output=True,
-                            text=True, timeout=60, check=True)
+    result = subprocess.run(
+        ["node", "-e", script, str(app_js)],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert json.loads(result.stdout) == [safe_next(path) for path in cases] == LOCAL_NEXT + ["/"] * len(FOREIGN_NEXT)
 
 
@@ -60,7 +79,9 @@ def test_app_js_safe_next_applies_the_same_rule():
 
 
 def ocr(*boxes_and_texts):
-    return {"regions": [{"bbox": box, "text": text, "reading_order": i} for i, (box, text) in enumerate(boxes_and_texts)]}
+    return {
+        "regions": [{"bbox": box, "text": text, "reading_order": i} for i, (box, text) in enumerate(boxes_and_texts)]
+    }
 
 
 def test_ocr_versions_agree_despite_order_and_whitespace():
@@ -80,8 +101,11 @@ def test_ocr_disagreements_are_explained():
 
 
 def gui(elements, actions, instruction="log in"):
-    return {"elements": [{"bbox": box, "role": role, "text": text} for box, role, text in elements],
-            "instruction": instruction, "actions": actions}
+    return {
+        "elements": [{"bbox": box, "role": role, "text": text} for box, role, text in elements],
+        "instruction": instruction,
+        "actions": actions,
+    }
 
 
 def test_gui_actions_compare_through_the_box_matching():
@@ -91,17 +115,31 @@ def test_gui_actions_compare_through_the_box_matching():
     actions_b = [{"type": "type", "target": 0, "text": "bob"}, {"type": "click", "target": 1, "point": [40, 10]}]
     assert compare_versions("gui_action", gui([button, field], actions_a), gui([field, button], actions_b), 0.85) == []
     wrong_target = [{"type": "type", "target": 1, "text": "bob"}, {"type": "click", "target": 1}]
-    assert compare_versions("gui_action", gui([button, field], actions_a), gui([field, button], wrong_target), 0.85) == [
-        "the action sequences differ"]
+    assert compare_versions(
+        "gui_action", gui([button, field], actions_a), gui([field, button], wrong_target), 0.85
+    ) == ["the action sequences differ"]
     relabelled = compare_versions("gui_action", gui([button], []), gui([([0, 0, 50, 20], "link", "OK")], []), 0.85)
     assert relabelled == ["box 1 of A / 1 of B: label 'button' vs 'link'"]
-    assert compare_versions("gui_action", gui([button], [], "a"), gui([button], [], "b"), 0.85) == ["the instructions differ"]
+    assert compare_versions("gui_action", gui([button], [], "a"), gui([button], [], "b"), 0.85) == [
+        "the instructions differ"
+    ]
 
 
 def test_spatial_relations_and_depth_follow_the_matching():
-    cup, table = {"bbox": [10, 10, 30, 30], "label": "cup", "occluded": False}, {"bbox": [0, 20, 100, 60], "label": "table", "occluded": True}
-    a = {"objects": [cup, table], "relations": [{"subject": 0, "predicate": "above", "object": 1}], "depth_order": [0, 1]}
-    b = {"objects": [table, cup], "relations": [{"subject": 1, "predicate": "above", "object": 0}], "depth_order": [1, 0]}
+    cup, table = (
+        {"bbox": [10, 10, 30, 30], "label": "cup", "occluded": False},
+        {"bbox": [0, 20, 100, 60], "label": "table", "occluded": True},
+    )
+    a = {
+        "objects": [cup, table],
+        "relations": [{"subject": 0, "predicate": "above", "object": 1}],
+        "depth_order": [0, 1],
+    }
+    b = {
+        "objects": [table, cup],
+        "relations": [{"subject": 1, "predicate": "above", "object": 0}],
+        "depth_order": [1, 0],
+    }
     assert compare_versions("spatial", a, b, 0.85) == []
     b_wrong = {**b, "relations": [{"subject": 0, "predicate": "above", "object": 1}], "depth_order": [0, 1]}
     assert compare_versions("spatial", a, b_wrong, 0.85) == ["the relations differ", "the depth orders differ"]
@@ -133,9 +171,19 @@ def test_settings_are_validated():
         ReviewSettings(agreement_iou=0.0)
     with pytest.raises(ConfigError, match="QWEN_WORKBENCH_SECRET"):
         WorkbenchSettings.from_env({})
-    settings = WorkbenchSettings.from_env({"QWEN_WORKBENCH_SECRET": "s" * 40, "QWEN_WORKBENCH_SECURE_COOKIES": "0",
-                                           "QWEN_WORKBENCH_MAX_FILE_MB": "2", "QWEN_DATABASE_URL": "sqlite:///x.db"})
-    assert (settings.secure_cookies, settings.max_file_bytes, settings.database_url) == (False, 2 * 1024 * 1024, "sqlite:///x.db")
+    settings = WorkbenchSettings.from_env(
+        {
+            "QWEN_WORKBENCH_SECRET": "s" * 40,
+            "QWEN_WORKBENCH_SECURE_COOKIES": "0",
+            "QWEN_WORKBENCH_MAX_FILE_MB": "2",
+            "QWEN_DATABASE_URL": "sqlite:///x.db",
+        }
+    )
+    assert (settings.secure_cookies, settings.max_file_bytes, settings.database_url) == (
+        False,
+        2 * 1024 * 1024,
+        "sqlite:///x.db",
+    )
     rooted = WorkbenchSettings.from_env({"QWEN_WORKBENCH_SECRET": "s" * 40, "QWEN_STORAGE_ROOT": "/data/qwen"})
     assert rooted.database_url == "sqlite:////data/qwen/annotations.db"  # the pipeline's default database
     with pytest.raises(ConfigError, match="QWEN_WORKBENCH_SECURE_COOKIES"):
@@ -159,9 +207,13 @@ def test_passwords_and_sessions():
 
 
 def test_content_disposition_and_names():
-    assert parse_disposition(b'form-data; name="files"; filename="..\\..\\evil.png"') == ("files", "..\\..\\evil.png", None)
+    assert parse_disposition(b'form-data; name="files"; filename="..\\..\\evil.png"') == (
+        "files",
+        "..\\..\\evil.png",
+        None,
+    )
     assert parse_disposition(b'form-data; name="files"; filename="a%22b%07.png"') == ("files", 'a"b\x07.png', None)
-    assert parse_disposition("form-data; name=\"files\"; filename=\"中文.png\"".encode()) == ("files", "中文.png", None)
+    assert parse_disposition('form-data; name="files"; filename="中文.png"'.encode()) == ("files", "中文.png", None)
     assert parse_disposition(b"form-data; name=\"files\"; filename*=utf-8''%E4%B8%AD.png") == ("files", "中.png", None)
     assert parse_disposition(b'form-data; name="files"; filename="\xff\xfe.png"')[2].startswith("unsafe_name")
     assert parse_disposition(b'form-data; name="note"') == ("note", None, None)

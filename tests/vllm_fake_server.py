@@ -138,8 +138,15 @@ class FakeVllm:
             {
                 "object": "list",
                 "data": [
-                    {"id": self.model, "object": "model", "created": int(time.time()), "owned_by": "vllm",
-                     "root": self.model, "parent": None, "max_model_len": 32768}
+                    {
+                        "id": self.model,
+                        "object": "model",
+                        "created": int(time.time()),
+                        "owned_by": "vllm",
+                        "root": self.model,
+                        "parent": None,
+                        "max_model_len": 32768,
+                    }
                 ],
             }
         )
@@ -267,7 +274,9 @@ class FakeVllm:
                 return queue.popleft()
         return self.default(body) if callable(self.default) else self.default
 
-    def _log(self, body: dict[str, Any], colour: Colour | None, images: list[Image.Image], texts: list[str], status: int) -> None:
+    def _log(
+        self, body: dict[str, Any], colour: Colour | None, images: list[Image.Image], texts: list[str], status: int
+    ) -> None:
         spec = (body.get("response_format") or {}).get("json_schema") or {}
         seen = SeenRequest(
             model=str(body.get("model")),
@@ -284,9 +293,7 @@ class FakeVllm:
 
     def _reject(self, status: int, message: str, body: dict[str, Any] | None = None) -> JSONResponse:
         with self._lock:
-            self.seen.append(
-                SeenRequest(str((body or {}).get("model")), None, (), (), "", None, status, False)
-            )
+            self.seen.append(SeenRequest(str((body or {}).get("model")), None, (), (), "", None, status, False))
         kind = "NotFoundError" if status == 404 else "BadRequestError"
         return _error(status, message, kind)
 
@@ -297,7 +304,11 @@ def _top_left(image: Image.Image) -> Colour:
 
 
 def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": status}}, status_code=status, headers=headers)
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": None, "code": status}},
+        status_code=status,
+        headers=headers,
+    )
 
 
 def _completion(model: str, reply: Reply) -> dict[str, Any]:
@@ -328,7 +339,9 @@ class FakeVllmServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
-        config = uvicorn.Config(fake.app(), log_level="warning", lifespan="off", timeout_graceful_shutdown=1, backlog=1024)
+        config = uvicorn.Config(
+            fake.app(), log_level="warning", lifespan="off", timeout_graceful_shutdown=1, backlog=1024
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
 

@@ -88,8 +88,18 @@ BORDER_TOLERANCE_PX = 1.0
 COORDINATE_DECIMALS = 2
 
 LINEAGE_COLUMNS = [
-    "frame_id", "annotation_id", "source_frame_id", "source_annotation_id", "upload_id", "batch",
-    "task", "pipeline", "seed", "sample_seed", "augmenter", "params",
+    "frame_id",
+    "annotation_id",
+    "source_frame_id",
+    "source_annotation_id",
+    "upload_id",
+    "batch",
+    "task",
+    "pipeline",
+    "seed",
+    "sample_seed",
+    "augmenter",
+    "params",
 ]
 REJECTED_COLUMNS = ["source_frame_id", "pipeline", "seed", "reason"]
 
@@ -194,8 +204,13 @@ class AlbumentationsAugmentation:
     One instance reseeds its ``Compose`` on every call: share it between calls, not between threads.
     """
 
-    def __init__(self, name: str, transforms: Sequence[A.BasicTransform | A.BaseCompose],
-                 tasks: frozenset[str] = GEOMETRY_TASKS, min_visibility: float = 0.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        transforms: Sequence[A.BasicTransform | A.BaseCompose],
+        tasks: frozenset[str] = GEOMETRY_TASKS,
+        min_visibility: float = 0.0,
+    ) -> None:
         transforms = list(transforms)
         if not transforms:
             raise ValueError(f"augmentation {name!r} has no transforms")
@@ -209,8 +224,9 @@ class AlbumentationsAugmentation:
         else:
             self.compose = A.Compose(
                 transforms,
-                bbox_params=A.BboxParams(format="pascal_voc", label_fields=["box_index"],
-                                         min_visibility=min_visibility, clip=True),
+                bbox_params=A.BboxParams(
+                    format="pascal_voc", label_fields=["box_index"], min_visibility=min_visibility, clip=True
+                ),
                 keypoint_params=A.KeypointParams(format="xy", label_fields=["point_index"], remove_invisible=False),
                 seed=0,
                 save_applied_params=True,
@@ -242,7 +258,7 @@ class AlbumentationsAugmentation:
         )
         new_height, new_width = result["image"].shape[:2]
         self._write_points(points, result["keypoints"], new_width, new_height)
-        self._check_corners(boxes, result["keypoints"][len(points):], new_width, new_height)
+        self._check_corners(boxes, result["keypoints"][len(points) :], new_width, new_height)
         self._write_boxes(boxes, result["bboxes"], result["box_index"], new_width, new_height)
         return AugmentedFrame(result["image"], out_labels, self._params(result))
 
@@ -263,7 +279,7 @@ class AlbumentationsAugmentation:
     @staticmethod
     def _check_corners(refs: Sequence[_Ref], corners: np.ndarray, width: int, height: int) -> None:
         for index, ref in enumerate(refs):
-            if not all(_inside(corner, width, height) for corner in corners[4 * index: 4 * index + 4]):
+            if not all(_inside(corner, width, height) for corner in corners[4 * index : 4 * index + 4]):
                 raise AugmentationRejected(f"{ref.where} would be cut by the picture's border")
 
     @staticmethod
@@ -301,8 +317,11 @@ def rotate(max_degrees: float = 4.0) -> list[A.BasicTransform]:
 
 def scale(low: float = 0.7, high: float = 1.2) -> list[A.BasicTransform]:
     """Resize the whole picture (other screen resolutions); area interpolation when shrinking."""
-    return [A.RandomScale(scale_limit=(low - 1.0, high - 1.0), interpolation=cv2.INTER_LINEAR,
-                          area_for_downscale="image", p=1.0)]
+    return [
+        A.RandomScale(
+            scale_limit=(low - 1.0, high - 1.0), interpolation=cv2.INTER_LINEAR, area_for_downscale="image", p=1.0
+        )
+    ]
 
 
 def crop(erosion_rate: float = 0.0) -> list[A.BasicTransform]:
@@ -312,8 +331,7 @@ def crop(erosion_rate: float = 0.0) -> list[A.BasicTransform]:
 
 def perspective(low: float = 0.02, high: float = 0.05) -> list[A.BasicTransform]:
     """Slight keystone, as a photo of a screen; the whole warped picture is kept."""
-    return [A.Perspective(scale=(low, high), keep_size=True, fit_output=True,
-                          border_mode=cv2.BORDER_REPLICATE, p=1.0)]
+    return [A.Perspective(scale=(low, high), keep_size=True, fit_output=True, border_mode=cv2.BORDER_REPLICATE, p=1.0)]
 
 
 def geometric() -> list[A.BasicTransform | A.BaseCompose]:
@@ -356,13 +374,25 @@ def motion_blur(max_kernel: int = 7) -> list[A.BasicTransform]:
 
 def pixelate(low: float = 0.3, high: float = 0.6) -> list[A.BasicTransform]:
     """Downscale with area averaging, upscale with nearest neighbour: a mosaic of blocks."""
-    return [A.Downscale(scale_range=(low, high),
-                        interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_NEAREST}, p=1.0)]
+    return [
+        A.Downscale(
+            scale_range=(low, high),
+            interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_NEAREST},
+            p=1.0,
+        )
+    ]
 
 
 def shadow() -> list[A.BasicTransform]:
-    return [A.RandomShadow(shadow_roi=(0.0, 0.0, 1.0, 1.0), num_shadows_limit=(1, 2), shadow_dimension=5,
-                           shadow_intensity_range=(0.3, 0.6), p=1.0)]
+    return [
+        A.RandomShadow(
+            shadow_roi=(0.0, 0.0, 1.0, 1.0),
+            num_shadows_limit=(1, 2),
+            shadow_dimension=5,
+            shadow_intensity_range=(0.3, 0.6),
+            p=1.0,
+        )
+    ]
 
 
 def jpeg(low_quality: int = 20, high_quality: int = 60) -> list[A.BasicTransform]:
@@ -379,10 +409,23 @@ def replace_probability(transform: A.BasicTransform, p: float) -> A.BasicTransfo
 
 
 BUILTINS: dict[str, Any] = {
-    "rotate": rotate, "scale": scale, "crop": crop, "perspective": perspective, "geometric": geometric,
-    "brightness": brightness, "contrast": contrast, "saturation": saturation, "hue": hue, "color": color,
-    "blur": blur, "motion_blur": motion_blur, "pixelate": pixelate, "shadow": shadow, "jpeg": jpeg,
-    "noise": noise, "text_replace": TextReplacement,
+    "rotate": rotate,
+    "scale": scale,
+    "crop": crop,
+    "perspective": perspective,
+    "geometric": geometric,
+    "brightness": brightness,
+    "contrast": contrast,
+    "saturation": saturation,
+    "hue": hue,
+    "color": color,
+    "blur": blur,
+    "motion_blur": motion_blur,
+    "pixelate": pixelate,
+    "shadow": shadow,
+    "jpeg": jpeg,
+    "noise": noise,
+    "text_replace": TextReplacement,
 }
 
 
@@ -392,7 +435,11 @@ def as_augmentation(name: str, built: Any) -> Augmentation:
         return AlbumentationsAugmentation(name, built.transforms)
     if isinstance(built, (A.BasicTransform, A.BaseCompose)):
         return AlbumentationsAugmentation(name, [built])
-    if isinstance(built, (list, tuple)) and built and all(isinstance(t, (A.BasicTransform, A.BaseCompose)) for t in built):
+    if (
+        isinstance(built, (list, tuple))
+        and built
+        and all(isinstance(t, (A.BasicTransform, A.BaseCompose)) for t in built)
+    ):
         return AlbumentationsAugmentation(name, built)
     if isinstance(built, Augmentation):
         return built
@@ -435,11 +482,15 @@ def _checked_image(image: np.ndarray, what: str) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         shape = getattr(image, "shape", None)
         dtype = getattr(image, "dtype", None)
-        raise ValueError(f"{what} must be an RGB uint8 array of shape (height, width, 3), got shape {shape} dtype {dtype}")
+        raise ValueError(
+            f"{what} must be an RGB uint8 array of shape (height, width, 3), got shape {shape} dtype {dtype}"
+        )
     return np.ascontiguousarray(image)
 
 
-def augment_frame(image_rgb: np.ndarray, labels: Sequence[Labels], augmentation: Augmentation, seed: int) -> AugmentedFrame:
+def augment_frame(
+    image_rgb: np.ndarray, labels: Sequence[Labels], augmentation: Augmentation, seed: int
+) -> AugmentedFrame:
     """Apply one augmentation to a frame and all its labels at once (the same draw for every label)."""
     unsupported = sorted({item.task for item in labels} - set(augmentation.tasks))
     if unsupported:
@@ -477,7 +528,12 @@ def augment_sample(
     augmentation = registry.create(pipeline_name)
     payload = load_payload(annotation_payload) if isinstance(annotation_payload, str) else dict(annotation_payload)
     result = augment_frame(image_rgb, [Labels(task, payload)], augmentation, seed)
-    lineage = {"pipeline": pipeline_name, "seed": int(seed), "augmenter": augmentation.describe(), "params": result.params}
+    lineage = {
+        "pipeline": pipeline_name,
+        "seed": int(seed),
+        "augmenter": augmentation.describe(),
+        "params": result.params,
+    }
     return result.image, result.labels[0].payload, lineage
 
 
@@ -554,14 +610,22 @@ def augment_batch(
         try:
             image = _read_frame(source, store)
         except (OSError, ValueError) as exc:
-            rejected += [_rejection(source.frame_id, name, s, f"cannot read the frame's picture: {exc}") for name, s in draws]
+            rejected += [
+                _rejection(source.frame_id, name, s, f"cannot read the frame's picture: {exc}") for name, s in draws
+            ]
             continue
         for name, draw_seed in draws:
             augmentation = chosen[name]
             usable = [record for record in records if record.task in augmentation.tasks]
             if not usable:
-                rejected.append(_rejection(source.frame_id, name, draw_seed,
-                                           f"no ok annotation of a task {name!r} supports ({sorted(augmentation.tasks)})"))
+                rejected.append(
+                    _rejection(
+                        source.frame_id,
+                        name,
+                        draw_seed,
+                        f"no ok annotation of a task {name!r} supports ({sorted(augmentation.tasks)})",
+                    )
+                )
                 continue
             per_frame_seed = sample_seed(source.frame_id, name, draw_seed)
             labels = [Labels(record.task, load_payload(record.payload)) for record in usable]
@@ -570,20 +634,30 @@ def augment_batch(
             except AugmentationRejected as exc:
                 rejected.append(_rejection(source.frame_id, name, draw_seed, str(exc)))
                 continue
-            frame = _augmented_frame_record(source, result.image, store, name, draw_seed, picture_format,
-                                            low_light_threshold)
+            frame = _augmented_frame_record(
+                source, result.image, store, name, draw_seed, picture_format, low_light_threshold
+            )
             new_frames.append(frame)
             params = json.dumps(result.params, ensure_ascii=False, sort_keys=True)
             for record, label in zip(usable, result.labels):
                 annotation = _augmented_annotation(record, frame, label)
                 new_annotations.append(annotation)
-                lineage.append({
-                    "frame_id": frame.frame_id, "annotation_id": annotation.annotation_id,
-                    "source_frame_id": source.frame_id, "source_annotation_id": record.annotation_id,
-                    "upload_id": source.upload_id, "batch": source.batch, "task": record.task,
-                    "pipeline": name, "seed": draw_seed, "sample_seed": per_frame_seed,
-                    "augmenter": augmentation.describe(), "params": params,
-                })
+                lineage.append(
+                    {
+                        "frame_id": frame.frame_id,
+                        "annotation_id": annotation.annotation_id,
+                        "source_frame_id": source.frame_id,
+                        "source_annotation_id": record.annotation_id,
+                        "upload_id": source.upload_id,
+                        "batch": source.batch,
+                        "task": record.task,
+                        "pipeline": name,
+                        "seed": draw_seed,
+                        "sample_seed": per_frame_seed,
+                        "augmenter": augmentation.describe(),
+                        "params": params,
+                    }
+                )
     return AugmentedBatch(
         frames=to_frame(new_frames, FrameRecord),
         annotations=to_frame(new_annotations, AnnotationRecord),
@@ -612,8 +686,15 @@ def _read_frame(frame: FrameRecord, store: BlobStore) -> np.ndarray:
     return image
 
 
-def _augmented_frame_record(source: FrameRecord, image: np.ndarray, store: BlobStore, pipeline: str, seed: int,
-                            picture_format: str, low_light_threshold: float) -> FrameRecord:
+def _augmented_frame_record(
+    source: FrameRecord,
+    image: np.ndarray,
+    store: BlobStore,
+    pipeline: str,
+    seed: int,
+    picture_format: str,
+    low_light_threshold: float,
+) -> FrameRecord:
     _, blob_uri = store.put_bytes(encode_picture(image, picture_format))
     luma = mean_luma(image)
     return dataclasses.replace(

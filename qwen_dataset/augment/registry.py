@@ -82,8 +82,7 @@ class Augmentation(Protocol):
         """What the augmentation does and with which library version (goes into the lineage)."""
         ...
 
-    def apply(self, image: np.ndarray, labels: Sequence[Labels], seed: int) -> AugmentedFrame:
-        ...
+    def apply(self, image: np.ndarray, labels: Sequence[Labels], seed: int) -> AugmentedFrame: ...
 
 
 Factory = Callable[..., Any]
@@ -156,8 +155,9 @@ class AugmentationRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
-    def register(self, name: str, factory: Factory, *, options: Mapping[str, Any] | None = None,
-                 origin: str = "python") -> None:
+    def register(
+        self, name: str, factory: Factory, *, options: Mapping[str, Any] | None = None, origin: str = "python"
+    ) -> None:
         """Register a factory object under ``name``."""
         if not callable(factory):
             raise TypeError(f"the factory for augmentation {name!r} must be callable, got {type(factory).__name__}")
@@ -176,7 +176,9 @@ class AugmentationRegistry:
             elif isinstance(spec, Mapping) and isinstance(spec.get("factory"), str):
                 unknown = set(spec) - {"factory", "options"}
                 if unknown:
-                    raise ValueError(f"augmentation {name!r}: unknown keys {sorted(unknown)} (allowed: factory, options)")
+                    raise ValueError(
+                        f"augmentation {name!r}: unknown keys {sorted(unknown)} (allowed: factory, options)"
+                    )
                 self.register_dotted(name, spec["factory"], options=spec.get("options") or {})
             else:
                 raise ValueError(
@@ -188,8 +190,14 @@ class AugmentationRegistry:
         """Register the entry points of ``group`` (loaded lazily); returns the names added."""
         added = []
         for entry_point in sorted(importlib.metadata.entry_points(group=group), key=lambda ep: ep.name):
-            self._add(_Entry(check_name(entry_point.name), f"entry point {entry_point.value}",
-                             _entry_point_loader(entry_point), {}))
+            self._add(
+                _Entry(
+                    check_name(entry_point.name),
+                    f"entry point {entry_point.value}",
+                    _entry_point_loader(entry_point),
+                    {},
+                )
+            )
             added.append(entry_point.name)
         return added
 

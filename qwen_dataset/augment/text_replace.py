@@ -80,7 +80,9 @@ DEFAULT_REPLACEMENTS: dict[str, tuple[str, ...]] = {
 }
 
 # Roles boxed by their control (a button's box is the button): their text is found inside.
-CONTROL_ROLES = frozenset({"button", "input", "dropdown", "tab", "menu_item", "list_item", "checkbox", "radio", "switch"})
+CONTROL_ROLES = frozenset(
+    {"button", "input", "dropdown", "tab", "menu_item", "list_item", "checkbox", "radio", "switch"}
+)
 CENTRED_ROLES = frozenset({"button", "tab"})
 RING_PX = 3  # width of the surround read to estimate the background of an OCR box
 INK_THRESHOLD = 48  # max channel difference from the background that counts as ink
@@ -109,8 +111,12 @@ class TextReplacement:
 
     tasks = frozenset({"ocr", "gui_action", "spatial", "image_to_code"})
 
-    def __init__(self, replacements: Mapping[str, str | Sequence[str]] | None = None,
-                 max_replacements: int = 1, min_font_size: int = 8) -> None:
+    def __init__(
+        self,
+        replacements: Mapping[str, str | Sequence[str]] | None = None,
+        max_replacements: int = 1,
+        min_font_size: int = 8,
+    ) -> None:
         table = DEFAULT_REPLACEMENTS if replacements is None else replacements
         self.table = {str(old).strip(): _choices(old, new) for old, new in table.items()}
         if not self.table:
@@ -243,13 +249,14 @@ def find_candidates(image: np.ndarray, labels: Sequence[Labels], replacement: Te
 
 
 def _pixels(image: np.ndarray, box: Sequence[int]) -> np.ndarray:
-    return image[box[1]:box[3], box[0]:box[2]].reshape(-1, 3)
+    return image[box[1] : box[3], box[0] : box[2]].reshape(-1, 3)
 
 
-def locate_ink(image: np.ndarray, box: tuple[int, int, int, int],
-               background: np.ndarray | None = None) -> tuple[int, int, int, int] | None:
+def locate_ink(
+    image: np.ndarray, box: tuple[int, int, int, int], background: np.ndarray | None = None
+) -> tuple[int, int, int, int] | None:
     """Tight box of the pixels inside ``box`` that differ from its background (the median colour)."""
-    crop = image[box[1]:box[3], box[0]:box[2]].astype(np.int16)
+    crop = image[box[1] : box[3], box[0] : box[2]].astype(np.int16)
     if crop.size == 0:
         return None
     reference = np.median(crop.reshape(-1, 3), axis=0) if background is None else background
@@ -266,10 +273,10 @@ def estimate_background(image: np.ndarray, box: Sequence[int], surround: Sequenc
     Falls back to the box's own edge pixels when the surround is empty (a box filling the picture).
     """
     mask = np.ones((surround[3] - surround[1], surround[2] - surround[0]), dtype=bool)
-    mask[box[1] - surround[1]:box[3] - surround[1], box[0] - surround[0]:box[2] - surround[0]] = False
-    ring = image[surround[1]:surround[3], surround[0]:surround[2]][mask]
+    mask[box[1] - surround[1] : box[3] - surround[1], box[0] - surround[0] : box[2] - surround[0]] = False
+    ring = image[surround[1] : surround[3], surround[0] : surround[2]][mask]
     if len(ring) == 0:
-        crop = image[box[1]:box[3], box[0]:box[2]]
+        crop = image[box[1] : box[3], box[0] : box[2]]
         ring = np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]])
     median = np.median(ring, axis=0)
     spread = np.percentile(np.abs(ring.astype(np.int16) - median).max(axis=1), 90)
@@ -319,19 +326,20 @@ def fit_text(text: str, max_width: int, max_height: int, min_size: int) -> tuple
     return best
 
 
-def _paint_background(image: np.ndarray, box: Sequence[int], surround: Sequence[int],
-                      background: np.ndarray, flat: bool) -> None:
+def _paint_background(
+    image: np.ndarray, box: Sequence[int], surround: Sequence[int], background: np.ndarray, flat: bool
+) -> None:
     x1, y1, x2, y2 = box
     if flat:
         image[y1:y2, x1:x2] = background
         return
     height, width = image.shape[:2]
     area = _grow(tuple(surround), INPAINT_MARGIN, width, height)  # type: ignore[arg-type]
-    patch = np.ascontiguousarray(image[area[1]:area[3], area[0]:area[2]])
+    patch = np.ascontiguousarray(image[area[1] : area[3], area[0] : area[2]])
     mask = np.zeros(patch.shape[:2], dtype=np.uint8)
-    mask[y1 - area[1]:y2 - area[1], x1 - area[0]:x2 - area[0]] = 255
+    mask[y1 - area[1] : y2 - area[1], x1 - area[0] : x2 - area[0]] = 255
     filled = cv2.inpaint(patch, mask, 3, cv2.INPAINT_TELEA)
-    image[y1:y2, x1:x2] = filled[y1 - area[1]:y2 - area[1], x1 - area[0]:x2 - area[0]]
+    image[y1:y2, x1:x2] = filled[y1 - area[1] : y2 - area[1], x1 - area[0] : x2 - area[0]]
 
 
 def replace_text(image: np.ndarray, candidate: _Candidate, new_text: str, min_font_size: int) -> dict[str, Any] | None:
@@ -357,9 +365,11 @@ def replace_text(image: np.ndarray, candidate: _Candidate, new_text: str, min_fo
     top = round((old_ink[1] + old_ink[3]) / 2 - ink_h / 2)
     left = min(max(left, x1), x2 - ink_w)
     top = min(max(top, y1), y2 - ink_h)
-    region = image[top:top + ink_h, left:left + ink_w].astype(np.float32)
+    region = image[top : top + ink_h, left : left + ink_w].astype(np.float32)
     alpha = alpha_mask.astype(np.float32)[:, :, None] / 255.0
-    image[top:top + ink_h, left:left + ink_w] = (region * (1 - alpha) + colour.astype(np.float32) * alpha).round().astype(np.uint8)
+    image[top : top + ink_h, left : left + ink_w] = (
+        (region * (1 - alpha) + colour.astype(np.float32) * alpha).round().astype(np.uint8)
+    )
     return {
         "old": candidate.old,
         "new": new_text,
@@ -393,7 +403,7 @@ def replace_in_html(html: str, old: str, new: str) -> tuple[str, int]:
     """Replace ``old`` where it is a whole text node or a visible attribute value; returns (html, count)."""
     node = re.compile(rf"(>\s*){re.escape(old)}(\s*<)")
     html, nodes = node.subn(lambda m: f"{m.group(1)}{new}{m.group(2)}", html)
-    attribute = re.compile(rf"""(\b(?:{'|'.join(_HTML_ATTRIBUTES)})\s*=\s*["']){re.escape(old)}(["'])""")
+    attribute = re.compile(rf"""(\b(?:{"|".join(_HTML_ATTRIBUTES)})\s*=\s*["']){re.escape(old)}(["'])""")
     html, attributes = attribute.subn(lambda m: f"{m.group(1)}{new}{m.group(2)}", html)
     return html, nodes + attributes
 
@@ -444,7 +454,11 @@ def _update_gui(payload: dict[str, Any], candidate: _Candidate, new_text: str, n
         old_box, new_box = moved
         for key in ("point", "end_point"):
             point = action.get(key)
-            if point is not None and _centre_inside([*point, *point], old_box) and not _centre_inside([*point, *point], new_box):
+            if (
+                point is not None
+                and _centre_inside([*point, *point], old_box)
+                and not _centre_inside([*point, *point], new_box)
+            ):
                 action[key] = [round((new_box[0] + new_box[2]) / 2, 2), round((new_box[1] + new_box[3]) / 2, 2)]
     for key in ("instruction", "requested_instruction"):
         if isinstance(payload.get(key), str):

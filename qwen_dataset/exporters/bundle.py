@@ -115,13 +115,19 @@ def write_dataset_formats(
         count = export_label_studio(annotations, frames, out_dir / f"label_studio_{name}.json", image_ref, task=name)
         files.append(_file(f"label_studio_{name}", out_dir / f"label_studio_{name}.json", count))
     if Task.GUI_ACTION in tasks:
-        files.append(_file("action_dsl", out_dir / "actions.dsl", write_action_dsl(annotations, out_dir / "actions.dsl", image_ref)))
+        files.append(
+            _file(
+                "action_dsl", out_dir / "actions.dsl", write_action_dsl(annotations, out_dir / "actions.dsl", image_ref)
+            )
+        )
     rows = export_csv(annotations, frames, out_dir / "annotations.csv", image_ref)
     files.append(_file("csv", out_dir / "annotations.csv", rows))
     return files
 
 
-def write_batch_exports(annotations: pd.DataFrame, frames: pd.DataFrame, blobs: BlobStore, out_dir: Path) -> list[ExportFile]:
+def write_batch_exports(
+    annotations: pd.DataFrame, frames: pd.DataFrame, blobs: BlobStore, out_dir: Path
+) -> list[ExportFile]:
     """Write every format for one batch into ``out_dir`` and describe what was written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     refs = link_images(frames, blobs, out_dir)
@@ -129,8 +135,15 @@ def write_batch_exports(annotations: pd.DataFrame, frames: pd.DataFrame, blobs: 
     atomic_write_text(
         out_dir / "manifest.json",
         # Paths relative to the export folder: the folder may be moved, or uploaded to object storage.
-        json.dumps({"images": len(refs), "files": [
-            {**dataclasses.asdict(f), "path": Path(f.path).relative_to(out_dir).as_posix()} for f in files]}, indent=2),
+        json.dumps(
+            {
+                "images": len(refs),
+                "files": [
+                    {**dataclasses.asdict(f), "path": Path(f.path).relative_to(out_dir).as_posix()} for f in files
+                ],
+            },
+            indent=2,
+        ),
     )
     remove_stale(out_dir, {Path(f.path).name for f in files} | {"manifest.json"}, set(refs.values()))
     return files

@@ -53,7 +53,9 @@ BOX_TASKS: dict[str, str] = {
 def coco_info(task: str = Task.OCR.value) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {
-        "description": f"qwen-dataset {task.replace('_', ' ')} export" if task != Task.OCR else "qwen-dataset OCR export",
+        "description": f"qwen-dataset {task.replace('_', ' ')} export"
+        if task != Task.OCR
+        else "qwen-dataset OCR export",
         "version": "1.0",
         "year": now.year,
         "contributor": "qwen-dataset",
@@ -149,29 +151,52 @@ def iter_boxes(annotation: ExportAnnotation) -> Iterator[tuple[list[float], str,
     task = annotation.task
     if task == Task.OCR:
         for region in payload.get("regions") or []:
-            yield region["bbox"], TEXT_CATEGORY["name"], {
-                "text": region.get("text", ""),
-                "language": region.get("language", ""),
-                **provenance,
-                "reading_order": int(region["reading_order"]),
-            }
+            yield (
+                region["bbox"],
+                TEXT_CATEGORY["name"],
+                {
+                    "text": region.get("text", ""),
+                    "language": region.get("language", ""),
+                    **provenance,
+                    "reading_order": int(region["reading_order"]),
+                },
+            )
     elif task == Task.GUI_ACTION:
         for index, element in enumerate(payload.get("elements") or []):
             role = element.get("role", "other")
-            yield element["bbox"], role, {"text": element.get("text", ""), "role": role, "element_index": index, **provenance}
+            yield (
+                element["bbox"],
+                role,
+                {"text": element.get("text", ""), "role": role, "element_index": index, **provenance},
+            )
     elif task == Task.SPATIAL:
         for index, item in enumerate(payload.get("objects") or []):
             label = item.get("label", "")
-            yield item["bbox"], label, {
-                "label": label, "occluded": bool(item.get("occluded", False)), "object_index": index, **provenance,
-            }
+            yield (
+                item["bbox"],
+                label,
+                {
+                    "label": label,
+                    "occluded": bool(item.get("occluded", False)),
+                    "object_index": index,
+                    **provenance,
+                },
+            )
     elif task == Task.IMAGE_TO_CODE:
         for index, parent, depth, node in iter_layout(payload.get("layout")):
             role = node.get("role", "other")
-            yield node["bbox"], role, {
-                "tag": node.get("tag", ""), "role": role, "node_index": index, "parent_index": parent, "depth": depth,
-                **provenance,
-            }
+            yield (
+                node["bbox"],
+                role,
+                {
+                    "tag": node.get("tag", ""),
+                    "role": role,
+                    "node_index": index,
+                    "parent_index": parent,
+                    "depth": depth,
+                    **provenance,
+                },
+            )
 
 
 def export_coco(
@@ -199,7 +224,13 @@ def export_coco(
     def images() -> Iterator[dict[str, Any]]:
         for image_id, frame_id in enumerate(stream.frame_ids, start=1):
             width, height = stream.sizes[frame_id]
-            yield {"id": image_id, "file_name": image_ref(frame_id), "width": width, "height": height, "frame_id": frame_id}
+            yield {
+                "id": image_id,
+                "file_name": image_ref(frame_id),
+                "width": width,
+                "height": height,
+                "frame_id": frame_id,
+            }
 
     def coco_annotations() -> Iterator[dict[str, Any]]:
         number = 0

@@ -47,10 +47,36 @@ from qwen_dataset.prelabel.templates import TASK_ORDER
 from qwen_dataset.records import Task
 from qwen_dataset.store.paths import atomic_writer
 
-PROVENANCE_COLUMNS = ("task", "annotation_id", "frame_id", "upload_id", "source", "author", "template_version", "created_at")
+PROVENANCE_COLUMNS = (
+    "task",
+    "annotation_id",
+    "frame_id",
+    "upload_id",
+    "source",
+    "author",
+    "template_version",
+    "created_at",
+)
 ITEM_COLUMNS = (
-    "image", "item", "item_index", "x1", "y1", "x2", "y2", "text", "label", "action_type", "target",
-    "point_x", "point_y", "end_x", "end_y", "direction", "start", "end", "attributes",
+    "image",
+    "item",
+    "item_index",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "text",
+    "label",
+    "action_type",
+    "target",
+    "point_x",
+    "point_y",
+    "end_x",
+    "end_y",
+    "direction",
+    "start",
+    "end",
+    "attributes",
 )
 CSV_COLUMNS: tuple[str, ...] = PROVENANCE_COLUMNS + ITEM_COLUMNS
 _ACTION_KNOWN = {"type", "target", "point", "end_point", "text", "direction"}
@@ -77,55 +103,97 @@ def _attributes(values: dict[str, Any]) -> str:
 def ocr_items(payload: dict[str, Any]) -> Iterator[Item]:
     for index, region in enumerate(payload.get("regions") or []):
         yield {
-            "item": "region", "item_index": index, **_box_cells(region["bbox"]), "text": region.get("text", ""),
+            "item": "region",
+            "item_index": index,
+            **_box_cells(region["bbox"]),
+            "text": region.get("text", ""),
             "label": region.get("font_style"),
-            "attributes": _attributes({
-                "language": region.get("language"), "confidence": region.get("confidence"),
-                "reading_order": region.get("reading_order"),
-            }),
+            "attributes": _attributes(
+                {
+                    "language": region.get("language"),
+                    "confidence": region.get("confidence"),
+                    "reading_order": region.get("reading_order"),
+                }
+            ),
         }
 
 
 def gui_items(payload: dict[str, Any]) -> Iterator[Item]:
     for index, element in enumerate(payload.get("elements") or []):
-        yield {"item": "element", "item_index": index, **_box_cells(element["bbox"]), "text": element.get("text", ""),
-               "label": element.get("role")}
-    yield {"item": "instruction", "item_index": 0, "text": payload.get("instruction", ""),
-           "attributes": _attributes({"requested_instruction": payload.get("requested_instruction")})}
+        yield {
+            "item": "element",
+            "item_index": index,
+            **_box_cells(element["bbox"]),
+            "text": element.get("text", ""),
+            "label": element.get("role"),
+        }
+    yield {
+        "item": "instruction",
+        "item_index": 0,
+        "text": payload.get("instruction", ""),
+        "attributes": _attributes({"requested_instruction": payload.get("requested_instruction")}),
+    }
     for index, action in enumerate(payload.get("actions") or []):
         extra = {key: value for key, value in action.items() if key not in _ACTION_KNOWN}
         yield {
-            "item": "action", "item_index": index, "action_type": action.get("type"), "target": action.get("target"),
-            **_point_cells(action.get("point"), "point"), **_point_cells(action.get("end_point"), "end"),
-            "text": action.get("text"), "direction": action.get("direction"), "attributes": _attributes(extra),
+            "item": "action",
+            "item_index": index,
+            "action_type": action.get("type"),
+            "target": action.get("target"),
+            **_point_cells(action.get("point"), "point"),
+            **_point_cells(action.get("end_point"), "end"),
+            "text": action.get("text"),
+            "direction": action.get("direction"),
+            "attributes": _attributes(extra),
         }
 
 
 def spatial_items(payload: dict[str, Any]) -> Iterator[Item]:
     depth_rank = {index: rank for rank, index in enumerate(payload.get("depth_order") or [])}
     for index, item in enumerate(payload.get("objects") or []):
-        yield {"item": "object", "item_index": index, **_box_cells(item["bbox"]), "label": item.get("label", ""),
-               "attributes": _attributes({"occluded": item.get("occluded"), "depth_rank": depth_rank.get(index)})}
+        yield {
+            "item": "object",
+            "item_index": index,
+            **_box_cells(item["bbox"]),
+            "label": item.get("label", ""),
+            "attributes": _attributes({"occluded": item.get("occluded"), "depth_rank": depth_rank.get(index)}),
+        }
     for index, relation in enumerate(payload.get("relations") or []):
-        yield {"item": "relation", "item_index": index, "label": relation.get("predicate"),
-               "attributes": _attributes({"subject": relation.get("subject"), "object": relation.get("object")})}
+        yield {
+            "item": "relation",
+            "item_index": index,
+            "label": relation.get("predicate"),
+            "attributes": _attributes({"subject": relation.get("subject"), "object": relation.get("object")}),
+        }
 
 
 def image_to_code_items(payload: dict[str, Any]) -> Iterator[Item]:
     for index, parent, depth, node in iter_layout(payload.get("layout")):
-        yield {"item": "block", "item_index": index, **_box_cells(node["bbox"]), "label": node.get("role"),
-               "attributes": _attributes({"tag": node.get("tag"), "parent_index": parent, "depth": depth})}
+        yield {
+            "item": "block",
+            "item_index": index,
+            **_box_cells(node["bbox"]),
+            "label": node.get("role"),
+            "attributes": _attributes({"tag": node.get("tag"), "parent_index": parent, "depth": depth}),
+        }
     yield {"item": "html", "item_index": 0, "text": payload.get("html", "")}
 
 
 def video_event_items(payload: dict[str, Any]) -> Iterator[Item]:
     for index, event in enumerate(payload.get("events") or []):
         yield {
-            "item": "event", "item_index": index, "start": event.get("start"), "end": event.get("end"),
+            "item": "event",
+            "item_index": index,
+            "start": event.get("start"),
+            "end": event.get("end"),
             "text": event.get("description", ""),
-            "attributes": _attributes({
-                "frame_ids": event.get("frame_ids"), "start_raw": event.get("start_raw"), "end_raw": event.get("end_raw"),
-            }),
+            "attributes": _attributes(
+                {
+                    "frame_ids": event.get("frame_ids"),
+                    "start_raw": event.get("start_raw"),
+                    "end_raw": event.get("end_raw"),
+                }
+            ),
         }
 
 
@@ -141,8 +209,14 @@ ITEMS: dict[str, Callable[[dict[str, Any]], Iterator[Item]]] = {
 def annotation_rows(annotation: ExportAnnotation, image: str = "") -> Iterator[list[Any]]:
     """The CSV rows (lists in :data:`CSV_COLUMNS` order) of one checked annotation."""
     provenance = [
-        annotation.task, annotation.annotation_id, annotation.frame_id, annotation.upload_id, annotation.source,
-        annotation.author, annotation.template_version, annotation.created_at,
+        annotation.task,
+        annotation.annotation_id,
+        annotation.frame_id,
+        annotation.upload_id,
+        annotation.source,
+        annotation.author,
+        annotation.template_version,
+        annotation.created_at,
     ]
     written = False
     for item in ITEMS[annotation.task](annotation.payload):

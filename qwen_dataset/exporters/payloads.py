@@ -30,7 +30,15 @@ dump_json: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False).encode
 
 #: Provenance and identity columns carried by every :class:`ExportAnnotation`.
 ROW_COLUMNS: tuple[str, ...] = (
-    "annotation_id", "frame_id", "upload_id", "task", "source", "author", "template_version", "created_at", "payload",
+    "annotation_id",
+    "frame_id",
+    "upload_id",
+    "task",
+    "source",
+    "author",
+    "template_version",
+    "created_at",
+    "payload",
 )
 
 
@@ -103,7 +111,16 @@ class AnnotationStream:
         ):
             width, height = sizes[frame_id]
             yield ExportAnnotation(
-                annotation_id, frame_id, upload_id, task, source, author, version, created_at, width, height,
+                annotation_id,
+                frame_id,
+                upload_id,
+                task,
+                source,
+                author,
+                version,
+                created_at,
+                width,
+                height,
                 load_payload(payload),
             )
 

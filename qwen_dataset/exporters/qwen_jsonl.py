@@ -180,7 +180,11 @@ def answer_object(annotation: ExportAnnotation, box_style: str = "json") -> Any:
     if task == Task.SPATIAL:
         return {
             "objects": [
-                {"bbox_2d": box(item["bbox"]), "label": item.get("label", ""), "occluded": bool(item.get("occluded", False))}
+                {
+                    "bbox_2d": box(item["bbox"]),
+                    "label": item.get("label", ""),
+                    "occluded": bool(item.get("occluded", False)),
+                }
                 for item in payload.get("objects") or []
             ],
             "relations": [
@@ -204,7 +208,12 @@ def answer_object(annotation: ExportAnnotation, box_style: str = "json") -> Any:
 def _layout_answer(root: dict[str, Any] | None, box: Callable[[list[float]], Any]) -> dict[str, Any] | None:
     built: list[dict[str, Any]] = []
     for _, parent, _, node in iter_layout(root):
-        item = {"tag": node.get("tag", ""), "role": node.get("role", "other"), "bbox_2d": box(node["bbox"]), "children": []}
+        item = {
+            "tag": node.get("tag", ""),
+            "role": node.get("role", "other"),
+            "bbox_2d": box(node["bbox"]),
+            "children": [],
+        }
         if parent is not None:
             built[parent]["children"].append(item)
         built.append(item)
@@ -276,9 +285,13 @@ class SampleBuilder:
     def sample(self, annotation: ExportAnnotation) -> dict[str, Any]:
         answer = dump_answer(answer_object(annotation, self.box_style))
         if self.task != Task.VIDEO_EVENT:
-            return _conversation("image", self.image_ref(annotation.frame_id), f"{IMAGE_TAG}\n{self.prompt(annotation)}", answer)
+            return _conversation(
+                "image", self.image_ref(annotation.frame_id), f"{IMAGE_TAG}\n{self.prompt(annotation)}", answer
+            )
         if self.video_ref is not None:
-            return _conversation("video", self.video_ref(annotation.upload_id), f"{VIDEO_TAG}\n{VIDEO_EVENT_PROMPT}", answer)
+            return _conversation(
+                "video", self.video_ref(annotation.upload_id), f"{VIDEO_TAG}\n{VIDEO_EVENT_PROMPT}", answer
+            )
         assert self.video_frames is not None
         members = self.video_frames.of(annotation.upload_id)
         shown = "\n".join(f"{_timestamp_marker(t)}{IMAGE_TAG}" for _, t in members)

@@ -315,9 +315,7 @@ def pdf_frames(
             except pdfium.PdfiumError as error:
                 failed_pages.append(f"page {page_index + 1}: {error}")
                 continue
-            yield _frame_record(
-                upload, blobs, options, rgb, kind=FrameKind.PAGE, index=page_index, page=page_index + 1
-            )
+            yield _frame_record(upload, blobs, options, rgb, kind=FrameKind.PAGE, index=page_index, page=page_index + 1)
             del rgb
     finally:
         document.close()
@@ -490,8 +488,14 @@ def video_frames(
                 rgb = _upright(frame.to_ndarray(format="rgb24"), frame.rotation)
                 del frame
                 yield _frame_record(
-                    upload, blobs, options, rgb,
-                    kind=FrameKind.VIDEO_FRAME, index=index, t=t, duration=duration,
+                    upload,
+                    blobs,
+                    options,
+                    rgb,
+                    kind=FrameKind.VIDEO_FRAME,
+                    index=index,
+                    t=t,
+                    duration=duration,
                     picture_format=options.video_frame_format,
                 )
     except VideoDecodeError as error:

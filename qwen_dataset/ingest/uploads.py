@@ -83,7 +83,9 @@ MAX_PACKETS_FOR_FIRST_FRAME = 300
 
 _SEPARATORS = ("/", "\\")
 # ISO-BMFF brands of still images (HEIC/HEIF/AVIF): "ftyp" at offset 4, yet not a video.
-_STILL_IMAGE_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"})
+_STILL_IMAGE_BRANDS = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"}
+)
 _BMP_INFO_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
 _IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -258,7 +260,8 @@ def iter_batch_files(inbox_dir: Path) -> Iterator[Path]:
 
 def _is_marker(name: str) -> bool:
     return name in (READY_MARKER, UPLOADING_MARKER) or (
-        name.startswith(UPLOAD_PART_PREFIX) and name.endswith(UPLOAD_PART_SUFFIX))
+        name.startswith(UPLOAD_PART_PREFIX) and name.endswith(UPLOAD_PART_SUFFIX)
+    )
 
 
 def _is_upload_staging(path: Path) -> bool:
@@ -295,9 +298,7 @@ def ingest_batch(
             f"inbox folder {inbox_dir} for batch {batch!r} does not exist; upload the batch there first"
         )
     first_name_by_content: dict[str, str] = {}
-    return [
-        _ingest_file(path, batch, blobs, limits, first_name_by_content) for path in iter_batch_files(inbox_dir)
-    ]
+    return [_ingest_file(path, batch, blobs, limits, first_name_by_content) for path in iter_batch_files(inbox_dir)]
 
 
 def summarize(records: Sequence[UploadRecord]) -> dict:
@@ -334,8 +335,14 @@ def _ingest_file(
 ) -> UploadRecord:
     safe_name, name_problem = sanitize_name(path.name)
 
-    def record(status: UploadStatus, reason: str = "", *, digest: _Digest | None = None,
-               media_type: MediaType = MediaType.UNKNOWN, blob_uri: str = "") -> UploadRecord:
+    def record(
+        status: UploadStatus,
+        reason: str = "",
+        *,
+        digest: _Digest | None = None,
+        media_type: MediaType = MediaType.UNKNOWN,
+        blob_uri: str = "",
+    ) -> UploadRecord:
         return UploadRecord(
             upload_id=digest.sha256 if digest else "",
             batch=batch,
@@ -350,17 +357,24 @@ def _ingest_file(
     quarantined = UploadStatus.QUARANTINED
     kind = _non_regular_kind(path)
     if kind:
-        return record(quarantined, f"not_regular_file: it is a {kind}, which is never followed or opened; "
-                                   "copy the real file into the batch folder instead")
+        return record(
+            quarantined,
+            f"not_regular_file: it is a {kind}, which is never followed or opened; "
+            "copy the real file into the batch folder instead",
+        )
     try:
         digest = _digest_file(path)
     except OSError as exc:
-        return record(quarantined, f"unreadable: the file could not be read ({exc.strerror or exc}); "
-                                   "check its permissions and upload it again")
+        return record(
+            quarantined,
+            f"unreadable: the file could not be read ({exc.strerror or exc}); "
+            "check its permissions and upload it again",
+        )
     media_type, label = _sniff(digest.head)
     if digest.size == 0:
-        return record(quarantined, "empty: the file has 0 bytes (did the upload finish?); upload it again",
-                      digest=digest)
+        return record(
+            quarantined, "empty: the file has 0 bytes (did the upload finish?); upload it again", digest=digest
+        )
     _, blob_uri = blobs.put_file(path, digest.sha256)
     stored = dict(digest=digest, media_type=media_type, blob_uri=blob_uri)
     if name_problem:
@@ -465,7 +479,9 @@ def check_image(path: Path, limits: IngestLimits, label: str = "image") -> None:
             f"the file starts like a {label} but Pillow cannot read its header; re-export or re-upload the file",
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise Quarantine("corrupt_image", f"{_describe_image_error(label, exc)}; re-export or re-upload the file") from exc
+        raise Quarantine(
+            "corrupt_image", f"{_describe_image_error(label, exc)}; re-export or re-upload the file"
+        ) from exc
 
 
 def _check_pixels(size: tuple[int, int], limits: IngestLimits, what: str) -> None:

@@ -169,10 +169,7 @@ class RapidOcrBackend:
         """Package version, models and every parameter that changes the output."""
         models = bundled_model_names()
         cls = models["cls"] if self.use_angle_cls else "off"
-        return (
-            f"{self.author};det={models['det']};rec={models['rec']};cls={cls};"
-            f"text_score={self.text_score:g}"
-        )
+        return f"{self.author};det={models['det']};rec={models['rec']};cls={cls};text_score={self.text_score:g}"
 
     @property
     def engine_options(self) -> dict[str, Any]:

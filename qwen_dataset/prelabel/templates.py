@@ -147,7 +147,9 @@ def load_template(task: str, directory: Path | None = None) -> Template:
     folder = template_folder(task, directory)
     missing = [name for name in _TEMPLATE_FILES if not (folder / name).is_file()]
     if missing:
-        raise TemplateError(f"template {task!r} in {folder} lacks {missing}; each template folder needs {list(_TEMPLATE_FILES)}")
+        raise TemplateError(
+            f"template {task!r} in {folder} lacks {missing}; each template folder needs {list(_TEMPLATE_FILES)}"
+        )
     raw = {name: (folder / name).read_bytes() for name in _TEMPLATE_FILES}
     meta = _load_yaml(folder / "template.yaml", raw["template.yaml"])
     schema = _load_json(folder / "schema.json", raw["schema.json"])
@@ -214,7 +216,7 @@ def _compile_schema(path: Path, schema: dict[str, Any]) -> jsonschema.protocols.
     except jsonschema.SchemaError as error:
         raise TemplateError(f"{path} is not a valid JSON Schema: {error.message}") from error
     if schema.get("type") != "object":
-        raise TemplateError(f"{path}: the answer's top level must be an object (\"type\": \"object\")")
+        raise TemplateError(f'{path}: the answer\'s top level must be an object ("type": "object")')
     return validator_class(schema)
 
 
@@ -407,7 +409,9 @@ def gui_action_payload(answer: dict[str, Any], context: AnswerContext) -> dict[s
                 raise AnswerError("schema_violation", f"{where}: a {action['type']!r} action needs {field!r}")
         target = action["target"]
         if target is not None and not 0 <= target < len(elements):
-            raise AnswerError("bad_reference", f"{where}.target: {target} is not an index into {len(elements)} element(s)")
+            raise AnswerError(
+                "bad_reference", f"{where}.target: {target} is not an index into {len(elements)} element(s)"
+            )
         actions.append(
             {
                 "type": action["type"],
@@ -442,7 +446,9 @@ def spatial_payload(answer: dict[str, Any], context: AnswerContext) -> dict[str,
         subject, obj = relation["subject"], relation["object"]
         for name, value in (("subject", subject), ("object", obj)):
             if not 0 <= value < count:
-                raise AnswerError("bad_reference", f"$.relations[{index}].{name}: {value} is not an index into {count} object(s)")
+                raise AnswerError(
+                    "bad_reference", f"$.relations[{index}].{name}: {value} is not an index into {count} object(s)"
+                )
         if subject == obj:
             raise AnswerError("bad_reference", f"$.relations[{index}]: an object cannot relate to itself ({subject})")
         relations.append({"subject": subject, "predicate": relation["predicate"], "object": obj})
@@ -491,7 +497,9 @@ def video_event_payload(answer: dict[str, Any], context: AnswerContext) -> dict[
         if start > end:
             raise AnswerError("out_of_range", f"{where}: start {start} is after end {end}")
         if start < low or end > high:
-            raise AnswerError("out_of_range", f"{where}: [{start}, {end}] s lies outside the frames shown ({low:.2f}-{high:.2f} s)")
+            raise AnswerError(
+                "out_of_range", f"{where}: [{start}, {end}] s lies outside the frames shown ({low:.2f}-{high:.2f} s)"
+            )
         events.append({"start": start, "end": end, "description": event["description"].strip()})
     return {"events": events}
 

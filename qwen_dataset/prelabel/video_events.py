@@ -94,7 +94,13 @@ def align_events(
         start_raw, end_raw = float(event["start"]), float(event["end"])
         start, end = align_time(start_raw, anchors, tolerance), align_time(end_raw, anchors, tolerance)
         aligned.append(
-            {"start": start, "end": end, "start_raw": start_raw, "end_raw": end_raw, "description": event["description"]}
+            {
+                "start": start,
+                "end": end,
+                "start_raw": start_raw,
+                "end_raw": end_raw,
+                "description": event["description"],
+            }
         )
     return aligned
 
@@ -215,7 +221,9 @@ def cuts_from_sampled_frames(paths: Sequence[Path], times: Sequence[float]) -> l
     )
 
 
-def short_time_energy_db(samples: np.ndarray, rate: int, window_s: float = AUDIO_WINDOW_S) -> tuple[np.ndarray, np.ndarray]:
+def short_time_energy_db(
+    samples: np.ndarray, rate: int, window_s: float = AUDIO_WINDOW_S
+) -> tuple[np.ndarray, np.ndarray]:
     """Mono ``samples`` -> (window start times, mean power in dB) over non-overlapping windows."""
     size = max(1, int(round(rate * window_s)))
     count = len(samples) // size

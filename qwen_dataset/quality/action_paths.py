@@ -80,8 +80,15 @@ TEXT_MISMATCH = "text_mismatch"
 TYPE_WITHOUT_FOCUS = "type_without_focus"
 
 FAILURE_CODES = (
-    EMPTY_SEQUENCE, UNKNOWN_ACTION, INCOMPLETE_ACTION, OUT_OF_FRAME_POINT, MISSING_ELEMENT,
-    POINT_OUTSIDE_ELEMENT, WRONG_ROLE, TEXT_MISMATCH, TYPE_WITHOUT_FOCUS,
+    EMPTY_SEQUENCE,
+    UNKNOWN_ACTION,
+    INCOMPLETE_ACTION,
+    OUT_OF_FRAME_POINT,
+    MISSING_ELEMENT,
+    POINT_OUTSIDE_ELEMENT,
+    WRONG_ROLE,
+    TEXT_MISMATCH,
+    TYPE_WITHOUT_FOCUS,
 )
 
 ACTION_TYPES = frozenset({"click", "long_press", "type", "scroll", "drag", "key", "wait"})
@@ -92,17 +99,68 @@ _PRESS_TYPES = frozenset({"click", "long_press"})
 INPUT_ROLES = frozenset({"input", "textarea", "textbox", "text_field", "search", "searchbox", "combobox", "editable"})
 
 #: Words that make a text mean "go ahead" (English, Chinese).
-CONFIRM_WORDS = frozenset({
-    "ok", "okay", "confirm", "yes", "submit", "save", "apply", "done", "accept", "agree", "continue",
-    "send", "allow", "proceed", "finish",
-    "确定", "确认", "提交", "保存", "好的", "同意", "应用", "完成", "发送", "允许", "继续", "是", "好",
-})
+CONFIRM_WORDS = frozenset(
+    {
+        "ok",
+        "okay",
+        "confirm",
+        "yes",
+        "submit",
+        "save",
+        "apply",
+        "done",
+        "accept",
+        "agree",
+        "continue",
+        "send",
+        "allow",
+        "proceed",
+        "finish",
+        "确定",
+        "确认",
+        "提交",
+        "保存",
+        "好的",
+        "同意",
+        "应用",
+        "完成",
+        "发送",
+        "允许",
+        "继续",
+        "是",
+        "好",
+    }
+)
 #: Words that make a text mean "back out" (English, Chinese).
-CANCEL_WORDS = frozenset({
-    "cancel", "no", "close", "dismiss", "discard", "abort", "decline", "deny", "reject", "not now",
-    "no thanks", "don't save", "do not save", "later",
-    "取消", "关闭", "返回", "放弃", "拒绝", "不同意", "暂不", "以后再说", "不保存", "否",
-})
+CANCEL_WORDS = frozenset(
+    {
+        "cancel",
+        "no",
+        "close",
+        "dismiss",
+        "discard",
+        "abort",
+        "decline",
+        "deny",
+        "reject",
+        "not now",
+        "no thanks",
+        "don't save",
+        "do not save",
+        "later",
+        "取消",
+        "关闭",
+        "返回",
+        "放弃",
+        "拒绝",
+        "不同意",
+        "暂不",
+        "以后再说",
+        "不保存",
+        "否",
+    }
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class PathResult:
@@ -138,7 +196,11 @@ class ActionPathReport:
         return self.completeness > target
 
     def to_metadata(self) -> dict[str, Any]:
-        figures: dict[str, Any] = {"sequences": self.sequences, "completed": self.completed, "completeness": self.completeness}
+        figures: dict[str, Any] = {
+            "sequences": self.sequences,
+            "completed": self.completed,
+            "completeness": self.completeness,
+        }
         figures.update({f"failed_{code}": self.failures.get(code, 0) for code in FAILURE_CODES})
         return figures
 
@@ -163,7 +225,9 @@ def _word_pattern(word: str) -> re.Pattern[str]:
 
 
 _CONFIRM_PATTERNS = [_word_pattern(word) for word in CONFIRM_WORDS if word.isascii() or len(word) >= 2]
-_CANCEL_PATTERNS = [_word_pattern(word) for word in sorted(CANCEL_WORDS, key=len, reverse=True) if word.isascii() or len(word) >= 2]
+_CANCEL_PATTERNS = [
+    _word_pattern(word) for word in sorted(CANCEL_WORDS, key=len, reverse=True) if word.isascii() or len(word) >= 2
+]
 
 
 def semantic_class(text: Any) -> str | None:
@@ -209,7 +273,9 @@ class _Failure(Exception):
         self.reason = reason
 
 
-def _point(action: Mapping[str, Any], field: str, width: float | None, height: float | None) -> tuple[float, float] | None:
+def _point(
+    action: Mapping[str, Any], field: str, width: float | None, height: float | None
+) -> tuple[float, float] | None:
     value = action.get(field)
     if value is None:
         return None
@@ -240,8 +306,15 @@ def _element_by_text(elements: Sequence[Mapping[str, Any]], target: str, point: 
     under = [i for i, element in enumerate(elements) if point is not None and _contains(element, point)]
     for index in under:
         if _opposite(target, elements[index].get("text", "")):
-            raise _Failure(WRONG_ROLE, f"target {target!r} but the point is on {_describe(index, elements[index])}, which means the opposite")
-    candidates = [i for i, element in enumerate(elements) if _squash(element.get("text")) and _texts_agree(target, element.get("text", ""))]
+            raise _Failure(
+                WRONG_ROLE,
+                f"target {target!r} but the point is on {_describe(index, elements[index])}, which means the opposite",
+            )
+    candidates = [
+        i
+        for i, element in enumerate(elements)
+        if _squash(element.get("text")) and _texts_agree(target, element.get("text", ""))
+    ]
     if not candidates:
         raise _Failure(MISSING_ELEMENT, f"no element has the text {target!r}")
     exact = [i for i in candidates if _squash(elements[i].get("text")) == _squash(target)]
@@ -273,7 +346,10 @@ def _resolve_target(
     else:
         raise _Failure(MISSING_ELEMENT, f"target {target!r} is neither an element index nor an element's text")
     if point is not None and not _contains(elements[index], point):
-        raise _Failure(POINT_OUTSIDE_ELEMENT, f"point ({point[0]:g}, {point[1]:g}) is outside {_describe(index, elements[index])} at {list(elements[index]['bbox'])}")
+        raise _Failure(
+            POINT_OUTSIDE_ELEMENT,
+            f"point ({point[0]:g}, {point[1]:g}) is outside {_describe(index, elements[index])} at {list(elements[index]['bbox'])}",
+        )
     return index
 
 
@@ -355,7 +431,9 @@ def _key(state: _State, action: Mapping[str, Any]) -> None:
 
 
 def _last_press(actions: Sequence[Any]) -> int | None:
-    presses = [i for i, action in enumerate(actions) if isinstance(action, Mapping) and action.get("type") in _PRESS_TYPES]
+    presses = [
+        i for i, action in enumerate(actions) if isinstance(action, Mapping) and action.get("type") in _PRESS_TYPES
+    ]
     return presses[-1] if presses else None
 
 
@@ -369,7 +447,9 @@ def _step(state: _State, action: Any, is_last_press: bool, instruction_meaning: 
         index = _press(state, action)
         element = state.elements[index]
         if is_last_press and instruction_meaning == "confirm" and semantic_class(element.get("text")) == "cancel":
-            raise _Failure(WRONG_ROLE, f"the instruction asks to confirm but the last {kind} lands on {_describe(index, element)}")
+            raise _Failure(
+                WRONG_ROLE, f"the instruction asks to confirm but the last {kind} lands on {_describe(index, element)}"
+            )
     elif kind == "type":
         _type(state, action)
     elif kind == "scroll":
@@ -380,7 +460,9 @@ def _step(state: _State, action: Any, is_last_press: bool, instruction_meaning: 
         _key(state, action)
 
 
-def simulate_actions(payload: Mapping[str, Any] | str, width: float | None = None, height: float | None = None) -> PathResult:
+def simulate_actions(
+    payload: Mapping[str, Any] | str, width: float | None = None, height: float | None = None
+) -> PathResult:
     """Replay one gui_action payload (dict or JSON text) on its elements; see the module docstring."""
     data = load_payload(payload) if isinstance(payload, str) else payload
     actions = list((data or {}).get("actions") or [])

@@ -178,7 +178,9 @@ class _LabelCodes:
 
 def _check_min_iou(min_iou: float) -> None:
     if not 0 < min_iou <= 1:
-        raise ValueError(f"min_iou must lie in (0, 1], got {min_iou}: a pair of boxes that do not overlap is never a match")
+        raise ValueError(
+            f"min_iou must lie in (0, 1], got {min_iou}: a pair of boxes that do not overlap is never a match"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,7 +268,9 @@ def _prepare(pair: Any, position: int, labels: _LabelCodes) -> _Prepared:
     try:
         side_a, side_b = pair
     except (TypeError, ValueError) as error:
-        raise ValueError(f"frame pair #{position}: expected (FrameBoxes of A, FrameBoxes of B), got {type(pair).__name__}") from error
+        raise ValueError(
+            f"frame pair #{position}: expected (FrameBoxes of A, FrameBoxes of B), got {type(pair).__name__}"
+        ) from error
     side_a = side_a if isinstance(side_a, FrameBoxes) else FrameBoxes(*side_a)
     side_b = side_b if isinstance(side_b, FrameBoxes) else FrameBoxes(*side_b)
     frame_id = side_a.frame_id or side_b.frame_id or str(position)
@@ -341,10 +345,19 @@ def match_frames(pairs: Iterable[tuple[Any, Any]], min_iou: float = DEFAULT_MIN_
     return [_matching(item, assignments[i], ious[i], label_equal[i]) for i, item in enumerate(prepared)]
 
 
-def _matching(item: _Prepared, assignment: np.ndarray | None, iou: np.ndarray | None, equal: np.ndarray | None) -> Matching:
+def _matching(
+    item: _Prepared, assignment: np.ndarray | None, iou: np.ndarray | None, equal: np.ndarray | None
+) -> Matching:
     if assignment is None:  # one side (or both) has no box
         empty = np.zeros(0, dtype=int)
-        return Matching(empty, empty, np.zeros(0), np.zeros(0, dtype=bool), np.arange(len(item.boxes_a)), np.arange(len(item.boxes_b)))
+        return Matching(
+            empty,
+            empty,
+            np.zeros(0),
+            np.zeros(0, dtype=bool),
+            np.arange(len(item.boxes_a)),
+            np.arange(len(item.boxes_b)),
+        )
     index_a = np.flatnonzero(assignment >= 0)
     index_b = assignment[index_a]
     return Matching(
@@ -366,7 +379,9 @@ def _ratio(numerator: np.ndarray | float, denominator: np.ndarray | float, both_
     numerator = np.asarray(numerator, dtype=float)
     denominator = np.asarray(denominator, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        value = np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.where(both_empty, 1.0, 0.0))
+        value = np.where(
+            denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.where(both_empty, 1.0, 0.0)
+        )
     return value
 
 
@@ -408,10 +423,22 @@ def agreement(
         iou_sum[chunk.positions] = pair_iou.sum(axis=1)
         if crossed.any():
             confusion_codes.append(np.stack([chunk.codes_a[crossed], code_b[crossed]], axis=1))
-    report = _report(boxes_a, boxes_b, matched, mismatches, true_positives, iou_sum, min_iou, _confusions(confusion_codes, labels.names))
+    report = _report(
+        boxes_a,
+        boxes_b,
+        matched,
+        mismatches,
+        true_positives,
+        iou_sum,
+        min_iou,
+        _confusions(confusion_codes, labels.names),
+    )
     if per_frame:
         frame_ids = [item.frame_id for item in prepared]
-        report = dataclasses.replace(report, per_frame=_per_frame_table(frame_ids, boxes_a, boxes_b, matched, mismatches, true_positives, iou_sum))
+        report = dataclasses.replace(
+            report,
+            per_frame=_per_frame_table(frame_ids, boxes_a, boxes_b, matched, mismatches, true_positives, iou_sum),
+        )
     return report
 
 
@@ -545,7 +572,10 @@ def agreement_from_annotations(
     pairs = pair_annotations(annotations, task, sources)
     report = agreement(
         (
-            (frame_boxes_from_payload(task, row.payload_a, row.frame_id), frame_boxes_from_payload(task, row.payload_b, row.frame_id))
+            (
+                frame_boxes_from_payload(task, row.payload_a, row.frame_id),
+                frame_boxes_from_payload(task, row.payload_b, row.frame_id),
+            )
             for row in pairs.itertuples(index=False)
         ),
         min_iou=min_iou,
@@ -555,4 +585,3 @@ def agreement_from_annotations(
         report.per_frame.insert(1, "author_a", pairs["author_a"].to_numpy())
         report.per_frame.insert(2, "author_b", pairs["author_b"].to_numpy())
     return report
-

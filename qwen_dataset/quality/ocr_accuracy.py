@@ -137,7 +137,9 @@ def edit_distances(
     ``normalized=True`` says the texts already went through ``normalize_text``.
     """
     if len(references) != len(hypotheses):
-        raise ValueError(f"{len(references)} reference texts but {len(hypotheses)} hypothesis texts; pass them pair by pair")
+        raise ValueError(
+            f"{len(references)} reference texts but {len(hypotheses)} hypothesis texts; pass them pair by pair"
+        )
     if not normalized:
         references = [normalize_text(text) for text in references]
         hypotheses = [normalize_text(text) for text in hypotheses]
@@ -267,7 +269,11 @@ def ocr_accuracy_ai_vs_final(
     ai = ocr[ocr["source"] == Source.AI.value].sort_values("created_at").drop_duplicates("frame_id", keep="last")
     people = ocr[ocr["source"].isin([Source.HUMAN.value, Source.ARBITRATED.value])]
     final = apply_corrections(ai.iloc[0:0], people)
-    joined = final[["frame_id", "payload"]].merge(ai[["frame_id", "payload"]], on="frame_id", suffixes=("_final", "_ai"))
+    joined = final[["frame_id", "payload"]].merge(
+        ai[["frame_id", "payload"]], on="frame_id", suffixes=("_final", "_ai")
+    )
     return ocr_accuracy(
-        ((_regions(row.payload_final), _regions(row.payload_ai)) for row in joined.itertuples(index=False)), min_iou, workers
+        ((_regions(row.payload_final), _regions(row.payload_ai)) for row in joined.itertuples(index=False)),
+        min_iou,
+        workers,
     )

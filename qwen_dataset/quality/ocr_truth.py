@@ -63,7 +63,9 @@ def _line_errors(truth: str, candidate: str) -> int:
     return min(len(truth), Levenshtein.distance(truth, aligned))
 
 
-def score_regions(truth_lines: Sequence[dict[str, Any]], regions: Sequence[dict[str, Any]], min_overlap: float = 0.3) -> OcrScore:
+def score_regions(
+    truth_lines: Sequence[dict[str, Any]], regions: Sequence[dict[str, Any]], min_overlap: float = 0.3
+) -> OcrScore:
     """Score predicted ``regions`` ({bbox, text}) against ``truth_lines`` ({bbox, text}) of one frame."""
     characters = errors = missed = 0
     ordered = sorted(regions, key=lambda r: r.get("reading_order", 0))

@@ -101,7 +101,9 @@ class QcReport:
             "figures": self.figures(),
             "counts": self.counts,
             "agreement": {task: report.to_metadata() for task, report in self.agreement.items()},
-            "ocr_between_annotators": self.ocr_between_annotators.to_metadata() if self.ocr_between_annotators else None,
+            "ocr_between_annotators": self.ocr_between_annotators.to_metadata()
+            if self.ocr_between_annotators
+            else None,
             "ocr_ai_vs_final": self.ocr_ai_vs_final.to_metadata() if self.ocr_ai_vs_final else None,
             "actions": self.actions.to_metadata() if self.actions else None,
             "semantic": _plain(self.semantic),
@@ -315,7 +317,7 @@ def html_page(report: QcReport, images: Mapping[str, bytes]) -> str:
 <body><h1>QC report: {html.escape(report.batch)}</h1>
 <table><tr><th>metric</th><th>value</th><th>target</th><th>verdict</th></tr>{rows}</table>
 <h2>Other figures</h2><table>{figures}</table>
-<h2>Plots</h2>{pictures or '<p>No double annotations yet: nothing to plot.</p>'}
+<h2>Plots</h2>{pictures or "<p>No double annotations yet: nothing to plot.</p>"}
 <h2>Details</h2><pre>{details}</pre></body></html>
 """
 

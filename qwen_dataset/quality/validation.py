@@ -140,7 +140,9 @@ def video_time_steps(frames: pd.DataFrame) -> pd.Series:
 def validate_frames(frames: pd.DataFrame) -> SuiteResult:
     """Structural expectations on the frames manifest."""
     e = _gx()
-    table = frames.assign(t_step=video_time_steps(frames)) if len(frames) else frames.assign(t_step=pd.Series(dtype=float))
+    table = (
+        frames.assign(t_step=video_time_steps(frames)) if len(frames) else frames.assign(t_step=pd.Series(dtype=float))
+    )
     expectations = [
         e.ExpectColumnValuesToBeUnique(column="frame_id"),
         e.ExpectColumnValuesToNotBeNull(column="frame_id"),
@@ -158,7 +160,9 @@ def validate_frames(frames: pd.DataFrame) -> SuiteResult:
     return run_suite("frames", table, expectations)
 
 
-def validate_annotations(annotations: pd.DataFrame, frames: pd.DataFrame, tasks: tuple[str, ...] = ("ocr",)) -> SuiteResult:
+def validate_annotations(
+    annotations: pd.DataFrame, frames: pd.DataFrame, tasks: tuple[str, ...] = ("ocr",)
+) -> SuiteResult:
     """Expectations on annotation rows and on every region box they carry."""
     e = _gx()
     regions = regions_table(annotations, frames, tasks)
@@ -186,8 +190,6 @@ def validate_annotations(annotations: pd.DataFrame, frames: pd.DataFrame, tasks:
         rows=len(annotations),
         outcomes=id_results.outcomes + region_results.outcomes,
     )
-
-
 
 
 def validate_quality(headline: pd.DataFrame, targets: dict[str, float]) -> SuiteResult:
@@ -250,8 +252,14 @@ def events_table(annotations: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFram
     ok = annotations[(annotations["status"] == AnnotationStatus.OK) & (annotations["task"] == Task.VIDEO_EVENT)]
     for row in ok.itertuples(index=False):
         for event in load_payload(row.payload).get("events", []):
-            rows.append({"frame_id": row.frame_id, "start": float(event["start"]), "end": float(event["end"]),
-                         "duration": durations.get(row.frame_id)})
+            rows.append(
+                {
+                    "frame_id": row.frame_id,
+                    "start": float(event["start"]),
+                    "end": float(event["end"]),
+                    "duration": durations.get(row.frame_id),
+                }
+            )
     return pd.DataFrame(rows, columns=["frame_id", "start", "end", "duration"]).astype(
         {"start": float, "end": float, "duration": float}
     )

@@ -87,8 +87,9 @@ def _json_default(value: Any) -> Any:
 
 def canonical_json(value: Any) -> str:
     try:
-        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False, default=_json_default)
+        return json.dumps(
+            value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default
+        )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"release inputs must be plain JSON values (numbers, text, lists, dicts): {exc}") from exc
 
@@ -103,8 +104,9 @@ def _update_with_table(digest: Any, name: str, table: pd.DataFrame, key: str) ->
         digest.update(b"\n")
 
 
-def release_digest(frames: pd.DataFrame, annotations: pd.DataFrame, lineage: pd.DataFrame,
-                   metadata: Mapping[str, Any]) -> str:
+def release_digest(
+    frames: pd.DataFrame, annotations: pd.DataFrame, lineage: pd.DataFrame, metadata: Mapping[str, Any]
+) -> str:
     """sha256 over the canonical manifests and the card's inputs (see the module docstring)."""
     digest = hashlib.sha256()
     _update_with_table(digest, "frames", frames, "frame_id")
@@ -135,8 +137,10 @@ def _check_references(frames: pd.DataFrame, annotations: pd.DataFrame) -> None:
     known_frames = set(frames["frame_id"])
     known_uploads = set(frames["upload_id"])
     orphan = [
-        row.annotation_id for row in annotations.itertuples(index=False)
-        if (row.frame_id and row.frame_id not in known_frames) or (not row.frame_id and row.upload_id not in known_uploads)
+        row.annotation_id
+        for row in annotations.itertuples(index=False)
+        if (row.frame_id and row.frame_id not in known_frames)
+        or (not row.frame_id and row.upload_id not in known_uploads)
     ]
     if orphan:
         raise ValueError(
@@ -177,8 +181,9 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _place_images(frames: pd.DataFrame, export_dirs: Mapping[str, StoragePath | None], blobs: BlobStore | None,
-                  staging: Path) -> list[str]:
+def _place_images(
+    frames: pd.DataFrame, export_dirs: Mapping[str, StoragePath | None], blobs: BlobStore | None, staging: Path
+) -> list[str]:
     """Link every frame's picture into ``images/``; returns the relative paths in frame order.
 
     ``export_dirs`` maps a frame id to the export folder of the batch it came with.
@@ -216,8 +221,9 @@ def _existing(path: Path, digest: str, verify_checksums: bool) -> ReleaseInfo:
             f"{path} exists but its files changed since it was sealed ({'; '.join(problems[:5])}); "
             f"releases are immutable — restore it from a backup or remove it deliberately and rebuild"
         )
-    return ReleaseInfo(recorded["version"], digest, path, False, recorded["counts"],
-                       sorted([*recorded["files"], RELEASE_FILE]))
+    return ReleaseInfo(
+        recorded["version"], digest, path, False, recorded["counts"], sorted([*recorded["files"], RELEASE_FILE])
+    )
 
 
 def _counts(frames: pd.DataFrame, annotations: pd.DataFrame, excluded: int) -> dict[str, Any]:
@@ -283,12 +289,19 @@ def assemble_release(
         for frame_id, upload_id in zip(annotations["frame_id"], annotations["upload_id"])
     ]
     lineage_tables = [b.lineage for b in batches if b.lineage is not None and len(b.lineage)]
-    lineage = _merge(lineage_tables, "annotation_id", "lineage") if lineage_tables else pd.DataFrame(
-        columns=["frame_id", "annotation_id", "pipeline"])
+    lineage = (
+        _merge(lineage_tables, "annotation_id", "lineage")
+        if lineage_tables
+        else pd.DataFrame(columns=["frame_id", "annotation_id", "pipeline"])
+    )
     lineage = lineage[lineage["annotation_id"].isin(set(annotations["annotation_id"]))].reset_index(drop=True)
     batch_rows = [
-        {"batch": b.batch, "frames": len(b.frames), "annotations": len(b.annotations),
-         "export_folder": f"exports/{b.export_dir.name}/" if b.export_dir is not None else ""}
+        {
+            "batch": b.batch,
+            "frames": len(b.frames),
+            "annotations": len(b.annotations),
+            "export_folder": f"exports/{b.export_dir.name}/" if b.export_dir is not None else "",
+        }
         for b in sorted(batches, key=lambda b: b.batch)
     ]
     metadata = {"name": name, "ratios": list(ratios), "salt": salt, "qc": qc, "batches": batch_rows}
@@ -304,8 +317,19 @@ def assemble_release(
     staging = releases_root / f".staging-{version}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        counts = _stage(staging, version, digest, frames, annotations, lineage, metadata, excluded,
-                        {fid: b.export_dir for b in batches for fid in b.frames["frame_id"]}, blobs, write_formats)
+        counts = _stage(
+            staging,
+            version,
+            digest,
+            frames,
+            annotations,
+            lineage,
+            metadata,
+            excluded,
+            {fid: b.export_dir for b in batches for fid in b.frames["frame_id"]},
+            blobs,
+            write_formats,
+        )
         seal_folder(staging)
         try:
             os.rename(staging, target)
@@ -320,10 +344,19 @@ def assemble_release(
     return ReleaseInfo(version, digest, target, True, counts, sorted(relative_files(target)))
 
 
-def _stage(staging: Path, version: str, digest: str, frames: pd.DataFrame, annotations: pd.DataFrame,
-           lineage: pd.DataFrame, metadata: Mapping[str, Any], excluded: int,
-           export_dirs: Mapping[str, StoragePath | None], blobs: BlobStore | None,
-           write_formats: Callable[[ReleaseStaging], None] | None) -> dict[str, Any]:
+def _stage(
+    staging: Path,
+    version: str,
+    digest: str,
+    frames: pd.DataFrame,
+    annotations: pd.DataFrame,
+    lineage: pd.DataFrame,
+    metadata: Mapping[str, Any],
+    excluded: int,
+    export_dirs: Mapping[str, StoragePath | None],
+    blobs: BlobStore | None,
+    write_formats: Callable[[ReleaseStaging], None] | None,
+) -> dict[str, Any]:
     frames = frames.assign(image=_place_images(frames, export_dirs, blobs, staging))
     frames.to_parquet(staging / "frames.parquet", index=False)
     annotations.to_parquet(staging / "annotations.parquet", index=False)
@@ -341,14 +374,30 @@ def _stage(staging: Path, version: str, digest: str, frames: pd.DataFrame, annot
         write_formats(ReleaseStaging(staging, frames, annotations, dict(zip(frames["frame_id"], frames["image"]))))
     counts = _counts(frames, annotations, excluded)
     files = relative_files(staging)
-    card = render_card(metadata["name"], version, digest, frames, annotations, lineage, metadata["qc"],
-                       metadata["ratios"], metadata["salt"], metadata["batches"], excluded,
-                       sorted([*files, CARD_FILE, RELEASE_FILE]))
+    card = render_card(
+        metadata["name"],
+        version,
+        digest,
+        frames,
+        annotations,
+        lineage,
+        metadata["qc"],
+        metadata["ratios"],
+        metadata["salt"],
+        metadata["batches"],
+        excluded,
+        sorted([*files, CARD_FILE, RELEASE_FILE]),
+    )
     atomic_write_text(staging / CARD_FILE, card)
     files = relative_files(staging)
     release = {
-        "name": metadata["name"], "version": version, "digest": digest, "ratios": metadata["ratios"],
-        "salt": metadata["salt"], "batches": metadata["batches"], "counts": counts,
+        "name": metadata["name"],
+        "version": version,
+        "digest": digest,
+        "ratios": metadata["ratios"],
+        "salt": metadata["salt"],
+        "batches": metadata["batches"],
+        "counts": counts,
         "files": file_entries(staging, files),
     }
     atomic_write_text(staging / RELEASE_FILE, json.dumps(release, indent=1, ensure_ascii=False, sort_keys=True) + "\n")

@@ -51,9 +51,20 @@ def text_languages(annotations: pd.DataFrame) -> Counter[tuple[str, str]]:
     return counts
 
 
-def render_card(name: str, version: str, digest: str, frames: pd.DataFrame, annotations: pd.DataFrame,
-                lineage: pd.DataFrame, qc: Mapping[str, Any], ratios: Sequence[float], salt: str,
-                batches: Sequence[Mapping[str, Any]], excluded: int, files: Sequence[str]) -> str:
+def render_card(
+    name: str,
+    version: str,
+    digest: str,
+    frames: pd.DataFrame,
+    annotations: pd.DataFrame,
+    lineage: pd.DataFrame,
+    qc: Mapping[str, Any],
+    ratios: Sequence[float],
+    salt: str,
+    batches: Sequence[Mapping[str, Any]],
+    excluded: int,
+    files: Sequence[str],
+) -> str:
     """The dataset card (Markdown); deterministic for the same inputs."""
     parts = [
         f"# {name} — release {version}",
@@ -63,21 +74,37 @@ def render_card(name: str, version: str, digest: str, frames: pd.DataFrame, anno
         "",
         "## Contents",
         "",
-        _table(["split", "uploads", "frames", "annotations"], [
-            *[(split, frames.loc[frames["split"] == split, "upload_id"].nunique(), int((frames["split"] == split).sum()),
-               int((annotations["split"] == split).sum())) for split in SPLITS],
-            ("total", frames["upload_id"].nunique(), len(frames), len(annotations)),
-        ]),
+        _table(
+            ["split", "uploads", "frames", "annotations"],
+            [
+                *[
+                    (
+                        split,
+                        frames.loc[frames["split"] == split, "upload_id"].nunique(),
+                        int((frames["split"] == split).sum()),
+                        int((annotations["split"] == split).sum()),
+                    )
+                    for split in SPLITS
+                ],
+                ("total", frames["upload_id"].nunique(), len(frames), len(annotations)),
+            ],
+        ),
         "",
         f"Annotations that failed (status other than ok) are not part of the release: {excluded}.",
         "",
         "## Annotations by task",
         "",
-        _table(["task", *SPLITS, "total"], [
-            (task, *[int(((annotations["task"] == task) & (annotations["split"] == s)).sum()) for s in SPLITS],
-             int((annotations["task"] == task).sum()))
-            for task in sorted(annotations["task"].unique())
-        ]),
+        _table(
+            ["task", *SPLITS, "total"],
+            [
+                (
+                    task,
+                    *[int(((annotations["task"] == task) & (annotations["split"] == s)).sum()) for s in SPLITS],
+                    int((annotations["task"] == task).sum()),
+                )
+                for task in sorted(annotations["task"].unique())
+            ],
+        ),
         "",
         "## Text by task and language",
         "",
@@ -88,8 +115,11 @@ def render_card(name: str, version: str, digest: str, frames: pd.DataFrame, anno
     languages = text_languages(annotations)
     tasks_with_text = sorted({task for task, _ in languages})
     parts += [
-        _table(["task", *LANGUAGES], [(task, *[languages[(task, lang)] for lang in LANGUAGES]) for task in tasks_with_text])
-        if tasks_with_text else "No text items.",
+        _table(
+            ["task", *LANGUAGES], [(task, *[languages[(task, lang)] for lang in LANGUAGES]) for task in tasks_with_text]
+        )
+        if tasks_with_text
+        else "No text items.",
         "",
         "## Provenance",
         "",
@@ -102,10 +132,16 @@ def render_card(name: str, version: str, digest: str, frames: pd.DataFrame, anno
     model_rows = ai.groupby(["task", "author", "template_version"]).size().reset_index(name="n")
     parts += [
         _table(["task", "model", "template version", "annotations"], model_rows.itertuples(index=False, name=None))
-        if len(model_rows) else "No AI annotations.",
+        if len(model_rows)
+        else "No AI annotations.",
         "",
-        _table(["task", "template version", "annotations"],
-               annotations.groupby(["task", "template_version"]).size().reset_index(name="n").itertuples(index=False, name=None)),
+        _table(
+            ["task", "template version", "annotations"],
+            annotations.groupby(["task", "template_version"])
+            .size()
+            .reset_index(name="n")
+            .itertuples(index=False, name=None),
+        ),
         "",
         f"Human annotators and reviewers: {annotations.loc[annotations['source'] != Source.AI.value, 'author'].nunique()} "
         "distinct ids (the ids are in annotations.parquet, not in this card).",
@@ -116,7 +152,9 @@ def render_card(name: str, version: str, digest: str, frames: pd.DataFrame, anno
         "",
     ]
     if len(lineage):
-        augmented = lineage.groupby("pipeline").agg(frames=("frame_id", "nunique"), annotations=("annotation_id", "size"))
+        augmented = lineage.groupby("pipeline").agg(
+            frames=("frame_id", "nunique"), annotations=("annotation_id", "size")
+        )
         parts += [
             "## Augmentation",
             "",
@@ -129,8 +167,10 @@ def render_card(name: str, version: str, digest: str, frames: pd.DataFrame, anno
     parts += [
         "## Lineage",
         "",
-        _table(["batch", "frames", "annotations", "export folder"],
-               [(b["batch"], b["frames"], b["annotations"], b["export_folder"] or "-") for b in batches]),
+        _table(
+            ["batch", "frames", "annotations", "export folder"],
+            [(b["batch"], b["frames"], b["annotations"], b["export_folder"] or "-") for b in batches],
+        ),
         "",
         "## Splits",
         "",

@@ -101,4 +101,6 @@ def list_releases(releases_root: Path) -> list[str]:
     root = Path(releases_root)
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / RELEASE_FILE).is_file())
+    return sorted(
+        p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / RELEASE_FILE).is_file()
+    )

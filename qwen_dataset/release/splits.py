@@ -14,7 +14,9 @@ DEFAULT_RATIOS = (0.8, 0.1, 0.1)
 def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     values = tuple(float(r) for r in ratios)
     if len(values) != 3 or any(r < 0 for r in values) or abs(sum(values) - 1.0) > 1e-9:
-        raise ValueError(f"split ratios must be three non-negative numbers (train, val, test) summing to 1, got {ratios!r}")
+        raise ValueError(
+            f"split ratios must be three non-negative numbers (train, val, test) summing to 1, got {ratios!r}"
+        )
     return values  # type: ignore[return-value]
 
 

@@ -1,5 +1,4 @@
-"""The sample inbox batch: every kind of media the pipeline takes, byte-identical for a seed.
-"""
+"""The sample inbox batch: every kind of media the pipeline takes, byte-identical for a seed."""
 
 from __future__ import annotations
 
@@ -67,8 +66,15 @@ def generate_sample_batch(dest: Path, seed: int = 0) -> SampleTruth:
         atomic_write_bytes(dest / name, data)
 
     files = sorted([*written, VIDEO_NAME, *broken])
-    return SampleTruth(seed=seed, files=files, images=images, pdfs=[pdf], videos=[video],
-                       broken=dict(BROKEN_REASONS), duplicates=dict(DUPLICATE_OF))
+    return SampleTruth(
+        seed=seed,
+        files=files,
+        images=images,
+        pdfs=[pdf],
+        videos=[video],
+        broken=dict(BROKEN_REASONS),
+        duplicates=dict(DUPLICATE_OF),
+    )
 
 
 def upright_image(path: Path) -> Image.Image:

@@ -1,5 +1,4 @@
-"""The broken and hostile files of the sample batch, each with the quarantine reason ingest must give.
-"""
+"""The broken and hostile files of the sample batch, each with the quarantine reason ingest must give."""
 
 from __future__ import annotations
 
@@ -58,8 +57,12 @@ def decompression_bomb_png(side: int = BOMB_SIDE) -> bytes:
         remaining -= rows
     parts.append(compressor.flush())
     header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", b"".join(parts)) + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", b"".join(parts))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 BROKEN_REASONS = {

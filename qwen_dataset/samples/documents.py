@@ -57,28 +57,47 @@ def images_to_pdf_bytes(pages: Sequence[Image.Image], dpi: int, title: str) -> b
     buffer = io.BytesIO()
     first, *rest = pages
     first.save(
-        buffer, format="PDF", save_all=True, append_images=rest, resolution=float(dpi), quality=92,
-        title=title, creationDate=FIXED_PDF_DATE, modDate=FIXED_PDF_DATE,
+        buffer,
+        format="PDF",
+        save_all=True,
+        append_images=rest,
+        resolution=float(dpi),
+        quality=92,
+        title=title,
+        creationDate=FIXED_PDF_DATE,
+        modDate=FIXED_PDF_DATE,
     )
     return buffer.getvalue()
 
 
 PDF_PAGES = (
-    ("Quarterly Annotation Report", "季度标注报告", (
-        "This report summarises the screenshots, documents and videos annotated during the quarter.",
-        "本季度共完成截图、文档和视频的标注工作，以下为主要数据。",
-        "Batch {n} contained {m} images; every image was checked by two reviewers.",
-    )),
-    ("数据质量检查", "Quality checks", (
-        "边界框的交并比必须大于零点八五，文字识别准确率必须高于百分之九十五。",
-        "Boxes must reach an IoU above 0.85 and text recognition must exceed 95 percent accuracy.",
-        "第 {n} 批数据中有 {m} 条标注被退回修改。",
-    )),
-    ("Appendix: Export Formats", "附录：导出格式", (
-        "Datasets are exported as Qwen JSONL, COCO, CSV and Label Studio tasks.",
-        "坐标统一使用左上角为原点的像素坐标，导出时再转换。",
-        "Export {n} took {m} seconds on a single laptop.",
-    )),
+    (
+        "Quarterly Annotation Report",
+        "季度标注报告",
+        (
+            "This report summarises the screenshots, documents and videos annotated during the quarter.",
+            "本季度共完成截图、文档和视频的标注工作，以下为主要数据。",
+            "Batch {n} contained {m} images; every image was checked by two reviewers.",
+        ),
+    ),
+    (
+        "数据质量检查",
+        "Quality checks",
+        (
+            "边界框的交并比必须大于零点八五，文字识别准确率必须高于百分之九十五。",
+            "Boxes must reach an IoU above 0.85 and text recognition must exceed 95 percent accuracy.",
+            "第 {n} 批数据中有 {m} 条标注被退回修改。",
+        ),
+    ),
+    (
+        "Appendix: Export Formats",
+        "附录：导出格式",
+        (
+            "Datasets are exported as Qwen JSONL, COCO, CSV and Label Studio tasks.",
+            "坐标统一使用左上角为原点的像素坐标，导出时再转换。",
+            "Export {n} took {m} seconds on a single laptop.",
+        ),
+    ),
 )
 
 
@@ -100,10 +119,12 @@ def pdf_document(rng: random.Random) -> tuple[list[Image.Image], list[PageTruth]
             y = draw_paragraph(canvas, x, y, PDF_PAGE_PX[0] - 2 * x, text, theme, size=24, leading=16) + 30
         canvas.text((x, PDF_PAGE_PX[1] - 120), f"第 {number} 页 Page {number} of {len(PDF_PAGES)}", 20, (60, 60, 60))
         images.append(canvas.image.convert("L"))
-        truths.append(PageTruth(
-            page=number,
-            width_pt=PDF_PAGE_PX[0] * scale,
-            height_pt=PDF_PAGE_PX[1] * scale,
-            lines=[TextLine(line.text, [v * scale for v in line.bbox], line.language) for line in canvas.lines],
-        ))
+        truths.append(
+            PageTruth(
+                page=number,
+                width_pt=PDF_PAGE_PX[0] * scale,
+                height_pt=PDF_PAGE_PX[1] * scale,
+                lines=[TextLine(line.text, [v * scale for v in line.bbox], line.language) for line in canvas.lines],
+            )
+        )
     return images, truths

@@ -25,9 +25,7 @@ def cjk_font_path() -> Path:
     """The Noto Sans CJK font file shipped by the ``cvttf-NotoSansCJK-Regular`` package."""
     spec = importlib.util.find_spec(FONT_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            f"The Noto Sans CJK font package is not installed; run `pip install {FONT_REQUIREMENT}`."
-        )
+        raise RuntimeError(f"The Noto Sans CJK font package is not installed; run `pip install {FONT_REQUIREMENT}`.")
     for folder in spec.submodule_search_locations:
         candidate = Path(folder) / FONT_FILE
         if candidate.is_file():
@@ -63,22 +61,62 @@ class Theme:
 
 
 LIGHT_THEMES = (
-    Theme((255, 255, 255), (33, 37, 41), (255, 255, 255), (20, 20, 20), (90, 90, 90),
-          (0, 92, 197), (255, 255, 255), (255, 255, 255), (120, 120, 120), (0, 70, 180),
-          (242, 244, 247)),
-    Theme((247, 248, 250), (24, 64, 120), (255, 255, 255), (25, 25, 35), (85, 85, 95),
-          (22, 120, 60), (255, 255, 255), (255, 255, 255), (110, 115, 125), (10, 80, 170),
-          (232, 236, 242)),
-    Theme((252, 250, 245), (70, 35, 95), (255, 255, 255), (30, 25, 20), (95, 88, 80),
-          (190, 45, 30), (255, 255, 255), (255, 255, 255), (125, 118, 110), (150, 40, 120),
-          (240, 235, 226)),
+    Theme(
+        (255, 255, 255),
+        (33, 37, 41),
+        (255, 255, 255),
+        (20, 20, 20),
+        (90, 90, 90),
+        (0, 92, 197),
+        (255, 255, 255),
+        (255, 255, 255),
+        (120, 120, 120),
+        (0, 70, 180),
+        (242, 244, 247),
+    ),
+    Theme(
+        (247, 248, 250),
+        (24, 64, 120),
+        (255, 255, 255),
+        (25, 25, 35),
+        (85, 85, 95),
+        (22, 120, 60),
+        (255, 255, 255),
+        (255, 255, 255),
+        (110, 115, 125),
+        (10, 80, 170),
+        (232, 236, 242),
+    ),
+    Theme(
+        (252, 250, 245),
+        (70, 35, 95),
+        (255, 255, 255),
+        (30, 25, 20),
+        (95, 88, 80),
+        (190, 45, 30),
+        (255, 255, 255),
+        (255, 255, 255),
+        (125, 118, 110),
+        (150, 40, 120),
+        (240, 235, 226),
+    ),
 )
 
 # Dim everything but keep the text a few dozen levels above the background, as in a photo of a
 # screen in a dark room: readable once the contrast is stretched.
-LOW_LIGHT_THEME = Theme((9, 10, 13), (18, 20, 26), (92, 96, 104), (78, 82, 90), (62, 66, 72),
-                        (24, 40, 70), (112, 122, 140), (14, 15, 19), (44, 46, 52), (60, 80, 120),
-                        (15, 17, 21))
+LOW_LIGHT_THEME = Theme(
+    (9, 10, 13),
+    (18, 20, 26),
+    (92, 96, 104),
+    (78, 82, 90),
+    (62, 66, 72),
+    (24, 40, 70),
+    (112, 122, 140),
+    (14, 15, 19),
+    (44, 46, 52),
+    (60, 80, 120),
+    (15, 17, 21),
+)
 
 
 class Canvas:
@@ -115,8 +153,12 @@ class Canvas:
 
     def truth(self, file_name: str, **extra: object) -> ImageTruth:
         return ImageTruth(
-            file_name=file_name, width=self.width, height=self.height,
-            lines=list(self.lines), elements=list(self.elements), **extra,  # type: ignore[arg-type]
+            file_name=file_name,
+            width=self.width,
+            height=self.height,
+            lines=list(self.lines),
+            elements=list(self.elements),
+            **extra,  # type: ignore[arg-type]
         )
 
 
@@ -188,8 +230,9 @@ def draw_link(canvas: Canvas, xy: tuple[int, int], text: str, theme: Theme, size
     return box
 
 
-def draw_button(canvas: Canvas, box: tuple[int, int, int, int], label: str, theme: Theme,
-                primary: bool = True, size: int = 22) -> None:
+def draw_button(
+    canvas: Canvas, box: tuple[int, int, int, int], label: str, theme: Theme, primary: bool = True, size: int = 22
+) -> None:
     fill = theme.accent if primary else theme.panel
     text_fill = theme.accent_text if primary else theme.text
     outline = None if primary else theme.input_border
@@ -199,16 +242,18 @@ def draw_button(canvas: Canvas, box: tuple[int, int, int, int], label: str, them
     canvas.element("button", label, [box[0], box[1], box[2] + 1, box[3] + 1])
 
 
-def draw_input(canvas: Canvas, box: tuple[int, int, int, int], value: str, placeholder: str,
-               theme: Theme, size: int = 20) -> None:
+def draw_input(
+    canvas: Canvas, box: tuple[int, int, int, int], value: str, placeholder: str, theme: Theme, size: int = 20
+) -> None:
     canvas.draw.rounded_rectangle(box, radius=6, fill=theme.input_fill, outline=theme.input_border, width=2)
     shown, colour = (value, theme.text) if value else (placeholder, theme.muted)
     canvas.text((box[0] + 14, (box[1] + box[3]) // 2), shown, size, colour, anchor="lm")
     canvas.element("input", shown, [box[0], box[1], box[2] + 1, box[3] + 1])
 
 
-def draw_paragraph(canvas: Canvas, x: int, y: int, max_width: int, text: str, theme: Theme,
-                   size: int = 20, leading: int = 12) -> int:
+def draw_paragraph(
+    canvas: Canvas, x: int, y: int, max_width: int, text: str, theme: Theme, size: int = 20, leading: int = 12
+) -> int:
     """Wrapped paragraph, one recorded line per row; returns the y below it."""
     for row in wrap_words(text, size, max_width, canvas.text_width):
         canvas.text((x, y), row, size, theme.text)

@@ -1,5 +1,4 @@
-"""The sample GUI screenshots (login, search, checkout, settings, dashboard) in English and Chinese.
-"""
+"""The sample GUI screenshots (login, search, checkout, settings, dashboard) in English and Chinese."""
 
 from __future__ import annotations
 
@@ -20,9 +19,14 @@ from qwen_dataset.samples.drawing import (
 
 USER_NAMES = ("zhang.wei", "li.na", "wang.fang", "alice.chen", "bob.smith", "liu.yang", "chen.jing")
 PRODUCTS = (
-    ("无线鼠标", "Wireless mouse"), ("机械键盘", "Mechanical keyboard"), ("显示器支架", "Monitor arm"),
-    ("降噪耳机", "Noise cancelling headphones"), ("移动硬盘", "Portable SSD"), ("电源适配器", "Power adapter"),
-    ("网络摄像头", "Webcam"), ("笔记本电脑包", "Laptop sleeve"),
+    ("无线鼠标", "Wireless mouse"),
+    ("机械键盘", "Mechanical keyboard"),
+    ("显示器支架", "Monitor arm"),
+    ("降噪耳机", "Noise cancelling headphones"),
+    ("移动硬盘", "Portable SSD"),
+    ("电源适配器", "Power adapter"),
+    ("网络摄像头", "Webcam"),
+    ("笔记本电脑包", "Laptop sleeve"),
 )
 EN_SENTENCES = (
     "Enter your username and password to continue.",

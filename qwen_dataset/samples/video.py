@@ -17,8 +17,14 @@ from qwen_dataset.samples.truth import VideoTruth
 from qwen_dataset.store.paths import atomic_writer
 
 SCENE_COLOURS: tuple[Color, ...] = (
-    (200, 40, 40), (30, 140, 60), (40, 70, 190), (220, 170, 30),
-    (140, 50, 160), (20, 150, 160), (230, 110, 30), (230, 80, 140),
+    (200, 40, 40),
+    (30, 140, 60),
+    (40, 70, 190),
+    (220, 170, 30),
+    (140, 50, 160),
+    (20, 150, 160),
+    (230, 110, 30),
+    (230, 80, 140),
 )
 
 
@@ -50,7 +56,7 @@ def _scene_background(colour: Color, width: int, height: int, rng: random.Random
     for _ in range(4):
         w, h = rng.randrange(width // 10, width // 3), rng.randrange(height // 10, height // 3)
         x, y = rng.randrange(0, width - w), rng.randrange(0, height - h)
-        background[y:y + h, x:x + w] *= 0.6
+        background[y : y + h, x : x + w] *= 0.6
     return background.astype(np.uint8)
 
 
@@ -95,8 +101,8 @@ class Yuv420Frame:
         flat = self.buffer.reshape(-1)
         luma, chroma = width * height, (width // 2) * (height // 2)
         self.y = flat[:luma].reshape(height, width)
-        self.u = flat[luma:luma + chroma].reshape(height // 2, width // 2)
-        self.v = flat[luma + chroma:luma + 2 * chroma].reshape(height // 2, width // 2)
+        self.u = flat[luma : luma + chroma].reshape(height // 2, width // 2)
+        self.v = flat[luma + chroma : luma + 2 * chroma].reshape(height // 2, width // 2)
 
     def fill(self, rgb: np.ndarray) -> None:
         self.buffer[:] = rgb_to_yuv420p(rgb)
@@ -106,7 +112,7 @@ class Yuv420Frame:
         height, width = grey.shape
         if x % 2 or y % 2 or width % 2 or height % 2:
             raise ValueError("yuv420p patches need even positions and sizes")
-        self.y[y:y + height, x:x + width] = GREY_TO_LUMA[grey]
+        self.y[y : y + height, x : x + width] = GREY_TO_LUMA[grey]
         chroma = (slice(y // 2, (y + height) // 2), slice(x // 2, (x + width) // 2))
         self.u[chroma] = NEUTRAL_CHROMA
         self.v[chroma] = NEUTRAL_CHROMA
@@ -151,8 +157,19 @@ def _progress_bar(frame: Yuv420Frame, fraction: float) -> None:
     frame.paste_grey(strip, 0, frame.height - bar_height)
 
 
-def make_h264_video(path: Path, seconds: float, fps: int, width: int, height: int, seed: int = 0, *,
-                    scenes: int = 3, preset: str = "veryfast", crf: int = 23, threads: int = 2) -> VideoTruth:
+def make_h264_video(
+    path: Path,
+    seconds: float,
+    fps: int,
+    width: int,
+    height: int,
+    seed: int = 0,
+    *,
+    scenes: int = 3,
+    preset: str = "veryfast",
+    crf: int = 23,
+    threads: int = 2,
+) -> VideoTruth:
     """Encode an H.264 MP4 whose every frame shows its own timestamp, with known scene cuts.
 
     Frame ``i`` has ``pts = i`` in a ``1/fps`` time base, so it is presented at exactly
@@ -176,9 +193,16 @@ def make_h264_video(path: Path, seconds: float, fps: int, width: int, height: in
     time_base = Fraction(1, fps)
 
     with atomic_writer(path) as handle, av.open(handle, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps, options={
-            "preset": preset, "crf": str(crf), "threads": str(threads), "g": str(2 * fps),
-        })
+        stream = container.add_stream(
+            "libx264",
+            rate=fps,
+            options={
+                "preset": preset,
+                "crf": str(crf),
+                "threads": str(threads),
+                "g": str(2 * fps),
+            },
+        )
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
@@ -199,6 +223,12 @@ def make_h264_video(path: Path, seconds: float, fps: int, width: int, height: in
             container.mux(packet)
 
     return VideoTruth(
-        file_name=path.name, width=width, height=height, fps=fps, frame_count=frame_count,
-        duration=frame_count / fps, scene_cuts=[cut / fps for cut in cuts], scene_cut_frames=cuts,
+        file_name=path.name,
+        width=width,
+        height=height,
+        fps=fps,
+        frame_count=frame_count,
+        duration=frame_count / fps,
+        scene_cuts=[cut / fps for cut in cuts],
+        scene_cut_frames=cuts,
     )

@@ -1,5 +1,4 @@
-"""Content-addressed blobs under ``<root>/blobs``: uploads and rendered frames, stored once by sha256.
-"""
+"""Content-addressed blobs under ``<root>/blobs``: uploads and rendered frames, stored once by sha256."""
 
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ def _remote_folders(inbox: StoragePath) -> dict[str, list[tuple[str, float]]]:
     base = inbox.path.rstrip("/")
     folders: dict[str, list[tuple[str, float]]] = {}
     for name, info in inbox.fs.find(base, detail=True).items():
-        folder, _, inside = name[len(base) + 1:].partition("/")
+        folder, _, inside = name[len(base) + 1 :].partition("/")
         if inside:
             folders.setdefault(folder, []).append((inside, _listing_time(info)))
     return folders

@@ -49,7 +49,7 @@ def _remote_files(folder: UPath) -> set[str]:
     if not folder.exists():
         return set()
     base = folder.path.rstrip("/")
-    names = (name[len(base) + 1:] for name in folder.fs.find(base))
+    names = (name[len(base) + 1 :] for name in folder.fs.find(base))
     # The S3 console's "Create folder" writes an empty key ending in "/": no file to copy.
     return {name for name in names if name and not name.endswith("/")}
 
@@ -57,8 +57,9 @@ def _remote_files(folder: UPath) -> set[str]:
 class StorageLayout:
     """Named places under one storage root (a local folder or an fsspec URL)."""
 
-    def __init__(self, root: StoragePath | str, storage_options: Mapping[str, Any] | None = None,
-                 cache: Path | str | None = None) -> None:
+    def __init__(
+        self, root: StoragePath | str, storage_options: Mapping[str, Any] | None = None, cache: Path | str | None = None
+    ) -> None:
         self.root = storage_root(root, storage_options)
         self.remote = is_remote(self.root)
         # Only a URL root needs a cache; a folder root never touches one (nor needs a HOME).
@@ -116,7 +117,7 @@ class StorageLayout:
             raise OSError(
                 f"The storage root {self.root} cannot be reached ({type(error).__name__}: {error}). Check the URL, "
                 "the credentials (e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and the endpoint "
-                "(QWEN_STORAGE_OPTIONS, e.g. {\"endpoint_url\": \"http://minio:9000\"})."
+                '(QWEN_STORAGE_OPTIONS, e.g. {"endpoint_url": "http://minio:9000"}).'
             ) from error
         if not found:
             raise OSError(

@@ -64,10 +64,12 @@ def storage_options_from_env(environ: Mapping[str, str] | None = None) -> dict[s
     try:
         options = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{OPTIONS_ENV} is not valid JSON ({error}); set it to an object such as "
-                         '{"endpoint_url": "http://minio:9000"}') from None
+        raise ValueError(
+            f"{OPTIONS_ENV} is not valid JSON ({error}); set it to an object such as "
+            '{"endpoint_url": "http://minio:9000"}'
+        ) from None
     if not isinstance(options, dict):
-        raise ValueError(f"{OPTIONS_ENV} must be a JSON object such as {{\"endpoint_url\": \"http://minio:9000\"}}")
+        raise ValueError(f'{OPTIONS_ENV} must be a JSON object such as {{"endpoint_url": "http://minio:9000"}}')
     return options
 
 

@@ -37,8 +37,11 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = WorkbenchSettings.from_env()
     if not settings.editor_dir.joinpath("js", "main.js").is_file():
-        print(f"warning: the Label Studio editor build is missing ({settings.editor_dir}); "
-              "run `npm ci --ignore-scripts` in the repository root", file=sys.stderr)
+        print(
+            f"warning: the Label Studio editor build is missing ({settings.editor_dir}); "
+            "run `npm ci --ignore-scripts` in the repository root",
+            file=sys.stderr,
+        )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, proxy_headers=True, log_level="info")
     return 0
 
@@ -69,7 +72,9 @@ def create_token_command(args: argparse.Namespace) -> int:
 
 
 def import_batch_command(args: argparse.Namespace) -> int:
-    layout = StorageLayout(os.environ.get("QWEN_STORAGE_ROOT") or ".storage", storage_options=storage_options_from_env())
+    layout = StorageLayout(
+        os.environ.get("QWEN_STORAGE_ROOT") or ".storage", storage_options=storage_options_from_env()
+    )
     with Session(make_engine(_database_url())) as session:
         try:
             summary = import_batch(session, layout, args.batch, load_settings(session), "cli")

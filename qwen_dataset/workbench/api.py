@@ -54,7 +54,9 @@ class Credentials(BaseModel):
 
 
 @router.post("/api/login")
-def login(credentials: Credentials, request: Request, response: Response, session: Session = Depends(db_session)) -> dict:
+def login(
+    credentials: Credentials, request: Request, response: Response, session: Session = Depends(db_session)
+) -> dict:
     user = session.scalars(select(User).where(User.username == credentials.username)).first()
     valid = verify_password(user.password_hash if user else _DUMMY_HASH, credentials.password)
     if user is None or not valid or not user.active:
@@ -64,8 +66,15 @@ def login(credentials: Credentials, request: Request, response: Response, sessio
         session.commit()
     cookie, csrf = request.app.state.signer.dumps(user.id)
     settings = request.app.state.settings
-    response.set_cookie(SESSION_COOKIE, cookie, max_age=settings.session_seconds, httponly=True, samesite="lax",
-                        secure=settings.secure_cookies, path="/")
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=settings.session_seconds,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        path="/",
+    )
     return {"username": user.username, "role": user.role, "csrf": csrf}
 
 
@@ -86,18 +95,27 @@ def me(who: Principal = Depends(ANY_USER)) -> dict:
 def _own_view(item: WorkItem, annotation: HumanAnnotation) -> dict[str, Any]:
     # What an annotator may see: never whether the item is double-blind, nor the other version.
     return {
-        "annotation_id": annotation.annotation_id, "batch": item.batch, "frame_id": item.frame_id,
-        "task": item.task, "state": workflow.annotator_state(annotation.state), "version": annotation.version,
+        "annotation_id": annotation.annotation_id,
+        "batch": item.batch,
+        "frame_id": item.frame_id,
+        "task": item.task,
+        "state": workflow.annotator_state(annotation.state),
+        "version": annotation.version,
         "note": annotation.note,
         "updated_at": annotation.updated_at.isoformat(timespec="seconds"),
     }
 
 
 @router.get("/api/tasks")
-def my_tasks(state: str | None = None, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)) -> list[dict]:
-    query = (select(WorkItem, HumanAnnotation).join(HumanAnnotation, HumanAnnotation.item_id == WorkItem.item_id)
-             .where(HumanAnnotation.assignee_id == who.user.id)
-             .order_by(WorkItem.batch, WorkItem.frame_id, WorkItem.task))
+def my_tasks(
+    state: str | None = None, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
+) -> list[dict]:
+    query = (
+        select(WorkItem, HumanAnnotation)
+        .join(HumanAnnotation, HumanAnnotation.item_id == WorkItem.item_id)
+        .where(HumanAnnotation.assignee_id == who.user.id)
+        .order_by(WorkItem.batch, WorkItem.frame_id, WorkItem.task)
+    )
     views = [_own_view(item, annotation) for item, annotation in session.execute(query).all()]
     # Filtered on the state annotators see, so "?state=final" cannot single out the single items.
     return [view for view in views if view["state"] == state] if state else views
@@ -106,8 +124,12 @@ def my_tasks(state: str | None = None, who: Principal = Depends(ANNOTATOR), sess
 def _ai_prediction(item: WorkItem) -> list[dict[str, Any]]:
     if item.ai_status != "ok":
         return []
-    return [{"model_version": f"{item.ai_author}@{item.ai_template_version}",
-             "result": to_results(item, item.ai_payload, item.ai_author, item.ai_template_version)}]
+    return [
+        {
+            "model_version": f"{item.ai_author}@{item.ai_template_version}",
+            "result": to_results(item, item.ai_payload, item.ai_author, item.ai_template_version),
+        }
+    ]
 
 
 def _editor_task(item: WorkItem) -> dict[str, Any]:
@@ -115,7 +137,9 @@ def _editor_task(item: WorkItem) -> dict[str, Any]:
 
 
 @router.get("/api/annotations/{annotation_id}")
-def my_annotation(annotation_id: str, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)) -> dict:
+def my_annotation(
+    annotation_id: str, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
+) -> dict:
     annotation = workflow.own_annotation(session, annotation_id, who.user)
     item = session.get(WorkItem, annotation.item_id)
     return {
@@ -134,37 +158,56 @@ class Save(BaseModel):
 
 
 @router.put("/api/annotations/{annotation_id}")
-def save_annotation(annotation_id: str, body: Save, who: Principal = Depends(ANNOTATOR),
-                    session: Session = Depends(db_session)) -> dict:
+def save_annotation(
+    annotation_id: str, body: Save, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
+) -> dict:
     if body.result is None:
         raise HTTPException(422, "send 'result': the editor's current results")
     annotation = workflow.save_draft(session, who.user, annotation_id, body.version, body.result)
-    return {"annotation_id": annotation.annotation_id, "version": annotation.version,
-            "state": workflow.annotator_state(annotation.state)}
+    return {
+        "annotation_id": annotation.annotation_id,
+        "version": annotation.version,
+        "state": workflow.annotator_state(annotation.state),
+    }
 
 
 @router.post("/api/annotations/{annotation_id}/submit")
-def submit_annotation(annotation_id: str, body: Save, who: Principal = Depends(ANNOTATOR),
-                      session: Session = Depends(db_session)) -> dict:
+def submit_annotation(
+    annotation_id: str, body: Save, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
+) -> dict:
     annotation = workflow.submit(session, who.user, annotation_id, body.version, body.result)
-    return {"annotation_id": annotation.annotation_id, "version": annotation.version,
-            "state": workflow.annotator_state(annotation.state)}
+    return {
+        "annotation_id": annotation.annotation_id,
+        "version": annotation.version,
+        "state": workflow.annotator_state(annotation.state),
+    }
 
 
 # --------------------------------------------------------------------------- frames
 
 
-_IMAGE_TYPES = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"), (b"RIFF", "image/webp"),
-                (b"BM", "image/bmp"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"))
+_IMAGE_TYPES = (
+    (b"\x89PNG", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"RIFF", "image/webp"),
+    (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+)
 
 
 @router.get("/media/items/{item_id}")
-def frame_image(item_id: str, request: Request, who: Principal = Depends(ANY_USER),
-                session: Session = Depends(db_session)) -> FileResponse:
+def frame_image(
+    item_id: str, request: Request, who: Principal = Depends(ANY_USER), session: Session = Depends(db_session)
+) -> FileResponse:
     item = session.get(WorkItem, item_id)
     if item is not None and who.role == Role.ANNOTATOR:
-        assigned = session.scalars(select(HumanAnnotation.annotation_id).where(
-            HumanAnnotation.item_id == item_id, HumanAnnotation.assignee_id == who.user.id)).first()
+        assigned = session.scalars(
+            select(HumanAnnotation.annotation_id).where(
+                HumanAnnotation.item_id == item_id, HumanAnnotation.assignee_id == who.user.id
+            )
+        ).first()
         item = item if assigned else None
     if item is None:
         raise HTTPException(404, "no such frame among the items you may see")
@@ -186,24 +229,39 @@ def frame_image(item_id: str, request: Request, who: Principal = Depends(ANY_USE
 
 
 def _item_summary(item: WorkItem) -> dict[str, Any]:
-    return {"item_id": item.item_id, "batch": item.batch, "frame_id": item.frame_id, "task": item.task,
-            "status": item.status, "double_blind": item.double_blind, "disagreement": item.disagreement}
+    return {
+        "item_id": item.item_id,
+        "batch": item.batch,
+        "frame_id": item.frame_id,
+        "task": item.task,
+        "status": item.status,
+        "double_blind": item.double_blind,
+        "disagreement": item.disagreement,
+    }
 
 
 @router.get("/api/review/queue")
-def arbitration_queue(batch: str | None = None, who: Principal = Depends(REVIEWER),
-                      session: Session = Depends(db_session)) -> list[dict]:
-    query = select(WorkItem).where(WorkItem.status == ItemStatus.ARBITRATION).order_by(WorkItem.batch, WorkItem.frame_id)
+def arbitration_queue(
+    batch: str | None = None, who: Principal = Depends(REVIEWER), session: Session = Depends(db_session)
+) -> list[dict]:
+    query = (
+        select(WorkItem).where(WorkItem.status == ItemStatus.ARBITRATION).order_by(WorkItem.batch, WorkItem.frame_id)
+    )
     if batch:
         query = query.where(WorkItem.batch == batch)
     return [_item_summary(item) for item in session.scalars(query)]
 
 
 def _version_view(item: WorkItem, row: HumanAnnotation, label: str) -> dict[str, Any]:
-    return {"label": label, "author": row.author, "state": row.state, "source": row.source,
-            "submitted_at": row.submitted_at.isoformat(timespec="seconds") if row.submitted_at else None,
-            "result": to_results(item, row.payload, row.author, row.template_version),
-            "payload": json.loads(row.payload or "{}")}
+    return {
+        "label": label,
+        "author": row.author,
+        "state": row.state,
+        "source": row.source,
+        "submitted_at": row.submitted_at.isoformat(timespec="seconds") if row.submitted_at else None,
+        "result": to_results(item, row.payload, row.author, row.template_version),
+        "payload": json.loads(row.payload or "{}"),
+    }
 
 
 @router.get("/api/review/items/{item_id}")
@@ -215,10 +273,17 @@ def review_item(item_id: str, who: Principal = Depends(REVIEWER), session: Sessi
     versions = [_version_view(item, row, label) for row, label in zip(rows, ("a", "b"))]
     final = workflow.final_row(session, item)
     return {
-        **_item_summary(item), "config": config_for(item.task), "task": _editor_task(item), "versions": versions,
+        **_item_summary(item),
+        "config": config_for(item.task),
+        "task": _editor_task(item),
+        "versions": versions,
         "final": _version_view(item, final, "final") if final is not None else None,
-        "ai": {"author": item.ai_author, "status": item.ai_status, "error": item.ai_error,
-               "payload": json.loads(item.ai_payload or "{}")},
+        "ai": {
+            "author": item.ai_author,
+            "status": item.ai_status,
+            "error": item.ai_error,
+            "payload": json.loads(item.ai_payload or "{}"),
+        },
     }
 
 
@@ -228,20 +293,33 @@ class Resolution(BaseModel):
 
 
 @router.post("/api/review/items/{item_id}/resolve")
-def resolve_item(item_id: str, body: Resolution, who: Principal = Depends(REVIEWER),
-                 session: Session = Depends(db_session)) -> dict:
+def resolve_item(
+    item_id: str, body: Resolution, who: Principal = Depends(REVIEWER), session: Session = Depends(db_session)
+) -> dict:
     row = workflow.resolve(session, who.user, item_id, body.choice, body.result)
     return {"item_id": item_id, "status": ItemStatus.FINAL, "source": row.source, "author": row.author}
 
 
 @router.get("/api/review/sample")
-def review_sample(batch: str | None = None, limit: int = Query(20, ge=1, le=500), who: Principal = Depends(REVIEWER),
-                  session: Session = Depends(db_session)) -> list[dict]:
+def review_sample(
+    batch: str | None = None,
+    limit: int = Query(20, ge=1, le=500),
+    who: Principal = Depends(REVIEWER),
+    session: Session = Depends(db_session),
+) -> list[dict]:
     """A random sample of final single-annotated items, for spot checks."""
-    query = (select(WorkItem, HumanAnnotation).join(HumanAnnotation, HumanAnnotation.item_id == WorkItem.item_id)
-             .where(WorkItem.status == ItemStatus.FINAL, WorkItem.double_blind.is_(False),
-                    HumanAnnotation.state == ReviewState.FINAL, HumanAnnotation.assignee_id.is_not(None))
-             .order_by(func.random()).limit(limit))
+    query = (
+        select(WorkItem, HumanAnnotation)
+        .join(HumanAnnotation, HumanAnnotation.item_id == WorkItem.item_id)
+        .where(
+            WorkItem.status == ItemStatus.FINAL,
+            WorkItem.double_blind.is_(False),
+            HumanAnnotation.state == ReviewState.FINAL,
+            HumanAnnotation.assignee_id.is_not(None),
+        )
+        .order_by(func.random())
+        .limit(limit)
+    )
     if batch:
         query = query.where(WorkItem.batch == batch)
     return [{**_item_summary(item), "author": row.author} for item, row in session.execute(query).all()]
@@ -252,8 +330,9 @@ class Rejection(BaseModel):
 
 
 @router.post("/api/review/items/{item_id}/reject")
-def reject_item(item_id: str, body: Rejection, who: Principal = Depends(REVIEWER),
-                session: Session = Depends(db_session)) -> dict:
+def reject_item(
+    item_id: str, body: Rejection, who: Principal = Depends(REVIEWER), session: Session = Depends(db_session)
+) -> dict:
     row = workflow.reject(session, who.user, item_id, body.reason)
     return {"item_id": item_id, "status": ItemStatus.OPEN, "returned_to": row.author}
 
@@ -308,7 +387,9 @@ class UserChange(BaseModel):
 
 
 @router.patch("/api/admin/users/{user_id}")
-def change_user(user_id: int, body: UserChange, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> dict:
+def change_user(
+    user_id: int, body: UserChange, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)
+) -> dict:
     user = session.get(User, user_id)
     if user is None:
         raise HTTPException(404, f"no user {user_id}")
@@ -338,9 +419,14 @@ def create_token(session: Session, name: str, created_by: int | None) -> str:
 
 
 def _token_view(token: ApiToken) -> dict[str, Any]:
-    return {"id": token.id, "name": token.name, "prefix": token.prefix, "revoked": token.revoked,
-            "created_at": token.created_at.isoformat(timespec="seconds"),
-            "last_used_at": token.last_used_at.isoformat(timespec="seconds") if token.last_used_at else None}
+    return {
+        "id": token.id,
+        "name": token.name,
+        "prefix": token.prefix,
+        "revoked": token.revoked,
+        "created_at": token.created_at.isoformat(timespec="seconds"),
+        "last_used_at": token.last_used_at.isoformat(timespec="seconds") if token.last_used_at else None,
+    }
 
 
 @router.get("/api/admin/tokens")
@@ -371,7 +457,9 @@ def get_settings(who: Principal = Depends(ADMIN), session: Session = Depends(db_
 
 
 @router.put("/api/admin/settings")
-def put_settings(changes: dict[str, Any], who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> dict:
+def put_settings(
+    changes: dict[str, Any], who: Principal = Depends(ADMIN), session: Session = Depends(db_session)
+) -> dict:
     settings = admin_settings.update_settings(session, changes, who.user.id)
     session.commit()
     return settings.__dict__
@@ -388,13 +476,20 @@ def get_template(task: str, who: Principal = Depends(ADMIN), session: Session = 
 
 
 @router.put("/api/admin/templates/{task}")
-def put_template(task: str, files: dict[str, str], request: Request, who: Principal = Depends(ADMIN),
-                 session: Session = Depends(db_session)) -> dict:
+def put_template(
+    task: str,
+    files: dict[str, str],
+    request: Request,
+    who: Principal = Depends(ADMIN),
+    session: Session = Depends(db_session),
+) -> dict:
     return templates_admin.save_override(session, task, files, who.user.id, layout_of(request).root).__dict__
 
 
 @router.delete("/api/admin/templates/{task}")
-def reset_template(task: str, request: Request, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> dict:
+def reset_template(
+    task: str, request: Request, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)
+) -> dict:
     templates_admin.reset_override(session, task, layout_of(request).root)
     return templates_admin.view(session, task).__dict__
 
@@ -406,11 +501,18 @@ def reset_template(task: str, request: Request, who: Principal = Depends(ADMIN),
 def list_batches(request: Request, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> dict:
     counts: dict[str, dict[str, int]] = {}
     for batch, status, count in session.execute(
-            select(WorkItem.batch, WorkItem.status, func.count()).group_by(WorkItem.batch, WorkItem.status)):
+        select(WorkItem.batch, WorkItem.status, func.count()).group_by(WorkItem.batch, WorkItem.status)
+    ):
         counts.setdefault(batch, {})[status] = count
-    imported = [{"batch": row.batch, "imported_at": row.imported_at.isoformat(timespec="seconds"),
-                 "double_rate": row.double_rate, "items": counts.get(row.batch, {})}
-                for row in session.scalars(select(BatchImport).order_by(BatchImport.imported_at.desc()))]
+    imported = [
+        {
+            "batch": row.batch,
+            "imported_at": row.imported_at.isoformat(timespec="seconds"),
+            "double_rate": row.double_rate,
+            "items": counts.get(row.batch, {}),
+        }
+        for row in session.scalars(select(BatchImport).order_by(BatchImport.imported_at.desc()))
+    ]
     folder = layout_of(request).root / "manifests" / "ai_annotations"
     ready = sorted(path.stem for path in folder.glob("*.parquet")) if folder.is_dir() else []
     known = {row["batch"] for row in imported}
@@ -418,8 +520,9 @@ def list_batches(request: Request, who: Principal = Depends(ADMIN), session: Ses
 
 
 @router.post("/api/batches/{batch}/import")
-def import_batch_endpoint(batch: str, request: Request, who: Principal = Depends(ADMIN_OR_SERVICE),
-                          session: Session = Depends(db_session)) -> dict:
+def import_batch_endpoint(
+    batch: str, request: Request, who: Principal = Depends(ADMIN_OR_SERVICE), session: Session = Depends(db_session)
+) -> dict:
     summary = import_batch(session, layout_of(request), batch, admin_settings.load_settings(session), who.name)
     session.commit()
     return summary.__dict__
@@ -431,11 +534,15 @@ def _check_task(task: str) -> None:
 
 
 @router.get("/api/batches/{batch}/label-studio")
-def export_label_studio(batch: str, request: Request, task: str = "ocr", who: Principal = Depends(ADMIN_OR_SERVICE)) -> JSONResponse:
+def export_label_studio(
+    batch: str, request: Request, task: str = "ocr", who: Principal = Depends(ADMIN_OR_SERVICE)
+) -> JSONResponse:
     _check_task(task)
     prefix = request.app.state.settings.ls_image_prefix
     tasks = interop.export_batch_tasks(request.app.state.engine, layout_of(request), batch, task, prefix)
-    return JSONResponse(tasks, headers={"Content-Disposition": f'attachment; filename="{batch}-{task}-label-studio.json"'})
+    return JSONResponse(
+        tasks, headers={"Content-Disposition": f'attachment; filename="{batch}-{task}-label-studio.json"'}
+    )
 
 
 @router.get("/api/batches/{batch}/labeling-config")
@@ -445,8 +552,13 @@ def labeling_config_endpoint(batch: str, task: str = "ocr", who: Principal = Dep
 
 
 @router.post("/api/batches/{batch}/label-studio")
-def import_label_studio(batch: str, request: Request, export: list[dict[str, Any]] | dict[str, Any] = Body(...),
-                        who: Principal = Depends(ADMIN_OR_SERVICE), session: Session = Depends(db_session)) -> dict:
+def import_label_studio(
+    batch: str,
+    request: Request,
+    export: list[dict[str, Any]] | dict[str, Any] = Body(...),
+    who: Principal = Depends(ADMIN_OR_SERVICE),
+    session: Session = Depends(db_session),
+) -> dict:
     """A Label Studio JSON export (the project exported as JSON) -> final human rows of ``batch``."""
     return interop.import_export_file(session, layout_of(request), batch, export).__dict__
 
@@ -458,11 +570,19 @@ def import_label_studio(batch: str, request: Request, export: list[dict[str, Any
 async def upload(request: Request, who: Principal = Depends(ADMIN_OR_SERVICE)) -> JSONResponse:
     settings = request.app.state.settings
     limits = UploadLimits(settings.max_file_bytes, settings.max_request_bytes)
-    outcome = await receive_upload(request.headers.get("content-type", ""), request.headers.get("content-length"),
-                                   request.stream(), layout_of(request), limits)
-    body = {"batch": outcome.batch, "accepted": outcome.accepted, "files": [result.as_dict() for result in outcome.files]}
+    outcome = await receive_upload(
+        request.headers.get("content-type", ""),
+        request.headers.get("content-length"),
+        request.stream(),
+        layout_of(request),
+        limits,
+    )
+    body = {
+        "batch": outcome.batch,
+        "accepted": outcome.accepted,
+        "files": [result.as_dict() for result in outcome.files],
+    }
     if outcome.batch is None:
         body["detail"] = "no file was accepted, so no batch was created; see each file's reason"
         return JSONResponse(body, status_code=422)
     return JSONResponse(body, status_code=201)
-

@@ -67,7 +67,9 @@ class FrameAssignment:
 def assign_frame(frame_id: str, annotator_count: int, double_rate: float, seed: str) -> FrameAssignment:
     """Which annotators (positions among ``annotator_count``) get ``frame_id``; deterministic."""
     if annotator_count < 1:
-        raise ImportProblem("there are no active annotators: an admin must create annotator accounts before importing a batch")
+        raise ImportProblem(
+            "there are no active annotators: an admin must create annotator accounts before importing a batch"
+        )
     digest = hashlib.sha256(f"{seed}|{frame_id}".encode()).digest()
     draw = int.from_bytes(digest[:8], "big") / 2**64
     first = int.from_bytes(digest[8:16], "big") % annotator_count
@@ -83,17 +85,22 @@ def read_manifests(layout: StorageLayout, batch: str) -> tuple[pd.DataFrame, pd.
     paths = {asset: layout.manifest(asset, batch) for asset in (FRAMES_ASSET, AI_ASSET)}
     missing = [asset for asset, path in paths.items() if not path.exists()]
     if missing:
-        raise ImportProblem(f"batch {batch!r} has no {' and '.join(missing)} manifest yet: materialize "
-                            f"{', '.join(missing)} for this batch in Dagster first")
+        raise ImportProblem(
+            f"batch {batch!r} has no {' and '.join(missing)} manifest yet: materialize "
+            f"{', '.join(missing)} for this batch in Dagster first"
+        )
     return read_parquet(paths[FRAMES_ASSET]), read_parquet(paths[AI_ASSET])
 
 
 def active_annotators(session: Session) -> list[User]:
-    return list(session.scalars(select(User).where(User.role == Role.ANNOTATOR, User.active.is_(True)).order_by(User.id)))
+    return list(
+        session.scalars(select(User).where(User.role == Role.ANNOTATOR, User.active.is_(True)).order_by(User.id))
+    )
 
 
-def import_batch(session: Session, layout: StorageLayout, batch: str, settings: ReviewSettings,
-                 imported_by: str) -> ImportSummary:
+def import_batch(
+    session: Session, layout: StorageLayout, batch: str, settings: ReviewSettings, imported_by: str
+) -> ImportSummary:
     """Create the batch's work items and assignments (the caller commits)."""
     frames, ai = read_manifests(layout, batch)
     annotators = active_annotators(session)
@@ -102,8 +109,10 @@ def import_batch(session: Session, layout: StorageLayout, batch: str, settings: 
     skipped = ai.loc[~ai["task"].isin(EDITABLE_TASKS), "task"].value_counts().to_dict()
     unknown = sorted(set(editable["frame_id"]) - set(frame_rows))
     if unknown:
-        raise ImportProblem(f"{len(unknown)} pre-annotated frame(s) are missing from the frames manifest "
-                            f"(first: {unknown[:3]}); rematerialize frames and ai_annotations for {batch!r}")
+        raise ImportProblem(
+            f"{len(unknown)} pre-annotated frame(s) are missing from the frames manifest "
+            f"(first: {unknown[:3]}); rematerialize frames and ai_annotations for {batch!r}"
+        )
     existing = set(session.scalars(select(WorkItem.item_id).where(WorkItem.batch == batch)))
     items: list[WorkItem] = []
     assignments: list[HumanAnnotation] = []
@@ -126,35 +135,70 @@ def import_batch(session: Session, layout: StorageLayout, batch: str, settings: 
     session.add_all(assignments)
     _record_import(session, batch, settings, imported_by, len(items))
     doubles = sum(item.double_blind for item in items)
-    return ImportSummary(batch, len(items), len(existing) - len(items), doubles,
-                         {str(k): int(v) for k, v in skipped.items()}, per_annotator)
+    return ImportSummary(
+        batch,
+        len(items),
+        len(existing) - len(items),
+        doubles,
+        {str(k): int(v) for k, v in skipped.items()},
+        per_annotator,
+    )
 
 
 def _new_item(item_id: str, batch: str, frame, ai_row, double_blind: bool) -> WorkItem:
     ok = ai_row.status == AnnotationStatus.OK.value
     return WorkItem(
-        item_id=item_id, batch=batch, frame_id=frame.frame_id, upload_id=frame.upload_id, task=ai_row.task,
-        kind=frame.kind, width=int(frame.width), height=int(frame.height),
+        item_id=item_id,
+        batch=batch,
+        frame_id=frame.frame_id,
+        upload_id=frame.upload_id,
+        task=ai_row.task,
+        kind=frame.kind,
+        width=int(frame.width),
+        height=int(frame.height),
         blob_uri=frame.enhanced_uri if frame.low_light and frame.enhanced_uri else frame.blob_uri,
-        ai_annotation_id=ai_row.annotation_id, ai_author=ai_row.author, ai_template_version=ai_row.template_version,
-        ai_status=ai_row.status, ai_error=ai_row.error or "", ai_payload=ai_row.payload if ok else "{}",
-        double_blind=double_blind, status=ItemStatus.OPEN, disagreement="",
+        ai_annotation_id=ai_row.annotation_id,
+        ai_author=ai_row.author,
+        ai_template_version=ai_row.template_version,
+        ai_status=ai_row.status,
+        ai_error=ai_row.error or "",
+        ai_payload=ai_row.payload if ok else "{}",
+        double_blind=double_blind,
+        status=ItemStatus.OPEN,
+        disagreement="",
     )
 
 
 def _new_assignment(item: WorkItem, user: User, slot: int | None) -> HumanAnnotation:
     return HumanAnnotation(
-        annotation_id=new_annotation_id(), frame_id=item.frame_id, upload_id=item.upload_id, batch=item.batch,
-        task=item.task, source=Source.HUMAN.value, author=user.username, template_version=item.ai_template_version,
-        payload=item.ai_payload, state=ReviewState.DRAFT, item_id=item.item_id, assignee_id=user.id, slot=slot, note="",
+        annotation_id=new_annotation_id(),
+        frame_id=item.frame_id,
+        upload_id=item.upload_id,
+        batch=item.batch,
+        task=item.task,
+        source=Source.HUMAN.value,
+        author=user.username,
+        template_version=item.ai_template_version,
+        payload=item.ai_payload,
+        state=ReviewState.DRAFT,
+        item_id=item.item_id,
+        assignee_id=user.id,
+        slot=slot,
+        note="",
     )
 
 
 def _record_import(session: Session, batch: str, settings: ReviewSettings, imported_by: str, created: int) -> None:
     record = session.get(BatchImport, batch)
     if record is None:
-        session.add(BatchImport(batch=batch, double_rate=str(settings.double_rate), seed=settings.seed, items=created,
-                                imported_by=imported_by))
+        session.add(
+            BatchImport(
+                batch=batch,
+                double_rate=str(settings.double_rate),
+                seed=settings.seed,
+                items=created,
+                imported_by=imported_by,
+            )
+        )
     else:
         record.items += created
-

@@ -55,7 +55,7 @@ class WorkbenchSettings:
         if len(self.secret) < MIN_SECRET_LENGTH:
             raise ConfigError(
                 f"QWEN_WORKBENCH_SECRET must be set to a random string of at least {MIN_SECRET_LENGTH} characters "
-                "(it signs the session cookies), e.g. python -c \"import secrets; print(secrets.token_urlsafe(48))\""
+                '(it signs the session cookies), e.g. python -c "import secrets; print(secrets.token_urlsafe(48))"'
             )
         if self.max_file_bytes <= 0 or self.max_request_bytes <= 0:
             raise ConfigError("QWEN_WORKBENCH_MAX_FILE_MB and QWEN_WORKBENCH_MAX_REQUEST_MB must be positive")
@@ -87,8 +87,10 @@ class WorkbenchSettings:
 def default_database_url(storage_root: Path | str | None = None) -> str:
     """The annotation database the pipeline uses when ``QWEN_DATABASE_URL`` is unset."""
     if storage_root is not None and is_url_root(storage_root):
-        raise ConfigError(f"QWEN_STORAGE_ROOT={storage_root} is object storage, where SQLite cannot live: set "
-                          "QWEN_DATABASE_URL, e.g. postgresql://user:password@host:5432/qwen")
+        raise ConfigError(
+            f"QWEN_STORAGE_ROOT={storage_root} is object storage, where SQLite cannot live: set "
+            "QWEN_DATABASE_URL, e.g. postgresql://user:password@host:5432/qwen"
+        )
     return sqlite_url(Path(storage_root or ".storage") / "annotations.db")
 
 

@@ -46,15 +46,18 @@ def _texts(task: str, payload: dict[str, Any]) -> list[str]:
     return [normalize_text(node.get("tag")) for _, _, _, node in iter_layout(payload.get("layout"))]
 
 
-def compare_versions(task: str, version_a: Mapping[str, Any] | str, version_b: Mapping[str, Any] | str,
-                     min_iou: float) -> list[str]:
+def compare_versions(
+    task: str, version_a: Mapping[str, Any] | str, version_b: Mapping[str, Any] | str, min_iou: float
+) -> list[str]:
     """Why the two versions disagree (at most :data:`MAX_REASONS` reasons); empty when they agree."""
     a, b = _payload(version_a), _payload(version_b)
     boxes_a, boxes_b = frame_boxes_from_payload(task, a), frame_boxes_from_payload(task, b)
     matching = match_boxes(boxes_a.boxes, boxes_a.labels, boxes_b.boxes, boxes_b.labels, min_iou=DEFAULT_MIN_IOU)
     reasons: list[str] = []
     if len(matching.unmatched_a) or len(matching.unmatched_b):
-        reasons.append(f"{len(matching.unmatched_a)} box(es) of A and {len(matching.unmatched_b)} of B have no counterpart")
+        reasons.append(
+            f"{len(matching.unmatched_a)} box(es) of A and {len(matching.unmatched_b)} of B have no counterpart"
+        )
     texts_a, texts_b = _texts(task, a), _texts(task, b)
     for index_a, index_b, iou, same in zip(matching.index_a, matching.index_b, matching.iou, matching.same_label):
         where = f"box {int(index_a) + 1} of A / {int(index_b) + 1} of B"
@@ -86,7 +89,10 @@ def _structure_reasons(task: str, a: dict[str, Any], b: dict[str, Any], mapping:
         return reasons
     if task == Task.SPATIAL:
         reasons = []
-        relations_a = {(_mapped(r["subject"], mapping), r["predicate"], _mapped(r["object"], mapping)) for r in a.get("relations") or []}
+        relations_a = {
+            (_mapped(r["subject"], mapping), r["predicate"], _mapped(r["object"], mapping))
+            for r in a.get("relations") or []
+        }
         relations_b = {(r["subject"], r["predicate"], r["object"]) for r in b.get("relations") or []}
         if relations_a != relations_b:
             reasons.append("the relations differ")
@@ -101,8 +107,11 @@ def _structure_reasons(task: str, a: dict[str, Any], b: dict[str, Any], mapping:
 def _actions(actions: Sequence[Mapping[str, Any]] | None, mapping: Mapping[int, int] | None) -> list[tuple[Any, ...]]:
     # Points are left out: an action aimed at an element is the same action wherever in it one clicks.
     return [
-        (action.get("type"), _mapped(action.get("target"), mapping), normalize_text(action.get("text")),
-         normalize_text(action.get("direction")))
+        (
+            action.get("type"),
+            _mapped(action.get("target"), mapping),
+            normalize_text(action.get("text")),
+            normalize_text(action.get("direction")),
+        )
         for action in actions or []
     ]
-

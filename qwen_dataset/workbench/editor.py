@@ -39,8 +39,16 @@ def config_for(task: str) -> str:
 def to_results(item: WorkItem, payload_json: str, author: str = "", template_version: str = "") -> list[dict[str, Any]]:
     """A canonical payload of ``item``'s frame as Label Studio results (percent boxes)."""
     annotation = ExportAnnotation(
-        annotation_id="", frame_id=item.frame_id, upload_id=item.upload_id, task=item.task, source="",
-        author=author, template_version=template_version, created_at="", width=item.width, height=item.height,
+        annotation_id="",
+        frame_id=item.frame_id,
+        upload_id=item.upload_id,
+        task=item.task,
+        source="",
+        author=author,
+        template_version=template_version,
+        created_at="",
+        width=item.width,
+        height=item.height,
         payload=load_payload(payload_json) or {},
     )
     task = label_studio_task(annotation, image_url=lambda _frame_id: "")
@@ -57,9 +65,19 @@ def task_data(item: WorkItem) -> dict[str, Any]:
 
 def _frame_table(item: WorkItem) -> pd.DataFrame:
     row = {name: None for name in columns_of(FrameRecord)}
-    row.update(frame_id=item.frame_id, upload_id=item.upload_id, batch=item.batch, kind=item.kind, index=0,
-               width=item.width, height=item.height, blob_uri=item.blob_uri, low_light=False, mean_luma=0.0,
-               enhanced_uri="")
+    row.update(
+        frame_id=item.frame_id,
+        upload_id=item.upload_id,
+        batch=item.batch,
+        kind=item.kind,
+        index=0,
+        width=item.width,
+        height=item.height,
+        blob_uri=item.blob_uri,
+        low_light=False,
+        mean_luma=0.0,
+        enhanced_uri="",
+    )
     return pd.DataFrame([row], columns=columns_of(FrameRecord))
 
 

@@ -34,7 +34,9 @@ class ImportReport:
     failed: list[dict[str, str]]  # frame_id, author, error
 
 
-def export_batch_tasks(engine: Engine, layout: StorageLayout, batch: str, task: str, image_prefix: str) -> list[dict[str, Any]]:
+def export_batch_tasks(
+    engine: Engine, layout: StorageLayout, batch: str, task: str, image_prefix: str
+) -> list[dict[str, Any]]:
     frames, ai = read_manifests(layout, batch)
     merged = apply_corrections(ai, final_annotations(engine, batch))
     uris = dict(zip(frames["frame_id"], frames["blob_uri"]))
@@ -62,20 +64,33 @@ def import_export_file(session: Session, layout: StorageLayout, batch: str, expo
 
 
 def _upsert(session: Session, batch: str, record: dict[str, Any]) -> bool:
-    existing = session.scalars(select(HumanAnnotation).where(
-        HumanAnnotation.batch == batch, HumanAnnotation.frame_id == record["frame_id"],
-        HumanAnnotation.task == record["task"], HumanAnnotation.author == record["author"],
-        HumanAnnotation.assignee_id.is_(None), HumanAnnotation.source == Source.HUMAN.value,
-    )).first()
+    existing = session.scalars(
+        select(HumanAnnotation).where(
+            HumanAnnotation.batch == batch,
+            HumanAnnotation.frame_id == record["frame_id"],
+            HumanAnnotation.task == record["task"],
+            HumanAnnotation.author == record["author"],
+            HumanAnnotation.assignee_id.is_(None),
+            HumanAnnotation.source == Source.HUMAN.value,
+        )
+    ).first()
     if existing is not None:
         existing.payload, existing.template_version = record["payload"], record["template_version"]
         existing.state = ReviewState.FINAL
         return False
-    session.add(HumanAnnotation(
-        annotation_id=new_annotation_id(), frame_id=record["frame_id"], upload_id=record["upload_id"], batch=batch,
-        task=record["task"], source=Source.HUMAN.value, author=record["author"],
-        template_version=record["template_version"], payload=record["payload"], state=ReviewState.FINAL,
-        note="imported from Label Studio",
-    ))
+    session.add(
+        HumanAnnotation(
+            annotation_id=new_annotation_id(),
+            frame_id=record["frame_id"],
+            upload_id=record["upload_id"],
+            batch=batch,
+            task=record["task"],
+            source=Source.HUMAN.value,
+            author=record["author"],
+            template_version=record["template_version"],
+            payload=record["payload"],
+            state=ReviewState.FINAL,
+            note="imported from Label Studio",
+        )
+    )
     return True
-

@@ -29,21 +29,30 @@ _UNSAFE_IN_NEXT = re.compile(r"[\\\x00-\x1f\x7f-\x9f]")
 def safe_next(next: str) -> str:
     """``next`` when it is a path on this site, else ``"/"``: a crafted link must not send a fresh sign-in elsewhere."""
     parts = urlsplit(next)
-    local = (not parts.scheme and not parts.netloc and next.startswith("/") and not next.startswith("//")
-             and not _UNSAFE_IN_NEXT.search(next))
+    local = (
+        not parts.scheme
+        and not parts.netloc
+        and next.startswith("/")
+        and not next.startswith("//")
+        and not _UNSAFE_IN_NEXT.search(next)
+    )
     return next if local else "/"
 
 
 def wants_html(request: Request) -> bool:
     path = request.url.path
-    return (request.method == "GET" and not path.startswith(("/api/", "/media/", "/static/"))
-            and "text/html" in request.headers.get("accept", ""))
+    return (
+        request.method == "GET"
+        and not path.startswith(("/api/", "/media/", "/static/"))
+        and "text/html" in request.headers.get("accept", "")
+    )
 
 
 def render(request: Request, name: str, who: Principal | None, status_code: int = 200, **context) -> HTMLResponse:
     editor_ready = (request.app.state.settings.editor_dir / "js" / "main.js").is_file()
-    return templates.TemplateResponse(request, name, {"who": who, "editor_ready": editor_ready, **context},
-                                      status_code=status_code)
+    return templates.TemplateResponse(
+        request, name, {"who": who, "editor_ready": editor_ready, **context}, status_code=status_code
+    )
 
 
 def error_page(request: Request, status_code: int, message: str) -> HTMLResponse:
@@ -63,32 +72,48 @@ def home(who: Principal = Depends(ANY_USER)) -> RedirectResponse:
 
 
 @router.get("/annotate", response_class=HTMLResponse)
-def annotate_list(request: Request, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)) -> HTMLResponse:
+def annotate_list(
+    request: Request, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
+) -> HTMLResponse:
     rows = session.execute(
-        select(WorkItem, HumanAnnotation).join(HumanAnnotation, HumanAnnotation.item_id == WorkItem.item_id)
-        .where(HumanAnnotation.assignee_id == who.user.id).order_by(WorkItem.batch, WorkItem.frame_id, WorkItem.task)
+        select(WorkItem, HumanAnnotation)
+        .join(HumanAnnotation, HumanAnnotation.item_id == WorkItem.item_id)
+        .where(HumanAnnotation.assignee_id == who.user.id)
+        .order_by(WorkItem.batch, WorkItem.frame_id, WorkItem.task)
     ).all()
     shown = [(item, annotation, workflow.annotator_state(annotation.state)) for item, annotation in rows]
     return render(request, "annotate_list.html", who, rows=shown)
 
 
 @router.get("/annotate/{annotation_id}", response_class=HTMLResponse)
-def annotate_page(annotation_id: str, request: Request, who: Principal = Depends(ANNOTATOR),
-                  session: Session = Depends(db_session)) -> HTMLResponse:
+def annotate_page(
+    annotation_id: str, request: Request, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
+) -> HTMLResponse:
     annotation = workflow.own_annotation(session, annotation_id, who.user)
-    return render(request, "editor.html", who, mode="annotate", target=annotation.annotation_id, title=f"{annotation.task} · {annotation.frame_id}")
+    return render(
+        request,
+        "editor.html",
+        who,
+        mode="annotate",
+        target=annotation.annotation_id,
+        title=f"{annotation.task} · {annotation.frame_id}",
+    )
 
 
 @router.get("/review", response_class=HTMLResponse)
-def review_page(request: Request, who: Principal = Depends(REVIEWER), session: Session = Depends(db_session)) -> HTMLResponse:
-    queue = session.scalars(select(WorkItem).where(WorkItem.status == ItemStatus.ARBITRATION)
-                            .order_by(WorkItem.batch, WorkItem.frame_id)).all()
+def review_page(
+    request: Request, who: Principal = Depends(REVIEWER), session: Session = Depends(db_session)
+) -> HTMLResponse:
+    queue = session.scalars(
+        select(WorkItem).where(WorkItem.status == ItemStatus.ARBITRATION).order_by(WorkItem.batch, WorkItem.frame_id)
+    ).all()
     return render(request, "review.html", who, queue=queue)
 
 
 @router.get("/review/items/{item_id}", response_class=HTMLResponse)
-def review_item_page(item_id: str, request: Request, who: Principal = Depends(REVIEWER),
-                     session: Session = Depends(db_session)) -> HTMLResponse:
+def review_item_page(
+    item_id: str, request: Request, who: Principal = Depends(REVIEWER), session: Session = Depends(db_session)
+) -> HTMLResponse:
     item = session.get(WorkItem, item_id)
     if item is None:
         return error_page(request, 404, f"no work item {item_id}")

@@ -23,7 +23,12 @@ from qwen_dataset.prelabel.templates import TASK_ORDER, TEMPLATES_DIR, TemplateE
 from qwen_dataset.store.paths import StoragePath, atomic_write_text
 
 #: File name -> column of :class:`TemplateOverride`.
-FILES = {"template.yaml": "template_yaml", "prompt.txt": "prompt", "schema.json": "schema_json", "example.json": "example_json"}
+FILES = {
+    "template.yaml": "template_yaml",
+    "prompt.txt": "prompt",
+    "schema.json": "schema_json",
+    "example.json": "example_json",
+}
 MAX_FILE_CHARS = 200_000
 
 
@@ -71,11 +76,18 @@ def check_files(task: str, files: dict[str, str]) -> str:
 
 def view(session: Session, task: str) -> TemplateView:
     files, override = effective_files(session, task)
-    return TemplateView(task, files, override is not None, check_files(task, files),
-                        override.updated_at.isoformat(timespec="seconds") if override else "")
+    return TemplateView(
+        task,
+        files,
+        override is not None,
+        check_files(task, files),
+        override.updated_at.isoformat(timespec="seconds") if override else "",
+    )
 
 
-def save_override(session: Session, task: str, files: dict[str, str], user_id: int | None, storage_root: StoragePath) -> TemplateView:
+def save_override(
+    session: Session, task: str, files: dict[str, str], user_id: int | None, storage_root: StoragePath
+) -> TemplateView:
     """Check and store an edit (missing files keep their current content), then materialize it; commits."""
     current, override = effective_files(session, task)
     unknown = sorted(set(files) - set(FILES))
@@ -87,7 +99,9 @@ def save_override(session: Session, task: str, files: dict[str, str], user_id: i
         raise TemplateError(f"{too_long} must be text of at most {MAX_FILE_CHARS} characters")
     version_tag = check_files(task, merged)
     if override is None:
-        override = TemplateOverride(task=task, updated_by=user_id, **{FILES[name]: text for name, text in merged.items()})
+        override = TemplateOverride(
+            task=task, updated_by=user_id, **{FILES[name]: text for name, text in merged.items()}
+        )
         session.add(override)
     else:
         for name, text in merged.items():

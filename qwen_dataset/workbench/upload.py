@@ -87,7 +87,8 @@ class FileResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {key: value for key, value in dataclasses.asdict(self).items() if value not in ("", None)} | {
-            "bytes": self.bytes}
+            "bytes": self.bytes
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,8 +186,12 @@ class _Receiver:
     def callbacks(self) -> dict[str, Any]:
         return {
             "on_part_begin": self.on_part_begin,
-            "on_header_field": lambda data, start, end: setattr(self, "header_field", self.header_field + data[start:end]),
-            "on_header_value": lambda data, start, end: setattr(self, "header_value", self.header_value + data[start:end]),
+            "on_header_field": lambda data, start, end: setattr(
+                self, "header_field", self.header_field + data[start:end]
+            ),
+            "on_header_value": lambda data, start, end: setattr(
+                self, "header_value", self.header_value + data[start:end]
+            ),
             "on_header_end": self.on_header_end,
             "on_headers_finished": self.on_headers_finished,
             "on_part_data": self.on_part_data,
@@ -229,8 +234,10 @@ class _Receiver:
             return
         if self.result.bytes > self.limits.max_file_bytes:
             self._drop_temp()
-            self.result.reason = (f"too_large: more than {self.limits.max_file_bytes} bytes (the per-file limit); "
-                                  "split or compress the file")
+            self.result.reason = (
+                f"too_large: more than {self.limits.max_file_bytes} bytes (the per-file limit); "
+                "split or compress the file"
+            )
             return
         chunk = data[start:end]
         self.handle.write(chunk)
@@ -261,8 +268,10 @@ class _Receiver:
         if result.bytes == 0:
             result.reason = "empty: the file has 0 bytes; upload it again"
         elif media_type == MediaType.UNKNOWN:
-            result.reason = ("unknown_type: its content is not a PNG/JPEG/GIF/BMP/TIFF/WebP image, a PDF, or an "
-                             "MP4/MOV/MKV/WebM video (the type is read from the bytes, not the name)")
+            result.reason = (
+                "unknown_type: its content is not a PNG/JPEG/GIF/BMP/TIFF/WebP image, a PDF, or an "
+                "MP4/MOV/MKV/WebM video (the type is read from the bytes, not the name)"
+            )
         elif sha256 in self.first_name_by_sha:
             result.status = "duplicate"
             result.reason = f"duplicate: same content as {self.first_name_by_sha[sha256]} in this upload"
@@ -285,13 +294,21 @@ class _Receiver:
         self._drop_temp()
 
 
-async def receive_upload(content_type: str, content_length: str | None, stream: AsyncIterator[bytes],
-                         layout: StorageLayout, limits: UploadLimits) -> UploadOutcome:
+async def receive_upload(
+    content_type: str,
+    content_length: str | None,
+    stream: AsyncIterator[bytes],
+    layout: StorageLayout,
+    limits: UploadLimits,
+) -> UploadOutcome:
     """Stream a multipart body into a new inbox batch (see the module docstring)."""
     boundary = boundary_of(content_type)
     if content_length and content_length.isdigit() and int(content_length) > limits.max_request_bytes:
-        raise UploadRefused(413, f"the request is larger than {limits.max_request_bytes} bytes (the per-request limit); "
-                                 "upload fewer files at a time")
+        raise UploadRefused(
+            413,
+            f"the request is larger than {limits.max_request_bytes} bytes (the per-request limit); "
+            "upload fewer files at a time",
+        )
     batch = new_batch_id()
     staging = _staging_folder(layout, batch)
     receiver = _Receiver(staging, limits)
@@ -301,8 +318,11 @@ async def receive_upload(content_type: str, content_length: str | None, stream: 
         async for chunk in stream:
             received += len(chunk)
             if received > limits.max_request_bytes:
-                raise UploadRefused(413, f"the request is larger than {limits.max_request_bytes} bytes (the per-request "
-                                         "limit); upload fewer files at a time")
+                raise UploadRefused(
+                    413,
+                    f"the request is larger than {limits.max_request_bytes} bytes (the per-request "
+                    "limit); upload fewer files at a time",
+                )
             parser.write(chunk)
         parser.finalize()
     except UploadRefused:
@@ -313,7 +333,9 @@ async def receive_upload(content_type: str, content_length: str | None, stream: 
         receiver.abort()
         _discard(layout, staging)
         if type(error).__name__ in ("MultipartParseError", "ClientDisconnect"):
-            raise UploadRefused(400, f"the multipart body is malformed or was cut off ({error}); send it again") from error
+            raise UploadRefused(
+                400, f"the multipart body is malformed or was cut off ({error}); send it again"
+            ) from error
         raise
     if not receiver.results:
         _discard(layout, staging)

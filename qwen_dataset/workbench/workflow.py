@@ -108,8 +108,9 @@ def own_annotation(session: Session, annotation_id: str, user: User) -> HumanAnn
 def _apply_results(session: Session, annotation: HumanAnnotation, item: WorkItem, results: Any, version: int) -> None:
     if annotation.state != ReviewState.DRAFT:
         shown = annotator_state(annotation.state)
-        raise WorkflowError(f"this annotation is {shown} and can no longer be edited", state=shown,
-                            current_version=annotation.version)
+        raise WorkflowError(
+            f"this annotation is {shown} and can no longer be edited", state=shown, current_version=annotation.version
+        )
     if version != annotation.version:
         raise _stale(annotation)
     if results is not None:
@@ -157,10 +158,13 @@ def _commit(session: Session, annotation: HumanAnnotation) -> None:
 
 def versions_of(session: Session, item: WorkItem) -> list[HumanAnnotation]:
     """The annotators' rows of an item, by slot."""
-    return list(session.scalars(
-        select(HumanAnnotation).where(HumanAnnotation.item_id == item.item_id, HumanAnnotation.assignee_id.is_not(None))
-        .order_by(HumanAnnotation.slot, HumanAnnotation.annotation_id)
-    ))
+    return list(
+        session.scalars(
+            select(HumanAnnotation)
+            .where(HumanAnnotation.item_id == item.item_id, HumanAnnotation.assignee_id.is_not(None))
+            .order_by(HumanAnnotation.slot, HumanAnnotation.annotation_id)
+        )
+    )
 
 
 def _settle_double(session: Session, item: WorkItem) -> None:
@@ -198,7 +202,9 @@ def arbitration_of(session: Session, item_id: str) -> Arbitration:
     return Arbitration(item, rows[0], rows[1])
 
 
-def resolve(session: Session, reviewer: User, item_id: str, choice: str | None = None, results: Any = None) -> HumanAnnotation:
+def resolve(
+    session: Session, reviewer: User, item_id: str, choice: str | None = None, results: Any = None
+) -> HumanAnnotation:
     """Make the arbitrated version final: version ``a``/``b``/``ai`` as it is, or ``results`` (a merge)."""
     if (choice is None) == (results is None):
         raise Invalid("send either 'choice' (one of a, b, ai) or 'result' (the merged version), not both or neither")
@@ -217,10 +223,21 @@ def resolve(session: Session, reviewer: User, item_id: str, choice: str | None =
         chosen = arbitration.version_a if choice == "a" else arbitration.version_b
         payload, template_version = chosen.payload, chosen.template_version
     row = HumanAnnotation(
-        annotation_id=new_annotation_id(), frame_id=item.frame_id, upload_id=item.upload_id, batch=item.batch,
-        task=item.task, source=Source.ARBITRATED.value, author=reviewer.username, template_version=template_version,
-        payload=payload, state=ReviewState.FINAL, item_id=item.item_id, assignee_id=None, slot=None,
-        note=f"arbitrated: {choice or 'merged'}", submitted_at=_now(),
+        annotation_id=new_annotation_id(),
+        frame_id=item.frame_id,
+        upload_id=item.upload_id,
+        batch=item.batch,
+        task=item.task,
+        source=Source.ARBITRATED.value,
+        author=reviewer.username,
+        template_version=template_version,
+        payload=payload,
+        state=ReviewState.FINAL,
+        item_id=item.item_id,
+        assignee_id=None,
+        slot=None,
+        note=f"arbitrated: {choice or 'merged'}",
+        submitted_at=_now(),
     )
     session.add(row)
     item.status = ItemStatus.FINAL
@@ -230,7 +247,9 @@ def resolve(session: Session, reviewer: User, item_id: str, choice: str | None =
 
 def final_row(session: Session, item: WorkItem) -> HumanAnnotation | None:
     return session.scalars(
-        select(HumanAnnotation).where(HumanAnnotation.item_id == item.item_id, HumanAnnotation.state == ReviewState.FINAL)
+        select(HumanAnnotation).where(
+            HumanAnnotation.item_id == item.item_id, HumanAnnotation.state == ReviewState.FINAL
+        )
     ).first()
 
 

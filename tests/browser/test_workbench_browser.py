@@ -29,10 +29,17 @@ from tests.test_workbench_api import AI_BOX, HEIGHT, PASSWORD, WIDTH, World, _su
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
-EDITOR_BUILD = Path(__file__).resolve().parents[2] / "node_modules" / "@heartexlabs" / "label-studio" / "build" / "static"
+EDITOR_BUILD = (
+    Path(__file__).resolve().parents[2] / "node_modules" / "@heartexlabs" / "label-studio" / "build" / "static"
+)
 TIMEOUT_MS = 20_000
 
 
@@ -41,10 +48,12 @@ def served(tmp_path) -> Iterator[tuple[World, str]]:
     if os.environ.get("QWEN_SKIP_BROWSER") == "1":
         pytest.skip("QWEN_SKIP_BROWSER=1")
     missing = [str(path) for path in (CHROMIUM, EDITOR_BUILD / "js" / "main.js") if not path.exists()]
-    assert not missing, (f"missing {missing}: apt-get install -y chromium; npm ci --ignore-scripts "
-                         "(or set QWEN_SKIP_BROWSER=1)")
-    world = build_world(sqlite_url(tmp_path / "annotations.db"), tmp_path / "root", secure_cookies=False,
-                        editor_dir=EDITOR_BUILD)
+    assert not missing, (
+        f"missing {missing}: apt-get install -y chromium; npm ci --ignore-scripts (or set QWEN_SKIP_BROWSER=1)"
+    )
+    world = build_world(
+        sqlite_url(tmp_path / "annotations.db"), tmp_path / "root", secure_cookies=False, editor_dir=EDITOR_BUILD
+    )
     server = uvicorn.Server(uvicorn.Config(world.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -89,16 +98,20 @@ def sign_in(browser, base: str, username: str):
 
 
 def wait_for_editor(page) -> None:
-    page.wait_for_function("window.workbenchStore && window.workbenchStore.annotationStore.selected "
-                           "&& window.workbenchStore.annotationStore.selected.results.length > 0")
+    page.wait_for_function(
+        "window.workbenchStore && window.workbenchStore.annotationStore.selected "
+        "&& window.workbenchStore.annotationStore.selected.results.length > 0"
+    )
     page.locator("img[src*='/media/items/']").first.wait_for(state="visible")
 
 
 def drag_box(page, box: list[float], dx: float, dy: float) -> None:
     """Drag the region drawn at pixel ``box`` of the frame by (dx, dy) frame pixels, like a user."""
     image = page.locator("img[src*='/media/items/']").first
-    page.wait_for_function("(() => { const i = document.querySelector(\"img[src*='/media/items/']\"); "
-                           "return i && i.complete && i.naturalWidth > 0; })()")
+    page.wait_for_function(
+        "(() => { const i = document.querySelector(\"img[src*='/media/items/']\"); "
+        "return i && i.complete && i.naturalWidth > 0; })()"
+    )
     shown = image.bounding_box()
     scale = shown["width"] / WIDTH
     x = shown["x"] + (box[0] + box[2]) / 2 * scale
@@ -145,8 +158,11 @@ def test_annotator_edits_and_reviewer_arbitrates(served, browser):
     # A disagreement: two annotators drew the line at different places.
     world.set_double_rate(1.0)
     world.import_batch("b-dispute", frames=1, video_event=False)
-    (first, entry_a), (second, entry_b) = [(name, my_items(world, name)[-1]) for name in ("ann1", "ann2", "ann3")
-                                           if any(e["batch"] == "b-dispute" for e in my_items(world, name))]
+    (first, entry_a), (second, entry_b) = [
+        (name, my_items(world, name)[-1])
+        for name in ("ann1", "ann2", "ann3")
+        if any(e["batch"] == "b-dispute" for e in my_items(world, name))
+    ]
     _submit(world, first, entry_a, [40, 40, 160, 80], "hello")
     _submit(world, second, entry_b, [200, 100, 320, 150], "hello")
     item = item_of(world, entry_a["annotation_id"])

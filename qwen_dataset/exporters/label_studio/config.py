@@ -63,14 +63,16 @@ def _relations(values: Iterable[str]) -> str:
 
 _IMAGE = '  <Image name="image" value="$image" zoom="true" zoomControl="true"/>'
 _DSL_HINT = (
-    "Actions, one per line (Action DSL): CLICK #e0 @(x,y) | TYPE #e1 \"text\" | SCROLL down 3 | "
-    "KEY \"Enter\" | WAIT 1.5 | DRAG #e2 @(x,y) -> @(x,y); #e<i> names an element region, points in pixels"
+    'Actions, one per line (Action DSL): CLICK #e0 @(x,y) | TYPE #e1 "text" | SCROLL down 3 | '
+    'KEY "Enter" | WAIT 1.5 | DRAG #e2 @(x,y) -> @(x,y); #e<i> names an element region, points in pixels'
 )
 
 
 def check_frame_rate(frame_rate: float) -> None:
     if isinstance(frame_rate, bool) or not isinstance(frame_rate, (int, float)) or not 0 < frame_rate < math.inf:
-        raise ValueError(f"frame_rate must be a positive number of frames per second (the <Video frameRate>), got {frame_rate!r}")
+        raise ValueError(
+            f"frame_rate must be a positive number of frames per second (the <Video frameRate>), got {frame_rate!r}"
+        )
 
 
 def labeling_config(task: str, *, frame_rate: float = DEFAULT_FRAME_RATE) -> str:

@@ -47,10 +47,19 @@ class _Results:
         return {**to_label_studio(box, self.width, self.height), "rotation": 0}
 
     def region(self, region_id: str, from_name: str, kind: str, value: dict[str, Any], **extra: Any) -> None:
-        self.items.append({
-            "id": region_id, "from_name": from_name, "to_name": "image", "type": kind,
-            "original_width": self.width, "original_height": self.height, "image_rotation": 0, "value": value, **extra,
-        })
+        self.items.append(
+            {
+                "id": region_id,
+                "from_name": from_name,
+                "to_name": "image",
+                "type": kind,
+                "original_width": self.width,
+                "original_height": self.height,
+                "image_rotation": 0,
+                "value": value,
+                **extra,
+            }
+        )
 
     def task_text(self, from_name: str, text: str) -> None:
         self.items.append(
@@ -58,7 +67,9 @@ class _Results:
         )
 
     def relation(self, from_id: str, to_id: str, labels: list[str]) -> None:
-        self.items.append({"from_id": from_id, "to_id": to_id, "type": "relation", "direction": "right", "labels": labels})
+        self.items.append(
+            {"from_id": from_id, "to_id": to_id, "type": "relation", "direction": "right", "labels": labels}
+        )
 
 
 def ocr_results(payload: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
@@ -80,7 +91,9 @@ def gui_results(payload: dict[str, Any], width: int, height: int) -> list[dict[s
     elements = payload.get("elements") or []
     for index, element in enumerate(elements):
         region_id, rect = f"e{index}", results.rect(element["bbox"])
-        results.region(region_id, "element", "rectanglelabels", {**rect, "rectanglelabels": [element.get("role", "other")]})
+        results.region(
+            region_id, "element", "rectanglelabels", {**rect, "rectanglelabels": [element.get("role", "other")]}
+        )
         if element.get("text"):
             results.region(region_id, "element_text", "textarea", {**rect, "text": [element["text"]]})
     results.task_text("instruction", payload.get("instruction", ""))
@@ -138,13 +151,27 @@ def video_event_results(payload: dict[str, Any], frame_rate: float) -> list[dict
     items = []
     for index, event in enumerate(payload.get("events") or []):
         region_id = f"v{index}"
-        ranges = [{"start": seconds_to_frame(event["start"], frame_rate), "end": seconds_to_frame(event["end"], frame_rate)}]
+        ranges = [
+            {"start": seconds_to_frame(event["start"], frame_rate), "end": seconds_to_frame(event["end"], frame_rate)}
+        ]
         common = {"id": region_id, "to_name": "video"}
         description = event.get("description", "")
-        items.append({**common, "from_name": "event", "type": "timelinelabels",
-                      "value": {"ranges": ranges, "timelinelabels": [EVENT_LABEL]}})
-        items.append({**common, "from_name": "description", "type": "textarea",
-                      "value": {"ranges": ranges, "text": [description]}})
+        items.append(
+            {
+                **common,
+                "from_name": "event",
+                "type": "timelinelabels",
+                "value": {"ranges": ranges, "timelinelabels": [EVENT_LABEL]},
+            }
+        )
+        items.append(
+            {
+                **common,
+                "from_name": "description",
+                "type": "textarea",
+                "value": {"ranges": ranges, "text": [description]},
+            }
+        )
     return items
 
 
@@ -152,7 +179,11 @@ def _score(annotation: ExportAnnotation) -> float | None:
     """Mean region confidence (OCR engines report one); ``None`` when no confidence is known."""
     if annotation.task != Task.OCR:
         return None
-    values = [region["confidence"] for region in annotation.payload.get("regions") or [] if region.get("confidence") is not None]
+    values = [
+        region["confidence"]
+        for region in annotation.payload.get("regions") or []
+        if region.get("confidence") is not None
+    ]
     return float(sum(values) / len(values)) if values else None
 
 
@@ -166,25 +197,33 @@ def label_studio_task(
     """One checked annotation as a Label Studio task whose prediction is the annotation."""
     task, payload = annotation.task, annotation.payload
     data: dict[str, Any] = {
-        "frame_id": annotation.frame_id, "upload_id": annotation.upload_id, "task": task,
+        "frame_id": annotation.frame_id,
+        "upload_id": annotation.upload_id,
+        "task": task,
         "annotation_id": annotation.annotation_id,
     }
     if task == Task.VIDEO_EVENT:
         if video_url is None:
-            raise ValueError("video_event tasks show the video itself: pass video_url(upload_id) -> URL of the video file")
+            raise ValueError(
+                "video_event tasks show the video itself: pass video_url(upload_id) -> URL of the video file"
+            )
         data["video"] = video_url(annotation.upload_id)
         result = video_event_results(payload, frame_rate)
     else:
         data["image"] = image_url(annotation.frame_id)
         builder = {
-            Task.OCR.value: ocr_results, Task.GUI_ACTION.value: gui_results, Task.SPATIAL.value: spatial_results,
+            Task.OCR.value: ocr_results,
+            Task.GUI_ACTION.value: gui_results,
+            Task.SPATIAL.value: spatial_results,
             Task.IMAGE_TO_CODE.value: image_to_code_results,
         }[task]
         result = builder(payload, annotation.width, annotation.height)
     if task == Task.GUI_ACTION:
         data["requested_instruction"] = payload.get("requested_instruction", "")
     prediction = {
-        "model_version": f"{annotation.author}@{annotation.template_version}", "score": _score(annotation), "result": result,
+        "model_version": f"{annotation.author}@{annotation.template_version}",
+        "score": _score(annotation),
+        "result": result,
     }
     return {"data": data, "predictions": [prediction]}
 
@@ -208,8 +247,9 @@ def iter_label_studio_tasks(
     return _tasks(stream, image_url, video_url, frame_rate)
 
 
-def _tasks(stream: AnnotationStream, image_url: Callable[[str], str], video_url: Callable[[str], str] | None,
-           frame_rate: float) -> Iterator[dict[str, Any]]:
+def _tasks(
+    stream: AnnotationStream, image_url: Callable[[str], str], video_url: Callable[[str], str] | None, frame_rate: float
+) -> Iterator[dict[str, Any]]:
     checker = BoxChecker()
     for annotation in stream:
         check_boxes(annotation, checker)
@@ -234,7 +274,9 @@ def to_label_studio_tasks(
     to map the reviewed results back. For large batches use :func:`export_label_studio`, which
     streams to a file.
     """
-    return list(iter_label_studio_tasks(annotations, frames, image_url, task=task, video_url=video_url, frame_rate=frame_rate))
+    return list(
+        iter_label_studio_tasks(annotations, frames, image_url, task=task, video_url=video_url, frame_rate=frame_rate)
+    )
 
 
 def export_label_studio(
@@ -249,7 +291,9 @@ def export_label_studio(
 ) -> int:
     """Stream the tasks of :func:`to_label_studio_tasks` into a JSON array file (Label Studio's
     import format) atomically; returns the task count."""
-    tasks = iter_label_studio_tasks(annotations, frames, image_url, task=task, video_url=video_url, frame_rate=frame_rate)
+    tasks = iter_label_studio_tasks(
+        annotations, frames, image_url, task=task, video_url=video_url, frame_rate=frame_rate
+    )
     count = 0
     with atomic_writer(Path(out_path), "wb") as handle:
         handle.write(b"[")

@@ -1,5 +1,4 @@
-"""A Label Studio JSON export (tasks with ``annotations``) -> annotation records with canonical payloads.
-"""
+"""A Label Studio JSON export (tasks with ``annotations``) -> annotation records with canonical payloads."""
 
 from __future__ import annotations
 
@@ -66,8 +65,11 @@ class _Region:
 
 _SHAPES = {"rectangle", "rectanglelabels", "timelinelabels"}
 _SHAPE_CONTROL = {
-    Task.OCR.value: "bbox", Task.GUI_ACTION.value: "element", Task.SPATIAL.value: "object",
-    Task.IMAGE_TO_CODE.value: "block", Task.VIDEO_EVENT.value: "event",
+    Task.OCR.value: "bbox",
+    Task.GUI_ACTION.value: "element",
+    Task.SPATIAL.value: "object",
+    Task.IMAGE_TO_CODE.value: "block",
+    Task.VIDEO_EVENT.value: "event",
 }
 
 
@@ -81,7 +83,8 @@ class _Parsed:
         shape_control = _SHAPE_CONTROL[task]
         # Results come in any order; an id is a region when one of its results is the task's shape.
         shape_ids = {
-            result.get("id") for result in results
+            result.get("id")
+            for result in results
             if result.get("type") in _SHAPES and result.get("from_name") == shape_control
         }
         for result in results:
@@ -101,7 +104,9 @@ class _Parsed:
                 else:
                     region.controls[from_name] = value
             elif _is_per_region(value):
-                raise LabelStudioImportError(f"result {region_id!r} ({from_name}) belongs to no {shape_control!r} region")
+                raise LabelStudioImportError(
+                    f"result {region_id!r} ({from_name}) belongs to no {shape_control!r} region"
+                )
             elif kind == "textarea":
                 self.texts[from_name] = "\n".join(str(part) for part in value.get("text") or [])
 
@@ -148,14 +153,16 @@ def _rotated_envelope(box: list[float], degrees: float) -> list[float]:
 def ocr_payload(parsed: _Parsed, width: int, height: int) -> dict[str, Any]:
     regions = []
     for order, region in enumerate(parsed.shapes()):
-        regions.append({
-            "bbox": _pixel_box(region, width, height, f"region {region.region_id}"),
-            "text": region.text("transcription") or "",
-            "confidence": region.score,
-            "language": region.text("language") or "",
-            "font_style": (region.choices("font_style") or [None])[0],
-            "reading_order": order,
-        })
+        regions.append(
+            {
+                "bbox": _pixel_box(region, width, height, f"region {region.region_id}"),
+                "text": region.text("transcription") or "",
+                "confidence": region.score,
+                "language": region.text("language") or "",
+                "font_style": (region.choices("font_style") or [None])[0],
+                "reading_order": order,
+            }
+        )
     return {"regions": regions}
 
 
@@ -163,8 +170,11 @@ def gui_payload(parsed: _Parsed, width: int, height: int, requested_instruction:
     shapes = parsed.shapes()
     index_of = {region.region_id: index for index, region in enumerate(shapes)}
     elements = [
-        {"bbox": _pixel_box(region, width, height, f"element {region.region_id}"), "role": region.label or "other",
-         "text": region.text("element_text") or ""}
+        {
+            "bbox": _pixel_box(region, width, height, f"element {region.region_id}"),
+            "role": region.label or "other",
+            "text": region.text("element_text") or "",
+        }
         for region in shapes
     ]
     try:
@@ -198,11 +208,13 @@ def spatial_payload(parsed: _Parsed, width: int, height: int) -> dict[str, Any]:
     index_of = {region.region_id: index for index, region in enumerate(shapes)}
     objects, ranked = [], []
     for index, region in enumerate(shapes):
-        objects.append({
-            "bbox": _pixel_box(region, width, height, f"object {region.region_id}"),
-            "label": region.text("label") or "",
-            "occluded": OCCLUDED in region.choices("occluded"),
-        })
+        objects.append(
+            {
+                "bbox": _pixel_box(region, width, height, f"object {region.region_id}"),
+                "label": region.text("label") or "",
+                "occluded": OCCLUDED in region.choices("occluded"),
+            }
+        )
         depth = region.controls.get("depth", {}).get("number")
         if depth is not None:
             ranked.append((float(depth), index))
@@ -221,8 +233,12 @@ def image_to_code_payload(parsed: _Parsed, width: int, height: int) -> dict[str,
     shapes = parsed.shapes()
     index_of = {region.region_id: index for index, region in enumerate(shapes)}
     nodes = [
-        {"tag": region.text("tag") or "", "role": region.label or "other",
-         "bbox": _pixel_box(region, width, height, f"block {region.region_id}"), "children": []}
+        {
+            "tag": region.text("tag") or "",
+            "role": region.label or "other",
+            "bbox": _pixel_box(region, width, height, f"block {region.region_id}"),
+            "children": [],
+        }
         for region in shapes
     ]
     parents: dict[int, int] = {}
@@ -230,7 +246,9 @@ def image_to_code_payload(parsed: _Parsed, width: int, height: int) -> dict[str,
         if CHILD_OF not in labels:
             continue
         if source not in index_of or target not in index_of:
-            raise LabelStudioImportError(f"a child_of relation links {source} -> {target}, which are not both block regions")
+            raise LabelStudioImportError(
+                f"a child_of relation links {source} -> {target}, which are not both block regions"
+            )
         child = index_of[source]
         if child in parents:
             raise LabelStudioImportError(f"block {source} has two parents; a layout is a tree")
@@ -259,10 +277,14 @@ def video_event_payload(parsed: _Parsed, frame_rate: float, times: list[float], 
         end = frame_to_seconds(max(item["end"] for item in ranges), frame_rate)
         if start > end:
             raise LabelStudioImportError(f"event {region.region_id} starts at {start} s after it ends at {end} s")
-        events.append({
-            "start": start, "end": end, "description": (region.text("description") or "").strip(),
-            "frame_ids": frame_ids_for_event(start, end, times, frame_ids),
-        })
+        events.append(
+            {
+                "start": start,
+                "end": end,
+                "description": (region.text("description") or "").strip(),
+                "frame_ids": frame_ids_for_event(start, end, times, frame_ids),
+            }
+        )
     return {"events": events}
 
 
@@ -277,7 +299,9 @@ class _FrameIndex:
                 frames["frame_id"].tolist(), frames["upload_id"].tolist(), frames["batch"].tolist(), strict=True
             )
         }
-        video = frames[frames["kind"] == FrameKind.VIDEO_FRAME.value].sort_values(["upload_id", "t", "frame_id"], kind="stable")
+        video = frames[frames["kind"] == FrameKind.VIDEO_FRAME.value].sort_values(
+            ["upload_id", "t", "frame_id"], kind="stable"
+        )
         self.videos: dict[str, tuple[list[float], list[str]]] = {}
         columns = (video["upload_id"].tolist(), video["frame_id"].tolist(), video["t"].tolist())
         for upload_id, frame_id, t in zip(*columns, strict=True):
@@ -357,17 +381,30 @@ def from_label_studio_export(
 
 
 def _import_completion(
-    completion: dict[str, Any], source: str, data: dict[str, Any], task_type: str | None, frame_id: str,
-    index: _FrameIndex, frame_rate: float,
+    completion: dict[str, Any],
+    source: str,
+    data: dict[str, Any],
+    task_type: str | None,
+    frame_id: str,
+    index: _FrameIndex,
+    frame_rate: float,
 ) -> dict[str, Any]:
     author = _author(completion, source)
     upload_id, batch = index.owner.get(frame_id, (str(data.get("upload_id") or ""), ""))
     record = AnnotationRecord(
         annotation_id=annotation_id_for(frame_id, str(task_type or ""), source, author),
-        frame_id=frame_id, upload_id=upload_id, batch=batch, task=str(task_type or ""), source=source, author=author,
+        frame_id=frame_id,
+        upload_id=upload_id,
+        batch=batch,
+        task=str(task_type or ""),
+        source=source,
+        author=author,
         template_version=LS_TEMPLATE_VERSION,
         created_at=str(completion.get("updated_at") or completion.get("created_at") or utc_now()),
-        status=AnnotationStatus.OK.value, error="", payload="", reviewed=False,
+        status=AnnotationStatus.OK.value,
+        error="",
+        payload="",
+        reviewed=False,
     )
     try:
         payload = _canonical_payload(completion.get("result") or [], data, task_type, frame_id, index, frame_rate)
@@ -383,7 +420,11 @@ def _import_completion(
 
 
 def _canonical_payload(
-    results: list[dict[str, Any]], data: dict[str, Any], task_type: str | None, frame_id: str, index: _FrameIndex,
+    results: list[dict[str, Any]],
+    data: dict[str, Any],
+    task_type: str | None,
+    frame_id: str,
+    index: _FrameIndex,
     frame_rate: float,
 ) -> dict[str, Any]:
     if task_type not in TASK_ORDER:

@@ -146,7 +146,9 @@ class VllmBackend:
         try:
             return self.templates[task]
         except KeyError:
-            raise ValueError(f"the vLLM backend is not configured for task {task!r}; it runs {list(self.templates)}") from None
+            raise ValueError(
+                f"the vLLM backend is not configured for task {task!r}; it runs {list(self.templates)}"
+            ) from None
 
     def template_version(self, task: str) -> str:
         return self.template(task).version_tag
@@ -175,17 +177,25 @@ class VllmBackend:
         try:
             response = httpx.get(url, headers=self._headers(), timeout=timeout_s)
         except httpx.HTTPError as error:
-            raise ServerCheckError(f"cannot reach the vLLM server at {url}: {error!r}; is `vllm serve` running and QWEN_VLLM_BASE_URL right?") from error
+            raise ServerCheckError(
+                f"cannot reach the vLLM server at {url}: {error!r}; is `vllm serve` running and QWEN_VLLM_BASE_URL right?"
+            ) from error
         if response.status_code != 200:
-            raise ServerCheckError(f"{url} answered HTTP {response.status_code}: {error_message_of(response)} (check QWEN_VLLM_API_KEY)")
+            raise ServerCheckError(
+                f"{url} answered HTTP {response.status_code}: {error_message_of(response)} (check QWEN_VLLM_API_KEY)"
+            )
         served = [str(item.get("id")) for item in response.json().get("data", [])]
         if self.settings.model not in served:
-            raise ServerCheckError(f"the server at {url} serves {served}, not {self.settings.model!r}; set the resource's model to one of them")
+            raise ServerCheckError(
+                f"the server at {url} serves {served}, not {self.settings.model!r}; set the resource's model to one of them"
+            )
         return served
 
     # -- the event loop -----------------------------------------------------------------------
 
-    def _drive(self, template: Template, jobs: Iterator[Job], collector: VideoCollector | None) -> Iterator[PrelabelOutcome]:
+    def _drive(
+        self, template: Template, jobs: Iterator[Job], collector: VideoCollector | None
+    ) -> Iterator[PrelabelOutcome]:
         settings = self.settings
         threads = settings.encode_threads or min(8, os.cpu_count() or 1)
         loop = asyncio.new_event_loop()
@@ -265,7 +275,9 @@ class _Runner:
         boundaries = Boundaries()
         if state.failure is None:
             loop = asyncio.get_running_loop()
-            boundaries = await loop.run_in_executor(self.pool, video_boundaries, state.frames, self.backend.video_path_for)
+            boundaries = await loop.run_in_executor(
+                self.pool, video_boundaries, state.frames, self.backend.video_path_for
+            )
         return finish_video(state, boundaries, self.settings.event_tolerance_s)
 
     async def _exchange(self, job: Job) -> dict[str, Any] | PrelabelOutcome:
@@ -278,7 +290,9 @@ class _Runner:
             return job_failure(job, task, str(error), error.raw)
         placeholders = [image_placeholder(index) for index in range(len(images))]
         messages = job_messages(job, self.template, placeholders, settings.gui_instruction)
-        body = encode_request(build_request_body(settings.model, self.template, messages, settings.max_tokens), placeholders, images)
+        body = encode_request(
+            build_request_body(settings.model, self.template, messages, settings.max_tokens), placeholders, images
+        )
         del images, messages
         context = job_context(job, settings.gui_instruction)
         last_error, last_raw = "", ""
@@ -291,7 +305,11 @@ class _Runner:
                 return parse_answer(self.template, text, context)
             except AnswerError as error:
                 last_raw = text
-                last_error = truncation_error(error, min(self.template.max_tokens, settings.max_tokens)) if finish_reason == "length" else str(error)
+                last_error = (
+                    truncation_error(error, min(self.template.max_tokens, settings.max_tokens))
+                    if finish_reason == "length"
+                    else str(error)
+                )
         return job_failure(job, task, last_error, last_raw)
 
     def _encode(self, frames: Sequence[FrameInput]) -> list[EncodedImage]:
@@ -314,7 +332,11 @@ class _Runner:
             else:
                 if response.status_code == 200:
                     return completion_content(response)
-                code, reason, raw = f"http_{response.status_code}", error_message_of(response), response.text[:RAW_LIMIT]
+                code, reason, raw = (
+                    f"http_{response.status_code}",
+                    error_message_of(response),
+                    response.text[:RAW_LIMIT],
+                )
                 if not (response.status_code == 429 or response.status_code >= 500):
                     raise RequestFailed(code, reason, raw)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))

@@ -1,5 +1,4 @@
-"""Frames as ``data:`` URLs within Qwen3-VL's pixel budget (aspect kept, never upscaled).
-"""
+"""Frames as ``data:`` URLs within Qwen3-VL's pixel budget (aspect kept, never upscaled)."""
 
 from __future__ import annotations
 

@@ -80,7 +80,10 @@ class InProcessSettings:
     batch_size: int = 256
     # Passed to vllm.LLM; the defaults mirror the recommended `vllm serve` command.
     engine_args: dict[str, Any] = dataclasses.field(
-        default_factory=lambda: {"max_model_len": 32768, "limit_mm_per_prompt": {"image": DEFAULT_MAX_IMAGES_PER_REQUEST, "video": 0}}
+        default_factory=lambda: {
+            "max_model_len": 32768,
+            "limit_mm_per_prompt": {"image": DEFAULT_MAX_IMAGES_PER_REQUEST, "video": 0},
+        }
     )
 
 
@@ -124,7 +127,9 @@ class InProcessVllmBackend:
     def annotate(self, frames: Sequence[FrameInput], task: str) -> Iterator[PrelabelOutcome]:
         """Yield outcomes batch by batch; see the class docstring for the contract."""
         if task not in self.templates:
-            raise ValueError(f"the in-process vLLM backend is not configured for task {task!r}; it runs {list(self.templates)}")
+            raise ValueError(
+                f"the in-process vLLM backend is not configured for task {task!r}; it runs {list(self.templates)}"
+            )
         template = self.templates[task]
         collector = VideoCollector(frames) if task == VIDEO_TASK else None
         jobs = plan_jobs(frames, task, self.settings.max_images_per_request)
@@ -147,7 +152,9 @@ class InProcessVllmBackend:
             return state.failure
         return finish_video(state, video_boundaries(state.frames, self.video_path_for), self.settings.event_tolerance_s)
 
-    def _run_batch(self, template: Template, batch: list[Job], pool: ThreadPoolExecutor) -> list[dict[str, Any] | PrelabelOutcome]:
+    def _run_batch(
+        self, template: Template, batch: list[Job], pool: ThreadPoolExecutor
+    ) -> list[dict[str, Any] | PrelabelOutcome]:
         vllm = require_vllm()
         from vllm.sampling_params import StructuredOutputsParams
 
@@ -163,7 +170,9 @@ class InProcessVllmBackend:
             if isinstance(encoded, PrelabelOutcome):
                 results[index] = encoded
             else:
-                conversations[index] = job_messages(job, template, [image.data_url for image in encoded], settings.gui_instruction)
+                conversations[index] = job_messages(
+                    job, template, [image.data_url for image in encoded], settings.gui_instruction
+                )
         todo = list(conversations)
         for _ in range(2):  # an unusable answer is asked for once more
             if not todo:
@@ -175,7 +184,9 @@ class InProcessVllmBackend:
                 try:
                     results[index] = parse_answer(template, completion.text, job_context(job, settings.gui_instruction))
                 except AnswerError as error:
-                    message = truncation_error(error, max_tokens) if completion.finish_reason == "length" else str(error)
+                    message = (
+                        truncation_error(error, max_tokens) if completion.finish_reason == "length" else str(error)
+                    )
                     results[index] = job_failure(job, template.task, message, completion.text)
                     retry.append(index)
             todo = retry
@@ -188,6 +199,8 @@ class InProcessVllmBackend:
             return job_failure(job, task, job.precheck_error, "")
         settings = self.settings
         try:
-            return [encode_image(frame.image_path, settings.max_pixels, settings.reencode_format) for frame in job.frames]
+            return [
+                encode_image(frame.image_path, settings.max_pixels, settings.reencode_format) for frame in job.frames
+            ]
         except RequestFailed as error:
             return job_failure(job, task, str(error), error.raw)

@@ -48,12 +48,21 @@ def plan_jobs(frames: Sequence[FrameInput], task: str, max_images_per_request: i
     for members in group_video_frames(frames).values():
         anchor = members[0].frame_id
         if any(frame.t is None for frame in members):
-            yield Job(anchor, 0, 1, tuple(members), precheck_error="no_timestamps: video_event needs each sampled frame's time t; these frames have none")
+            yield Job(
+                anchor,
+                0,
+                1,
+                tuple(members),
+                precheck_error="no_timestamps: video_event needs each sampled frame's time t; these frames have none",
+            )
             continue
         times = [float(frame.t) for frame in members]  # type: ignore[arg-type]
         steps = [later - earlier for earlier, later in zip(times, times[1:]) if later > earlier]
         slack = statistics.median(steps) if steps else 1.0
-        windows = [tuple(members[start : start + max_images_per_request]) for start in range(0, len(members), max_images_per_request)]
+        windows = [
+            tuple(members[start : start + max_images_per_request])
+            for start in range(0, len(members), max_images_per_request)
+        ]
         for index, window in enumerate(windows):
             yield Job(anchor, index, len(windows), window, slack_s=slack)
 
@@ -100,7 +109,9 @@ class VideoCollector:
     """Gathers the windows of each video; a video is complete when all its windows are in."""
 
     def __init__(self, frames: Sequence[FrameInput]) -> None:
-        self.states = {members[0].frame_id: VideoState(frames=members) for members in group_video_frames(frames).values()}
+        self.states = {
+            members[0].frame_id: VideoState(frames=members) for members in group_video_frames(frames).values()
+        }
 
     def has_failed(self, job: Job) -> bool:
         return self.states[job.outcome_id].failure is not None
@@ -126,7 +137,9 @@ def video_boundaries(members: Sequence[FrameInput], video_path_for: Callable[[st
             except (OSError, ValueError):
                 pass  # an unreadable file still leaves the sampled frames to align to
     try:
-        cuts = cuts_from_sampled_frames([frame.image_path for frame in members], [float(frame.t or 0.0) for frame in members])
+        cuts = cuts_from_sampled_frames(
+            [frame.image_path for frame in members], [float(frame.t or 0.0) for frame in members]
+        )
     except (OSError, ValueError):
         return Boundaries()
     return Boundaries(cuts=tuple(cuts), source="sampled_frames")

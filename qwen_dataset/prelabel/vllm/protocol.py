@@ -132,7 +132,9 @@ def completion_content(response: httpx.Response) -> tuple[str, str]:
         choice = body["choices"][0]
         content = choice["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError) as error:
-        raise RequestFailed("bad_response", f"the server's answer is not a chat completion ({error!r})", response.text[:RAW_LIMIT]) from error
+        raise RequestFailed(
+            "bad_response", f"the server's answer is not a chat completion ({error!r})", response.text[:RAW_LIMIT]
+        ) from error
     if not content:
         raise RequestFailed("empty_response", "the model returned no content", "")
     return str(content), str(choice.get("finish_reason") or "")

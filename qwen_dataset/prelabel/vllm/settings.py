@@ -51,7 +51,9 @@ class VllmSettings:
     event_tolerance_s: float = DEFAULT_TOLERANCE_S
     templates_dir: str = ""  # empty: the packaged templates
     encode_threads: int = 0  # 0: min(8, CPU count); image decode/resize/encode release the GIL
-    reencode_format: str = "png"  # for frames that must be re-encoded (downscaled): "png" (lossless) or "jpeg" (q95, far less CPU)
+    reencode_format: str = (
+        "png"  # for frames that must be re-encoded (downscaled): "png" (lossless) or "jpeg" (q95, far less CPU)
+    )
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
