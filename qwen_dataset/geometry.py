@@ -97,6 +97,45 @@ def from_label_studio(value: dict[str, float], width: float, height: float) -> B
     return [x1, y1, x1 + value["width"] / 100.0 * width, y1 + value["height"] / 100.0 * height]
 
 
+def box_area(box: Sequence[float]) -> float:
+    """Area of a box (0 for an empty or inverted one)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
+
+
+def intersection_area(a: Sequence[float], b: Sequence[float]) -> float:
+    """Area two boxes share."""
+    width = min(float(a[2]), float(b[2])) - max(float(a[0]), float(b[0]))
+    height = min(float(a[3]), float(b[3])) - max(float(a[1]), float(b[1]))
+    return max(width, 0.0) * max(height, 0.0)
+
+
+def overlap_fraction(inner: Sequence[float], outer: Sequence[float]) -> float:
+    """Share of ``inner``'s area that ``outer`` covers (0 when ``inner`` is empty).
+
+    >>> overlap_fraction([0, 0, 10, 10], [5, 0, 20, 10])
+    0.5
+    """
+    area = box_area(inner)
+    return intersection_area(inner, outer) / area if area > 0 else 0.0
+
+
+def boxes_overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+    """True when two boxes share some area (touching edges do not count)."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def box_center(box: Sequence[float]) -> tuple[float, float]:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (x1 + x2) / 2, (y1 + y2) / 2
+
+
+def contains_point(box: Sequence[float], point: Sequence[float]) -> bool:
+    """True when ``point`` lies in ``box``, edges included."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return x1 <= float(point[0]) <= x2 and y1 <= float(point[1]) <= y2
+
+
 def quad_to_box(points: Sequence[Sequence[float]]) -> Box:
     """Axis-aligned box around a polygon (e.g. an OCR detector's four corner points)."""
     array = np.asarray(points, dtype=float)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -150,58 +150,3 @@ def from_frame(frame: pd.DataFrame, record_type: type) -> list[Any]:
     names = columns_of(record_type)
     cleaned = frame[names].astype(object).where(frame[names].notna(), None)
     return [record_type(**dict(zip(names, row))) for row in cleaned.itertuples(index=False, name=None)]
-
-
-def regions_table(annotations: pd.DataFrame, frames: pd.DataFrame, tasks: Sequence[str] = ("ocr",)) -> pd.DataFrame:
-    """Flatten region payloads into one row per box, joined with the frame size.
-
-    Used by the quality gates and the exporters: ``annotation_id, frame_id, task, source,
-    region_index, x1, y1, x2, y2, text, confidence, language, reading_order, width, height``.
-    """
-    sizes = frames.set_index("frame_id")[["width", "height"]] if len(frames) else None
-    rows: list[dict[str, Any]] = []
-    ok = annotations[(annotations["status"] == AnnotationStatus.OK) & annotations["task"].isin(tasks)]
-    for annotation in ok.itertuples(index=False):
-        payload = load_payload(annotation.payload)
-        for index, region in enumerate(payload.get("regions", [])):
-            x1, y1, x2, y2 = region["bbox"]
-            rows.append(
-                {
-                    "annotation_id": annotation.annotation_id,
-                    "frame_id": annotation.frame_id,
-                    "task": annotation.task,
-                    "source": annotation.source,
-                    "region_index": index,
-                    "x1": float(x1),
-                    "y1": float(y1),
-                    "x2": float(x2),
-                    "y2": float(y2),
-                    "text": region.get("text", ""),
-                    "confidence": region.get("confidence"),
-                    "language": region.get("language", ""),
-                    "reading_order": region.get("reading_order", index),
-                }
-            )
-    table = pd.DataFrame(
-        rows,
-        columns=[
-            "annotation_id",
-            "frame_id",
-            "task",
-            "source",
-            "region_index",
-            "x1",
-            "y1",
-            "x2",
-            "y2",
-            "text",
-            "confidence",
-            "language",
-            "reading_order",
-        ],
-    )
-    if sizes is None:
-        table["width"] = pd.Series(dtype=float)
-        table["height"] = pd.Series(dtype=float)
-        return table
-    return table.join(sizes, on="frame_id")

@@ -1,11 +1,12 @@
 """Prelabel backend resources: which engine pre-annotates frames.
 
-Every resource here has the same two methods, so the ``ai_annotations`` asset is engine-agnostic
+Every resource here implements :class:`PrelabelResource`'s two methods, so the ``ai_annotations`` asset is engine-agnostic
 and switching engines is a configuration change (``QWEN_PRELABEL_BACKEND``).
 """
 
 from __future__ import annotations
 
+import abc
 from functools import lru_cache
 
 from dagster import ConfigurableResource
@@ -14,15 +15,16 @@ from pydantic import Field
 from qwen_dataset.prelabel.base import PrelabelBackend
 
 
-class PrelabelResource(ConfigurableResource):
-    """Base of the prelabel resources."""
+class PrelabelResource(ConfigurableResource, abc.ABC):
+    """Base of the prelabel resources (pydantic's model metaclass is an ``ABCMeta``)."""
 
+    @abc.abstractmethod
     def backend(self) -> PrelabelBackend:
-        raise NotImplementedError(f"{type(self).__name__} must implement backend()")
+        """The domain backend the ``ai_annotations`` asset drives."""
 
+    @abc.abstractmethod
     def backend_version(self) -> str:
         """Identifies everything that changes the output; part of ai_annotations' code version."""
-        raise NotImplementedError(f"{type(self).__name__} must implement backend_version()")
 
 
 @lru_cache(maxsize=4)

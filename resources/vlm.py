@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from qwen_dataset.prelabel.templates import DEFAULT_GUI_INSTRUCTION, TASK_ORDER
+from qwen_dataset.payloads import TASK_ORDER
+from qwen_dataset.prelabel.templates import DEFAULT_GUI_INSTRUCTION
 from qwen_dataset.prelabel.video_events import DEFAULT_TOLERANCE_S
 from qwen_dataset.prelabel.vllm.backend import VllmBackend
 from qwen_dataset.prelabel.vllm.settings import (

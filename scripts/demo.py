@@ -17,8 +17,8 @@ import pandas as pd
 from dagster import DagsterInstance
 
 from qwen_dataset.definitions import build_definitions
+from qwen_dataset.payloads import boxes_table
 from qwen_dataset.quality.ocr_truth import OcrScore, score_against_sample_truth
-from qwen_dataset.records import regions_table
 from qwen_dataset.samples.batch import generate_sample_batch
 from qwen_dataset.samples.truth import write_truth
 from qwen_dataset.store.inbox import mark_ready
@@ -51,7 +51,7 @@ def print_summary(layout: StorageLayout, batch: str, truth_path: Path, seconds: 
     uploads = pd.read_parquet(layout.manifest("raw_uploads", batch))
     frames = pd.read_parquet(layout.manifest("frames", batch))
     final = pd.read_parquet(layout.manifest("human_corrections", batch))
-    regions = regions_table(final, frames)
+    regions = boxes_table(final, frames, tasks=("ocr",))
     print(
         f"\nbatch {batch}: {len(uploads)} files in, {(uploads['status'] == 'ok').sum()} ok, "
         f"{(uploads['status'] == 'duplicate').sum()} duplicate, {(uploads['status'] == 'quarantined').sum()} quarantined"

@@ -30,7 +30,7 @@ from pathlib import Path
 from dagster import Definitions, in_process_executor, multiprocess_executor
 
 from qwen_dataset.definitions import build_definitions
-from qwen_dataset.prelabel.base import FrameInput, PrelabelOutcome
+from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, PrelabelOutcome
 from qwen_dataset.store.paths import atomic_write_text
 from resources.prelabel import PrelabelResource
 from tests.ops_helpers import HELD_MARKER, HOLD_FILE
@@ -39,15 +39,19 @@ MAX_HOLD_SECONDS = 300.0  # a held worker nobody kills gives up instead of hangi
 EXECUTORS = {"in_process": in_process_executor, "multiprocess": multiprocess_executor}
 
 
-class ScriptedBackend:
+class ScriptedBackend(PrelabelBackend):
     """One OCR region ("Hello" near the top-left corner, inside the frame) per frame, instantly."""
 
     tasks = ("ocr",)
     author = "scripted-fixture"
 
     def __init__(self, version: str, hold_dir: str = "") -> None:
-        self.version = version
+        self._version = version
         self.hold_dir = Path(hold_dir) if hold_dir else None
+
+    @property
+    def version(self) -> str:
+        return self._version
 
     def annotate(self, frames: Sequence[FrameInput], task: str) -> Iterator[PrelabelOutcome]:
         for index, frame in enumerate(frames):

@@ -12,7 +12,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from qwen_dataset.exporters import OCR_PROMPT, export_coco, export_qwen_ocr_jsonl, final_annotations
+from qwen_dataset.exporters.coco import export_coco
+from qwen_dataset.exporters.qwen_jsonl import OCR_PROMPT, export_qwen_ocr_jsonl
+from qwen_dataset.exporters.stream import final_annotations
 from qwen_dataset.geometry import from_qwen_1000
 from tests.factories import annotation, annotations_df, frame, frames_df, region
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.definitions import build_definitions
-from qwen_dataset.prelabel.base import FrameInput, PrelabelOutcome
+from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, PrelabelOutcome
 from resources.prelabel import PrelabelResource
 
 BATCH = "tiny"
@@ -22,13 +22,21 @@ CALLS: dict[str, list[str]] = defaultdict(list)  # mode -> frame ids the backend
 FAILED_ONCE: set[str] = set()
 
 
-class ScriptedBackend:
+class ScriptedBackend(PrelabelBackend):
     """A deterministic backend for testing the pipeline's handling of good and bad outputs."""
 
     tasks = ("ocr",)
 
     def __init__(self, mode: str, version: str) -> None:
-        self.mode, self.version, self.author = mode, version, f"scripted-{mode}"
+        self.mode, self._version = mode, version
+
+    @property
+    def author(self) -> str:
+        return f"scripted-{self.mode}"
+
+    @property
+    def version(self) -> str:
+        return self._version
 
     def annotate(self, frames: Sequence[FrameInput], task: str) -> Iterator[PrelabelOutcome]:
         for frame in frames:

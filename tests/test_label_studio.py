@@ -15,7 +15,7 @@ from qwen_dataset.exporters.label_studio.config import DEFAULT_FRAME_RATE, LS_TE
 from qwen_dataset.exporters.label_studio.export import export_label_studio, to_label_studio_tasks
 from qwen_dataset.exporters.label_studio.importer import from_label_studio_export
 from qwen_dataset.geometry import to_label_studio
-from qwen_dataset.prelabel.templates import TASK_ORDER
+from qwen_dataset.payloads import TASK_ORDER
 from qwen_dataset.records import AnnotationRecord, annotation_id_for, columns_of
 from tests.test_exporters_formats import (
     GUI_ANSWER,

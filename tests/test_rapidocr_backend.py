@@ -19,9 +19,10 @@ from PIL import Image, ImageDraw, ImageFont
 from rapidfuzz.distance import Levenshtein
 
 from qwen_dataset.geometry import iou_matrix
+from qwen_dataset.payloads import boxes_table
 from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, outcomes_to_records
 from qwen_dataset.prelabel.rapidocr_backend import RapidOcrBackend, load_bgr_image, regions_from_result
-from qwen_dataset.records import AnnotationRecord, AnnotationStatus, regions_table, to_frame
+from qwen_dataset.records import AnnotationRecord, AnnotationStatus, to_frame
 from qwen_dataset.text import group_lines, guess_language, reading_order
 
 # --------------------------------------------------------------------------------------------
@@ -312,7 +313,7 @@ def test_outcomes_become_records_and_regions(scene, backend) -> None:
             "height": [frame.height for frame in scene["frames"]],
         }
     )
-    table = regions_table(annotations, frames)
+    table = boxes_table(annotations, frames)
     assert (table["frame_id"] == "invoice").sum() == len(scene["truth"]["invoice"])
     assert ((table["x2"] <= table["width"]) & (table["y2"] <= table["height"])).all()
 

@@ -1,7 +1,8 @@
 import json
 
 from qwen_dataset.db.corrections import apply_corrections
-from qwen_dataset.records import FrameRecord, from_frame, regions_table
+from qwen_dataset.payloads import boxes_table
+from qwen_dataset.records import FrameRecord, from_frame
 from tests.factories import annotation, annotations_df, frame, frames_df, region
 
 
@@ -12,9 +13,9 @@ def test_manifest_round_trip_keeps_none():
     assert back[0].t is None and back[1].t == 1.5
 
 
-def test_regions_table_joins_frame_size_and_skips_failures():
+def test_boxes_table_joins_frame_size_and_skips_failures():
     f0, f1 = frame(0, width=300, height=150), frame(1)
-    table = regions_table(
+    table = boxes_table(
         annotations_df(
             annotation(f0, [region([1, 2, 3, 4]), region([5, 6, 7, 8], order=1)]),
             annotation(f1, [region([1, 1, 2, 2])], status="failed"),

@@ -17,8 +17,9 @@ import pytest
 from PIL import Image
 
 from qwen_dataset.geometry import from_qwen_1000
+from qwen_dataset.payloads import TASK_ORDER
 from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, outcomes_to_records
-from qwen_dataset.prelabel.templates import TASK_ORDER, load_template
+from qwen_dataset.prelabel.templates import load_template
 from qwen_dataset.prelabel.video_events import anchor_frames
 from qwen_dataset.prelabel.vllm.backend import ServerCheckError, VllmBackend
 from qwen_dataset.prelabel.vllm.client import full_jitter_delay, parse_retry_after

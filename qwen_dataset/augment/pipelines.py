@@ -69,6 +69,7 @@ from qwen_dataset.augment.registry import (  # noqa: E402
 from qwen_dataset.augment.text_replace import TextReplacement  # noqa: E402
 from qwen_dataset.geometry import clip_box, is_valid_box  # noqa: E402
 from qwen_dataset.ingest.frames import FrameOptions, encode_picture, load_image_rgb, mean_luma  # noqa: E402
+from qwen_dataset.payloads import BOX_TASKS, iter_boxes, iter_points  # noqa: E402
 from qwen_dataset.records import (  # noqa: E402
     AnnotationRecord,
     AnnotationStatus,
@@ -81,8 +82,8 @@ from qwen_dataset.records import (  # noqa: E402
 )
 from qwen_dataset.store.blobs import BlobStore  # noqa: E402
 
-# Tasks whose payload geometry this module knows how to carry through a transform.
-GEOMETRY_TASKS = frozenset({"ocr", "gui_action", "spatial", "image_to_code"})
+# Tasks whose payload geometry (boxes, points) is carried through a transform.
+GEOMETRY_TASKS = frozenset(BOX_TASKS)
 # A box corner may land this far outside the picture (float rounding of the warp) and still count as inside.
 BORDER_TOLERANCE_PX = 1.0
 COORDINATE_DECIMALS = 2
@@ -119,38 +120,20 @@ class _Ref:
     where: str
 
 
-def _layout_boxes(node: dict[str, Any], where: str) -> Iterator[tuple[dict[str, Any], str]]:
-    if "bbox" in node:
-        yield node, where
-    for index, child in enumerate(node.get("children", [])):
-        yield from _layout_boxes(child, f"{where}.children[{index}]")
-
-
 def box_refs(label_index: int, labels: Labels) -> list[_Ref]:
-    """Every box of a payload: ocr regions, gui elements, spatial objects, the image_to_code layout."""
-    payload, task = labels.payload, labels.task
-    found: list[tuple[dict[str, Any], str]] = []
-    if task == "ocr":
-        found = [(region, f"$.regions[{i}]") for i, region in enumerate(payload.get("regions", []))]
-    elif task == "gui_action":
-        found = [(element, f"$.elements[{i}]") for i, element in enumerate(payload.get("elements", []))]
-    elif task == "spatial":
-        found = [(item, f"$.objects[{i}]") for i, item in enumerate(payload.get("objects", []))]
-    elif task == "image_to_code" and isinstance(payload.get("layout"), dict):
-        found = list(_layout_boxes(payload["layout"], "$.layout"))
-    return [_Ref(label_index, container, "bbox", f"{task} {where}.bbox") for container, where in found]
+    """Every box of a payload, wherever its task keeps them (:func:`qwen_dataset.payloads.iter_boxes`)."""
+    return [
+        _Ref(label_index, box.item, "bbox", f"{labels.task} {box.path}.bbox")
+        for box in iter_boxes(labels.task, labels.payload)
+    ]
 
 
 def point_refs(label_index: int, labels: Labels) -> list[_Ref]:
-    """Every action point of a gui_action payload (``point`` and ``end_point`` when set)."""
-    if labels.task != "gui_action":
-        return []
-    refs = []
-    for index, action in enumerate(labels.payload.get("actions", [])):
-        for key in ("point", "end_point"):
-            if action.get(key) is not None:
-                refs.append(_Ref(label_index, action, key, f"gui_action $.actions[{index}].{key}"))
-    return refs
+    """Every point of a payload that is set (GUI actions' ``point`` and ``end_point``)."""
+    return [
+        _Ref(label_index, point.item, point.field, f"{labels.task} {point.path}")
+        for point in iter_points(labels.task, labels.payload)
+    ]
 
 
 def _corners(box: Sequence[float]) -> list[list[float]]:

@@ -34,6 +34,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from qwen_dataset.augment.registry import AugmentationRejected, AugmentedFrame, Labels
+from qwen_dataset.geometry import box_center, boxes_overlap, contains_point
+from qwen_dataset.payloads import iter_boxes
 from qwen_dataset.samples.drawing import FONT_REQUIREMENT, load_font
 from qwen_dataset.text import guess_language
 
@@ -200,30 +202,25 @@ def _grow(box: tuple[int, int, int, int], by: int, width: int, height: int) -> t
     return (max(0, box[0] - by), max(0, box[1] - by), min(width, box[2] + by), min(height, box[3] + by))
 
 
-def _overlaps(a: Sequence[float], b: Sequence[float]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
 def _centre_inside(inner: Sequence[float], outer: Sequence[float]) -> bool:
-    cx, cy = (inner[0] + inner[2]) / 2, (inner[1] + inner[3]) / 2
-    return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
+    return contains_point(outer, box_center(inner))
 
 
 def find_candidates(image: np.ndarray, labels: Sequence[Labels], replacement: TextReplacement) -> list[_Candidate]:
     """Texts of the labels that the table can replace, with the pixels to repaint; no two overlap."""
     height, width = image.shape[:2]
-    elements = [e for item in labels if item.task == "gui_action" for e in item.payload.get("elements", [])]
+    elements = [box.item for item in labels if item.task == "gui_action" for box in iter_boxes(item.task, item.payload)]
     found: list[_Candidate] = []
 
     def add(candidate: _Candidate) -> None:
         box = candidate.box
-        if box[2] - box[0] >= 4 and box[3] - box[1] >= 6 and not any(_overlaps(box, c.box) for c in found):
+        if box[2] - box[0] >= 4 and box[3] - box[1] >= 6 and not any(boxes_overlap(box, c.box) for c in found):
             found.append(candidate)
 
     for item in labels:
         if item.task != "ocr":
             continue
-        for region in item.payload.get("regions", []):
+        for region in (box.item for box in iter_boxes(item.task, item.payload)):
             options = replacement.lookup(str(region.get("text", "")))
             if options is None:
                 continue
@@ -418,7 +415,7 @@ def update_labels(labels: list[Labels], candidate: _Candidate, new_text: str, ne
     for item in labels:
         payload = item.payload
         if item.task == "ocr":
-            for region in payload.get("regions", []):
+            for region in (box.item for box in iter_boxes(item.task, payload)):
                 if _same_text(region.get("text"), candidate.old) and _centre_inside(region["bbox"], painted):
                     region.update(text=new_text, bbox=list(new_bbox), language=guess_language(new_text), confidence=1.0)
         elif item.task == "gui_action":
@@ -435,8 +432,8 @@ def update_labels(labels: list[Labels], candidate: _Candidate, new_text: str, ne
 def _update_gui(payload: dict[str, Any], candidate: _Candidate, new_text: str, new_bbox: list[float]) -> None:
     painted = candidate.box
     changed: dict[int, tuple[list[float], list[float]]] = {}
-    for index, element in enumerate(payload.get("elements", [])):
-        if not (_same_text(element.get("text"), candidate.old) and _overlaps(element["bbox"], painted)):
+    for index, element, *_ in iter_boxes("gui_action", payload):
+        if not (_same_text(element.get("text"), candidate.old) and boxes_overlap(element["bbox"], painted)):
             continue
         element["text"] = new_text
         old_box = list(element["bbox"])

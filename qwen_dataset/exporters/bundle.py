@@ -24,13 +24,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from qwen_dataset.exporters import final_annotations
 from qwen_dataset.exporters.action_dsl import write as write_dsl
 from qwen_dataset.exporters.coco import export_coco
 from qwen_dataset.exporters.csv_export import export_csv
 from qwen_dataset.exporters.label_studio.export import export_label_studio
 from qwen_dataset.exporters.messages import export_messages_jsonl
 from qwen_dataset.exporters.qwen_jsonl import export_qwen_jsonl
+from qwen_dataset.exporters.stream import final_annotations
+from qwen_dataset.payloads import BOX_TASKS
 from qwen_dataset.records import AnnotationStatus, Task
 from qwen_dataset.release.assemble import ReleaseStaging
 from qwen_dataset.store.blobs import BlobStore
@@ -75,9 +76,6 @@ def link_images(frames: pd.DataFrame, blobs: BlobStore, out_dir: Path) -> dict[s
         _place(blob, out_dir / relative)
         refs[row.frame_id] = relative
     return refs
-
-
-BOX_TASKS = (Task.OCR, Task.GUI_ACTION, Task.SPATIAL, Task.IMAGE_TO_CODE)
 
 
 def _file(format_name: str, path: Path, records: int) -> ExportFile:

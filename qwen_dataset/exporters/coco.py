@@ -26,28 +26,12 @@ from typing import IO, Any
 
 import pandas as pd
 
-from qwen_dataset.exporters.payloads import (
-    AnnotationStream,
-    BoxChecker,
-    ExportAnnotation,
-    check_boxes,
-    dump_json,
-    iter_layout,
-)
+from qwen_dataset.exporters.stream import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, dump_json
 from qwen_dataset.geometry import to_coco
+from qwen_dataset.payloads import BOX_TASKS, BoxItem, BoxSource, box_source, iter_boxes, task_spec
 from qwen_dataset.prelabel.templates import TemplateError, load_template
 from qwen_dataset.records import Task
 from qwen_dataset.store.paths import atomic_writer
-
-TEXT_CATEGORY = {"id": 1, "name": "text", "supercategory": "ocr"}
-
-#: Tasks with boxes, and the supercategory of their categories.
-BOX_TASKS: dict[str, str] = {
-    Task.OCR.value: "ocr",
-    Task.GUI_ACTION.value: "gui",
-    Task.SPATIAL.value: "object",
-    Task.IMAGE_TO_CODE.value: "layout",
-}
 
 
 def coco_info(task: str = Task.OCR.value) -> dict[str, Any]:
@@ -68,23 +52,6 @@ def coco_box_fields(box: list[float]) -> dict[str, Any]:
     x1, y1, x2, y2 = (float(v) for v in box)
     x, y, w, h = to_coco([x1, y1, x2, y2])
     return {"bbox": [x, y, w, h], "area": w * h, "iscrowd": 0, "segmentation": [[x1, y1, x2, y1, x2, y2, x1, y2]]}
-
-
-def coco_annotation(annotation_id: int, image_id: int, region: Any) -> dict[str, Any]:
-    """One COCO annotation from a :func:`records.regions_table` row (pixels, ``[x, y, w, h]``)."""
-    return {
-        "id": annotation_id,
-        "image_id": image_id,
-        "category_id": TEXT_CATEGORY["id"],
-        **coco_box_fields([region.x1, region.y1, region.x2, region.y2]),
-        "attributes": {
-            "text": region.text,
-            "language": region.language,
-            "source": region.source,
-            "annotation_id": region.annotation_id,
-            "reading_order": int(region.reading_order),
-        },
-    }
 
 
 def _write_array(handle: IO[bytes], key: str, items: Iterator[dict[str, Any]], last: bool = False) -> int:
@@ -116,87 +83,59 @@ class CategoryIndex:
         return [{"id": number, "name": name, "supercategory": self.supercategory} for name, number in self.ids.items()]
 
 
-def template_roles(task: str) -> list[str]:
-    """The roles a template's schema enumerates (empty if an edited schema no longer says)."""
+def schema_labels(task: str) -> list[str]:
+    """The values the task's template schema enumerates for its box label (empty when it names none).
+
+    The label field comes from the payload registry (GUI elements: ``role``); the template's
+    schema lists its allowed values in order, which gives those categories stable ids.
+    """
+    field = box_source(task).label_field
     try:
         schema = load_template(task).schema
     except TemplateError:
         return []
-    try:
-        if task == Task.GUI_ACTION:
-            return list(schema["properties"]["elements"]["items"]["properties"]["role"]["enum"])
-        return list(schema["$defs"]["node"]["properties"]["role"]["enum"])
-    except (KeyError, TypeError):
-        return []
+    return _enum_of(schema, field) if field else []
+
+
+def _enum_of(schema: Any, field: str) -> list[str]:
+    """The first ``enum`` given for property ``field`` anywhere in a JSON schema."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            properties = node.get("properties")
+            declared = properties.get(field) if isinstance(properties, dict) else None
+            if isinstance(declared, dict) and isinstance(declared.get("enum"), list):
+                return [str(value) for value in declared["enum"]]
+            stack.extend(reversed(list(node.values())))
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
+    return []
 
 
 def category_index(task: str) -> CategoryIndex:
-    """The category list a task's COCO export starts from."""
+    """The category list a task's COCO export starts from: the fixed label, or the schema's labels."""
     if task not in BOX_TASKS:
+        spec = task_spec(task)
         raise ValueError(
-            f"task {task!r} has no boxes to export as COCO; COCO exports cover {list(BOX_TASKS)} "
+            f"task {spec.task!r} has no boxes to export as COCO; COCO exports cover {list(BOX_TASKS)} "
             f"(video_event is exported as JSONL, CSV or Label Studio tasks)"
         )
-    if task == Task.OCR:
-        return CategoryIndex([TEXT_CATEGORY["name"]], BOX_TASKS[task])
-    if task == Task.SPATIAL:
-        return CategoryIndex([], BOX_TASKS[task])
-    return CategoryIndex(template_roles(task), BOX_TASKS[task])
+    source = box_source(task)
+    known = [source.fixed_label] if source.label_field is None else schema_labels(task)
+    return CategoryIndex(known, source.coco_supercategory)
 
 
-def iter_boxes(annotation: ExportAnnotation) -> Iterator[tuple[list[float], str, dict[str, Any]]]:
-    """``(pixel box, category name, attributes)`` of each box of a checked annotation, in payload order."""
-    payload = annotation.payload
-    provenance = {"source": annotation.source, "annotation_id": annotation.annotation_id}
-    task = annotation.task
-    if task == Task.OCR:
-        for region in payload.get("regions") or []:
-            yield (
-                region["bbox"],
-                TEXT_CATEGORY["name"],
-                {
-                    "text": region.get("text", ""),
-                    "language": region.get("language", ""),
-                    **provenance,
-                    "reading_order": int(region["reading_order"]),
-                },
-            )
-    elif task == Task.GUI_ACTION:
-        for index, element in enumerate(payload.get("elements") or []):
-            role = element.get("role", "other")
-            yield (
-                element["bbox"],
-                role,
-                {"text": element.get("text", ""), "role": role, "element_index": index, **provenance},
-            )
-    elif task == Task.SPATIAL:
-        for index, item in enumerate(payload.get("objects") or []):
-            label = item.get("label", "")
-            yield (
-                item["bbox"],
-                label,
-                {
-                    "label": label,
-                    "occluded": bool(item.get("occluded", False)),
-                    "object_index": index,
-                    **provenance,
-                },
-            )
-    elif task == Task.IMAGE_TO_CODE:
-        for index, parent, depth, node in iter_layout(payload.get("layout")):
-            role = node.get("role", "other")
-            yield (
-                node["bbox"],
-                role,
-                {
-                    "tag": node.get("tag", ""),
-                    "role": role,
-                    "node_index": index,
-                    "parent_index": parent,
-                    "depth": depth,
-                    **provenance,
-                },
-            )
+def box_attributes(box: BoxItem, source: BoxSource, annotation: ExportAnnotation) -> dict[str, Any]:
+    """What COCO has no field for: the item's own fields, its place in the payload, its provenance."""
+    attributes = {key: value for key, value in box.item.items() if key not in ("bbox", "children")}
+    attributes[f"{source.item}_index"] = box.index
+    if source.tree:
+        attributes["parent_index"] = box.parent
+        attributes["depth"] = box.depth
+    attributes["source"] = annotation.source
+    attributes["annotation_id"] = annotation.annotation_id
+    return attributes
 
 
 def export_coco(
@@ -210,7 +149,7 @@ def export_coco(
     """Write the boxes of the final ``task`` annotations as COCO detection JSON; returns the counts.
 
     Images are the frames with a final ok annotation of the task (see
-    :func:`qwen_dataset.exporters.final_annotations`), numbered from 1 in ``frame_id`` order; a
+    :func:`qwen_dataset.exporters.stream.final_annotations`), numbered from 1 in ``frame_id`` order; a
     frame whose annotation has no boxes is kept as an image without annotations (a true
     negative). Frames whose prelabel failed are left out: their content is unknown, and an empty
     image would claim they hold nothing. Annotations are numbered from 1 in image order, then
@@ -218,6 +157,7 @@ def export_coco(
     boxes that stay empty after clipping to their frame fail the export, naming the annotations.
     """
     categories = category_index(task)
+    source = box_source(task)
     stream = AnnotationStream(annotations, frames, task)
     checker = BoxChecker()
 
@@ -236,14 +176,14 @@ def export_coco(
         number = 0
         for image_id, annotation in enumerate(stream, start=1):
             check_boxes(annotation, checker)
-            for box, category, attributes in iter_boxes(annotation):
+            for box in iter_boxes(task, annotation.payload):
                 number += 1
                 yield {
                     "id": number,
                     "image_id": image_id,
-                    "category_id": categories.id_for(category),
-                    **coco_box_fields(box),
-                    "attributes": attributes,
+                    "category_id": categories.id_for(box.label),
+                    **coco_box_fields(box.item["bbox"]),
+                    "attributes": box_attributes(box, source, annotation),
                 }
         checker.raise_if_any()
 

@@ -15,8 +15,8 @@ provenance on every row and boxes in pixels of the frame. Columns (:data:`CSV_CO
 ===================== ============================================================================
 item                  filled columns (attributes)
 ===================== ============================================================================
-region (ocr)          box, text, label = font style (language, confidence, reading_order)
-element (gui_action)  box, text, label = role
+region (ocr)          box, text, label = ``text`` (font_style, language, confidence, reading_order)
+element (gui_action)  box, text, label = role (any other field of the element)
 instruction           text = the instruction the actions carry out (requested_instruction)
 action                action_type, target, point_x/y, end_x/y, text, direction (box, amount, duration)
 object (spatial)      box, label (occluded, depth_rank: 0 = nearest, if ranked)
@@ -42,8 +42,8 @@ from typing import Any
 
 import pandas as pd
 
-from qwen_dataset.exporters.payloads import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, iter_layout
-from qwen_dataset.prelabel.templates import TASK_ORDER
+from qwen_dataset.exporters.stream import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes
+from qwen_dataset.payloads import TASK_ORDER, box_source, iter_boxes
 from qwen_dataset.records import Task
 from qwen_dataset.store.paths import atomic_writer
 
@@ -100,33 +100,35 @@ def _attributes(values: dict[str, Any]) -> str:
     return _dump_sorted(kept) if kept else ""
 
 
-def ocr_items(payload: dict[str, Any]) -> Iterator[Item]:
-    for index, region in enumerate(payload.get("regions") or []):
+def box_items(
+    task: str, payload: dict[str, Any], more: Callable[[int], dict[str, Any]] | None = None
+) -> Iterator[Item]:
+    """One row per box: the item's text and label; its other fields, a tree node's place and
+    ``more(box_index)`` as attributes."""
+    source = box_source(task)
+    for box in iter_boxes(task, payload):
+        extra = {key: value for key, value in box.item.items() if key not in ("bbox", "children", "text")}
+        extra.pop(source.label_field or "", None)
+        if source.tree:
+            extra.update(parent_index=box.parent, depth=box.depth)
+        if more is not None:
+            extra.update(more(box.index))
         yield {
-            "item": "region",
-            "item_index": index,
-            **_box_cells(region["bbox"]),
-            "text": region.get("text", ""),
-            "label": region.get("font_style"),
-            "attributes": _attributes(
-                {
-                    "language": region.get("language"),
-                    "confidence": region.get("confidence"),
-                    "reading_order": region.get("reading_order"),
-                }
-            ),
+            "item": source.item,
+            "item_index": box.index,
+            **_box_cells(box.item["bbox"]),
+            "text": box.item.get("text"),
+            "label": box.label,
+            "attributes": _attributes(extra),
         }
+
+
+def ocr_items(payload: dict[str, Any]) -> Iterator[Item]:
+    yield from box_items(Task.OCR.value, payload)
 
 
 def gui_items(payload: dict[str, Any]) -> Iterator[Item]:
-    for index, element in enumerate(payload.get("elements") or []):
-        yield {
-            "item": "element",
-            "item_index": index,
-            **_box_cells(element["bbox"]),
-            "text": element.get("text", ""),
-            "label": element.get("role"),
-        }
+    yield from box_items(Task.GUI_ACTION.value, payload)
     yield {
         "item": "instruction",
         "item_index": 0,
@@ -150,14 +152,7 @@ def gui_items(payload: dict[str, Any]) -> Iterator[Item]:
 
 def spatial_items(payload: dict[str, Any]) -> Iterator[Item]:
     depth_rank = {index: rank for rank, index in enumerate(payload.get("depth_order") or [])}
-    for index, item in enumerate(payload.get("objects") or []):
-        yield {
-            "item": "object",
-            "item_index": index,
-            **_box_cells(item["bbox"]),
-            "label": item.get("label", ""),
-            "attributes": _attributes({"occluded": item.get("occluded"), "depth_rank": depth_rank.get(index)}),
-        }
+    yield from box_items(Task.SPATIAL.value, payload, lambda index: {"depth_rank": depth_rank.get(index)})
     for index, relation in enumerate(payload.get("relations") or []):
         yield {
             "item": "relation",
@@ -168,14 +163,7 @@ def spatial_items(payload: dict[str, Any]) -> Iterator[Item]:
 
 
 def image_to_code_items(payload: dict[str, Any]) -> Iterator[Item]:
-    for index, parent, depth, node in iter_layout(payload.get("layout")):
-        yield {
-            "item": "block",
-            "item_index": index,
-            **_box_cells(node["bbox"]),
-            "label": node.get("role"),
-            "attributes": _attributes({"tag": node.get("tag"), "parent_index": parent, "depth": depth}),
-        }
+    yield from box_items(Task.IMAGE_TO_CODE.value, payload)
     yield {"item": "html", "item_index": 0, "text": payload.get("html", "")}
 
 

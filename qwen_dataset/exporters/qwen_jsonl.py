@@ -48,20 +48,10 @@ from typing import Any
 
 import pandas as pd
 
-from qwen_dataset.exporters.payloads import (
-    AnnotationStream,
-    BoxChecker,
-    ExportAnnotation,
-    check_boxes,
-    dump_json,
-    iter_layout,
-)
+from qwen_dataset.exporters.stream import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, dump_json
 from qwen_dataset.geometry import point_to_qwen_1000, to_qwen_1000
-from qwen_dataset.prelabel.templates import (
-    DEFAULT_GUI_INSTRUCTION,
-    TASK_ORDER,
-    load_template,
-)
+from qwen_dataset.payloads import TASK_ORDER, iter_boxes
+from qwen_dataset.prelabel.templates import DEFAULT_GUI_INSTRUCTION, load_template
 from qwen_dataset.records import FrameKind, Task
 from qwen_dataset.store.paths import atomic_writer
 
@@ -108,29 +98,6 @@ def dump_answer(answer: Any) -> str:
     return _escape_tags(dump_json(answer))
 
 
-def ocr_answer(regions: pd.DataFrame, width: int, height: int) -> str:
-    """The assistant turn: a JSON list of ``{"bbox_2d", "text_content"}`` in the given row order.
-
-    Takes rows of :func:`qwen_dataset.records.regions_table`; the exporters use
-    :func:`answer_object` on parsed payloads instead.
-    """
-    items = [
-        {"bbox_2d": to_qwen_1000([row.x1, row.y1, row.x2, row.y2], width, height), "text_content": row.text}
-        for row in regions.itertuples(index=False)
-    ]
-    return dump_answer(items)
-
-
-def ocr_sample(image: str, answer: str) -> dict[str, Any]:
-    return {
-        "image": image,
-        "conversations": [
-            {"from": "human", "value": f"{IMAGE_TAG}\n{OCR_PROMPT}"},
-            {"from": "gpt", "value": answer},
-        ],
-    }
-
-
 # --------------------------------------------------------------------------------------------
 # Answers
 
@@ -151,18 +118,18 @@ def _point(point: Any, width: int, height: int) -> list[int] | None:
 
 
 def answer_object(annotation: ExportAnnotation, box_style: str = "json") -> Any:
-    """The answer of one checked annotation (see :func:`payloads.check_boxes`) as a JSON-ready object."""
+    """The answer of one checked annotation (see :func:`qwen_dataset.exporters.stream.check_boxes`) as a JSON-ready object."""
     payload, width, height = annotation.payload, annotation.width, annotation.height
     box = _box_encoder(width, height, box_style)
     task = annotation.task
+    boxes = [item.item for item in iter_boxes(task, payload)]
     if task == Task.OCR:
-        regions = payload.get("regions") or []
-        return [{"bbox_2d": box(region["bbox"]), "text_content": region.get("text", "")} for region in regions]
+        return [{"bbox_2d": box(region["bbox"]), "text_content": region.get("text", "")} for region in boxes]
     if task == Task.GUI_ACTION:
         return {
             "elements": [
                 {"bbox_2d": box(element["bbox"]), "role": element.get("role", "other"), "text": element.get("text", "")}
-                for element in payload.get("elements") or []
+                for element in boxes
             ],
             "instruction": payload.get("instruction", ""),
             "actions": [
@@ -185,7 +152,7 @@ def answer_object(annotation: ExportAnnotation, box_style: str = "json") -> Any:
                     "label": item.get("label", ""),
                     "occluded": bool(item.get("occluded", False)),
                 }
-                for item in payload.get("objects") or []
+                for item in boxes
             ],
             "relations": [
                 {"subject": relation["subject"], "predicate": relation["predicate"], "object": relation["object"]}
@@ -194,7 +161,7 @@ def answer_object(annotation: ExportAnnotation, box_style: str = "json") -> Any:
             "depth_order": list(payload.get("depth_order") or []),
         }
     if task == Task.IMAGE_TO_CODE:
-        return {"html": payload.get("html", ""), "layout": _layout_answer(payload.get("layout"), box)}
+        return {"html": payload.get("html", ""), "layout": _layout_answer(task, payload, box)}
     if task == Task.VIDEO_EVENT:
         return {
             "events": [
@@ -205,9 +172,10 @@ def answer_object(annotation: ExportAnnotation, box_style: str = "json") -> Any:
     raise ValueError(f"unknown task {task!r}: the tasks are {list(TASK_ORDER)}")
 
 
-def _layout_answer(root: dict[str, Any] | None, box: Callable[[list[float]], Any]) -> dict[str, Any] | None:
+def _layout_answer(task: str, payload: dict[str, Any], box: Callable[[list[float]], Any]) -> dict[str, Any] | None:
+    """The layout tree in the template's shape, rebuilt from the pre-order walk of its boxes."""
     built: list[dict[str, Any]] = []
-    for _, parent, _, node in iter_layout(root):
+    for _, node, _, parent, _, _ in iter_boxes(task, payload):
         item = {
             "tag": node.get("tag", ""),
             "role": node.get("role", "other"),

@@ -6,11 +6,13 @@ interface, so swapping RapidOCR (CPU) for Qwen3-VL on vLLM (GPU) is a resource c
 
 from __future__ import annotations
 
+import abc
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
+from qwen_dataset.payloads import PayloadError, task_spec, validate_payload
 from qwen_dataset.records import (
     AnnotationRecord,
     AnnotationStatus,
@@ -49,9 +51,8 @@ class PrelabelOutcome:
     raw: str = ""  # the model's raw text, kept for failures
 
 
-@runtime_checkable
-class PrelabelBackend(Protocol):
-    """A pre-annotation engine.
+class PrelabelBackend(abc.ABC):
+    """A pre-annotation engine: everything the ``ai_annotations`` asset asks of one.
 
     ``author`` goes into every record's provenance (e.g. ``rapidocr-onnxruntime==1.4.4``);
     ``version`` changes whenever its output could change (model, templates, parameters) and is
@@ -59,17 +60,36 @@ class PrelabelBackend(Protocol):
     """
 
     @property
+    @abc.abstractmethod
     def author(self) -> str: ...
 
     @property
+    @abc.abstractmethod
     def version(self) -> str: ...
 
     @property
-    def tasks(self) -> Sequence[str]: ...
+    @abc.abstractmethod
+    def tasks(self) -> Sequence[str]:
+        """The tasks this backend can annotate."""
 
+    @abc.abstractmethod
     def annotate(self, frames: Sequence[FrameInput], task: str) -> Iterator[PrelabelOutcome]:
         """Yield exactly one outcome per input frame (in any order); for ``video_event``, one per video."""
-        ...
+
+    def applies_to(self, task: str) -> tuple[str, ...]:
+        """Frame kinds (``image``, ``page``, ``video_frame``) the task is meant for: the payload
+        registry's by default; a backend whose templates say otherwise overrides this."""
+        return task_spec(task).frame_kinds
+
+    def with_run_options(
+        self,
+        *,
+        instruction: str | None = None,
+        video_path_for: Callable[[str], Path | None] | None = None,
+    ) -> PrelabelBackend:
+        """This backend with one run's options: the GUI instruction (None: the backend's default) and
+        ``video_path_for(upload_id)``, the original video file. A backend that uses neither returns itself."""
+        return self
 
 
 def outcomes_to_records(
@@ -108,5 +128,18 @@ def outcomes_to_records(
         elif outcome.payload is None:
             records.append(record(frame, AnnotationStatus.FAILED, outcome.error, {"raw": outcome.raw}))
         else:
-            records.append(record(frame, AnnotationStatus.OK, "", outcome.payload))
+            problem = _shape_problem(task, outcome.payload)
+            if problem:
+                records.append(record(frame, AnnotationStatus.FAILED, f"invalid_payload: {problem}", {}))
+            else:
+                records.append(record(frame, AnnotationStatus.OK, "", outcome.payload))
     return records
+
+
+def _shape_problem(task: str, payload: dict[str, Any]) -> str:
+    """Why a backend's payload does not have its task's shape (a backend bug, kept as a failure row)."""
+    try:
+        validate_payload(task, payload)
+    except PayloadError as error:
+        return str(error)
+    return ""

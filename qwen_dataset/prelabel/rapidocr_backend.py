@@ -31,7 +31,7 @@ import yaml
 from PIL import Image, ImageOps
 
 from qwen_dataset.geometry import clip_box, is_valid_box, quad_to_box
-from qwen_dataset.prelabel.base import FrameInput, PrelabelOutcome
+from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, PrelabelOutcome
 from qwen_dataset.records import Task
 from qwen_dataset.text import guess_language, reading_order
 
@@ -124,7 +124,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class RapidOcrBackend:
+class RapidOcrBackend(PrelabelBackend):
     """Line-level OCR prelabels on the CPU with RapidOCR.
 
     ``font_style`` is always ``"regular"``: RapidOCR reports no font information, and a guessed

@@ -37,11 +37,10 @@ import yaml
 from jsonschema.exceptions import best_match
 
 from qwen_dataset.geometry import QWEN_SCALE, from_qwen_1000, point_from_qwen_1000
+from qwen_dataset.payloads import TASK_ORDER, walk_layout
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 
-#: The five tasks in the order a backend runs them.
-TASK_ORDER: tuple[str, ...] = ("ocr", "gui_action", "spatial", "image_to_code", "video_event")
 
 FRAME_KINDS = frozenset({"image", "page", "video_frame"})
 
@@ -466,20 +465,20 @@ def image_to_code_payload(answer: dict[str, Any], context: AnswerContext) -> dic
     html = answer["html"].strip()
     if "<" not in html:
         raise AnswerError("schema_violation", "$.html: the answer holds no HTML markup")
-
-    def convert(node: dict[str, Any], where: str, depth: int) -> dict[str, Any]:
+    nodes: list[dict[str, Any]] = []
+    for _, parent, depth, node, where in walk_layout(answer["layout"]):
         if depth > _MAX_LAYOUT_DEPTH:
             raise AnswerError("schema_violation", f"{where}: the layout tree is deeper than {_MAX_LAYOUT_DEPTH} levels")
-        return {
+        converted = {
             "tag": node["tag"],
             "role": node["role"],
             "bbox": bbox_to_pixels(node["bbox_2d"], context, f"{where}.bbox_2d"),
-            "children": [
-                convert(child, f"{where}.children[{index}]", depth + 1) for index, child in enumerate(node["children"])
-            ],
+            "children": [],
         }
-
-    return {"html": html, "layout": convert(answer["layout"], "$.layout", 0)}
+        if parent is not None:
+            nodes[parent]["children"].append(converted)
+        nodes.append(converted)
+    return {"html": html, "layout": nodes[0]}
 
 
 def video_event_payload(answer: dict[str, Any], context: AnswerContext) -> dict[str, Any]:

@@ -65,7 +65,9 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from qwen_dataset.records import AnnotationStatus, load_payload
+from qwen_dataset.geometry import contains_point
+from qwen_dataset.payloads import iter_boxes
+from qwen_dataset.records import AnnotationStatus, Task, load_payload
 
 TARGET_COMPLETENESS = 0.90
 
@@ -289,8 +291,7 @@ def _point(
 
 
 def _contains(element: Mapping[str, Any], point: tuple[float, float]) -> bool:
-    x1, y1, x2, y2 = (float(v) for v in element["bbox"])
-    return x1 <= point[0] <= x2 and y1 <= point[1] <= y2
+    return contains_point(element["bbox"], point)
 
 
 def _area(element: Mapping[str, Any]) -> float:
@@ -468,7 +469,7 @@ def simulate_actions(
     actions = list((data or {}).get("actions") or [])
     if not actions:
         return PathResult(False, EMPTY_SEQUENCE, None, "the sequence has no action")
-    state = _State(list(data.get("elements") or []), width, height)
+    state = _State([box.item for box in iter_boxes(Task.GUI_ACTION.value, data)], width, height)
     last_press = _last_press(actions)
     meaning = semantic_class(data.get("instruction"))
     for step, action in enumerate(actions):

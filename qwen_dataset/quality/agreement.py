@@ -40,7 +40,6 @@ frames run ``linear_sum_assignment`` one by one.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -50,23 +49,16 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
 from qwen_dataset.geometry import iou_matrix
+from qwen_dataset.payloads import BOX_TASKS, boxes_and_labels
 from qwen_dataset.records import AnnotationStatus, Source
 
 DEFAULT_MIN_IOU = 0.1
 TRUE_POSITIVE_IOU = 0.5
 TARGET_MEAN_IOU = 0.85
-OCR_LABEL = "text"
 
 # Frames per batched IoU computation: ~1024 * N * M * 8 bytes per temporary keeps a chunk of
 # 10-box frames in cache (measured faster than 4096 on 100,000 frames).
 _CHUNK_FRAMES = 1024
-
-# Where each task keeps its boxes: payload list key and the field used as the box's label.
-_BOX_SOURCES: dict[str, tuple[str, str | None]] = {
-    "ocr": ("regions", None),
-    "gui_action": ("elements", "role"),
-    "spatial": ("objects", "label"),
-}
 
 
 class FrameBoxes(NamedTuple):
@@ -496,34 +488,17 @@ def _per_frame_table(frame_ids, boxes_a, boxes_b, matched, mismatches, true_posi
 # From annotation manifests
 
 
-def _layout_boxes(node: Mapping[str, Any], boxes: list[Any], labels: list[str]) -> None:
-    boxes.append(node["bbox"])
-    labels.append(node.get("role", ""))
-    for child in node.get("children", []):
-        _layout_boxes(child, boxes, labels)
-
-
 def frame_boxes_from_payload(task: str, payload: Mapping[str, Any] | str, frame_id: str = "") -> FrameBoxes:
     """The boxes and labels of one canonical payload (a dict or its JSON text).
 
-    ``ocr``: regions (label ``text``); ``gui_action``: elements (label = role); ``spatial``:
-    objects (label); ``image_to_code``: every node of the layout tree (label = role).
+    Where a task keeps its boxes and what labels them is the payload registry's
+    (:data:`qwen_dataset.payloads.TASKS`): OCR regions all carry ``text``, GUI elements their role,
+    spatial objects their label, layout blocks (every node of the tree) their role.
     """
-    data = json.loads(payload) if isinstance(payload, str) else payload
-    data = data or {}
-    if task == "image_to_code":
-        boxes: list[Any] = []
-        labels: list[str] = []
-        if data.get("layout"):
-            _layout_boxes(data["layout"], boxes, labels)
-        return FrameBoxes(boxes, labels, frame_id)
-    if task not in _BOX_SOURCES:
-        supported = sorted([*_BOX_SOURCES, "image_to_code"])
-        raise ValueError(f"task {task!r} has no boxes to compare; IoU agreement applies to {supported}")
-    key, label_field = _BOX_SOURCES[task]
-    items = data.get(key, [])
-    labels = [OCR_LABEL if label_field is None else item.get(label_field, "") for item in items]
-    return FrameBoxes([item["bbox"] for item in items], labels, frame_id)
+    if task not in BOX_TASKS:
+        raise ValueError(f"task {task!r} has no boxes to compare; IoU agreement applies to {list(BOX_TASKS)}")
+    boxes, labels = boxes_and_labels(task, payload or {})
+    return FrameBoxes(boxes, labels, frame_id)
 
 
 def pair_annotations(

@@ -55,6 +55,7 @@ from PIL import Image
 from rapidfuzz import fuzz
 from scipy.ndimage import gaussian_filter
 
+from qwen_dataset.payloads import iter_boxes
 from qwen_dataset.prelabel.rapidocr_backend import RapidOcrBackend, regions_from_result
 from qwen_dataset.quality.ocr_truth import normalize_text
 
@@ -458,7 +459,7 @@ def score_image_to_code_items(
     """
     ok = final[final["status"] == "ok"]
     ocr_texts = {
-        row.frame_id: [region.get("text", "") for region in json.loads(row.payload).get("regions", [])]
+        row.frame_id: [box.item.get("text", "") for box in iter_boxes("ocr", json.loads(row.payload))]
         for row in ok[ok["task"] == "ocr"].itertuples(index=False)
     }
     results = []

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from qwen_dataset.payloads import iter_boxes
 from qwen_dataset.quality.agreement import pair_annotations
 
 DESCRIBED_TASKS = ("gui_action", "video_event", "spatial")
@@ -30,7 +31,7 @@ def description_of(task: str, payload: Mapping[str, Any]) -> str:
         events = sorted(payload.get("events", []), key=lambda e: (e.get("start", 0), e.get("end", 0)))
         return ". ".join(str(e.get("description", "")) for e in events)
     if task == "spatial":
-        objects = payload.get("objects", [])
+        objects = [box.item for box in iter_boxes(task, payload)]
 
         def label(index: int) -> str:
             return str(objects[index].get("label", index)) if 0 <= index < len(objects) else str(index)

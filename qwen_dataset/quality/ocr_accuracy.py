@@ -48,9 +48,10 @@ from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from qwen_dataset.db.corrections import apply_corrections
+from qwen_dataset.payloads import iter_boxes
 from qwen_dataset.quality.agreement import DEFAULT_MIN_IOU, FrameBoxes, match_frames, pair_annotations
 from qwen_dataset.quality.ocr_truth import normalize_text
-from qwen_dataset.records import AnnotationStatus, Source, load_payload
+from qwen_dataset.records import AnnotationStatus, Source, Task, load_payload
 from qwen_dataset.text import LANGUAGES, guess_language
 
 TARGET_ACCURACY = 0.95
@@ -239,7 +240,7 @@ def ocr_accuracy(
 
 
 def _regions(payload: str) -> list[dict[str, Any]]:
-    return load_payload(payload).get("regions", [])
+    return [box.item for box in iter_boxes(Task.OCR.value, load_payload(payload))]
 
 
 def ocr_accuracy_between_annotators(

@@ -12,13 +12,16 @@ no overlapping prediction counts every character as an error.
 from __future__ import annotations
 
 import dataclasses
-import json
 import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import Levenshtein
+
+from qwen_dataset.geometry import overlap_fraction
+from qwen_dataset.payloads import iter_boxes
+from qwen_dataset.records import load_payload
 
 
 def normalize_text(text: str) -> str:
@@ -45,14 +48,6 @@ class OcrScore:
         )
 
 
-def _overlap_fraction(inner: Sequence[float], outer: Sequence[float]) -> float:
-    """Share of ``inner``'s area covered by ``outer``."""
-    width = min(inner[2], outer[2]) - max(inner[0], outer[0])
-    height = min(inner[3], outer[3]) - max(inner[1], outer[1])
-    area = (inner[2] - inner[0]) * (inner[3] - inner[1])
-    return max(width, 0) * max(height, 0) / area if area > 0 else 0.0
-
-
 def _line_errors(truth: str, candidate: str) -> int:
     if not candidate:
         return len(truth)
@@ -74,8 +69,8 @@ def score_regions(
         overlapping = [
             normalize_text(r["text"])
             for r in ordered
-            if _overlap_fraction(line["bbox"], r["bbox"]) >= min_overlap
-            or _overlap_fraction(r["bbox"], line["bbox"]) >= min_overlap
+            if overlap_fraction(line["bbox"], r["bbox"]) >= min_overlap
+            or overlap_fraction(r["bbox"], line["bbox"]) >= min_overlap
         ]
         if not overlapping:
             missed += 1
@@ -86,7 +81,10 @@ def score_regions(
 
 def _regions_by_frame(annotations: Any) -> dict[str, list[dict[str, Any]]]:
     ok = annotations[(annotations["status"] == "ok") & (annotations["task"] == "ocr")]
-    return {row.frame_id: json.loads(row.payload).get("regions", []) for row in ok.itertuples(index=False)}
+    return {
+        row.frame_id: [box.item for box in iter_boxes("ocr", load_payload(row.payload))]
+        for row in ok.itertuples(index=False)
+    }
 
 
 def score_against_sample_truth(truth: Any, uploads: Any, frames: Any, annotations: Any) -> dict[str, OcrScore]:

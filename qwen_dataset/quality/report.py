@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from qwen_dataset.payloads import BOX_TASKS
 from qwen_dataset.quality.action_paths import ActionPathReport, action_completeness_from_annotations
 from qwen_dataset.quality.agreement import AgreementReport, agreement_from_annotations
 from qwen_dataset.quality.ocr_accuracy import (
@@ -29,8 +30,6 @@ from qwen_dataset.quality.ocr_accuracy import (
 )
 from qwen_dataset.records import AnnotationStatus, Source
 from qwen_dataset.store.paths import StoragePath, atomic_write_bytes, atomic_write_text, is_remote
-
-BOX_TASKS = ("ocr", "gui_action", "spatial")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from qwen_dataset.records import AnnotationStatus, FrameKind, Task, load_payload, regions_table
+from qwen_dataset.payloads import boxes_table, payload_problem
+from qwen_dataset.records import AnnotationStatus, FrameKind, Task, load_payload
 
 _CONTEXT_LOCK = threading.Lock()
 
@@ -160,25 +161,33 @@ def validate_frames(frames: pd.DataFrame) -> SuiteResult:
     return run_suite("frames", table, expectations)
 
 
-def validate_annotations(
-    annotations: pd.DataFrame, frames: pd.DataFrame, tasks: tuple[str, ...] = ("ocr",)
-) -> SuiteResult:
-    """Expectations on annotation rows and on every region box they carry."""
+def payload_problems(annotations: pd.DataFrame) -> pd.Series:
+    """Per row, why an ok payload does not have its task's shape (empty when it does, or not ok)."""
+    problems = [
+        payload_problem(task, payload) if status == AnnotationStatus.OK.value else ""
+        for task, status, payload in zip(annotations["task"], annotations["status"], annotations["payload"])
+    ]
+    return pd.Series(problems, index=annotations.index, dtype=object)
+
+
+def validate_annotations(annotations: pd.DataFrame, frames: pd.DataFrame) -> SuiteResult:
+    """Expectations on annotation rows, their payloads' shape and every box they carry."""
     e = _gx()
-    regions = regions_table(annotations, frames, tasks)
+    rows = annotations.assign(payload_problem=payload_problems(annotations))
     id_results = run_suite(
         "annotations",
-        annotations,
+        rows,
         [
             e.ExpectColumnValuesToBeUnique(column="annotation_id"),
             e.ExpectColumnValuesToNotBeNull(column="frame_id"),
             e.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "failed"]),
             e.ExpectColumnValuesToBeInSet(column="source", value_set=["ai", "human", "arbitrated"]),
+            e.ExpectColumnValuesToBeInSet(column="payload_problem", value_set=[""]),
         ],
     )
-    region_results = run_suite(
-        "regions",
-        regions,
+    box_results = run_suite(
+        "boxes",
+        boxes_table(annotations, frames),
         [
             e.ExpectColumnValuesToNotBeNull(column="width"),
             *box_geometry_expectations(),
@@ -188,7 +197,7 @@ def validate_annotations(
     return SuiteResult(
         suite="annotations",
         rows=len(annotations),
-        outcomes=id_results.outcomes + region_results.outcomes,
+        outcomes=id_results.outcomes + box_results.outcomes,
     )
 
 
@@ -228,23 +237,6 @@ def validate_uploads(uploads: pd.DataFrame) -> SuiteResult:
     return run_suite("uploads", table, expectations)
 
 
-BOX_TASKS = (Task.OCR, Task.GUI_ACTION, Task.SPATIAL, Task.IMAGE_TO_CODE)
-
-
-def boxes_table(annotations: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
-    """Every box of every ok annotation of a box task, with its frame's size."""
-    from qwen_dataset.quality.agreement import frame_boxes_from_payload
-
-    rows = []
-    ok = annotations[(annotations["status"] == AnnotationStatus.OK) & annotations["task"].isin(BOX_TASKS)]
-    for row in ok.itertuples(index=False):
-        for box in frame_boxes_from_payload(row.task, row.payload, row.frame_id).boxes:
-            x1, y1, x2, y2 = (float(v) for v in box)
-            rows.append({"frame_id": row.frame_id, "task": row.task, "x1": x1, "y1": y1, "x2": x2, "y2": y2})
-    table = pd.DataFrame(rows, columns=["frame_id", "task", "x1", "y1", "x2", "y2"])
-    return table.join(frames.set_index("frame_id")[["width", "height"]], on="frame_id")
-
-
 def events_table(annotations: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
     """Every video event of an ok annotation, with the duration of its video."""
     durations = frames.set_index("frame_id")["duration"] if "duration" in frames else pd.Series(dtype=float)
@@ -266,15 +258,17 @@ def events_table(annotations: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFram
 
 
 def validate_corrections(annotations: pd.DataFrame, frames: pd.DataFrame) -> SuiteResult:
-    """The final annotations: one per frame and task, boxes inside frames, events inside videos."""
+    """The final annotations: one per frame and task, each of its task's shape, boxes inside frames,
+    events inside videos."""
     e = _gx()
     rows = run_suite(
         "corrections",
-        annotations,
+        annotations.assign(payload_problem=payload_problems(annotations)),
         [
             e.ExpectColumnValuesToBeUnique(column="annotation_id"),
             e.ExpectCompoundColumnsToBeUnique(column_list=["frame_id", "task"]),
             e.ExpectColumnValuesToBeInSet(column="frame_id", value_set=list(frames["frame_id"])),
+            e.ExpectColumnValuesToBeInSet(column="payload_problem", value_set=[""]),
         ],
     )
     boxes = run_suite(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from qwen_dataset.payloads import iter_boxes
 from qwen_dataset.records import Source, load_payload
 from qwen_dataset.release.splits import SPLITS
 from qwen_dataset.text import guess_language
@@ -36,18 +37,18 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def text_languages(annotations: pd.DataFrame) -> Counter[tuple[str, str]]:
-    """``(task, language)`` -> number of text items (ocr regions, gui elements with text)."""
+    """``(task, language)`` -> number of text items: boxes that carry a text (OCR regions, GUI elements).
+
+    A region's own ``language`` counts when it has one; otherwise the language is guessed from the text.
+    """
     counts: Counter[tuple[str, str]] = Counter()
-    for row in annotations.itertuples(index=False):
-        payload = load_payload(row.payload)
-        if row.task == "ocr":
-            for region in payload.get("regions", []):
-                language = region.get("language") or guess_language(region.get("text", ""))
-                counts[(row.task, language if language in LANGUAGES else "other")] += 1
-        elif row.task == "gui_action":
-            for element in payload.get("elements", []):
-                if str(element.get("text", "")).strip():
-                    counts[(row.task, guess_language(element["text"]))] += 1
+    for task, payload in zip(annotations["task"], annotations["payload"]):
+        for box in iter_boxes(task, load_payload(payload)):
+            text = str(box.item.get("text") or "").strip()
+            if task != "ocr" and not text:
+                continue
+            language = box.item.get("language") or guess_language(text)
+            counts[(task, language if language in LANGUAGES else "other")] += 1
     return counts
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from qwen_dataset.db.models import ApiToken, BatchImport, HumanAnnotation, ItemStatus, ReviewState, Role, User, WorkItem
-from qwen_dataset.prelabel.templates import TASK_ORDER
+from qwen_dataset.payloads import TASK_ORDER
 from qwen_dataset.store.layout import StorageLayout
 from qwen_dataset.workbench import admin_settings, interop, templates_admin, workflow
 from qwen_dataset.workbench.assignment import import_batch

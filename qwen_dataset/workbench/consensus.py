@@ -19,7 +19,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from qwen_dataset.exporters.payloads import iter_layout
+from qwen_dataset.payloads import box_contents, iter_boxes
 from qwen_dataset.quality.agreement import DEFAULT_MIN_IOU, frame_boxes_from_payload, match_boxes
 from qwen_dataset.records import Task
 
@@ -35,15 +35,20 @@ def _payload(value: Mapping[str, Any] | str) -> dict[str, Any]:
     return (json.loads(value) if isinstance(value, str) else dict(value)) or {}
 
 
-def _texts(task: str, payload: dict[str, Any]) -> list[str]:
-    """One text per box, in the order of :func:`frame_boxes_from_payload`."""
-    if task == Task.OCR:
-        return [normalize_text(region.get("text")) for region in payload.get("regions") or []]
-    if task == Task.GUI_ACTION:
-        return [normalize_text(element.get("text")) for element in payload.get("elements") or []]
-    if task == Task.SPATIAL:
-        return ["occluded" if item.get("occluded") else "" for item in payload.get("objects") or []]
-    return [normalize_text(node.get("tag")) for _, _, _, node in iter_layout(payload.get("layout"))]
+def _contents(task: str, payload: dict[str, Any]) -> list[str]:
+    """What each box holds beside its box and label (text, occlusion, tag), in :func:`iter_boxes` order."""
+    contents = []
+    for box in iter_boxes(task, payload):
+        values = [_content_text(field, value) for field, value in box_contents(task, box.item).items()]
+        contents.append(" | ".join(values))
+    return contents
+
+
+def _content_text(field: str, value: Any) -> str:
+    """A field's value as compared text; a flag reads as its name when set (``occluded``), else empty."""
+    if isinstance(value, bool):
+        return field if value else ""
+    return normalize_text(value)
 
 
 def compare_versions(
@@ -58,7 +63,7 @@ def compare_versions(
         reasons.append(
             f"{len(matching.unmatched_a)} box(es) of A and {len(matching.unmatched_b)} of B have no counterpart"
         )
-    texts_a, texts_b = _texts(task, a), _texts(task, b)
+    texts_a, texts_b = _contents(task, a), _contents(task, b)
     for index_a, index_b, iou, same in zip(matching.index_a, matching.index_b, matching.iou, matching.same_label):
         where = f"box {int(index_a) + 1} of A / {int(index_b) + 1} of B"
         if not same:

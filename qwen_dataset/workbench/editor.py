@@ -18,7 +18,7 @@ from qwen_dataset.db.models import WorkItem
 from qwen_dataset.exporters.label_studio.config import labeling_config
 from qwen_dataset.exporters.label_studio.export import label_studio_task
 from qwen_dataset.exporters.label_studio.importer import from_label_studio_export
-from qwen_dataset.exporters.payloads import ExportAnnotation
+from qwen_dataset.exporters.stream import ExportAnnotation
 from qwen_dataset.records import AnnotationStatus, FrameRecord, Task, columns_of, load_payload
 
 #: Tasks the embedded editor can show: the pinned Label Studio editor (1.4.0) has no

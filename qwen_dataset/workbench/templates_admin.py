@@ -19,7 +19,8 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from qwen_dataset.db.models import TemplateOverride
-from qwen_dataset.prelabel.templates import TASK_ORDER, TEMPLATES_DIR, TemplateError, load_template
+from qwen_dataset.payloads import TASK_ORDER
+from qwen_dataset.prelabel.templates import TEMPLATES_DIR, TemplateError, load_template
 from qwen_dataset.store.paths import StoragePath, atomic_write_text
 
 #: File name -> column of :class:`TemplateOverride`.

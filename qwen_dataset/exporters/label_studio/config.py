@@ -8,8 +8,8 @@ import math
 from collections.abc import Iterable
 from xml.sax.saxutils import quoteattr
 
-from qwen_dataset.exporters.coco import template_roles
-from qwen_dataset.prelabel.templates import TASK_ORDER
+from qwen_dataset.exporters.coco import schema_labels
+from qwen_dataset.payloads import TASK_ORDER
 from qwen_dataset.records import (
     Task,
 )
@@ -88,7 +88,7 @@ def labeling_config(task: str, *, frame_rate: float = DEFAULT_FRAME_RATE) -> str
     elif task == Task.GUI_ACTION:
         parts = [
             _IMAGE,
-            _labels("RectangleLabels", "element", "image", template_roles(task) or ["other"]),
+            _labels("RectangleLabels", "element", "image", schema_labels(task) or ["other"]),
             _region_text("element_text", "Visible text or accessible name"),
             _task_text("instruction", "Instruction the actions carry out", rows=2),
             _task_text("actions", _DSL_HINT, rows=8),
@@ -105,7 +105,7 @@ def labeling_config(task: str, *, frame_rate: float = DEFAULT_FRAME_RATE) -> str
     elif task == Task.IMAGE_TO_CODE:
         parts = [
             _IMAGE,
-            _labels("RectangleLabels", "block", "image", template_roles(task) or ["other"]),
+            _labels("RectangleLabels", "block", "image", schema_labels(task) or ["other"]),
             _region_text("tag", "HTML tag rendering this block"),
             _relations([CHILD_OF]),
             _task_text("html", "HTML (self-contained, inline CSS)", rows=20),

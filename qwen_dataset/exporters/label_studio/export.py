@@ -20,19 +20,10 @@ from qwen_dataset.exporters.label_studio.config import (
     check_frame_rate,
     seconds_to_frame,
 )
-from qwen_dataset.exporters.payloads import (
-    AnnotationStream,
-    BoxChecker,
-    ExportAnnotation,
-    check_boxes,
-    dump_json,
-    iter_layout,
-)
+from qwen_dataset.exporters.stream import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, dump_json
 from qwen_dataset.geometry import to_label_studio
-from qwen_dataset.prelabel.templates import TASK_ORDER
-from qwen_dataset.records import (
-    Task,
-)
+from qwen_dataset.payloads import TASK_ORDER, iter_boxes
+from qwen_dataset.records import Task
 from qwen_dataset.store.paths import atomic_writer
 
 
@@ -74,7 +65,7 @@ class _Results:
 
 def ocr_results(payload: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
     results = _Results(width, height)
-    for index, region in enumerate(payload.get("regions") or []):
+    for index, region, *_ in iter_boxes(Task.OCR.value, payload):
         region_id, rect = f"r{index}", results.rect(region["bbox"])
         score = {"score": region["confidence"]} if region.get("confidence") is not None else {}
         results.region(region_id, "bbox", "rectanglelabels", {**rect, "rectanglelabels": [OCR_LABEL]}, **score)
@@ -88,7 +79,7 @@ def ocr_results(payload: dict[str, Any], width: int, height: int) -> list[dict[s
 
 def gui_results(payload: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
     results = _Results(width, height)
-    elements = payload.get("elements") or []
+    elements = [box.item for box in iter_boxes(Task.GUI_ACTION.value, payload)]
     for index, element in enumerate(elements):
         region_id, rect = f"e{index}", results.rect(element["bbox"])
         results.region(
@@ -114,7 +105,7 @@ def _with_region_target(action: dict[str, Any], element_count: int) -> dict[str,
 def spatial_results(payload: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
     results = _Results(width, height)
     depth_rank = {index: rank for rank, index in enumerate(payload.get("depth_order") or [])}
-    for index, item in enumerate(payload.get("objects") or []):
+    for index, item, *_ in iter_boxes(Task.SPATIAL.value, payload):
         region_id, rect = f"o{index}", results.rect(item["bbox"])
         results.region(region_id, "object", "rectangle", rect)
         results.region(region_id, "label", "textarea", {**rect, "text": [item.get("label", "")]})
@@ -134,7 +125,7 @@ def spatial_results(payload: dict[str, Any], width: int, height: int) -> list[di
 def image_to_code_results(payload: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
     results = _Results(width, height)
     links = []
-    for index, parent, _, node in iter_layout(payload.get("layout")):
+    for index, node, _, parent, _, _ in iter_boxes(Task.IMAGE_TO_CODE.value, payload):
         region_id, rect = f"n{index}", results.rect(node["bbox"])
         results.region(region_id, "block", "rectanglelabels", {**rect, "rectanglelabels": [node.get("role", "other")]})
         if node.get("tag"):
@@ -180,9 +171,9 @@ def _score(annotation: ExportAnnotation) -> float | None:
     if annotation.task != Task.OCR:
         return None
     values = [
-        region["confidence"]
-        for region in annotation.payload.get("regions") or []
-        if region.get("confidence") is not None
+        box.item["confidence"]
+        for box in iter_boxes(annotation.task, annotation.payload)
+        if box.item.get("confidence") is not None
     ]
     return float(sum(values) / len(values)) if values else None
 

@@ -22,12 +22,9 @@ from qwen_dataset.exporters.label_studio.config import (
     check_frame_rate,
     frame_to_seconds,
 )
-from qwen_dataset.exporters.payloads import (
-    frame_size_index,
-    iter_layout,
-)
+from qwen_dataset.exporters.stream import frame_size_index
 from qwen_dataset.geometry import clip_box, from_label_studio, is_valid_box
-from qwen_dataset.prelabel.templates import TASK_ORDER
+from qwen_dataset.payloads import TASK_ORDER, walk_layout
 from qwen_dataset.prelabel.video_events import frame_ids_for_event
 from qwen_dataset.records import (
     AnnotationRecord,
@@ -261,7 +258,7 @@ def image_to_code_payload(parsed: _Parsed, width: int, height: int) -> dict[str,
     for child in range(len(nodes)):  # children in region order, as exported (pre-order)
         if child in parents:
             nodes[parents[child]]["children"].append(nodes[child])
-    reached = sum(1 for _ in iter_layout(nodes[roots[0]])) if nodes else 0
+    reached = sum(1 for _ in walk_layout(nodes[roots[0]])) if nodes else 0
     if reached != len(nodes):
         raise LabelStudioImportError("the child_of relations form a cycle; a layout is a tree")
     return {"html": parsed.texts.get("html", "").strip(), "layout": nodes[roots[0]]}

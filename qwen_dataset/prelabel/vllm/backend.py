@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from qwen_dataset.prelabel.base import FrameInput, PrelabelOutcome
+from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, PrelabelOutcome
 from qwen_dataset.prelabel.templates import (
     AnswerError,
     Template,
@@ -86,7 +86,7 @@ class ServerCheckError(RuntimeError):
     """The vLLM server is unreachable or does not serve the configured model."""
 
 
-class VllmBackend:
+class VllmBackend(PrelabelBackend):
     """The Qwen3-VL prelabel backend (implements :class:`~qwen_dataset.prelabel.base.PrelabelBackend`).
 
     ``video_path_for(upload_id) -> Path | None`` (optional): the original video file, so

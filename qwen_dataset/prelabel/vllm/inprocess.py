@@ -15,6 +15,7 @@ Frames are processed in batches of ``batch_size`` jobs: each batch is one ``LLM.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from qwen_dataset.prelabel.base import FrameInput, PrelabelOutcome
+from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, PrelabelOutcome
 from qwen_dataset.prelabel.templates import DEFAULT_GUI_INSTRUCTION, AnswerError, Template, load_templates, parse_answer
 from qwen_dataset.prelabel.video_events import DEFAULT_TOLERANCE_S
 from qwen_dataset.prelabel.vllm.images import encode_image
@@ -87,7 +88,7 @@ class InProcessSettings:
     )
 
 
-class InProcessVllmBackend:
+class InProcessVllmBackend(PrelabelBackend):
     """:class:`~qwen_dataset.prelabel.base.PrelabelBackend` on an in-process ``vllm.LLM``.
 
     Outcome contract as :meth:`qwen_dataset.prelabel.vllm.backend.VllmBackend.annotate`
@@ -117,6 +118,31 @@ class InProcessVllmBackend:
     def tasks(self) -> Sequence[str]:
         return tuple(self.templates)
 
+    def applies_to(self, task: str) -> tuple[str, ...]:
+        """Frame kinds the task's template is meant for."""
+        return self._template(task).applies_to
+
+    def with_run_options(
+        self,
+        *,
+        instruction: str | None = None,
+        video_path_for: Callable[[str], Path | None] | None = None,
+    ) -> InProcessVllmBackend:
+        """A copy with one run's GUI instruction and video files; the loaded engine is shared."""
+        clone = copy.copy(self)
+        if instruction:
+            clone.settings = dataclasses.replace(self.settings, gui_instruction=instruction)
+        if video_path_for is not None:
+            clone.video_path_for = video_path_for
+        return clone
+
+    def _template(self, task: str) -> Template:
+        if task not in self.templates:
+            raise ValueError(
+                f"the in-process vLLM backend is not configured for task {task!r}; it runs {list(self.templates)}"
+            )
+        return self.templates[task]
+
     def llm(self) -> Any:
         """The engine, loaded on first use (loading a model takes a while and needs the GPU)."""
         if self._llm is None:
@@ -126,11 +152,7 @@ class InProcessVllmBackend:
 
     def annotate(self, frames: Sequence[FrameInput], task: str) -> Iterator[PrelabelOutcome]:
         """Yield outcomes batch by batch; see the class docstring for the contract."""
-        if task not in self.templates:
-            raise ValueError(
-                f"the in-process vLLM backend is not configured for task {task!r}; it runs {list(self.templates)}"
-            )
-        template = self.templates[task]
+        template = self._template(task)
         collector = VideoCollector(frames) if task == VIDEO_TASK else None
         jobs = plan_jobs(frames, task, self.settings.max_images_per_request)
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:

@@ -1,7 +1,7 @@
 """Streaming access to the annotations an export uses, one parsed payload at a time.
 
 Every exporter walks the same sequence: the final annotation of each frame for one task (see
-:func:`qwen_dataset.exporters.final_annotations`), in ``frame_id`` order, each with its frame's
+:func:`final_annotations`), in ``frame_id`` order, each with its frame's
 size and its payload parsed once. :class:`AnnotationStream` provides it without building
 per-region tables or lists of dicts for the whole batch, so a 100,000-frame export holds one
 payload at a time.
@@ -21,9 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from qwen_dataset.exporters import final_annotations
 from qwen_dataset.geometry import clip_box, is_valid_box
-from qwen_dataset.records import AnnotationStatus, Task, load_payload
+from qwen_dataset.payloads import iter_boxes, put_in_order
+from qwen_dataset.records import SOURCE_PRECEDENCE, AnnotationStatus, load_payload
 
 #: ``json.dumps(value, ensure_ascii=False)`` without building an encoder per call (a million calls).
 dump_json: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False).encode
@@ -76,6 +76,20 @@ def require_known_frames(frame_ids: list[str], sizes: dict[str, tuple[int, int]]
             f"{len(missing)} annotated frame(s) are missing from the frames manifest "
             f"(first: {missing[:5]}); export the annotations together with the frames manifest of the same batch"
         )
+
+
+def final_annotations(annotations: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The annotation of each frame that a dataset uses for ``task``, sorted by ``frame_id``.
+
+    Only ``status == "ok"`` rows count (failed prelabels carry no payload worth training on).
+    When a frame has several, an arbitrated one beats a human one, which beats the AI prelabel;
+    among equals the newest ``created_at`` wins. One frame therefore never yields two samples
+    with different answers.
+    """
+    ok = annotations[(annotations["status"] == AnnotationStatus.OK.value) & (annotations["task"] == task)]
+    ranked = ok.assign(_precedence=ok["source"].map(SOURCE_PRECEDENCE).fillna(len(SOURCE_PRECEDENCE)))
+    ranked = ranked.sort_values(["frame_id", "_precedence", "created_at"], ascending=[True, True, False], kind="stable")
+    return ranked.drop_duplicates("frame_id", keep="first").drop(columns="_precedence").reset_index(drop=True)
 
 
 class AnnotationStream:
@@ -158,53 +172,10 @@ class BoxChecker:
             )
 
 
-def reading_ordered(regions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """OCR regions by ``reading_order``, ties kept in list order.
-
-    A region without ``reading_order`` gets its list position (in place), as
-    :func:`qwen_dataset.records.regions_table` reads it.
-    """
-    for index, region in enumerate(regions):
-        if region.get("reading_order") is None:
-            region["reading_order"] = index
-    keyed = sorted(range(len(regions)), key=lambda index: (regions[index]["reading_order"], index))
-    return [regions[index] for index in keyed]
-
-
-def iter_layout(root: dict[str, Any] | None) -> Iterator[tuple[int, int | None, int, dict[str, Any]]]:
-    """Pre-order walk of an ``image_to_code`` layout tree: ``(index, parent_index, depth, node)``.
-
-    Iterative, so a deep tree cannot hit the recursion limit.
-    """
-    if not root:
-        return
-    stack: list[tuple[dict[str, Any], int | None, int]] = [(root, None, 0)]
-    index = 0
-    while stack:
-        node, parent, depth = stack.pop()
-        yield index, parent, depth, node
-        children = node.get("children") or []
-        stack.extend((child, index, depth + 1) for child in reversed(children))
-        index += 1
-
-
 def check_boxes(annotation: ExportAnnotation, checker: BoxChecker) -> dict[str, Any]:
-    """The payload with every box clipped into the frame (in place) and OCR regions in reading order."""
-    payload = annotation.payload
+    """The payload with every box clipped into the frame (in place) and its items in their task's order."""
+    payload = put_in_order(annotation.task, annotation.payload)
     aid, width, height = annotation.annotation_id, annotation.width, annotation.height
-    task = annotation.task
-    if task == Task.OCR:
-        regions = reading_ordered(payload.get("regions") or [])
-        for region in regions:
-            region["bbox"] = checker.check(aid, region.get("bbox"), width, height)
-        payload["regions"] = regions
-    elif task == Task.GUI_ACTION:
-        for element in payload.get("elements") or []:
-            element["bbox"] = checker.check(aid, element.get("bbox"), width, height)
-    elif task == Task.SPATIAL:
-        for item in payload.get("objects") or []:
-            item["bbox"] = checker.check(aid, item.get("bbox"), width, height)
-    elif task == Task.IMAGE_TO_CODE:
-        for _, _, _, node in iter_layout(payload.get("layout")):
-            node["bbox"] = checker.check(aid, node.get("bbox"), width, height)
+    for box in iter_boxes(annotation.task, payload):
+        box.item["bbox"] = checker.check(aid, box.item.get("bbox"), width, height)
     return payload
