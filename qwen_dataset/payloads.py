@@ -72,7 +72,7 @@ class OcrRegion(TypedDict, total=False):
     text: str
     confidence: float | None  # engines that calibrate one (RapidOCR); None for a VLM
     language: str  # "zh" | "en" | "mixed" | "other" (or what a reviewer typed)
-    font_style: str
+    font_style: str | None  # None: not known (a reviewer left it unset)
     reading_order: int | None
 
 

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
@@ -33,20 +34,23 @@ class Base(DeclarativeBase):
     pass
 
 
-class ReviewState:
+class ReviewState(StrEnum):
     DRAFT = "draft"  # saved while an annotator works; never exported
     SUBMITTED = "submitted"  # waiting for review or arbitration
     FINAL = "final"  # accepted: the pipeline uses it
 
 
-class Role:
+class Role(StrEnum):
     ANNOTATOR = "annotator"
     REVIEWER = "reviewer"
     ADMIN = "admin"
-    ALL = ("annotator", "reviewer", "admin")
 
 
-class ItemStatus:
+#: Every role's name, for validation and command-line choices.
+ROLES: tuple[str, ...] = tuple(role.value for role in Role)
+
+
+class ItemStatus(StrEnum):
     OPEN = "open"  # some assigned annotation is not submitted yet
     ARBITRATION = "arbitration"  # two submitted versions disagree: a reviewer decides
     FINAL = "final"  # one version is final

@@ -18,7 +18,7 @@ from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
 from qwen_dataset.db.engine import make_engine
-from qwen_dataset.db.models import Role
+from qwen_dataset.db.models import ROLES, Role
 from qwen_dataset.store.layout import StorageLayout
 from qwen_dataset.store.paths import storage_options_from_env
 from qwen_dataset.workbench.admin_settings import load_settings
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(handler=serve)
     user = commands.add_parser("create-user", help="create an account (the first admin, typically)")
     user.add_argument("username")
-    user.add_argument("--role", choices=Role.ALL, default=Role.ANNOTATOR)
+    user.add_argument("--role", choices=ROLES, default=Role.ANNOTATOR)
     user.set_defaults(handler=create_user_command)
     token = commands.add_parser("create-token", help="create an API token and print it once")
     token.add_argument("name")

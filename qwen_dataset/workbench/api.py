@@ -11,7 +11,17 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from qwen_dataset.db.models import ApiToken, BatchImport, HumanAnnotation, ItemStatus, ReviewState, Role, User, WorkItem
+from qwen_dataset.db.models import (
+    ROLES,
+    ApiToken,
+    BatchImport,
+    HumanAnnotation,
+    ItemStatus,
+    ReviewState,
+    Role,
+    User,
+    WorkItem,
+)
 from qwen_dataset.payloads import TASK_ORDER
 from qwen_dataset.store.layout import StorageLayout
 from qwen_dataset.workbench import admin_settings, interop, templates_admin, workflow
@@ -34,7 +44,7 @@ ANNOTATOR = require(Role.ANNOTATOR)
 REVIEWER = require(Role.REVIEWER, Role.ADMIN)
 ADMIN = require(Role.ADMIN)
 ADMIN_OR_SERVICE = require(Role.ADMIN, SERVICE)
-ANY_USER = require(*Role.ALL)
+ANY_USER = require(*ROLES)
 # Verifying against a real hash when the user does not exist keeps the response time the same,
 # so a login attempt does not reveal which user names exist.
 _DUMMY_HASH = hash_password("not a real password, only for timing")
@@ -351,8 +361,8 @@ def _user_view(user: User) -> dict[str, Any]:
 
 
 def _check_role(role: str) -> None:
-    if role not in Role.ALL:
-        raise HTTPException(422, f"role must be one of {list(Role.ALL)}")
+    if role not in ROLES:
+        raise HTTPException(422, f"role must be one of {list(ROLES)}")
 
 
 def create_user(session: Session, username: str, password: str, role: str) -> User:

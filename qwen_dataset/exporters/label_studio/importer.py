@@ -24,7 +24,7 @@ from qwen_dataset.exporters.label_studio.config import (
 )
 from qwen_dataset.exporters.stream import frame_size_index
 from qwen_dataset.geometry import clip_box, from_label_studio, is_valid_box
-from qwen_dataset.payloads import TASK_ORDER, walk_layout
+from qwen_dataset.payloads import TASK_ORDER, PayloadError, validate_payload, walk_layout
 from qwen_dataset.prelabel.video_events import frame_ids_for_event
 from qwen_dataset.records import (
     AnnotationRecord,
@@ -405,7 +405,8 @@ def _import_completion(
     )
     try:
         payload = _canonical_payload(completion.get("result") or [], data, task_type, frame_id, index, frame_rate)
-    except LabelStudioImportError as error:
+        validate_payload(str(task_type), payload)
+    except (LabelStudioImportError, PayloadError) as error:
         reason = str(error)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
         # An export edited by hand or by another tool: report it on this annotation, import the rest.

@@ -1,0 +1,151 @@
+"""Which batches a release takes, and what each brings: the release's selection policy.
+
+A batch is released when its export is current - nothing upstream of it was materialized after it
+(a newer upstream run means a gate stopped the export, or the batch is being reprocessed), its
+quality report is newer than its latest corrections, and the report's headline figures pass the
+targets (decided again here on the stored figures, so an export launched on its own, past a
+failed gate, cannot reach a release). A file uploaded in two batches enters the release once,
+with the first batch; augmented copies made before the latest corrections carry old labels and
+are left out; augmented copies go to the train split only.
+
+When each asset was last materialized for a batch is the Dagster instance's knowledge; the
+caller passes it in as ``latest(asset, batch) -> timestamp | None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+
+from qwen_dataset.quality.validation import validate_quality
+from qwen_dataset.release.assemble import BatchExport
+from qwen_dataset.release.splits import split_for_upload
+from qwen_dataset.store.layout import StorageLayout
+from qwen_dataset.store.paths import read_parquet
+
+#: ``latest(asset, batch)``: when the asset was last materialized for the batch (None: never).
+LatestMaterialization = Callable[[str, str], float | None]
+
+# An export is current only if nothing upstream of it was materialized after it.
+UPSTREAM_OF_EXPORTS = ("raw_uploads", "frames", "ai_annotations", "human_corrections", "qc_report")
+
+
+def quality_verdict(layout: StorageLayout, batch: str, targets: dict[str, float]) -> str | None:
+    """Why the batch's measured quality keeps it out (None when it passes).
+
+    The gate decided this when the export ran; it is decided again on the stored figures so an
+    export launched on its own, past a failed gate, cannot reach a release.
+    """
+    path = layout.manifest("qc_report", batch)
+    if not path.exists():
+        return "no quality report"
+    result = validate_quality(read_parquet(path), targets)
+    return None if result.success else f"quality gate fails: {result.describe_failures()}"
+
+
+def releasable_batches(
+    latest: LatestMaterialization, names: list[str], layout: StorageLayout, targets: dict[str, float]
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Batches whose export is current and whose quality passes; the others with the reason."""
+    eligible, excluded = [], []
+    for batch in names:
+        exported = latest("exports", batch)
+        if exported is None:
+            excluded.append({"batch": batch, "reason": "never exported (not processed yet, or stopped by a gate)"})
+            continue
+        newer = [name for name in UPSTREAM_OF_EXPORTS if (latest(name, batch) or 0) > exported]
+        measured_before_review = (latest("qc_report", batch) or 0) < (latest("human_corrections", batch) or 0)
+        verdict = quality_verdict(layout, batch, targets)
+        if newer:
+            excluded.append(
+                {
+                    "batch": batch,
+                    "reason": f"{', '.join(newer)} changed after the last export: a gate stopped "
+                    "the export or the batch is being reprocessed",
+                }
+            )
+        elif measured_before_review:
+            excluded.append({"batch": batch, "reason": "the quality report predates the latest corrections"})
+        elif verdict:
+            excluded.append({"batch": batch, "reason": verdict})
+        else:
+            eligible.append(batch)
+    return eligible, excluded
+
+
+def augmented_copies(
+    latest: LatestMaterialization, layout: StorageLayout, batch: str, ratios: list[float]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
+    """The batch's augmented copies in the train split (val/test stay real pictures).
+
+    Copies made before the latest corrections carry old labels and are left out.
+    """
+    folder = layout.manifest("augmented_dataset", batch).with_suffix("")
+    if not (folder / "frames.parquet").exists():
+        return None
+    if (latest("augmented_dataset", batch) or 0) < (latest("human_corrections", batch) or 0):
+        return None
+    frames = read_parquet(folder / "frames.parquet")
+    annotations = read_parquet(folder / "annotations.parquet")
+    lineage = read_parquet(folder / "lineage.parquet")
+    train = frames["upload_id"].map(lambda upload: split_for_upload(upload, ratios) == "train")
+    kept = set(frames.loc[train, "frame_id"])
+    return (
+        frames[frames["frame_id"].isin(kept)],
+        annotations[annotations["frame_id"].isin(kept)],
+        lineage[lineage["frame_id"].isin(kept)],
+    )
+
+
+def batch_export(
+    latest: LatestMaterialization,
+    layout: StorageLayout,
+    batch: str,
+    seen: set[str],
+    *,
+    ratios: Sequence[float],
+    include_augmented: bool,
+) -> BatchExport:
+    """The batch's frames and final annotations; frames already taken from an earlier batch (the
+    same file uploaded twice) are left to that batch, so no frame enters a release twice."""
+    frames = read_parquet(layout.manifest("frames", batch))
+    annotations = read_parquet(layout.manifest("human_corrections", batch))
+    frames = frames[~frames["frame_id"].isin(seen)]
+    kept = set(frames["frame_id"])
+    annotations = annotations[annotations["frame_id"].isin(kept)]
+    seen.update(kept)
+    lineage = None
+    augmented = augmented_copies(latest, layout, batch, ratios) if include_augmented else None
+    if augmented is not None:
+        copies, copy_annotations, copy_lineage = augmented
+        # Copies follow their source frame: none of a frame that an earlier batch brought.
+        copies = copies[
+            copies["frame_id"].isin(set(copy_lineage.loc[copy_lineage["source_frame_id"].isin(kept), "frame_id"]))
+        ]
+        if len(copies):
+            frames = pd.concat([frames, copies], ignore_index=True)
+            annotations = pd.concat(
+                [annotations, copy_annotations[copy_annotations["frame_id"].isin(set(copies["frame_id"]))]],
+                ignore_index=True,
+            )
+            lineage = copy_lineage[copy_lineage["frame_id"].isin(set(copies["frame_id"]))]
+    return BatchExport(
+        batch=batch, frames=frames, annotations=annotations, export_dir=layout.exports(batch), lineage=lineage
+    )
+
+
+def quality_figures(layout: StorageLayout, names: list[str]) -> dict[str, object]:
+    """Headline QC figures per batch and their mean over the release (for the dataset card)."""
+    tables = [read_parquet(layout.manifest("qc_report", b)) for b in names if layout.manifest("qc_report", b).exists()]
+    if not tables:
+        return {}
+    table = pd.concat(tables, ignore_index=True).set_index("batch")
+    means = {
+        column: (None if table[column].isna().all() else round(float(table[column].mean()), 4)) for column in table
+    }
+    per_batch = {
+        batch: {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in row.items()}
+        for batch, row in table.iterrows()
+    }
+    return {"mean": means, "per_batch": per_batch}
