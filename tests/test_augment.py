@@ -8,6 +8,7 @@ import math
 import textwrap
 
 import albumentations as A
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -162,6 +163,33 @@ def test_a_draw_that_would_cut_a_box_is_rejected_not_silently_clipped():
     registry.register("far_shift", lambda: A.Affine(translate_px={"x": 250, "y": 0}, p=1.0))
     with pytest.raises(AugmentationRejected, match="cut by the picture's border"):
         augment_sample(rectangle_scene(), ocr_payload(), "ocr", "far_shift", 0, registry=registry)
+
+
+@pytest.mark.parametrize("pipeline", ["rotate", "perspective"])
+def test_the_new_border_is_one_flat_colour_the_pictures_edge_median(pipeline):
+    """Replicating the edge would smear a box that touches it out past the box; a flat fill cannot."""
+    image = rectangle_scene(box=[0, 60, 120, 120])  # the red rectangle touches the left edge
+    registry = builtin_registry()
+    for seed in range(4):
+        result = augment_frame(
+            image, [Labels("ocr", ocr_payload(box=[0.0, 60.0, 120.0, 120.0]))], registry.create(pipeline), seed
+        )
+        ((_, params),) = result.params["transforms"]
+        assert params["fill"] == [float(v) for v in BACKGROUND], "the edge median of a grey picture is its grey"
+        height, width = result.image.shape[:2]
+        # Where no source pixel contributes to the interpolation: the corners the warp added.
+        inside = cv2.warpPerspective(
+            np.full(image.shape[:2], 255, np.uint8),
+            np.asarray(params["matrix"], float),
+            (width, height),
+            flags=cv2.INTER_LINEAR,
+        )
+        if pipeline == "perspective":
+            assert not inside.all(), "a keystone leaves some new border"
+        assert (result.image[inside == 0] == BACKGROUND).all()
+        found = locate_red(result.image)
+        box = result.labels[0].payload["regions"][0]["bbox"]
+        assert found[0] >= box[0] - 0.5 and found[2] <= box[2] + 0.5, (pipeline, seed, box, found)
 
 
 def test_a_click_pushed_off_the_picture_is_rejected():

@@ -17,13 +17,20 @@ text                      ``text_replace`` (:mod:`qwen_dataset.augment.text_repl
 There is deliberately no horizontal flip: mirrored text is wrong data for the text tasks, and it
 would turn ``left_of`` into ``right_of`` in spatial labels.
 
-Labels follow the transform. Every box of a payload (``ocr`` regions, ``gui_action`` elements,
-``spatial`` objects, the ``image_to_code`` layout tree) goes through albumentations as a
-``pascal_voc`` box and every action point (``gui_action`` ``point``/``end_point``) as a keypoint,
-so they move with the pixels. A geometric draw must keep every labelled box whole and every
-action point inside the picture: a text line cut by the border no longer matches its text, and a
-click off the screen is no action, so such a draw raises :class:`AugmentationRejected` and the
-batch records it. Pipelines made only of pixel-level transforms leave the labels untouched.
+Labels follow the transform, exactly: the geometric built-ins are the albumentations transforms
+of :mod:`qwen_dataset.augment.transforms`, which map pixels, boxes and points with one mapping
+and fill a grown canvas with the picture's edge colour (never by repeating edge pixels, which
+would drag an object touching the edge out past its box). ``tests/test_augment_geometry.py``
+checks every output box against the pixels of its object.
+
+Every box of a payload (``ocr`` regions, ``gui_action`` elements, ``spatial`` objects, the
+``image_to_code`` layout tree) goes through albumentations as a ``pascal_voc`` box and every
+action point (``gui_action`` ``point``/``end_point``) as a keypoint, so they move with the
+pixels. A geometric draw must keep every labelled box whole and every action point inside the
+picture: a text line cut by the border no longer matches its text, and a click off the screen is
+no action, so such a draw raises :class:`AugmentationRejected` and the batch records it. A cut
+of any size counts (only float noise of 0.005 px is let through); a cut box is never clipped
+into the picture. Pipelines made only of pixel-level transforms leave the labels untouched.
 
 Reproducible: the same seed and the same input give the same pixels and boxes (albumentations
 2's ``Compose.set_random_seed`` reseeds before each call).
@@ -67,6 +74,12 @@ from qwen_dataset.augment.registry import (  # noqa: E402
     PluginError,
 )
 from qwen_dataset.augment.text_replace import TextReplacement  # noqa: E402
+from qwen_dataset.augment.transforms import (  # noqa: E402
+    ExactAffine,
+    ExactBBoxSafeRandomCrop,
+    ExactPerspective,
+    ExactRandomScale,
+)
 from qwen_dataset.geometry import clip_box, is_valid_box  # noqa: E402
 from qwen_dataset.ingest.frames import FrameOptions, encode_picture, load_image_rgb, mean_luma  # noqa: E402
 from qwen_dataset.records import (  # noqa: E402
@@ -83,8 +96,13 @@ from qwen_dataset.store.blobs import BlobStore  # noqa: E402
 
 # Tasks whose payload geometry this module knows how to carry through a transform.
 GEOMETRY_TASKS = frozenset({"ocr", "gui_action", "spatial", "image_to_code"})
-# A box corner may land this far outside the picture (float rounding of the warp) and still count as inside.
-BORDER_TOLERANCE_PX = 1.0
+# A box corner may land this far outside the picture and still count as inside: float noise of the
+# warp only (albumentations does some box maths in float32), well below the 0.01 px that labels are
+# rounded to. Anything more is a cut, and a cut box is rejected, never clipped.
+BOX_BORDER_TOLERANCE_PX = 0.005
+# An action point is a location, not an extent: one that lands within a pixel of the border is
+# clamped onto it (it still hits the edge pixel).
+POINT_BORDER_TOLERANCE_PX = 1.0
 COORDINATE_DECIMALS = 2
 
 LINEAGE_COLUMNS = [
@@ -158,7 +176,7 @@ def _corners(box: Sequence[float]) -> list[list[float]]:
     return [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
 
 
-def _inside(point: Sequence[float], width: int, height: int, tolerance: float = BORDER_TOLERANCE_PX) -> bool:
+def _inside(point: Sequence[float], width: int, height: int, tolerance: float) -> bool:
     x, y = float(point[0]), float(point[1])
     return -tolerance <= x <= width + tolerance and -tolerance <= y <= height + tolerance
 
@@ -269,7 +287,7 @@ class AlbumentationsAugmentation:
     @staticmethod
     def _write_points(refs: Sequence[_Ref], moved: np.ndarray, width: int, height: int) -> None:
         for ref, point in zip(refs, moved):
-            if not _inside(point, width, height):
+            if not _inside(point, width, height, POINT_BORDER_TOLERANCE_PX):
                 raise AugmentationRejected(f"{ref.where} would leave the picture ({point[0]:.1f}, {point[1]:.1f})")
             ref.container[ref.key] = [
                 round(min(max(float(point[0]), 0.0), width), COORDINATE_DECIMALS),
@@ -279,7 +297,7 @@ class AlbumentationsAugmentation:
     @staticmethod
     def _check_corners(refs: Sequence[_Ref], corners: np.ndarray, width: int, height: int) -> None:
         for index, ref in enumerate(refs):
-            if not all(_inside(corner, width, height) for corner in corners[4 * index : 4 * index + 4]):
+            if not all(_inside(c, width, height, BOX_BORDER_TOLERANCE_PX) for c in corners[4 * index : 4 * index + 4]):
                 raise AugmentationRejected(f"{ref.where} would be cut by the picture's border")
 
     @staticmethod
@@ -311,14 +329,17 @@ def _checked_input_box(ref: _Ref, width: int, height: int) -> list[float]:
 
 
 def rotate(max_degrees: float = 4.0) -> list[A.BasicTransform]:
-    """Small rotation; the canvas grows so the whole picture (and every box) stays visible."""
-    return [A.Affine(rotate=(-max_degrees, max_degrees), fit_output=True, border_mode=cv2.BORDER_REPLICATE, p=1.0)]
+    """Small rotation; the canvas grows so the whole picture (and every box) stays visible.
+
+    The new corners are filled with the picture's edge colour (see :mod:`qwen_dataset.augment.transforms`).
+    """
+    return [ExactAffine(rotate=(-max_degrees, max_degrees), fit_output=True, border_mode=cv2.BORDER_CONSTANT, p=1.0)]
 
 
 def scale(low: float = 0.7, high: float = 1.2) -> list[A.BasicTransform]:
     """Resize the whole picture (other screen resolutions); area interpolation when shrinking."""
     return [
-        A.RandomScale(
+        ExactRandomScale(
             scale_limit=(low - 1.0, high - 1.0), interpolation=cv2.INTER_LINEAR, area_for_downscale="image", p=1.0
         )
     ]
@@ -326,12 +347,14 @@ def scale(low: float = 0.7, high: float = 1.2) -> list[A.BasicTransform]:
 
 def crop(erosion_rate: float = 0.0) -> list[A.BasicTransform]:
     """Random crop that contains every labelled box."""
-    return [A.BBoxSafeRandomCrop(erosion_rate=erosion_rate, p=1.0)]
+    return [ExactBBoxSafeRandomCrop(erosion_rate=erosion_rate, p=1.0)]
 
 
 def perspective(low: float = 0.02, high: float = 0.05) -> list[A.BasicTransform]:
-    """Slight keystone, as a photo of a screen; the whole warped picture is kept."""
-    return [A.Perspective(scale=(low, high), keep_size=True, fit_output=True, border_mode=cv2.BORDER_REPLICATE, p=1.0)]
+    """Slight keystone, as a photo of a screen; the whole warped picture is kept, in the original size."""
+    return [
+        ExactPerspective(scale=(low, high), keep_size=True, fit_output=True, border_mode=cv2.BORDER_CONSTANT, p=1.0)
+    ]
 
 
 def geometric() -> list[A.BasicTransform | A.BaseCompose]:
