@@ -443,6 +443,7 @@ def test_config_dotted_path_registers_a_user_factory_with_options(tmp_path, monk
     out, payload, lineage = augment_sample(rectangle_scene(), ocr_payload(), "ocr", "strong_blur", 1, registry=registry)
     assert payload == ocr_payload() and not np.array_equal(out, rectangle_scene())
     ((name, strong),) = lineage["params"]["transforms"]
+    assert lineage["augmenter"] == f"albumentations=={A.__version__}: GaussianBlur [config user_augs:strong_blur]"
     _, _, plain_lineage = augment_sample(rectangle_scene(), ocr_payload(), "ocr", "plain_blur", 1, registry=registry)
     ((_, plain),) = plain_lineage["params"]["transforms"]
     # The options reached the factory: sigma 2.5 draws a wider kernel than the default 1.0.
@@ -484,7 +485,8 @@ def test_entry_point_plugins_are_found_and_loaded_on_first_use(tmp_path, monkeyp
     assert {"acme_sharpen", "acme_broken", "blur"} <= set(registry.names())
     assert registry.origin("acme_sharpen") == "entry point acme_aug_plugin:sharpen"
     _, _, lineage = augment_sample(rectangle_scene(), ocr_payload(), "ocr", "acme_sharpen", 0, registry=registry)
-    assert lineage["augmenter"] == f"albumentations=={A.__version__}: Sharpen"
+    # The lineage names the plugin's source, not only the albumentations transforms it built.
+    assert lineage["augmenter"] == f"albumentations=={A.__version__}: Sharpen [entry point acme_aug_plugin:sharpen]"
     with pytest.raises(PluginError, match="acme_broken"):
         registry.create("acme_broken")
     registry.create("blur")  # a broken plugin does not take the others down
@@ -581,6 +583,7 @@ def test_augment_batch_writes_pictures_and_rows_with_lineage(tmp_path):
             source.created_at,
         )
         assert row.task == source.task and json.loads(row.params)["transforms"]
+        assert row.augmenter.endswith("[builtin]") and row.augmenter.startswith(f"albumentations=={A.__version__}: ")
     assert set(result.annotations["source"]) == {"human", "ai"}  # provenance kept, never "augmented"
 
 

@@ -42,7 +42,9 @@ An augmented frame's id is ``<source frame_id>~<pipeline>~<seed>``; it keeps the
 ``arbitrated``), ``author``, ``template_version``, ``created_at`` and ``reviewed`` of the label
 they were derived from: the label's provenance is unchanged, only the picture was transformed.
 What was applied lives in a separate lineage table (one row per augmented annotation: source
-frame and annotation ids, pipeline, seed, the exact random parameters drawn, library version).
+frame and annotation ids, pipeline, seed, the exact random parameters drawn, and the augmenter:
+library version, transforms and the pipeline's origin as the registry knows it: ``builtin``,
+``entry point pkg.mod:factory`` or ``config pkg.mod:factory``).
 """
 
 from __future__ import annotations
@@ -537,7 +539,8 @@ def augment_sample(
     """Augment one picture and one annotation payload.
 
     Returns ``(image, payload, lineage)``; ``lineage`` is ``{"pipeline", "seed", "augmenter",
-    "params"}`` with the exact random draw. Raises :class:`AugmentationRejected` when this draw
+    "params"}`` with the exact random draw and the origin of the pipeline (see
+    :meth:`AugmentationRegistry.augmenter`). Raises :class:`AugmentationRejected` when this draw
     cannot keep the labels correct (try another seed), :class:`UnknownAugmentationError` for a
     name that is not registered.
 
@@ -554,7 +557,7 @@ def augment_sample(
     lineage = {
         "pipeline": pipeline_name,
         "seed": int(seed),
-        "augmenter": augmentation.describe(),
+        "augmenter": registry.augmenter(pipeline_name),
         "params": result.params,
     }
     return result.image, result.labels[0].payload, lineage
@@ -620,6 +623,7 @@ def augment_batch(
         raise ValueError(f"seed must be >= 0 and copies >= 1, got seed={seed}, copies={copies}")
     registry = registry or _shared_default_registry()
     chosen = {name: registry.create(name) for name in pipelines}  # unknown names fail before any work
+    augmenters = {name: registry.augmenter(name) for name in chosen}
     labels_of = _labels_by_frame(annotations)
     low_light_threshold = FrameOptions().low_light_threshold
     new_frames: list[FrameRecord] = []
@@ -677,7 +681,7 @@ def augment_batch(
                         "pipeline": name,
                         "seed": draw_seed,
                         "sample_seed": per_frame_seed,
-                        "augmenter": augmentation.describe(),
+                        "augmenter": augmenters[name],
                         "params": params,
                     }
                 )
