@@ -8,6 +8,7 @@ import math
 import textwrap
 
 import albumentations as A
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -162,6 +163,33 @@ def test_a_draw_that_would_cut_a_box_is_rejected_not_silently_clipped():
     registry.register("far_shift", lambda: A.Affine(translate_px={"x": 250, "y": 0}, p=1.0))
     with pytest.raises(AugmentationRejected, match="cut by the picture's border"):
         augment_sample(rectangle_scene(), ocr_payload(), "ocr", "far_shift", 0, registry=registry)
+
+
+@pytest.mark.parametrize("pipeline", ["rotate", "perspective"])
+def test_the_new_border_is_one_flat_colour_the_pictures_edge_median(pipeline):
+    """Replicating the edge would smear a box that touches it out past the box; a flat fill cannot."""
+    image = rectangle_scene(box=[0, 60, 120, 120])  # the red rectangle touches the left edge
+    registry = builtin_registry()
+    for seed in range(4):
+        result = augment_frame(
+            image, [Labels("ocr", ocr_payload(box=[0.0, 60.0, 120.0, 120.0]))], registry.create(pipeline), seed
+        )
+        ((_, params),) = result.params["transforms"]
+        assert params["fill"] == [float(v) for v in BACKGROUND], "the edge median of a grey picture is its grey"
+        height, width = result.image.shape[:2]
+        # Where no source pixel contributes to the interpolation: the corners the warp added.
+        inside = cv2.warpPerspective(
+            np.full(image.shape[:2], 255, np.uint8),
+            np.asarray(params["matrix"], float),
+            (width, height),
+            flags=cv2.INTER_LINEAR,
+        )
+        if pipeline == "perspective":
+            assert not inside.all(), "a keystone leaves some new border"
+        assert (result.image[inside == 0] == BACKGROUND).all()
+        found = locate_red(result.image)
+        box = result.labels[0].payload["regions"][0]["bbox"]
+        assert found[0] >= box[0] - 0.5 and found[2] <= box[2] + 0.5, (pipeline, seed, box, found)
 
 
 def test_a_click_pushed_off_the_picture_is_rejected():
@@ -415,6 +443,7 @@ def test_config_dotted_path_registers_a_user_factory_with_options(tmp_path, monk
     out, payload, lineage = augment_sample(rectangle_scene(), ocr_payload(), "ocr", "strong_blur", 1, registry=registry)
     assert payload == ocr_payload() and not np.array_equal(out, rectangle_scene())
     ((name, strong),) = lineage["params"]["transforms"]
+    assert lineage["augmenter"] == f"albumentations=={A.__version__}: GaussianBlur [config user_augs:strong_blur]"
     _, _, plain_lineage = augment_sample(rectangle_scene(), ocr_payload(), "ocr", "plain_blur", 1, registry=registry)
     ((_, plain),) = plain_lineage["params"]["transforms"]
     # The options reached the factory: sigma 2.5 draws a wider kernel than the default 1.0.
@@ -456,7 +485,8 @@ def test_entry_point_plugins_are_found_and_loaded_on_first_use(tmp_path, monkeyp
     assert {"acme_sharpen", "acme_broken", "blur"} <= set(registry.names())
     assert registry.origin("acme_sharpen") == "entry point acme_aug_plugin:sharpen"
     _, _, lineage = augment_sample(rectangle_scene(), ocr_payload(), "ocr", "acme_sharpen", 0, registry=registry)
-    assert lineage["augmenter"] == f"albumentations=={A.__version__}: Sharpen"
+    # The lineage names the plugin's source, not only the albumentations transforms it built.
+    assert lineage["augmenter"] == f"albumentations=={A.__version__}: Sharpen [entry point acme_aug_plugin:sharpen]"
     with pytest.raises(PluginError, match="acme_broken"):
         registry.create("acme_broken")
     registry.create("blur")  # a broken plugin does not take the others down
@@ -553,6 +583,7 @@ def test_augment_batch_writes_pictures_and_rows_with_lineage(tmp_path):
             source.created_at,
         )
         assert row.task == source.task and json.loads(row.params)["transforms"]
+        assert row.augmenter.endswith("[builtin]") and row.augmenter.startswith(f"albumentations=={A.__version__}: ")
     assert set(result.annotations["source"]) == {"human", "ai"}  # provenance kept, never "augmented"
 
 

@@ -17,13 +17,20 @@ text                      ``text_replace`` (:mod:`qwen_dataset.augment.text_repl
 There is deliberately no horizontal flip: mirrored text is wrong data for the text tasks, and it
 would turn ``left_of`` into ``right_of`` in spatial labels.
 
-Labels follow the transform. Every box of a payload (``ocr`` regions, ``gui_action`` elements,
-``spatial`` objects, the ``image_to_code`` layout tree) goes through albumentations as a
-``pascal_voc`` box and every action point (``gui_action`` ``point``/``end_point``) as a keypoint,
-so they move with the pixels. A geometric draw must keep every labelled box whole and every
-action point inside the picture: a text line cut by the border no longer matches its text, and a
-click off the screen is no action, so such a draw raises :class:`AugmentationRejected` and the
-batch records it. Pipelines made only of pixel-level transforms leave the labels untouched.
+Labels follow the transform, exactly: the geometric built-ins are the albumentations transforms
+of :mod:`qwen_dataset.augment.transforms`, which map pixels, boxes and points with one mapping
+and fill a grown canvas with the picture's edge colour (never by repeating edge pixels, which
+would drag an object touching the edge out past its box). ``tests/test_augment_geometry.py``
+checks every output box against the pixels of its object.
+
+Every box of a payload (``ocr`` regions, ``gui_action`` elements, ``spatial`` objects, the
+``image_to_code`` layout tree) goes through albumentations as a ``pascal_voc`` box and every
+action point (``gui_action`` ``point``/``end_point``) as a keypoint, so they move with the
+pixels. A geometric draw must keep every labelled box whole and every action point inside the
+picture: a text line cut by the border no longer matches its text, and a click off the screen is
+no action, so such a draw raises :class:`AugmentationRejected` and the batch records it. A cut
+of any size counts (only float noise of 0.005 px is let through); a cut box is never clipped
+into the picture. Pipelines made only of pixel-level transforms leave the labels untouched.
 
 Reproducible: the same seed and the same input give the same pixels and boxes (albumentations
 2's ``Compose.set_random_seed`` reseeds before each call).
@@ -35,7 +42,9 @@ An augmented frame's id is ``<source frame_id>~<pipeline>~<seed>``; it keeps the
 ``arbitrated``), ``author``, ``template_version``, ``created_at`` and ``reviewed`` of the label
 they were derived from: the label's provenance is unchanged, only the picture was transformed.
 What was applied lives in a separate lineage table (one row per augmented annotation: source
-frame and annotation ids, pipeline, seed, the exact random parameters drawn, library version).
+frame and annotation ids, pipeline, seed, the exact random parameters drawn, and the augmenter:
+library version, transforms and the pipeline's origin as the registry knows it: ``builtin``,
+``entry point pkg.mod:factory`` or ``config pkg.mod:factory``).
 """
 
 from __future__ import annotations
@@ -67,6 +76,12 @@ from qwen_dataset.augment.registry import (  # noqa: E402
     PluginError,
 )
 from qwen_dataset.augment.text_replace import TextReplacement  # noqa: E402
+from qwen_dataset.augment.transforms import (  # noqa: E402
+    ExactAffine,
+    ExactBBoxSafeRandomCrop,
+    ExactPerspective,
+    ExactRandomScale,
+)
 from qwen_dataset.geometry import clip_box, is_valid_box  # noqa: E402
 from qwen_dataset.ingest.frames import FrameOptions, encode_picture, load_image_rgb, mean_luma  # noqa: E402
 from qwen_dataset.payloads import BOX_TASKS, iter_boxes, iter_points  # noqa: E402
@@ -84,8 +99,13 @@ from qwen_dataset.store.blobs import BlobStore  # noqa: E402
 
 # Tasks whose payload geometry (boxes, points) is carried through a transform.
 GEOMETRY_TASKS = frozenset(BOX_TASKS)
-# A box corner may land this far outside the picture (float rounding of the warp) and still count as inside.
-BORDER_TOLERANCE_PX = 1.0
+# A box corner may land this far outside the picture and still count as inside: float noise of the
+# warp only (albumentations does some box maths in float32), well below the 0.01 px that labels are
+# rounded to. Anything more is a cut, and a cut box is rejected, never clipped.
+BOX_BORDER_TOLERANCE_PX = 0.005
+# An action point is a location, not an extent: one that lands within a pixel of the border is
+# clamped onto it (it still hits the edge pixel).
+POINT_BORDER_TOLERANCE_PX = 1.0
 COORDINATE_DECIMALS = 2
 
 LINEAGE_COLUMNS = [
@@ -141,7 +161,7 @@ def _corners(box: Sequence[float]) -> list[list[float]]:
     return [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
 
 
-def _inside(point: Sequence[float], width: int, height: int, tolerance: float = BORDER_TOLERANCE_PX) -> bool:
+def _inside(point: Sequence[float], width: int, height: int, tolerance: float) -> bool:
     x, y = float(point[0]), float(point[1])
     return -tolerance <= x <= width + tolerance and -tolerance <= y <= height + tolerance
 
@@ -252,7 +272,7 @@ class AlbumentationsAugmentation:
     @staticmethod
     def _write_points(refs: Sequence[_Ref], moved: np.ndarray, width: int, height: int) -> None:
         for ref, point in zip(refs, moved):
-            if not _inside(point, width, height):
+            if not _inside(point, width, height, POINT_BORDER_TOLERANCE_PX):
                 raise AugmentationRejected(f"{ref.where} would leave the picture ({point[0]:.1f}, {point[1]:.1f})")
             ref.container[ref.key] = [
                 round(min(max(float(point[0]), 0.0), width), COORDINATE_DECIMALS),
@@ -262,7 +282,7 @@ class AlbumentationsAugmentation:
     @staticmethod
     def _check_corners(refs: Sequence[_Ref], corners: np.ndarray, width: int, height: int) -> None:
         for index, ref in enumerate(refs):
-            if not all(_inside(corner, width, height) for corner in corners[4 * index : 4 * index + 4]):
+            if not all(_inside(c, width, height, BOX_BORDER_TOLERANCE_PX) for c in corners[4 * index : 4 * index + 4]):
                 raise AugmentationRejected(f"{ref.where} would be cut by the picture's border")
 
     @staticmethod
@@ -294,14 +314,17 @@ def _checked_input_box(ref: _Ref, width: int, height: int) -> list[float]:
 
 
 def rotate(max_degrees: float = 4.0) -> list[A.BasicTransform]:
-    """Small rotation; the canvas grows so the whole picture (and every box) stays visible."""
-    return [A.Affine(rotate=(-max_degrees, max_degrees), fit_output=True, border_mode=cv2.BORDER_REPLICATE, p=1.0)]
+    """Small rotation; the canvas grows so the whole picture (and every box) stays visible.
+
+    The new corners are filled with the picture's edge colour (see :mod:`qwen_dataset.augment.transforms`).
+    """
+    return [ExactAffine(rotate=(-max_degrees, max_degrees), fit_output=True, border_mode=cv2.BORDER_CONSTANT, p=1.0)]
 
 
 def scale(low: float = 0.7, high: float = 1.2) -> list[A.BasicTransform]:
     """Resize the whole picture (other screen resolutions); area interpolation when shrinking."""
     return [
-        A.RandomScale(
+        ExactRandomScale(
             scale_limit=(low - 1.0, high - 1.0), interpolation=cv2.INTER_LINEAR, area_for_downscale="image", p=1.0
         )
     ]
@@ -309,12 +332,14 @@ def scale(low: float = 0.7, high: float = 1.2) -> list[A.BasicTransform]:
 
 def crop(erosion_rate: float = 0.0) -> list[A.BasicTransform]:
     """Random crop that contains every labelled box."""
-    return [A.BBoxSafeRandomCrop(erosion_rate=erosion_rate, p=1.0)]
+    return [ExactBBoxSafeRandomCrop(erosion_rate=erosion_rate, p=1.0)]
 
 
 def perspective(low: float = 0.02, high: float = 0.05) -> list[A.BasicTransform]:
-    """Slight keystone, as a photo of a screen; the whole warped picture is kept."""
-    return [A.Perspective(scale=(low, high), keep_size=True, fit_output=True, border_mode=cv2.BORDER_REPLICATE, p=1.0)]
+    """Slight keystone, as a photo of a screen; the whole warped picture is kept, in the original size."""
+    return [
+        ExactPerspective(scale=(low, high), keep_size=True, fit_output=True, border_mode=cv2.BORDER_CONSTANT, p=1.0)
+    ]
 
 
 def geometric() -> list[A.BasicTransform | A.BaseCompose]:
@@ -497,7 +522,8 @@ def augment_sample(
     """Augment one picture and one annotation payload.
 
     Returns ``(image, payload, lineage)``; ``lineage`` is ``{"pipeline", "seed", "augmenter",
-    "params"}`` with the exact random draw. Raises :class:`AugmentationRejected` when this draw
+    "params"}`` with the exact random draw and the origin of the pipeline (see
+    :meth:`AugmentationRegistry.augmenter`). Raises :class:`AugmentationRejected` when this draw
     cannot keep the labels correct (try another seed), :class:`UnknownAugmentationError` for a
     name that is not registered.
 
@@ -514,7 +540,7 @@ def augment_sample(
     lineage = {
         "pipeline": pipeline_name,
         "seed": int(seed),
-        "augmenter": augmentation.describe(),
+        "augmenter": registry.augmenter(pipeline_name),
         "params": result.params,
     }
     return result.image, result.labels[0].payload, lineage
@@ -580,6 +606,7 @@ def augment_batch(
         raise ValueError(f"seed must be >= 0 and copies >= 1, got seed={seed}, copies={copies}")
     registry = registry or _shared_default_registry()
     chosen = {name: registry.create(name) for name in pipelines}  # unknown names fail before any work
+    augmenters = {name: registry.augmenter(name) for name in chosen}
     labels_of = _labels_by_frame(annotations)
     low_light_threshold = FrameOptions().low_light_threshold
     new_frames: list[FrameRecord] = []
@@ -637,7 +664,7 @@ def augment_batch(
                         "pipeline": name,
                         "seed": draw_seed,
                         "sample_seed": per_frame_seed,
-                        "augmenter": augmentation.describe(),
+                        "augmenter": augmenters[name],
                         "params": params,
                     }
                 )

@@ -152,6 +152,14 @@ class AugmentationRegistry:
         """Where ``name`` came from: builtin, an entry point, or configuration."""
         return self._entry(name).origin
 
+    def augmenter(self, name: str) -> str:
+        """What the lineage says was applied: the augmentation's own description and where it came from.
+
+        ``"albumentations==2.0.8: Sharpen [entry point acme_aug:sharpen]"``: a plugin's transform
+        names alone do not say which package or configuration supplied them.
+        """
+        return f"{self.create(name).describe()} [{self.origin(name)}]"
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
