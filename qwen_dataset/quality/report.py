@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import html
 import io
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jinja2
 import pandas as pd
 
 from qwen_dataset.payloads import BOX_TASKS
@@ -291,34 +291,37 @@ def render_plots(report: QcReport) -> dict[str, bytes]:
     return plots
 
 
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("qwen_dataset.quality", "templates"),
+    autoescape=jinja2.select_autoescape(["html", "html.j2"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
+)
+_VERDICT_TEXT = {None: "no data", True: "pass", False: "FAIL"}
+
+
 def html_page(report: QcReport, images: Mapping[str, bytes]) -> str:
-    """A self-contained HTML page (plots inlined as data URLs)."""
+    """A self-contained HTML page (``templates/report.html.j2``; plots inlined as data URLs)."""
     targets = dataclasses.asdict(report.targets)
     verdicts = report.verdicts()
-    rows = "".join(
-        f"<tr><td>{html.escape(key)}</td><td>{_fmt(value)}</td><td>&gt; {targets[key]}</td>"
-        f"<td class='{verdicts[key]}'>{ {None: 'no data', True: 'pass', False: 'FAIL'}[verdicts[key]] }</td></tr>"
+    headline = [
+        {
+            "name": key,
+            "value": _fmt(value),
+            "target": targets[key],
+            "verdict": verdicts[key],
+            "verdict_text": _VERDICT_TEXT[verdicts[key]],
+        }
         for key, value in report.headline().items()
+    ]
+    return _TEMPLATES.get_template("report.html.j2").render(
+        batch=report.batch,
+        headline=headline,
+        figures=[(key, _fmt(value)) for key, value in report.figures().items() if key not in targets],
+        plots=[{"name": name, "base64": base64.b64encode(png).decode()} for name, png in images.items()],
+        details=json.dumps(report.to_dict(), indent=1, ensure_ascii=False, default=str),
     )
-    figures = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in report.figures().items() if k not in targets
-    )
-    pictures = "".join(
-        f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
-        f"<figcaption>{html.escape(name)}</figcaption></figure>"
-        for name, png in images.items()
-    )
-    details = html.escape(json.dumps(report.to_dict(), indent=1, ensure_ascii=False, default=str))
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>QC report {html.escape(report.batch)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}
-.True{{color:#2a7}}.False{{color:#c33;font-weight:bold}}figure{{display:inline-block;margin:1em}}</style></head>
-<body><h1>QC report: {html.escape(report.batch)}</h1>
-<table><tr><th>metric</th><th>value</th><th>target</th><th>verdict</th></tr>{rows}</table>
-<h2>Other figures</h2><table>{figures}</table>
-<h2>Plots</h2>{pictures or "<p>No double annotations yet: nothing to plot.</p>"}
-<h2>Details</h2><pre>{details}</pre></body></html>
-"""
 
 
 def write_report_files(report: QcReport, out_dir: StoragePath, images: Mapping[str, bytes]) -> dict[str, StoragePath]:

@@ -5,9 +5,10 @@ template and model versions, lineage back to the batches.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jinja2
 import pandas as pd
 
 from qwen_dataset.payloads import iter_boxes
@@ -17,12 +18,6 @@ from qwen_dataset.text import guess_language
 
 CARD_FILE = "README.md"
 LANGUAGES = ("zh", "en", "mixed", "other")
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -52,6 +47,16 @@ def text_languages(annotations: pd.DataFrame) -> Counter[tuple[str, str]]:
     return counts
 
 
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("qwen_dataset.release", "templates"),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=False,
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,  # Markdown, not HTML
+)
+
+
 def render_card(
     name: str,
     version: str,
@@ -66,124 +71,66 @@ def render_card(
     excluded: int,
     files: Sequence[str],
 ) -> str:
-    """The dataset card (Markdown); deterministic for the same inputs."""
-    parts = [
-        f"# {name} — release {version}",
-        "",
-        "Assembled by qwen-dataset from batches that passed their quality gates. This folder is "
-        f"immutable; any change to its data makes a new version. Content digest: `{digest}`.",
-        "",
-        "## Contents",
-        "",
-        _table(
-            ["split", "uploads", "frames", "annotations"],
-            [
-                *[
-                    (
-                        split,
-                        frames.loc[frames["split"] == split, "upload_id"].nunique(),
-                        int((frames["split"] == split).sum()),
-                        int((annotations["split"] == split).sum()),
-                    )
-                    for split in SPLITS
-                ],
-                ("total", frames["upload_id"].nunique(), len(frames), len(annotations)),
-            ],
-        ),
-        "",
-        f"Annotations that failed (status other than ok) are not part of the release: {excluded}.",
-        "",
-        "## Annotations by task",
-        "",
-        _table(
-            ["task", *SPLITS, "total"],
-            [
-                (
-                    task,
-                    *[int(((annotations["task"] == task) & (annotations["split"] == s)).sum()) for s in SPLITS],
-                    int((annotations["task"] == task).sum()),
-                )
-                for task in sorted(annotations["task"].unique())
-            ],
-        ),
-        "",
-        "## Text by task and language",
-        "",
-        "Text items are OCR regions and GUI elements that carry text; the language is the label's "
-        "own (OCR) or guessed from the scripts of the text (GUI).",
-        "",
+    """The dataset card (Markdown, ``templates/card.md.j2``); deterministic for the same inputs."""
+    split_of, task_of = frames["split"], annotations["task"]
+    contents = [
+        (
+            split,
+            frames.loc[split_of == split, "upload_id"].nunique(),
+            int((split_of == split).sum()),
+            int((annotations["split"] == split).sum()),
+        )
+        for split in SPLITS
+    ]
+    contents.append(("total", frames["upload_id"].nunique(), len(frames), len(annotations)))
+    by_task = [
+        (
+            task,
+            *[int(((task_of == task) & (annotations["split"] == split)).sum()) for split in SPLITS],
+            int((task_of == task).sum()),
+        )
+        for task in sorted(task_of.unique())
     ]
     languages = text_languages(annotations)
-    tasks_with_text = sorted({task for task, _ in languages})
-    parts += [
-        _table(
-            ["task", *LANGUAGES], [(task, *[languages[(task, lang)] for lang in LANGUAGES]) for task in tasks_with_text]
-        )
-        if tasks_with_text
-        else "No text items.",
-        "",
-        "## Provenance",
-        "",
-        _table(["source", "annotations"], [(s.value, int((annotations["source"] == s.value).sum())) for s in Source]),
-        "",
-        "Models (authors of AI annotations) and template versions:",
-        "",
-    ]
     ai = annotations[annotations["source"] == Source.AI.value]
-    model_rows = ai.groupby(["task", "author", "template_version"]).size().reset_index(name="n")
-    parts += [
-        _table(["task", "model", "template version", "annotations"], model_rows.itertuples(index=False, name=None))
-        if len(model_rows)
-        else "No AI annotations.",
-        "",
-        _table(
-            ["task", "template version", "annotations"],
+    augmentation: list[tuple[Any, ...]] = []
+    if len(lineage):
+        grouped = lineage.groupby("pipeline").agg(frames=("frame_id", "nunique"), annotations=("annotation_id", "size"))
+        augmentation = list(grouped.reset_index().itertuples(index=False, name=None))
+    context = {
+        "name": name,
+        "version": version,
+        "digest": digest,
+        "splits": SPLITS,
+        "language_names": LANGUAGES,
+        "contents": contents,
+        "excluded": excluded,
+        "by_task": by_task,
+        "languages": [
+            (task, *[languages[(task, language)] for language in LANGUAGES])
+            for task in sorted({task for task, _ in languages})
+        ],
+        "sources": [(source.value, int((annotations["source"] == source.value).sum())) for source in Source],
+        "models": list(
+            ai.groupby(["task", "author", "template_version"])
+            .size()
+            .reset_index(name="n")
+            .itertuples(index=False, name=None)
+        ),
+        "template_versions": list(
             annotations.groupby(["task", "template_version"])
             .size()
             .reset_index(name="n")
-            .itertuples(index=False, name=None),
+            .itertuples(index=False, name=None)
         ),
-        "",
-        f"Human annotators and reviewers: {annotations.loc[annotations['source'] != Source.AI.value, 'author'].nunique()} "
-        "distinct ids (the ids are in annotations.parquet, not in this card).",
-        "",
-        "## Quality control",
-        "",
-        _table(["figure", "value"], _flatten(qc)) if qc else "No QC figures were given for this release.",
-        "",
-    ]
-    if len(lineage):
-        augmented = lineage.groupby("pipeline").agg(
-            frames=("frame_id", "nunique"), annotations=("annotation_id", "size")
-        )
-        parts += [
-            "## Augmentation",
-            "",
-            "Augmented frames keep the upload (and so the split) of their source frame; "
-            "augmentation_lineage.parquet gives the source and the exact random draw of each.",
-            "",
-            _table(["pipeline", "frames", "annotations"], augmented.reset_index().itertuples(index=False, name=None)),
-            "",
-        ]
-    parts += [
-        "## Lineage",
-        "",
-        _table(
-            ["batch", "frames", "annotations", "export folder"],
-            [(b["batch"], b["frames"], b["annotations"], b["export_folder"] or "-") for b in batches],
-        ),
-        "",
-        "## Splits",
-        "",
-        f"By upload: sha256(salt + upload_id), read as a number in [0, 1), picks train below {ratios[0]:g}, "
-        f"val below {ratios[0] + ratios[1]:g}, test above ({f'salt: `{salt}`' if salt else 'no salt'}). Frames of one video, pages of one "
-        "PDF and augmented copies of a frame never land in two splits. splits.json lists the ids; "
-        "frames.parquet and annotations.parquet carry a `split` column.",
-        "",
-        "## Files",
-        "",
-        *[f"- `{path}`" for path in files if not path.startswith("images/")],
-        f"- `images/`: {sum(1 for path in files if path.startswith('images/'))} pictures",
-        "",
-    ]
-    return "\n".join(parts)
+        "people": annotations.loc[annotations["source"] != Source.AI.value, "author"].nunique(),
+        "qc": _flatten(qc) if qc else [],
+        "augmentation": augmentation,
+        "lineage": [(b["batch"], b["frames"], b["annotations"], b["export_folder"] or "-") for b in batches],
+        "train_below": f"{ratios[0]:g}",
+        "val_below": f"{ratios[0] + ratios[1]:g}",
+        "salt_note": f"salt: `{salt}`" if salt else "no salt",
+        "listed_files": [path for path in files if not path.startswith("images/")],
+        "pictures": sum(1 for path in files if path.startswith("images/")),
+    }
+    return _TEMPLATES.get_template("card.md.j2").render(context) + "\n"
