@@ -7,7 +7,7 @@ export QWEN_STORAGE_ROOT ?= $(CURDIR)/.storage
 # Great Expectations must never phone home.
 export GX_ANALYTICS_ENABLED ?= False
 
-.PHONY: setup demo test dev bench workbench clean
+.PHONY: setup demo test lint dev bench workbench clean system-deps-demo system-deps-test
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,14 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-demo: setup
+# libGL/GLib for OpenCV, Chromium, and npm for the tests: installed through apt-get as root, else named.
+system-deps-demo:
+	@scripts/system_deps.sh demo
+
+system-deps-test:
+	@scripts/system_deps.sh test
+
+demo: system-deps-demo setup
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/python scripts/demo.py
 
@@ -25,7 +32,13 @@ demo: setup
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
 
-test: setup node_modules/.package-lock.json
+# Guard rails first: lint, format and types, then the suite.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: system-deps-test setup node_modules/.package-lock.json lint
 	$(BIN)/pytest
 
 dev: setup
@@ -40,7 +53,7 @@ bench: setup
 WORKBENCH_HOST ?= 127.0.0.1
 WORKBENCH_PORT ?= 8080
 
-workbench: setup node_modules/.package-lock.json
+workbench: system-deps-test setup node_modules/.package-lock.json
 	@mkdir -p $(QWEN_STORAGE_ROOT)
 	@test -n "$$QWEN_WORKBENCH_SECRET" || test -s $(QWEN_STORAGE_ROOT)/.workbench_secret || \
 		(umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(48))" > $(QWEN_STORAGE_ROOT)/.workbench_secret)

@@ -33,3 +33,11 @@ def postgres_url():
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory):
+    """The generated sample batch, once per session: ``(folder, truth)``. Tests copy the folder, never change it."""
+    from tests.ops_helpers import sample_batch
+
+    return sample_batch(tmp_path_factory)

@@ -25,7 +25,6 @@ from assets.automation import inbox_sensor
 from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.definitions import build_definitions, edited_templates_dir
 from qwen_dataset.release.publish import RELEASE_FILE, ReleaseConflictError, publish_release
-from qwen_dataset.samples.batch import generate_sample_batch
 from qwen_dataset.store.blobs import BlobStore
 from qwen_dataset.store.inbox import READY_MARKER, UPLOADING_MARKER, mark_ready, modified_time, scan_inbox
 from qwen_dataset.store.layout import StorageLayout, upload_folder
@@ -289,13 +288,7 @@ def test_a_published_release_is_immutable(tmp_path):
 # --------------------------------------------------------------------------- the pipeline
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sample") / BATCH
-    truth = generate_sample_batch(folder, seed=0)
-    return folder, truth
-
-
+@pytest.mark.slow  # the whole graph with real OCR, on each store
 def test_the_whole_graph_runs_on_an_object_store(store, sample, tmp_path, private_cache, monkeypatch):
     root, options = store
     folder, truth = sample

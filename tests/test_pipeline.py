@@ -17,19 +17,11 @@ from assets.automation import inbox_sensor, nightly_reexport
 from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.definitions import build_definitions
 from qwen_dataset.quality.ocr_truth import OcrScore, score_against_sample_truth
-from qwen_dataset.samples.batch import generate_sample_batch
 from qwen_dataset.store.inbox import mark_ready
 from resources.storage import StorageResource
 
 BATCH = "sample-0"
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sample") / BATCH
-    truth = generate_sample_batch(folder, seed=0)
-    return folder, truth
 
 
 def _root_with_batch(tmp_path: Path, sample, batch: str = BATCH) -> Path:
@@ -99,6 +91,7 @@ def _assert_batch_processed(root: Path, truth) -> None:
     assert len(coco.getAnnIds()) > 0
 
 
+@pytest.mark.slow  # the whole graph with real OCR
 def test_whole_graph_on_ephemeral_instance(tmp_path, sample):
     root = _root_with_batch(tmp_path, sample)
     instance = DagsterInstance.ephemeral()
@@ -131,6 +124,8 @@ def test_whole_graph_on_ephemeral_instance(tmp_path, sample):
     assert bool(again.output_for_node("release")["created"].iloc[0]) is False  # immutable: found, not rewritten
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_whole_graph_on_postgres_instance(tmp_path, sample, postgres_url, monkeypatch):
     """The deploy/dagster.yaml instance config, on the real PostgreSQL server."""

@@ -25,9 +25,8 @@ RING = 3  # px of clear background the layout leaves around every text's ink
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory) -> tuple[Path, SampleTruth]:
-    folder = tmp_path_factory.mktemp("sample") / "batch"
-    return folder, generate_sample_batch(folder, seed=0)
+def batch(sample) -> tuple[Path, SampleTruth]:
+    return sample
 
 
 def _digests(folder: Path) -> dict[str, str]:
