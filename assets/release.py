@@ -29,6 +29,8 @@ from qwen_dataset.release.selection import (
     releasable_batches,
 )
 from qwen_dataset.release.splits import DEFAULT_RATIOS
+from qwen_dataset.store.layout import StorageLayout
+from qwen_dataset.store.paths import is_remote
 from resources.quality import QualityResource
 from resources.storage import StorageResource
 
@@ -51,6 +53,15 @@ def latest_materialization(instance: DagsterInstance) -> LatestMaterialization:
         return records[0].timestamp if records else None
 
     return latest
+
+
+def _work_root(layout: StorageLayout) -> Path:
+    """Where the release is assembled: in place on a local root, in the local cache on an object store."""
+    releases = layout.releases
+    if not is_remote(releases):
+        return releases
+    assert layout.cache is not None, "a URL root always has a local cache"
+    return layout.cache / "releases"
 
 
 @asset(
@@ -83,14 +94,12 @@ def release(
             "Materialize exports for at least one batch (see the excluded list in the logs)."
         )
     seen: set[str] = set()
-    # On an object store the release is assembled in the local cache, then uploaded.
-    work_root = layout.cache / "releases" if layout.remote else layout.releases
     info = assemble_release(
         [
             batch_export(latest, layout, batch, seen, ratios=config.ratios, include_augmented=config.include_augmented)
             for batch in eligible
         ],
-        work_root,
+        _work_root(layout),
         qc=quality_figures(layout, eligible),
         ratios=config.ratios,
         blobs=layout.blobs,
@@ -98,7 +107,8 @@ def release(
         name=config.name,
     )
     if layout.remote:
-        sealed = Path(info.path)
+        sealed = info.path
+        assert not is_remote(sealed), "the release was assembled in the local cache"
         info = publish_release(info, layout.releases)
         remove_tree(sealed)  # the store has it now; a cache must stay deletable
     context.add_output_metadata(

@@ -187,7 +187,7 @@ def export_coco(
                 }
         checker.raise_if_any()
 
-    with atomic_writer(Path(out_path), "wb") as handle:
+    with atomic_writer(Path(out_path)) as handle:
         handle.write(b"{\n")
         for key, value in (("info", coco_info(task)), ("licenses", [])):
             handle.write(f'"{key}": {json.dumps(value, ensure_ascii=False)},\n'.encode())

@@ -239,7 +239,7 @@ def export_csv(
     streams = [AnnotationStream(annotations, frames, task, final_only=final_only) for task in chosen]
     checker = BoxChecker()
     count = 0
-    with atomic_writer(Path(out_path), "wb") as raw:
+    with atomic_writer(Path(out_path)) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         writer = csv.writer(text)
         writer.writerow(CSV_COLUMNS)

@@ -301,7 +301,7 @@ def _samples(stream: AnnotationStream, builder: SampleBuilder) -> Iterator[dict[
 def write_jsonl(out_path: Path, records: Iterator[dict[str, Any]]) -> int:
     """Stream ``records`` as JSON lines into ``out_path`` atomically; returns the line count."""
     count = 0
-    with atomic_writer(Path(out_path), "wb") as handle:
+    with atomic_writer(Path(out_path)) as handle:
         for record in records:
             handle.write(dump_json(record).encode("utf-8") + b"\n")
             count += 1

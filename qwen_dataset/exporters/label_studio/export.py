@@ -286,7 +286,7 @@ def export_label_studio(
         annotations, frames, image_url, task=task, video_url=video_url, frame_rate=frame_rate
     )
     count = 0
-    with atomic_writer(Path(out_path), "wb") as handle:
+    with atomic_writer(Path(out_path)) as handle:
         handle.write(b"[")
         for item in tasks:
             handle.write((b",\n" if count else b"\n") + dump_json(item).encode("utf-8"))
