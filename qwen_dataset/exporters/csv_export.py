@@ -112,10 +112,10 @@ def box_items(
         if source.tree:
             extra.update(parent_index=box.parent, depth=box.depth)
         if more is not None:
-            extra.update(more(box.index))
+            extra.update(more(box.position))
         yield {
             "item": source.item,
-            "item_index": box.index,
+            "item_index": box.position,
             **_box_cells(box.item["bbox"]),
             "text": box.item.get("text"),
             "label": box.label,
