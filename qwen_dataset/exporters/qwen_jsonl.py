@@ -205,12 +205,13 @@ class _VideoFrames:
 
     def of(self, upload_id: str) -> list[tuple[str, float]]:
         members = self.by_upload.get(upload_id, [])
-        if not members or any(t is None for _, t in members):
+        timed = [(frame_id, t) for frame_id, t in members if t is not None]
+        if not members or len(timed) < len(members):
             raise ValueError(
                 f"video {upload_id}: its sampled frames (kind 'video_frame' with timestamps t) are not in the frames "
                 f"manifest; pass video_ref to write the video file instead, or export with the video's frames"
             )
-        return members  # type: ignore[return-value]
+        return timed
 
 
 def _timestamp_marker(t: float) -> str:

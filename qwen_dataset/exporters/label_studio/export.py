@@ -132,8 +132,8 @@ def image_to_code_results(payload: dict[str, Any], width: int, height: int) -> l
             results.region(region_id, "tag", "textarea", {**rect, "text": [node["tag"]]})
         if parent is not None:
             links.append((region_id, f"n{parent}"))
-    for child, parent in links:
-        results.relation(child, parent, [CHILD_OF])
+    for child_id, parent_id in links:
+        results.relation(child_id, parent_id, [CHILD_OF])
     results.task_text("html", payload.get("html", ""))
     return results.items
 
