@@ -18,7 +18,7 @@ from dagster import (
 from pydantic import Field
 
 from assets._metadata import markdown_table
-from assets.partitions import batches
+from assets.partitions import BATCHES
 from qwen_dataset.exporters.bundle import write_release_formats
 from qwen_dataset.release.assemble import assemble_release
 from qwen_dataset.release.publish import publish_release, remove_tree
@@ -82,7 +82,7 @@ def release(
     context: AssetExecutionContext, config: ReleaseConfig, storage: StorageResource, quality: QualityResource
 ) -> pd.DataFrame:
     layout = storage.layout()
-    names = sorted(context.instance.get_dynamic_partitions(batches.name))
+    names = sorted(context.instance.get_dynamic_partitions(BATCHES))
     targets = dataclasses.asdict(quality.targets())
     latest = latest_materialization(context.instance)
     eligible, excluded = releasable_batches(latest, names, layout, targets)
