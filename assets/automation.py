@@ -15,7 +15,7 @@ from dagster import (
 )
 
 from assets.jobs import process_batch_job, reexport_job, release_job
-from assets.partitions import batches
+from assets.partitions import BATCHES, batches
 from qwen_dataset.db.queries import final_fingerprints
 from qwen_dataset.store.inbox import scan_inbox
 from resources.database import AnnotationDatabaseResource
@@ -36,7 +36,7 @@ def inbox_sensor(context: SensorEvaluationContext, storage: StorageResource) -> 
         context.log.warning(
             f"inbox folder {name!r} is not a valid batch name (letters, digits, '.', '_', '-'; max 128): rename it"
         )
-    known = set(context.instance.get_dynamic_partitions(batches.name))
+    known = set(context.instance.get_dynamic_partitions(BATCHES))
     new = [name for name in scan.ready if name not in known]
     if not new:
         return SkipReason(f"no new complete batch ({len(scan.waiting)} still being written)")
@@ -64,7 +64,7 @@ def corrections_sensor(
     }
     if not changed:
         return SkipReason("no review finalized or sent back since the last check")
-    known = set(context.instance.get_dynamic_partitions(batches.name))
+    known = set(context.instance.get_dynamic_partitions(BATCHES))
     return SensorResult(
         # One run per batch and state of its final annotations.
         run_requests=[
@@ -84,7 +84,7 @@ def corrections_sensor(
 )
 def nightly_reexport(context: ScheduleEvaluationContext):
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    for name in context.instance.get_dynamic_partitions(batches.name):
+    for name in context.instance.get_dynamic_partitions(BATCHES):
         yield RunRequest(partition_key=name, run_key=f"reexport:{day}:{name}")
 
 

@@ -2,4 +2,6 @@
 
 from dagster import DynamicPartitionsDefinition
 
-batches = DynamicPartitionsDefinition(name="batches")
+# The name on its own, for instance calls: the definition's ``name`` is optional (a str | None).
+BATCHES = "batches"
+batches = DynamicPartitionsDefinition(name=BATCHES)

@@ -18,7 +18,7 @@ from dagster import (
 from pydantic import Field
 
 from assets._metadata import markdown_table
-from assets.partitions import batches
+from assets.partitions import BATCHES
 from qwen_dataset.exporters.bundle import write_release_formats
 from qwen_dataset.release.assemble import assemble_release
 from qwen_dataset.release.publish import publish_release, remove_tree
@@ -29,6 +29,8 @@ from qwen_dataset.release.selection import (
     releasable_batches,
 )
 from qwen_dataset.release.splits import DEFAULT_RATIOS
+from qwen_dataset.store.layout import StorageLayout
+from qwen_dataset.store.paths import is_remote
 from resources.quality import QualityResource
 from resources.storage import StorageResource
 
@@ -53,6 +55,15 @@ def latest_materialization(instance: DagsterInstance) -> LatestMaterialization:
     return latest
 
 
+def _work_root(layout: StorageLayout) -> Path:
+    """Where the release is assembled: in place on a local root, in the local cache on an object store."""
+    releases = layout.releases
+    if not is_remote(releases):
+        return releases
+    assert layout.cache is not None, "a URL root always has a local cache"
+    return layout.cache / "releases"
+
+
 @asset(
     group_name="export",
     kinds={"python", "parquet", "json"},
@@ -71,7 +82,7 @@ def release(
     context: AssetExecutionContext, config: ReleaseConfig, storage: StorageResource, quality: QualityResource
 ) -> pd.DataFrame:
     layout = storage.layout()
-    names = sorted(context.instance.get_dynamic_partitions(batches.name))
+    names = sorted(context.instance.get_dynamic_partitions(BATCHES))
     targets = dataclasses.asdict(quality.targets())
     latest = latest_materialization(context.instance)
     eligible, excluded = releasable_batches(latest, names, layout, targets)
@@ -83,14 +94,12 @@ def release(
             "Materialize exports for at least one batch (see the excluded list in the logs)."
         )
     seen: set[str] = set()
-    # On an object store the release is assembled in the local cache, then uploaded.
-    work_root = layout.cache / "releases" if layout.remote else layout.releases
     info = assemble_release(
         [
             batch_export(latest, layout, batch, seen, ratios=config.ratios, include_augmented=config.include_augmented)
             for batch in eligible
         ],
-        work_root,
+        _work_root(layout),
         qc=quality_figures(layout, eligible),
         ratios=config.ratios,
         blobs=layout.blobs,
@@ -98,7 +107,8 @@ def release(
         name=config.name,
     )
     if layout.remote:
-        sealed = Path(info.path)
+        sealed = info.path
+        assert not is_remote(sealed), "the release was assembled in the local cache"
         info = publish_release(info, layout.releases)
         remove_tree(sealed)  # the store has it now; a cache must stay deletable
     context.add_output_metadata(

@@ -57,6 +57,7 @@ def edited_templates_dir(storage: StorageResource) -> str:
         return ""
     if not layout.remote:
         return str(edited)
+    assert layout.cache is not None, "a URL root always has a local cache"
     local = layout.cache / "templates" / hashlib.sha256(str(layout.root).encode()).hexdigest()[:16]
     with layout.local_copy(edited) as copy:
         shutil.rmtree(local, ignore_errors=True)

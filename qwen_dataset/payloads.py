@@ -273,7 +273,8 @@ def box_source(task: str) -> BoxSource:
 class BoxItem(NamedTuple):
     """One box of a payload. ``item`` is the dict holding ``bbox``: write a moved box back there."""
 
-    index: int  # position among the payload's boxes (pre-order for a tree)
+    # Position among the payload's boxes (pre-order for a tree); not "index", which would hide tuple.index().
+    position: int
     item: dict[str, Any]
     label: str
     parent: int | None  # a tree node's parent index, else None
@@ -450,7 +451,7 @@ def boxes_table(
                     frame_id,
                     task,
                     source,
-                    box.index,
+                    box.position,
                     box.label,
                     x1,
                     y1,

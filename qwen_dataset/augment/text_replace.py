@@ -198,7 +198,7 @@ def pixel_box(box: Sequence[float], width: int, height: int) -> tuple[int, int, 
     return (max(0, math.floor(x1)), max(0, math.floor(y1)), min(width, math.ceil(x2)), min(height, math.ceil(y2)))
 
 
-def _grow(box: tuple[int, int, int, int], by: int, width: int, height: int) -> tuple[int, int, int, int]:
+def _grow(box: Sequence[int], by: int, width: int, height: int) -> tuple[int, int, int, int]:
     return (max(0, box[0] - by), max(0, box[1] - by), min(width, box[2] + by), min(height, box[3] + by))
 
 
@@ -300,7 +300,8 @@ def ink_colour(original: np.ndarray, background: np.ndarray) -> np.ndarray:
 def render_ink(text: str, size: int) -> np.ndarray:
     """Alpha mask (0-255) of ``text`` in Noto Sans CJK at ``size`` px, cropped to its ink."""
     font = load_font(size)
-    left, top, right, bottom = font.getbbox(text)
+    # Whole pixels without a stroke; Pillow types them float for fractional strokes.
+    left, top, right, bottom = (int(v) for v in font.getbbox(text))
     pad = 2
     mask = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 0)
     ImageDraw.Draw(mask).text((pad - left, pad - top), text, font=font, fill=255)
@@ -331,7 +332,7 @@ def _paint_background(
         image[y1:y2, x1:x2] = background
         return
     height, width = image.shape[:2]
-    area = _grow(tuple(surround), INPAINT_MARGIN, width, height)  # type: ignore[arg-type]
+    area = _grow(surround, INPAINT_MARGIN, width, height)
     patch = np.ascontiguousarray(image[area[1] : area[3], area[0] : area[2]])
     mask = np.zeros(patch.shape[:2], dtype=np.uint8)
     mask[y1 - area[1] : y2 - area[1], x1 - area[0] : x2 - area[0]] = 255
@@ -445,7 +446,7 @@ def _update_gui(payload: dict[str, Any], candidate: _Candidate, new_text: str, n
             element["bbox"] = list(new_bbox)
             changed[index] = (old_box, list(new_bbox))
     for action in payload.get("actions", []):
-        moved = changed.get(action.get("target"))  # type: ignore[arg-type]
+        moved = changed.get(action.get("target"))
         if moved is None:
             continue
         old_box, new_box = moved

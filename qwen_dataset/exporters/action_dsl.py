@@ -160,7 +160,7 @@ def _number_part(action: Mapping[str, Any], action_type: str, where: str) -> lis
     if not present:
         return []
     allowed = _NUMBER_KEY.get(action_type)
-    if present != [allowed]:
+    if allowed is None or present != [allowed]:
         raise ValueError(
             f"{where}: {present} not allowed on a {action_type!r} action (amount goes with scroll, duration with wait)"
         )

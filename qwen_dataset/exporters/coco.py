@@ -129,7 +129,7 @@ def category_index(task: str) -> CategoryIndex:
 def box_attributes(box: BoxItem, source: BoxSource, annotation: ExportAnnotation) -> dict[str, Any]:
     """What COCO has no field for: the item's own fields, its place in the payload, its provenance."""
     attributes = {key: value for key, value in box.item.items() if key not in ("bbox", "children")}
-    attributes[f"{source.item}_index"] = box.index
+    attributes[f"{source.item}_index"] = box.position
     if source.tree:
         attributes["parent_index"] = box.parent
         attributes["depth"] = box.depth
@@ -187,7 +187,7 @@ def export_coco(
                 }
         checker.raise_if_any()
 
-    with atomic_writer(Path(out_path), "wb") as handle:
+    with atomic_writer(Path(out_path)) as handle:
         handle.write(b"{\n")
         for key, value in (("info", coco_info(task)), ("licenses", [])):
             handle.write(f'"{key}": {json.dumps(value, ensure_ascii=False)},\n'.encode())

@@ -112,10 +112,10 @@ def box_items(
         if source.tree:
             extra.update(parent_index=box.parent, depth=box.depth)
         if more is not None:
-            extra.update(more(box.index))
+            extra.update(more(box.position))
         yield {
             "item": source.item,
-            "item_index": box.index,
+            "item_index": box.position,
             **_box_cells(box.item["bbox"]),
             "text": box.item.get("text"),
             "label": box.label,
@@ -239,7 +239,7 @@ def export_csv(
     streams = [AnnotationStream(annotations, frames, task, final_only=final_only) for task in chosen]
     checker = BoxChecker()
     count = 0
-    with atomic_writer(Path(out_path), "wb") as raw:
+    with atomic_writer(Path(out_path)) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         writer = csv.writer(text)
         writer.writerow(CSV_COLUMNS)

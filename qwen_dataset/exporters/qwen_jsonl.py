@@ -205,12 +205,13 @@ class _VideoFrames:
 
     def of(self, upload_id: str) -> list[tuple[str, float]]:
         members = self.by_upload.get(upload_id, [])
-        if not members or any(t is None for _, t in members):
+        timed = [(frame_id, t) for frame_id, t in members if t is not None]
+        if not members or len(timed) < len(members):
             raise ValueError(
                 f"video {upload_id}: its sampled frames (kind 'video_frame' with timestamps t) are not in the frames "
                 f"manifest; pass video_ref to write the video file instead, or export with the video's frames"
             )
-        return members  # type: ignore[return-value]
+        return timed
 
 
 def _timestamp_marker(t: float) -> str:
@@ -301,7 +302,7 @@ def _samples(stream: AnnotationStream, builder: SampleBuilder) -> Iterator[dict[
 def write_jsonl(out_path: Path, records: Iterator[dict[str, Any]]) -> int:
     """Stream ``records`` as JSON lines into ``out_path`` atomically; returns the line count."""
     count = 0
-    with atomic_writer(Path(out_path), "wb") as handle:
+    with atomic_writer(Path(out_path)) as handle:
         for record in records:
             handle.write(dump_json(record).encode("utf-8") + b"\n")
             count += 1

@@ -24,7 +24,7 @@ record the failure::
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
 from fractions import Fraction
 from pathlib import Path
@@ -368,7 +368,8 @@ class _Boundaries:
         return float(Fraction(pts - (self.first_pts or 0)) * self.time_base)
 
 
-def sample_video_times(path: Path, fps: float) -> Iterator[tuple[int, float, av.VideoFrame]]:
+# A Generator, not an Iterator: callers close() it to release the container early.
+def sample_video_times(path: Path, fps: float) -> Generator[tuple[int, float, av.VideoFrame], None, None]:
     """Stream ``(index, t_seconds, frame)`` samples of the first video stream of ``path``.
 
     Sample ``k`` is the first decoded frame whose presentation time is ``>= k / fps`` seconds after

@@ -30,6 +30,7 @@ Reason codes (the part before the colon):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
@@ -376,18 +377,19 @@ def _ingest_file(
             quarantined, "empty: the file has 0 bytes (did the upload finish?); upload it again", digest=digest
         )
     _, blob_uri = blobs.put_file(path, digest.sha256)
-    stored = dict(digest=digest, media_type=media_type, blob_uri=blob_uri)
+    # From here on every record names the stored blob.
+    stored = functools.partial(record, digest=digest, media_type=media_type, blob_uri=blob_uri)
     if name_problem:
-        return record(quarantined, name_problem, **stored)
+        return stored(quarantined, name_problem)
     first_name = first_name_by_content.get(digest.sha256)
     if first_name is not None:
-        return record(UploadStatus.DUPLICATE, f"duplicate: same content as {first_name}", **stored)
+        return stored(UploadStatus.DUPLICATE, f"duplicate: same content as {first_name}")
     first_name_by_content[digest.sha256] = safe_name
     try:
         check_content(blobs.local_path(blob_uri), media_type, digest.size, limits, label)
     except Quarantine as verdict:
-        return record(quarantined, verdict.reason, **stored)
-    return record(UploadStatus.OK, **stored)
+        return stored(quarantined, verdict.reason)
+    return stored(UploadStatus.OK)
 
 
 def _non_regular_kind(path: Path) -> str:

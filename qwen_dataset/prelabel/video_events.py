@@ -180,7 +180,7 @@ def _thumb_difference(previous: np.ndarray, current: np.ndarray) -> float:
 
 def detect_peaks(
     times: Sequence[float],
-    scores: Sequence[float],
+    scores: Sequence[float] | np.ndarray,
     *,
     floor: float,
     mad_k: float,
@@ -254,10 +254,10 @@ def energy_change_points(
         after = (cumulative[index + context] - cumulative[index]) / context
         scores[index] = abs(after - before)
     changes: list[float] = []
-    for index in np.flatnonzero(scores >= min_jump_db):
-        window = scores[max(0, index - context) : index + context + 1]
-        if scores[index] >= window.max() and (not changes or stamps[index] - changes[-1] > context * _step(stamps)):
-            changes.append(float(stamps[index]))
+    for jump in np.flatnonzero(scores >= min_jump_db):
+        window = scores[max(0, jump - context) : jump + context + 1]
+        if scores[jump] >= window.max() and (not changes or stamps[jump] - changes[-1] > context * _step(stamps)):
+            changes.append(float(stamps[jump]))
     return changes
 
 
@@ -321,8 +321,9 @@ def scan_video(
         resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
         fallback_rate = float(video.average_rate or 25)
         for packet in container.demux(*[stream for stream in (video, audio) if stream is not None]):
+            # Only the video and audio streams are demuxed: a frame is one of the two.
             for frame in packet.decode():
-                if packet.stream is video:
+                if isinstance(frame, av.VideoFrame):
                     t = frame.time if frame.time is not None else len(cut_times) / fallback_rate
                     video_origin = t if video_origin is None else video_origin
                     height = max(1, round(frame.height * thumb_width / max(1, frame.width)))
@@ -330,7 +331,7 @@ def scan_video(
                     cut_times.append(t - video_origin)
                     cut_scores.append(0.0 if previous is None else _thumb_difference(previous, thumb))
                     previous = thumb
-                else:
+                elif isinstance(frame, av.AudioFrame):
                     if audio_origin is None:
                         audio_origin = frame.time or 0.0
                     for mono in resampler.resample(frame):

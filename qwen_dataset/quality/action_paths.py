@@ -390,6 +390,7 @@ class _State:
 def _press(state: _State, action: Mapping[str, Any]) -> int:
     point = _point(action, "point", state.width, state.height)
     index = _resolve_target(state.elements, action, point, required=True)
+    assert index is not None, "a required target is found, or the step fails"
     element = state.elements[index]
     _check_press_semantics(element, index, action)
     state.focused = index if _is_input(element) else None
@@ -492,7 +493,8 @@ def action_completeness(sequences: Iterable[ActionSequence | tuple], per_sequenc
         sequence = ActionSequence(*item)
         result = simulate_actions(sequence.payload, sequence.width, sequence.height)
         rows.append((sequence.sequence_id or str(position), result))
-    failures = Counter(result.code for _, result in rows if not result.completed)
+    # A replay has a code exactly when it failed.
+    failures = Counter(result.code for _, result in rows if result.code is not None)
     table = None
     if per_sequence:
         table = pd.DataFrame(
@@ -513,7 +515,8 @@ def action_completeness_from_annotations(
     ``annotation_id``.
     """
     rows = annotations[(annotations["task"] == "gui_action") & (annotations["status"] == AnnotationStatus.OK.value)]
-    sizes: dict[str, tuple[float, float]] = {}
+    # Unknown sizes are (None, None): the out-of-frame check is skipped.
+    sizes: dict[str, tuple[float | None, float | None]] = {}
     if frames is not None and len(frames):
         sizes = {fid: (float(w), float(h)) for fid, w, h in zip(frames["frame_id"], frames["width"], frames["height"])}
     return action_completeness(

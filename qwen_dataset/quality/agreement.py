@@ -207,14 +207,15 @@ def _best_matching(score: np.ndarray) -> np.ndarray:
     frames, rows, cols = score.shape
     result = np.full((frames, rows), -1)
     allowed = score >= 0
-    row_has = allowed.any(axis=2)
+    # asarray: numpy's stubs type any(axis=...) as "scalar or array"; on a 3-D score it is (F, N).
+    row_has = np.asarray(allowed.any(axis=2))
     if not row_has.any():
         return result
     best_col = score.argmax(axis=2)
     by_rows = _distinct_choices(best_col, row_has, cols)
     result[by_rows] = np.where(row_has, best_col, -1)[by_rows]
 
-    col_has = allowed.any(axis=1)
+    col_has = np.asarray(allowed.any(axis=1))
     best_row = score.argmax(axis=1)
     by_cols = _distinct_choices(best_row, col_has, rows) & ~by_rows
     frame_index, col_index = np.nonzero(col_has & by_cols[:, None])
@@ -350,6 +351,7 @@ def _matching(
             np.arange(len(item.boxes_a)),
             np.arange(len(item.boxes_b)),
         )
+    assert iou is not None and equal is not None, "solved together with the assignment"
     index_a = np.flatnonzero(assignment >= 0)
     index_b = assignment[index_a]
     return Matching(

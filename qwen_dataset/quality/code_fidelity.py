@@ -334,7 +334,11 @@ class CodeFidelityScorer:
             ) from exc
         self._font_dir = tempfile.TemporaryDirectory(prefix="qwen-chromium-fonts-")
         try:
-            environment = {**os.environ, "FONTCONFIG_FILE": str(write_fontconfig(Path(self._font_dir.name)))}
+            # Typed as launch() takes it (values may also be numbers or booleans).
+            environment: dict[str, str | float | bool] = {
+                **os.environ,
+                "FONTCONFIG_FILE": str(write_fontconfig(Path(self._font_dir.name))),
+            }
             self._playwright = _start_playwright(sync_playwright)
         except BaseException:
             self.close()

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -200,10 +200,18 @@ def _texts(regions: Sequence[Mapping[str, Any]]) -> list[str]:
     return [str(region.get("text") or "") for region in regions]
 
 
+class RegionCounts(TypedDict):
+    """The region counts of :class:`OcrAccuracyReport`, by its field names."""
+
+    matched_regions: int
+    unmatched_reference: int
+    unmatched_hypothesis: int
+
+
 def region_text_pairs(
     frame_pairs: Iterable[tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]],
     min_iou: float = DEFAULT_MIN_IOU,
-) -> tuple[list[str], list[str], dict[str, int]]:
+) -> tuple[list[str], list[str], RegionCounts]:
     """Reference and hypothesis texts of all frames, paired by box, plus region counts.
 
     Each frame pair is ``(reference regions, hypothesis regions)`` with ``{"bbox", "text"}``
@@ -215,7 +223,7 @@ def region_text_pairs(
     )
     references: list[str] = []
     hypotheses: list[str] = []
-    counts = {"matched_regions": 0, "unmatched_reference": 0, "unmatched_hypothesis": 0}
+    counts = RegionCounts(matched_regions=0, unmatched_reference=0, unmatched_hypothesis=0)
     for (reference, hypothesis), matching in zip(frames, matchings):
         ref_texts, hyp_texts = _texts(reference), _texts(hypothesis)
         references += [ref_texts[i] for i in matching.index_a] + [ref_texts[i] for i in matching.unmatched_a]

@@ -92,7 +92,8 @@ def publish_release(info: ReleaseInfo, releases_root: StoragePath) -> ReleaseInf
                 "changed under its version; move it aside and materialize the release again"
             )
         return dataclasses.replace(info, path=target, created=False)
-    upload_folder(Path(info.path), target, mirror=True, last=[RELEASE_FILE])
+    assert not is_remote(info.path), "a release is assembled and sealed in a local folder"
+    upload_folder(info.path, target, mirror=True, last=[RELEASE_FILE])
     return dataclasses.replace(info, path=target, created=True)
 
 

@@ -75,7 +75,7 @@ def releasable_batches(
 
 
 def augmented_copies(
-    latest: LatestMaterialization, layout: StorageLayout, batch: str, ratios: list[float]
+    latest: LatestMaterialization, layout: StorageLayout, batch: str, ratios: Sequence[float]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
     """The batch's augmented copies in the train split (val/test stay real pictures).
 

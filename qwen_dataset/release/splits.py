@@ -17,7 +17,7 @@ def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
         raise ValueError(
             f"split ratios must be three non-negative numbers (train, val, test) summing to 1, got {ratios!r}"
         )
-    return values  # type: ignore[return-value]
+    return values
 
 
 def split_for_upload(upload_id: str, ratios: Sequence[float] = DEFAULT_RATIOS, salt: str = "") -> str:

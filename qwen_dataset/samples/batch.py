@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -21,7 +22,16 @@ PHOTO_NAME = "photo_rotated.jpg"
 LOW_LIGHT_NAME = "lowlight_dashboard.png"
 PDF_NAME = "document.pdf"
 VIDEO_NAME = "clip.mp4"
-VIDEO_SPEC = {"seconds": 6.0, "fps": 25, "width": 640, "height": 360}
+
+
+class _VideoSpec(TypedDict):
+    seconds: float
+    fps: int
+    width: int
+    height: int
+
+
+VIDEO_SPEC: _VideoSpec = {"seconds": 6.0, "fps": 25, "width": 640, "height": 360}
 
 
 def generate_sample_batch(dest: Path, seed: int = 0) -> SampleTruth:
@@ -59,7 +69,7 @@ def generate_sample_batch(dest: Path, seed: int = 0) -> SampleTruth:
 
     for name, data in written.items():
         atomic_write_bytes(dest / name, data)
-    video = make_h264_video(dest / VIDEO_NAME, seed=rng.randrange(2**31), **VIDEO_SPEC)  # type: ignore[arg-type]
+    video = make_h264_video(dest / VIDEO_NAME, seed=rng.randrange(2**31), **VIDEO_SPEC)
 
     broken = _broken_files(rng, written, (dest / VIDEO_NAME).read_bytes())
     for name, data in broken.items():

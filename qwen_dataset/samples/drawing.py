@@ -149,16 +149,17 @@ class Canvas:
 
     def text_width(self, text: str, size: int) -> int:
         left, _, right, _ = self.draw.textbbox((0, 0), text, font=load_font(size))
-        return right - left
+        return int(right - left)  # whole pixels: Pillow types boxes as float only for fractional strokes
 
-    def truth(self, file_name: str, **extra: object) -> ImageTruth:
+    def truth(self, file_name: str, *, low_light: bool = False, exif_orientation: int = 1) -> ImageTruth:
         return ImageTruth(
             file_name=file_name,
             width=self.width,
             height=self.height,
             lines=list(self.lines),
             elements=list(self.elements),
-            **extra,  # type: ignore[arg-type]
+            low_light=low_light,
+            exif_orientation=exif_orientation,
         )
 
 
@@ -169,7 +170,8 @@ def ink_bbox(xy: tuple[int, int], text: str, font: ImageFont.FreeTypeFont, ancho
     of air); rendering the same text into a blank mask at the same sub-pixel phase gives the ink.
     """
     scratch = ImageDraw.Draw(Image.new("L", (1, 1)))
-    left, top, right, bottom = scratch.textbbox(xy, text, font=font, anchor=anchor)
+    # Whole pixels at an integer xy without a stroke; Pillow types them float for fractional strokes.
+    left, top, right, bottom = (int(v) for v in scratch.textbbox(xy, text, font=font, anchor=anchor))
     pad = 4
     mask = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 0)
     ImageDraw.Draw(mask).text((xy[0] - left + pad, xy[1] - top + pad), text, font=font, fill=255, anchor=anchor)

@@ -31,6 +31,10 @@ class BlobStore:
         self.remote = is_remote(self.root)
         self.cache = (Path(cache) if cache is not None else default_cache_dir()) if self.remote else None
 
+    def _cached(self, uri: str) -> Path | None:
+        """The blob's copy in the local cache; None on a local root, which has no cache."""
+        return self.cache / uri if self.cache is not None else None
+
     @staticmethod
     def uri_for(sha256: str) -> str:
         return f"blobs/sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
@@ -54,9 +58,10 @@ class BlobStore:
         once and checked against its sha256).
         """
         self.sha256_of(uri)  # a stored uri must never reach a file outside the store or the cache
-        if not self.remote:
-            return Path(self.root) / uri
-        cached = self.cache / uri
+        if not is_remote(self.root):
+            return self.root / uri
+        cached = self._cached(uri)
+        assert cached is not None, "a remote root always has a cache"
         if not cached.exists():
             self._download(uri, cached)
         return cached
@@ -67,7 +72,7 @@ class BlobStore:
         if not remote.exists():
             raise FileNotFoundError(f"blob {uri} is missing from the storage root {self.root}")
         digest = hashlib.sha256()
-        with remote.open("rb") as reader, _local_atomic_writer(cached, "wb") as writer:
+        with remote.open("rb") as reader, _local_atomic_writer(cached) as writer:
             while chunk := reader.read(CHUNK):
                 digest.update(chunk)
                 writer.write(chunk)
@@ -83,8 +88,9 @@ class BlobStore:
         uri = self.uri_for(sha256)
         if not self.exists(sha256):
             atomic_write_bytes(self.stored(uri), data)
-        if self.remote and not (self.cache / uri).exists():
-            atomic_write_bytes(self.cache / uri, data)
+        cached = self._cached(uri)
+        if cached is not None and not cached.exists():
+            atomic_write_bytes(cached, data)
         return sha256, uri
 
     def put_file(self, source: Path, sha256: str | None = None) -> tuple[str, str]:
@@ -92,8 +98,9 @@ class BlobStore:
         sha256 = sha256 or sha256_file(source)
         uri = self.uri_for(sha256)
         targets = [self.stored(uri)] if not self.exists(sha256) else []
-        if self.remote and not (self.cache / uri).exists():
-            targets.append(self.cache / uri)
+        cached = self._cached(uri)
+        if cached is not None and not cached.exists():
+            targets.append(cached)
         for target in targets:
             with Path(source).open("rb") as reader, atomic_writer(target) as writer:
                 shutil.copyfileobj(reader, writer, CHUNK)

@@ -12,6 +12,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from upath import UPath
+
 from qwen_dataset.store.paths import StoragePath
 
 READY_MARKER = "_READY"
@@ -69,7 +71,15 @@ def _local_files(folder: Path) -> list[tuple[str, float]]:
     return files
 
 
-def _remote_folders(inbox: StoragePath) -> dict[str, list[tuple[str, float]]]:
+def _local_folders(inbox: Path) -> dict[str, list[tuple[str, float]]]:
+    """Each folder of a local inbox with its files, as :func:`_remote_folders` lists a remote one.
+
+    A folder whose name cannot be a batch is not walked: it is only reported as invalid.
+    """
+    return {p.name: _local_files(p) if _is_batch_name(p.name) else [] for p in inbox.iterdir() if p.is_dir()}
+
+
+def _remote_folders(inbox: UPath) -> dict[str, list[tuple[str, float]]]:
     # One recursive listing per scan (paginated by the store), not one request per folder and file.
     base = inbox.path.rstrip("/")
     folders: dict[str, list[tuple[str, float]]] = {}
@@ -94,16 +104,12 @@ def scan_inbox(inbox: StoragePath, settle_seconds: float = 60.0, now: float | No
     now = time.time() if now is None else now
     if not inbox.is_dir():
         return InboxScan([], [], [])
-    if isinstance(inbox, Path):
-        names = sorted(p.name for p in inbox.iterdir() if p.is_dir())
-        listing = None
-    else:
-        listing = _remote_folders(inbox)
-        names = sorted(listing)
+    listing = _local_folders(inbox) if isinstance(inbox, Path) else _remote_folders(inbox)
+    names = sorted(listing)
     ready, waiting = [], []
     invalid = [name for name in names if not _is_batch_name(name)]
     for name in (n for n in names if _is_batch_name(n)):
-        files = listing[name] if listing is not None else _local_files(inbox / name)
+        files = listing[name]
         inside = {path for path, _ in files}
         newest = max((mtime for _, mtime in files), default=None)
         if READY_MARKER in inside:

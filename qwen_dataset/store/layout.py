@@ -67,7 +67,7 @@ class StorageLayout:
             self.cache: Path | None = Path(cache).expanduser().resolve()
         else:
             self.cache = default_cache_dir() if self.remote else None
-        if self.remote:
+        if is_remote(self.root):
             # Listings cached by a long-lived process (the sensor daemon) would hide new files.
             self.root.fs.invalidate_cache()
         self.blobs = BlobStore(self.root, cache=self.cache)
@@ -95,18 +95,19 @@ class StorageLayout:
         return self.root / "releases"
 
     def ensure(self) -> None:
-        if self.remote:
-            self._check_reachable()
+        if is_remote(self.root):
+            self._check_reachable(self.root)
             return
         for path in (self.inbox, self.root / "blobs", self.root / "manifests", self.root / "exports"):
             path.mkdir(parents=True, exist_ok=True)
 
-    def _check_reachable(self) -> None:
+    @staticmethod
+    def _check_reachable(root: UPath) -> None:
         # The bucket must exist already: creating one here would turn a typo into a new bucket.
-        fs, path = self.root.fs, self.root.path
+        fs, path = root.fs, root.path
         bucket = path.strip("/").split("/", 1)[0]
         try:
-            if self.root.protocol == "memory":
+            if root.protocol == "memory":
                 fs.makedirs(path, exist_ok=True)
                 return
             fs.info(bucket)
@@ -115,13 +116,13 @@ class StorageLayout:
             found = False
         except Exception as error:
             raise OSError(
-                f"The storage root {self.root} cannot be reached ({type(error).__name__}: {error}). Check the URL, "
+                f"The storage root {root} cannot be reached ({type(error).__name__}: {error}). Check the URL, "
                 "the credentials (e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and the endpoint "
                 '(QWEN_STORAGE_OPTIONS, e.g. {"endpoint_url": "http://minio:9000"}).'
             ) from error
         if not found:
             raise OSError(
-                f"The bucket {bucket!r} of the storage root {self.root} does not exist, or these credentials cannot "
+                f"The bucket {bucket!r} of the storage root {root} does not exist, or these credentials cannot "
                 "see it: create the bucket (it is never created automatically) or fix QWEN_STORAGE_ROOT."
             )
 
@@ -133,7 +134,7 @@ class StorageLayout:
         is deleted afterwards.
         """
         if not is_remote(folder):
-            yield Path(folder)
+            yield folder
             return
         with tempfile.TemporaryDirectory(prefix="qwen-copy-") as tmp:
             local = Path(tmp) / folder.name
@@ -158,8 +159,8 @@ class StorageLayout:
         export had). Nothing is uploaded when the block fails.
         """
         if not is_remote(folder):
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            yield Path(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            yield folder
             return
         with tempfile.TemporaryDirectory(prefix="qwen-publish-") as tmp:
             staging = Path(tmp)

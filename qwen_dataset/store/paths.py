@@ -17,9 +17,10 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import pandas as pd
+from typing_extensions import TypeIs
 from upath import UPath
 
 CHUNK = 1 << 20
@@ -31,18 +32,24 @@ OPTIONS_ENV = "QWEN_STORAGE_OPTIONS"
 StoragePath = Path | UPath
 
 
-def is_remote(path: StoragePath) -> bool:
-    """True for a path on an fsspec file system other than the local disk."""
+def is_remote(path: StoragePath) -> TypeIs[UPath]:
+    """True for a path on an fsspec file system other than the local disk.
+
+    A local root is always a :class:`Path` (a local ``UPath`` is one too), so a path that is not
+    one is a remote ``UPath``: the check narrows a :data:`StoragePath` both ways.
+    """
     return not isinstance(path, Path)
 
 
-def storage_root(root: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> StoragePath:
+def storage_root(
+    root: StoragePath | str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+) -> StoragePath:
     """The root as a resolved local :class:`Path`, or a :class:`UPath` for an fsspec URL.
 
     ``storage_options`` go to the file system (e.g. ``{"endpoint_url": ..., "key": ..., "secret": ...}``
     for an S3-compatible store); credentials can equally come from the store's usual environment.
     """
-    if isinstance(root, UPath) and is_remote(root):
+    if isinstance(root, UPath) and not isinstance(root, Path):  # a remote UPath keeps its own options
         return root
     text = os.fspath(root)
     if is_url_root(text):
@@ -50,7 +57,7 @@ def storage_root(root: str | os.PathLike[str], storage_options: Mapping[str, Any
     return Path(text.split("://", 1)[-1]).expanduser().resolve()
 
 
-def is_url_root(root: str | os.PathLike[str]) -> bool:
+def is_url_root(root: StoragePath | str | os.PathLike[str]) -> bool:
     """True when ``root`` names an fsspec store rather than a local folder."""
     text = os.fspath(root) if not isinstance(root, UPath) else str(root)
     return "://" in text and text.split("://", 1)[0] not in LOCAL_PROTOCOLS
@@ -84,14 +91,15 @@ def default_cache_dir() -> Path:
     return base.expanduser().resolve()
 
 
+# Binary only: every writer streams bytes (parquet, JSON encoded first, blobs, video).
 @contextmanager
-def _local_atomic_writer(path: Path, mode: str) -> Iterator[BinaryIO]:
+def _local_atomic_writer(path: Path) -> Iterator[IO[bytes]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     # mkstemp makes owner-only files; datasets and blobs are meant to be read by the team.
     os.fchmod(fd, FILE_MODE)
     try:
-        with os.fdopen(fd, mode) as handle:
+        with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -102,28 +110,28 @@ def _local_atomic_writer(path: Path, mode: str) -> Iterator[BinaryIO]:
 
 
 @contextmanager
-def _remote_atomic_writer(path: UPath, mode: str) -> Iterator[BinaryIO]:
+def _remote_atomic_writer(path: UPath) -> Iterator[IO[bytes]]:
     # Written locally first: the object is uploaded in one go only if the block succeeds, so a
     # failure leaves the old object (or none), never a truncated one.
-    with tempfile.NamedTemporaryFile(mode, suffix=".upload") as handle:
+    with tempfile.NamedTemporaryFile("wb", suffix=".upload") as handle:
         yield handle
         handle.flush()
         path.fs.put_file(handle.name, path.path)
 
 
 @contextmanager
-def atomic_writer(path: StoragePath, mode: str = "wb") -> Iterator[BinaryIO]:
-    """Open a temp file for ``path``; it replaces ``path`` only if the block succeeds."""
+def atomic_writer(path: StoragePath) -> Iterator[IO[bytes]]:
+    """Open a binary temp file for ``path``; it replaces ``path`` only if the block succeeds."""
     if is_remote(path):
-        with _remote_atomic_writer(path, mode) as handle:
+        with _remote_atomic_writer(path) as handle:
             yield handle
     else:
-        with _local_atomic_writer(Path(path), mode) as handle:
+        with _local_atomic_writer(path) as handle:
             yield handle
 
 
 def atomic_write_bytes(path: StoragePath, data: bytes) -> None:
-    with atomic_writer(path, "wb") as handle:
+    with atomic_writer(path) as handle:
         handle.write(data)
 
 

@@ -96,7 +96,7 @@ def logout(response: Response, who: Principal = Depends(ANY_USER)) -> dict:
 
 @router.get("/api/me")
 def me(who: Principal = Depends(ANY_USER)) -> dict:
-    return {"username": who.user.username, "role": who.role, "csrf": who.csrf}
+    return {"username": who.account.username, "role": who.role, "csrf": who.csrf}
 
 
 # --------------------------------------------------------------------------- annotators
@@ -123,7 +123,7 @@ def my_tasks(
     query = (
         select(WorkItem, HumanAnnotation)
         .join(HumanAnnotation, HumanAnnotation.item_id == WorkItem.item_id)
-        .where(HumanAnnotation.assignee_id == who.user.id)
+        .where(HumanAnnotation.assignee_id == who.account.id)
         .order_by(WorkItem.batch, WorkItem.frame_id, WorkItem.task)
     )
     views = [_own_view(item, annotation) for item, annotation in session.execute(query).all()]
@@ -150,8 +150,8 @@ def _editor_task(item: WorkItem) -> dict[str, Any]:
 def my_annotation(
     annotation_id: str, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
 ) -> dict:
-    annotation = workflow.own_annotation(session, annotation_id, who.user)
-    item = session.get(WorkItem, annotation.item_id)
+    annotation = workflow.own_annotation(session, annotation_id, who.account)
+    item = workflow.assigned_item(session, annotation)
     return {
         **_own_view(item, annotation),
         "config": config_for(item.task),
@@ -173,7 +173,7 @@ def save_annotation(
 ) -> dict:
     if body.result is None:
         raise HTTPException(422, "send 'result': the editor's current results")
-    annotation = workflow.save_draft(session, who.user, annotation_id, body.version, body.result)
+    annotation = workflow.save_draft(session, who.account, annotation_id, body.version, body.result)
     return {
         "annotation_id": annotation.annotation_id,
         "version": annotation.version,
@@ -185,7 +185,7 @@ def save_annotation(
 def submit_annotation(
     annotation_id: str, body: Save, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
 ) -> dict:
-    annotation = workflow.submit(session, who.user, annotation_id, body.version, body.result)
+    annotation = workflow.submit(session, who.account, annotation_id, body.version, body.result)
     return {
         "annotation_id": annotation.annotation_id,
         "version": annotation.version,
@@ -215,7 +215,7 @@ def frame_image(
     if item is not None and who.role == Role.ANNOTATOR:
         assigned = session.scalars(
             select(HumanAnnotation.annotation_id).where(
-                HumanAnnotation.item_id == item_id, HumanAnnotation.assignee_id == who.user.id
+                HumanAnnotation.item_id == item_id, HumanAnnotation.assignee_id == who.account.id
             )
         ).first()
         item = item if assigned else None
@@ -306,7 +306,7 @@ class Resolution(BaseModel):
 def resolve_item(
     item_id: str, body: Resolution, who: Principal = Depends(REVIEWER), session: Session = Depends(db_session)
 ) -> dict:
-    row = workflow.resolve(session, who.user, item_id, body.choice, body.result)
+    row = workflow.resolve(session, who.account, item_id, body.choice, body.result)
     return {"item_id": item_id, "status": ItemStatus.FINAL, "source": row.source, "author": row.author}
 
 
@@ -343,7 +343,7 @@ class Rejection(BaseModel):
 def reject_item(
     item_id: str, body: Rejection, who: Principal = Depends(REVIEWER), session: Session = Depends(db_session)
 ) -> dict:
-    row = workflow.reject(session, who.user, item_id, body.reason)
+    row = workflow.reject(session, who.account, item_id, body.reason)
     return {"item_id": item_id, "status": ItemStatus.OPEN, "returned_to": row.author}
 
 
@@ -446,7 +446,7 @@ def list_tokens(who: Principal = Depends(ADMIN), session: Session = Depends(db_s
 
 @router.post("/api/admin/tokens", status_code=201)
 def add_token(body: NewToken, who: Principal = Depends(ADMIN), session: Session = Depends(db_session)) -> dict:
-    secret = create_token(session, body.name, who.user.id)
+    secret = create_token(session, body.name, who.account.id)
     session.commit()
     return {"name": body.name, "token": secret, "note": "shown once: store it now; only its hash is kept"}
 
@@ -470,7 +470,7 @@ def get_settings(who: Principal = Depends(ADMIN), session: Session = Depends(db_
 def put_settings(
     changes: dict[str, Any], who: Principal = Depends(ADMIN), session: Session = Depends(db_session)
 ) -> dict:
-    settings = admin_settings.update_settings(session, changes, who.user.id)
+    settings = admin_settings.update_settings(session, changes, who.account.id)
     session.commit()
     return settings.__dict__
 
@@ -493,7 +493,7 @@ def put_template(
     who: Principal = Depends(ADMIN),
     session: Session = Depends(db_session),
 ) -> dict:
-    return templates_admin.save_override(session, task, files, who.user.id, layout_of(request).root).__dict__
+    return templates_admin.save_override(session, task, files, who.account.id, layout_of(request).root).__dict__
 
 
 @router.delete("/api/admin/templates/{task}")

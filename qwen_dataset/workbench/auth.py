@@ -35,6 +35,13 @@ class Principal:
     csrf: str = ""
 
     @property
+    def account(self) -> User:
+        """The signed-in user, for the routes that admit people's roles only (an API token has none)."""
+        if self.user is None:
+            raise HTTPException(403, "this needs a signed-in user; an API token cannot use it")
+        return self.user
+
+    @property
     def name(self) -> str:
         if self.user is not None:
             return self.user.username

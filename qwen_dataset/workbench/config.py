@@ -32,6 +32,8 @@ from qwen_dataset.store.paths import is_url_root, storage_options_from_env
 DEFAULT_DATABASE_URL = "sqlite:///.storage/annotations.db"
 MIN_SECRET_LENGTH = 32
 MB = 1024 * 1024
+DEFAULT_LS_IMAGE_PREFIX = "/data/local-files/?d="
+DEFAULT_EDITOR_DIR = REPO_ROOT / "node_modules" / "@heartexlabs" / "label-studio" / "build" / "static"
 
 
 class ConfigError(ValueError):
@@ -48,8 +50,8 @@ class WorkbenchSettings:
     max_file_bytes: int = 512 * MB
     max_request_bytes: int = 2048 * MB
     session_seconds: int = 12 * 3600
-    ls_image_prefix: str = "/data/local-files/?d="
-    editor_dir: Path = REPO_ROOT / "node_modules" / "@heartexlabs" / "label-studio" / "build" / "static"
+    ls_image_prefix: str = DEFAULT_LS_IMAGE_PREFIX
+    editor_dir: Path = DEFAULT_EDITOR_DIR
 
     def __post_init__(self) -> None:
         if len(self.secret) < MIN_SECRET_LENGTH:
@@ -63,7 +65,6 @@ class WorkbenchSettings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> WorkbenchSettings:
         env = os.environ if environ is None else environ
-        defaults = cls.__dataclass_fields__
         root_text = env.get("QWEN_STORAGE_ROOT") or ".storage"
         storage_root = root_text if is_url_root(root_text) else Path(root_text)
         try:
@@ -79,8 +80,8 @@ class WorkbenchSettings:
             max_file_bytes=int(_number(env, "QWEN_WORKBENCH_MAX_FILE_MB", 512) * MB),
             max_request_bytes=int(_number(env, "QWEN_WORKBENCH_MAX_REQUEST_MB", 2048) * MB),
             session_seconds=int(_number(env, "QWEN_WORKBENCH_SESSION_HOURS", 12) * 3600),
-            ls_image_prefix=env.get("QWEN_WORKBENCH_LS_IMAGE_PREFIX", defaults["ls_image_prefix"].default),
-            editor_dir=Path(env.get("QWEN_WORKBENCH_EDITOR_DIR") or defaults["editor_dir"].default),
+            ls_image_prefix=env.get("QWEN_WORKBENCH_LS_IMAGE_PREFIX", DEFAULT_LS_IMAGE_PREFIX),
+            editor_dir=Path(env.get("QWEN_WORKBENCH_EDITOR_DIR") or DEFAULT_EDITOR_DIR),
         )
 
 

@@ -57,6 +57,7 @@ def compare_versions(
     """Why the two versions disagree (at most :data:`MAX_REASONS` reasons); empty when they agree."""
     a, b = _payload(version_a), _payload(version_b)
     boxes_a, boxes_b = frame_boxes_from_payload(task, a), frame_boxes_from_payload(task, b)
+    assert boxes_a.labels is not None and boxes_b.labels is not None, "a payload's boxes always carry labels"
     matching = match_boxes(boxes_a.boxes, boxes_a.labels, boxes_b.boxes, boxes_b.labels, min_iou=DEFAULT_MIN_IOU)
     reasons: list[str] = []
     if len(matching.unmatched_a) or len(matching.unmatched_b):

@@ -64,7 +64,7 @@ def task_data(item: WorkItem) -> dict[str, Any]:
 
 
 def _frame_table(item: WorkItem) -> pd.DataFrame:
-    row = {name: None for name in columns_of(FrameRecord)}
+    row: dict[str, Any] = {name: None for name in columns_of(FrameRecord)}
     row.update(
         frame_id=item.frame_id,
         upload_id=item.upload_id,

@@ -20,7 +20,7 @@ from qwen_dataset.workbench.editor import EDITABLE_TASKS
 
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 router = APIRouter()
-HOME = {Role.ANNOTATOR: "/annotate", Role.REVIEWER: "/review", Role.ADMIN: "/admin"}
+HOME: dict[str, str] = {Role.ANNOTATOR: "/annotate", Role.REVIEWER: "/review", Role.ADMIN: "/admin"}
 # Browsers read a backslash as "/" and drop tabs and newlines from URLs, so "/<backslash>evil.example"
 # or "/<tab>/evil.example" would leave the site. static/app.js (safeNext) applies the same rule.
 _UNSAFE_IN_NEXT = re.compile(r"[\\\x00-\x1f\x7f-\x9f]")
@@ -78,7 +78,7 @@ def annotate_list(
     rows = session.execute(
         select(WorkItem, HumanAnnotation)
         .join(HumanAnnotation, HumanAnnotation.item_id == WorkItem.item_id)
-        .where(HumanAnnotation.assignee_id == who.user.id)
+        .where(HumanAnnotation.assignee_id == who.account.id)
         .order_by(WorkItem.batch, WorkItem.frame_id, WorkItem.task)
     ).all()
     shown = [(item, annotation, workflow.annotator_state(annotation.state)) for item, annotation in rows]
@@ -89,7 +89,7 @@ def annotate_list(
 def annotate_page(
     annotation_id: str, request: Request, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
 ) -> HTMLResponse:
-    annotation = workflow.own_annotation(session, annotation_id, who.user)
+    annotation = workflow.own_annotation(session, annotation_id, who.account)
     return render(
         request,
         "editor.html",

@@ -85,4 +85,6 @@ class SessionSigner:
 
 
 def same_token(expected: str, given: str | None) -> bool:
-    return bool(given) and hmac.compare_digest(expected.encode(), given.encode())
+    if not given:
+        return False
+    return hmac.compare_digest(expected.encode(), given.encode())

@@ -35,10 +35,11 @@ import tempfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from python_multipart.multipart import MultipartParser
+from upath import UPath
 
 from qwen_dataset.ingest.uploads import (
     HEAD_BYTES,
@@ -51,7 +52,10 @@ from qwen_dataset.ingest.uploads import (
 from qwen_dataset.records import MediaType
 from qwen_dataset.store.inbox import BATCH_NAME, READY_MARKER, UPLOADING_MARKER, mark_ready
 from qwen_dataset.store.layout import StorageLayout, upload_folder
-from qwen_dataset.store.paths import FILE_MODE, StoragePath, atomic_write_bytes
+from qwen_dataset.store.paths import FILE_MODE, atomic_write_bytes, is_remote
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks  # a typing-only name there
 
 FIELD = "files"
 MAX_PARTS = 10_000
@@ -128,8 +132,8 @@ def parse_disposition(value: bytes) -> tuple[str | None, str | None, str | None]
     text = value.decode("latin-1")
     for key, raw in re.findall(r';\s*([A-Za-z0-9*_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', text):
         # Browsers and requests send backslashes raw and percent-escape quotes; only \" and \\ are escapes.
-        value = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\") if raw.startswith('"') else raw.strip()
-        params[key.lower()] = value
+        text_value = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\") if raw.startswith('"') else raw.strip()
+        params[key.lower()] = text_value
     name = _utf8(params.get("name"))
     if "filename*" in params:
         charset, _, encoded = params["filename*"].partition("''")
@@ -178,12 +182,12 @@ class _Receiver:
         self.header_value = b""
         self.disposition = b""
         self.result: FileResult | None = None
-        self.handle = None
+        self.handle: IO[bytes] | None = None
         self.temp_path: Path | None = None
         self.digest = hashlib.sha256()
         self.head = b""
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.on_part_begin,
             "on_header_field": lambda data, start, end: setattr(
@@ -217,7 +221,7 @@ class _Receiver:
             return
         self.result = FileResult(name=filename or "", status="rejected")
         self.results.append(self.result)
-        if problem is None:
+        if filename is not None and problem is None:
             _, problem = sanitize_name(filename)
         if problem:
             self.result.reason = problem
@@ -277,6 +281,7 @@ class _Receiver:
             result.reason = f"duplicate: same content as {self.first_name_by_sha[sha256]} in this upload"
         else:
             stored = self._unique_name(storable_name(sanitize_name(result.name)[0]), sha256)
+            assert self.temp_path is not None, "opened together with the handle"
             os.rename(self.temp_path, self.folder / stored)
             self.temp_path = None
             self.first_name_by_sha[sha256] = stored
@@ -345,7 +350,7 @@ async def receive_upload(
         _discard(layout, staging)
         return outcome
     final = layout.batch_inbox(batch)
-    if layout.remote:
+    if is_remote(final):
         try:
             # Uploading is blocking network I/O: off the event loop, so other requests go on.
             await asyncio.to_thread(_publish_to_store, staging, final)
@@ -357,7 +362,7 @@ async def receive_upload(
     return UploadOutcome(batch, receiver.results)
 
 
-def _publish_to_store(staging: Path, final: StoragePath) -> None:
+def _publish_to_store(staging: Path, final: UPath) -> None:
     """Upload a received batch: ``_UPLOADING`` first, the files, ``_READY``, then ``_UPLOADING`` removed.
 
     An object store has no atomic folder rename, so the marker keeps the inbox sensor from taking
@@ -376,7 +381,7 @@ def _publish_to_store(staging: Path, final: StoragePath) -> None:
         marker.fs.rm_file(marker.path)
 
 
-def _remove_uploaded(final: StoragePath, marker: StoragePath) -> None:
+def _remove_uploaded(final: UPath, marker: UPath) -> None:
     """Delete a failed upload, the marker last, so that what a partial delete leaves still waits."""
     for name in final.fs.find(final.path):
         if name.rstrip("/") != marker.path.rstrip("/"):
@@ -386,11 +391,12 @@ def _remove_uploaded(final: StoragePath, marker: StoragePath) -> None:
 
 def _staging_folder(layout: StorageLayout, batch: str) -> Path:
     """Where a request's files are received: inside the inbox on disk, a local temp folder otherwise."""
-    if layout.remote:
+    inbox = layout.inbox
+    if is_remote(inbox):
         staging = Path(tempfile.mkdtemp(prefix="qwen-upload-")) / batch
     else:
-        layout.inbox.mkdir(parents=True, exist_ok=True)
-        staging = layout.inbox / f"{STAGING_PREFIX}{batch}"
+        inbox.mkdir(parents=True, exist_ok=True)
+        staging = inbox / f"{STAGING_PREFIX}{batch}"
     staging.mkdir()
     return staging
 

@@ -105,6 +105,21 @@ def own_annotation(session: Session, annotation_id: str, user: User) -> HumanAnn
     return annotation
 
 
+def _assigned_item_id(annotation: HumanAnnotation) -> str:
+    """The item of a row :func:`own_annotation` returned (it checked that the row has one)."""
+    assert annotation.item_id is not None, "own_annotation returns rows of an item only"
+    return annotation.item_id
+
+
+def assigned_item(session: Session, annotation: HumanAnnotation) -> WorkItem:
+    """The work item of a row :func:`own_annotation` returned."""
+    item_id = _assigned_item_id(annotation)
+    item = session.get(WorkItem, item_id)
+    if item is None:
+        raise NotFound(f"work item {item_id} does not exist")
+    return item
+
+
 def _apply_results(session: Session, annotation: HumanAnnotation, item: WorkItem, results: Any, version: int) -> None:
     if annotation.state != ReviewState.DRAFT:
         shown = annotator_state(annotation.state)
@@ -122,7 +137,7 @@ def _apply_results(session: Session, annotation: HumanAnnotation, item: WorkItem
 def save_draft(session: Session, user: User, annotation_id: str, version: int, results: Any) -> HumanAnnotation:
     """Store the editor's current results as the draft; returns the row with its new version."""
     annotation = own_annotation(session, annotation_id, user)
-    item = session.get(WorkItem, annotation.item_id)
+    item = assigned_item(session, annotation)
     _apply_results(session, annotation, item, results, version)
     annotation.updated_at = _now()  # a save without changes still proves the client was current
     _commit(session, annotation)
@@ -132,8 +147,11 @@ def save_draft(session: Session, user: User, annotation_id: str, version: int, r
 def submit(session: Session, user: User, annotation_id: str, version: int, results: Any = None) -> HumanAnnotation:
     """Save (if ``results`` is given) and submit; settles the item when it can be settled."""
     owned = own_annotation(session, annotation_id, user)
-    item = _lock_item(session, owned.item_id)
+    item = _lock_item(session, _assigned_item_id(owned))
+    # Read again under the item's lock: the other half of a double-blind item may have changed it.
     annotation = session.get(HumanAnnotation, annotation_id, populate_existing=True)
+    if annotation is None:
+        raise NotFound("no such annotation among your assignments")
     _apply_results(session, annotation, item, results, version)
     annotation.submitted_at = _now()
     annotation.note = ""
@@ -153,7 +171,10 @@ def _commit(session: Session, annotation: HumanAnnotation) -> None:
         session.commit()
     except StaleDataError:
         session.rollback()
-        raise _stale(session.get(HumanAnnotation, annotation.annotation_id, populate_existing=True)) from None
+        current = session.get(HumanAnnotation, annotation.annotation_id, populate_existing=True)
+        if current is None:
+            raise NotFound("this annotation was deleted meanwhile") from None
+        raise _stale(current) from None
 
 
 def versions_of(session: Session, item: WorkItem) -> list[HumanAnnotation]:
@@ -167,11 +188,16 @@ def versions_of(session: Session, item: WorkItem) -> list[HumanAnnotation]:
     )
 
 
+def _submitted_at(row: HumanAnnotation) -> datetime:
+    assert row.submitted_at is not None, "an assigned row past draft was submitted"
+    return as_utc(row.submitted_at)
+
+
 def _settle_double(session: Session, item: WorkItem) -> None:
     rows = versions_of(session, item)
     if len(rows) < 2 or any(row.state == ReviewState.DRAFT for row in rows):
         return
-    first, second = sorted(rows[:2], key=lambda row: (as_utc(row.submitted_at), row.slot or 0))
+    first, second = sorted(rows[:2], key=lambda row: (_submitted_at(row), row.slot or 0))
     reasons = compare_versions(item.task, first.payload, second.payload, load_settings(session).agreement_iou)
     if reasons:
         item.status = ItemStatus.ARBITRATION

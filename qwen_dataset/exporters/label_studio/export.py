@@ -132,8 +132,8 @@ def image_to_code_results(payload: dict[str, Any], width: int, height: int) -> l
             results.region(region_id, "tag", "textarea", {**rect, "text": [node["tag"]]})
         if parent is not None:
             links.append((region_id, f"n{parent}"))
-    for child, parent in links:
-        results.relation(child, parent, [CHILD_OF])
+    for child_id, parent_id in links:
+        results.relation(child_id, parent_id, [CHILD_OF])
     results.task_text("html", payload.get("html", ""))
     return results.items
 
@@ -286,7 +286,7 @@ def export_label_studio(
         annotations, frames, image_url, task=task, video_url=video_url, frame_rate=frame_rate
     )
     count = 0
-    with atomic_writer(Path(out_path), "wb") as handle:
+    with atomic_writer(Path(out_path)) as handle:
         handle.write(b"[")
         for item in tasks:
             handle.write((b",\n" if count else b"\n") + dump_json(item).encode("utf-8"))

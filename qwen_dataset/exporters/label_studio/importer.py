@@ -80,7 +80,7 @@ class _Parsed:
         shape_control = _SHAPE_CONTROL[task]
         # Results come in any order; an id is a region when one of its results is the task's shape.
         shape_ids = {
-            result.get("id")
+            _region_id(result)
             for result in results
             if result.get("type") in _SHAPES and result.get("from_name") == shape_control
         }
@@ -91,7 +91,7 @@ class _Parsed:
             from_name = result.get("from_name", "")
             if kind == "relation":
                 self._relation(result)
-            elif region_id in shape_ids:
+            elif isinstance(region_id, str) and region_id in shape_ids:
                 region = self.regions.setdefault(region_id, _Region(region_id))
                 if kind in _SHAPES and from_name == shape_control:
                     region.kind, region.value = kind, value
@@ -109,12 +109,24 @@ class _Parsed:
 
     def _relation(self, result: dict[str, Any]) -> None:
         source, target = result.get("from_id"), result.get("to_id")
+        if not isinstance(source, str) or not isinstance(target, str):
+            raise LabelStudioImportError(
+                f"a relation result names no from_id and to_id region ({source!r} -> {target!r})"
+            )
         if result.get("direction") == "left":  # the arrow points from to_id to from_id
             source, target = target, source
         self.relations.append((source, target, list(result.get("labels") or [])))
 
     def shapes(self) -> list[_Region]:
         return list(self.regions.values())
+
+
+def _region_id(result: dict[str, Any]) -> str:
+    """The id that gathers a region's results: shapes without one would all merge into one region."""
+    region_id = result.get("id")
+    if not isinstance(region_id, str) or not region_id:
+        raise LabelStudioImportError(f"a {result.get('type')!r} result of {result.get('from_name')!r} has no region id")
+    return region_id
 
 
 def _is_per_region(value: dict[str, Any]) -> bool:
@@ -156,7 +168,7 @@ def ocr_payload(parsed: _Parsed, width: int, height: int) -> dict[str, Any]:
                 "text": region.text("transcription") or "",
                 "confidence": region.score,
                 "language": region.text("language") or "",
-                "font_style": (region.choices("font_style") or [None])[0],
+                "font_style": next(iter(region.choices("font_style")), None),
                 "reading_order": order,
             }
         )
@@ -229,7 +241,7 @@ def spatial_payload(parsed: _Parsed, width: int, height: int) -> dict[str, Any]:
 def image_to_code_payload(parsed: _Parsed, width: int, height: int) -> dict[str, Any]:
     shapes = parsed.shapes()
     index_of = {region.region_id: index for index, region in enumerate(shapes)}
-    nodes = [
+    nodes: list[dict[str, Any]] = [
         {
             "tag": region.text("tag") or "",
             "role": region.label or "other",

@@ -102,7 +102,9 @@ class VllmBackend(PrelabelBackend):
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
-        self.templates: dict[str, Template] = load_templates(settings.tasks, settings.templates_dir or None)
+        self.templates: dict[str, Template] = load_templates(
+            settings.tasks, Path(settings.templates_dir) if settings.templates_dir else None
+        )
         self.video_path_for = video_path_for
         self._rng = rng or random.Random()
 

@@ -102,7 +102,9 @@ class InProcessVllmBackend(PrelabelBackend):
         video_path_for: Callable[[str], Path | None] | None = None,
     ) -> None:
         self.settings = settings or InProcessSettings()
-        self.templates: dict[str, Template] = load_templates(self.settings.tasks, self.settings.templates_dir or None)
+        self.templates: dict[str, Template] = load_templates(
+            self.settings.tasks, Path(self.settings.templates_dir) if self.settings.templates_dir else None
+        )
         self.video_path_for = video_path_for
         self._llm: Any = None
 

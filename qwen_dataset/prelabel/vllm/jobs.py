@@ -47,7 +47,8 @@ def plan_jobs(frames: Sequence[FrameInput], task: str, max_images_per_request: i
         return
     for members in group_video_frames(frames).values():
         anchor = members[0].frame_id
-        if any(frame.t is None for frame in members):
+        times = [float(frame.t) for frame in members if frame.t is not None]
+        if len(times) < len(members):
             yield Job(
                 anchor,
                 0,
@@ -56,7 +57,6 @@ def plan_jobs(frames: Sequence[FrameInput], task: str, max_images_per_request: i
                 precheck_error="no_timestamps: video_event needs each sampled frame's time t; these frames have none",
             )
             continue
-        times = [float(frame.t) for frame in members]  # type: ignore[arg-type]
         steps = [later - earlier for earlier, later in zip(times, times[1:]) if later > earlier]
         slack = statistics.median(steps) if steps else 1.0
         windows = [
