@@ -579,7 +579,8 @@ def test_in_process_mode_batches_and_retries(monkeypatch: pytest.MonkeyPatch, tm
     vllm.SamplingParams = lambda **kwargs: kwargs  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vllm", vllm)
     monkeypatch.setitem(sys.modules, "vllm.sampling_params", sampling)
-    from qwen_dataset.prelabel.vllm.inprocess import InProcessSettings, InProcessVllmBackend
+    from qwen_dataset.prelabel.vllm.inprocess import InProcessVllmBackend
+    from qwen_dataset.prelabel.vllm.settings import InProcessSettings
 
     frames = [paint(tmp_path, f"i{index}", RED if index == 1 else GREY) for index in range(5)]
     backend = InProcessVllmBackend(InProcessSettings(tasks=("ocr",), batch_size=3))

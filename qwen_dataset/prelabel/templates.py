@@ -176,22 +176,35 @@ def load_template(task: str, directory: Path | None = None) -> Template:
 
 
 def _load_yaml(path: Path, data: bytes) -> dict[str, Any]:
-    try:
-        loaded = yaml.safe_load(data)
-    except yaml.YAMLError as error:
-        raise TemplateError(f"{path} is not valid YAML: {error}") from error
-    if not isinstance(loaded, dict):
-        raise TemplateError(f"{path} must be a YAML mapping (task, version, applies_to, max_tokens, ...)")
-    return loaded
+    return _load_mapping(
+        path,
+        data,
+        yaml.safe_load,
+        yaml.YAMLError,
+        "YAML",
+        "a YAML mapping (task, version, applies_to, max_tokens, ...)",
+    )
 
 
 def _load_json(path: Path, data: bytes) -> dict[str, Any]:
+    return _load_mapping(path, data, json.loads, json.JSONDecodeError, "JSON", "a JSON object")
+
+
+def _load_mapping(
+    path: Path,
+    data: bytes,
+    parse: Callable[[bytes], Any],
+    error_type: type[Exception],
+    language: str,
+    expected: str,
+) -> dict[str, Any]:
+    """``data`` parsed, or a :class:`TemplateError` naming the file and what it must hold."""
     try:
-        loaded = json.loads(data)
-    except json.JSONDecodeError as error:
-        raise TemplateError(f"{path} is not valid JSON: {error}") from error
+        loaded = parse(data)
+    except error_type as error:
+        raise TemplateError(f"{path} is not valid {language}: {error}") from error
     if not isinstance(loaded, dict):
-        raise TemplateError(f"{path} must hold a JSON object")
+        raise TemplateError(f"{path} must hold {expected}")
     return loaded
 
 

@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable
 
 from qwen_dataset.samples.drawing import (
+    TITLE_BAR_HEIGHT,
     Canvas,
     Theme,
     draw_button,
@@ -46,11 +47,24 @@ ZH_SENTENCES = (
 )
 
 
-def screen_login(rng: random.Random, theme: Theme, size: tuple[int, int] = (1280, 800)) -> Canvas:
+def open_window(
+    rng: random.Random,
+    theme: Theme,
+    size: tuple[int, int],
+    title: str,
+    origin: tuple[int, int],
+    spread: tuple[int, int] = (16, 16),
+) -> tuple[Canvas, int, int]:
+    """A blank window with its title bar, and where its content starts (jittered, as a real layout varies)."""
     canvas = Canvas(*size, theme.window)
-    top = draw_window(canvas, theme, "登录 - Acme Portal")
-    x = 120 + jitter(rng, 40)
-    y = top + 60 + jitter(rng)
+    top = draw_window(canvas, theme, title)
+    x = origin[0] + jitter(rng, spread[0])
+    y = top + origin[1] + jitter(rng, spread[1])
+    return canvas, x, y
+
+
+def screen_login(rng: random.Random, theme: Theme, size: tuple[int, int] = (1280, 800)) -> Canvas:
+    canvas, x, y = open_window(rng, theme, size, "登录 - Acme Portal", origin=(120, 60), spread=(40, 16))
     canvas.text((x, y), "欢迎回来 Welcome back", 34, theme.text)
     y += 80
     draw_label(canvas, (x, y), "用户名 Username", theme)
@@ -65,16 +79,13 @@ def screen_login(rng: random.Random, theme: Theme, size: tuple[int, int] = (1280
     draw_link(canvas, (x, y), "忘记密码?", theme)
     draw_link(canvas, (x + 200, y), "Forgot password?", theme)
     side = x + 640
-    draw_paragraph(canvas, side, top + 160, size[0] - side - 60, rng.choice(EN_SENTENCES), theme)
-    draw_paragraph(canvas, side, top + 300, size[0] - side - 60, rng.choice(ZH_SENTENCES), theme)
+    draw_paragraph(canvas, side, TITLE_BAR_HEIGHT + 160, size[0] - side - 60, rng.choice(EN_SENTENCES), theme)
+    draw_paragraph(canvas, side, TITLE_BAR_HEIGHT + 300, size[0] - side - 60, rng.choice(ZH_SENTENCES), theme)
     return canvas
 
 
 def screen_search(rng: random.Random, theme: Theme, size: tuple[int, int] = (1366, 768)) -> Canvas:
-    canvas = Canvas(*size, theme.window)
-    top = draw_window(canvas, theme, "商品搜索 Product search")
-    x = 60 + jitter(rng)
-    y = top + 40 + jitter(rng)
+    canvas, x, y = open_window(rng, theme, size, "商品搜索 Product search", origin=(60, 40))
     query = rng.choice(PRODUCTS)
     draw_input(canvas, (x, y, x + 760, y + 56), query[0], "搜索商品 Search products", theme, size=22)
     draw_button(canvas, (x + 790, y, x + 960, y + 56), "搜索", theme)
@@ -93,10 +104,7 @@ def screen_search(rng: random.Random, theme: Theme, size: tuple[int, int] = (136
 
 
 def screen_checkout(rng: random.Random, theme: Theme, size: tuple[int, int] = (1024, 1366)) -> Canvas:
-    canvas = Canvas(*size, theme.window)
-    top = draw_window(canvas, theme, "确认订单 Checkout")
-    x = 64 + jitter(rng)
-    y = top + 50 + jitter(rng)
+    canvas, x, y = open_window(rng, theme, size, "确认订单 Checkout", origin=(64, 50))
     canvas.text((x, y), "购物车 Shopping cart", 32, theme.text)
     y += 80
     total = 0
@@ -125,10 +133,7 @@ def screen_checkout(rng: random.Random, theme: Theme, size: tuple[int, int] = (1
 
 
 def screen_settings(rng: random.Random, theme: Theme, size: tuple[int, int] = (800, 600)) -> Canvas:
-    canvas = Canvas(*size, theme.window)
-    top = draw_window(canvas, theme, "设置 Settings")
-    x = 48 + jitter(rng)
-    y = top + 36 + jitter(rng, 10)
+    canvas, x, y = open_window(rng, theme, size, "设置 Settings", origin=(48, 36), spread=(16, 10))
     options = [("语言 Language", "简体中文"), ("时区 Time zone", "UTC+08:00"), ("通知 Notifications", "On")]
     for label, value in options:
         draw_label(canvas, (x, y), label, theme)
@@ -141,10 +146,7 @@ def screen_settings(rng: random.Random, theme: Theme, size: tuple[int, int] = (8
 
 
 def screen_dashboard(rng: random.Random, theme: Theme, size: tuple[int, int] = (1280, 720)) -> Canvas:
-    canvas = Canvas(*size, theme.window)
-    top = draw_window(canvas, theme, "监控面板 Dashboard")
-    x = 60 + jitter(rng)
-    y = top + 40 + jitter(rng)
+    canvas, x, y = open_window(rng, theme, size, "监控面板 Dashboard", origin=(60, 40))
     canvas.text((x, y), "今日概览 Today", 30, theme.text)
     y += 80
     for index, (zh, en) in enumerate((("上传", "Uploads"), ("待审核", "Pending review"), ("已发布", "Released"))):

@@ -169,19 +169,35 @@ def _new_item(item_id: str, batch: str, frame, ai_row, double_blind: bool) -> Wo
     )
 
 
-def _new_assignment(item: WorkItem, user: User, slot: int | None) -> HumanAnnotation:
+def human_row(
+    item: WorkItem, *, source: str, author: str, template_version: str, payload: str, **state: object
+) -> HumanAnnotation:
+    """A new row of the item's annotation by ``author``; ``state`` sets the review fields
+    (``state``, ``assignee_id``, ``slot``, ``note``, ``submitted_at``)."""
     return HumanAnnotation(
         annotation_id=new_annotation_id(),
         frame_id=item.frame_id,
         upload_id=item.upload_id,
         batch=item.batch,
         task=item.task,
+        source=source,
+        author=author,
+        template_version=template_version,
+        payload=payload,
+        item_id=item.item_id,
+        **state,
+    )
+
+
+def _new_assignment(item: WorkItem, user: User, slot: int | None) -> HumanAnnotation:
+    """An annotator's draft, starting from the AI's pre-annotation."""
+    return human_row(
+        item,
         source=Source.HUMAN.value,
         author=user.username,
         template_version=item.ai_template_version,
         payload=item.ai_payload,
         state=ReviewState.DRAFT,
-        item_id=item.item_id,
         assignee_id=user.id,
         slot=slot,
         note="",

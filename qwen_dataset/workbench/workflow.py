@@ -37,7 +37,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from qwen_dataset.db.models import HumanAnnotation, ItemStatus, ReviewState, User, WorkItem
 from qwen_dataset.records import Source
 from qwen_dataset.workbench.admin_settings import load_settings
-from qwen_dataset.workbench.assignment import new_annotation_id
+from qwen_dataset.workbench.assignment import human_row
 from qwen_dataset.workbench.consensus import compare_versions
 from qwen_dataset.workbench.editor import from_results
 
@@ -248,18 +248,13 @@ def resolve(
     else:
         chosen = arbitration.version_a if choice == "a" else arbitration.version_b
         payload, template_version = chosen.payload, chosen.template_version
-    row = HumanAnnotation(
-        annotation_id=new_annotation_id(),
-        frame_id=item.frame_id,
-        upload_id=item.upload_id,
-        batch=item.batch,
-        task=item.task,
+    row = human_row(
+        item,
         source=Source.ARBITRATED.value,
         author=reviewer.username,
         template_version=template_version,
         payload=payload,
         state=ReviewState.FINAL,
-        item_id=item.item_id,
         assignee_id=None,
         slot=None,
         note=f"arbitrated: {choice or 'merged'}",

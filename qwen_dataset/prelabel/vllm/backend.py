@@ -29,8 +29,6 @@ that fails parsing or validation is asked for ONE more time; then the frame gets
 from __future__ import annotations
 
 import asyncio
-import copy
-import dataclasses
 import os
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -40,11 +38,10 @@ from typing import Any
 
 import httpx
 
-from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, PrelabelOutcome
+from qwen_dataset.prelabel.base import FrameInput, PrelabelOutcome
 from qwen_dataset.prelabel.templates import (
     AnswerError,
     Template,
-    load_templates,
     parse_answer,
 )
 from qwen_dataset.prelabel.video_events import (
@@ -79,14 +76,15 @@ from qwen_dataset.prelabel.vllm.protocol import (
     error_message_of,
     image_placeholder,
 )
-from qwen_dataset.prelabel.vllm.settings import VIDEO_TASK, VllmSettings, qwen_backend_version
+from qwen_dataset.prelabel.vllm.settings import VIDEO_TASK, VllmSettings
+from qwen_dataset.prelabel.vllm.templated import QwenTemplatedBackend
 
 
 class ServerCheckError(RuntimeError):
     """The vLLM server is unreachable or does not serve the configured model."""
 
 
-class VllmBackend(PrelabelBackend):
+class VllmBackend(QwenTemplatedBackend):
     """The Qwen3-VL prelabel backend (implements :class:`~qwen_dataset.prelabel.base.PrelabelBackend`).
 
     ``video_path_for(upload_id) -> Path | None`` (optional): the original video file, so
@@ -101,27 +99,11 @@ class VllmBackend(PrelabelBackend):
         video_path_for: Callable[[str], Path | None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.settings = settings
-        self.templates: dict[str, Template] = load_templates(
-            settings.tasks, Path(settings.templates_dir) if settings.templates_dir else None
-        )
-        self.video_path_for = video_path_for
+        super().__init__(settings, video_path_for=video_path_for)
         self._rng = rng or random.Random()
 
-    # -- PrelabelBackend ----------------------------------------------------------------------
-
-    @property
-    def author(self) -> str:
-        return self.settings.model
-
-    @property
-    def version(self) -> str:
-        """Model, template versions and every parameter that changes the output; no network."""
-        return qwen_backend_version("vllm", self.settings, self.templates)
-
-    @property
-    def tasks(self) -> Sequence[str]:
-        return tuple(self.templates)
+    engine = "vllm"
+    settings: VllmSettings
 
     def annotate(self, frames: Sequence[FrameInput], task: str) -> Iterator[PrelabelOutcome]:
         """Yield outcomes as requests complete (any order); one request per frame.
@@ -141,37 +123,6 @@ class VllmBackend(PrelabelBackend):
         jobs = plan_jobs(frames, task, self.settings.max_images_per_request)
         collector = VideoCollector(frames) if task == VIDEO_TASK else None
         return self._drive(template, jobs, collector)
-
-    # -- extras -------------------------------------------------------------------------------
-
-    def template(self, task: str) -> Template:
-        try:
-            return self.templates[task]
-        except KeyError:
-            raise ValueError(
-                f"the vLLM backend is not configured for task {task!r}; it runs {list(self.templates)}"
-            ) from None
-
-    def template_version(self, task: str) -> str:
-        return self.template(task).version_tag
-
-    def applies_to(self, task: str) -> tuple[str, ...]:
-        """Frame kinds (``image``, ``page``, ``video_frame``) the task's template is meant for."""
-        return self.template(task).applies_to
-
-    def with_run_options(
-        self,
-        *,
-        instruction: str | None = None,
-        video_path_for: Callable[[str], Path | None] | None = None,
-    ) -> VllmBackend:
-        """A copy with per-run options (e.g. the GUI instruction from the run config)."""
-        clone = copy.copy(self)
-        if instruction:
-            clone.settings = dataclasses.replace(self.settings, gui_instruction=instruction)
-        if video_path_for is not None:
-            clone.video_path_for = video_path_for
-        return clone
 
     def check_server(self, timeout_s: float = 10.0) -> list[str]:
         """Ask ``/v1/models`` which models the server serves; raise if ours is not among them."""

@@ -15,17 +15,14 @@ Frames are processed in batches of ``batch_size`` jobs: each batch is one ``LLM.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, PrelabelOutcome
-from qwen_dataset.prelabel.templates import DEFAULT_GUI_INSTRUCTION, AnswerError, Template, load_templates, parse_answer
-from qwen_dataset.prelabel.video_events import DEFAULT_TOLERANCE_S
+from qwen_dataset.prelabel.base import FrameInput, PrelabelOutcome
+from qwen_dataset.prelabel.templates import AnswerError, Template, parse_answer
 from qwen_dataset.prelabel.vllm.images import encode_image
 from qwen_dataset.prelabel.vllm.jobs import (
     Job,
@@ -40,12 +37,10 @@ from qwen_dataset.prelabel.vllm.jobs import (
 )
 from qwen_dataset.prelabel.vllm.protocol import RequestFailed
 from qwen_dataset.prelabel.vllm.settings import (
-    DEFAULT_MAX_IMAGES_PER_REQUEST,
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MODEL,
     VIDEO_TASK,
-    qwen_backend_version,
+    InProcessSettings,
 )
+from qwen_dataset.prelabel.vllm.templated import QwenTemplatedBackend
 
 INSTALL_HINT = "pip install -e '.[gpu]'"
 
@@ -67,33 +62,15 @@ def require_vllm() -> Any:
     return vllm
 
 
-@dataclasses.dataclass(frozen=True)
-class InProcessSettings:
-    model: str = DEFAULT_MODEL
-    max_tokens: int = 4096
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    tasks: tuple[str, ...] | None = None
-    gui_instruction: str = DEFAULT_GUI_INSTRUCTION
-    max_images_per_request: int = DEFAULT_MAX_IMAGES_PER_REQUEST
-    event_tolerance_s: float = DEFAULT_TOLERANCE_S
-    templates_dir: str = ""
-    reencode_format: str = "png"
-    batch_size: int = 256
-    # Passed to vllm.LLM; the defaults mirror the recommended `vllm serve` command.
-    engine_args: dict[str, Any] = dataclasses.field(
-        default_factory=lambda: {
-            "max_model_len": 32768,
-            "limit_mm_per_prompt": {"image": DEFAULT_MAX_IMAGES_PER_REQUEST, "video": 0},
-        }
-    )
-
-
-class InProcessVllmBackend(PrelabelBackend):
+class InProcessVllmBackend(QwenTemplatedBackend):
     """:class:`~qwen_dataset.prelabel.base.PrelabelBackend` on an in-process ``vllm.LLM``.
 
     Outcome contract as :meth:`qwen_dataset.prelabel.vllm.backend.VllmBackend.annotate`
     (``video_event``: one outcome per video, under its first sampled frame's id).
     """
+
+    engine = "vllm-inprocess"
+    settings: InProcessSettings
 
     def __init__(
         self,
@@ -101,49 +78,8 @@ class InProcessVllmBackend(PrelabelBackend):
         *,
         video_path_for: Callable[[str], Path | None] | None = None,
     ) -> None:
-        self.settings = settings or InProcessSettings()
-        self.templates: dict[str, Template] = load_templates(
-            self.settings.tasks, Path(self.settings.templates_dir) if self.settings.templates_dir else None
-        )
-        self.video_path_for = video_path_for
+        super().__init__(settings or InProcessSettings(), video_path_for=video_path_for)
         self._llm: Any = None
-
-    @property
-    def author(self) -> str:
-        return self.settings.model
-
-    @property
-    def version(self) -> str:
-        return qwen_backend_version("vllm-inprocess", self.settings, self.templates)
-
-    @property
-    def tasks(self) -> Sequence[str]:
-        return tuple(self.templates)
-
-    def applies_to(self, task: str) -> tuple[str, ...]:
-        """Frame kinds the task's template is meant for."""
-        return self._template(task).applies_to
-
-    def with_run_options(
-        self,
-        *,
-        instruction: str | None = None,
-        video_path_for: Callable[[str], Path | None] | None = None,
-    ) -> InProcessVllmBackend:
-        """A copy with one run's GUI instruction and video files; the loaded engine is shared."""
-        clone = copy.copy(self)
-        if instruction:
-            clone.settings = dataclasses.replace(self.settings, gui_instruction=instruction)
-        if video_path_for is not None:
-            clone.video_path_for = video_path_for
-        return clone
-
-    def _template(self, task: str) -> Template:
-        if task not in self.templates:
-            raise ValueError(
-                f"the in-process vLLM backend is not configured for task {task!r}; it runs {list(self.templates)}"
-            )
-        return self.templates[task]
 
     def llm(self) -> Any:
         """The engine, loaded on first use (loading a model takes a while and needs the GPU)."""
@@ -154,7 +90,7 @@ class InProcessVllmBackend(PrelabelBackend):
 
     def annotate(self, frames: Sequence[FrameInput], task: str) -> Iterator[PrelabelOutcome]:
         """Yield outcomes batch by batch; see the class docstring for the contract."""
-        template = self._template(task)
+        template = self.template(task)
         collector = VideoCollector(frames) if task == VIDEO_TASK else None
         jobs = plan_jobs(frames, task, self.settings.max_images_per_request)
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:

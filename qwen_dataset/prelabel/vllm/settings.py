@@ -83,6 +83,27 @@ class VllmSettings:
         return root[: -len("/v1")] if root.endswith("/v1") else root
 
 
+@dataclasses.dataclass(frozen=True)
+class InProcessSettings:
+    model: str = DEFAULT_MODEL
+    max_tokens: int = 4096
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    tasks: tuple[str, ...] | None = None
+    gui_instruction: str = DEFAULT_GUI_INSTRUCTION
+    max_images_per_request: int = DEFAULT_MAX_IMAGES_PER_REQUEST
+    event_tolerance_s: float = DEFAULT_TOLERANCE_S
+    templates_dir: str = ""
+    reencode_format: str = "png"
+    batch_size: int = 256
+    # Passed to vllm.LLM; the defaults mirror the recommended `vllm serve` command.
+    engine_args: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {
+            "max_model_len": 32768,
+            "limit_mm_per_prompt": {"image": DEFAULT_MAX_IMAGES_PER_REQUEST, "video": 0},
+        }
+    )
+
+
 def backend_version(engine: str, model: str, templates: dict[str, Template], **parameters: Any) -> str:
     """The version string: engine, model, every template's version tag and output-relevant parameters."""
     parts = [f"{engine}:{model}", *(f"{name}={value}" for name, value in parameters.items() if value is not None)]
