@@ -81,7 +81,11 @@ def prelabel_resource_from_env(storage: StorageResource) -> PrelabelResource:
     """RapidOCR on the CPU by default; Qwen3-VL on a vLLM server with QWEN_PRELABEL_BACKEND=vllm."""
     choice = os.environ.get("QWEN_PRELABEL_BACKEND", "rapidocr").strip().lower()
     if choice == "rapidocr":
-        return RapidOcrResource()
+        return RapidOcrResource(
+            engine=os.environ.get("QWEN_OCR_ENGINE", "rapidocr"),
+            workers=int(os.environ.get("QWEN_OCR_WORKERS", "0")),
+            threads=int(os.environ.get("QWEN_OCR_THREADS", "1")),
+        )
     if choice == "vllm":
         from resources.vlm import VllmPrelabelResource
 

@@ -419,8 +419,8 @@ class CodeFidelityScorer:
         """RapidOCR line texts of a rendering, in reading order."""
         height, width = rendered_rgb.shape[:2]
         bgr = np.ascontiguousarray(rendered_rgb[:, :, ::-1])
-        result, _elapsed = self.ocr_backend.engine()(bgr)
-        return [region["text"] for region in regions_from_result(result, width, height)]
+        lines = self.ocr_backend.engine()(bgr)
+        return [region["text"] for region in regions_from_result(lines, width, height)]
 
     def score(self, html: str, screenshot_rgb: np.ndarray, reference_texts: Sequence[str]) -> CodeFidelity:
         """Render ``html`` at the screenshot's size and compare it with ``screenshot_rgb`` ([H, W, 3] RGB).
