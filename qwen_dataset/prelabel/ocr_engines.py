@@ -48,13 +48,10 @@ class EngineSpec:
     name: str
     package: str
     module: str
-    summary: str
 
 
-RAPIDOCR = EngineSpec("rapidocr", "rapidocr", "rapidocr", "RapidOCR 3, PP-OCRv6 small")
-RAPIDOCR_ONNXRUNTIME = EngineSpec(
-    "rapidocr-onnxruntime", "rapidocr-onnxruntime", "rapidocr_onnxruntime", "RapidOCR 1.4, PP-OCRv4"
-)
+RAPIDOCR = EngineSpec("rapidocr", "rapidocr", "rapidocr")  # RapidOCR 3, PP-OCRv6 small
+RAPIDOCR_ONNXRUNTIME = EngineSpec("rapidocr-onnxruntime", "rapidocr-onnxruntime", "rapidocr_onnxruntime")  # PP-OCRv4
 ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (RAPIDOCR, RAPIDOCR_ONNXRUNTIME)}
 
 # RapidOCR 3's models of choice, as its wheel ships them (rapidocr/models/).
