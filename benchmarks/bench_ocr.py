@@ -1,22 +1,26 @@
-"""Throughput of the RapidOCR prelabel backend against RapidOCR called directly.
+"""OCR throughput: worker processes against today's single process, and the backend's own overhead.
 
-Renders ~10 GUI-like 1280x800 screenshots (title bar, sidebar, form, buttons, paragraphs in
-Chinese and English), then times, in this one process and on the same files:
+Renders GUI-like 1280x800 screenshots (title bar, sidebar, form, buttons, paragraphs in Chinese
+and English; ~30-40 lines each), then, in this one command and on the same files:
 
-* baseline: ``rapidocr_onnxruntime.RapidOCR(...)(path)`` with the backend's own engine options;
-* ours: ``RapidOcrBackend.annotate(frames, "ocr")`` (image loading, box clipping, language guess,
-  reading order, payload building on top).
+1. **Scaling.** ``RapidOcrBackend.annotate(frames, "ocr")`` over the whole batch, timed end to end
+   (worker start-up and model loading included, as a run pays them), for each engine at
+   1 process x ``cores`` threads and at 2 worker processes x ``cores // 2`` threads (and more
+   workers with ``--workers``). The baseline is today's figure: ``rapidocr-onnxruntime`` (PP-OCRv4)
+   in one process with ``cores`` threads, which is what ``main`` ran before worker processes.
+   Configurations take turns, round by round, so a noisy neighbour on a shared machine hurts all
+   alike. Prints images/s and the ratio to the baseline.
+2. **Overhead.** The default engine called directly against the backend in one process (image
+   loading, box clipping, language guess, reading order, payload building on top), image by
+   image, alternating. 1.0 = no overhead.
 
-Both are warmed up once and timed image by image, alternating, so a noisy neighbour on a shared
-machine hurts both alike.
-Prints images/second for each and ours/baseline (1.0 = no overhead; lower is slower).
-
-    .venv/bin/python benchmarks/bench_ocr.py [--images 10] [--rounds 2] [--threads 2]
+    .venv/bin/python benchmarks/bench_ocr.py [--images 12] [--rounds 2] [--workers 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import random
 import tempfile
@@ -26,7 +30,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from qwen_dataset.prelabel.base import FrameInput
-from qwen_dataset.prelabel.rapidocr_backend import RapidOcrBackend, load_bgr_image, regions_from_result
+from qwen_dataset.prelabel.ocr_engines import build_engine
+from qwen_dataset.prelabel.ocr_pool import available_cores, plan_processes
+from qwen_dataset.prelabel.rapidocr_backend import RapidOcrBackend, load_bgr_image
 
 SIZE = (1280, 800)
 MENU = ["首页 Home", "数据集 Datasets", "标注任务 Tasks", "质检 Review", "导出 Export", "设置 Settings"]
@@ -96,14 +102,89 @@ def render_screenshot(rng: random.Random) -> Image.Image:
     return image
 
 
+@dataclasses.dataclass(frozen=True)
+class Config:
+    engine: str
+    workers: int
+    threads: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine:<21} {self.workers} process(es) x {self.threads} thread(s)"
+
+
+def configs(cores: int, worker_counts: list[int]) -> list[Config]:
+    baseline = Config("rapidocr-onnxruntime", 1, cores)
+    found = [baseline]
+    for engine in ("rapidocr-onnxruntime", "rapidocr"):
+        for workers in worker_counts:
+            plan = plan_processes(workers, 0, cores=cores)
+            config = Config(engine, plan.workers, plan.threads)
+            if config not in found:
+                found.append(config)
+    return found
+
+
+def time_batch(config: Config, frames: list[FrameInput]) -> tuple[float, int]:
+    """Seconds for one whole annotate call on a fresh backend (start-up included), and lines read."""
+    backend = RapidOcrBackend(engine=config.engine, intra_op_threads=config.threads, workers=config.workers)
+    start = time.perf_counter()
+    outcomes = list(backend.annotate(frames, "ocr"))
+    seconds = time.perf_counter() - start
+    failed = [outcome.error for outcome in outcomes if outcome.payload is None]
+    if failed:
+        raise SystemExit(f"{config.label}: {len(failed)} frame(s) failed, e.g. {failed[0]}")
+    return seconds, sum(len(outcome.payload["regions"]) for outcome in outcomes)
+
+
+def scaling(frames: list[FrameInput], rounds: int, worker_counts: list[int]) -> None:
+    cores = available_cores()
+    table = configs(cores, worker_counts)
+    seconds = {config: 0.0 for config in table}
+    lines = {}
+    for _ in range(rounds):
+        for config in table:
+            elapsed, lines[config] = time_batch(config, frames)
+            seconds[config] += elapsed
+    count = len(frames) * rounds
+    baseline = count / seconds[table[0]]
+    print(f"scaling: {len(frames)} images x {rounds} rounds on {cores} cores, start-up included")
+    for config in table:
+        rate = count / seconds[config]
+        print(
+            f"  {config.label}: {rate:.3f} images/s, {rate / baseline:.2f}x today's ({lines[config] / len(frames):.1f} lines/image)"
+        )
+
+
+def overhead(frames: list[FrameInput], rounds: int) -> None:
+    backend = RapidOcrBackend(intra_op_threads=available_cores())
+    direct = build_engine(backend.settings)
+    pictures = [load_bgr_image(frame.image_path) for frame in frames]
+    direct(pictures[0])  # warm-up: first runs pay ONNX Runtime's one-off allocations on both sides
+    list(backend.annotate(frames[:1], "ocr"))
+    direct_seconds = ours_seconds = 0.0
+    for _ in range(rounds):
+        for frame, picture in zip(frames, pictures):
+            start = time.perf_counter()
+            direct(picture)
+            middle = time.perf_counter()
+            list(backend.annotate([frame], "ocr"))
+            direct_seconds += middle - start
+            ours_seconds += time.perf_counter() - middle
+    count = len(frames) * rounds
+    print(f"overhead ({backend.version}):")
+    print(f"  engine direct  : {count / direct_seconds:.3f} images/s (decoded picture in)")
+    print(f"  RapidOcrBackend: {count / ours_seconds:.3f} images/s (file in, payload out)")
+    print(f"  ratio ours/direct: {direct_seconds / ours_seconds:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=10)
+    parser.add_argument("--images", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time")
+    parser.add_argument("--skip-overhead", action="store_true")
     args = parser.parse_args()
-
-    from rapidocr_onnxruntime import RapidOCR
 
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as folder:
@@ -112,46 +193,9 @@ def main() -> None:
             path = Path(folder) / f"screen_{index:02d}.png"
             render_screenshot(rng).save(path)
             frames.append(FrameInput(f"f{index:02d}", "bench", "bench", SIZE[0], SIZE[1], path))
-
-        backend = RapidOcrBackend(intra_op_threads=args.threads)
-        direct = RapidOCR(**backend.engine_options)
-        # Warm-up: first runs pay ONNX Runtime's one-off allocations on both sides.
-        direct(frames[0].image_path)
-        list(backend.annotate(frames[:1], "ocr"))
-
-        direct_seconds = ours_seconds = 0.0
-        lines = 0
-        for _ in range(args.rounds):
-            lines = 0
-            for frame in frames:
-                start = time.perf_counter()
-                direct(frame.image_path)
-                middle = time.perf_counter()
-                (outcome,) = backend.annotate([frame], "ocr")
-                direct_seconds += middle - start
-                ours_seconds += time.perf_counter() - middle
-                lines += len(outcome.payload["regions"]) if outcome.payload else 0
-
-        # Our own work alone, off the engine: loading the image and building the payload.
-        raw = [direct(frame.image_path)[0] for frame in frames]
-        start = time.perf_counter()
-        for frame, result in zip(frames, raw):
-            load_bgr_image(frame.image_path)
-            regions_from_result(result, frame.width, frame.height)
-        own_ms = (time.perf_counter() - start) / len(frames) * 1000
-
-    count = args.images * args.rounds
-    direct_rate, ours_rate = count / direct_seconds, count / ours_seconds
-    print(
-        f"images: {args.images} x {args.rounds} rounds, {SIZE[0]}x{SIZE[1]}, {lines / args.images:.1f} text lines/image, "
-        f"{args.threads} intra-op threads, {backend.version}"
-    )
-    print(f"RapidOCR direct      : {direct_rate:.3f} images/s")
-    print(f"RapidOcrBackend      : {ours_rate:.3f} images/s")
-    print(f"ratio ours/direct    : {ours_rate / direct_rate:.3f}")
-    print(
-        f"our own work/image   : {own_ms:.1f} ms (image load + payload), {own_ms / 1000 * direct_rate:.1%} of a direct call"
-    )
+        scaling(frames, args.rounds, args.workers)
+        if not args.skip_overhead:
+            overhead(frames, 1)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dagster import Definitions, EnvVar, in_process_executor
 
@@ -32,6 +32,7 @@ from assets.quality import qc_gate, qc_report
 from assets.release import release
 from assets.review import human_corrections, human_corrections_gate
 from qwen_dataset.db.engine import sqlite_url
+from qwen_dataset.prelabel.ocr_engines import ENGINES as OCR_ENGINES
 from qwen_dataset.store.paths import CACHE_ENV, is_url_root
 from resources import (
     AnnotationDatabaseResource,
@@ -40,6 +41,7 @@ from resources import (
     RapidOcrResource,
     StorageResource,
 )
+from resources.prelabel import OcrEngineName
 from resources.quality import QualityResource
 
 
@@ -82,7 +84,14 @@ def prelabel_resource_from_env(storage: StorageResource) -> PrelabelResource:
     """RapidOCR on the CPU by default; Qwen3-VL on a vLLM server with QWEN_PRELABEL_BACKEND=vllm."""
     choice = os.environ.get("QWEN_PRELABEL_BACKEND", "rapidocr").strip().lower()
     if choice == "rapidocr":
-        return RapidOcrResource()
+        engine = os.environ.get("QWEN_OCR_ENGINE", "rapidocr")
+        if engine not in OCR_ENGINES:
+            raise ValueError(f"QWEN_OCR_ENGINE={engine!r} is not an OCR engine; use one of {sorted(OCR_ENGINES)}")
+        return RapidOcrResource(
+            engine=cast(OcrEngineName, engine),  # checked just above
+            workers=int(os.environ.get("QWEN_OCR_WORKERS", "0")),
+            threads=int(os.environ.get("QWEN_OCR_THREADS", "1")),
+        )
     if choice == "vllm":
         from resources.vlm import VllmPrelabelResource
 

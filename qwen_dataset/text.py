@@ -4,6 +4,9 @@
   scripts of its letters.
 * :func:`reading_order` ranks text boxes the way a person reads a page written left to right:
   boxes are grouped into lines, lines are read top to bottom, boxes left to right within a line.
+* :func:`normalize_text` is the form in which OCR texts are compared: the text as exported, NFKC
+  folded, each run of whitespace one space, ends trimmed. :func:`strip_whitespace` is the same with
+  every space removed, for the figure that ignores spacing.
 
 Both are pure functions with no dependency beyond the standard library.
 
@@ -11,6 +14,8 @@ Both are pure functions with no dependency beyond the standard library.
 'mixed'
 >>> reading_order([[200, 10, 300, 30], [10, 12, 100, 28], [10, 50, 90, 70]])
 [1, 0, 2]
+>>> normalize_text("  欢迎回来\u3000 Welcome  back ")
+'欢迎回来 Welcome back'
 """
 
 from __future__ import annotations
@@ -26,6 +31,38 @@ LANGUAGES = ("zh", "en", "mixed", "other")
 # For boxes of equal height h that is "centers at most h/2 apart", i.e. one box's center lies
 # within the other's line height; text on consecutive lines overlaps far less than this.
 SAME_LINE_OVERLAP = 0.5
+
+
+def normalize_text(text: str) -> str:
+    """The text as a trainer sees it, in comparable form: NFKC, whitespace runs as one space, trimmed.
+
+    Spaces are kept because a model fine-tuned on ``欢迎回来Welcomeback`` learns to glue words
+    together; only their amount and kind (tabs, newlines, U+3000 ideographic space) are folded,
+    since one space and two look alike on a screen. NFKC folds full-width forms (``ＡＢＣ``,
+    ``？``) to their ASCII twins and splits ligatures.
+
+    >>> normalize_text("ＯＫ\t 按钮")
+    'OK 按钮'
+    """
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+def strip_whitespace(text: str) -> str:
+    """NFKC with every whitespace character removed: the figure that forgives spacing errors.
+
+    >>> strip_whitespace("发 票 号 码")
+    '发票号码'
+    """
+    return "".join(unicodedata.normalize("NFKC", text).split())
+
+
+def collapse_whitespace(text: str) -> str:
+    """Each whitespace run as one space, ends trimmed; characters otherwise left as they are.
+
+    What the OCR backends store: full-width punctuation stays (it is correct Chinese text), only
+    stray spacing is tidied.
+    """
+    return " ".join(text.split())
 
 
 @lru_cache(maxsize=4096)

@@ -12,15 +12,17 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from dagster import DagsterInstance
 
 from qwen_dataset.definitions import build_definitions
 from qwen_dataset.payloads import boxes_table
-from qwen_dataset.quality.ocr_truth import OcrScore, score_against_sample_truth
+from qwen_dataset.quality.ocr_truth import score_frames_against_sample_truth, summarize
+from qwen_dataset.records import load_payload
 from qwen_dataset.samples.batch import generate_sample_batch
-from qwen_dataset.samples.truth import write_truth
+from qwen_dataset.samples.truth import SampleTruth, write_truth
 from qwen_dataset.store.inbox import mark_ready
 from qwen_dataset.store.layout import StorageLayout
 from qwen_dataset.store.paths import is_url_root
@@ -62,18 +64,50 @@ def print_summary(layout: StorageLayout, batch: str, truth_path: Path, seconds: 
     print(f"frames: {len(frames)} ({kinds}), low-light: {int(frames['low_light'].sum())}")
     failed = int((final["status"] == "failed").sum())
     print(f"annotations: {len(final)} ({failed} failed), text regions: {len(regions)}")
-    scores = score_against_sample_truth(read_truth(truth_path), uploads, frames, final)
-    if scores:
-        total = sum(scores.values(), OcrScore(0, 0, 0, 0))
-        print(
-            f"OCR character accuracy against the generator's ground truth: {total.accuracy:.1%} "
-            f"({total.characters} characters, {total.lines} lines, {total.missed_lines} missed)"
-        )
+    print_ocr_accuracy(read_truth(truth_path), uploads, frames, final)
     print(f"quality report: {layout.root / 'exports' / 'reports' / f'{batch}.html'}")
     print(f"exports: {layout.exports(batch)}")
     for path in sorted(layout.exports(batch).glob("*.*")):
         print(f"  {path.name}")
     print(f"wall time: {seconds:.1f} s\n")
+
+
+SHOWN_SCREEN = "screen_1_login.png"
+
+
+def print_ocr_accuracy(truth: SampleTruth, uploads: pd.DataFrame, frames: pd.DataFrame, final: pd.DataFrame) -> None:
+    """Accuracy against the generator's truth, spaces counted (the headline) and not, per language."""
+    scored = score_frames_against_sample_truth(truth, uploads, frames, final)
+    if not scored:
+        return
+    lines = [line for frame in scored.values() for line in frame.lines]
+    total = summarize(
+        lines, sum(frame.regions for frame in scored.values()), sum(frame.spurious_regions for frame in scored.values())
+    )
+    print(
+        f"OCR character accuracy against the generator's ground truth: {total.accuracy:.1%} as exported "
+        f"(spaces counted), {total.accuracy_without_spaces:.1%} without spaces; {total.characters} characters, "
+        f"{total.lines} lines, line recall {total.line_recall:.1%}, {total.spurious_regions} spurious regions"
+    )
+    for language in ("zh", "en", "mixed", "other"):
+        part = summarize(line for line in lines if line.language == language)
+        if part.lines:
+            print(
+                f"  {language:<5}: {part.accuracy:.1%} (without spaces {part.accuracy_without_spaces:.1%}), "
+                f"{part.lines} lines"
+            )
+    regions = _regions_of(SHOWN_SCREEN, uploads, frames, final)
+    if regions is not None:
+        print(f"exported OCR text of {SHOWN_SCREEN}: " + " | ".join(region["text"] for region in regions))
+
+
+def _regions_of(
+    file_name: str, uploads: pd.DataFrame, frames: pd.DataFrame, final: pd.DataFrame
+) -> list[dict[str, Any]] | None:
+    upload = uploads.loc[uploads["original_name"] == file_name, "upload_id"]
+    frame = frames.loc[frames["upload_id"].isin(upload), "frame_id"]
+    rows = final[final["frame_id"].isin(frame) & (final["task"] == "ocr") & (final["status"] == "ok")]
+    return load_payload(rows.iloc[0]["payload"]).get("regions", []) if len(rows) else None
 
 
 def main() -> int:

@@ -358,7 +358,7 @@ def test_text_replacement_repaints_only_the_boxes_updates_labels_and_ocr_reads_i
     assert x1 <= x <= x2 and y1 <= y <= y2
 
     engine = RapidOcrBackend(use_angle_cls=False).engine()
-    read, _ = engine(np.ascontiguousarray(result.image[:, :, ::-1]))
+    read = engine(np.ascontiguousarray(result.image[:, :, ::-1]))
     read_back = {
         text: [min(p[0] for p in quad), min(p[1] for p in quad), max(p[0] for p in quad), max(p[1] for p in quad)]
         for quad, text, _score in read

@@ -16,7 +16,7 @@ from qwen_dataset.quality.ocr_accuracy import (
     ocr_accuracy_between_annotators,
     text_accuracy,
 )
-from qwen_dataset.quality.ocr_truth import normalize_text
+from qwen_dataset.text import normalize_text
 from tests import factories
 
 
@@ -26,8 +26,8 @@ def test_cer_of_one_substitution():
 
 
 def test_cjk_text_counts_characters_not_bytes():
-    # 营业收入 + 12% = 7 characters; 入 -> 人 is one substitution.
-    assert character_error_rate("营业收入 12%", "营业收人 12%") == pytest.approx(1 / 7)
+    # 营业收入, a space and 12% = 8 characters; 入 -> 人 is one substitution.
+    assert character_error_rate("营业收入 12%", "营业收人 12%") == pytest.approx(1 / 8)
     assert character_error_rate("你好世界", "你好") == pytest.approx(2 / 4)
 
 
@@ -37,9 +37,25 @@ def test_full_width_and_half_width_are_the_same_text():
     assert character_error_rate("ﬁle", "file") == 0.0  # the ligature folds under NFKC
 
 
-def test_whitespace_is_ignored():
-    assert character_error_rate("发 票 号 码", "发票号码") == 0.0
-    assert character_error_rate("Invoice  No.\n42", "InvoiceNo.42") == 0.0
+def test_a_lost_or_added_space_is_an_error_as_a_trainer_would_see_it():
+    # The PP-OCRv4 reading of the sample login screen: two spaces lost in 17 characters.
+    assert character_error_rate("欢迎回来 Welcome back", "欢迎回来Welcomeback") == pytest.approx(2 / 17)
+    assert character_error_rate("发票号码", "发 票 号 码") == pytest.approx(3 / 4)
+    assert character_error_rate("登录 - Acme Portal", "登录-Acme Portal") == pytest.approx(2 / 16)
+
+
+def test_only_the_amount_and_kind_of_whitespace_is_folded():
+    assert character_error_rate("Invoice  No.\n42", "Invoice No. 42") == 0.0
+    assert character_error_rate(" OK ", "OK") == 0.0
+    assert character_error_rate("用户名\u3000Username", "用户名 Username") == 0.0  # ideographic space
+
+
+def test_the_whitespace_free_figure_forgives_spacing_only():
+    assert character_error_rate("欢迎回来 Welcome back", "欢迎回来Welcomeback", spaces=False) == 0.0
+    assert character_error_rate("Invoice  No.\n42", "InvoiceNo.42", spaces=False) == 0.0
+    assert character_error_rate("Welcome back", "Welcorne back", spaces=False) == pytest.approx(2 / 11)
+    assert corpus_cer(["a b"], ["ab"], spaces=False).errors == 0
+    assert corpus_cer(["a b"], ["ab"]).errors == 1
 
 
 def test_empty_reference_rules():
@@ -74,13 +90,17 @@ def test_vectorised_distances_equal_a_plain_loop():
 
 
 def test_text_accuracy_per_language():
-    report = text_accuracy(["hello", "你好世界", "Wi-Fi 设置"], ["hallo", "你好世界", "WiFi 设置"])
+    report = text_accuracy(["hello", "你好世界", "Wi-Fi 设置"], ["hallo", "你好世界", "WiFi设置"])
     assert set(report.by_language) == {"en", "zh", "mixed"}
     assert (report.by_language["en"].characters, report.by_language["en"].errors) == (5, 1)
     assert report.by_language["zh"].accuracy == 1.0
-    assert (report.by_language["mixed"].characters, report.by_language["mixed"].errors) == (7, 1)
-    assert report.overall.errors == 2
-    assert report.accuracy == pytest.approx(1 - 2 / 16)
+    # "Wi-Fi 设置" is 8 characters with its space; the hyphen and the space are lost.
+    assert (report.by_language["mixed"].characters, report.by_language["mixed"].errors) == (8, 2)
+    assert report.overall.errors == 3
+    assert report.accuracy == pytest.approx(1 - 3 / 17)
+    bare = report.by_language_without_spaces["mixed"]
+    assert (bare.characters, bare.errors) == (7, 1)
+    assert report.accuracy_without_spaces == pytest.approx(1 - 2 / 16)
     with pytest.raises(ValueError, match="one language per pair"):
         text_accuracy(["a"], ["a"], languages=[])
 
@@ -141,8 +161,22 @@ def test_ai_vs_final_uses_the_reviewed_row_as_reference():
         _ocr(f2, "rapidocr", [_region([0, 0, 100, 20], "unreviewed")], source="ai"),
     )
     report = ocr_accuracy_ai_vs_final(df)
-    # Only frame 1 was reviewed; the arbitrated "Total42" (7 characters) is the truth.
-    assert (report.overall.pairs, report.overall.characters, report.overall.errors) == (1, 7, 1)
+    # Only frame 1 was reviewed; the arbitrated "Total 42" (8 characters) is the truth.
+    assert (report.overall.pairs, report.overall.characters, report.overall.errors) == (1, 8, 1)
     metadata = report.to_metadata()
-    assert metadata["accuracy"] == pytest.approx(6 / 7)
-    assert metadata["accuracy_en"] == pytest.approx(6 / 7)
+    assert metadata["accuracy"] == pytest.approx(7 / 8)
+    assert metadata["accuracy_en"] == pytest.approx(7 / 8)
+    assert metadata["accuracy_without_spaces"] == pytest.approx(6 / 7)
+    assert metadata["accuracy_en_without_spaces"] == pytest.approx(6 / 7)
+
+
+def test_ai_text_with_glued_words_is_not_perfect_in_the_headline():
+    f1 = factories.frame(0)
+    df = factories.annotations_df(
+        _ocr(f1, "rapidocr", [_region([0, 0, 300, 30], "欢迎回来Welcomeback")], source="ai"),
+        _ocr(f1, "alice", [_region([0, 0, 300, 30], "欢迎回来 Welcome back")]),
+    )
+    report = ocr_accuracy_ai_vs_final(df)
+    assert report.accuracy == pytest.approx(1 - 2 / 17)
+    assert report.accuracy_without_spaces == 1.0
+    assert report.to_metadata()["accuracy_mixed"] < 1.0

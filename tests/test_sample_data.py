@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -146,6 +147,62 @@ def test_text_boxes_are_exactly_the_ink(batch):
             found = [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
             assert found == [RING, RING, x2 - x1 + RING, y2 - y1 + RING], (image.file_name, line.text)
             assert np.abs(region - colours[0]).max() >= 40, (image.file_name, line.text, "too faint")
+
+
+# Full-width forms and CJK punctuation (。，？) carry their own wide side bearings.
+_WIDE_GLYPHS = re.compile(r"[\u3000-\u303f\uff00-\uffef]")
+# Gaps between glyphs that are not spaces stay under this share of the line's ink height.
+LETTER_GAP = 0.2
+
+
+def _ink_gaps(pixels: np.ndarray, bbox: list[float]) -> list[int]:
+    """Widths of the runs of ink-free columns inside a text box, widest first."""
+    x1, y1, x2, y2 = (int(v) for v in bbox)
+    background = pixels[y1 - RING, x1 - RING]
+    inked = (np.abs(pixels[y1:y2, x1:x2] - background).max(axis=-1) > 0).any(axis=0)
+    gaps, run = [], 0
+    for has_ink in inked:
+        if has_ink:
+            if run:
+                gaps.append(run)
+            run = 0
+        else:
+            run += 1
+    return sorted(gaps, reverse=True)
+
+
+def test_truth_spacing_is_what_the_picture_shows(batch):
+    """Each space of a truth line is one of its visibly widest gaps, and no other gap looks like one.
+
+    A truth that glued two visibly separate words ("欢迎回来Welcome back") or spaced two touching
+    ones fails here, and so would an OCR figure measured against it.
+    """
+    folder, truth = batch
+    checked = 0
+    for image in _png_images(truth):
+        pixels = np.asarray(Image.open(folder / image.file_name).convert("RGB")).astype(np.int16)
+        for line in image.lines:
+            assert line.text == " ".join(line.text.split()), (image.file_name, line.text, "stray whitespace")
+            if _WIDE_GLYPHS.search(line.text):
+                continue
+            spaces = line.text.count(" ")
+            gaps = _ink_gaps(pixels, line.bbox) + [0]
+            height = line.bbox[3] - line.bbox[1]
+            if spaces:
+                assert gaps[spaces - 1] > gaps[spaces], (image.file_name, line.text, gaps)
+            assert gaps[spaces] < LETTER_GAP * height, (image.file_name, line.text, gaps, "a gap without a space")
+            checked += 1
+    assert checked >= 50
+
+
+def test_chinese_wrapping_never_leaves_a_space_at_a_line_end_nor_splits_a_number():
+    text = "第 12 批数据中有 3456 条标注被退回修改。"
+    for width in range(20, 300, 10):
+        rows = drawing.wrap_words(text, 20, width, lambda row, size: 10 * len(row))
+        assert "".join(rows).replace(" ", "") == text.replace(" ", ""), width
+        for row in rows:
+            assert row == " ".join(row.split()), (width, rows)
+        assert all("3456" in row for row in rows if "345" in row or "456" in row), (width, rows)
 
 
 def test_buttons_and_inputs_contain_their_text(batch):

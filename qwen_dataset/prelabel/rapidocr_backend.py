@@ -1,9 +1,12 @@
-"""CPU OCR prelabels with RapidOCR (PP-OCRv4 detection + recognition on ONNX Runtime).
+"""CPU OCR prelabels with RapidOCR on ONNX Runtime (PP-OCRv6 by default, PP-OCRv4 selectable).
 
-The ONNX models ship inside the ``rapidocr-onnxruntime`` wheel, so nothing is downloaded at run
-time. The backend implements :class:`qwen_dataset.prelabel.base.PrelabelBackend` for the ``ocr``
-task and yields one :class:`PrelabelOutcome` per frame; a frame that cannot be read or recognised
-becomes a failure outcome with a reason, never an exception that stops the batch.
+The engines and their models are in :mod:`qwen_dataset.prelabel.ocr_engines`; their ONNX models
+ship inside their wheels, so nothing is downloaded at run time. The backend implements
+:class:`qwen_dataset.prelabel.base.PrelabelBackend` for the ``ocr`` task and yields one
+:class:`PrelabelOutcome` per frame; a frame that cannot be read or recognised becomes a failure
+outcome with a reason, never an exception that stops the batch. With ``workers > 1`` the frames
+of a call are read in that many worker processes (:mod:`qwen_dataset.prelabel.ocr_pool`) and the
+outcomes come back as they finish, in any order.
 
 Payload of an ``ocr`` outcome::
 
@@ -12,63 +15,51 @@ Payload of an ``ocr`` outcome::
                   "language": "zh" | "en" | "mixed" | "other",
                   "font_style": "regular",
                   "reading_order": 0}, ...]}      # the list itself is in reading order
+
+**Spurious lines.** A recognised line with no letter and no digit of any script (no Unicode
+``L*`` or ``N*`` character: ``●``, ``•``, ``|``, ``—``, ``...``) is dropped: it is an icon, a
+bullet, a window-control dot or a rule read as text, and a trainer would learn to spot text
+where there is none. A lone symbol meant as a label (a ``+`` or ``×`` button) is lost with them;
+such icons are GUI elements, labelled by the ``gui_action`` task. The rule's name is part of the
+backend's ``version`` (:data:`SPURIOUS_LINE_RULE`).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import math
-import os
 import threading
+import unicodedata
 from collections.abc import Iterator, Sequence
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import yaml
 from PIL import Image, ImageOps
 
 from qwen_dataset.geometry import clip_box, is_valid_box, quad_to_box
+from qwen_dataset.prelabel import ocr_engines
 from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, PrelabelOutcome
+from qwen_dataset.prelabel.ocr_engines import Engine, EngineSettings, build_engine, engine_models, engine_spec
+from qwen_dataset.prelabel.ocr_pool import available_cores, map_in_processes
 from qwen_dataset.records import Task
-from qwen_dataset.text import guess_language, reading_order
+from qwen_dataset.text import collapse_whitespace, guess_language, reading_order
 
-if TYPE_CHECKING:
-    from rapidocr_onnxruntime import RapidOCR
-
-PACKAGE = "rapidocr-onnxruntime"
-MODULE = "rapidocr_onnxruntime"
+DEFAULT_ENGINE = ocr_engines.RAPIDOCR.name
 
 # RapidOCR only recognises characters; it has no notion of weight or slant.
 FONT_STYLE = "regular"
 
-
-def installed_version() -> str:
-    """Version of the installed ``rapidocr-onnxruntime`` distribution."""
-    try:
-        return importlib.metadata.version(PACKAGE)
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise RuntimeError(
-            f"{PACKAGE} is not installed; install the project's pinned dependencies "
-            f"(pip install -e .) to use the RapidOCR backend"
-        ) from exc
+# Named in the backend's version: changing the rule changes the output.
+SPURIOUS_LINE_RULE = "no-letter-or-digit"
 
 
-@lru_cache(maxsize=1)
-def bundled_model_names() -> dict[str, str]:
-    """Names of the det/cls/rec ONNX models in the installed wheel, read from its config.yaml.
+def is_spurious_line(text: str) -> bool:
+    """Whether a recognised line holds no letter and no digit of any script (see the module doc).
 
-    Read without importing the package (which loads OpenCV and ONNX Runtime), so asking for a
-    backend's ``version`` stays cheap.
+    >>> [is_spurious_line(t) for t in ("●", "• •", "—", "...", "OK", "12", "¥", "确定", "×2")]
+    [True, True, True, True, False, False, True, False, False]
     """
-    spec = importlib.util.find_spec(MODULE)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"{PACKAGE} is not installed; install the project's pinned dependencies")
-    config_path = Path(next(iter(spec.submodule_search_locations))) / "config.yaml"
-    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    return {stage.lower(): Path(config[stage]["model_path"]).stem for stage in ("Det", "Cls", "Rec")}
+    return not any(unicodedata.category(char)[0] in "LN" for char in text)
 
 
 def load_bgr_image(path: Path) -> np.ndarray:
@@ -90,14 +81,15 @@ def regions_from_result(result: Sequence[Sequence[Any]] | None, width: int, heig
     """Turn RapidOCR's ``[[points, text, score], ...]`` (or ``None``) into payload regions.
 
     Each quad becomes its axis-aligned box clipped to the frame; boxes that are empty after
-    clipping and lines with no text are dropped. Regions come back in reading order, and each
+    clipping and spurious lines (no letter or digit, :func:`is_spurious_line`) are dropped. Text
+    keeps its spaces, each run as one, ends trimmed. Regions come back in reading order, and each
     carries its rank in ``reading_order``.
     """
     kept: list[tuple[list[float], str, float]] = []
     for points, text, score in result or ():
         box = [round(v, 2) for v in clip_box(quad_to_box(points), width, height)]
-        cleaned = str(text).strip()
-        if not cleaned or not is_valid_box(box, width, height):
+        cleaned = collapse_whitespace(str(text))
+        if is_spurious_line(cleaned) or not is_valid_box(box, width, height):
             continue
         kept.append((box, cleaned, _unit_interval(score)))
     ranks = reading_order([box for box, _, _ in kept])
@@ -124,6 +116,75 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def annotate_frame(engine: Engine, frame: FrameInput, task: str) -> PrelabelOutcome:
+    """One frame through ``engine``: its regions, or a failure outcome with the reason."""
+
+    def failure(error: str) -> PrelabelOutcome:
+        return PrelabelOutcome(frame_id=frame.frame_id, task=task, payload=None, error=error)
+
+    try:
+        image = load_bgr_image(Path(frame.image_path))
+    except Exception as exc:
+        return failure(f"could not read image {frame.image_path}: {_describe(exc)}")
+    height, width = image.shape[:2]
+    if (width, height) != (frame.width, frame.height):
+        return failure(
+            f"image size mismatch: {frame.image_path} is {width}x{height} but the frame record "
+            f"says {frame.width}x{frame.height}; re-extract the frames of upload {frame.upload_id}"
+        )
+    try:
+        regions = regions_from_result(engine(image), frame.width, frame.height)
+    except Exception as exc:
+        return failure(f"RapidOCR failed on {frame.image_path}: {_describe(exc)}")
+    return PrelabelOutcome(frame_id=frame.frame_id, task=task, payload={"regions": regions})
+
+
+def _engine_error(settings: EngineSettings, exc: BaseException) -> RuntimeError:
+    spec = engine_spec(settings.name)
+    return RuntimeError(
+        f"could not build the {spec.name} OCR engine ({_describe(exc)}); check that "
+        f"{spec.package} and onnxruntime are installed at the project's pinned versions"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Worker processes: one engine per process, built on its first frame.
+
+_worker_settings: EngineSettings | None = None
+_worker_engine: Engine | None = None
+
+
+def _init_worker(settings: EngineSettings) -> None:
+    global _worker_settings
+    _worker_settings = settings
+    # OpenCV's own thread pool would take every core in every worker: keep it to our share.
+    import cv2
+
+    cv2.setNumThreads(settings.threads)
+
+
+def _annotate_in_worker(job: tuple[FrameInput, str]) -> PrelabelOutcome:
+    global _worker_engine
+    frame, task = job
+    if _worker_engine is None:
+        assert _worker_settings is not None, "the pool initializer sets the engine settings"
+        try:
+            _worker_engine = build_engine(_worker_settings)
+        except Exception as exc:
+            raise _engine_error(_worker_settings, exc) from exc
+    return annotate_frame(_worker_engine, frame, task)
+
+
+def _worker_failure(job: tuple[FrameInput, str], exc: BaseException) -> PrelabelOutcome:
+    frame, task = job
+    return PrelabelOutcome(
+        frame_id=frame.frame_id,
+        task=task,
+        payload=None,
+        error=f"OCR worker process failed on {frame.image_path}: {_describe(exc)}",
+    )
+
+
 class RapidOcrBackend(PrelabelBackend):
     """Line-level OCR prelabels on the CPU with RapidOCR.
 
@@ -132,105 +193,103 @@ class RapidOcrBackend(PrelabelBackend):
     matters.
 
     Args:
+        engine: ``"rapidocr"`` (RapidOCR 3, PP-OCRv6 small; the default) or
+            ``"rapidocr-onnxruntime"`` (RapidOCR 1.4, PP-OCRv4); see
+            :mod:`qwen_dataset.prelabel.ocr_engines` and the README's engine table.
         text_score: lines recognised with a lower score are dropped (RapidOCR's own filter).
         use_angle_cls: run the text-direction classifier, which turns lines printed upside down
             (photos, scans fed in rotated) before recognition. On by default, as in RapidOCR: it
-            adds about 4 % to the time of a 1280x800 screenshot with ~40 lines on 2 cores
-            (a 48x192 classifier per line, next to detection at 736 px and recognition at
-            48x320). Without it, upside-down lines are read as low-score garbage that ``text_score``
+            adds about 4 % to the time of a 1280x800 screenshot with ~40 lines on 2 cores.
+            Without it, upside-down lines are read as low-score garbage that ``text_score``
             then drops: a turned picture loses all its text.
-        intra_op_threads: ONNX Runtime threads per model, at most the machine's CPU count;
-            ``inter_op`` is kept at 1 since the three models run one after another.
+        intra_op_threads: ONNX Runtime threads per model in each process, at most the cores.
+        workers: processes that read the frames of one ``annotate`` call (1: this process).
+            ``workers x intra_op_threads`` should not exceed the cores
+            (:func:`qwen_dataset.prelabel.ocr_pool.plan_processes` plans both).
 
-    The engine (three ONNX Runtime sessions) is built on first use and reused for every later
-    call; RapidOCR keeps no per-call state, so one backend may serve several threads.
+    In this process the engine is built on first use and reused for every later call; RapidOCR
+    keeps no per-call state, so one backend may serve several threads. Worker processes build
+    their own engine once each and live for one ``annotate`` call.
     """
 
     tasks: Sequence[str] = (Task.OCR.value,)
 
-    def __init__(self, text_score: float = 0.5, use_angle_cls: bool = True, intra_op_threads: int = 2) -> None:
+    def __init__(
+        self,
+        text_score: float = 0.5,
+        use_angle_cls: bool = True,
+        intra_op_threads: int = 2,
+        engine: str = DEFAULT_ENGINE,
+        workers: int = 1,
+    ) -> None:
         if not 0.0 <= float(text_score) <= 1.0:
             raise ValueError(f"text_score must be between 0 and 1, got {text_score!r}")
         if int(intra_op_threads) < 1:
             raise ValueError(f"intra_op_threads must be at least 1, got {intra_op_threads!r}")
+        if int(workers) < 1:
+            raise ValueError(f"workers must be at least 1, got {workers!r}")
+        self.engine_name = engine_spec(engine).name
         self.text_score = float(text_score)
         self.use_angle_cls = bool(use_angle_cls)
         # RapidOCR ignores a count above the CPU count and lets ONNX Runtime take every core.
-        self.intra_op_threads = min(int(intra_op_threads), os.cpu_count() or 1)
-        self._engine: RapidOCR | None = None
+        self.intra_op_threads = min(int(intra_op_threads), available_cores())
+        self.workers = int(workers)
+        self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
 
     @property
+    def settings(self) -> EngineSettings:
+        return EngineSettings(self.engine_name, self.text_score, self.use_angle_cls, self.intra_op_threads)
+
+    @property
     def author(self) -> str:
-        return f"{PACKAGE}=={installed_version()}"
+        spec = engine_spec(self.engine_name)
+        return f"{spec.package}=={ocr_engines.installed_version(spec)}"
 
     @property
     def version(self) -> str:
-        """Package version, models and every parameter that changes the output."""
-        models = bundled_model_names()
+        """Engine package and version, models, and every parameter that changes the output."""
+        models = engine_models(self.engine_name)
         cls = models["cls"] if self.use_angle_cls else "off"
-        return f"{self.author};det={models['det']};rec={models['rec']};cls={cls};text_score={self.text_score:g}"
+        return (
+            f"{self.author};det={models['det']};rec={models['rec']};cls={cls};"
+            f"text_score={self.text_score:g};drop={SPURIOUS_LINE_RULE}"
+        )
 
-    @property
-    def engine_options(self) -> dict[str, Any]:
-        """Keyword arguments given to ``rapidocr_onnxruntime.RapidOCR`` (also used by the benchmark)."""
-        return {
-            "text_score": self.text_score,
-            "use_cls": self.use_angle_cls,
-            "intra_op_num_threads": self.intra_op_threads,
-            "inter_op_num_threads": 1,
-            "print_verbose": False,
-        }
-
-    def engine(self) -> RapidOCR:
-        """The RapidOCR engine, built once per backend instance."""
+    def engine(self) -> Engine:
+        """The OCR engine of this process, built once per backend instance."""
         if self._engine is None:
             with self._engine_lock:
                 if self._engine is None:
-                    self._engine = self._build_engine()
+                    try:
+                        self._engine = build_engine(self.settings)
+                    except Exception as exc:
+                        raise _engine_error(self.settings, exc) from exc
         return self._engine
 
-    def _build_engine(self) -> RapidOCR:
-        try:
-            from rapidocr_onnxruntime import RapidOCR
-
-            return RapidOCR(**self.engine_options)
-        except Exception as exc:
-            raise RuntimeError(
-                f"could not build the RapidOCR engine ({_describe(exc)}); check that "
-                f"{PACKAGE} and onnxruntime are installed at the project's pinned versions"
-            ) from exc
-
     def annotate(self, frames: Sequence[FrameInput], task: str) -> Iterator[PrelabelOutcome]:
-        """Yield one outcome per frame, in input order, reading one image at a time."""
+        """Yield one outcome per frame, reading one image at a time per process.
+
+        One process (``workers=1``, or a single frame): in input order. Several: in the order the
+        workers finish.
+        """
         if task not in self.tasks:
             raise ValueError(f"RapidOcrBackend only prelabels {list(self.tasks)}, not {task!r}")
         if not frames:
             return
+        if self.workers > 1 and len(frames) > 1:
+            yield from map_in_processes(
+                ((frame, task) for frame in frames),
+                _annotate_in_worker,
+                _worker_failure,
+                workers=min(self.workers, len(frames)),
+                initializer=_init_worker,
+                initargs=(self.settings,),
+            )
+            return
         engine = self.engine()
         for frame in frames:
-            yield self._annotate_one(engine, frame, task)
-
-    def _annotate_one(self, engine: RapidOCR, frame: FrameInput, task: str) -> PrelabelOutcome:
-        def failure(error: str) -> PrelabelOutcome:
-            return PrelabelOutcome(frame_id=frame.frame_id, task=task, payload=None, error=error)
-
-        try:
-            image = load_bgr_image(Path(frame.image_path))
-        except Exception as exc:
-            return failure(f"could not read image {frame.image_path}: {_describe(exc)}")
-        height, width = image.shape[:2]
-        if (width, height) != (frame.width, frame.height):
-            return failure(
-                f"image size mismatch: {frame.image_path} is {width}x{height} but the frame record "
-                f"says {frame.width}x{frame.height}; re-extract the frames of upload {frame.upload_id}"
-            )
-        try:
-            result, _elapsed = engine(image)
-            regions = regions_from_result(result, frame.width, frame.height)
-        except Exception as exc:
-            return failure(f"RapidOCR failed on {frame.image_path}: {_describe(exc)}")
-        return PrelabelOutcome(frame_id=frame.frame_id, task=task, payload={"regions": regions})
+            yield annotate_frame(engine, frame, task)
 
     def __getstate__(self) -> dict[str, Any]:
         # ONNX Runtime sessions and locks do not pickle; a copy builds its own engine on first use.

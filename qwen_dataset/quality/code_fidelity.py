@@ -8,7 +8,7 @@ Two figures per item:
   Computed with separable Gaussian filters (scipy), no extra dependency.
 * **Text recall**: the share of the screenshot's region texts (the ``ocr`` regions of the source
   frame, passed in as ``reference_texts``) that RapidOCR finds in the rendering. Texts are compared
-  after :func:`qwen_dataset.quality.ocr_truth.normalize_text` (NFKC, whitespace removed) and case folding
+  after :func:`qwen_dataset.text.strip_whitespace` (NFKC, whitespace removed) and case folding
   (OCR confuses case, and letter case is not what this checks); a reference text counts as found
   when its best-matching stretch of the rendering's text (all OCR lines in reading order, joined)
   has a rapidfuzz similarity of at least ``match_threshold`` (0.8). An item without reference texts
@@ -57,7 +57,7 @@ from scipy.ndimage import gaussian_filter
 
 from qwen_dataset.payloads import iter_boxes
 from qwen_dataset.prelabel.rapidocr_backend import RapidOcrBackend, regions_from_result
-from qwen_dataset.quality.ocr_truth import normalize_text
+from qwen_dataset.text import strip_whitespace
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright, Route
@@ -162,7 +162,8 @@ def ssim(image_a: np.ndarray, image_b: np.ndarray) -> float:
 
 def normalize_for_matching(text: str) -> str:
     """NFKC, whitespace removed, case folded."""
-    return normalize_text(text).casefold()
+    # Presence, not spacing, is asked here: the rendering wraps and spaces text its own way.
+    return strip_whitespace(text).casefold()
 
 
 def text_found(reference: str, haystack: str, threshold: float = MATCH_THRESHOLD) -> bool:
@@ -423,8 +424,8 @@ class CodeFidelityScorer:
         """RapidOCR line texts of a rendering, in reading order."""
         height, width = rendered_rgb.shape[:2]
         bgr = np.ascontiguousarray(rendered_rgb[:, :, ::-1])
-        result, _elapsed = self.ocr_backend.engine()(bgr)
-        return [region["text"] for region in regions_from_result(result, width, height)]
+        lines = self.ocr_backend.engine()(bgr)
+        return [region["text"] for region in regions_from_result(lines, width, height)]
 
     def score(self, html: str, screenshot_rgb: np.ndarray, reference_texts: Sequence[str]) -> CodeFidelity:
         """Render ``html`` at the screenshot's size and compare it with ``screenshot_rgb`` ([H, W, 3] RGB).

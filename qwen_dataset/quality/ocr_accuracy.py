@@ -2,10 +2,15 @@
 
 Definition (target: accuracy > 95 %):
 
-* **Normalisation.** Both texts go through :func:`qwen_dataset.quality.ocr_truth.normalize_text`: Unicode
-  NFKC (full-width ``ＡＢＣ１２`` becomes ``ABC12``, compatibility forms fold) and all whitespace
-  removed (annotators and engines disagree on spaces between CJK characters, which is not what
-  we measure).
+* **Normalisation (headline).** CER counts the text as exported, spaces included: both texts go
+  through :func:`qwen_dataset.text.normalize_text` (Unicode NFKC, so full-width ``ＡＢＣ１２``
+  becomes ``ABC12``; every run of whitespace becomes one space; ends trimmed). A missing space
+  (``Welcomeback`` for ``Welcome back``) is one error, as it is one wrong token for a model trained
+  on the label.
+* **Without spaces (informative).** The same CER after removing all whitespace
+  (:func:`qwen_dataset.text.strip_whitespace`) is reported beside it as ``*_without_spaces``, so
+  spacing errors can be told apart from misread characters. It is never the gated figure: a
+  perfect figure over text with glued words would hide a defect.
 * **CER** = total Levenshtein edit distance / total reference characters, summed over all text
   pairs (long lines weigh more than short ones), computed with rapidfuzz.
   **accuracy** = 1 - CER, floored at 0 (insertions can push CER above 1). When there are no
@@ -30,9 +35,13 @@ the faster one: cpdist prepares a cached scorer per pair, which costs more than 
 distance (``benchmarks/bench_quality.py``, 1,000,000 pairs on 2 cores: map 0.2-0.3 s, cpdist
 0.3-0.45 s whatever the worker count). cpdist only pays off for long texts on many free cores.
 
->>> round(character_error_rate("营业收入 12%", "营业收人 12%"), 3)  # 1 error in 7 characters
-0.143
+>>> round(character_error_rate("营业收入 12%", "营业收人 12%"), 3)  # 1 error in 8 characters (the space counts)
+0.125
 >>> character_error_rate("ＯＫ", "OK")
+0.0
+>>> round(character_error_rate("Welcome back", "Welcomeback"), 3)  # the lost space counts
+0.083
+>>> character_error_rate("Welcome back", "Welcomeback", spaces=False)
 0.0
 """
 
@@ -50,9 +59,8 @@ from rapidfuzz.distance import Levenshtein
 from qwen_dataset.db.corrections import apply_corrections
 from qwen_dataset.payloads import iter_boxes
 from qwen_dataset.quality.agreement import DEFAULT_MIN_IOU, FrameBoxes, match_frames, pair_annotations
-from qwen_dataset.quality.ocr_truth import normalize_text
 from qwen_dataset.records import AnnotationStatus, Source, Task, load_payload
-from qwen_dataset.text import LANGUAGES, guess_language
+from qwen_dataset.text import LANGUAGES, guess_language, normalize_text, strip_whitespace
 
 TARGET_ACCURACY = 0.95
 
@@ -81,10 +89,16 @@ class CerScore:
 
 @dataclasses.dataclass(frozen=True)
 class OcrAccuracyReport:
-    """Overall and per-language CER; region counts when the pairs came from matched regions."""
+    """Overall and per-language CER; region counts when the pairs came from matched regions.
+
+    ``overall`` and ``by_language`` count spaces (the headline); the ``*_without_spaces`` pair is
+    the same measurement with whitespace removed.
+    """
 
     overall: CerScore
     by_language: dict[str, CerScore]
+    overall_without_spaces: CerScore = CerScore(0, 0, 0)
+    by_language_without_spaces: dict[str, CerScore] = dataclasses.field(default_factory=dict)
     matched_regions: int = 0
     unmatched_reference: int = 0
     unmatched_hypothesis: int = 0
@@ -97,6 +111,10 @@ class OcrAccuracyReport:
     def cer(self) -> float:
         return self.overall.cer
 
+    @property
+    def accuracy_without_spaces(self) -> float:
+        return self.overall_without_spaces.accuracy
+
     def passes(self, target: float = TARGET_ACCURACY) -> bool:
         return self.accuracy > target
 
@@ -108,6 +126,10 @@ class OcrAccuracyReport:
             "errors": self.overall.errors,
             "cer": self.cer,
             "accuracy": self.accuracy,
+            "characters_without_spaces": self.overall_without_spaces.characters,
+            "errors_without_spaces": self.overall_without_spaces.errors,
+            "cer_without_spaces": self.overall_without_spaces.cer,
+            "accuracy_without_spaces": self.accuracy_without_spaces,
             "matched_regions": self.matched_regions,
             "unmatched_reference": self.unmatched_reference,
             "unmatched_hypothesis": self.unmatched_hypothesis,
@@ -115,6 +137,8 @@ class OcrAccuracyReport:
         for language, score in self.by_language.items():
             figures[f"accuracy_{language}"] = score.accuracy
             figures[f"characters_{language}"] = score.characters
+        for language, score in self.by_language_without_spaces.items():
+            figures[f"accuracy_{language}_without_spaces"] = score.accuracy
         return figures
 
 
@@ -122,28 +146,42 @@ class OcrAccuracyReport:
 # Text pairs
 
 
-def character_error_rate(reference: str, hypothesis: str) -> float:
-    """CER of one pair after normalisation (see the module docstring for the empty reference)."""
-    ref, hyp = normalize_text(reference), normalize_text(hypothesis)
+def _normalizer(spaces: bool):
+    return normalize_text if spaces else strip_whitespace
+
+
+def character_error_rate(reference: str, hypothesis: str, spaces: bool = True) -> float:
+    """CER of one pair after normalisation (see the module docstring for the empty reference).
+
+    ``spaces=False`` gives the whitespace-free figure.
+    """
+    normalize = _normalizer(spaces)
+    ref, hyp = normalize(reference), normalize(hypothesis)
     return CerScore(1, len(ref), Levenshtein.distance(ref, hyp)).cer
 
 
 def edit_distances(
-    references: Sequence[str], hypotheses: Sequence[str], workers: int = 1, normalized: bool = False
+    references: Sequence[str],
+    hypotheses: Sequence[str],
+    workers: int = 1,
+    normalized: bool = False,
+    spaces: bool = True,
 ) -> np.ndarray:
     """Levenshtein distance of each (reference, hypothesis) pair as an int64 array.
 
     ``workers=1``: one C-level map over the pairs; otherwise rapidfuzz ``process.cpdist`` with that
     many threads (-1: all cores); see the module docstring for which is faster.
-    ``normalized=True`` says the texts already went through ``normalize_text``.
+    ``normalized=True`` says the texts are already normalised; else they go through
+    ``normalize_text`` (``spaces=True``) or ``strip_whitespace`` (``spaces=False``).
     """
     if len(references) != len(hypotheses):
         raise ValueError(
             f"{len(references)} reference texts but {len(hypotheses)} hypothesis texts; pass them pair by pair"
         )
     if not normalized:
-        references = [normalize_text(text) for text in references]
-        hypotheses = [normalize_text(text) for text in hypotheses]
+        normalize = _normalizer(spaces)
+        references = [normalize(text) for text in references]
+        hypotheses = [normalize(text) for text in hypotheses]
     if not len(references):
         return np.zeros(0, dtype=np.int64)
     if workers == 1:
@@ -151,10 +189,11 @@ def edit_distances(
     return process.cpdist(references, hypotheses, scorer=Levenshtein.distance, workers=workers).astype(np.int64)
 
 
-def corpus_cer(references: Sequence[str], hypotheses: Sequence[str], workers: int = 1) -> CerScore:
+def corpus_cer(references: Sequence[str], hypotheses: Sequence[str], workers: int = 1, spaces: bool = True) -> CerScore:
     """CER over many text pairs: total edit distance / total reference characters."""
-    refs = [normalize_text(text) for text in references]
-    hyps = [normalize_text(text) for text in hypotheses]
+    normalize = _normalizer(spaces)
+    refs = [normalize(text) for text in references]
+    hyps = [normalize(text) for text in hypotheses]
     distances = edit_distances(refs, hyps, workers=workers, normalized=True)
     return CerScore(len(refs), sum(map(len, refs)), int(distances.sum()))
 
@@ -163,20 +202,9 @@ def _language_of(reference: str, hypothesis: str) -> str:
     return guess_language(reference if reference else hypothesis)
 
 
-def text_accuracy(
-    references: Sequence[str],
-    hypotheses: Sequence[str],
-    languages: Sequence[str] | None = None,
-    workers: int = 1,
-) -> OcrAccuracyReport:
-    """CER overall and per language for text pairs; ``languages`` default: guessed per pair."""
-    refs = [normalize_text(text) for text in references]
-    hyps = [normalize_text(text) for text in hypotheses]
-    distances = edit_distances(refs, hyps, workers=workers, normalized=True)
-    if languages is None:
-        languages = [_language_of(ref, hyp) for ref, hyp in zip(refs, hyps)]
-    elif len(languages) != len(refs):
-        raise ValueError(f"{len(refs)} text pairs but {len(languages)} languages; give one language per pair")
+def _scores_by_language(
+    refs: Sequence[str], distances: np.ndarray, languages: Sequence[str]
+) -> tuple[CerScore, dict[str, CerScore]]:
     lengths = np.fromiter(map(len, refs), dtype=np.int64, count=len(refs))
     language_array = np.asarray(languages, dtype=object)
     by_language = {}
@@ -184,8 +212,38 @@ def text_accuracy(
         mask = language_array == language
         if mask.any():
             by_language[language] = CerScore(int(mask.sum()), int(lengths[mask].sum()), int(distances[mask].sum()))
-    overall = CerScore(len(refs), int(lengths.sum()), int(distances.sum()))
-    return OcrAccuracyReport(overall=overall, by_language=by_language)
+    return CerScore(len(refs), int(lengths.sum()), int(distances.sum())), by_language
+
+
+def text_accuracy(
+    references: Sequence[str],
+    hypotheses: Sequence[str],
+    languages: Sequence[str] | None = None,
+    workers: int = 1,
+) -> OcrAccuracyReport:
+    """CER overall and per language for text pairs, with and without spaces.
+
+    ``languages`` default: guessed per pair.
+    """
+    refs = [normalize_text(text) for text in references]
+    hyps = [normalize_text(text) for text in hypotheses]
+    if languages is None:
+        languages = [_language_of(ref, hyp) for ref, hyp in zip(refs, hyps)]
+    elif len(languages) != len(refs):
+        raise ValueError(f"{len(refs)} text pairs but {len(languages)} languages; give one language per pair")
+    distances = edit_distances(refs, hyps, workers=workers, normalized=True)
+    overall, by_language = _scores_by_language(refs, distances, languages)
+    # Removing the single spaces left by normalize_text is the whole whitespace-free normalisation.
+    bare_refs = [text.replace(" ", "") for text in refs]
+    bare_hyps = [text.replace(" ", "") for text in hyps]
+    bare_distances = edit_distances(bare_refs, bare_hyps, workers=workers, normalized=True)
+    bare_overall, bare_by_language = _scores_by_language(bare_refs, bare_distances, languages)
+    return OcrAccuracyReport(
+        overall=overall,
+        by_language=by_language,
+        overall_without_spaces=bare_overall,
+        by_language_without_spaces=bare_by_language,
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -78,8 +78,15 @@ class QcReport:
     def figures(self) -> dict[str, float | None]:
         """Headline plus informative figures that are charted but not gated."""
         figures = dict(self.headline())
+        between = self.ocr_between_annotators
+        # The headline ocr_accuracy counts spaces; the same pairs without them, labelled as such.
+        figures["ocr_accuracy_without_spaces"] = (
+            between.accuracy_without_spaces if between is not None and between.overall.pairs else None
+        )
         ai = self.ocr_ai_vs_final
-        figures["ai_ocr_accuracy"] = ai.accuracy if ai is not None and ai.overall.characters else None
+        measured = ai if ai is not None and ai.overall.characters else None
+        figures["ai_ocr_accuracy"] = measured.accuracy if measured is not None else None
+        figures["ai_ocr_accuracy_without_spaces"] = measured.accuracy_without_spaces if measured is not None else None
         if self.code_fidelity:
             figures["code_ssim"] = sum(item.ssim for item in self.code_fidelity) / len(self.code_fidelity)
             figures["code_text_recall"] = sum(item.text_recall for item in self.code_fidelity) / len(self.code_fidelity)
@@ -286,7 +293,7 @@ def render_plots(report: QcReport) -> dict[str, bytes]:
     if languages:
         figure, axis = plt.subplots(figsize=(5, 0.4 * len(languages) + 1.2))
         axis.barh(list(languages), list(languages.values()), color="#8172b2")
-        axis.set(title="CER by language", xlabel="character error rate")
+        axis.set(title="CER by language (spaces counted)", xlabel="character error rate")
         save("cer_by_language", figure)
     return plots
 

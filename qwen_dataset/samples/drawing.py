@@ -8,6 +8,7 @@ import dataclasses
 import importlib.util
 import io
 import random
+import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -182,21 +183,34 @@ def ink_bbox(xy: tuple[int, int], text: str, font: ImageFont.FreeTypeFont, ancho
     return [float(x1 + left - pad), float(y1 + top - pad), float(x2 + left - pad), float(y2 + top - pad)]
 
 
+# Chinese text breaks between any two characters, but never inside a run of Latin letters or
+# digits ("3456", "Qwen"), and a space is only a break opportunity: it is never drawn at a line end.
+_ZH_TOKENS = re.compile(r"\s+|[^\s\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]+|.")
+
+
 def wrap_words(text: str, size: int, max_width: int, measure: Callable[[str, int], int]) -> list[str]:
-    """Greedy line breaking: by words for English, by characters for Chinese."""
-    tokens = list(text) if language_of(text) == "zh" else text.split(" ")
-    joiner = "" if language_of(text) == "zh" else " "
+    """Greedy line breaking: by words for English, by characters for Chinese.
+
+    Every line comes back without leading or trailing spaces, so the truth never holds a space
+    that is not a visible gap between two pieces of ink.
+    """
+    if language_of(text) == "zh":
+        tokens, joiner = _ZH_TOKENS.findall(text), ""
+    else:
+        tokens, joiner = text.split(" "), " "
     lines: list[str] = []
     current = ""
     for token in tokens:
+        if not current and not token.strip():
+            continue  # a space at the start of a line is not drawn
         candidate = f"{current}{joiner}{token}" if current else token
-        if current and measure(candidate, size) > max_width:
-            lines.append(current)
+        if current and token.strip() and measure(candidate.rstrip(), size) > max_width:
+            lines.append(current.rstrip())
             current = token
         else:
             current = candidate
-    if current:
-        lines.append(current)
+    if current.strip():
+        lines.append(current.rstrip())
     return lines
 
 
