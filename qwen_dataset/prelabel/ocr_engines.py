@@ -165,11 +165,15 @@ def rapidocr3_params(settings: EngineSettings) -> dict[str, Any]:
 
 def _build_rapidocr3(settings: EngineSettings) -> Engine:
     from rapidocr import RapidOCR
+    from rapidocr.utils.output import RapidOCROutput
 
     engine = RapidOCR(params=rapidocr3_params(settings))
 
     def run(image: np.ndarray) -> list[OcrLine]:
         output = engine(image)
+        # The whole pipeline (detection, classification, recognition) answers with RapidOCROutput;
+        # the other output types belong to single stages, which we never run alone.
+        assert isinstance(output, RapidOCROutput), type(output)
         if output.boxes is None or output.txts is None or output.scores is None:
             return []
         return [
