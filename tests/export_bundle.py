@@ -6,9 +6,11 @@ staging path as the ``exports`` asset. The tool tests load what it writes.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -64,7 +66,7 @@ class Bundle:
     layout: StorageLayout
     frames: pd.DataFrame
     annotations: pd.DataFrame
-    folder: Path
+    folder: Any  # Path, or UPath on a URL root
     files: list[ExportFile]
     video_upload: str
 
@@ -93,8 +95,8 @@ def _frame(layout: StorageLayout, data: bytes, upload: str, index: int, size: tu
 def manifests(layout: StorageLayout) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Frames (two pictures, the sampled frames of one video) and final annotations of all five tasks."""
     wide_png, tall_png = picture(1280, 720, 1), picture(600, 900, 2)
-    wide = _frame(layout, wide_png, layout.blobs.put_bytes(wide_png)[0], 0, (1280, 720))
-    tall = _frame(layout, tall_png, layout.blobs.put_bytes(tall_png)[0], 0, (600, 900))
+    wide = _frame(layout, wide_png, hashlib.sha256(wide_png).hexdigest(), 0, (1280, 720))
+    tall = _frame(layout, tall_png, hashlib.sha256(tall_png).hexdigest(), 0, (600, 900))
     video_upload, _ = layout.blobs.put_bytes(h264_video())
     video_frames = [
         _frame(
@@ -118,14 +120,21 @@ def manifests(layout: StorageLayout) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     return frames, to_frame(finals, AnnotationRecord), video_upload
 
 
-def export_bundle(root: Path, label_studio_prefix: str | None = None) -> Bundle:
-    """Write the batch's export under ``root/exports/b1`` as the ``exports`` asset does."""
-    layout = StorageLayout(root)
-    layout.ensure()
-    frames, annotations, video_upload = manifests(layout)
+def write_export(
+    layout: StorageLayout, frames: pd.DataFrame, annotations: pd.DataFrame, label_studio_prefix: str | None = None
+) -> list[ExportFile]:
+    """Write the batch's export under ``<root>/exports/b1`` through the staging path the ``exports`` asset uses."""
     folder = layout.exports(BATCH)
     media_url = media_urls(layout.root, f"exports/{BATCH}", label_studio_prefix)
     with layout.publishing(folder, mirror=True, last=["manifest.json"]) as staging:
         written = write_batch_exports(annotations, frames, layout.blobs, staging, media_url)
-    files = [dataclasses.replace(f, path=str(folder / Path(f.path).relative_to(staging))) for f in written]
-    return Bundle(layout, frames, annotations, folder, files, video_upload)
+    return [dataclasses.replace(f, path=str(folder / Path(f.path).relative_to(staging))) for f in written]
+
+
+def export_bundle(root: Path | str, label_studio_prefix: str | None = None) -> Bundle:
+    """The batch's manifests on a fresh root (a folder or a URL) and its export."""
+    layout = StorageLayout(root)
+    layout.ensure()
+    frames, annotations, video_upload = manifests(layout)
+    files = write_export(layout, frames, annotations, label_studio_prefix)
+    return Bundle(layout, frames, annotations, layout.exports(BATCH), files, video_upload)

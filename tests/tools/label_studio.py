@@ -51,7 +51,7 @@ def server_env(data_dir: Path, document_root: Path) -> dict[str, str]:
     return env
 
 
-def _template() -> Path:
+def template_dir() -> Path:
     """The migrated data folder (database, secret key, user, token), made once."""
     tool = ensure("label-studio")
     marker = TEMPLATE / ".qwen-ready"
@@ -98,7 +98,7 @@ def label_studio_server(work: Path, document_root: Path) -> Iterator[LabelStudio
     """A server on a free loopback port, serving local files under ``document_root``; stopped afterwards."""
     tool = ensure("label-studio")
     data_dir = work / "ls-data"
-    shutil.copytree(_template(), data_dir)
+    shutil.copytree(template_dir(), data_dir)
     port = _free_port()
     log_path = work / "label-studio.log"
     with log_path.open("wb") as log:
