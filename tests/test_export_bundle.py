@@ -127,3 +127,18 @@ def test_media_url_forms() -> None:
     assert check_media_prefix("https://cdn.example/q") == "https://cdn.example/q/"
     with pytest.raises(ValueError, match="QWEN_LABEL_STUDIO_MEDIA_URL='images/'.*local-files"):
         check_media_prefix("images/")
+
+
+def test_trl_row_groups_close_at_their_picture_budget(tmp_path, monkeypatch) -> None:
+    import pyarrow.parquet as pq
+
+    from qwen_dataset.exporters import trl
+
+    bundle = export_bundle(tmp_path / "root")
+    monkeypatch.setattr(trl, "GROUP_BYTES", 1)  # every sample's pictures exceed one byte
+    path = tmp_path / "spatial.parquet"
+    refs = {p.stem: f"images/{p.name}" for p in (bundle.folder / "images").iterdir()}
+    rows = trl.export_trl_parquet(
+        bundle.annotations, bundle.frames, path, refs.__getitem__, task="spatial", media_root=bundle.folder
+    )
+    assert rows == 2 and pq.ParquetFile(path).num_row_groups == 2

@@ -17,8 +17,9 @@ before its frame). The schema carries the ``datasets`` features, so
 files of all tasks share one schema and load together. Prompts and answers are exactly those of
 :mod:`qwen_dataset.exporters.qwen_jsonl`.
 
-Rows are written in row groups of :data:`ROWS_PER_GROUP`: memory holds one group of pictures,
-never the dataset.
+Rows are written in row groups of :data:`ROWS_PER_GROUP` samples or :data:`GROUP_BYTES` of
+pictures, whichever comes first: memory holds one group, never the dataset (a video sample holds
+all its sampled frames, so one long video is one large row).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from qwen_dataset.exporters.qwen_jsonl import IMAGE_TAG, iter_qwen_samples
 from qwen_dataset.store.paths import atomic_writer
 
 ROWS_PER_GROUP = 64
+#: A row group is also closed at this many bytes of pictures (a video sample holds all its frames).
+GROUP_BYTES = 64 * 1024 * 1024
 _ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
 _TAG_SPLIT = re.compile(f"({re.escape(IMAGE_TAG)})")
 
@@ -102,13 +105,16 @@ def to_trl_record(sample: dict[str, Any], read_image: Callable[[str], bytes]) ->
     return {"messages": messages, "images": [{"bytes": read_image(ref), "path": ref} for ref in refs]}
 
 
-def _groups(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+def _groups(records: Iterator[dict[str, Any]], size: int, budget: int) -> Iterator[list[dict[str, Any]]]:
+    """Records in groups of ``size``, a group closed early once its pictures reach ``budget`` bytes."""
     group: list[dict[str, Any]] = []
+    held = 0
     for record in records:
         group.append(record)
-        if len(group) == size:
+        held += sum(len(image["bytes"]) for image in record["images"])
+        if len(group) == size or held >= budget:
             yield group
-            group = []
+            group, held = [], 0
     if group:
         yield group
 
@@ -137,7 +143,7 @@ def export_trl_parquet(
     records = (to_trl_record(sample, read_image) for sample in samples)
     count = 0
     with atomic_writer(Path(out_path)) as handle, pq.ParquetWriter(handle, TRL_SCHEMA) as writer:
-        for group in _groups(records, ROWS_PER_GROUP):
+        for group in _groups(records, ROWS_PER_GROUP, GROUP_BYTES):
             writer.write_table(pa.Table.from_pylist(group, schema=TRL_SCHEMA))
             count += len(group)
     return count
