@@ -7,7 +7,7 @@ export QWEN_STORAGE_ROOT ?= $(CURDIR)/.storage
 # Great Expectations must never phone home.
 export GX_ANALYTICS_ENABLED ?= False
 
-.PHONY: setup demo test lint dev bench workbench clean system-deps-demo system-deps-test
+.PHONY: setup tools demo test lint dev bench workbench clean system-deps-demo system-deps-test
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,19 @@ demo: system-deps-demo setup
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
 
+# The real tools the export tests load the files with, each in its own venv under .tools/ (their pins
+# clash with the project's): Datumaro, LLaMA-Factory, a Label Studio server. Built once, kept;
+# rebuilt when tests/tools pins change. About 2-3 minutes on a cold cache, seconds afterwards.
+tools: setup
+	$(BIN)/python -m tests.tools
+
 # Guard rails first: lint, format and types, then the suite.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: system-deps-test setup node_modules/.package-lock.json lint
+test: system-deps-test setup node_modules/.package-lock.json lint tools
 	$(BIN)/pytest
 
 dev: setup
@@ -61,4 +67,4 @@ workbench: system-deps-test setup node_modules/.package-lock.json
 		$(BIN)/python -m qwen_dataset.workbench serve --host $(WORKBENCH_HOST) --port $(WORKBENCH_PORT)
 
 clean:
-	rm -rf $(VENV) .dagster_home .storage node_modules
+	rm -rf $(VENV) .dagster_home .storage node_modules .tools

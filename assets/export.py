@@ -1,4 +1,4 @@
-"""Stage 6, exports: the batch's dataset in Qwen-VL fine-tune JSONL and COCO."""
+"""Stage 6, exports: the batch's dataset in every format (qwen-vl-finetune, LLaMA-Factory, TRL, COCO, Label Studio)."""
 
 import dataclasses
 from pathlib import Path
@@ -11,7 +11,7 @@ from assets.partitions import batches
 from qwen_dataset.exporters.bundle import write_batch_exports
 from resources.storage import StorageResource
 
-EXPORT_CODE_VERSION = "1"
+EXPORT_CODE_VERSION = "2"
 
 
 @asset(
@@ -24,8 +24,10 @@ EXPORT_CODE_VERSION = "1"
     deps=["qc_report"],
     automation_condition=AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed(),
     description=(
-        "exports/<batch>/: per task Qwen-VL fine-tune JSONL (bbox_2d in 0-1000), messages JSONL, COCO, Label Studio "
-        "tasks; annotations.csv, actions.dsl; images as hard links (copies on object storage)."
+        "exports/<batch>/: per task qwen-vl-finetune JSONL (bbox_2d in 0-1000), LLaMA-Factory messages JSONL with "
+        "dataset_info.json, TRL Parquet (images embedded), COCO annotations/instances_<task>.json, Label Studio tasks "
+        "and config; annotations.csv, actions.dsl; images and event videos as hard links (copies on object storage). "
+        "All or nothing: a failed format leaves the previous export as it was."
     ),
 )
 def exports(
@@ -34,8 +36,12 @@ def exports(
     layout = storage.layout()
     out_dir = layout.exports(context.partition_key)
     # On object storage the files are written locally (pictures as copies, not links), then uploaded.
+    media_url = storage.label_studio_urls(layout, f"exports/{context.partition_key}")
+    # All or nothing: the files are written into a staging folder that replaces the previous export
+    # only when every format succeeded (on object storage: written locally, pictures as copies, then
+    # uploaded with manifest.json last).
     with layout.publishing(out_dir, mirror=True, last=["manifest.json"]) as staging:
-        written = write_batch_exports(human_corrections, frames, layout.blobs, staging)
+        written = write_batch_exports(human_corrections, frames, layout.blobs, staging, media_url)
     files = [dataclasses.replace(f, path=str(out_dir / Path(f.path).relative_to(staging))) for f in written]
     table = pd.DataFrame([dataclasses.asdict(f) for f in files])
     context.add_output_metadata(

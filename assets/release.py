@@ -19,7 +19,7 @@ from pydantic import Field
 
 from assets._metadata import markdown_table
 from assets.partitions import BATCHES
-from qwen_dataset.exporters.bundle import write_release_formats
+from qwen_dataset.exporters.bundle import release_formats_writer
 from qwen_dataset.release.assemble import assemble_release
 from qwen_dataset.release.publish import publish_release, remove_tree
 from qwen_dataset.release.selection import (
@@ -34,7 +34,7 @@ from qwen_dataset.store.paths import is_remote
 from resources.quality import QualityResource
 from resources.storage import StorageResource
 
-RELEASE_CODE_VERSION = "1"
+RELEASE_CODE_VERSION = "2"
 
 
 class ReleaseConfig(Config):
@@ -103,7 +103,7 @@ def release(
         qc=quality_figures(layout, eligible),
         ratios=config.ratios,
         blobs=layout.blobs,
-        write_formats=write_release_formats,
+        write_formats=release_formats_writer(layout.blobs, layout.root, storage.label_studio_media_url or None),
         name=config.name,
     )
     if layout.remote:

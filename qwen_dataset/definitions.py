@@ -32,6 +32,7 @@ from assets.quality import qc_gate, qc_report
 from assets.release import release
 from assets.review import human_corrections, human_corrections_gate
 from qwen_dataset.db.engine import sqlite_url
+from qwen_dataset.exporters.label_studio.media import LABEL_STUDIO_MEDIA_ENV
 from qwen_dataset.prelabel.ocr_engines import ENGINES as OCR_ENGINES
 from qwen_dataset.store.paths import CACHE_ENV, is_url_root
 from resources import (
@@ -114,7 +115,12 @@ def build_definitions(
     root = storage_root or os.environ.get("QWEN_STORAGE_ROOT", ".storage")
     # QWEN_STORAGE_OPTIONS may hold credentials: the resource reads it at run time, so it never
     # becomes resource config the UI displays.
-    storage = StorageResource(root=root, storage_options=storage_options or {}, cache=os.environ.get(CACHE_ENV) or None)
+    storage = StorageResource(
+        root=root,
+        storage_options=storage_options or {},
+        cache=os.environ.get(CACHE_ENV) or None,
+        label_studio_media_url=os.environ.get(LABEL_STUDIO_MEDIA_ENV) or None,
+    )
     url = database_url or database_url_for(root)
     prelabel = prelabel or prelabel_resource_from_env(storage)
     return Definitions(

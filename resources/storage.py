@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from qwen_dataset.exporters.label_studio.media import media_urls
 from qwen_dataset.store.layout import StorageLayout
 from qwen_dataset.store.paths import storage_options_from_env
 
@@ -32,6 +34,18 @@ class StorageResource(ConfigurableResource):
         default=None,
         description="Local cache for blobs of a URL root (QWEN_STORAGE_CACHE; default ~/.cache/qwen-dataset).",
     )
+
+    label_studio_media_url: str | None = Field(
+        default=None,
+        description="How a Label Studio server loads the exports' pictures and videos (QWEN_LABEL_STUDIO_MEDIA_URL): "
+        "a prefix followed by the file's path under the root, e.g. '/data/local-files/?d=srv/qwen/' (Label Studio's "
+        "local files), 'https://files.example/qwen/' or 's3://bucket/qwen/'. Default: the root's own URL, or "
+        "local files with LOCAL_FILES_DOCUMENT_ROOT=/ for a folder root.",
+    )
+
+    def label_studio_urls(self, layout: StorageLayout, folder: str) -> Callable[[str], str]:
+        """URLs of the files of ``folder`` (its path under the root, e.g. ``exports/b1``) for Label Studio."""
+        return media_urls(layout.root, folder, self.label_studio_media_url or None)
 
     def open_layout(self) -> StorageLayout:
         """The layout, without creating folders or checking the store."""

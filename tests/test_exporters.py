@@ -67,7 +67,7 @@ def test_jsonl_has_one_sample_per_ok_ocr_frame(tmp_path, manifests) -> None:
     out = tmp_path / "qwen_ocr.jsonl"
     assert export_qwen_ocr_jsonl(annotations, frames, out, image_ref) == 3
     samples = read_jsonl(out)
-    assert [sample["image"] for sample in samples] == [image_ref(f.frame_id) for f in (WIDE, TALL, EMPTY)]
+    assert [sample["image"] for sample in samples] == [[image_ref(f.frame_id)] for f in (WIDE, TALL, EMPTY)]
     assert leftovers(tmp_path, out.name) == []  # the temp file was renamed, nothing else left
 
 
@@ -223,7 +223,7 @@ def test_coco_images_boxes_and_attributes(tmp_path, manifests) -> None:
     x1, y1, x2, y2 = 33.3, 41.1, 640.9, 98.4
     assert first["bbox"] == pytest.approx([x1, y1, x2 - x1, y2 - y1])
     assert first["area"] == pytest.approx((x2 - x1) * (y2 - y1))
-    assert first["segmentation"] == [pytest.approx([x1, y1, x2, y1, x2, y2, x1, y2])]
+    assert first["segmentation"] == []  # a plain box: no polygon that COCO readers would count twice
     assert first["iscrowd"] == 0 and first["category_id"] == 1
     assert first["attributes"]["language"] == "en" and first["attributes"]["source"] == "ai"
     assert first["attributes"]["annotation_id"] == annotation(WIDE, WIDE_REGIONS).annotation_id
@@ -248,10 +248,12 @@ def test_batch_export_replaces_changed_pictures_and_drops_stale_files(tmp_path):
 
     out = tmp_path / "export"
     first = frame_with("red", (100, 50))
-    write_batch_exports(to_frame([], AnnotationRecord), to_frame([first], FrameRecord), blobs, out)
+    write_batch_exports(to_frame([], AnnotationRecord), to_frame([first], FrameRecord), blobs, out, str)
     (out / "qwen_spatial.jsonl").write_text("left over from a task that is gone\n")
+    (out / "annotations").mkdir()
+    (out / "annotations" / "instances_spatial.json").write_text("{}")
     second = frame_with("blue", (200, 100))  # the frame was re-rendered (e.g. another DPI)
-    write_batch_exports(to_frame([], AnnotationRecord), to_frame([second], FrameRecord), blobs, out)
+    write_batch_exports(to_frame([], AnnotationRecord), to_frame([second], FrameRecord), blobs, out, str)
     with Image.open(out / "images" / "f-000000.png") as picture:
         assert picture.size == (200, 100)
-    assert not (out / "qwen_spatial.jsonl").exists()
+    assert not (out / "qwen_spatial.jsonl").exists() and not (out / "annotations").exists()

@@ -240,7 +240,8 @@ def test_every_task_follows_the_qwen_vl_finetune_format(tmp_path, manifests, tas
     assert len(samples) == expected
     for sample in samples:
         assert set(sample) == {"image", "conversations"}
-        images = [sample["image"]] if isinstance(sample["image"], str) else sample["image"]
+        images = sample["image"]
+        assert isinstance(images, list)  # always a list: files of several tasks load together
         human, gpt = sample["conversations"]
         assert (human["from"], gpt["from"]) == ("human", "gpt")
         assert human["value"].count("<image>") == len(images) >= 1
@@ -255,7 +256,7 @@ def test_image_samples_name_the_frame_and_reuse_the_template_prompt(tmp_path, ma
     out = tmp_path / "spatial.jsonl"
     export_qwen_jsonl(*manifests, out, image_ref, task="spatial")
     first, second = read_jsonl(out)
-    assert (first["image"], second["image"]) == (image_ref(IMAGE.frame_id), image_ref(SMALL.frame_id))
+    assert (first["image"], second["image"]) == ([image_ref(IMAGE.frame_id)], [image_ref(SMALL.frame_id)])
     assert first["conversations"][0]["value"] == "<image>\n" + load_template("spatial").render_prompt()
 
 
@@ -343,7 +344,7 @@ def test_video_sample_with_the_video_file_has_one_video_tag(tmp_path, manifests)
     assert export_qwen_jsonl(*manifests, out, image_ref, task="video_event", video_ref=video_ref) == 1
     (sample,) = read_jsonl(out)
     assert set(sample) == {"video", "conversations"}
-    assert sample["video"] == video_ref(VIDEO_UPLOAD)
+    assert sample["video"] == [video_ref(VIDEO_UPLOAD)]
     human, gpt = sample["conversations"]
     assert human["value"] == f"<video>\n{VIDEO_EVENT_PROMPT}"
     assert "<image>" not in human["value"]
@@ -413,10 +414,10 @@ def test_messages_layout_carries_the_same_turns(tmp_path, manifests, task) -> No
         assert (user["role"], assistant["role"]) == ("user", "assistant")
         assert [user["content"], assistant["content"]] == [turn["value"] for turn in sample["conversations"]]
         if task == "video_event":
-            assert set(messages) == {"messages", "videos"} and messages["videos"] == [sample["video"]]
+            assert set(messages) == {"messages", "videos"} and messages["videos"] == sample["video"]
             assert user["content"].count("<video>") == 1
         else:
-            assert set(messages) == {"messages", "images"} and messages["images"] == [sample["image"]]
+            assert set(messages) == {"messages", "images"} and messages["images"] == sample["image"]
             assert user["content"].count("<image>") == 1
 
 

@@ -329,9 +329,9 @@ def test_the_whole_graph_runs_on_an_object_store(store, sample, tmp_path, privat
     lines = (exported / "qwen_ocr.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == len(frames)
     first = json.loads(lines[0])
-    assert first["image"] in names  # pictures are copied next to the dataset, not linked
+    assert first["image"][0] in names  # pictures are copied next to the dataset, not linked
     manifest = json.loads((exported / "manifest.json").read_text())
-    assert manifest["images"] == len(frames) and {"annotations.csv", "coco_ocr.json"} <= names
+    assert manifest["images"] == len(frames) and {"annotations.csv", "annotations/instances_ocr.json"} <= names
     assert {f["path"] for f in manifest["files"]} <= names  # relative to the export, not a staging folder
     export_rows = result.output_for_node("exports")
     assert all(path.startswith(str(exported)) for path in export_rows["path"])

@@ -87,12 +87,12 @@ def _assert_batch_processed(root: Path, truth) -> None:
     lines = (export_dir / "qwen_ocr.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == len(frames)
     sample_line = json.loads(lines[0])
-    assert (export_dir / sample_line["image"]).is_file()
+    assert all((export_dir / image).is_file() for image in sample_line["image"])
     assert sample_line["conversations"][0]["value"].count("<image>") == 1
     report = json.loads((root / "exports" / "reports" / f"{BATCH}.json").read_text())
     assert report["headline"]["mean_iou"] is None  # nobody double-annotated yet
     assert report["figures"]["ai_failure_rate"] == 0.0
-    coco = COCO(str(export_dir / "coco_ocr.json"))
+    coco = COCO(str(export_dir / "annotations" / "instances_ocr.json"))
     assert (export_dir / "annotations.csv").exists() and (export_dir / "label_studio_ocr.json").exists()
     assert len(coco.getImgIds()) == len(frames)
     assert len(coco.getAnnIds()) > 0

@@ -3,14 +3,18 @@
 A batch export (``exports/<batch>/``) and a release (``releases/<version>/``) hold the same
 formats, written by :func:`write_dataset_formats` for every task present:
 
-    images/<frame_id>.png|jpg        hard links to the blobs (copies across file systems and on object storage)
-    qwen_<task>.jsonl                Qwen-VL fine-tune format (qwen-vl-finetune)
-    messages_<task>.jsonl            messages/images layout (LLaMA-Factory, ms-swift, TRL)
-    coco_<task>.json                 COCO detection (tasks with boxes)
-    label_studio_<task>.json         Label Studio import tasks with predictions
-    actions.dsl                      GUI action sequences in the Action DSL (gui_action)
-    annotations.csv                  one row per region / element / action / event
-    manifest.json                    what was written, with row counts and sha256
+    images/<frame_id>.png|jpg          hard links to the blobs (copies across file systems and on object storage)
+    videos/<upload_id>.mp4|mov|webm    the videos of video_event annotations (Label Studio plays them)
+    qwen_<task>.jsonl                  Qwen3-VL qwen-vl-finetune conversations
+    messages_<task>.jsonl              LLaMA-Factory sharegpt messages (string content, <image> tags)
+    dataset_info.json                  LLaMA-Factory's entries for the messages files
+    trl_<task>.parquet                 TRL / Hugging Face datasets: typed messages, images embedded
+    annotations/instances_<task>.json  COCO detection (tasks with boxes; file_name relative to images/)
+    label_studio_<task>.json           Label Studio import tasks with predictions, media as URLs
+    label_studio_<task>.xml            the Label Studio labeling config of those tasks
+    actions.dsl                        GUI action sequences in the Action DSL (gui_action)
+    annotations.csv                    one row per region / element / action / event
+    manifest.json                      what was written, with row counts and sha256
 """
 
 from __future__ import annotations
@@ -19,23 +23,26 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterable
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
 from qwen_dataset.exporters.action_dsl import write as write_dsl
 from qwen_dataset.exporters.coco import export_coco
 from qwen_dataset.exporters.csv_export import export_csv
+from qwen_dataset.exporters.label_studio.config import labeling_config
 from qwen_dataset.exporters.label_studio.export import export_label_studio
-from qwen_dataset.exporters.messages import export_messages_jsonl
+from qwen_dataset.exporters.label_studio.media import media_urls
+from qwen_dataset.exporters.messages import export_messages_jsonl, llamafactory_dataset_info
 from qwen_dataset.exporters.qwen_jsonl import export_qwen_jsonl
 from qwen_dataset.exporters.stream import final_annotations
+from qwen_dataset.exporters.trl import export_trl_parquet
 from qwen_dataset.payloads import BOX_TASKS
 from qwen_dataset.records import AnnotationStatus, Task
 from qwen_dataset.release.assemble import ReleaseStaging
 from qwen_dataset.store.blobs import BlobStore
-from qwen_dataset.store.paths import atomic_write_text, sha256_file
+from qwen_dataset.store.paths import StoragePath, atomic_write_text, sha256_file
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -78,6 +85,43 @@ def link_images(frames: pd.DataFrame, blobs: BlobStore, out_dir: Path) -> dict[s
     return refs
 
 
+def video_extension(blob: Path) -> str:
+    """A browser-playable file name ending for a video blob, from its magic bytes."""
+    with blob.open("rb") as handle:
+        head = handle.read(64)
+    if head[4:8] == b"ftyp":
+        return ".mov" if head[8:12] == b"qt  " else ".mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return ".mkv" if b"matroska" in head else ".webm"
+    return ".mp4"
+
+
+def event_videos(annotations: pd.DataFrame) -> list[str]:
+    """Upload ids of the videos whose final video_event annotations a dataset holds, in order."""
+    return sorted(set(final_annotations(annotations, Task.VIDEO_EVENT)["upload_id"]))
+
+
+def link_videos(upload_ids: Iterable[str], blobs: BlobStore, out_dir: Path) -> dict[str, str]:
+    """Put each video (its upload blob: the upload id is its sha256) under ``videos/``;
+    returns upload_id -> path relative to out_dir."""
+    refs: dict[str, str] = {}
+    for upload_id in upload_ids:
+        uri = blobs.uri_for(upload_id)
+        try:
+            blob = blobs.local_path(uri)
+        except FileNotFoundError:  # a URL root without the object
+            blob = None
+        if blob is None or not blob.is_file():
+            raise ValueError(
+                f"the video {upload_id} of a video_event annotation is not in the blob store ({uri}); "
+                "ingest the video with its batch (raw_uploads) before exporting its events"
+            )
+        relative = f"videos/{upload_id}{video_extension(blob)}"
+        _place(blob, out_dir / relative)
+        refs[upload_id] = relative
+    return refs
+
+
 def _file(format_name: str, path: Path, records: int) -> ExportFile:
     return ExportFile(format_name, str(path), int(records), sha256_file(path))
 
@@ -94,48 +138,107 @@ def write_action_dsl(annotations: pd.DataFrame, out_path: Path, image_ref: Calla
     return len(blocks)
 
 
+@dataclasses.dataclass(frozen=True)
+class DatasetMedia:
+    """Where a dataset folder's media are: paths relative to the folder, and the URLs Label Studio loads.
+
+    ``media_url(path)`` turns a path relative to the folder (``images/f.png``) into the URL a Label
+    Studio server loads it from (see :mod:`qwen_dataset.exporters.label_studio.media`).
+    """
+
+    images: dict[str, str]  # frame_id -> images/<frame_id>.<ext>
+    videos: dict[str, str]  # upload_id -> videos/<upload_id>.<ext>
+    media_url: Callable[[str], str]
+
+    def image_ref(self, frame_id: str) -> str:
+        return self.images[frame_id]
+
+    def image_name(self, frame_id: str) -> str:
+        """The picture's name inside ``images/`` (what COCO's ``file_name`` holds)."""
+        return PurePosixPath(self.images[frame_id]).name
+
+    def image_url(self, frame_id: str) -> str:
+        return self.media_url(self.images[frame_id])
+
+    def video_url(self, upload_id: str) -> str:
+        return self.media_url(self.videos[upload_id])
+
+
+def write_task_formats(
+    task: Task, annotations: pd.DataFrame, frames: pd.DataFrame, out_dir: Path, media: DatasetMedia
+) -> list[ExportFile]:
+    """Every per-task file of ``task``: the three trainer layouts, COCO, Label Studio tasks and config."""
+    name = task.value
+    files: list[ExportFile] = []
+    path = out_dir / f"qwen_{name}.jsonl"
+    files.append(
+        _file(f"qwen_{name}_jsonl", path, export_qwen_jsonl(annotations, frames, path, media.image_ref, task=name))
+    )
+    path = out_dir / f"messages_{name}.jsonl"
+    lines = export_messages_jsonl(annotations, frames, path, media.image_ref, task=name)
+    files.append(_file(f"messages_{name}_jsonl", path, lines))
+    path = out_dir / f"trl_{name}.parquet"
+    rows = export_trl_parquet(annotations, frames, path, media.image_ref, task=name, media_root=out_dir)
+    files.append(_file(f"trl_{name}_parquet", path, rows))
+    if task in BOX_TASKS:
+        path = out_dir / "annotations" / f"instances_{name}.json"
+        counts = export_coco(annotations, frames, path, media.image_name, task=name)
+        files.append(_file(f"coco_{name}", path, counts.get("annotations", 0)))
+    path = out_dir / f"label_studio_{name}.json"
+    count = export_label_studio(annotations, frames, path, media.image_url, task=name, video_url=media.video_url)
+    files.append(_file(f"label_studio_{name}", path, count))
+    path = out_dir / f"label_studio_{name}.xml"
+    atomic_write_text(path, labeling_config(name))
+    files.append(_file(f"label_studio_{name}_config", path, 1))
+    return files
+
+
 def write_dataset_formats(
-    annotations: pd.DataFrame, frames: pd.DataFrame, out_dir: Path, image_ref: Callable[[str], str]
+    annotations: pd.DataFrame, frames: pd.DataFrame, out_dir: Path, media: DatasetMedia
 ) -> list[ExportFile]:
     """Write every format of every task present in ``annotations`` into ``out_dir``."""
     ok = annotations[annotations["status"] == AnnotationStatus.OK]
     tasks = [task for task in Task if (ok["task"] == task).any()]
     files: list[ExportFile] = []
     for task in tasks:
-        name = task.value
-        lines = export_qwen_jsonl(annotations, frames, out_dir / f"qwen_{name}.jsonl", image_ref, task=name)
-        files.append(_file(f"qwen_{name}_jsonl", out_dir / f"qwen_{name}.jsonl", lines))
-        lines = export_messages_jsonl(annotations, frames, out_dir / f"messages_{name}.jsonl", image_ref, task=name)
-        files.append(_file(f"messages_{name}_jsonl", out_dir / f"messages_{name}.jsonl", lines))
-        if task in BOX_TASKS:
-            counts = export_coco(annotations, frames, out_dir / f"coco_{name}.json", image_ref, task=name)
-            files.append(_file(f"coco_{name}", out_dir / f"coco_{name}.json", counts.get("annotations", 0)))
-        count = export_label_studio(annotations, frames, out_dir / f"label_studio_{name}.json", image_ref, task=name)
-        files.append(_file(f"label_studio_{name}", out_dir / f"label_studio_{name}.json", count))
+        files.extend(write_task_formats(task, annotations, frames, out_dir, media))
+    if tasks:
+        info = llamafactory_dataset_info({f"messages_{task.value}": f"messages_{task.value}.jsonl" for task in tasks})
+        atomic_write_text(out_dir / "dataset_info.json", json.dumps(info, indent=2) + "\n")
+        files.append(_file("llamafactory_dataset_info", out_dir / "dataset_info.json", len(info)))
     if Task.GUI_ACTION in tasks:
-        files.append(
-            _file(
-                "action_dsl", out_dir / "actions.dsl", write_action_dsl(annotations, out_dir / "actions.dsl", image_ref)
-            )
-        )
-    rows = export_csv(annotations, frames, out_dir / "annotations.csv", image_ref)
+        path = out_dir / "actions.dsl"
+        files.append(_file("action_dsl", path, write_action_dsl(annotations, path, media.image_ref)))
+    rows = export_csv(annotations, frames, out_dir / "annotations.csv", media.image_ref)
     files.append(_file("csv", out_dir / "annotations.csv", rows))
     return files
 
 
 def write_batch_exports(
-    annotations: pd.DataFrame, frames: pd.DataFrame, blobs: BlobStore, out_dir: Path
+    annotations: pd.DataFrame,
+    frames: pd.DataFrame,
+    blobs: BlobStore,
+    out_dir: Path,
+    media_url: Callable[[str], str],
 ) -> list[ExportFile]:
-    """Write every format for one batch into ``out_dir`` and describe what was written."""
+    """Write every format for one batch into ``out_dir`` and describe what was written.
+
+    ``media_url(path)`` is the URL Label Studio loads a file of the folder from, given its path
+    relative to the folder (:func:`qwen_dataset.exporters.label_studio.media.media_urls` of the
+    folder's final place: ``out_dir`` may be a staging folder).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    refs = link_images(frames, blobs, out_dir)
-    files = write_dataset_formats(annotations, frames, out_dir, refs.__getitem__)
+    media = DatasetMedia(
+        link_images(frames, blobs, out_dir), link_videos(event_videos(annotations), blobs, out_dir), media_url
+    )
+    files = write_dataset_formats(annotations, frames, out_dir, media)
     atomic_write_text(
         out_dir / "manifest.json",
         # Paths relative to the export folder: the folder may be moved, or uploaded to object storage.
         json.dumps(
             {
-                "images": len(refs),
+                "images": len(media.images),
+                "videos": len(media.videos),
                 "files": [
                     {**dataclasses.asdict(f), "path": Path(f.path).relative_to(out_dir).as_posix()} for f in files
                 ],
@@ -143,20 +246,34 @@ def write_batch_exports(
             indent=2,
         ),
     )
-    remove_stale(out_dir, {Path(f.path).name for f in files} | {"manifest.json"}, set(refs.values()))
+    written = {Path(f.path).relative_to(out_dir).as_posix() for f in files}
+    remove_stale(out_dir, written | {"manifest.json"} | set(media.images.values()) | set(media.videos.values()))
     return files
 
 
-def remove_stale(out_dir: Path, names: set[str], images: set[str]) -> None:
-    """Drop what an earlier export left that this one did not write (a task gone, a frame gone)."""
-    for path in out_dir.iterdir():
-        if path.is_file() and path.name not in names:
+def remove_stale(out_dir: Path, keep: set[str]) -> None:
+    """Drop every file under ``out_dir`` that this export did not write (a task gone, a frame gone)."""
+    for path in sorted(out_dir.rglob("*"), reverse=True):
+        relative = path.relative_to(out_dir).as_posix()
+        if path.is_file() and relative not in keep:
             path.unlink()
-    for path in (out_dir / "images").glob("*"):
-        if f"images/{path.name}" not in images:
-            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
 
 
-def write_release_formats(staging: ReleaseStaging) -> None:
-    """The release's formats, written into its staging folder before it is sealed."""
-    write_dataset_formats(staging.annotations, staging.frames, staging.directory, staging.image_ref)
+def release_formats_writer(
+    blobs: BlobStore, root: StoragePath, label_studio_prefix: str | None = None
+) -> Callable[[ReleaseStaging], None]:
+    """``write_formats`` for :func:`qwen_dataset.release.assemble.assemble_release`: the release's
+    formats and videos, written into its staging folder before it is sealed; Label Studio URLs point
+    at ``releases/<version>/`` under ``root``."""
+
+    def write(staging: ReleaseStaging) -> None:
+        media = DatasetMedia(
+            dict(staging.images),
+            link_videos(event_videos(staging.annotations), blobs, staging.directory),
+            media_urls(root, f"releases/{staging.version}", label_studio_prefix),
+        )
+        write_dataset_formats(staging.annotations, staging.frames, staging.directory, media)
+
+    return write

@@ -9,7 +9,10 @@ spatial         objects                                    one per label
 image_to_code   layout blocks (every node of the tree)     one per role
 =============== ========================================== ==================
 
-Readable by ``pycocotools.coco.COCO``; each annotation keeps what COCO has no field for (the text,
+Readable by ``pycocotools.coco.COCO``; in a dataset folder the file is
+``annotations/instances_<task>.json`` beside ``images/`` with ``file_name`` relative to
+``images/`` (the layout Datumaro's ``coco_instances`` importer and Detectron2's
+``register_coco_instances`` read). Boxes carry ``segmentation: []``. Each annotation keeps what COCO has no field for (the text,
 role, label, provenance, the item's index in its payload) under ``attributes``, the way CVAT's
 COCO export does. Category ids are stable for ``ocr`` (1 = text) and for the roles the templates
 enumerate (in the template schema's order); labels outside that list (any spatial label, a role
@@ -48,10 +51,13 @@ def coco_info(task: str = Task.OCR.value) -> dict[str, Any]:
 
 
 def coco_box_fields(box: list[float]) -> dict[str, Any]:
-    """``bbox`` (``[x, y, w, h]``), ``area`` and the rectangle ``segmentation`` of a pixel box."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    x, y, w, h = to_coco([x1, y1, x2, y2])
-    return {"bbox": [x, y, w, h], "area": w * h, "iscrowd": 0, "segmentation": [[x1, y1, x2, y1, x2, y2, x1, y2]]}
+    """``bbox`` (``[x, y, w, h]``), ``area``, ``iscrowd`` and an empty ``segmentation`` of a pixel box.
+
+    A plain box has no polygon: a rectangle written as ``segmentation`` too would come back from
+    Datumaro (and other COCO readers) as a second annotation, a polygon beside the box.
+    """
+    x, y, w, h = to_coco([float(v) for v in box])
+    return {"bbox": [x, y, w, h], "area": w * h, "iscrowd": 0, "segmentation": []}
 
 
 def _write_array(handle: IO[bytes], key: str, items: Iterator[dict[str, Any]], last: bool = False) -> int:

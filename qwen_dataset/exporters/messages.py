@@ -1,4 +1,4 @@
-"""The same training samples in the ``messages`` / ``images`` layout of LLaMA-Factory, ms-swift and TRL.
+"""The same training samples in the ``messages`` / ``images`` layout of LLaMA-Factory (and ms-swift).
 
 One JSON object per line::
 
@@ -9,7 +9,12 @@ One JSON object per line::
 Video samples carry ``"videos": ["<video_ref(upload_id)>"]`` and a ``<video>`` tag instead (or,
 without a video file, the sampled frames as ``images`` with one ``<image>`` tag each). Prompts
 and answers are exactly those of :mod:`qwen_dataset.exporters.qwen_jsonl`; only the envelope
-differs, so both files train the same behaviour.
+differs, so both files train the same behaviour. ``content`` is a string and the number of
+``<image>`` tags over all turns equals ``len(images)``: what LLaMA-Factory's multimodal plugin
+checks. LLaMA-Factory finds a file through an entry of ``dataset_info.json`` in the dataset folder
+(:func:`llamafactory_dataset_info`), and resolves ``images`` against that folder.
+
+TRL reads typed parts instead of ``<image>`` tags: its file is :mod:`qwen_dataset.exporters.trl`.
 """
 
 from __future__ import annotations
@@ -23,6 +28,32 @@ import pandas as pd
 from qwen_dataset.exporters.qwen_jsonl import iter_qwen_samples, write_jsonl
 
 _ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
+_SHAREGPT_TAGS = {
+    "role_tag": "role",
+    "content_tag": "content",
+    "user_tag": "user",
+    "assistant_tag": "assistant",
+    "system_tag": "system",
+}
+
+
+def llamafactory_entry(file_name: str) -> dict[str, Any]:
+    """The ``dataset_info.json`` entry of one messages file (LLaMA-Factory's ``sharegpt`` formatting)."""
+    return {
+        "file_name": file_name,
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages", "images": "images"},
+        "tags": dict(_SHAREGPT_TAGS),
+    }
+
+
+def llamafactory_dataset_info(files: dict[str, str]) -> dict[str, Any]:
+    """``dataset_info.json`` for messages files: ``{dataset name: file name relative to the folder}``.
+
+    >>> llamafactory_dataset_info({"messages_ocr": "messages_ocr.jsonl"})["messages_ocr"]["columns"]
+    {'messages': 'messages', 'images': 'images'}
+    """
+    return {name: llamafactory_entry(file_name) for name, file_name in files.items()}
 
 
 def to_messages(sample: dict[str, Any], system: str | None = None) -> dict[str, Any]:

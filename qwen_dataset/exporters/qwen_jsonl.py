@@ -2,14 +2,17 @@
 
 One JSON object per line, one per annotated frame (for ``video_event``: per video)::
 
-    {"image": "<image_ref(frame_id)>",
+    {"image": ["<image_ref(frame_id)>"],
      "conversations": [
         {"from": "human", "value": "<image>\\n<prompt>"},
         {"from": "gpt", "value": "<answer: JSON text>"}]}
 
 Rules of the format (Qwen3-VL ``qwen-vl-finetune/README.md``): ``image`` is a path or a list of
 paths, ``video`` a video path; each ``<image>`` tag in a human turn stands for exactly one image,
-in order, a ``<video>`` tag for the video, and no tag appears in an answer.
+in order, a ``<video>`` tag for the video, and no tag appears in an answer. ``image`` (and
+``video``) is always written as a list, even for one picture: the loader accepts both, but
+``datasets.load_dataset("json", data_files=[...])`` over the files of several tasks fails when a
+key is a string in one file and a list in another.
 
 Answers are Qwen3-VL's native JSON: boxes as ``bbox_2d`` ``[x1, y1, x2, y2]`` and points as
 ``point_2d`` ``[x, y]``, integers relative to the frame on the 0-1000 scale
@@ -255,11 +258,11 @@ class SampleBuilder:
         answer = dump_answer(answer_object(annotation, self.box_style))
         if self.task != Task.VIDEO_EVENT:
             return _conversation(
-                "image", self.image_ref(annotation.frame_id), f"{IMAGE_TAG}\n{self.prompt(annotation)}", answer
+                "image", [self.image_ref(annotation.frame_id)], f"{IMAGE_TAG}\n{self.prompt(annotation)}", answer
             )
         if self.video_ref is not None:
             return _conversation(
-                "video", self.video_ref(annotation.upload_id), f"{VIDEO_TAG}\n{VIDEO_EVENT_PROMPT}", answer
+                "video", [self.video_ref(annotation.upload_id)], f"{VIDEO_TAG}\n{VIDEO_EVENT_PROMPT}", answer
             )
         assert self.video_frames is not None
         members = self.video_frames.of(annotation.upload_id)
@@ -268,7 +271,7 @@ class SampleBuilder:
         return _conversation("image", images, f"{shown}\n{self.prompt(annotation)}", answer)
 
 
-def _conversation(media_key: str, media: str | list[str], human: str, answer: str) -> dict[str, Any]:
+def _conversation(media_key: str, media: list[str], human: str, answer: str) -> dict[str, Any]:
     return {media_key: media, "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": answer}]}
 
 

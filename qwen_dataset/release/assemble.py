@@ -29,7 +29,7 @@ from qwen_dataset.release.publish import (
 )
 from qwen_dataset.release.splits import DEFAULT_RATIOS, SPLITS, assign_splits, check_ratios, split_for_upload
 from qwen_dataset.store.blobs import BlobStore
-from qwen_dataset.store.layout import relative_files
+from qwen_dataset.store.layout import glob_escape, relative_files
 from qwen_dataset.store.paths import StoragePath, atomic_write_text, is_remote
 
 VERSION_HEX = 16
@@ -65,6 +65,7 @@ class ReleaseStaging:
     frames: pd.DataFrame  # with ``split`` and ``image`` columns
     annotations: pd.DataFrame  # with ``split``
     images: Mapping[str, str]  # frame_id -> picture path relative to the release folder
+    version: str = ""  # the release's version: its folder will be releases/<version>/
 
     def image_ref(self, frame_id: str) -> str:
         """Path of a frame's picture relative to the release folder (``images/<frame_id>.png``)."""
@@ -162,10 +163,6 @@ def _picture_of(frame_id: str, blob_uri: str, export_dir: StoragePath | None, bl
         if path.is_file():
             return path
     return None
-
-
-def glob_escape(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
 
 
 def _extension(path: Path) -> str:
@@ -371,7 +368,8 @@ def _stage(
     }
     atomic_write_text(staging / "splits.json", json.dumps(splits, indent=1, ensure_ascii=False) + "\n")
     if write_formats is not None:
-        write_formats(ReleaseStaging(staging, frames, annotations, dict(zip(frames["frame_id"], frames["image"]))))
+        images = dict(zip(frames["frame_id"], frames["image"]))
+        write_formats(ReleaseStaging(staging, frames, annotations, images, version))
     counts = _counts(frames, annotations, excluded)
     files = relative_files(staging)
     card = render_card(

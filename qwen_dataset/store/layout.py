@@ -4,7 +4,10 @@ folders between a URL root and local files.
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -151,14 +154,21 @@ class StorageLayout:
     def publishing(self, folder: StoragePath, *, mirror: bool = False, last: Sequence[str] = ()) -> Iterator[Path]:
         """A local folder to write ``folder``'s files into; they reach the root when the block succeeds.
 
-        A local folder is written in place (each writer is atomic). A remote one is staged in a
-        temporary folder and uploaded file by file: the names in ``last`` (a ``_READY`` marker, an
+        ``mirror``: ``folder`` becomes exactly what the block wrote, all or nothing. A local folder
+        is then written into a sibling staging folder that replaces it only when the block
+        succeeds (a failure leaves the previous folder untouched and removes the staging one);
+        without ``mirror`` it is written in place (each writer is atomic). A remote one is staged in
+        a temporary folder and uploaded file by file: the names in ``last`` (a ``_READY`` marker, an
         export's ``manifest.json``) are deleted from the store first and uploaded after all others,
         so a reader that waits for them never sees a partial folder, a re-upload included.
         ``mirror`` deletes remote files the staging folder does not have (a task or frame an earlier
         export had). Nothing is uploaded when the block fails.
         """
         if not is_remote(folder):
+            if mirror:
+                with replaced_folder(folder) as staging:
+                    yield staging
+                return
             folder.mkdir(parents=True, exist_ok=True)
             yield folder
             return
@@ -166,6 +176,43 @@ class StorageLayout:
             staging = Path(tmp)
             yield staging
             upload_folder(staging, folder, mirror=mirror, last=last)
+
+
+def _siblings(folder: Path, kind: str) -> list[Path]:
+    return sorted(folder.parent.glob(f".{glob_escape(folder.name)}.{kind}-*"))
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
+
+
+@contextmanager
+def replaced_folder(folder: Path) -> Iterator[Path]:
+    """A fresh sibling folder that replaces ``folder`` when the block succeeds, and is deleted when it fails.
+
+    The swap is two renames (the old folder aside, the new one in), then the old one is deleted. A
+    crash between the renames leaves the old folder as ``.<name>.previous-*``; the next call puts
+    it back before it starts, so a reader finds the previous or the new folder, never a mix.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    previous = _siblings(folder, "previous")
+    if previous and not folder.exists():
+        os.rename(previous[-1], folder)
+    for leftover in _siblings(folder, "previous") + _siblings(folder, "staging"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    token = uuid.uuid4().hex[:12]
+    staging = folder.parent / f".{folder.name}.staging-{token}"
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    aside = folder.parent / f".{folder.name}.previous-{token}"
+    if folder.exists():
+        os.rename(folder, aside)
+    os.rename(staging, folder)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def upload_folder(local: Path, folder: UPath, *, mirror: bool = False, last: Sequence[str] = ()) -> list[str]:

@@ -1,0 +1,149 @@
+"""The same training samples as a Hugging Face ``datasets`` Parquet file in TRL's vision-SFT layout.
+
+One row per sample, two columns (TRL 1.x ``SFTTrainer`` with a vision-language model; any
+``datasets`` user)::
+
+    messages: [{"role": "user", "content": [{"type": "image", "text": null},
+                                            {"type": "text", "text": "<prompt>"}]},
+               {"role": "assistant", "content": [{"type": "text", "text": "<answer>"}]}]
+    images:   [Image, ...]   (the pictures' bytes embedded: the file loads from any folder)
+
+Every message holds typed parts, one ``{"type": "image"}`` placeholder per entry of ``images``, in
+order, at the place of the ``<image>`` tag of the Qwen sample; TRL's
+``prepare_multimodal_messages`` fills the placeholders from ``images`` and parses no ``<image>``
+text, so no tag is left in any text part (a video sample keeps each ``<t seconds>`` marker right
+before its frame). The schema carries the ``datasets`` features, so
+``load_dataset("parquet", data_files=...)`` gives ``images`` as ``List(Image())`` at once, and the
+files of all tasks share one schema and load together. Prompts and answers are exactly those of
+:mod:`qwen_dataset.exporters.qwen_jsonl`.
+
+Rows are written in row groups of :data:`ROWS_PER_GROUP` samples or :data:`GROUP_BYTES` of
+pictures, whichever comes first: memory holds one group, never the dataset (a video sample holds
+all its sampled frames, so one long video is one large row).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from qwen_dataset.exporters.qwen_jsonl import IMAGE_TAG, iter_qwen_samples
+from qwen_dataset.store.paths import atomic_writer
+
+ROWS_PER_GROUP = 64
+#: A row group is also closed at this many bytes of pictures (a video sample holds all its frames).
+GROUP_BYTES = 64 * 1024 * 1024
+_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
+_TAG_SPLIT = re.compile(f"({re.escape(IMAGE_TAG)})")
+
+_PART = pa.struct([("type", pa.string()), ("text", pa.string())])
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.list_(_PART))])
+_IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+# What datasets.Features({"messages": List({...}), "images": List(Image())}).to_dict() gives.
+_FEATURES = {
+    "messages": {
+        "feature": {
+            "role": {"dtype": "string", "_type": "Value"},
+            "content": {
+                "feature": {
+                    "type": {"dtype": "string", "_type": "Value"},
+                    "text": {"dtype": "string", "_type": "Value"},
+                },
+                "_type": "List",
+            },
+        },
+        "_type": "List",
+    },
+    "images": {"feature": {"_type": "Image"}, "_type": "List"},
+}
+TRL_SCHEMA = pa.schema(
+    [("messages", pa.list_(_MESSAGE)), ("images", pa.list_(_IMAGE))],
+    metadata={"huggingface": json.dumps({"info": {"features": _FEATURES}})},
+)
+
+
+def typed_parts(text: str) -> list[dict[str, str | None]]:
+    """A prompt's text as typed parts, each ``<image>`` tag an image placeholder at its place.
+
+    >>> typed_parts("<0.0 seconds><image>\\nWhat happens?")
+    [{'type': 'text', 'text': '<0.0 seconds>'}, {'type': 'image', 'text': None}, {'type': 'text', 'text': 'What happens?'}]
+    """
+    parts: list[dict[str, str | None]] = []
+    for piece in _TAG_SPLIT.split(text):
+        if piece == IMAGE_TAG:
+            parts.append({"type": "image", "text": None})
+        elif piece.strip():
+            # The line breaks around a tag only separated it from the text (qwen-vl-finetune strips them too).
+            parts.append({"type": "text", "text": piece.strip()})
+    return parts
+
+
+def to_trl_record(sample: dict[str, Any], read_image: Callable[[str], bytes]) -> dict[str, Any]:
+    """A qwen-vl-finetune sample (see :mod:`.qwen_jsonl`) as a TRL row; ``read_image(ref)`` gives a picture's bytes."""
+    messages: list[dict[str, Any]] = []
+    for turn in sample["conversations"]:
+        role = _ROLES[turn["from"]]
+        # Only prompts hold media tags; answers escape theirs (see qwen_jsonl), so they stay one text part.
+        content: list[dict[str, str | None]] = (
+            typed_parts(turn["value"]) if role == "user" else [{"type": "text", "text": turn["value"]}]
+        )
+        messages.append({"role": role, "content": content})
+    refs = list(sample.get("image") or [])
+    placeholders = sum(part["type"] == "image" for message in messages for part in message["content"])
+    if placeholders != len(refs):
+        raise ValueError(
+            f"a sample has {placeholders} image placeholder(s) for {len(refs)} image(s) ({refs[:3]}); "
+            "a video sample needs its sampled frames in the frames manifest"
+        )
+    return {"messages": messages, "images": [{"bytes": read_image(ref), "path": ref} for ref in refs]}
+
+
+def _groups(records: Iterator[dict[str, Any]], size: int, budget: int) -> Iterator[list[dict[str, Any]]]:
+    """Records in groups of ``size``, a group closed early once its pictures reach ``budget`` bytes."""
+    group: list[dict[str, Any]] = []
+    held = 0
+    for record in records:
+        group.append(record)
+        held += sum(len(image["bytes"]) for image in record["images"])
+        if len(group) == size or held >= budget:
+            yield group
+            group, held = [], 0
+    if group:
+        yield group
+
+
+def export_trl_parquet(
+    annotations: pd.DataFrame,
+    frames: pd.DataFrame,
+    out_path: Path,
+    image_ref: Callable[[str], str],
+    *,
+    task: str,
+    media_root: Path,
+) -> int:
+    """Write one TRL row per final ``task`` annotation into a Parquet file; returns the row count.
+
+    ``image_ref(frame_id)`` is the picture's path relative to ``media_root``, whose bytes are
+    embedded (the path is kept beside them). Same selection and samples as
+    :func:`qwen_dataset.exporters.qwen_jsonl.export_qwen_jsonl`; written to a temp file and
+    renamed into place only when complete.
+    """
+    samples = iter_qwen_samples(annotations, frames, image_ref, task=task)
+
+    def read_image(ref: str) -> bytes:
+        return (Path(media_root) / ref).read_bytes()
+
+    records = (to_trl_record(sample, read_image) for sample in samples)
+    count = 0
+    with atomic_writer(Path(out_path)) as handle, pq.ParquetWriter(handle, TRL_SCHEMA) as writer:
+        for group in _groups(records, ROWS_PER_GROUP, GROUP_BYTES):
+            writer.write_table(pa.Table.from_pylist(group, schema=TRL_SCHEMA))
+            count += len(group)
+    return count
