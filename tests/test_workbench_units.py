@@ -237,7 +237,7 @@ def test_migrations_match_the_models_on_sqlite(tmp_path):
     assert _schema_drift(engine) == []
     make_engine(sqlite_url(tmp_path / "a.db"))  # a second start finds nothing to do
     with engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002_workbench"
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0003_text_versions"
 
 
 @pytest.mark.postgres
@@ -278,3 +278,55 @@ def test_a_database_made_before_migrations_is_upgraded_in_place(tmp_path):
     with Session(engine) as session:
         row = session.get(HumanAnnotation, "a1")
         assert (row.version, row.note, row.item_id) == (3, "", None)
+
+
+def _database_at(url: str, revision: str) -> sa.Engine:
+    """A database migrated only up to ``revision`` (what an older release left behind)."""
+    from alembic import command
+    from qwen_dataset.db.engine import alembic_config
+
+    engine = make_engine(url, migrate=False)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), revision)
+    return engine
+
+
+OLD_ROWS = """
+INSERT INTO users (id, username, password_hash, role, active, created_at) VALUES (1, 'ann', 'x', 'annotator', {true}, '2026-01-01');
+INSERT INTO work_items VALUES ('i1', 'b1', 'f1', 'u1', 'ocr', 'image', 10, 10, 'blobs/x', 'a1', 'rapidocr', '1.0', 'ok',
+                               '', '{{}}', {false}, 'open', '', '2026-01-01');
+INSERT INTO human_annotations (annotation_id, frame_id, upload_id, batch, task, source, author, template_version, payload,
+                               state, version, created_at, updated_at, item_id, assignee_id, slot, note)
+VALUES ('h1', 'f1', 'u1', 'b1', 'ocr', 'human', 'ann', '1.0', '{{"regions": []}}', 'draft', 4, '2026-01-01', '2026-01-01',
+        'i1', 1, NULL, '');
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_upgrading_a_populated_database_keeps_its_rows_and_takes_long_versions(backend, tmp_path, request):
+    # SQLite copies a table to change a column: work_items is referred to by human_annotations,
+    # so the copy has to run with foreign keys off, or the drop of the old table fails.
+    url = sqlite_url(tmp_path / "old.db") if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    old = _database_at(url, "0002_workbench")
+    booleans = {"true": "1", "false": "0"} if backend == "sqlite" else {"true": "true", "false": "false"}
+    with old.begin() as connection:
+        for statement in OLD_ROWS.format(**booleans).split(";"):
+            if statement.strip():
+                connection.execute(sa.text(statement))
+    old.dispose()
+    engine = make_engine(url)
+    try:
+        assert _schema_drift(engine) == []
+        long_version = "rapidocr-onnxruntime==1.4.4;det=ch_PP-OCRv4_det_infer.onnx;" + "x" * 200
+        with Session(engine) as session:
+            row = session.get(HumanAnnotation, "h1")
+            assert (row.version, row.item_id, row.assignee_id) == (4, "i1", 1)
+            row.template_version = long_version
+            session.commit()
+        with Session(engine) as session:
+            assert session.get(HumanAnnotation, "h1").template_version == long_version
+        if backend == "sqlite":
+            with engine.connect() as connection:
+                assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again after migrating
+    finally:
+        engine.dispose()

@@ -122,7 +122,7 @@ class BatchImport(Base):
     double_rate: Mapped[str] = mapped_column(String(32))
     seed: Mapped[str] = mapped_column(String(64))
     items: Mapped[int] = mapped_column(Integer, default=0)
-    imported_by: Mapped[str] = mapped_column(String(100), default="")
+    imported_by: Mapped[str] = mapped_column(Text, default="")  # a user name or "token:<token name>"
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
@@ -141,8 +141,8 @@ class WorkItem(Base):
     height: Mapped[int] = mapped_column(Integer)
     blob_uri: Mapped[str] = mapped_column(String(300))
     ai_annotation_id: Mapped[str] = mapped_column(String(64), default="")
-    ai_author: Mapped[str] = mapped_column(String(200), default="")
-    ai_template_version: Mapped[str] = mapped_column(String(64), default="")
+    ai_author: Mapped[str] = mapped_column(Text, default="")
+    ai_template_version: Mapped[str] = mapped_column(Text, default="")
     ai_status: Mapped[str] = mapped_column(String(16), default="ok")
     ai_error: Mapped[str] = mapped_column(Text, default="")
     ai_payload: Mapped[str] = mapped_column(Text, default="{}")
@@ -163,8 +163,10 @@ class HumanAnnotation(Base):
     batch: Mapped[str] = mapped_column(String(200), index=True)
     task: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(16), default="human")
-    author: Mapped[str] = mapped_column(String(200))
-    template_version: Mapped[str] = mapped_column(String(64), default="")
+    # Engine and account names, versions: free text of any length (a RapidOCR version names its
+    # three models and every parameter; PostgreSQL refuses what a VARCHAR(n) cannot hold).
+    author: Mapped[str] = mapped_column(Text)
+    template_version: Mapped[str] = mapped_column(Text, default="")
     payload: Mapped[str] = mapped_column(Text, default="{}")
     state: Mapped[str] = mapped_column(String(16), default=ReviewState.DRAFT, index=True)
     # Optimistic concurrency: every write bumps it; a writer holding an old version is refused.
