@@ -12,16 +12,20 @@ import dataclasses
 import io
 import json
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from qwen_dataset.db.engine import make_engine, sqlite_url
+from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.db.models import ApiToken, HumanAnnotation, ItemStatus, ReviewState, User, WorkItem
 from qwen_dataset.db.queries import final_annotations
 from qwen_dataset.geometry import to_label_studio
@@ -58,6 +62,7 @@ AI_AUTHOR = "rapidocr-onnxruntime==1.4.4"
 def png_bytes(seed: int = 0, size: tuple[int, int] = (WIDTH, HEIGHT)) -> bytes:
     image = Image.new("RGB", size, "white")
     ImageDraw.Draw(image).rectangle([40 + seed % 50, 40, 160, 80], outline="black", width=3)
+    image.putpixel((seed % size[0], 0), (seed // size[0] % 256, 0, 0))  # distinct content for every seed
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
@@ -173,11 +178,11 @@ class World:
 
 
 def build_world(url: str, root: Path | str, **settings_overrides) -> World:
-    engine = make_engine(url)
     settings = WorkbenchSettings(
         **{"database_url": url, "storage_root": root, "secret": SECRET, "secure_cookies": True, **settings_overrides}
     )
-    app = create_app(settings, engine)
+    app = create_app(settings)  # its own engine, sized as in production
+    engine = app.state.engine
     users = {}
     token = new_api_token()
     with Session(engine, expire_on_commit=False) as session:
@@ -194,6 +199,24 @@ def build_world(url: str, root: Path | str, **settings_overrides) -> World:
         session.add(ApiToken(name="pipeline", token_hash=token_digest(token), prefix=token[:10]))
         session.commit()
     return World(app, engine, StorageLayout(root), users, token, [])
+
+
+@contextmanager
+def running_server(app) -> Iterator[str]:
+    """The app under a real uvicorn server on a free loopback port (a thread); yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the workbench server did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -48,16 +48,20 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: str, *, migrate: bool = True) -> Engine:
+def make_engine(url: str, *, migrate: bool = True, pool_size: int | None = None) -> Engine:
     """Engine for ``url`` with the schema migrated to the newest Alembic revision (idempotent).
 
-    Safe to call from several processes at once: migrations run under a lock (a PostgreSQL
-    advisory lock, a file lock beside a SQLite file).
+    ``pool_size``: connections kept open, and as many again allowed on top when all are busy
+    (SQLAlchemy's default is 5 + 10). Safe to call from several processes at once: migrations run
+    under a lock (a PostgreSQL advisory lock, a file lock beside a SQLite file).
     """
     is_sqlite = url.startswith("sqlite")
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+    in_memory = url in ("sqlite://", "sqlite:///:memory:")
+    if url.startswith("sqlite:///") and not in_memory:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=True)
+    # An in-memory SQLite database lives in one connection; its pool takes no sizes.
+    pool = {"pool_size": pool_size, "max_overflow": pool_size} if pool_size is not None and not in_memory else {}
+    engine = create_engine(url, pool_pre_ping=True, **pool)
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     if migrate:

@@ -11,6 +11,7 @@
 ``workbench_settings`` admin settings (double-blind rate, agreement threshold), key -> JSON
 ``template_overrides`` admin edits of the prelabel templates (see :mod:`qwen_dataset.workbench.templates_admin`)
 ``batch_imports``      which batches were imported into the workbench, with the settings used
+``login_throttle``     failed sign-ins per account and per address, and how long each is locked
 =====================  =========================================================================
 """
 
@@ -71,6 +72,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # Every session cookie carries the generation it was issued in; signing out, a new password
+    # and deactivation bump it, which ends every session issued before.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):
@@ -181,3 +185,14 @@ class HumanAnnotation(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins of one account (``account:<name>``) or one address (``address:<ip>``)."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

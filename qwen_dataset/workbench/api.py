@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
@@ -24,12 +25,13 @@ from qwen_dataset.db.models import (
 )
 from qwen_dataset.payloads import TASK_ORDER
 from qwen_dataset.store.layout import StorageLayout
-from qwen_dataset.workbench import admin_settings, interop, templates_admin, workflow
+from qwen_dataset.workbench import admin_settings, interop, templates_admin, throttle, workflow
 from qwen_dataset.workbench.assignment import import_batch
 from qwen_dataset.workbench.auth import SERVICE, Principal, db_session, require
 from qwen_dataset.workbench.editor import EDITABLE_TASKS, config_for, task_data, to_results
 from qwen_dataset.workbench.security import (
     SESSION_COOKIE,
+    PasswordHashBusy,
     check_password_strength,
     hash_password,
     needs_rehash,
@@ -45,6 +47,7 @@ REVIEWER = require(Role.REVIEWER, Role.ADMIN)
 ADMIN = require(Role.ADMIN)
 ADMIN_OR_SERVICE = require(Role.ADMIN, SERVICE)
 ANY_USER = require(*ROLES)
+LOGIN_BODY_BYTES = 4 * 1024  # a user name and a password
 # Verifying against a real hash when the user does not exist keeps the response time the same,
 # so a login attempt does not reveal which user names exist.
 _DUMMY_HASH = hash_password("not a real password, only for timing")
@@ -63,19 +66,32 @@ class Credentials(BaseModel):
     password: str = Field(max_length=1024)
 
 
-@router.post("/api/login")
+@router.post("/api/login", max_body_size=LOGIN_BODY_BYTES)
 def login(
     credentials: Credentials, request: Request, response: Response, session: Session = Depends(db_session)
 ) -> dict:
+    settings = request.app.state.settings
+    policy = settings.throttle
+    account, address = throttle.account_key(credentials.username), throttle.address_key(_client_address(request))
+    wait = throttle.locked_for(session, (account, address))
+    if wait:
+        raise _too_many(
+            f"too many failed sign-ins; try again in {wait} s (or ask an admin to reset the password)", wait
+        )
     user = session.scalars(select(User).where(User.username == credentials.username)).first()
-    valid = verify_password(user.password_hash if user else _DUMMY_HASH, credentials.password)
+    try:
+        valid = verify_password(user.password_hash if user else _DUMMY_HASH, credentials.password)
+    except PasswordHashBusy as busy:
+        raise _too_many(str(busy), 2) from None
     if user is None or not valid or not user.active:
+        throttle.record_failure(session, account, policy.account_failures, policy.window)
+        throttle.record_failure(session, address, policy.address_failures, policy.window)
         raise HTTPException(401, "wrong user name or password")
+    throttle.clear(session, account)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(credentials.password)
         session.commit()
-    cookie, csrf = request.app.state.signer.dumps(user.id)
-    settings = request.app.state.settings
+    cookie, csrf = request.app.state.signer.dumps(user.id, user.session_generation)
     response.set_cookie(
         SESSION_COOKIE,
         cookie,
@@ -88,8 +104,25 @@ def login(
     return {"username": user.username, "role": user.role, "csrf": csrf}
 
 
+def _client_address(request: Request) -> str | None:
+    # uvicorn puts the proxy's X-Forwarded-For here when the proxy is trusted (--forwarded-allow-ips).
+    return request.client.host if request.client else None
+
+
+def _too_many(message: str, retry_after_s: int) -> HTTPException:
+    return HTTPException(429, message, headers={"Retry-After": str(retry_after_s)})
+
+
+def end_sessions(user: User) -> None:
+    """End every session of ``user``: cookies issued before no longer sign anyone in. The caller commits."""
+    user.session_generation += 1
+
+
 @router.post("/api/logout")
-def logout(response: Response, who: Principal = Depends(ANY_USER)) -> dict:
+def logout(response: Response, who: Principal = Depends(ANY_USER), session: Session = Depends(db_session)) -> dict:
+    # Clearing the cookie is a courtesy: a copy replayed later must be dead too, so the session ends here.
+    end_sessions(who.account)
+    session.commit()
     response.delete_cookie(SESSION_COOKIE, path="/")
     return {"signed_out": who.name}
 
@@ -229,6 +262,7 @@ def frame_image(
         path = None
     if path is None or not path.is_file():
         raise HTTPException(404, f"the frame's blob {item.blob_uri} is missing from the storage root")
+    session.close()  # the file may stream for minutes: its database connection goes back to the pool now
     with path.open("rb") as handle:
         head = handle.read(8)
     media_type = next((kind for magic, kind in _IMAGE_TYPES if head.startswith(magic)), "application/octet-stream")
@@ -407,12 +441,15 @@ def change_user(
         _check_role(body.role)
         user.role = body.role
     if body.active is not None:
+        if not body.active and user.active:
+            end_sessions(user)
         user.active = body.active
     if body.password is not None:
         weak = check_password_strength(body.password)
         if weak:
             raise HTTPException(422, weak)
         user.password_hash = hash_password(body.password)
+        end_sessions(user)  # whoever knew the old password is signed out too
     session.commit()
     return _user_view(user)
 
@@ -577,7 +614,11 @@ def import_label_studio(
 
 
 @router.post("/api/upload", status_code=201)
-async def upload(request: Request, who: Principal = Depends(ADMIN_OR_SERVICE)) -> JSONResponse:
+async def upload(
+    request: Request, who: Principal = Depends(ADMIN_OR_SERVICE), session: Session = Depends(db_session)
+) -> JSONResponse:
+    # The body may take minutes to arrive: the sign-in check's connection goes back to the pool first.
+    await run_in_threadpool(session.close)
     settings = request.app.state.settings
     limits = UploadLimits(settings.max_file_bytes, settings.max_request_bytes)
     outcome = await receive_upload(

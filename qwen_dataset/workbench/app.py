@@ -22,6 +22,7 @@ from qwen_dataset.workbench.admin_settings import SettingError
 from qwen_dataset.workbench.assignment import ImportProblem
 from qwen_dataset.workbench.config import WorkbenchSettings
 from qwen_dataset.workbench.editor import EditorError
+from qwen_dataset.workbench.limits import AdmissionGate
 from qwen_dataset.workbench.security import SessionSigner
 from qwen_dataset.workbench.upload import UploadRefused
 from qwen_dataset.workbench.workflow import WorkflowError
@@ -38,7 +39,7 @@ def create_app(settings: WorkbenchSettings, engine: Engine | None = None) -> Fas
     """The workbench app; ``engine`` defaults to :func:`make_engine` of ``settings.database_url``."""
     app = FastAPI(title="qwen-dataset review workbench", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.state.settings = settings
-    app.state.engine = engine if engine is not None else make_engine(settings.database_url)
+    app.state.engine = engine if engine is not None else workbench_engine(settings)
     app.state.signer = SessionSigner(settings.secret, settings.session_seconds)
     app.include_router(api.router)
     app.include_router(pages.router)
@@ -56,7 +57,19 @@ def create_app(settings: WorkbenchSettings, engine: Engine | None = None) -> Fas
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    # Outermost: a request waiting for its turn has done nothing yet.
+    app.add_middleware(AdmissionGate, limit=settings.threads, exempt=UNGATED_PATHS)
     return app
+
+
+#: Paths the admission gate lets through freely (see :class:`.limits.AdmissionGate`).
+UNGATED_PATHS = ("/static/", "/api/upload")
+
+
+def workbench_engine(settings: WorkbenchSettings) -> Engine:
+    """The database engine sized to the server: a connection for every request served at once,
+    and as many again for requests that open a second session (see :mod:`.limits`)."""
+    return make_engine(settings.database_url, pool_size=settings.threads)
 
 
 def _error(status: int, message: str, **details) -> JSONResponse:

@@ -14,18 +14,26 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.db.models import ItemStatus
 from qwen_dataset.db.queries import final_annotations
-from tests.test_workbench_api import AI_BOX, HEIGHT, PASSWORD, WIDTH, World, _submit, build_world, item_of, my_items
+from tests.test_workbench_api import (
+    AI_BOX,
+    HEIGHT,
+    PASSWORD,
+    WIDTH,
+    World,
+    _submit,
+    build_world,
+    item_of,
+    my_items,
+    running_server,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -54,19 +62,10 @@ def served(tmp_path) -> Iterator[tuple[World, str]]:
     world = build_world(
         sqlite_url(tmp_path / "annotations.db"), tmp_path / "root", secure_cookies=False, editor_dir=EDITOR_BUILD
     )
-    server = uvicorn.Server(uvicorn.Config(world.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the workbench server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield world, f"http://127.0.0.1:{port}"
+        with running_server(world.app) as base:
+            yield world, base
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         for client in world.clients:
             client.close()
         world.engine.dispose()
