@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from sqlalchemy import select
@@ -270,11 +271,17 @@ def item_of(world: World, annotation_id: str) -> WorkItem:
 # --------------------------------------------------------------------------- roles
 
 
+#: Every router the app includes (create_app), so every route is checked.
+ROUTERS = (api_module.router, api_module.upload_router, pages_module.router)
+
+
 def _all_routes():
-    for router in (api_module.router, pages_module.router):
+    """Every (method, path) the app serves (its API and page routes, not the static mounts)."""
+    for router in ROUTERS:
         for route in router.routes:
-            for method in sorted(route.methods - {"HEAD"}):
-                yield method, route.path
+            if isinstance(route, APIRoute):
+                for method in sorted(route.methods - {"HEAD"}):
+                    yield method, route.path
 
 
 def _concrete(path: str) -> str:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import copy
+import json
+import socket
+import struct
 import threading
+import time
+import zlib
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -22,9 +28,12 @@ from tests.test_workbench_api import (
     PASSWORD,
     PASSWORD_HASH,
     World,
+    _all_routes,
     build_world,
+    item_of,
     moved_result,
     my_items,
+    png_bytes,
     running_server,
 )
 from tests.test_workbench_api import world as world  # noqa: F401  (the fixture, on SQLite and PostgreSQL)
@@ -210,3 +219,260 @@ def test_an_api_token_dies_with_its_creator(world: World):
     assert machine.get("/api/batches/b1/labeling-config").status_code == 401
     # The suite's pipeline token was made on the command line (no creator): it lives on.
     assert world.service().get("/api/batches/b1/labeling-config").status_code == 200
+
+
+# --------------------------------------------------------------------------- request size
+
+
+def _raw_exchange(base: str, head: str, body: bytes = b"", timeout: float = 20.0) -> tuple[int, float]:
+    """Send a request head and the first bytes of its body over a socket; return the status of the
+    answer and how long it took. The rest of the body is never sent: an answer proves the server
+    did not wait to read it."""
+    host, port = base.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=timeout) as connection:
+        connection.sendall(head.encode("latin-1") + body)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = connection.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return int(answer.split(b" ", 2)[1]), time.monotonic() - started
+
+
+def _head(method: str, path: str, length: int | None, cookie: str = "", csrf: str = "") -> str:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
+    lines.append(f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked")
+    if cookie:
+        lines += [f"Cookie: {SESSION_COOKIE}={cookie}", f"{CSRF_HEADER}: {csrf}"]
+    return "\r\n".join(lines) + "\r\n\r\n"
+
+
+def test_bodies_are_refused_before_they_are_read(world: World):
+    world.set_double_rate(0.0)
+    world.import_batch("b-size", frames=1, video_event=False)
+    owner = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
+    annotation = my_items(world, owner)[0]["annotation_id"]
+    cookie, csrf = world.app.state.signer.dumps(world.users[owner].id)
+    huge = 57 * 1024 * 1024
+    with running_server(world.app) as base:
+        # Anonymous: a 57 MB save and a 30 MB sign-in, refused with only their first kilobyte sent.
+        assert _raw_exchange(base, _head("PUT", f"/api/annotations/{annotation}", huge), b"{" * 1024)[0] == 401
+        assert _raw_exchange(base, _head("POST", "/api/login", 30 * 1024 * 1024), b"{" * 1024)[0] == 413
+        # Signed in: each route has its limit (8 MiB for an editor's save, 1 MiB for settings).
+        saving = _head("PUT", f"/api/annotations/{annotation}", huge, cookie, csrf)
+        assert _raw_exchange(base, saving, b"{" * 1024)[0] == 413
+        settings = _head("PUT", "/api/admin/settings", 2 * 1024 * 1024, cookie, csrf)
+        assert _raw_exchange(base, settings, b"{")[0] == 413
+        # A chunked body is cut off at the limit, without a Content-Length to go by.
+        chunk = b"x" * 65536
+        framed = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(20))  # 1.25 MiB
+        assert _raw_exchange(base, _head("PUT", "/api/admin/settings", None, cookie, csrf), framed)[0] == 413
+    # Bodies within their limits still work.
+    client = world.client(owner)
+    opened = client.get(f"/api/annotations/{annotation}").json()
+    saved = client.put(
+        f"/api/annotations/{annotation}", json={"version": opened["version"], "result": opened["result"]}
+    )
+    assert saved.status_code == 200
+
+
+# --------------------------------------------------------------------------- what a save may hold
+
+
+def _owned_item(world: World, batch: str) -> tuple[httpx.Client, str, dict]:
+    world.set_double_rate(0.0)
+    world.import_batch(batch, frames=1, video_event=False)
+    owner = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
+    annotation_id = my_items(world, owner)[0]["annotation_id"]
+    client = world.client(owner)
+    return client, annotation_id, client.get(f"/api/annotations/{annotation_id}").json()
+
+
+def test_non_finite_out_of_frame_and_oversize_saves_are_refused(world: World):
+    client, annotation_id, opened = _owned_item(world, "b-geometry")
+    url = f"/api/annotations/{annotation_id}"
+
+    def save_with(change) -> httpx.Response:
+        result = copy.deepcopy(opened["result"])
+        for entry in result:
+            change(entry)
+        # json.dumps writes Infinity and NaN as JavaScript does, which Python's parser takes.
+        body = json.dumps({"version": opened["version"], "result": result})
+        return client.put(url, content=body, headers={"Content-Type": "application/json"})
+
+    infinite = save_with(lambda entry: entry["value"].update(width=float("inf")))  # JSON Infinity
+    assert infinite.status_code == 422 and "finite" in infinite.json()["detail"]
+    not_a_number = save_with(lambda entry: entry["value"].update(x=float("nan")))
+    assert not_a_number.status_code == 422 and "finite" in not_a_number.json()["detail"]
+    far_out = save_with(lambda entry: entry["value"].update(x=90.0, width=60.0))  # half of it past the edge
+    assert far_out.status_code == 422 and "outside the 400x200 frame" in far_out.json()["detail"]
+
+    def long_text(entry: dict) -> None:
+        if entry["from_name"] == "transcription":
+            entry["value"]["text"] = ["x" * 2_000_000]
+
+    oversize = save_with(long_text)
+    assert oversize.status_code == 422 and "10,000" in oversize.json()["detail"]
+    # A hair past the edge (a drag that ends on it) is clipped and taken.
+    edge = save_with(lambda entry: entry["value"].update(x=70.0, width=30.1))
+    assert edge.status_code == 200, edge.text
+    stored = client.get(url).json()["payload"]["regions"][0]["bbox"]
+    assert stored[2] == pytest.approx(400.0)
+
+
+# --------------------------------------------------------------------------- headers, schema, blobs, uploads
+
+
+def test_the_openapi_schema_needs_a_sign_in(world: World):
+    assert world.client().get("/api/openapi.json").status_code == 401
+    schema = world.client("ann1").get("/api/openapi.json")
+    assert schema.status_code == 200 and "/api/annotations/{annotation_id}" in schema.json()["paths"]
+    assert world.service().get("/api/openapi.json").status_code == 200
+
+
+def test_every_answer_carries_the_security_headers(world: World):
+    for response in (world.client().get("/login"), world.client("admin").get("/api/me"), world.client().get("/api/me")):
+        policy = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "object-src 'none'" in policy and "frame-ancestors 'none'" in policy
+        assert "unsafe-eval" not in policy and "script-src 'self' 'unsafe-inline'" not in policy
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+        assert response.headers["Strict-Transport-Security"].startswith("max-age=")  # Secure cookies: HTTPS
+
+
+def test_only_regular_files_inside_the_store_are_served(world: World, tmp_path):
+    world.set_double_rate(0.0)
+    world.import_batch("b-blobs", frames=1, video_event=False)
+    owner = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
+    item = item_of(world, my_items(world, owner)[0]["annotation_id"])
+    client = world.client(owner)
+    assert client.get(f"/media/items/{item.item_id}").status_code == 200
+    # Someone with write access to the store swaps the blob for a symlink to a secret.
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0")
+    blob = world.layout.blobs.local_path(item.blob_uri)
+    blob.unlink()
+    blob.symlink_to(secret)
+    refused = client.get(f"/media/items/{item.item_id}")
+    assert refused.status_code == 404 and "root:x" not in refused.text
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_at_upload(world: World):
+    # A 1 kB PNG whose header says 100000 x 100000 pixels: the ingest would quarantine it as a
+    # decompression bomb, so the upload says so at once.
+    header = bytearray(png_bytes())
+    header[16:24] = struct.pack(">II", 100_000, 100_000)
+    header[29:33] = struct.pack(">I", zlib.crc32(bytes(header[12:29])))
+    answer = world.service().post(
+        "/api/upload", files=[("files", ("bomb.png", bytes(header))), ("files", ("fine.png", png_bytes(9)))]
+    )
+    assert answer.status_code == 201, answer.text
+    by_name = {entry["name"]: entry for entry in answer.json()["files"]}
+    assert by_name["bomb.png"]["status"] == "rejected"
+    reason = by_name["bomb.png"]["reason"]
+    assert reason.startswith("decompression_bomb") and "10000000000 pixels" in reason.replace(",", "")
+    assert by_name["fine.png"]["status"] == "accepted"
+
+
+# --------------------------------------------------------------------------- the route x role matrix
+
+ANN, REV, ADM, SVC = "annotator", "reviewer", "admin", "service"
+PEOPLE = {ANN, REV, ADM}
+PUBLIC = "public"
+#: Who may call each route. Written out by hand, so that a route whose rule changes, or a new
+#: route nobody placed here, fails the test below.
+ACCESS: dict[tuple[str, str], set[str] | str] = {
+    ("POST", "/api/login"): PUBLIC,
+    ("POST", "/api/logout"): PEOPLE,
+    ("GET", "/api/openapi.json"): PEOPLE | {SVC},
+    ("GET", "/api/me"): PEOPLE,
+    ("GET", "/api/tasks"): {ANN},
+    ("GET", "/api/annotations/{annotation_id}"): {ANN},
+    ("PUT", "/api/annotations/{annotation_id}"): {ANN},
+    ("POST", "/api/annotations/{annotation_id}/submit"): {ANN},
+    ("GET", "/media/items/{item_id}"): PEOPLE,
+    ("GET", "/api/review/queue"): {REV, ADM},
+    ("GET", "/api/review/items/{item_id}"): {REV, ADM},
+    ("POST", "/api/review/items/{item_id}/resolve"): {REV, ADM},
+    ("GET", "/api/review/sample"): {REV, ADM},
+    ("POST", "/api/review/items/{item_id}/reject"): {REV, ADM},
+    ("GET", "/api/admin/users"): {ADM},
+    ("POST", "/api/admin/users"): {ADM},
+    ("PATCH", "/api/admin/users/{user_id}"): {ADM},
+    ("GET", "/api/admin/tokens"): {ADM},
+    ("POST", "/api/admin/tokens"): {ADM},
+    ("DELETE", "/api/admin/tokens/{token_id}"): {ADM},
+    ("GET", "/api/admin/settings"): {ADM},
+    ("PUT", "/api/admin/settings"): {ADM},
+    ("GET", "/api/admin/templates"): {ADM},
+    ("GET", "/api/admin/templates/{task}"): {ADM},
+    ("PUT", "/api/admin/templates/{task}"): {ADM},
+    ("DELETE", "/api/admin/templates/{task}"): {ADM},
+    ("GET", "/api/batches"): {ADM},
+    ("POST", "/api/batches/{batch}/import"): {ADM, SVC},
+    ("GET", "/api/batches/{batch}/label-studio"): {ADM, SVC},
+    ("GET", "/api/batches/{batch}/labeling-config"): {ADM, SVC},
+    ("POST", "/api/batches/{batch}/label-studio"): {ADM, SVC},
+    ("POST", "/api/upload"): {ADM, SVC},
+    ("GET", "/login"): PUBLIC,
+    ("GET", "/"): PEOPLE,
+    ("GET", "/annotate"): {ANN},
+    ("GET", "/annotate/{annotation_id}"): {ANN},
+    ("GET", "/review"): {REV, ADM},
+    ("GET", "/review/items/{item_id}"): {REV, ADM},
+    ("GET", "/admin"): {ADM},
+}
+# Ids that exist nowhere, so an admitted call changes nothing (no token revoked, no user changed).
+_PLACEHOLDERS = {
+    "{annotation_id}": "a" * 32,
+    "{item_id}": "b" * 32,
+    "{batch}": "b1",
+    "{task}": "no_such_task",
+    "{user_id}": "999",
+    "{token_id}": "999",
+}
+
+
+def _concrete_path(path: str) -> str:
+    for placeholder, value in _PLACEHOLDERS.items():
+        path = path.replace(placeholder, value)
+    return path
+
+
+def _caller(world: World, role: str | None) -> httpx.Client:
+    if role == SVC:
+        return world.service()
+    if role is None:
+        return world.client()
+    name = {ANN: "ann1", REV: "rita", ADM: "admin"}[role]
+    with Session(world.engine) as session:  # sign a cookie of the account's current generation
+        generation = session.get(User, world.users[name].id).session_generation
+    client = world.client()
+    cookie, csrf = world.app.state.signer.dumps(world.users[name].id, generation)
+    client.cookies.set(SESSION_COOKIE, cookie)
+    client.headers[CSRF_HEADER] = csrf
+    return client
+
+
+def test_every_route_admits_exactly_its_roles(world: World):
+    assert set(ACCESS) == set(_all_routes()), "place every route in ACCESS"
+    cells = 0
+    for (method, path), allowed in ACCESS.items():
+        for role in (None, ANN, REV, ADM, SVC):
+            body = {} if method != "GET" else None
+            response = _caller(world, role).request(
+                method, _concrete_path(path), json=body, headers={"Accept": "text/html"} if path[:5] != "/api/" else {}
+            )
+            where = (method, path, role, response.status_code, response.text[:120])
+            if allowed == PUBLIC:
+                assert response.status_code not in (401, 403), where
+            elif role is None:
+                assert response.status_code == 401, where
+            elif role in allowed:
+                assert response.status_code not in (401, 403), where
+            else:
+                assert response.status_code == 403, where
+            cells += 1
+    assert cells == 5 * len(ACCESS)

@@ -456,6 +456,29 @@ def check_content(path: Path, media_type: MediaType, size: int, limits: IngestLi
         ) from exc
 
 
+def check_image_header(path: Path, limits: IngestLimits) -> None:
+    """The cheap part of :func:`check_image`: the pixel count its header declares (nothing decoded).
+
+    The upload API runs it on every image as it arrives, so a small file declaring a huge picture
+    is refused at once instead of being quarantined later.
+    """
+    label = "image"
+    try:
+        with Image.open(path) as image:
+            label = image.format or label
+            _check_pixels(image.size, limits, f"the {label} header declares")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise Quarantine(
+            "decompression_bomb",
+            f"Pillow's decompression-bomb guard refused the {label} header ({str(exc).rstrip('.')}); "
+            "downscale the image and upload it again",
+        ) from exc
+    except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise Quarantine(
+            "corrupt_image", f"the file starts like an image but its header cannot be read ({exc}); re-export it"
+        ) from exc
+
+
 def check_image(path: Path, limits: IngestLimits, label: str = "image") -> None:
     """Pillow must read the header, verify the data and decode every pixel.
 

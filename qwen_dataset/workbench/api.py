@@ -41,13 +41,21 @@ from qwen_dataset.workbench.security import (
 )
 from qwen_dataset.workbench.upload import UploadLimits, receive_upload
 
-router = APIRouter()
+# Request bodies are capped before they are read (FastAPI's max_body_size: an oversize
+# Content-Length is refused at once, a chunked body when it passes the limit; 413 either way).
+DEFAULT_BODY_BYTES = 1024 * 1024  # settings, users, tokens, templates, reasons
+LOGIN_BODY_BYTES = 4 * 1024  # a user name and a password
+EDITOR_BODY_BYTES = 8 * 1024 * 1024  # an editor's results: up to MAX_RESULTS regions, an HTML page
+LABEL_STUDIO_BODY_BYTES = 256 * 1024 * 1024  # a Label Studio export of a whole batch
+router = APIRouter(max_body_size=DEFAULT_BODY_BYTES)
+# The upload streams its multipart body and checks the per-request limit of the settings itself.
+upload_router = APIRouter()
 ANNOTATOR = require(Role.ANNOTATOR)
 REVIEWER = require(Role.REVIEWER, Role.ADMIN)
 ADMIN = require(Role.ADMIN)
 ADMIN_OR_SERVICE = require(Role.ADMIN, SERVICE)
 ANY_USER = require(*ROLES)
-LOGIN_BODY_BYTES = 4 * 1024  # a user name and a password
+SIGNED_IN_OR_SERVICE = require(*ROLES, SERVICE)
 # Verifying against a real hash when the user does not exist keeps the response time the same,
 # so a login attempt does not reveal which user names exist.
 _DUMMY_HASH = hash_password("not a real password, only for timing")
@@ -127,6 +135,12 @@ def logout(response: Response, who: Principal = Depends(ANY_USER), session: Sess
     return {"signed_out": who.name}
 
 
+@router.get("/api/openapi.json")
+def openapi_schema(request: Request, who: Principal = Depends(SIGNED_IN_OR_SERVICE)) -> dict:
+    """The API's OpenAPI schema, for signed-in users and API tokens (it lists every route)."""
+    return request.app.openapi()
+
+
 @router.get("/api/me")
 def me(who: Principal = Depends(ANY_USER)) -> dict:
     return {"username": who.account.username, "role": who.role, "csrf": who.csrf}
@@ -200,7 +214,7 @@ class Save(BaseModel):
     result: list[dict[str, Any]] | None = None
 
 
-@router.put("/api/annotations/{annotation_id}")
+@router.put("/api/annotations/{annotation_id}", max_body_size=EDITOR_BODY_BYTES)
 def save_annotation(
     annotation_id: str, body: Save, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
 ) -> dict:
@@ -214,7 +228,7 @@ def save_annotation(
     }
 
 
-@router.post("/api/annotations/{annotation_id}/submit")
+@router.post("/api/annotations/{annotation_id}/submit", max_body_size=EDITOR_BODY_BYTES)
 def submit_annotation(
     annotation_id: str, body: Save, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
 ) -> dict:
@@ -256,12 +270,9 @@ def frame_image(
         raise HTTPException(404, "no such frame among the items you may see")
     layout = layout_of(request)
     try:
-        # local_path only accepts blob uris, so a stored uri cannot point outside the blob store.
-        path = layout.blobs.local_path(item.blob_uri)
+        path = layout.blobs.regular_file(item.blob_uri)
     except (ValueError, FileNotFoundError):
-        path = None
-    if path is None or not path.is_file():
-        raise HTTPException(404, f"the frame's blob {item.blob_uri} is missing from the storage root")
+        raise HTTPException(404, f"the frame's blob {item.blob_uri} is missing from the storage root") from None
     session.close()  # the file may stream for minutes: its database connection goes back to the pool now
     with path.open("rb") as handle:
         head = handle.read(8)
@@ -336,7 +347,7 @@ class Resolution(BaseModel):
     result: list[dict[str, Any]] | None = None
 
 
-@router.post("/api/review/items/{item_id}/resolve")
+@router.post("/api/review/items/{item_id}/resolve", max_body_size=EDITOR_BODY_BYTES)
 def resolve_item(
     item_id: str, body: Resolution, who: Principal = Depends(REVIEWER), session: Session = Depends(db_session)
 ) -> dict:
@@ -598,7 +609,7 @@ def labeling_config_endpoint(batch: str, task: str = "ocr", who: Principal = Dep
     return Response(config_for(task), media_type="application/xml")
 
 
-@router.post("/api/batches/{batch}/label-studio")
+@router.post("/api/batches/{batch}/label-studio", max_body_size=LABEL_STUDIO_BODY_BYTES)
 def import_label_studio(
     batch: str,
     request: Request,
@@ -613,14 +624,14 @@ def import_label_studio(
 # --------------------------------------------------------------------------- upload
 
 
-@router.post("/api/upload", status_code=201)
+@upload_router.post("/api/upload", status_code=201)
 async def upload(
     request: Request, who: Principal = Depends(ADMIN_OR_SERVICE), session: Session = Depends(db_session)
 ) -> JSONResponse:
     # The body may take minutes to arrive: the sign-in check's connection goes back to the pool first.
     await run_in_threadpool(session.close)
     settings = request.app.state.settings
-    limits = UploadLimits(settings.max_file_bytes, settings.max_request_bytes)
+    limits = UploadLimits(settings.max_file_bytes, settings.max_request_bytes, settings.max_image_pixels)
     outcome = await receive_upload(
         request.headers.get("content-type", ""),
         request.headers.get("content-length"),

@@ -25,6 +25,10 @@ from qwen_dataset.records import AnnotationStatus, FrameRecord, Task, columns_of
 #: ``TimelineLabels``, which ``video_event`` needs, so video events are not imported.
 EDITABLE_TASKS: tuple[str, ...] = (Task.OCR.value, Task.GUI_ACTION.value, Task.SPATIAL.value, Task.IMAGE_TO_CODE.value)
 MAX_RESULTS = 5000  # more results than any frame needs: a bigger request is a mistake or an attack
+#: The longest text a field may hold: a line, a label, an instruction, an event's description...
+MAX_TEXT_CHARS = 10_000
+#: ...except a generated page's HTML, which holds a whole screen.
+MAX_TEXT_CHARS_BY_FIELD = {"html": 500_000}
 
 
 class EditorError(ValueError):
@@ -101,4 +105,23 @@ def from_results(item: WorkItem, results: Any) -> Converted:
     record = records[0]
     if record["status"] != AnnotationStatus.OK.value:
         raise EditorError(record["error"])
+    check_text_sizes(load_payload(record["payload"]))
     return Converted(record["payload"], record["template_version"])
+
+
+def check_text_sizes(payload: Any) -> None:
+    """:class:`EditorError` naming the first text of ``payload`` over its field's limit."""
+    stack: list[tuple[str, str, Any]] = [("$", "", payload)]
+    while stack:
+        path, field, value = stack.pop()
+        if isinstance(value, str):
+            limit = MAX_TEXT_CHARS_BY_FIELD.get(field, MAX_TEXT_CHARS)
+            if len(value) > limit:
+                raise EditorError(
+                    f"{path} has {len(value):,} characters, more than the {limit:,} a {field or 'text'} may hold; "
+                    "shorten it (or split it over several regions)"
+                )
+        elif isinstance(value, dict):
+            stack.extend((f"{path}.{key}", str(key), item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", field, item) for index, item in enumerate(value))

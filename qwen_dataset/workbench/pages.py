@@ -19,7 +19,7 @@ from qwen_dataset.workbench.auth import Principal, db_session
 from qwen_dataset.workbench.editor import EDITABLE_TASKS
 
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
-router = APIRouter()
+router = APIRouter(max_body_size=0)  # pages are read with GET: no body
 HOME: dict[str, str] = {Role.ANNOTATOR: "/annotate", Role.REVIEWER: "/review", Role.ADMIN: "/admin"}
 # Browsers read a backslash as "/" and drop tabs and newlines from URLs, so "/<backslash>evil.example"
 # or "/<tab>/evil.example" would leave the site. static/app.js (safeNext) applies the same rule.

@@ -88,17 +88,19 @@ def sign_in(browser, base: str, username: str):
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # The Content-Security-Policy must not block anything the pages need.
+    page.on("console", lambda message: "Content Security Policy" in message.text and errors.append(message.text))
     page.goto(base + "/login")
     page.fill("#username", username)
     page.fill("#password", PASSWORD)
     page.click("#sign-in")
-    page.wait_for_function("document.location.pathname !== '/login'")
+    page.wait_for_function("() => document.location.pathname !== '/login'")
     return page, errors
 
 
 def wait_for_editor(page) -> None:
     page.wait_for_function(
-        "window.workbenchStore && window.workbenchStore.annotationStore.selected "
+        "() => window.workbenchStore && window.workbenchStore.annotationStore.selected "
         "&& window.workbenchStore.annotationStore.selected.results.length > 0"
     )
     page.locator("img[src*='/media/items/']").first.wait_for(state="visible")
@@ -108,8 +110,8 @@ def drag_box(page, box: list[float], dx: float, dy: float) -> None:
     """Drag the region drawn at pixel ``box`` of the frame by (dx, dy) frame pixels, like a user."""
     image = page.locator("img[src*='/media/items/']").first
     page.wait_for_function(
-        "(() => { const i = document.querySelector(\"img[src*='/media/items/']\"); "
-        "return i && i.complete && i.naturalWidth > 0; })()"
+        "() => { const i = document.querySelector(\"img[src*='/media/items/']\"); "
+        "return i && i.complete && i.naturalWidth > 0; }"
     )
     shown = image.bounding_box()
     scale = shown["width"] / WIDTH
@@ -141,7 +143,7 @@ def test_annotator_edits_and_reviewer_arbitrates(served, browser):
     transcription.fill("hullo world")
     transcription.press("Tab")
     # Every change is saved as a draft at once, before any submit.
-    page.wait_for_function("document.getElementById('save-status').textContent.startsWith('Saved')")
+    page.wait_for_function("() => document.getElementById('save-status').textContent.startsWith('Saved')")
     draft = world.client(annotator).get(f"/api/annotations/{entry['annotation_id']}").json()
     assert draft["state"] == "draft" and draft["version"] > entry["version"]
     page.click("#submit-annotation")
@@ -176,7 +178,7 @@ def test_annotator_edits_and_reviewer_arbitrates(served, browser):
     shown_x = page.evaluate(first_x) / 100 * WIDTH
     shown_box = min(([40, 40, 160, 80], [200, 100, 320, 150]), key=lambda box: abs(box[0] - shown_x))
     drag_box(page, shown_box, dx=10, dy=10)
-    page.wait_for_function(f"Math.abs({first_x} / 100 * {WIDTH} - {shown_box[0] + 10}) < 2")
+    page.wait_for_function(f"() => Math.abs({first_x} / 100 * {WIDTH} - {shown_box[0] + 10}) < 2")
     page.click("#save-merged")
     page.wait_for_url(base + "/review")
     assert not errors, errors
