@@ -72,7 +72,7 @@ def test_a_burst_of_clients_on_postgres_gets_no_5xx(tmp_path, postgres_url):
             session.commit()
             world.users.update({user.username: user for user in session.query(User)})
         world.set_double_rate(0.0)
-        world.import_batch("b-burst", frames=120, video_event=False)
+        world.import_batch("b-burst", frames=120)
         sessions = []
         for name in world.users:
             if world.users[name].role != "annotator":
@@ -251,7 +251,7 @@ def _head(method: str, path: str, length: int | None, cookie: str = "", csrf: st
 
 def test_bodies_are_refused_before_they_are_read(world: World):
     world.set_double_rate(0.0)
-    world.import_batch("b-size", frames=1, video_event=False)
+    world.import_batch("b-size", frames=1)
     owner = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
     annotation = my_items(world, owner)[0]["annotation_id"]
     cookie, csrf = world.app.state.signer.dumps(world.users[owner].id)
@@ -283,7 +283,7 @@ def test_bodies_are_refused_before_they_are_read(world: World):
 
 def _owned_item(world: World, batch: str) -> tuple[httpx.Client, str, dict]:
     world.set_double_rate(0.0)
-    world.import_batch(batch, frames=1, video_event=False)
+    world.import_batch(batch, frames=1)
     owner = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
     annotation_id = my_items(world, owner)[0]["annotation_id"]
     client = world.client(owner)
@@ -344,7 +344,7 @@ def test_every_answer_carries_the_security_headers(world: World):
 
 def test_only_regular_files_inside_the_store_are_served(world: World, tmp_path):
     world.set_double_rate(0.0)
-    world.import_batch("b-blobs", frames=1, video_event=False)
+    world.import_batch("b-blobs", frames=1)
     owner = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
     item = item_of(world, my_items(world, owner)[0]["annotation_id"])
     client = world.client(owner)

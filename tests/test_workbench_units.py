@@ -336,3 +336,70 @@ def test_upgrading_a_populated_database_keeps_its_rows_and_takes_long_versions(b
                 assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again after migrating
     finally:
         engine.dispose()
+
+
+# --------------------------------------------------------------------------- the timeline editor's model
+
+TIMELINE_SCENARIO = r"""
+const list = new EventList(
+  [{start: 2.7, end: 3.9, description: "door opens"}, {start: 0.3, end: 1.1, description: "person enters"}],
+  {duration: 6, anchors: [1.2, 2.6, 4.0, 5.1]},
+);
+const log = {};
+log.sorted = list.result().map((e) => e.description);
+log.snap = [list.snap(1.25), list.snap(1.5), list.snap(1.25, true), list.snap(-1), list.snap(7), list.snap(5.95)];
+const [first, second] = list.events.map((e) => e.id);
+log.endAtCut = [list.setEnd(first, 1.25), list.get(first).end];
+log.startPastEnd = list.setStart(first, 3.0);
+log.endBeforeStart = list.setEnd(first, 0.1);
+const half = list.split(second, 3.3);
+log.split = list.result();
+log.splitOutside = list.split(second, 5.5);
+log.merge = [list.mergeWithNext(second), list.result()];
+list.setDescription(second, "the door opens");
+log.mergeLast = list.mergeWithNext(second);
+const added = list.add(5.0);
+log.added = list.get(added);
+log.addedAtEnd = list.get(list.add(5.95));
+log.neighbours = [list.neighbour(first, 1) === second, list.neighbour(first, -1)];
+log.anchors = [list.anchorFrom(1.2, 1), list.anchorFrom(1.2, -1), list.anchorFrom(6, 1)];
+log.moved = [list.move(first, 0.21, 1.19), list.get(first).start, list.get(first).end, list.move(first, 2, 1)];
+log.removed = [list.remove(added), list.remove("nope"), list.result().length];
+process.stdout.write(JSON.stringify(log));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run static/timeline_model.js")
+def test_the_timeline_model_snaps_splits_merges_and_deletes():
+    model = Path(__file__).parents[1] / "qwen_dataset" / "workbench" / "static" / "timeline_model.js"
+    script = (
+        "const vm = require('vm'); const fs = require('fs');"
+        "const context = {process};"
+        "vm.runInNewContext(fs.readFileSync(process.argv[1], 'utf8') + '\\n' + fs.readFileSync(0, 'utf8'), context);"
+    )
+    done = subprocess.run(
+        ["node", "-e", script, str(model)], input=TIMELINE_SCENARIO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    log = json.loads(done.stdout)
+    assert log["sorted"] == ["person enters", "door opens"]
+    assert log["snap"] == [1.2, 1.5, 1.25, 0, 6, 6]
+    assert log["endAtCut"] == [True, 1.2]
+    assert log["startPastEnd"] is False and log["endBeforeStart"] is False
+    assert log["split"] == [
+        {"start": 0.3, "end": 1.2, "description": "person enters"},
+        {"start": 2.7, "end": 3.3, "description": "door opens"},  # 3.3 is no anchor's neighbour: exact
+        {"start": 3.3, "end": 3.9, "description": "door opens"},
+    ]
+    assert log["splitOutside"] is None
+    assert log["merge"][0] is True and len(log["merge"][1]) == 2
+    assert log["merge"][1][1] == {"start": 2.7, "end": 3.9, "description": "door opens"}  # one text, not twice
+    assert log["mergeLast"] is False  # nothing after the last event
+    assert log["added"]["start"] == 5.1 and log["added"]["end"] == 6  # 5.0 snaps to the cut at 5.1
+    assert (
+        log["addedAtEnd"]["start"] == 5.1 and log["addedAtEnd"]["end"] == 6
+    )  # no room after: a second before, snapped
+    assert log["neighbours"] == [True, None]
+    assert log["anchors"] == [2.6, 0, None]
+    assert log["moved"] == [True, 0.21, 1.2, False]  # 0.21 is just out of the snap to 0; crossing ends refused
+    assert log["removed"] == [True, False, 3]

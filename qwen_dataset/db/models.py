@@ -131,7 +131,8 @@ class BatchImport(Base):
 
 
 class WorkItem(Base):
-    """One frame of a batch to annotate for one task, starting from the AI's pre-annotation."""
+    """One frame of a batch to annotate for one task (for ``video_event``: one video, filed under
+    its first sampled frame, ``blob_uri`` the video file), starting from the AI's pre-annotation."""
 
     __tablename__ = "work_items"
 
@@ -153,6 +154,9 @@ class WorkItem(Base):
     double_blind: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default=ItemStatus.OPEN, index=True)
     disagreement: Mapped[str] = mapped_column(Text, default="")  # why the two versions disagree
+    # JSON: what the editor needs beyond the picture; a video: its duration, sampled frames, shot
+    # cuts and audio changes (see qwen_dataset.workbench.video).
+    context: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 

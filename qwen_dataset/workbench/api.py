@@ -24,8 +24,9 @@ from qwen_dataset.db.models import (
     WorkItem,
 )
 from qwen_dataset.payloads import TASK_ORDER
+from qwen_dataset.records import Task
 from qwen_dataset.store.layout import StorageLayout
-from qwen_dataset.workbench import admin_settings, interop, templates_admin, throttle, workflow
+from qwen_dataset.workbench import admin_settings, interop, templates_admin, throttle, video, workflow
 from qwen_dataset.workbench.assignment import import_batch
 from qwen_dataset.workbench.auth import SERVICE, Principal, db_session, require
 from qwen_dataset.workbench.editor import EDITABLE_TASKS, config_for, task_data, to_results
@@ -190,7 +191,13 @@ def _ai_prediction(item: WorkItem) -> list[dict[str, Any]]:
 
 
 def _editor_task(item: WorkItem) -> dict[str, Any]:
-    return {"data": {**task_data(item), "image": f"/media/items/{item.item_id}"}, "predictions": _ai_prediction(item)}
+    media = f"/media/items/{item.item_id}"
+    if item.task == Task.VIDEO_EVENT:
+        timeline = video.VideoContext.from_json(item.context).for_editor()
+        data = {**task_data(item), "video": media, "timeline": timeline}
+    else:
+        data = {**task_data(item), "image": media}
+    return {"data": data, "predictions": _ai_prediction(item)}
 
 
 @router.get("/api/annotations/{annotation_id}")
@@ -254,8 +261,17 @@ _IMAGE_TYPES = (
 )
 
 
+def _media_type(head: bytes) -> str:
+    """The Content-Type of a frame picture or a video file, from its first bytes."""
+    if head[4:8] == b"ftyp":  # ISO base media: MP4, M4V, MOV
+        return "video/quicktime" if head[8:12] == b"qt  " else "video/mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: WebM or Matroska
+        return "video/webm" if b"webm" in head else "video/x-matroska"
+    return next((kind for magic, kind in _IMAGE_TYPES if head.startswith(magic)), "application/octet-stream")
+
+
 @router.get("/media/items/{item_id}")
-def frame_image(
+def item_media(
     item_id: str, request: Request, who: Principal = Depends(ANY_USER), session: Session = Depends(db_session)
 ) -> FileResponse:
     item = session.get(WorkItem, item_id)
@@ -267,16 +283,16 @@ def frame_image(
         ).first()
         item = item if assigned else None
     if item is None:
-        raise HTTPException(404, "no such frame among the items you may see")
+        raise HTTPException(404, "no such item among the items you may see")
     layout = layout_of(request)
     try:
         path = layout.blobs.regular_file(item.blob_uri)
     except (ValueError, FileNotFoundError):
-        raise HTTPException(404, f"the frame's blob {item.blob_uri} is missing from the storage root") from None
+        raise HTTPException(404, f"the item's file {item.blob_uri} is missing from the storage root") from None
     session.close()  # the file may stream for minutes: its database connection goes back to the pool now
     with path.open("rb") as handle:
-        head = handle.read(8)
-    media_type = next((kind for magic, kind in _IMAGE_TYPES if head.startswith(magic)), "application/octet-stream")
+        head = handle.read(64)
+    media_type = _media_type(head)
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
 

@@ -75,6 +75,8 @@ def create_app(settings: WorkbenchSettings, engine: Engine | None = None) -> Fas
     app.mount("/static/wb", StaticFiles(directory=STATIC_DIR), name="static")
     # The Label Studio editor's build, installed by `npm ci --ignore-scripts` (not committed).
     app.mount("/static/editor", StaticFiles(directory=settings.editor_dir, check_dir=False), name="editor")
+    # wavesurfer.js, the video-event editor's timeline (npm, not committed either).
+    app.mount("/static/wavesurfer", StaticFiles(directory=settings.timeline_dir, check_dir=False), name="timeline")
     _install_handlers(app)
 
     @app.middleware("http")

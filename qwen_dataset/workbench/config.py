@@ -25,6 +25,8 @@
                                blob path follows it (default ``/data/local-files/?d=``)
 ``QWEN_WORKBENCH_EDITOR_DIR``  the Label Studio editor build (default
                                ``node_modules/@heartexlabs/label-studio/build/static``)
+``QWEN_WORKBENCH_TIMELINE_DIR``  the wavesurfer.js build of the video-event editor (default
+                               ``node_modules/wavesurfer.js/dist``)
 =============================  ===========================================================
 """
 
@@ -51,6 +53,7 @@ DEFAULT_THREADS = 16
 # wait for a thread while holding a database connection.
 MAX_THREADS = 40
 DEFAULT_EDITOR_DIR = REPO_ROOT / "node_modules" / "@heartexlabs" / "label-studio" / "build" / "static"
+DEFAULT_TIMELINE_DIR = REPO_ROOT / "node_modules" / "wavesurfer.js" / "dist"
 
 
 class ConfigError(ValueError):
@@ -74,6 +77,7 @@ class WorkbenchSettings:
     max_image_pixels: int = IngestLimits.max_image_pixels
     ls_image_prefix: str = DEFAULT_LS_IMAGE_PREFIX
     editor_dir: Path = DEFAULT_EDITOR_DIR
+    timeline_dir: Path = DEFAULT_TIMELINE_DIR
 
     def __post_init__(self) -> None:
         if len(self.secret) < MIN_SECRET_LENGTH:
@@ -122,6 +126,7 @@ class WorkbenchSettings:
             max_image_pixels=int(_number(env, "QWEN_WORKBENCH_MAX_IMAGE_PIXELS", IngestLimits.max_image_pixels)),
             ls_image_prefix=env.get("QWEN_WORKBENCH_LS_IMAGE_PREFIX", DEFAULT_LS_IMAGE_PREFIX),
             editor_dir=Path(env.get("QWEN_WORKBENCH_EDITOR_DIR") or DEFAULT_EDITOR_DIR),
+            timeline_dir=Path(env.get("QWEN_WORKBENCH_TIMELINE_DIR") or DEFAULT_TIMELINE_DIR),
         )
 
 

@@ -49,10 +49,12 @@ def wants_html(request: Request) -> bool:
 
 
 def render(request: Request, name: str, who: Principal | None, status_code: int = 200, **context) -> HTMLResponse:
-    editor_ready = (request.app.state.settings.editor_dir / "js" / "main.js").is_file()
-    return templates.TemplateResponse(
-        request, name, {"who": who, "editor_ready": editor_ready, **context}, status_code=status_code
-    )
+    settings = request.app.state.settings
+    ready = {
+        "editor_ready": (settings.editor_dir / "js" / "main.js").is_file(),
+        "timeline_ready": (settings.timeline_dir / "wavesurfer.min.js").is_file(),
+    }
+    return templates.TemplateResponse(request, name, {"who": who, **ready, **context}, status_code=status_code)
 
 
 def error_page(request: Request, status_code: int, message: str) -> HTMLResponse:
@@ -96,6 +98,7 @@ def annotate_page(
         who,
         mode="annotate",
         target=annotation.annotation_id,
+        task=annotation.task,
         title=f"{annotation.task} · {annotation.frame_id}",
     )
 
@@ -118,7 +121,8 @@ def review_item_page(
     if item is None:
         return error_page(request, 404, f"no work item {item_id}")
     mode = "arbitrate" if item.status == ItemStatus.ARBITRATION else "inspect"
-    return render(request, "editor.html", who, mode=mode, target=item.item_id, title=f"{item.task} · {item.frame_id}")
+    title = f"{item.task} · {item.frame_id}"
+    return render(request, "editor.html", who, mode=mode, target=item.item_id, task=item.task, title=title)
 
 
 @router.get("/admin", response_class=HTMLResponse)

@@ -24,6 +24,7 @@ from qwen_dataset.db.models import ItemStatus
 from qwen_dataset.db.queries import final_annotations
 from tests.test_workbench_api import (
     AI_BOX,
+    AI_EVENTS,
     HEIGHT,
     PASSWORD,
     WIDTH,
@@ -44,6 +45,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
 ]
 EDITOR_BUILD = (
     Path(__file__).resolve().parents[2] / "node_modules" / "@heartexlabs" / "label-studio" / "build" / "static"
@@ -128,7 +130,7 @@ def drag_box(page, box: list[float], dx: float, dy: float) -> None:
 def test_annotator_edits_and_reviewer_arbitrates(served, browser):
     world, base = served
     world.set_double_rate(0.0)
-    world.import_batch("b-browser", frames=1, video_event=False)
+    world.import_batch("b-browser", frames=1)
     annotator = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
     entry = my_items(world, annotator)[0]
 
@@ -158,7 +160,7 @@ def test_annotator_edits_and_reviewer_arbitrates(served, browser):
 
     # A disagreement: two annotators drew the line at different places.
     world.set_double_rate(1.0)
-    world.import_batch("b-dispute", frames=1, video_event=False)
+    world.import_batch("b-dispute", frames=1)
     (first, entry_a), (second, entry_b) = [
         (name, my_items(world, name)[-1])
         for name in ("ann1", "ann2", "ann3")
@@ -188,3 +190,90 @@ def test_annotator_edits_and_reviewer_arbitrates(served, browser):
     expected = [shown_box[0] + 10, shown_box[1] + 10, shown_box[2] + 10, shown_box[3] + 10]
     assert merged == pytest.approx(expected, abs=2.0)
     assert HEIGHT == 200  # the frame size the pixel checks above assume
+
+
+# --------------------------------------------------------------------------- video events on the timeline
+
+TIMELINE_READY = "() => window.workbenchTimeline && window.workbenchTimeline.ready"
+EVENTS_NOW = "() => window.workbenchTimeline.result()"
+
+
+def press(page, *keys: str) -> None:
+    for key in keys:
+        page.keyboard.press(key)
+
+
+def wait_for_playhead(page, seconds: float) -> None:
+    """Seeking a video completes asynchronously: wait until the playhead is at ``seconds`` (one frame)."""
+    page.wait_for_function(f"() => Math.abs(window.workbenchTimeline.now() - {seconds}) < 0.045")
+
+
+def test_video_events_are_played_marked_saved_and_reloaded(served, browser):
+    world, base = served
+    world.set_double_rate(0.0)
+    world.import_video_batch("b-timeline")
+    owner, entry = next(
+        (name, e) for name in ("ann1", "ann2", "ann3") for e in my_items(world, name) if e["task"] == "video_event"
+    )
+    page, errors = sign_in(browser, base, owner)
+    page.goto(f"{base}/annotate/{entry['annotation_id']}")
+    page.wait_for_function(TIMELINE_READY)
+    # The AI's two events, aligned to the shot cuts, and the cuts as marks on the timeline.
+    assert [e["description"] for e in page.evaluate(EVENTS_NOW)] == [e["description"] for e in AI_EVENTS]
+    marks = page.evaluate("() => window.workbenchTimeline.regions.getRegions().map((r) => r.id)")
+    assert {"cut-0", "cut-1"} <= set(marks)
+    # The cuts: the first frames of scenes 2 and 3 (frames 33 and 67 at 25 fps).
+    first_cut, second_cut = page.evaluate("() => window.workbenchTimeline.cuts")
+    assert (first_cut, second_cut) == (pytest.approx(1.32), pytest.approx(2.68))
+    # Play: the video really plays in the page.
+    page.locator("#timeline-wave").hover()
+    press(page, "Space")
+    page.wait_for_function("() => document.getElementById('timeline-video').currentTime > 0.3")
+    press(page, "Space")
+    assert page.evaluate("() => document.getElementById('timeline-video').paused")
+    # Mark. The first event's start goes to the playhead at 0.1 s, snapping to the video's start.
+    page.locator("#event-list tbody tr").first.locator("td").first.click()  # selects it, seeks to its start
+    wait_for_playhead(page, 0.1)
+    press(page, "i")
+    # The second event (from the first cut) is split one second in; the part after it goes.
+    press(page, "]")
+    wait_for_playhead(page, first_cut)
+    press(page, "Shift+ArrowRight")
+    wait_for_playhead(page, first_cut + 1)
+    press(page, "s", "Delete")
+    # A new event from the second cut to the end of the video: k jumps to the next cut.
+    press(page, "k")
+    wait_for_playhead(page, second_cut)
+    press(page, "n", "k")
+    wait_for_playhead(page, 4.0)
+    press(page, "o")
+    description = page.locator("#event-list tbody tr").nth(2).locator("input")
+    description.fill("a blue scene")
+    page.wait_for_function(
+        "() => document.getElementById('save-status').textContent.startsWith('Saved') && !window.workbenchSaver.pending()"
+    )
+    expected = [
+        {"start": 0.0, "end": first_cut, "description": AI_EVENTS[0]["description"]},
+        {"start": first_cut, "end": first_cut + 1, "description": AI_EVENTS[1]["description"]},
+        {"start": second_cut, "end": 4.0, "description": "a blue scene"},
+    ]
+    assert page.evaluate(EVENTS_NOW) == pytest_approx_events(expected)
+    # Reload: the same events come back from the server.
+    page.reload()
+    page.wait_for_function(TIMELINE_READY)
+    assert page.evaluate(EVENTS_NOW) == pytest_approx_events(expected)
+    stored = world.client(owner).get(f"/api/annotations/{entry['annotation_id']}").json()
+    assert [(e["start"], e["end"], e["description"]) for e in stored["payload"]["events"]] == [
+        (pytest.approx(e["start"], abs=0.002), pytest.approx(e["end"], abs=0.002), e["description"]) for e in expected
+    ]
+    page.click("#submit-annotation")
+    page.wait_for_url(base + "/annotate")
+    assert not errors, errors
+    final = final_annotations(world.engine, "b-timeline")
+    assert [e["description"] for e in json.loads(final["payload"].iloc[0])["events"]][-1] == "a blue scene"
+
+
+def pytest_approx_events(events: list[dict]) -> list[dict]:
+    return [
+        {**e, "start": pytest.approx(e["start"], abs=0.002), "end": pytest.approx(e["end"], abs=0.002)} for e in events
+    ]

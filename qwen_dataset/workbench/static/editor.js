@@ -1,13 +1,16 @@
-// The editor pages: the Label Studio editor (window.LabelStudio, from the pinned npm build)
-// on one work item. Annotators: every change is saved at once as a draft, with the version the
-// editor started from (a stale version is refused with 409 and the page says so); Submit sends
-// it on. Reviewers: compare both blind versions and the AI's, then accept one or save a merge.
+// The editor pages: the Label Studio editor (window.LabelStudio, from the pinned npm build) on
+// one work item, or for a video the timeline editor (static/timeline.js). Annotators: every
+// change is saved at once as a draft, with the version the editor started from (a stale version
+// is refused with 409 and the page says so); Submit sends it on. Reviewers: compare both blind
+// versions and the AI's, then accept one or save a merge.
 "use strict";
 
 const root = document.getElementById("label-studio");
 const statusBox = document.getElementById("save-status");
 const SAVE_EVERY_MS = 800;
+const VIDEO_TASK = "video_event";
 let store = null; // Label Studio's root store, set when the editor has loaded
+let timeline = null; // the timeline editor, on a video item
 
 function setStatus(text, kind) {
   statusBox.textContent = text;
@@ -26,6 +29,7 @@ function selectedAnnotation() {
 }
 
 function currentResult() {
+  if (timeline) return timeline.result();
   const annotation = selectedAnnotation();
   return annotation ? annotation.serializeAnnotation() : null;
 }
@@ -130,8 +134,12 @@ async function startAnnotating(annotationId) {
   const saver = new AutoSaver(annotationId, data.version);
   window.workbenchSaver = saver;
   const editable = data.state === "draft";
-  startEditor(data.config, data.task, [{ id: "current", result: data.result }],
-              ["panel", "controls", "side-column", "topbar"], { submit: () => editable && saver.submit(), draft: () => saver.flush() });
+  if (root.dataset.task === VIDEO_TASK) {
+    timeline = startTimeline(data.task.data, data.result, { editable, onChange: () => setTimeout(() => saver.flush(), 50) });
+  } else {
+    startEditor(data.config, data.task, [{ id: "current", result: data.result }],
+                ["panel", "controls", "side-column", "topbar"], { submit: () => editable && saver.submit(), draft: () => saver.flush() });
+  }
   if (!editable) {
     saver.conflict = true;
     setStatus("This annotation is " + data.state + ": read only.", "");
@@ -168,9 +176,14 @@ async function startReviewing(itemId, mode) {
   const annotations = shown.map((version) => ({ id: version.label, result: version.result, createdBy: version.label.toUpperCase() + ": " + version.author }));
   const legend = shown.map((version) => version.label.toUpperCase() + " = " + version.author).join(", ");
   const legendBox = document.getElementById("version-legend");
-  if (legendBox) legendBox.textContent = legend + "; switch versions (and the AI's prediction) in the editor's menu";
-  startEditor(data.config, data.task, annotations,
-              ["panel", "controls", "side-column", "topbar", "annotations:tabs", "predictions:tabs", "annotations:menu"], {});
+  if (root.dataset.task === VIDEO_TASK) {
+    if (legendBox) legendBox.textContent = legend + "; switch versions with the tabs above the video";
+    showVersionTabs(data, shown, mode === "arbitrate");
+  } else {
+    if (legendBox) legendBox.textContent = legend + "; switch versions (and the AI's prediction) in the editor's menu";
+    startEditor(data.config, data.task, annotations,
+                ["panel", "controls", "side-column", "topbar", "annotations:tabs", "predictions:tabs", "annotations:menu"], {});
+  }
   if (mode === "arbitrate") {
     for (const button of document.querySelectorAll("button.accept")) {
       button.addEventListener("click", () => resolve(itemId, { choice: button.dataset.choice }));
@@ -187,6 +200,29 @@ async function startReviewing(itemId, mode) {
       }
     });
   }
+}
+
+// A video's versions side by side is two timelines' worth of events: tabs load one at a time into
+// the timeline editor; an arbitrating reviewer may edit the one shown and save it as final.
+function showVersionTabs(data, shown, editable) {
+  const versions = shown.map((version) => ({ label: version.label.toUpperCase() + ": " + version.author, result: version.result }));
+  const prediction = data.task.predictions && data.task.predictions[0];
+  if (prediction) versions.push({ label: "AI", result: prediction.result });
+  timeline = startTimeline(data.task.data, versions.length ? versions[0].result : [], { editable });
+  const tabs = document.getElementById("versions");
+  tabs.replaceChildren(...versions.map((version, index) => {
+    const tab = document.createElement("button");
+    tab.type = "button";
+    tab.textContent = version.label;
+    tab.className = index === 0 ? "tab selected" : "tab";
+    tab.addEventListener("click", () => {
+      for (const other of tabs.children) other.className = "tab";
+      tab.className = "tab selected";
+      timeline.load(version.result);
+    });
+    return tab;
+  }));
+  tabs.hidden = false;
 }
 
 document.addEventListener("DOMContentLoaded", () => {
