@@ -4,6 +4,7 @@ A batch export (``exports/<batch>/``) and a release (``releases/<version>/``) ho
 formats, written by :func:`write_dataset_formats` for every task present:
 
     images/<frame_id>.png|jpg        hard links to the blobs (copies across file systems and on object storage)
+    videos/<upload_id>.mp4|...       the videos of video_event annotations, linked the same way (batch exports)
     qwen_<task>.jsonl                Qwen-VL fine-tune format (qwen-vl-finetune)
     messages_<task>.jsonl            messages/images layout (LLaMA-Factory, ms-swift, TRL)
     coco_<task>.json                 COCO detection (tasks with boxes)
@@ -31,6 +32,7 @@ from qwen_dataset.exporters.label_studio.export import export_label_studio
 from qwen_dataset.exporters.messages import export_messages_jsonl
 from qwen_dataset.exporters.qwen_jsonl import export_qwen_jsonl
 from qwen_dataset.exporters.stream import final_annotations
+from qwen_dataset.ingest.uploads import HEAD_BYTES, video_extension
 from qwen_dataset.payloads import BOX_TASKS
 from qwen_dataset.records import AnnotationStatus, Task
 from qwen_dataset.release.assemble import ReleaseStaging
@@ -78,6 +80,21 @@ def link_images(frames: pd.DataFrame, blobs: BlobStore, out_dir: Path) -> dict[s
     return refs
 
 
+def link_videos(annotations: pd.DataFrame, blobs: BlobStore, out_dir: Path) -> dict[str, str]:
+    """Put the video of each ``video_event`` annotation under ``videos/``; returns upload_id -> path
+    relative to out_dir. A video's file is its upload's blob (content-addressed by the upload id)."""
+    refs: dict[str, str] = {}
+    uploads = final_annotations(annotations, Task.VIDEO_EVENT)["upload_id"] if len(annotations) else []
+    for upload_id in sorted(set(uploads)):
+        blob = blobs.local_path(BlobStore.uri_for(upload_id))
+        with blob.open("rb") as handle:
+            extension = video_extension(handle.read(HEAD_BYTES))
+        relative = f"videos/{upload_id}{extension}"
+        _place(blob, out_dir / relative)
+        refs[upload_id] = relative
+    return refs
+
+
 def _file(format_name: str, path: Path, records: int) -> ExportFile:
     return ExportFile(format_name, str(path), int(records), sha256_file(path))
 
@@ -95,9 +112,19 @@ def write_action_dsl(annotations: pd.DataFrame, out_path: Path, image_ref: Calla
 
 
 def write_dataset_formats(
-    annotations: pd.DataFrame, frames: pd.DataFrame, out_dir: Path, image_ref: Callable[[str], str]
+    annotations: pd.DataFrame,
+    frames: pd.DataFrame,
+    out_dir: Path,
+    image_ref: Callable[[str], str],
+    video_ref: Callable[[str], str] | None = None,
 ) -> list[ExportFile]:
-    """Write every format of every task present in ``annotations`` into ``out_dir``."""
+    """Write every format of every task present in ``annotations`` into ``out_dir``.
+
+    ``video_ref(upload_id)`` is where a Label Studio video task loads its video from; by default
+    the video's blob path under the storage root (``blobs/sha256/...``, as the workbench's own
+    Label Studio export gives it after its configurable prefix).
+    """
+    video_url = video_ref or BlobStore.uri_for
     ok = annotations[annotations["status"] == AnnotationStatus.OK]
     tasks = [task for task in Task if (ok["task"] == task).any()]
     files: list[ExportFile] = []
@@ -110,7 +137,9 @@ def write_dataset_formats(
         if task in BOX_TASKS:
             counts = export_coco(annotations, frames, out_dir / f"coco_{name}.json", image_ref, task=name)
             files.append(_file(f"coco_{name}", out_dir / f"coco_{name}.json", counts.get("annotations", 0)))
-        count = export_label_studio(annotations, frames, out_dir / f"label_studio_{name}.json", image_ref, task=name)
+        count = export_label_studio(
+            annotations, frames, out_dir / f"label_studio_{name}.json", image_ref, task=name, video_url=video_url
+        )
         files.append(_file(f"label_studio_{name}", out_dir / f"label_studio_{name}.json", count))
     if Task.GUI_ACTION in tasks:
         files.append(
@@ -129,7 +158,8 @@ def write_batch_exports(
     """Write every format for one batch into ``out_dir`` and describe what was written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     refs = link_images(frames, blobs, out_dir)
-    files = write_dataset_formats(annotations, frames, out_dir, refs.__getitem__)
+    videos = link_videos(annotations, blobs, out_dir)
+    files = write_dataset_formats(annotations, frames, out_dir, refs.__getitem__, videos.__getitem__)
     atomic_write_text(
         out_dir / "manifest.json",
         # Paths relative to the export folder: the folder may be moved, or uploaded to object storage.
@@ -143,18 +173,20 @@ def write_batch_exports(
             indent=2,
         ),
     )
-    remove_stale(out_dir, {Path(f.path).name for f in files} | {"manifest.json"}, set(refs.values()))
+    linked = set(refs.values()) | set(videos.values())
+    remove_stale(out_dir, {Path(f.path).name for f in files} | {"manifest.json"}, linked)
     return files
 
 
-def remove_stale(out_dir: Path, names: set[str], images: set[str]) -> None:
+def remove_stale(out_dir: Path, names: set[str], linked: set[str]) -> None:
     """Drop what an earlier export left that this one did not write (a task gone, a frame gone)."""
     for path in out_dir.iterdir():
         if path.is_file() and path.name not in names:
             path.unlink()
-    for path in (out_dir / "images").glob("*"):
-        if f"images/{path.name}" not in images:
-            path.unlink()
+    for folder in ("images", "videos"):
+        for path in (out_dir / folder).glob("*"):
+            if f"{folder}/{path.name}" not in linked:
+                path.unlink()
 
 
 def write_release_formats(staging: ReleaseStaging) -> None:

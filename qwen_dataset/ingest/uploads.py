@@ -126,6 +126,21 @@ class Quarantine(Exception):
 # --------------------------------------------------------------------------- magic bytes
 
 
+def video_container(head: bytes) -> tuple[str, str]:
+    """``(extension, Content-Type)`` of a video file from its first bytes (MP4, MOV, WebM, MKV);
+    ``("", "")`` for anything else."""
+    if head[4:8] == b"ftyp":  # ISO base media: MP4, M4V, MOV
+        return (".mov", "video/quicktime") if head[8:12] == b"qt  " else (".mp4", "video/mp4")
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: WebM is Matroska with the "webm" doctype
+        return (".webm", "video/webm") if b"webm" in head[:HEAD_BYTES] else (".mkv", "video/x-matroska")
+    return "", ""
+
+
+def video_extension(head: bytes) -> str:
+    """The file extension of a video from its first bytes (``.mp4`` when the container is unknown)."""
+    return video_container(head)[0] or ".mp4"
+
+
 def sniff_media_type(head: bytes) -> MediaType:
     """Media type from the first bytes of a file (pass at least :data:`HEAD_BYTES`).
 

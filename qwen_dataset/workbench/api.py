@@ -23,6 +23,7 @@ from qwen_dataset.db.models import (
     User,
     WorkItem,
 )
+from qwen_dataset.ingest.uploads import HEAD_BYTES, video_container
 from qwen_dataset.payloads import TASK_ORDER
 from qwen_dataset.records import Task
 from qwen_dataset.store.layout import StorageLayout
@@ -263,10 +264,9 @@ _IMAGE_TYPES = (
 
 def _media_type(head: bytes) -> str:
     """The Content-Type of a frame picture or a video file, from its first bytes."""
-    if head[4:8] == b"ftyp":  # ISO base media: MP4, M4V, MOV
-        return "video/quicktime" if head[8:12] == b"qt  " else "video/mp4"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: WebM or Matroska
-        return "video/webm" if b"webm" in head else "video/x-matroska"
+    video_type = video_container(head)[1]
+    if video_type:
+        return video_type
     return next((kind for magic, kind in _IMAGE_TYPES if head.startswith(magic)), "application/octet-stream")
 
 
@@ -291,7 +291,7 @@ def item_media(
         raise HTTPException(404, f"the item's file {item.blob_uri} is missing from the storage root") from None
     session.close()  # the file may stream for minutes: its database connection goes back to the pool now
     with path.open("rb") as handle:
-        head = handle.read(64)
+        head = handle.read(HEAD_BYTES)
     media_type = _media_type(head)
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
