@@ -272,8 +272,12 @@ def bench(name: str, url: str, clients: int, saves: int, repo: Path = REPO) -> d
         try:
             base = f"http://127.0.0.1:{port}"
             # Warm-up (connection pools, first imports, SQLite page cache); not measured.
-            asyncio.run(load(base, targets, 2, save=False))
-            asyncio.run(load(base, targets, 2, save=True))
+            for save in (False, True):
+                warm = asyncio.run(load(base, targets, 2, save=save))
+                print(
+                    f"  warm-up {'saves' if save else 'GET /api/me'}: not 200: {warm['not_ok']} {warm['codes']}",
+                    flush=True,
+                )
             baseline = asyncio.run(load(base, targets, saves, save=False))
             saved = asyncio.run(load(base, targets, saves, save=True))
         finally:

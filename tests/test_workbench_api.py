@@ -73,8 +73,16 @@ def ocr_payload(box=AI_BOX, text: str = "hello") -> dict[str, Any]:
     return {"regions": [{"bbox": list(box), "text": text, "confidence": 0.9, "language": "en", "reading_order": 0}]}
 
 
-def write_batch(layout: StorageLayout, batch: str, frames: int = 4, failed: set[int] = frozenset()) -> list[str]:
-    """Frames and AI manifests of a pre-annotated batch, as the pipeline writes them."""
+def write_batch(
+    layout: StorageLayout,
+    batch: str,
+    frames: int = 4,
+    failed: set[int] = frozenset(),
+    task: str = "ocr",
+    payload: dict[str, Any] | None = None,
+) -> list[str]:
+    """Frames and AI manifests of a pre-annotated batch, as the pipeline writes them: every frame
+    pre-annotated for ``task`` with ``payload`` (default: one OCR line), or failed."""
     frame_rows, ai_rows = [], []
     for index in range(frames):
         sha, uri = layout.blobs.put_bytes(png_bytes(index))
@@ -98,18 +106,18 @@ def write_batch(layout: StorageLayout, batch: str, frames: int = 4, failed: set[
         ok = index not in failed
         ai_rows.append(
             AnnotationRecord(
-                annotation_id=annotation_id_for(frame.frame_id, "ocr", "ai", AI_AUTHOR),
+                annotation_id=annotation_id_for(frame.frame_id, task, "ai", AI_AUTHOR),
                 frame_id=frame.frame_id,
                 upload_id=upload_id,
                 batch=batch,
-                task="ocr",
+                task=task,
                 source="ai",
                 author=AI_AUTHOR,
                 template_version="1.0+abc",
                 created_at="2026-01-01T00:00:00+00:00",
                 status="ok" if ok else "failed",
                 error="" if ok else "timeout",
-                payload=dump_payload(ocr_payload() if ok else {}),
+                payload=dump_payload((payload or ocr_payload()) if ok else {}),
                 reviewed=False,
             )
         )

@@ -10,23 +10,30 @@ import asyncio
 import collections
 import copy
 import json
+import os
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy.orm import Session
 
-from qwen_dataset.db.engine import sqlite_url
-from qwen_dataset.db.models import LoginThrottle, User
+from qwen_dataset.db.engine import make_engine, sqlite_url
+from qwen_dataset.db.models import HumanAnnotation, LoginThrottle, User
 from qwen_dataset.workbench.security import CSRF_HEADER, SESSION_COOKIE
+from tests.ops_helpers import free_port
 from tests.test_workbench_api import (
     PASSWORD,
     PASSWORD_HASH,
+    SECRET,
     World,
     _all_routes,
     build_world,
@@ -476,3 +483,106 @@ def test_every_route_admits_exactly_its_roles(world: World):
                 assert response.status_code == 403, where
             cells += 1
     assert cells == 5 * len(ACCESS)
+
+
+# --------------------------------------------------------------------------- durability
+
+
+def _serve_in_child(url: str, root: Path, port: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "QWEN_DATABASE_URL": url,
+        "QWEN_STORAGE_ROOT": str(root),
+        "QWEN_WORKBENCH_SECRET": SECRET,
+        "QWEN_WORKBENCH_SECURE_COOKIES": "0",
+    }
+    command = [sys.executable, "-m", "qwen_dataset.workbench", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the workbench did not start"
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/login", timeout=1.0)
+            return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    server.kill()
+    raise AssertionError("the workbench did not answer within 60 s")
+
+
+def _edit(target: dict, number: int) -> list[dict]:
+    """The number-th edit of an item: a box moved one pixel more, or a video event one frame longer."""
+    if target["task"] == "video_event":
+        return [{"start": 0.0, "end": 0.5 + number * 0.04, "description": f"edit {number}"}]
+    return moved_result(target["opened"], [40 + number % 200, 40, 190 + number % 200, 80], f"edit {number}")
+
+
+async def _save_until_killed(base: str, target: dict, acknowledged: dict) -> None:
+    cookies = {SESSION_COOKIE: target["cookie"]}
+    async with httpx.AsyncClient(base_url=base, cookies=cookies, headers={CSRF_HEADER: target["csrf"]}) as client:
+        url = f"/api/annotations/{target['annotation_id']}"
+        target["opened"] = (await client.get(url)).json()
+        version = target["opened"]["version"]
+        for number in range(10_000):
+            try:
+                response = await client.put(url, json={"version": version, "result": _edit(target, number)})
+            except httpx.TransportError:
+                return  # the server is gone
+            assert response.status_code == 200, response.text
+            version = response.json()["version"]
+            acknowledged[target["annotation_id"]] = (version, number)
+
+
+async def _burst_then_kill(base: str, targets: list[dict], server: subprocess.Popen) -> dict:
+    acknowledged: dict[str, tuple[int, int]] = {}
+    clients = [asyncio.create_task(_save_until_killed(base, target, acknowledged)) for target in targets]
+    while sum(version for version, _ in acknowledged.values()) < 30 * len(targets):
+        await asyncio.sleep(0.05)
+    os.kill(server.pid, signal.SIGKILL)  # mid-burst: saves are in flight
+    await asyncio.gather(*clients)
+    return acknowledged
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_no_acknowledged_save_is_lost_when_the_server_is_killed(backend, tmp_path, request):
+    url = sqlite_url(tmp_path / "db.sqlite") if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    root = tmp_path / "root"
+    world = build_world(url, root)
+    world.set_double_rate(0.0)
+    world.import_batch("b-kill", frames=6)
+    world.import_video_batch("b-kill-video")
+    targets = []
+    for name in ("ann1", "ann2", "ann3"):
+        for entry in my_items(world, name):
+            cookie, csrf = world.app.state.signer.dumps(world.users[name].id)
+            targets.append(
+                {"cookie": cookie, "csrf": csrf, "annotation_id": entry["annotation_id"], "task": entry["task"]}
+            )
+    assert {target["task"] for target in targets} == {"ocr", "video_event"}
+    world.engine.dispose()
+    port = free_port()
+    server = _serve_in_child(url, root, port)
+    try:
+        acknowledged = asyncio.run(_burst_then_kill(f"http://127.0.0.1:{port}", targets, server))
+    finally:
+        server.kill()
+        server.wait()
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            for target in targets:
+                version, number = acknowledged[target["annotation_id"]]
+                row = session.get(HumanAnnotation, target["annotation_id"])
+                # Every acknowledged save is there; at most the one in flight got in after it, unacknowledged.
+                assert row.version in (version, version + 1), (target["task"], row.version, version)
+                if row.version == version:
+                    stored = json.loads(row.payload)
+                    texts = (
+                        [e["description"] for e in stored["events"]]
+                        if target["task"] == "video_event"
+                        else [r["text"] for r in stored["regions"]]
+                    )
+                    assert texts == [f"edit {number}"]
+    finally:
+        engine.dispose()

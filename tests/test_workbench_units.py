@@ -403,3 +403,58 @@ def test_the_timeline_model_snaps_splits_merges_and_deletes():
     assert log["anchors"] == [2.6, 0, None]
     assert log["moved"] == [True, 0.21, 1.2, False]  # 0.21 is just out of the snap to 0; crossing ends refused
     assert log["removed"] == [True, False, 3]
+
+
+# --------------------------------------------------------------------------- the correction tools' results
+
+CORRECTION_SCENARIO = r"""
+const rect = (id, x, y, w, h) => ({id, from_name: "bbox", to_name: "image", type: "rectanglelabels",
+  value: {x, y, width: w, height: h, rotation: 0, rectanglelabels: ["text"]}});
+const text = (id, x, y, w, h, t) => ({id, from_name: "transcription", to_name: "image", type: "textarea",
+  value: {x, y, width: w, height: h, rotation: 0, text: [t]}});
+const results = [
+  rect("r0", 10, 10, 20, 5), text("r0", 10, 10, 20, 5, "Hello"),
+  rect("r1", 32, 11, 18, 5), text("r1", 32, 11, 18, 5, "world"),
+  rect("r2", 10, 30, 40, 5), text("r2", 10, 30, 40, 5, "one line two"),
+];
+const log = {};
+log.lines = ocrLines(results).map((line) => [line.id, line.text]);
+const merged = mergeLines(results, ["r1", "r0"]);
+log.merged = ocrLines(merged);
+log.mergedCount = merged.length;
+log.mergeOne = mergeLines(results, ["r0"]) === results;
+const split = splitLine(results, "r2", 8, "r2b");
+log.split = ocrLines(split);
+log.splitOrder = split.map((r) => r.id);
+log.splitBad = splitLine(results, "r2", 0, "x") === results;
+const html = [{id: "html", from_name: "html", to_name: "image", type: "textarea", value: {text: ["<p>a</p>"]}}, rect("n0", 0, 0, 100, 100)];
+log.html = [htmlOf(html), withoutHtml(html).length, htmlOf(withHtml(html, "<p>b</p>")), withHtml(html, "x").length];
+process.stdout.write(JSON.stringify(log));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run static/correction_tools.js")
+def test_ocr_lines_merge_and_split_and_the_html_result():
+    tools = Path(__file__).parents[1] / "qwen_dataset" / "workbench" / "static" / "correction_tools.js"
+    script = (
+        "const vm = require('vm'); const fs = require('fs');"
+        "vm.runInNewContext(fs.readFileSync(process.argv[1], 'utf8') + '\\n' + fs.readFileSync(0, 'utf8'), {process});"
+    )
+    done = subprocess.run(
+        ["node", "-e", script, str(tools)], input=CORRECTION_SCENARIO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    log = json.loads(done.stdout)
+    assert log["lines"] == [["r0", "Hello"], ["r1", "world"], ["r2", "one line two"]]
+    # Merged: the first line's id and place, the union of both boxes, the texts in reading order.
+    assert log["merged"][0] == {"id": "r0", "text": "Hello world", "x": 10, "y": 10, "width": 40, "height": 6}
+    assert [line["id"] for line in log["merged"]] == ["r0", "r2"] and log["mergedCount"] == 4
+    assert log["mergeOne"] is True  # one line is nothing to merge
+    # Split before character 8 of 12: the box is cut at 8/12 of its width, the new line follows.
+    first, second = log["split"][2], log["split"][3]
+    assert (first["text"], second["text"]) == ("one line", "two")
+    assert first["width"] == pytest.approx(40 * 8 / 12) and second["x"] == pytest.approx(10 + 40 * 8 / 12)
+    assert second["x"] + second["width"] == pytest.approx(50) and second["id"] == "r2b"
+    assert log["splitOrder"] == ["r0", "r0", "r1", "r1", "r2", "r2", "r2b", "r2b"]
+    assert log["splitBad"] is True
+    assert log["html"] == ["<p>a</p>", 1, "<p>b</p>", 2]

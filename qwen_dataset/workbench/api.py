@@ -23,6 +23,7 @@ from qwen_dataset.db.models import (
     User,
     WorkItem,
 )
+from qwen_dataset.exporters.label_studio.config import labeling_config
 from qwen_dataset.ingest.uploads import HEAD_BYTES, video_container
 from qwen_dataset.payloads import TASK_ORDER
 from qwen_dataset.records import Task
@@ -622,7 +623,7 @@ def export_label_studio(
 @router.get("/api/batches/{batch}/labeling-config")
 def labeling_config_endpoint(batch: str, task: str = "ocr", who: Principal = Depends(ADMIN_OR_SERVICE)) -> Response:
     _check_task(task)
-    return Response(config_for(task), media_type="application/xml")
+    return Response(labeling_config(task), media_type="application/xml")
 
 
 @router.post("/api/batches/{batch}/label-studio", max_body_size=LABEL_STUDIO_BODY_BYTES)

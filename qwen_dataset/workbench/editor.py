@@ -40,8 +40,9 @@ class EditorError(ValueError):
 
 
 def config_for(task: str) -> str:
-    """The labeling config the editor loads for ``task``."""
-    return labeling_config(task)
+    """The labeling config the workbench's editor loads for ``task`` (a generated page's HTML is
+    edited in the workbench's code editor, so its text box is left out)."""
+    return labeling_config(task, html_text_box=False)
 
 
 def to_results(item: WorkItem, payload_json: str, author: str = "", template_version: str = "") -> list[dict[str, Any]]:
@@ -68,7 +69,13 @@ def to_results(item: WorkItem, payload_json: str, author: str = "", template_ver
 
 def task_data(item: WorkItem) -> dict[str, Any]:
     """The ``data`` of the item's Label Studio task, minus the image URL."""
-    data: dict[str, Any] = {"frame_id": item.frame_id, "upload_id": item.upload_id, "task": item.task}
+    data: dict[str, Any] = {
+        "frame_id": item.frame_id,
+        "upload_id": item.upload_id,
+        "task": item.task,
+        "width": item.width,
+        "height": item.height,
+    }
     if item.task == Task.GUI_ACTION:
         data["requested_instruction"] = (load_payload(item.ai_payload) or {}).get("requested_instruction", "")
     return data
@@ -118,7 +125,7 @@ def from_results(item: WorkItem, results: Any) -> Converted:
         raise EditorError(f"the editor's result is malformed ({type(error).__name__}: {error})") from error
     record = records[0]
     if record["status"] != AnnotationStatus.OK.value:
-        raise EditorError(record["error"])
+        raise EditorError(record["error"].removeprefix("label_studio_import: "))
     check_text_sizes(load_payload(record["payload"]))
     return Converted(record["payload"], record["template_version"])
 

@@ -34,6 +34,7 @@ from tests.test_workbench_api import (
     item_of,
     my_items,
     running_server,
+    write_batch,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -277,3 +278,123 @@ def pytest_approx_events(events: list[dict]) -> list[dict]:
     return [
         {**e, "start": pytest.approx(e["start"], abs=0.002), "end": pytest.approx(e["end"], abs=0.002)} for e in events
     ]
+
+
+# --------------------------------------------------------------------------- the other correction steps
+
+SAVED = (
+    "() => document.getElementById('save-status').textContent.startsWith('Saved') && !window.workbenchSaver.pending()"
+)
+
+
+def _open_item(world: World, base: str, browser, batch: str, task: str, payload: dict):
+    world.set_double_rate(0.0)
+    write_batch(world.layout, batch, frames=1, task=task, payload=payload)
+    assert world.client("admin").post(f"/api/batches/{batch}/import").status_code == 200
+    owner, entry = next((name, e) for name in ("ann1", "ann2", "ann3") for e in my_items(world, name))
+    page, errors = sign_in(browser, base, owner)
+    page.goto(f"{base}/annotate/{entry['annotation_id']}")
+    wait_for_editor(page)
+    return page, errors, world.client(owner), entry
+
+
+def test_ocr_lines_are_merged_and_split(served, browser):
+    world, base = served
+    regions = [
+        {"bbox": [40, 40, 120, 60], "text": "Hello", "language": "en", "reading_order": 0},
+        {"bbox": [128, 42, 200, 62], "text": "world", "language": "en", "reading_order": 1},
+        {"bbox": [40, 100, 280, 120], "text": "one line two", "language": "en", "reading_order": 2},
+    ]
+    page, errors, client, entry = _open_item(world, base, browser, "b-lines", "ocr", {"regions": regions})
+    lines = page.locator("#ocr-lines li")
+    lines.first.wait_for()
+    assert lines.count() == 3
+    lines.nth(0).locator(".ocr-line-pick").check()
+    lines.nth(1).locator(".ocr-line-pick").check()
+    page.click("#ocr-merge")
+    page.wait_for_function("() => document.querySelectorAll('#ocr-lines li').length === 2")
+    page.wait_for_function(SAVED)
+    # Split the last line before "two": put the cursor there, then split.
+    text = lines.nth(1).locator(".ocr-line-text")
+    assert text.input_value() == "one line two"
+    text.evaluate("(input) => { input.focus(); input.setSelectionRange(9, 9); }")
+    lines.nth(1).locator(".ocr-line-split").click()
+    page.wait_for_function("() => document.querySelectorAll('#ocr-lines li').length === 3")
+    page.wait_for_function(SAVED)
+    page.reload()
+    wait_for_editor(page)
+    page.locator("#ocr-lines li").nth(2).wait_for()
+    stored = client.get(f"/api/annotations/{entry['annotation_id']}").json()["payload"]["regions"]
+    assert [region["text"] for region in stored] == ["Hello world", "one line", "two"]
+    assert stored[0]["bbox"] == pytest.approx([40, 40, 200, 62], abs=0.01)  # the union of both boxes
+    cut = 40 + 240 * 9 / 12
+    assert stored[1]["bbox"] == pytest.approx([40, 100, cut, 120], abs=0.01)
+    assert stored[2]["bbox"] == pytest.approx([cut, 100, 280, 120], abs=0.01)
+    shown = page.evaluate("() => window.workbenchStore.annotationStore.selected.regionStore.regions.length")
+    assert shown == 3  # the editor draws the three boxes after the reload
+    assert not errors, errors
+
+
+def test_a_relation_arrow_between_objects_gets_its_predicate(served, browser):
+    world, base = served
+    objects = [
+        {"bbox": [20, 20, 120, 120], "label": "cup", "occluded": False},
+        {"bbox": [220, 40, 360, 160], "label": "laptop", "occluded": False},
+    ]
+    payload = {"objects": objects, "relations": [], "depth_order": []}
+    page, errors, client, entry = _open_item(world, base, browser, "b-arrows", "spatial", payload)
+    image = page.locator("img[src*='/media/items/']").first.bounding_box()
+    scale = image["width"] / WIDTH
+    annotation = "window.workbenchStore.annotationStore.selected"
+    page.mouse.click(image["x"] + 70 * scale, image["y"] + 70 * scale)  # select the cup
+    page.wait_for_function(f"() => Boolean({annotation}.highlightedNode)")
+    page.keyboard.press("Alt+r")  # draw a relation from it...
+    page.wait_for_function(f"() => {annotation}.relationMode === true")
+    page.mouse.click(image["x"] + 290 * scale, image["y"] + 100 * scale)  # ...to the laptop
+    relations = "() => window.workbenchStore.annotationStore.selected.relationStore.relations.length"
+    page.wait_for_function(f"{relations} === 1")
+    # An arrow without a predicate is not saved (and says why); choosing one saves it.
+    page.wait_for_function("() => document.getElementById('save-status').textContent.includes('no predicate')")
+    page.locator("[aria-label='more']").last.click()
+    page.locator(".ant-select-selector").last.click()
+    page.locator(".ant-select-item-option", has_text="left_of").click()
+    page.keyboard.press("Escape")
+    page.wait_for_function(SAVED)
+    page.reload()
+    wait_for_editor(page)
+    page.wait_for_function(f"{relations} === 1")
+    labels = page.evaluate(
+        "() => window.workbenchStore.annotationStore.selected.serializeAnnotation()"
+        ".filter((r) => r.type === 'relation').map((r) => [r.from_id, r.to_id, r.labels])"
+    )
+    assert labels == [["o0", "o1", ["left_of"]]]
+    stored = client.get(f"/api/annotations/{entry['annotation_id']}").json()["payload"]
+    assert stored["relations"] == [{"subject": 0, "predicate": "left_of", "object": 1}]
+    assert [o["label"] for o in stored["objects"]] == ["cup", "laptop"]
+    assert not [error for error in errors if "422" not in error], errors
+
+
+def test_generated_html_is_edited_beside_its_rendering(served, browser):
+    world, base = served
+    payload = {
+        "html": "<html><body><h1 style='color:red'>Hello</h1></body></html>",
+        "layout": {"tag": "body", "role": "page", "bbox": [0, 0, 400, 200], "children": []},
+    }
+    page, errors, client, entry = _open_item(world, base, browser, "b-code", "image_to_code", payload)
+    source = page.locator("#html-source")
+    assert source.input_value() == payload["html"]
+    rendering = page.frame_locator("#html-preview")
+    assert rendering.locator("h1").inner_text() == "Hello"
+    assert page.locator("#html-screenshot").get_attribute("src").startswith("/media/items/")
+    changed = "<html><body><h1>Goodbye</h1><p id='more'>and thanks</p></body></html>"
+    source.fill(changed)
+    rendering.locator("#more").wait_for()
+    assert rendering.locator("h1").inner_text() == "Goodbye"
+
+    page.wait_for_function(SAVED)
+    page.reload()
+    wait_for_editor(page)
+    assert page.locator("#html-source").input_value() == changed
+    stored = client.get(f"/api/annotations/{entry['annotation_id']}").json()["payload"]
+    assert stored["html"] == changed and stored["layout"]["tag"] == "body"
+    assert not errors, errors

@@ -248,6 +248,12 @@ def spatial_payload(parsed: _Parsed, width: int, height: int) -> dict[str, Any]:
     for source, target, labels in parsed.relations:
         if source not in index_of or target not in index_of:
             raise LabelStudioImportError(f"a relation links {source} -> {target}, which are not both object regions")
+        if not labels:
+            # An arrow without a predicate says nothing a dataset can hold; dropping it would lose it silently.
+            raise LabelStudioImportError(
+                f"the relation {source} -> {target} has no predicate: choose one of {list(SPATIAL_PREDICATES)} "
+                "for it in the Relations panel, or delete it"
+            )
         for predicate in labels:
             if predicate not in SPATIAL_PREDICATES:
                 raise LabelStudioImportError(f"relation label {predicate!r} is not one of {list(SPATIAL_PREDICATES)}")
