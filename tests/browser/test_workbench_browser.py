@@ -398,3 +398,44 @@ def test_generated_html_is_edited_beside_its_rendering(served, browser):
     stored = client.get(f"/api/annotations/{entry['annotation_id']}").json()["payload"]
     assert stored["html"] == changed and stored["layout"]["tag"] == "body"
     assert not errors, errors
+
+
+def test_a_reviewer_arbitrates_two_videos_on_the_timeline(served, browser):
+    world, base = served
+    world.set_double_rate(1.0)
+    world.import_video_batch("b-video-review")
+    pairs = [(n, e) for n in ("ann1", "ann2", "ann3") for e in my_items(world, n) if e["task"] == "video_event"]
+    (first, entry_a), (second, entry_b) = pairs
+    for name, entry, end in ((first, entry_a, 1.32), (second, entry_b, 0.5)):
+        client = world.client(name)
+        version = client.get(f"/api/annotations/{entry['annotation_id']}").json()["version"]
+        events = [{"start": 0.0, "end": end, "description": f"red, says {name}"}]
+        submitted = client.post(
+            f"/api/annotations/{entry['annotation_id']}/submit", json={"version": version, "result": events}
+        )
+        assert submitted.status_code == 200
+    item = item_of(world, entry_a["annotation_id"])
+    assert item.status == ItemStatus.ARBITRATION
+    page, errors = sign_in(browser, base, "rita")
+    page.goto(f"{base}/review/items/{item.item_id}")
+    page.wait_for_function(TIMELINE_READY)
+    tabs = page.locator("#versions button")
+    assert tabs.count() == 3 and tabs.nth(2).inner_text() == "AI"  # A, B and the AI's
+    shown = [tabs.nth(i).inner_text() for i in range(2)]
+    # Show B's version, lengthen its event to the first cut at the playhead, and save it as final.
+    b_index = next(i for i, label in enumerate(shown) if label.startswith("B"))
+    tabs.nth(b_index).click()
+    b_author = shown[b_index].split(": ", 1)[1]
+    assert page.evaluate(EVENTS_NOW)[0]["description"] == f"red, says {b_author}"
+    page.locator("#event-list tbody tr").first.locator("td").first.click()
+    press(page, "k")
+    first_cut = page.evaluate("() => window.workbenchTimeline.cuts[0]")
+    wait_for_playhead(page, first_cut)
+    press(page, "o")
+    page.click("#save-merged")
+    page.wait_for_url(base + "/review")
+    assert not errors, errors
+    final = final_annotations(world.engine, "b-video-review")
+    assert final["source"].tolist() == ["arbitrated"] and final["author"].tolist() == ["rita"]
+    (event,) = json.loads(final["payload"].iloc[0])["events"]
+    assert event["description"] == f"red, says {b_author}" and event["end"] == pytest.approx(first_cut, abs=0.002)
