@@ -140,13 +140,13 @@ def _rows_to_import(ai: pd.DataFrame, videos: dict[str, pd.DataFrame]) -> list[A
     return sorted(rows, key=lambda row: (row.frame_id, row.task))
 
 
-def _video_context(layout: StorageLayout, frame, members: pd.DataFrame | None, ai_payload: str) -> str:
+def _video_context(layout: StorageLayout, upload_id: str, members: pd.DataFrame | None, ai_payload: str) -> str:
     """The stored context of a video item (see :mod:`.video`)."""
     members = members if members is not None else pd.DataFrame(columns=["t", "frame_id", "duration"])
     times = [(float(t), str(frame_id)) for t, frame_id in zip(members["t"], members["frame_id"]) if pd.notna(t)]
     durations = members["duration"].dropna() if "duration" in members else pd.Series(dtype=float)
     try:
-        path: Path | None = layout.blobs.local_path(BlobStore.uri_for(frame.upload_id))
+        path: Path | None = layout.blobs.local_path(BlobStore.uri_for(upload_id))
     except (ValueError, FileNotFoundError):
         path = None  # no video file to scan: the AI's anchors (if any) are all there is
     context = video.context_for_video(
@@ -185,7 +185,8 @@ def import_batch(
         item = _new_item(item_id, batch, frame, row, choice.double_blind)
         if row.task == Task.VIDEO_EVENT.value:
             item.blob_uri = BlobStore.uri_for(frame.upload_id)  # the video itself, played in the editor
-            item.context = _video_context(layout, frame, videos.get(str(frame.upload_id)), item.ai_payload)
+            upload_id = str(frame.upload_id)
+            item.context = _video_context(layout, upload_id, videos.get(upload_id), item.ai_payload)
         items.append(item)
         for slot, position in enumerate(choice.annotators, start=1):
             user = annotators[position]

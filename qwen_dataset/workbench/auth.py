@@ -1,9 +1,9 @@
 """Who is calling: FastAPI dependencies for sessions, API tokens, roles and CSRF.
 
 * ``Authorization: Bearer <token>``: an API token (machines: the upload client, the pipeline).
-  Tokens act as the ``service`` principal, allowed only where an endpoint says so.
-* ``Authorization: Bearer <token>`` made by an admin stops working when that admin is
-  deactivated or loses the admin role (tokens made on the command line have no creator).
+  Tokens act as the ``service`` principal, allowed only where an endpoint says so. A token an
+  admin made stops working when that admin is deactivated or loses the admin role (tokens made
+  on the command line have no creator).
 * The ``qwb_session`` cookie: a signed session of a user (see :mod:`.security`), valid while its
   generation is the user's current one. For every state-changing method the ``X-CSRF-Token``
   header must equal the session's token.
