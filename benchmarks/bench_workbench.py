@@ -1,28 +1,36 @@
-"""Throughput and latency of the workbench's save endpoint under 50 concurrent annotators.
+"""Throughput, latency and errors of the workbench's save endpoint under many concurrent annotators.
 
 For each database (SQLite file; PostgreSQL: a fresh database on the local server, dropped after):
 
 1. sets up a storage root with a pre-annotated batch of ``--clients`` frames, ``--clients``
    annotator accounts and the batch imported (every annotator gets one OCR item);
-2. starts the app under uvicorn (one worker) in a child process on 127.0.0.1 (a free port);
+2. starts the app under uvicorn (one worker, its default settings: ``QWEN_WORKBENCH_THREADS``
+   requests served at once) in a child process on 127.0.0.1 (a free port);
 3. after a short warm-up of both kinds of request, baseline: every client sends ``--saves`` authenticated ``GET /api/me`` (session check, one
    primary-key read) concurrently;
 4. load: every client saves its draft ``--saves`` times in a row (``PUT /api/annotations/<id>``
    with the version it holds and a moved box: Label Studio -> canonical conversion, optimistic
    concurrency, one UPDATE, commit), all clients at once (httpx, asyncio).
 
-Prints requests/s and p50/p95/max latency of both, and save/baseline ratios (throughput ratio
-below 1.0: saves are that much slower than the cheapest authenticated request). Sessions are
-signed with the app's key instead of logging in 50 times through argon2, which is slow on
-purpose and not what is measured. Every save must succeed (no 409: each client owns its item).
+Prints requests/s, p50/p95/max latency and the count of answers other than 200 (5xx, connection
+errors) of both, and save/baseline ratios (throughput ratio below 1.0: saves are that much slower
+than the cheapest authenticated request). Sessions are signed with the app's key instead of
+logging in through argon2, which is slow on purpose and not what is measured. Each client owns
+its item, so a 409 would be a bug too.
 
-    .venv/bin/python benchmarks/bench_workbench.py [--clients 50] [--saves 40] [--skip-postgres]
+``--server-repo DIR`` runs the preparation and the server from another checkout (e.g. the
+previous release exported with ``git archive``), for a before/after comparison on the same
+machine; the clients are this script's.
+
+    .venv/bin/python benchmarks/bench_workbench.py [--clients 50] [--saves 40] [--skip-postgres] [--server-repo DIR]
+    .venv/bin/python benchmarks/bench_workbench.py --clients 200 --saves 10 --skip-sqlite   # the burst check
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import io
 import json
 import os
@@ -147,17 +155,39 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(url: str, root: Path, port: int) -> subprocess.Popen:
+def prepare_in(repo: Path, url: str, root: Path, clients: int) -> list[dict]:
+    """:func:`prepare` with another checkout's code (its schema, its import), in a child process."""
+    if repo == REPO:
+        return prepare(url, root, clients)
+    snippet = (
+        "import json, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+        "from benchmarks.bench_workbench import prepare;"
+        "print(json.dumps(prepare(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", snippet, str(repo), url, str(root), str(clients)],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def start_server(url: str, root: Path, port: int, repo: Path = REPO) -> subprocess.Popen:
     env = {
         **os.environ,
         "QWEN_DATABASE_URL": url,
         "QWEN_STORAGE_ROOT": str(root),
         "QWEN_WORKBENCH_SECRET": SECRET,
         "QWEN_WORKBENCH_SECURE_COOKIES": "0",
+        "PYTHONPATH": str(repo),
+        "PYTHONDONTWRITEBYTECODE": "1",
     }
     command = [sys.executable, "-m", "qwen_dataset.workbench", "serve", "--host", "127.0.0.1", "--port", str(port)]
     log = open(root / "server.log", "wb")  # a file, not a pipe: a full pipe would stall the server
-    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=log)
+    server = subprocess.Popen(command, cwd=repo, env=env, stdout=log, stderr=log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -181,34 +211,44 @@ def moved_results(index: int) -> list[dict]:
     ]
 
 
-async def run_client(base: str, target: dict, requests: int, save: bool, latencies: list[float]) -> None:
+async def run_client(
+    base: str, target: dict, requests: int, save: bool, latencies: list[float], codes: collections.Counter
+) -> None:
     headers = {CSRF_HEADER: target["csrf"]}
     async with httpx.AsyncClient(
-        base_url=base, cookies={SESSION_COOKIE: target["cookie"]}, headers=headers, timeout=60.0
+        base_url=base, cookies={SESSION_COOKIE: target["cookie"]}, headers=headers, timeout=120.0
     ) as client:
-        version = None
-        if save:
-            version = (await client.get(f"/api/annotations/{target['annotation_id']}")).json()["version"]
+        url = f"/api/annotations/{target['annotation_id']}"
+
+        async def current_version() -> int | None:
+            try:
+                opened = await client.get(url)
+            except httpx.TransportError:
+                return None
+            return opened.json()["version"] if opened.status_code == 200 else None
+
+        version = await current_version() if save else None
         for index in range(requests):
             started = time.perf_counter()
-            if save:
-                response = await client.put(
-                    f"/api/annotations/{target['annotation_id']}",
-                    json={"version": version, "result": moved_results(index)},
-                )
-            else:
-                response = await client.get("/api/me")
+            try:
+                if save:
+                    response = await client.put(url, json={"version": version, "result": moved_results(index)})
+                else:
+                    response = await client.get("/api/me")
+                code: int | str = response.status_code
+            except httpx.TransportError as error:
+                code = type(error).__name__  # a dropped connection counts as an error too
             latencies.append(time.perf_counter() - started)
-            if response.status_code != 200:
-                raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
+            codes[code] += 1
             if save:
-                version = response.json()["version"]
+                version = response.json()["version"] if code == 200 else await current_version()
 
 
 async def load(base: str, targets: list[dict], requests: int, save: bool) -> dict:
     latencies: list[float] = []
+    codes: collections.Counter = collections.Counter()
     started = time.perf_counter()
-    await asyncio.gather(*(run_client(base, target, requests, save, latencies) for target in targets))
+    await asyncio.gather(*(run_client(base, target, requests, save, latencies, codes) for target in targets))
     wall = time.perf_counter() - started
     ordered = sorted(latencies)
     return {
@@ -218,27 +258,38 @@ async def load(base: str, targets: list[dict], requests: int, save: bool) -> dic
         "p50_ms": statistics.median(ordered) * 1000,
         "p95_ms": ordered[int(0.95 * (len(ordered) - 1))] * 1000,
         "max_ms": ordered[-1] * 1000,
+        "not_ok": sum(count for code, count in codes.items() if code != 200),
+        "codes": {str(code): count for code, count in sorted(codes.items(), key=str)},
     }
 
 
-def bench(name: str, url: str, clients: int, saves: int) -> dict:
+def bench(name: str, url: str, clients: int, saves: int, repo: Path = REPO) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-workbench-") as scratch:
         root = Path(scratch) / "root"
-        targets = prepare(url, root, clients)
+        targets = prepare_in(repo, url, root, clients)
         port = free_port()
-        server = start_server(url, root, port)
+        server = start_server(url, root, port, repo)
         try:
             base = f"http://127.0.0.1:{port}"
             # Warm-up (connection pools, first imports, SQLite page cache); not measured.
-            asyncio.run(load(base, targets, 2, save=False))
-            asyncio.run(load(base, targets, 2, save=True))
+            for save in (False, True):
+                warm = asyncio.run(load(base, targets, 2, save=save))
+                print(
+                    f"  warm-up {'saves' if save else 'GET /api/me'}: not 200: {warm['not_ok']} {warm['codes']}",
+                    flush=True,
+                )
             baseline = asyncio.run(load(base, targets, saves, save=False))
             saved = asyncio.run(load(base, targets, saves, save=True))
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # requests stuck inside it (the old pool did that)
+                server.kill()
+                server.wait()
     result = {
         "database": name,
+        "server": str(repo),
         "clients": clients,
         "per_client": saves,
         "baseline_get_me": baseline,
@@ -246,11 +297,13 @@ def bench(name: str, url: str, clients: int, saves: int) -> dict:
         "save_vs_baseline_rps": saved["rps"] / baseline["rps"],
         "save_vs_baseline_p95": saved["p95_ms"] / baseline["p95_ms"],
     }
-    print(f"\n{name}: {clients} annotators x {saves} requests each, one uvicorn worker")
+    where = "" if repo == REPO else f" (server from {repo})"
+    print(f"\n{name}: {clients} annotators x {saves} requests each, one uvicorn worker{where}")
     for label, figures in (("GET /api/me (baseline)", baseline), ("PUT save", saved)):
         print(
             f"  {label:24s} {figures['rps']:8.1f} req/s   p50 {figures['p50_ms']:7.1f} ms   "
             f"p95 {figures['p95_ms']:7.1f} ms   max {figures['max_ms']:7.1f} ms   ({figures['requests']} in {figures['seconds']:.1f} s)"
+            f"   not 200: {figures['not_ok']} {figures['codes'] if figures['not_ok'] else ''}"
         )
     print(
         f"  save/baseline: throughput x{result['save_vs_baseline_rps']:.2f}, p95 x{result['save_vs_baseline_p95']:.2f}"
@@ -263,29 +316,35 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--saves", type=int, default=40)
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--server-repo", type=Path, default=REPO, help="run the server from this checkout")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    repo = args.server_repo.resolve()
     results = []
-    with tempfile.TemporaryDirectory(prefix="bench-workbench-db-") as scratch:
-        results.append(bench("sqlite", sqlite_url(Path(scratch) / "annotations.db"), args.clients, args.saves))
+    if not args.skip_sqlite:
+        with tempfile.TemporaryDirectory(prefix="bench-workbench-db-") as scratch:
+            url = sqlite_url(Path(scratch) / "annotations.db")
+            results.append(bench("sqlite", url, args.clients, args.saves, repo))
     if not args.skip_postgres:
         name = f"qwen_bench_{uuid.uuid4().hex[:10]}"
         admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
         try:
-            results.append(
-                bench("postgresql", POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", args.clients, args.saves)
-            )
+            url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+            results.append(bench("postgresql", url, args.clients, args.saves, repo))
         finally:
             with admin.connect() as connection:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
     if len(results) == 2:
         print(f"\npostgresql/sqlite save throughput: x{results[1]['save']['rps'] / results[0]['save']['rps']:.2f}")
+    failed = sum(result[kind]["not_ok"] for result in results for kind in ("baseline_get_me", "save"))
+    print(f"\nanswers other than 200: {failed}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -36,6 +36,16 @@ def clip_box(box: Sequence[float], width: float, height: float) -> Box:
     return [_clamp(x1, 0, width), _clamp(y1, 0, height), _clamp(x2, 0, width), _clamp(y2, 0, height)]
 
 
+def overhang(box: Sequence[float], width: float, height: float) -> float:
+    """How far (pixels) a box reaches outside a ``width`` x ``height`` frame; 0 when inside.
+
+    >>> overhang([-3.0, 0.0, 10.0, 10.0], 100, 100), overhang([0, 0, 100, 100], 100, 100)
+    (3.0, 0.0)
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return max(0.0, -x1, -y1, x2 - width, y2 - height, x1 - width, y1 - height, -x2, -y2)
+
+
 def is_valid_box(box: Sequence[float], width: float, height: float) -> bool:
     """True when the box is non-empty and lies inside a ``width`` x ``height`` frame."""
     if len(box) != 4:

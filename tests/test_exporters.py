@@ -257,3 +257,27 @@ def test_batch_export_replaces_changed_pictures_and_drops_stale_files(tmp_path):
     with Image.open(out / "images" / "f-000000.png") as picture:
         assert picture.size == (200, 100)
     assert not (out / "qwen_spatial.jsonl").exists() and not (out / "annotations").exists()
+
+
+def test_a_batch_export_of_video_events_links_the_video_for_label_studio(tmp_path):
+    from qwen_dataset.exporters.bundle import write_batch_exports
+    from qwen_dataset.exporters.label_studio.media import media_urls
+    from qwen_dataset.records import FrameRecord, to_frame
+    from qwen_dataset.store.layout import StorageLayout
+    from tests.test_workbench_api import AI_EVENTS, write_video_batch
+
+    layout = StorageLayout(tmp_path / "root")
+    written = write_video_batch(layout, "b-video", tmp_path / "incoming")
+    annotations = pd.read_parquet(layout.manifest("ai_annotations", "b-video"))
+    frames = to_frame(written["frames"], FrameRecord)
+    out = tmp_path / "export"
+    media_url = media_urls(layout.root, "exports/b-video")
+    write_batch_exports(annotations, frames, layout.blobs, out, media_url)
+    video = out / "videos" / f"{written['upload_id']}.mp4"
+    assert video.read_bytes() == written["path"].read_bytes()
+    (task,) = json.loads((out / "label_studio_video_event.json").read_text())
+    assert task["data"]["video"] == media_url(f"videos/{written['upload_id']}.mp4")
+    assert len([r for r in task["predictions"][0]["result"] if r["type"] == "timelinelabels"]) == len(AI_EVENTS)
+    # The next export of a batch without the video drops it, as it drops stale pictures.
+    write_batch_exports(annotations.iloc[0:0], frames, layout.blobs, out, media_url)
+    assert not video.exists()

@@ -133,3 +133,29 @@ def test_total_disagreement_is_zero_not_no_data():
     assert report.headline()["mean_iou"] == 0.0
     assert report.verdicts()["mean_iou"] is False
     assert report.headline()["ocr_accuracy"] == 0.0  # every reference character unmatched
+
+
+def test_video_events_of_two_annotators_are_matched_in_time_for_the_report():
+    import dataclasses
+
+    from qwen_dataset.quality.descriptions import description_pairs
+    from qwen_dataset.records import dump_payload
+
+    video = frame(0, width=320, height=180, kind="video_frame", t=0.0, duration=4.0)
+
+    def events(author: str, created_at: str, *spans) -> object:
+        record = annotation(video, [], source="human", author=author, task="video_event", created_at=created_at)
+        payload = {"events": [{"start": s, "end": e, "description": d} for s, e, d in spans]}
+        return dataclasses.replace(record, payload=dump_payload(payload))
+
+    human = annotations_df(
+        events("ann1", "2026-01-01T00:00:00+00:00", (0.0, 2.0, "a red scene"), (2.0, 4.0, "a green scene")),
+        # The other annotator listed the same events the other way round, one of them shorter.
+        events("ann2", "2026-01-01T00:01:00+00:00", (2.0, 4.0, "the scene turns green"), (0.0, 1.0, "red scene")),
+    )
+    report = build_qc_report("b1", apply_corrections(human.iloc[0:0], human), human.iloc[0:0], human, frames_df(video))
+    assert report.figures()["event_tiou"] == pytest.approx((0.5 + 1.0) / 2)
+    assert (report.events.matched, report.events.unmatched_a, report.events.unmatched_b) == (2, 0, 0)
+    assert report.to_dict()["events"]["videos"] == 1
+    # The semantic consistency compares each event's description with its counterpart's, not by position.
+    assert description_pairs(human) == [("red scene", "a red scene"), ("the scene turns green", "a green scene")]

@@ -12,16 +12,21 @@ import dataclasses
 import io
 import json
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from qwen_dataset.db.engine import make_engine, sqlite_url
+from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.db.models import ApiToken, HumanAnnotation, ItemStatus, ReviewState, User, WorkItem
 from qwen_dataset.db.queries import final_annotations
 from qwen_dataset.geometry import to_label_studio
@@ -58,6 +63,7 @@ AI_AUTHOR = "rapidocr-onnxruntime==1.4.4"
 def png_bytes(seed: int = 0, size: tuple[int, int] = (WIDTH, HEIGHT)) -> bytes:
     image = Image.new("RGB", size, "white")
     ImageDraw.Draw(image).rectangle([40 + seed % 50, 40, 160, 80], outline="black", width=3)
+    image.putpixel((seed % size[0], 0), (seed // size[0] % 256, 0, 0))  # distinct content for every seed
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
@@ -68,9 +74,15 @@ def ocr_payload(box=AI_BOX, text: str = "hello") -> dict[str, Any]:
 
 
 def write_batch(
-    layout: StorageLayout, batch: str, frames: int = 4, video_event: bool = True, failed: set[int] = frozenset()
+    layout: StorageLayout,
+    batch: str,
+    frames: int = 4,
+    failed: set[int] = frozenset(),
+    task: str = "ocr",
+    payload: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Frames and AI manifests of a pre-annotated batch, as the pipeline writes them."""
+    """Frames and AI manifests of a pre-annotated batch, as the pipeline writes them: every frame
+    pre-annotated for ``task`` with ``payload`` (default: one OCR line), or failed."""
     frame_rows, ai_rows = [], []
     for index in range(frames):
         sha, uri = layout.blobs.put_bytes(png_bytes(index))
@@ -94,37 +106,18 @@ def write_batch(
         ok = index not in failed
         ai_rows.append(
             AnnotationRecord(
-                annotation_id=annotation_id_for(frame.frame_id, "ocr", "ai", AI_AUTHOR),
+                annotation_id=annotation_id_for(frame.frame_id, task, "ai", AI_AUTHOR),
                 frame_id=frame.frame_id,
                 upload_id=upload_id,
                 batch=batch,
-                task="ocr",
+                task=task,
                 source="ai",
                 author=AI_AUTHOR,
                 template_version="1.0+abc",
                 created_at="2026-01-01T00:00:00+00:00",
                 status="ok" if ok else "failed",
                 error="" if ok else "timeout",
-                payload=dump_payload(ocr_payload() if ok else {}),
-                reviewed=False,
-            )
-        )
-    if video_event:
-        first = frame_rows[0]
-        ai_rows.append(
-            AnnotationRecord(
-                annotation_id="video",
-                frame_id=first.frame_id,
-                upload_id=first.upload_id,
-                batch=batch,
-                task="video_event",
-                source="ai",
-                author="qwen",
-                template_version="1",
-                created_at="2026-01-01T00:00:00+00:00",
-                status="ok",
-                error="",
-                payload=dump_payload({"events": []}),
+                payload=dump_payload((payload or ocr_payload()) if ok else {}),
                 reviewed=False,
             )
         )
@@ -134,6 +127,55 @@ def write_batch(
     ):
         write_parquet(layout.manifest(asset, batch), to_frame(rows, record_type))
     return [frame.frame_id for frame in frame_rows]
+
+
+VIDEO_SECONDS, VIDEO_SIZE = 4.0, (320, 180)
+#: Two events the way a VLM guesses them, a little off the scene cuts (at 4/3 s and 8/3 s).
+AI_EVENTS = [
+    {"start": 0.1, "end": 1.2, "description": "a red scene with dark blocks"},
+    {"start": 1.5, "end": 2.5, "description": "the picture turns green"},
+]
+
+
+def write_video_batch(
+    layout: StorageLayout, batch: str, folder: Path, ai_events: list[dict] | None = AI_EVENTS
+) -> dict[str, Any]:
+    """A batch of one real H.264 video (three scenes), ingested and sampled at 1 fps by the
+    pipeline's own code. With ``ai_events`` the AI row holds them aligned to the cuts of a real
+    scan (what the vLLM backend writes); without, there is no video_event row (the CPU backend)."""
+    from qwen_dataset.ingest.frames import extract_frames
+    from qwen_dataset.prelabel.video_events import event_payload, scan_video
+    from qwen_dataset.samples.video import make_h264_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "clip.mp4"
+    make_h264_video(path, VIDEO_SECONDS, 25, *VIDEO_SIZE, seed=7, scenes=3)
+    (upload,) = ingest_batch(folder, batch, layout.blobs)
+    frames = list(extract_frames(upload, layout.blobs))
+    rows = []
+    if ai_events is not None:
+        times, ids = [float(frame.t) for frame in frames], [frame.frame_id for frame in frames]
+        payload = event_payload(ai_events, scan_video(path), times, ids)
+        rows.append(
+            AnnotationRecord(
+                annotation_id=annotation_id_for(frames[0].frame_id, "video_event", "ai", "qwen"),
+                frame_id=frames[0].frame_id,
+                upload_id=upload.upload_id,
+                batch=batch,
+                task="video_event",
+                source="ai",
+                author="Qwen/Qwen3-VL-8B-Instruct",
+                template_version="1.0+video",
+                created_at="2026-01-01T00:00:00+00:00",
+                status="ok",
+                error="",
+                payload=dump_payload(payload),
+                reviewed=False,
+            )
+        )
+    write_parquet(layout.manifest("frames", batch), to_frame(frames, FrameRecord))
+    write_parquet(layout.manifest("ai_annotations", batch), to_frame(rows, AnnotationRecord))
+    return {"frames": frames, "upload_id": upload.upload_id, "path": path}
 
 
 @dataclasses.dataclass
@@ -167,17 +209,23 @@ class World:
         assert response.status_code == 200, response.text
         return {"summary": response.json(), "frame_ids": frame_ids}
 
+    def import_video_batch(self, batch: str, ai_events: list[dict] | None = AI_EVENTS) -> dict:
+        written = write_video_batch(self.layout, batch, Path(self.layout.root).parent / "incoming" / batch, ai_events)
+        response = self.client("admin").post(f"/api/batches/{batch}/import")
+        assert response.status_code == 200, response.text
+        return {"summary": response.json(), **written}
+
     def set_double_rate(self, rate: float) -> None:
         response = self.client("admin").put("/api/admin/settings", json={"double_rate": rate})
         assert response.status_code == 200, response.text
 
 
 def build_world(url: str, root: Path | str, **settings_overrides) -> World:
-    engine = make_engine(url)
     settings = WorkbenchSettings(
         **{"database_url": url, "storage_root": root, "secret": SECRET, "secure_cookies": True, **settings_overrides}
     )
-    app = create_app(settings, engine)
+    app = create_app(settings)  # its own engine, sized as in production
+    engine = app.state.engine
     users = {}
     token = new_api_token()
     with Session(engine, expire_on_commit=False) as session:
@@ -194,6 +242,24 @@ def build_world(url: str, root: Path | str, **settings_overrides) -> World:
         session.add(ApiToken(name="pipeline", token_hash=token_digest(token), prefix=token[:10]))
         session.commit()
     return World(app, engine, StorageLayout(root), users, token, [])
+
+
+@contextmanager
+def running_server(app) -> Iterator[str]:
+    """The app under a real uvicorn server on a free loopback port (a thread); yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the workbench server did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -247,11 +313,17 @@ def item_of(world: World, annotation_id: str) -> WorkItem:
 # --------------------------------------------------------------------------- roles
 
 
+#: Every router the app includes (create_app), so every route is checked.
+ROUTERS = (api_module.router, api_module.upload_router, pages_module.router)
+
+
 def _all_routes():
-    for router in (api_module.router, pages_module.router):
+    """Every (method, path) the app serves (its API and page routes, not the static mounts)."""
+    for router in ROUTERS:
         for route in router.routes:
-            for method in sorted(route.methods - {"HEAD"}):
-                yield method, route.path
+            if isinstance(route, APIRoute):
+                for method in sorted(route.methods - {"HEAD"}):
+                    yield method, route.path
 
 
 def _concrete(path: str) -> str:
@@ -442,7 +514,7 @@ def test_import_assigns_every_frame_deterministically_and_blind(world):
     world.set_double_rate(0.5)
     imported = world.import_batch("b-assign", frames=12, failed={3})
     summary, frame_ids = imported["summary"], imported["frame_ids"]
-    assert summary["items_created"] == 12 and summary["skipped_tasks"] == {"video_event": 1}
+    assert summary["items_created"] == 12 and summary["skipped_tasks"] == {}
     names = ["ann1", "ann2", "ann3"]
     expected = {fid: assign_frame(fid, 3, 0.5, "qwen-workbench") for fid in frame_ids}
     assert summary["double_blind_items"] == sum(choice.double_blind for choice in expected.values()) > 0
@@ -503,7 +575,7 @@ def test_import_refuses_without_manifests_or_annotators(world):
 
 def test_single_annotation_flow_with_rejection(world):
     world.set_double_rate(0.0)
-    imported = world.import_batch("b-single", frames=2, video_event=False)
+    imported = world.import_batch("b-single", frames=2)
     assert imported["summary"]["double_blind_items"] == 0
     owner = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
     client = world.client(owner)
@@ -555,7 +627,7 @@ def test_single_annotation_flow_with_rejection(world):
 
 def _double_pair(world: World, batch: str) -> tuple[tuple[str, dict], tuple[str, dict]]:
     world.set_double_rate(1.0)
-    imported = world.import_batch(batch, frames=1, video_event=False)
+    imported = world.import_batch(batch, frames=1)
     assert imported["summary"]["double_blind_items"] == 1
     pairs = [(name, my_items(world, name)[0]) for name in ("ann1", "ann2", "ann3") if my_items(world, name)]
     assert len(pairs) == 2
@@ -588,7 +660,7 @@ def test_agreeing_double_annotations_become_final(world):
 def test_annotators_cannot_tell_single_from_double_blind_items(world):
     (first, double_entry), (second, other_entry) = _double_pair(world, "b-blind-d")
     world.set_double_rate(0.0)
-    world.import_batch("b-blind-s", frames=4, video_event=False)
+    world.import_batch("b-blind-s", frames=4)
     single_entry = next(entry for entry in my_items(world, first) if entry["batch"] == "b-blind-s")
     entries = (single_entry, double_entry)
     single = _submit(world, first, single_entry)
@@ -666,7 +738,7 @@ def test_arbitration_by_choosing_the_ai_version(world):
 
 def test_stale_versions_are_refused(world):
     world.set_double_rate(0.0)
-    world.import_batch("b-conc", frames=1, video_event=False)
+    world.import_batch("b-conc", frames=1)
     owner = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
     entry = my_items(world, owner)[0]
     tab_one, tab_two = world.client(owner), world.client(owner)
@@ -690,7 +762,7 @@ def test_stale_versions_are_refused(world):
 
 def test_simultaneous_saves_let_exactly_one_win(world):
     world.set_double_rate(0.0)
-    world.import_batch("b-race", frames=1, video_event=False)
+    world.import_batch("b-race", frames=1)
     owner = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
     entry = my_items(world, owner)[0]
     start = open_annotation(world.client(owner), entry["annotation_id"])
@@ -714,7 +786,7 @@ def test_simultaneous_saves_let_exactly_one_win(world):
 
 def test_invalid_editor_results_are_refused(world):
     world.set_double_rate(0.0)
-    world.import_batch("b-bad", frames=1, video_event=False)
+    world.import_batch("b-bad", frames=1)
     owner = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
     entry = my_items(world, owner)[0]
     client = world.client(owner)
@@ -738,7 +810,7 @@ def test_invalid_editor_results_are_refused(world):
 
 def test_label_studio_round_trip(world):
     world.set_double_rate(0.0)
-    world.import_batch("b-ls", frames=3, video_event=False)
+    world.import_batch("b-ls", frames=3)
     owner_entry = next((name, my_items(world, name)[0]) for name in ("ann1", "ann2", "ann3") if my_items(world, name))
     _submit(world, owner_entry[0], owner_entry[1], [50, 45, 170, 85], "corrected")
     service = world.service()
@@ -839,7 +911,7 @@ def test_admin_users_settings_tokens_templates(world):
 
 def test_pages_render_for_each_role(world):
     world.set_double_rate(0.0)
-    world.import_batch("b-pages", frames=1, video_event=False)
+    world.import_batch("b-pages", frames=1)
     owner = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
     entry = my_items(world, owner)[0]
     html = {"Accept": "text/html"}

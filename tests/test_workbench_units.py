@@ -200,7 +200,7 @@ def test_passwords_and_sessions():
     assert not needs_rehash(stored)
     signer = SessionSigner("k" * 40, max_age_seconds=60)
     cookie, csrf = signer.dumps(7)
-    assert signer.loads(cookie) == {"uid": 7, "csrf": csrf}
+    assert signer.loads(cookie) == {"uid": 7, "gen": 0, "csrf": csrf}
     assert signer.loads(cookie[:-2] + "xx") is None
     assert SessionSigner("other key " * 4, 60).loads(cookie) is None
     assert SessionSigner("k" * 40, max_age_seconds=-1).loads(cookie) is None  # expired
@@ -237,7 +237,13 @@ def test_migrations_match_the_models_on_sqlite(tmp_path):
     assert _schema_drift(engine) == []
     make_engine(sqlite_url(tmp_path / "a.db"))  # a second start finds nothing to do
     with engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002_workbench"
+        current = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    from alembic.script import ScriptDirectory
+
+    from qwen_dataset.db.engine import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert current == head and head is not None and head.startswith("00")
 
 
 @pytest.mark.postgres
@@ -278,3 +284,177 @@ def test_a_database_made_before_migrations_is_upgraded_in_place(tmp_path):
     with Session(engine) as session:
         row = session.get(HumanAnnotation, "a1")
         assert (row.version, row.note, row.item_id) == (3, "", None)
+
+
+def _database_at(url: str, revision: str) -> sa.Engine:
+    """A database migrated only up to ``revision`` (what an older release left behind)."""
+    from alembic import command
+    from qwen_dataset.db.engine import alembic_config
+
+    engine = make_engine(url, migrate=False)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), revision)
+    return engine
+
+
+OLD_ROWS = """
+INSERT INTO users (id, username, password_hash, role, active, created_at) VALUES (1, 'ann', 'x', 'annotator', {true}, '2026-01-01');
+INSERT INTO work_items VALUES ('i1', 'b1', 'f1', 'u1', 'ocr', 'image', 10, 10, 'blobs/x', 'a1', 'rapidocr', '1.0', 'ok',
+                               '', '{{}}', {false}, 'open', '', '2026-01-01');
+INSERT INTO human_annotations (annotation_id, frame_id, upload_id, batch, task, source, author, template_version, payload,
+                               state, version, created_at, updated_at, item_id, assignee_id, slot, note)
+VALUES ('h1', 'f1', 'u1', 'b1', 'ocr', 'human', 'ann', '1.0', '{{"regions": []}}', 'draft', 4, '2026-01-01', '2026-01-01',
+        'i1', 1, NULL, '');
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_upgrading_a_populated_database_keeps_its_rows_and_takes_long_versions(backend, tmp_path, request):
+    # SQLite copies a table to change a column: work_items is referred to by human_annotations,
+    # so the copy has to run with foreign keys off, or the drop of the old table fails.
+    url = sqlite_url(tmp_path / "old.db") if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    old = _database_at(url, "0002_workbench")
+    booleans = {"true": "1", "false": "0"} if backend == "sqlite" else {"true": "true", "false": "false"}
+    with old.begin() as connection:
+        for statement in OLD_ROWS.format(**booleans).split(";"):
+            if statement.strip():
+                connection.execute(sa.text(statement))
+    old.dispose()
+    engine = make_engine(url)
+    try:
+        assert _schema_drift(engine) == []
+        long_version = "rapidocr-onnxruntime==1.4.4;det=ch_PP-OCRv4_det_infer.onnx;" + "x" * 200
+        with Session(engine) as session:
+            row = session.get(HumanAnnotation, "h1")
+            assert (row.version, row.item_id, row.assignee_id) == (4, "i1", 1)
+            row.template_version = long_version
+            session.commit()
+        with Session(engine) as session:
+            assert session.get(HumanAnnotation, "h1").template_version == long_version
+        if backend == "sqlite":
+            with engine.connect() as connection:
+                assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again after migrating
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- the timeline editor's model
+
+TIMELINE_SCENARIO = r"""
+const list = new EventList(
+  [{start: 2.7, end: 3.9, description: "door opens"}, {start: 0.3, end: 1.1, description: "person enters"}],
+  {duration: 6, anchors: [1.2, 2.6, 4.0, 5.1]},
+);
+const log = {};
+log.sorted = list.result().map((e) => e.description);
+log.snap = [list.snap(1.25), list.snap(1.5), list.snap(1.25, true), list.snap(-1), list.snap(7), list.snap(5.95)];
+const [first, second] = list.events.map((e) => e.id);
+log.endAtCut = [list.setEnd(first, 1.25), list.get(first).end];
+log.startPastEnd = list.setStart(first, 3.0);
+log.endBeforeStart = list.setEnd(first, 0.1);
+const half = list.split(second, 3.3);
+log.split = list.result();
+log.splitOutside = list.split(second, 5.5);
+log.merge = [list.mergeWithNext(second), list.result()];
+list.setDescription(second, "the door opens");
+log.mergeLast = list.mergeWithNext(second);
+const added = list.add(5.0);
+log.added = list.get(added);
+log.addedAtEnd = list.get(list.add(5.95));
+log.neighbours = [list.neighbour(first, 1) === second, list.neighbour(first, -1)];
+log.anchors = [list.anchorFrom(1.2, 1), list.anchorFrom(1.2, -1), list.anchorFrom(6, 1)];
+log.moved = [list.move(first, 0.21, 1.19), list.get(first).start, list.get(first).end, list.move(first, 2, 1)];
+log.removed = [list.remove(added), list.remove("nope"), list.result().length];
+process.stdout.write(JSON.stringify(log));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run static/timeline_model.js")
+def test_the_timeline_model_snaps_splits_merges_and_deletes():
+    model = Path(__file__).parents[1] / "qwen_dataset" / "workbench" / "static" / "timeline_model.js"
+    script = (
+        "const vm = require('vm'); const fs = require('fs');"
+        "const context = {process};"
+        "vm.runInNewContext(fs.readFileSync(process.argv[1], 'utf8') + '\\n' + fs.readFileSync(0, 'utf8'), context);"
+    )
+    done = subprocess.run(
+        ["node", "-e", script, str(model)], input=TIMELINE_SCENARIO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    log = json.loads(done.stdout)
+    assert log["sorted"] == ["person enters", "door opens"]
+    assert log["snap"] == [1.2, 1.5, 1.25, 0, 6, 6]
+    assert log["endAtCut"] == [True, 1.2]
+    assert log["startPastEnd"] is False and log["endBeforeStart"] is False
+    assert log["split"] == [
+        {"start": 0.3, "end": 1.2, "description": "person enters"},
+        {"start": 2.7, "end": 3.3, "description": "door opens"},  # 3.3 is no anchor's neighbour: exact
+        {"start": 3.3, "end": 3.9, "description": "door opens"},
+    ]
+    assert log["splitOutside"] is None
+    assert log["merge"][0] is True and len(log["merge"][1]) == 2
+    assert log["merge"][1][1] == {"start": 2.7, "end": 3.9, "description": "door opens"}  # one text, not twice
+    assert log["mergeLast"] is False  # nothing after the last event
+    assert log["added"]["start"] == 5.1 and log["added"]["end"] == 6  # 5.0 snaps to the cut at 5.1
+    assert (
+        log["addedAtEnd"]["start"] == 5.1 and log["addedAtEnd"]["end"] == 6
+    )  # no room after: a second before, snapped
+    assert log["neighbours"] == [True, None]
+    assert log["anchors"] == [2.6, 0, None]
+    assert log["moved"] == [True, 0.21, 1.2, False]  # 0.21 is just out of the snap to 0; crossing ends refused
+    assert log["removed"] == [True, False, 3]
+
+
+# --------------------------------------------------------------------------- the correction tools' results
+
+CORRECTION_SCENARIO = r"""
+const rect = (id, x, y, w, h) => ({id, from_name: "bbox", to_name: "image", type: "rectanglelabels",
+  value: {x, y, width: w, height: h, rotation: 0, rectanglelabels: ["text"]}});
+const text = (id, x, y, w, h, t) => ({id, from_name: "transcription", to_name: "image", type: "textarea",
+  value: {x, y, width: w, height: h, rotation: 0, text: [t]}});
+const results = [
+  rect("r0", 10, 10, 20, 5), text("r0", 10, 10, 20, 5, "Hello"),
+  rect("r1", 32, 11, 18, 5), text("r1", 32, 11, 18, 5, "world"),
+  rect("r2", 10, 30, 40, 5), text("r2", 10, 30, 40, 5, "one line two"),
+];
+const log = {};
+log.lines = ocrLines(results).map((line) => [line.id, line.text]);
+const merged = mergeLines(results, ["r1", "r0"]);
+log.merged = ocrLines(merged);
+log.mergedCount = merged.length;
+log.mergeOne = mergeLines(results, ["r0"]) === results;
+const split = splitLine(results, "r2", 8, "r2b");
+log.split = ocrLines(split);
+log.splitOrder = split.map((r) => r.id);
+log.splitBad = splitLine(results, "r2", 0, "x") === results;
+const html = [{id: "html", from_name: "html", to_name: "image", type: "textarea", value: {text: ["<p>a</p>"]}}, rect("n0", 0, 0, 100, 100)];
+log.html = [htmlOf(html), withoutHtml(html).length, htmlOf(withHtml(html, "<p>b</p>")), withHtml(html, "x").length];
+process.stdout.write(JSON.stringify(log));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run static/correction_tools.js")
+def test_ocr_lines_merge_and_split_and_the_html_result():
+    tools = Path(__file__).parents[1] / "qwen_dataset" / "workbench" / "static" / "correction_tools.js"
+    script = (
+        "const vm = require('vm'); const fs = require('fs');"
+        "vm.runInNewContext(fs.readFileSync(process.argv[1], 'utf8') + '\\n' + fs.readFileSync(0, 'utf8'), {process});"
+    )
+    done = subprocess.run(
+        ["node", "-e", script, str(tools)], input=CORRECTION_SCENARIO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    log = json.loads(done.stdout)
+    assert log["lines"] == [["r0", "Hello"], ["r1", "world"], ["r2", "one line two"]]
+    # Merged: the first line's id and place, the union of both boxes, the texts in reading order.
+    assert log["merged"][0] == {"id": "r0", "text": "Hello world", "x": 10, "y": 10, "width": 40, "height": 6}
+    assert [line["id"] for line in log["merged"]] == ["r0", "r2"] and log["mergedCount"] == 4
+    assert log["mergeOne"] is True  # one line is nothing to merge
+    # Split before character 8 of 12: the box is cut at 8/12 of its width, the new line follows.
+    first, second = log["split"][2], log["split"][3]
+    assert (first["text"], second["text"]) == ("one line", "two")
+    assert first["width"] == pytest.approx(40 * 8 / 12) and second["x"] == pytest.approx(10 + 40 * 8 / 12)
+    assert second["x"] + second["width"] == pytest.approx(50) and second["id"] == "r2b"
+    assert log["splitOrder"] == ["r0", "r0", "r1", "r1", "r2", "r2", "r2b", "r2b"]
+    assert log["splitBad"] is True
+    assert log["html"] == ["<p>a</p>", 1, "<p>b</p>", 2]

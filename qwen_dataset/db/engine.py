@@ -48,16 +48,20 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: str, *, migrate: bool = True) -> Engine:
+def make_engine(url: str, *, migrate: bool = True, pool_size: int | None = None) -> Engine:
     """Engine for ``url`` with the schema migrated to the newest Alembic revision (idempotent).
 
-    Safe to call from several processes at once: migrations run under a lock (a PostgreSQL
-    advisory lock, a file lock beside a SQLite file).
+    ``pool_size``: connections kept open, and as many again allowed on top when all are busy
+    (SQLAlchemy's default is 5 + 10). Safe to call from several processes at once: migrations run
+    under a lock (a PostgreSQL advisory lock, a file lock beside a SQLite file).
     """
     is_sqlite = url.startswith("sqlite")
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+    in_memory = url in ("sqlite://", "sqlite:///:memory:")
+    if url.startswith("sqlite:///") and not in_memory:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=True)
+    # An in-memory SQLite database lives in one connection; its pool takes no sizes.
+    pool = {"pool_size": pool_size, "max_overflow": pool_size} if pool_size is not None and not in_memory else {}
+    engine = create_engine(url, pool_pre_ping=True, **pool)
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     if migrate:
@@ -103,10 +107,38 @@ def upgrade_to_head(engine: Engine) -> None:
     """Run every pending migration; a pre-migration database is stamped at the baseline first."""
     from alembic import command
 
-    with _migration_lock(engine):
-        with engine.begin() as connection:
-            tables = set(inspect(connection).get_table_names())
-            config = alembic_config(connection)
-            if "alembic_version" not in tables and "human_annotations" in tables:
-                command.stamp(config, BASELINE_REVISION)
-            command.upgrade(config, "head")
+    with _migration_lock(engine), engine.connect() as connection:
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite alters a table by copying it and dropping the original; with foreign keys on,
+            # dropping work_items would fail (or cascade) while human_annotations refers to it.
+            # The pragma only takes effect outside a transaction, hence before begin().
+            _foreign_keys(connection, on=False)
+        try:
+            with connection.begin():
+                tables = set(inspect(connection).get_table_names())
+                config = alembic_config(connection)
+                if "alembic_version" not in tables and "human_annotations" in tables:
+                    command.stamp(config, BASELINE_REVISION)
+                command.upgrade(config, "head")
+                if sqlite:
+                    _check_foreign_keys(connection)
+        finally:
+            if sqlite:
+                _foreign_keys(connection, on=True)
+
+
+def _foreign_keys(connection: Connection, on: bool) -> None:
+    # pysqlite opens its own transaction only before DML, so the pragma runs outside one here.
+    connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    connection.commit()
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """What SQLite's own table-alteration procedure ends with: no row may point nowhere."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(
+            f"the migration left {len(broken)} row(s) whose foreign key points nowhere (first: {broken[0]}); "
+            "the database was not changed: restore a backup or report this"
+        )

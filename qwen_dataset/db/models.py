@@ -11,6 +11,7 @@
 ``workbench_settings`` admin settings (double-blind rate, agreement threshold), key -> JSON
 ``template_overrides`` admin edits of the prelabel templates (see :mod:`qwen_dataset.workbench.templates_admin`)
 ``batch_imports``      which batches were imported into the workbench, with the settings used
+``login_throttle``     failed sign-ins per account and per address, and how long each is locked
 =====================  =========================================================================
 """
 
@@ -71,6 +72,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # Every session cookie carries the generation it was issued in; signing out, a new password
+    # and deactivation bump it, which ends every session issued before.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):
@@ -122,12 +126,13 @@ class BatchImport(Base):
     double_rate: Mapped[str] = mapped_column(String(32))
     seed: Mapped[str] = mapped_column(String(64))
     items: Mapped[int] = mapped_column(Integer, default=0)
-    imported_by: Mapped[str] = mapped_column(String(100), default="")
+    imported_by: Mapped[str] = mapped_column(Text, default="")  # a user name or "token:<token name>"
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
 class WorkItem(Base):
-    """One frame of a batch to annotate for one task, starting from the AI's pre-annotation."""
+    """One frame of a batch to annotate for one task (for ``video_event``: one video, filed under
+    its first sampled frame, ``blob_uri`` the video file), starting from the AI's pre-annotation."""
 
     __tablename__ = "work_items"
 
@@ -141,14 +146,17 @@ class WorkItem(Base):
     height: Mapped[int] = mapped_column(Integer)
     blob_uri: Mapped[str] = mapped_column(String(300))
     ai_annotation_id: Mapped[str] = mapped_column(String(64), default="")
-    ai_author: Mapped[str] = mapped_column(String(200), default="")
-    ai_template_version: Mapped[str] = mapped_column(String(64), default="")
+    ai_author: Mapped[str] = mapped_column(Text, default="")
+    ai_template_version: Mapped[str] = mapped_column(Text, default="")
     ai_status: Mapped[str] = mapped_column(String(16), default="ok")
     ai_error: Mapped[str] = mapped_column(Text, default="")
     ai_payload: Mapped[str] = mapped_column(Text, default="{}")
     double_blind: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default=ItemStatus.OPEN, index=True)
     disagreement: Mapped[str] = mapped_column(Text, default="")  # why the two versions disagree
+    # JSON: what the editor needs beyond the picture; a video: its duration, sampled frames, shot
+    # cuts and audio changes (see qwen_dataset.workbench.video).
+    context: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
@@ -163,8 +171,10 @@ class HumanAnnotation(Base):
     batch: Mapped[str] = mapped_column(String(200), index=True)
     task: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(16), default="human")
-    author: Mapped[str] = mapped_column(String(200))
-    template_version: Mapped[str] = mapped_column(String(64), default="")
+    # Engine and account names, versions: free text of any length (a RapidOCR version names its
+    # three models and every parameter; PostgreSQL refuses what a VARCHAR(n) cannot hold).
+    author: Mapped[str] = mapped_column(Text)
+    template_version: Mapped[str] = mapped_column(Text, default="")
     payload: Mapped[str] = mapped_column(Text, default="{}")
     state: Mapped[str] = mapped_column(String(16), default=ReviewState.DRAFT, index=True)
     # Optimistic concurrency: every write bumps it; a writer holding an old version is refused.
@@ -179,3 +189,14 @@ class HumanAnnotation(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins of one account (``account:<name>``) or one address (``address:<ip>``)."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -38,6 +38,7 @@ from qwen_dataset.exporters.messages import export_messages_jsonl, llamafactory_
 from qwen_dataset.exporters.qwen_jsonl import export_qwen_jsonl
 from qwen_dataset.exporters.stream import final_annotations
 from qwen_dataset.exporters.trl import export_trl_parquet
+from qwen_dataset.ingest.uploads import HEAD_BYTES, video_extension
 from qwen_dataset.payloads import BOX_TASKS
 from qwen_dataset.records import AnnotationStatus, Task
 from qwen_dataset.release.assemble import ReleaseStaging
@@ -85,17 +86,6 @@ def link_images(frames: pd.DataFrame, blobs: BlobStore, out_dir: Path) -> dict[s
     return refs
 
 
-def video_extension(blob: Path) -> str:
-    """A browser-playable file name ending for a video blob, from its magic bytes."""
-    with blob.open("rb") as handle:
-        head = handle.read(64)
-    if head[4:8] == b"ftyp":
-        return ".mov" if head[8:12] == b"qt  " else ".mp4"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return ".mkv" if b"matroska" in head else ".webm"
-    return ".mp4"
-
-
 def event_videos(annotations: pd.DataFrame) -> list[str]:
     """Upload ids of the videos whose final video_event annotations a dataset holds, in order."""
     return sorted(set(final_annotations(annotations, Task.VIDEO_EVENT)["upload_id"]))
@@ -116,7 +106,9 @@ def link_videos(upload_ids: Iterable[str], blobs: BlobStore, out_dir: Path) -> d
                 f"the video {upload_id} of a video_event annotation is not in the blob store ({uri}); "
                 "ingest the video with its batch (raw_uploads) before exporting its events"
             )
-        relative = f"videos/{upload_id}{video_extension(blob)}"
+        with blob.open("rb") as handle:
+            extension = video_extension(handle.read(HEAD_BYTES))
+        relative = f"videos/{upload_id}{extension}"
         _place(blob, out_dir / relative)
         refs[upload_id] = relative
     return refs

@@ -126,6 +126,21 @@ class Quarantine(Exception):
 # --------------------------------------------------------------------------- magic bytes
 
 
+def video_container(head: bytes) -> tuple[str, str]:
+    """``(extension, Content-Type)`` of a video file from its first bytes (MP4, MOV, WebM, MKV);
+    ``("", "")`` for anything else."""
+    if head[4:8] == b"ftyp":  # ISO base media: MP4, M4V, MOV
+        return (".mov", "video/quicktime") if head[8:12] == b"qt  " else (".mp4", "video/mp4")
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: WebM is Matroska with the "webm" doctype
+        return (".webm", "video/webm") if b"webm" in head[:HEAD_BYTES] else (".mkv", "video/x-matroska")
+    return "", ""
+
+
+def video_extension(head: bytes) -> str:
+    """The file extension of a video from its first bytes (``.mp4`` when the container is unknown)."""
+    return video_container(head)[0] or ".mp4"
+
+
 def sniff_media_type(head: bytes) -> MediaType:
     """Media type from the first bytes of a file (pass at least :data:`HEAD_BYTES`).
 
@@ -453,6 +468,29 @@ def check_content(path: Path, media_type: MediaType, size: int, limits: IngestLi
     except Exception as exc:  # a decoder failing in an unforeseen way is still the file's problem
         raise Quarantine(
             corrupt_code, f"the decoder failed ({type(exc).__name__}: {exc}); re-export or re-upload the file"
+        ) from exc
+
+
+def check_image_header(path: Path, limits: IngestLimits) -> None:
+    """The cheap part of :func:`check_image`: the pixel count its header declares (nothing decoded).
+
+    The upload API runs it on every image as it arrives, so a small file declaring a huge picture
+    is refused at once instead of being quarantined later.
+    """
+    label = "image"
+    try:
+        with Image.open(path) as image:
+            label = image.format or label
+            _check_pixels(image.size, limits, f"the {label} header declares")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise Quarantine(
+            "decompression_bomb",
+            f"Pillow's decompression-bomb guard refused the {label} header ({str(exc).rstrip('.')}); "
+            "downscale the image and upload it again",
+        ) from exc
+    except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise Quarantine(
+            "corrupt_image", f"the file starts like an image but its header cannot be read ({exc}); re-export it"
         ) from exc
 
 

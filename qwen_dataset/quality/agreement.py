@@ -196,6 +196,16 @@ def _hungarian(score: np.ndarray) -> np.ndarray:
     return result
 
 
+def one_to_one(score: np.ndarray, minimum: float) -> list[tuple[int, int]]:
+    """Pairs ``(row, column)`` of a score matrix (values in [0, 1]): as many pairs with a score of
+    at least ``minimum`` as possible and, among those, the largest score sum; the matching behind
+    the box IoU, for other scores (a video's events by temporal IoU)."""
+    if not score.size:
+        return []
+    chosen = _hungarian(np.where(score >= minimum, score, -1.0))
+    return [(int(row), int(column)) for row, column in enumerate(chosen) if column >= 0]
+
+
 def _distinct_choices(choice: np.ndarray, has_choice: np.ndarray, options: int) -> np.ndarray:
     """Per frame: do the members that have a choice all choose different options?"""
     chosen = (choice[..., None] == np.arange(options)) & has_choice[..., None]

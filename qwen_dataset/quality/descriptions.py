@@ -3,7 +3,10 @@
 Which words count as the "description" of a payload:
 
 * ``gui_action``: the instruction;
-* ``video_event``: the event descriptions in time order;
+* ``video_event``: each event's description, paired with the description of the other annotator's
+  event it matches in time (:func:`qwen_dataset.quality.event_agreement.matched_descriptions`), so
+  two annotators who saw the same events in another order still compare like with like; events
+  without a counterpart are counted by the temporal agreement instead;
 * ``spatial``: the relation phrases, e.g. "cup left_of laptop", in payload order.
 
 Tasks without free text (``ocr``, ``image_to_code``) have none: OCR text is measured by CER and
@@ -20,6 +23,7 @@ import pandas as pd
 
 from qwen_dataset.payloads import iter_boxes
 from qwen_dataset.quality.agreement import pair_annotations
+from qwen_dataset.quality.event_agreement import matched_descriptions
 
 DESCRIBED_TASKS = ("gui_action", "video_event", "spatial")
 
@@ -50,6 +54,9 @@ def description_pairs(annotations: pd.DataFrame, sources: tuple[str, ...] = ("hu
         if not len(annotations) or not (annotations["task"] == task).any():
             continue
         for row in pair_annotations(annotations, task, sources).itertuples(index=False):
+            if task == "video_event":
+                pairs.extend((second, first) for first, second in matched_descriptions(row.payload_a, row.payload_b))
+                continue
             first = description_of(task, json.loads(row.payload_a))
             second = description_of(task, json.loads(row.payload_b))
             if first or second:

@@ -23,12 +23,13 @@ import pandas as pd
 from qwen_dataset.payloads import BOX_TASKS
 from qwen_dataset.quality.action_paths import ActionPathReport, action_completeness_from_annotations
 from qwen_dataset.quality.agreement import AgreementReport, agreement_from_annotations
+from qwen_dataset.quality.event_agreement import EventAgreementReport, event_agreement_from_annotations
 from qwen_dataset.quality.ocr_accuracy import (
     OcrAccuracyReport,
     ocr_accuracy_ai_vs_final,
     ocr_accuracy_between_annotators,
 )
-from qwen_dataset.records import AnnotationStatus, Source
+from qwen_dataset.records import AnnotationStatus, Source, Task
 from qwen_dataset.store.paths import StoragePath, atomic_write_bytes, atomic_write_text, is_remote
 
 
@@ -52,6 +53,7 @@ class QcReport:
     actions: ActionPathReport | None
     semantic: Any | None = None  # SemanticReport, when descriptions were double-annotated
     code_fidelity: list[Any] = dataclasses.field(default_factory=list)  # CodeFidelity per item
+    events: EventAgreementReport | None = None  # video events of double-annotated videos
     counts: dict[str, Any] = dataclasses.field(default_factory=dict)
     per_annotator: pd.DataFrame | None = None
 
@@ -90,6 +92,8 @@ class QcReport:
         if self.code_fidelity:
             figures["code_ssim"] = sum(item.ssim for item in self.code_fidelity) / len(self.code_fidelity)
             figures["code_text_recall"] = sum(item.text_recall for item in self.code_fidelity) / len(self.code_fidelity)
+        if self.events is not None and self.events.videos:
+            figures["event_tiou"] = self.events.mean_tiou
         for key in ("low_light_share", "ai_failure_rate", "reviewed_share"):
             figures[key] = self.counts.get(key)
         return figures
@@ -114,6 +118,7 @@ class QcReport:
             "actions": self.actions.to_metadata() if self.actions else None,
             "semantic": _plain(self.semantic),
             "code_fidelity": [_plain(item) for item in self.code_fidelity],
+            "events": _plain(self.events),
             "per_annotator": [] if self.per_annotator is None else self.per_annotator.to_dict(orient="records"),
         }
 
@@ -200,6 +205,8 @@ def build_qc_report(
     between = ocr_accuracy_between_annotators(people) if has_ocr_pairs else None
     ai_vs_final = ocr_accuracy_ai_vs_final(pd.concat([ai, people], ignore_index=True)) if len(ai) else None
     actions = action_completeness_from_annotations(final, frames) if len(final) else None
+    has_video_pairs = len(people) and (people["task"] == Task.VIDEO_EVENT).any()
+    events = event_agreement_from_annotations(people) if has_video_pairs else None
     return QcReport(
         batch=batch,
         targets=targets,
@@ -209,6 +216,7 @@ def build_qc_report(
         actions=actions,
         semantic=semantic(people) if semantic is not None and len(people) else None,
         code_fidelity=code_fidelity(final, frames) if code_fidelity is not None and len(final) else [],
+        events=events,
         counts=_counts(final, ai, frames, people),
         per_annotator=_per_annotator(agreement),
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import stat
 from pathlib import Path
 
 from qwen_dataset.store.paths import (
@@ -65,6 +67,21 @@ class BlobStore:
         if not cached.exists():
             self._download(uri, cached)
         return cached
+
+    def regular_file(self, uri: str) -> Path:
+        """:meth:`local_path`, only when it is a regular file inside the store (its cache on a
+        remote root): what a web server may hand out. Anything else - a symlink planted in the
+        store, a folder, a path whose real location lies outside - is a FileNotFoundError."""
+        path = self.local_path(uri)
+        base = self.cache if self.cache is not None else Path(str(self.root))
+        real, home = Path(os.path.realpath(path)), Path(os.path.realpath(base))
+        try:
+            regular = stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError:
+            regular = False
+        if not regular or not real.is_relative_to(home):
+            raise FileNotFoundError(f"blob {uri} is not a regular file inside {base}")
+        return path
 
     def _download(self, uri: str, cached: Path) -> None:
         sha256 = uri.rsplit("/", 1)[-1]

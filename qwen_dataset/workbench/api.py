@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
@@ -22,14 +23,18 @@ from qwen_dataset.db.models import (
     User,
     WorkItem,
 )
+from qwen_dataset.exporters.label_studio.config import labeling_config
+from qwen_dataset.ingest.uploads import HEAD_BYTES, video_container
 from qwen_dataset.payloads import TASK_ORDER
+from qwen_dataset.records import Task
 from qwen_dataset.store.layout import StorageLayout
-from qwen_dataset.workbench import admin_settings, interop, templates_admin, workflow
+from qwen_dataset.workbench import admin_settings, interop, templates_admin, throttle, video, workflow
 from qwen_dataset.workbench.assignment import import_batch
 from qwen_dataset.workbench.auth import SERVICE, Principal, db_session, require
 from qwen_dataset.workbench.editor import EDITABLE_TASKS, config_for, task_data, to_results
 from qwen_dataset.workbench.security import (
     SESSION_COOKIE,
+    PasswordHashBusy,
     check_password_strength,
     hash_password,
     needs_rehash,
@@ -39,12 +44,21 @@ from qwen_dataset.workbench.security import (
 )
 from qwen_dataset.workbench.upload import UploadLimits, receive_upload
 
-router = APIRouter()
+# Request bodies are capped before they are read (FastAPI's max_body_size: an oversize
+# Content-Length is refused at once, a chunked body when it passes the limit; 413 either way).
+DEFAULT_BODY_BYTES = 1024 * 1024  # settings, users, tokens, templates, reasons
+LOGIN_BODY_BYTES = 4 * 1024  # a user name and a password
+EDITOR_BODY_BYTES = 8 * 1024 * 1024  # an editor's results: up to MAX_RESULTS regions, an HTML page
+LABEL_STUDIO_BODY_BYTES = 256 * 1024 * 1024  # a Label Studio export of a whole batch
+router = APIRouter(max_body_size=DEFAULT_BODY_BYTES)
+# The upload streams its multipart body and checks the per-request limit of the settings itself.
+upload_router = APIRouter()
 ANNOTATOR = require(Role.ANNOTATOR)
 REVIEWER = require(Role.REVIEWER, Role.ADMIN)
 ADMIN = require(Role.ADMIN)
 ADMIN_OR_SERVICE = require(Role.ADMIN, SERVICE)
 ANY_USER = require(*ROLES)
+SIGNED_IN_OR_SERVICE = require(*ROLES, SERVICE)
 # Verifying against a real hash when the user does not exist keeps the response time the same,
 # so a login attempt does not reveal which user names exist.
 _DUMMY_HASH = hash_password("not a real password, only for timing")
@@ -63,19 +77,32 @@ class Credentials(BaseModel):
     password: str = Field(max_length=1024)
 
 
-@router.post("/api/login")
+@router.post("/api/login", max_body_size=LOGIN_BODY_BYTES)
 def login(
     credentials: Credentials, request: Request, response: Response, session: Session = Depends(db_session)
 ) -> dict:
+    settings = request.app.state.settings
+    policy = settings.throttle
+    account, address = throttle.account_key(credentials.username), throttle.address_key(_client_address(request))
+    wait = throttle.locked_for(session, (account, address))
+    if wait:
+        raise _too_many(
+            f"too many failed sign-ins; try again in {wait} s (or ask an admin to reset the password)", wait
+        )
     user = session.scalars(select(User).where(User.username == credentials.username)).first()
-    valid = verify_password(user.password_hash if user else _DUMMY_HASH, credentials.password)
+    try:
+        valid = verify_password(user.password_hash if user else _DUMMY_HASH, credentials.password)
+    except PasswordHashBusy as busy:
+        raise _too_many(str(busy), 2) from None
     if user is None or not valid or not user.active:
+        throttle.record_failure(session, account, policy.account_failures, policy.window)
+        throttle.record_failure(session, address, policy.address_failures, policy.window)
         raise HTTPException(401, "wrong user name or password")
+    throttle.clear(session, account)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(credentials.password)
         session.commit()
-    cookie, csrf = request.app.state.signer.dumps(user.id)
-    settings = request.app.state.settings
+    cookie, csrf = request.app.state.signer.dumps(user.id, user.session_generation)
     response.set_cookie(
         SESSION_COOKIE,
         cookie,
@@ -88,10 +115,33 @@ def login(
     return {"username": user.username, "role": user.role, "csrf": csrf}
 
 
+def _client_address(request: Request) -> str | None:
+    # uvicorn puts the proxy's X-Forwarded-For here when the proxy is trusted (--forwarded-allow-ips).
+    return request.client.host if request.client else None
+
+
+def _too_many(message: str, retry_after_s: int) -> HTTPException:
+    return HTTPException(429, message, headers={"Retry-After": str(retry_after_s)})
+
+
+def end_sessions(user: User) -> None:
+    """End every session of ``user``: cookies issued before no longer sign anyone in. The caller commits."""
+    user.session_generation += 1
+
+
 @router.post("/api/logout")
-def logout(response: Response, who: Principal = Depends(ANY_USER)) -> dict:
+def logout(response: Response, who: Principal = Depends(ANY_USER), session: Session = Depends(db_session)) -> dict:
+    # Clearing the cookie is a courtesy: a copy replayed later must be dead too, so the session ends here.
+    end_sessions(who.account)
+    session.commit()
     response.delete_cookie(SESSION_COOKIE, path="/")
     return {"signed_out": who.name}
+
+
+@router.get("/api/openapi.json")
+def openapi_schema(request: Request, who: Principal = Depends(SIGNED_IN_OR_SERVICE)) -> dict:
+    """The API's OpenAPI schema, for signed-in users and API tokens (it lists every route)."""
+    return request.app.openapi()
 
 
 @router.get("/api/me")
@@ -143,7 +193,13 @@ def _ai_prediction(item: WorkItem) -> list[dict[str, Any]]:
 
 
 def _editor_task(item: WorkItem) -> dict[str, Any]:
-    return {"data": {**task_data(item), "image": f"/media/items/{item.item_id}"}, "predictions": _ai_prediction(item)}
+    media = f"/media/items/{item.item_id}"
+    if item.task == Task.VIDEO_EVENT:
+        timeline = video.VideoContext.from_json(item.context).for_editor()
+        data = {**task_data(item), "video": media, "timeline": timeline}
+    else:
+        data = {**task_data(item), "image": media}
+    return {"data": data, "predictions": _ai_prediction(item)}
 
 
 @router.get("/api/annotations/{annotation_id}")
@@ -167,7 +223,7 @@ class Save(BaseModel):
     result: list[dict[str, Any]] | None = None
 
 
-@router.put("/api/annotations/{annotation_id}")
+@router.put("/api/annotations/{annotation_id}", max_body_size=EDITOR_BODY_BYTES)
 def save_annotation(
     annotation_id: str, body: Save, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
 ) -> dict:
@@ -181,7 +237,7 @@ def save_annotation(
     }
 
 
-@router.post("/api/annotations/{annotation_id}/submit")
+@router.post("/api/annotations/{annotation_id}/submit", max_body_size=EDITOR_BODY_BYTES)
 def submit_annotation(
     annotation_id: str, body: Save, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
 ) -> dict:
@@ -207,8 +263,16 @@ _IMAGE_TYPES = (
 )
 
 
+def _media_type(head: bytes) -> str:
+    """The Content-Type of a frame picture or a video file, from its first bytes."""
+    video_type = video_container(head)[1]
+    if video_type:
+        return video_type
+    return next((kind for magic, kind in _IMAGE_TYPES if head.startswith(magic)), "application/octet-stream")
+
+
 @router.get("/media/items/{item_id}")
-def frame_image(
+def item_media(
     item_id: str, request: Request, who: Principal = Depends(ANY_USER), session: Session = Depends(db_session)
 ) -> FileResponse:
     item = session.get(WorkItem, item_id)
@@ -220,18 +284,16 @@ def frame_image(
         ).first()
         item = item if assigned else None
     if item is None:
-        raise HTTPException(404, "no such frame among the items you may see")
+        raise HTTPException(404, "no such item among the items you may see")
     layout = layout_of(request)
     try:
-        # local_path only accepts blob uris, so a stored uri cannot point outside the blob store.
-        path = layout.blobs.local_path(item.blob_uri)
+        path = layout.blobs.regular_file(item.blob_uri)
     except (ValueError, FileNotFoundError):
-        path = None
-    if path is None or not path.is_file():
-        raise HTTPException(404, f"the frame's blob {item.blob_uri} is missing from the storage root")
+        raise HTTPException(404, f"the item's file {item.blob_uri} is missing from the storage root") from None
+    session.close()  # the file may stream for minutes: its database connection goes back to the pool now
     with path.open("rb") as handle:
-        head = handle.read(8)
-    media_type = next((kind for magic, kind in _IMAGE_TYPES if head.startswith(magic)), "application/octet-stream")
+        head = handle.read(HEAD_BYTES)
+    media_type = _media_type(head)
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -302,7 +364,7 @@ class Resolution(BaseModel):
     result: list[dict[str, Any]] | None = None
 
 
-@router.post("/api/review/items/{item_id}/resolve")
+@router.post("/api/review/items/{item_id}/resolve", max_body_size=EDITOR_BODY_BYTES)
 def resolve_item(
     item_id: str, body: Resolution, who: Principal = Depends(REVIEWER), session: Session = Depends(db_session)
 ) -> dict:
@@ -407,12 +469,15 @@ def change_user(
         _check_role(body.role)
         user.role = body.role
     if body.active is not None:
+        if not body.active and user.active:
+            end_sessions(user)
         user.active = body.active
     if body.password is not None:
         weak = check_password_strength(body.password)
         if weak:
             raise HTTPException(422, weak)
         user.password_hash = hash_password(body.password)
+        end_sessions(user)  # whoever knew the old password is signed out too
     session.commit()
     return _user_view(user)
 
@@ -558,10 +623,10 @@ def export_label_studio(
 @router.get("/api/batches/{batch}/labeling-config")
 def labeling_config_endpoint(batch: str, task: str = "ocr", who: Principal = Depends(ADMIN_OR_SERVICE)) -> Response:
     _check_task(task)
-    return Response(config_for(task), media_type="application/xml")
+    return Response(labeling_config(task), media_type="application/xml")
 
 
-@router.post("/api/batches/{batch}/label-studio")
+@router.post("/api/batches/{batch}/label-studio", max_body_size=LABEL_STUDIO_BODY_BYTES)
 def import_label_studio(
     batch: str,
     request: Request,
@@ -576,10 +641,14 @@ def import_label_studio(
 # --------------------------------------------------------------------------- upload
 
 
-@router.post("/api/upload", status_code=201)
-async def upload(request: Request, who: Principal = Depends(ADMIN_OR_SERVICE)) -> JSONResponse:
+@upload_router.post("/api/upload", status_code=201)
+async def upload(
+    request: Request, who: Principal = Depends(ADMIN_OR_SERVICE), session: Session = Depends(db_session)
+) -> JSONResponse:
+    # The body may take minutes to arrive: the sign-in check's connection goes back to the pool first.
+    await run_in_threadpool(session.close)
     settings = request.app.state.settings
-    limits = UploadLimits(settings.max_file_bytes, settings.max_request_bytes)
+    limits = UploadLimits(settings.max_file_bytes, settings.max_request_bytes, settings.max_image_pixels)
     outcome = await receive_upload(
         request.headers.get("content-type", ""),
         request.headers.get("content-length"),

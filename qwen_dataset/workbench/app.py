@@ -22,29 +22,61 @@ from qwen_dataset.workbench.admin_settings import SettingError
 from qwen_dataset.workbench.assignment import ImportProblem
 from qwen_dataset.workbench.config import WorkbenchSettings
 from qwen_dataset.workbench.editor import EditorError
+from qwen_dataset.workbench.limits import AdmissionGate, AnonymousBodyGuard
 from qwen_dataset.workbench.security import SessionSigner
 from qwen_dataset.workbench.upload import UploadRefused
 from qwen_dataset.workbench.workflow import WorkflowError
 
 STATIC_DIR = Path(__file__).with_name("static")
+# Only this site's own scripts run (the editor build is served from here too); styles may be
+# inline because the Label Studio editor sets them on its elements; a generated page previewed in
+# the HTML editor is a sandboxed srcdoc frame, which inherits the policy, so it loads nothing
+# from elsewhere either. blob: media is the timeline's own video buffer.
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "media-src 'self' blob:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "frame-src 'self'",
+        "worker-src 'self' blob:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
 _SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
 }
+# Browsers only honour it over HTTPS, which Secure cookies mean.
+_HSTS = "max-age=31536000"
 
 
 def create_app(settings: WorkbenchSettings, engine: Engine | None = None) -> FastAPI:
     """The workbench app; ``engine`` defaults to :func:`make_engine` of ``settings.database_url``."""
-    app = FastAPI(title="qwen-dataset review workbench", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    # The schema is served by api.openapi_schema, behind sign-in like every other route.
+    app = FastAPI(title="qwen-dataset review workbench", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
-    app.state.engine = engine if engine is not None else make_engine(settings.database_url)
+    app.state.engine = engine if engine is not None else workbench_engine(settings)
     app.state.signer = SessionSigner(settings.secret, settings.session_seconds)
     app.include_router(api.router)
+    app.include_router(api.upload_router)
     app.include_router(pages.router)
     app.mount("/static/wb", StaticFiles(directory=STATIC_DIR), name="static")
     # The Label Studio editor's build, installed by `npm ci --ignore-scripts` (not committed).
     app.mount("/static/editor", StaticFiles(directory=settings.editor_dir, check_dir=False), name="editor")
+    # wavesurfer.js, the video-event editor's timeline (npm, not committed either).
+    app.mount("/static/wavesurfer", StaticFiles(directory=settings.timeline_dir, check_dir=False), name="timeline")
     _install_handlers(app)
 
     @app.middleware("http")
@@ -52,11 +84,26 @@ def create_app(settings: WorkbenchSettings, engine: Engine | None = None) -> Fas
         response = await call_next(request)
         for name, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if settings.secure_cookies:
+            response.headers.setdefault("Strict-Transport-Security", _HSTS)
         if request.url.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    # Outermost: a request waiting for its turn has done nothing yet, a refused one never waits.
+    app.add_middleware(AdmissionGate, limit=settings.threads, exempt=UNGATED_PATHS)
+    app.add_middleware(AnonymousBodyGuard, open_paths=("/api/login",))
     return app
+
+
+#: Paths the admission gate lets through freely (see :class:`.limits.AdmissionGate`).
+UNGATED_PATHS = ("/static/", "/api/upload")
+
+
+def workbench_engine(settings: WorkbenchSettings) -> Engine:
+    """The database engine sized to the server: a connection for every request served at once,
+    and as many again for requests that open a second session (see :mod:`.limits`)."""
+    return make_engine(settings.database_url, pool_size=settings.threads)
 
 
 def _error(status: int, message: str, **details) -> JSONResponse:

@@ -10,7 +10,11 @@ frame go to the same annotator(s).
 
 The items come from the pipeline's manifests: ``manifests/frames/<batch>.parquet`` (sizes, blob)
 and ``manifests/ai_annotations/<batch>.parquet`` (the pre-annotations the editor starts from; a
-failed pre-annotation gives an item that starts empty). Re-importing adds only items that are new.
+failed pre-annotation gives an item that starts empty). Every video gets one ``video_event`` item,
+filed under its first sampled frame, whether or not a backend pre-annotated its events (the CPU
+backend does not: that item starts empty); its context (duration, sampled frames, shot cuts and
+audio changes, :mod:`.video`) is stored with it, scanning the video file once when the
+pre-annotation did not. Re-importing adds only items that are new.
 """
 
 from __future__ import annotations
@@ -18,21 +22,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qwen_dataset.db.models import BatchImport, HumanAnnotation, ItemStatus, ReviewState, Role, User, WorkItem
-from qwen_dataset.records import AnnotationStatus, Source
+from qwen_dataset.records import AnnotationStatus, FrameKind, Source, Task, load_payload
+from qwen_dataset.store.blobs import BlobStore
 from qwen_dataset.store.inbox import BATCH_NAME
 from qwen_dataset.store.layout import StorageLayout
 from qwen_dataset.store.paths import read_parquet
+from qwen_dataset.workbench import video
 from qwen_dataset.workbench.admin_settings import ReviewSettings
 from qwen_dataset.workbench.editor import EDITABLE_TASKS
 
 FRAMES_ASSET = "frames"
 AI_ASSET = "ai_annotations"
+#: ``ai_status`` of an item no backend pre-annotated (beside the AI rows' ``ok`` and ``failed``).
+NO_PRELABEL = "none"
 
 
 class ImportProblem(ValueError):
@@ -45,7 +55,7 @@ class ImportSummary:
     items_created: int
     items_existing: int
     double_blind_items: int
-    skipped_tasks: dict[str, int]  # tasks the editor cannot show -> rows left out
+    skipped_tasks: dict[str, int]  # tasks the workbench does not know -> rows left out
     per_annotator: dict[str, int]  # username -> annotations assigned in this import
 
 
@@ -98,6 +108,53 @@ def active_annotators(session: Session) -> list[User]:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _NoPrelabel:
+    """Stands for the AI row of a video no backend pre-annotated (the fields :func:`_new_item` reads)."""
+
+    frame_id: str
+    task: str = Task.VIDEO_EVENT.value
+    annotation_id: str = ""
+    author: str = ""
+    template_version: str = ""
+    status: str = NO_PRELABEL
+    error: str = "no pre-annotation: the prelabel backend did not mark this video's events; mark them from scratch"
+    payload: str = "{}"
+
+
+def _video_frames(frames: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The sampled frames of each video (``upload_id``), in time order."""
+    video = frames[frames["kind"] == FrameKind.VIDEO_FRAME.value].sort_values(["upload_id", "t", "frame_id"])
+    return {str(upload_id): group for upload_id, group in video.groupby("upload_id", sort=False)}
+
+
+def _rows_to_import(ai: pd.DataFrame, videos: dict[str, pd.DataFrame]) -> list[Any]:
+    """The AI rows to make items of, plus one stand-in per video without a video_event row."""
+    editable = ai[ai["task"].isin(EDITABLE_TASKS)].sort_values(["frame_id", "task"], kind="stable")
+    rows: list[Any] = list(editable.itertuples(index=False))
+    described = set(editable.loc[editable["task"] == Task.VIDEO_EVENT.value, "frame_id"])
+    for members in videos.values():
+        anchor = str(members["frame_id"].iloc[0])
+        if anchor not in described:
+            rows.append(_NoPrelabel(anchor))
+    return sorted(rows, key=lambda row: (row.frame_id, row.task))
+
+
+def _video_context(layout: StorageLayout, upload_id: str, members: pd.DataFrame | None, ai_payload: str) -> str:
+    """The stored context of a video item (see :mod:`.video`)."""
+    members = members if members is not None else pd.DataFrame(columns=["t", "frame_id", "duration"])
+    times = [(float(t), str(frame_id)) for t, frame_id in zip(members["t"], members["frame_id"]) if pd.notna(t)]
+    durations = members["duration"].dropna() if "duration" in members else pd.Series(dtype=float)
+    try:
+        path: Path | None = layout.blobs.local_path(BlobStore.uri_for(upload_id))
+    except (ValueError, FileNotFoundError):
+        path = None  # no video file to scan: the AI's anchors (if any) are all there is
+    context = video.context_for_video(
+        times, float(durations.max()) if len(durations) else None, load_payload(ai_payload), path
+    )
+    return context.to_json()
+
+
 def import_batch(
     session: Session, layout: StorageLayout, batch: str, settings: ReviewSettings, imported_by: str
 ) -> ImportSummary:
@@ -105,9 +162,10 @@ def import_batch(
     frames, ai = read_manifests(layout, batch)
     annotators = active_annotators(session)
     frame_rows = {row.frame_id: row for row in frames.drop_duplicates("frame_id").itertuples(index=False)}
-    editable = ai[ai["task"].isin(EDITABLE_TASKS)].sort_values(["frame_id", "task"], kind="stable")
+    videos = _video_frames(frames)
+    editable = _rows_to_import(ai, videos)
     skipped = ai.loc[~ai["task"].isin(EDITABLE_TASKS), "task"].value_counts().to_dict()
-    unknown = sorted(set(editable["frame_id"]) - set(frame_rows))
+    unknown = sorted({row.frame_id for row in editable} - set(frame_rows))
     if unknown:
         raise ImportProblem(
             f"{len(unknown)} pre-annotated frame(s) are missing from the frames manifest "
@@ -117,13 +175,18 @@ def import_batch(
     items: list[WorkItem] = []
     assignments: list[HumanAnnotation] = []
     per_annotator: dict[str, int] = {}
-    for row in editable.itertuples(index=False):
+    for row in editable:
         item_id = item_id_for(batch, row.frame_id, row.task)
         if item_id in existing:
             continue
         existing.add(item_id)
         choice = assign_frame(row.frame_id, len(annotators), settings.double_rate, settings.seed)
-        item = _new_item(item_id, batch, frame_rows[row.frame_id], row, choice.double_blind)
+        frame = frame_rows[row.frame_id]
+        item = _new_item(item_id, batch, frame, row, choice.double_blind)
+        if row.task == Task.VIDEO_EVENT.value:
+            item.blob_uri = BlobStore.uri_for(frame.upload_id)  # the video itself, played in the editor
+            upload_id = str(frame.upload_id)
+            item.context = _video_context(layout, upload_id, videos.get(upload_id), item.ai_payload)
         items.append(item)
         for slot, position in enumerate(choice.annotators, start=1):
             user = annotators[position]

@@ -1,9 +1,12 @@
 """Who is calling: FastAPI dependencies for sessions, API tokens, roles and CSRF.
 
 * ``Authorization: Bearer <token>``: an API token (machines: the upload client, the pipeline).
-  Tokens act as the ``service`` principal, allowed only where an endpoint says so.
-* The ``qwb_session`` cookie: a signed session of a user (see :mod:`.security`). For every
-  state-changing method the ``X-CSRF-Token`` header must equal the session's token.
+  Tokens act as the ``service`` principal, allowed only where an endpoint says so. A token an
+  admin made stops working when that admin is deactivated or loses the admin role (tokens made
+  on the command line have no creator).
+* The ``qwb_session`` cookie: a signed session of a user (see :mod:`.security`), valid while its
+  generation is the user's current one. For every state-changing method the ``X-CSRF-Token``
+  header must equal the session's token.
 * Nothing: 401 everywhere except the login page and static files.
 
 Role rules: :func:`require` lists the roles an endpoint admits; a user with another role gets 403.
@@ -19,7 +22,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from qwen_dataset.db.models import ApiToken, User
+from qwen_dataset.db.models import ApiToken, Role, User
 from qwen_dataset.workbench.security import CSRF_HEADER, SESSION_COOKIE, same_token, token_digest
 
 SERVICE = "service"
@@ -64,6 +67,13 @@ def _from_token(session: Session, header: str) -> Principal:
     token = session.scalars(select(ApiToken).where(ApiToken.token_hash == token_digest(secret.strip()))).first()
     if token is None or token.revoked:
         raise _unauthorized("unknown or revoked API token; ask an admin for a new one")
+    if token.created_by is not None:
+        # A token acts for the admin who made it: it dies with the account, or with its admin role.
+        owner = session.get(User, token.created_by)
+        if owner is None or not owner.active or owner.role != Role.ADMIN:
+            raise _unauthorized(
+                "this API token's creator is no longer an active admin, so the token is void; ask an admin for a new one"
+            )
     now = datetime.now(UTC)
     last = token.last_used_at
     if last is None or (last.replace(tzinfo=UTC) if last.tzinfo is None else last) < now - _TOKEN_TOUCH:
@@ -81,8 +91,8 @@ def session_principal(request: Request, session: Session) -> Principal | None:
     if data is None:
         return None
     user = session.get(User, data["uid"])
-    if user is None or not user.active:
-        return None
+    if user is None or not user.active or user.session_generation != data["gen"]:
+        return None  # unknown, deactivated, or signed out / given a new password since
     return Principal(role=user.role, user=user, csrf=data["csrf"])
 
 

@@ -13,10 +13,20 @@
 ``QWEN_WORKBENCH_MAX_FILE_MB``     largest uploaded file (default 512)
 ``QWEN_WORKBENCH_MAX_REQUEST_MB``  largest upload request (default 2048)
 ``QWEN_WORKBENCH_SESSION_HOURS``   session lifetime (default 12)
+``QWEN_WORKBENCH_LOGIN_FAILURES``  failed sign-ins of one account before it is locked (default 5)
+``QWEN_WORKBENCH_LOGIN_ADDRESS_FAILURES``  ... of one client address (default 50)
+``QWEN_WORKBENCH_LOGIN_LOCK_MINUTES``  the window those count in, and the lock (default 15)
+``QWEN_WORKBENCH_MAX_IMAGE_PIXELS``  largest uploaded image, width x height (default: the
+                               ingest's ``max_image_pixels``, 100,000,000)
+``QWEN_WORKBENCH_THREADS``     requests served at once (default 16); the others wait their turn,
+                               and the database pool holds as many connections (twice as many
+                               at most: a few requests open a second session)
 ``QWEN_WORKBENCH_LS_IMAGE_PREFIX`` prefix of image URLs in Label Studio exports; the frame's
                                blob path follows it (default ``/data/local-files/?d=``)
 ``QWEN_WORKBENCH_EDITOR_DIR``  the Label Studio editor build (default
                                ``node_modules/@heartexlabs/label-studio/build/static``)
+``QWEN_WORKBENCH_TIMELINE_DIR``  the wavesurfer.js build of the video-event editor (default
+                               ``node_modules/wavesurfer.js/dist``)
 =============================  ===========================================================
 """
 
@@ -24,16 +34,26 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from qwen_dataset.db.engine import REPO_ROOT, sqlite_url
+from qwen_dataset.ingest.uploads import IngestLimits
 from qwen_dataset.store.paths import is_url_root, storage_options_from_env
+from qwen_dataset.workbench.throttle import ThrottlePolicy
 
 DEFAULT_DATABASE_URL = "sqlite:///.storage/annotations.db"
 MIN_SECRET_LENGTH = 32
 MB = 1024 * 1024
 DEFAULT_LS_IMAGE_PREFIX = "/data/local-files/?d="
+# Requests served at once. More cannot run faster on a few cores (each save is CPU work in Python);
+# the limit keeps every request's database session inside the pool instead of queuing for it.
+DEFAULT_THREADS = 16
+# AnyIO runs FastAPI's synchronous handlers on 40 threads; more admitted requests than that would
+# wait for a thread while holding a database connection.
+MAX_THREADS = 40
 DEFAULT_EDITOR_DIR = REPO_ROOT / "node_modules" / "@heartexlabs" / "label-studio" / "build" / "static"
+DEFAULT_TIMELINE_DIR = REPO_ROOT / "node_modules" / "wavesurfer.js" / "dist"
 
 
 class ConfigError(ValueError):
@@ -50,8 +70,14 @@ class WorkbenchSettings:
     max_file_bytes: int = 512 * MB
     max_request_bytes: int = 2048 * MB
     session_seconds: int = 12 * 3600
+    threads: int = DEFAULT_THREADS
+    login_account_failures: int = 5
+    login_address_failures: int = 50
+    login_lock_seconds: int = 15 * 60
+    max_image_pixels: int = IngestLimits.max_image_pixels
     ls_image_prefix: str = DEFAULT_LS_IMAGE_PREFIX
     editor_dir: Path = DEFAULT_EDITOR_DIR
+    timeline_dir: Path = DEFAULT_TIMELINE_DIR
 
     def __post_init__(self) -> None:
         if len(self.secret) < MIN_SECRET_LENGTH:
@@ -59,8 +85,21 @@ class WorkbenchSettings:
                 f"QWEN_WORKBENCH_SECRET must be set to a random string of at least {MIN_SECRET_LENGTH} characters "
                 '(it signs the session cookies), e.g. python -c "import secrets; print(secrets.token_urlsafe(48))"'
             )
+        if not 1 <= self.threads <= MAX_THREADS:
+            raise ConfigError(f"QWEN_WORKBENCH_THREADS must be between 1 and {MAX_THREADS}, got {self.threads}")
+        if min(self.login_account_failures, self.login_address_failures, self.login_lock_seconds) < 1:
+            raise ConfigError(
+                "QWEN_WORKBENCH_LOGIN_FAILURES, ..._LOGIN_ADDRESS_FAILURES and ..._LOGIN_LOCK_MINUTES must be positive"
+            )
+        if self.max_image_pixels < 1:
+            raise ConfigError("QWEN_WORKBENCH_MAX_IMAGE_PIXELS must be positive")
         if self.max_file_bytes <= 0 or self.max_request_bytes <= 0:
             raise ConfigError("QWEN_WORKBENCH_MAX_FILE_MB and QWEN_WORKBENCH_MAX_REQUEST_MB must be positive")
+
+    @property
+    def throttle(self) -> ThrottlePolicy:
+        window = timedelta(seconds=self.login_lock_seconds)
+        return ThrottlePolicy(self.login_account_failures, self.login_address_failures, window)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> WorkbenchSettings:
@@ -80,8 +119,14 @@ class WorkbenchSettings:
             max_file_bytes=int(_number(env, "QWEN_WORKBENCH_MAX_FILE_MB", 512) * MB),
             max_request_bytes=int(_number(env, "QWEN_WORKBENCH_MAX_REQUEST_MB", 2048) * MB),
             session_seconds=int(_number(env, "QWEN_WORKBENCH_SESSION_HOURS", 12) * 3600),
+            threads=int(_number(env, "QWEN_WORKBENCH_THREADS", DEFAULT_THREADS)),
+            login_account_failures=int(_number(env, "QWEN_WORKBENCH_LOGIN_FAILURES", 5)),
+            login_address_failures=int(_number(env, "QWEN_WORKBENCH_LOGIN_ADDRESS_FAILURES", 50)),
+            login_lock_seconds=int(_number(env, "QWEN_WORKBENCH_LOGIN_LOCK_MINUTES", 15) * 60),
+            max_image_pixels=int(_number(env, "QWEN_WORKBENCH_MAX_IMAGE_PIXELS", IngestLimits.max_image_pixels)),
             ls_image_prefix=env.get("QWEN_WORKBENCH_LS_IMAGE_PREFIX", DEFAULT_LS_IMAGE_PREFIX),
             editor_dir=Path(env.get("QWEN_WORKBENCH_EDITOR_DIR") or DEFAULT_EDITOR_DIR),
+            timeline_dir=Path(env.get("QWEN_WORKBENCH_TIMELINE_DIR") or DEFAULT_TIMELINE_DIR),
         )
 
 

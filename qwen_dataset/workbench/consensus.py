@@ -8,7 +8,11 @@ with the same label at IoU >= ``min_iou`` and the pairs carry the same content:
 * ``gui_action``: the same element text, instruction and action sequence (type, target element
   through the matching, typed text, key, direction);
 * ``spatial``: the same occlusion flags, relations and depth order (through the matching);
-* ``image_to_code``: the same tag per layout block and the same HTML (whitespace collapsed).
+* ``image_to_code``: the same tag per layout block and the same HTML (whitespace collapsed);
+* ``video_event``: events instead of boxes, paired by temporal IoU
+  (:func:`qwen_dataset.quality.event_agreement.match_events`): every event of each version has a
+  partner at a temporal IoU of at least ``min_tiou``, with a description at least
+  ``min_text_similarity`` alike (:func:`~qwen_dataset.quality.event_agreement.text_similarity`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from typing import Any
 
 from qwen_dataset.payloads import box_contents, iter_boxes
 from qwen_dataset.quality.agreement import DEFAULT_MIN_IOU, frame_boxes_from_payload, match_boxes
+from qwen_dataset.quality.event_agreement import DEFAULT_MIN_TIOU, events_of, match_events, text_similarity
 from qwen_dataset.records import Task
+from qwen_dataset.workbench.admin_settings import DEFAULT_AGREEMENT_TEXT, DEFAULT_AGREEMENT_TIOU
 
 _SPACE = re.compile(r"\s+")
 MAX_REASONS = 8
@@ -52,10 +58,21 @@ def _content_text(field: str, value: Any) -> str:
 
 
 def compare_versions(
-    task: str, version_a: Mapping[str, Any] | str, version_b: Mapping[str, Any] | str, min_iou: float
+    task: str,
+    version_a: Mapping[str, Any] | str,
+    version_b: Mapping[str, Any] | str,
+    min_iou: float,
+    *,
+    min_tiou: float = DEFAULT_AGREEMENT_TIOU,
+    min_text_similarity: float = DEFAULT_AGREEMENT_TEXT,
 ) -> list[str]:
-    """Why the two versions disagree (at most :data:`MAX_REASONS` reasons); empty when they agree."""
+    """Why the two versions disagree (at most :data:`MAX_REASONS` reasons); empty when they agree.
+
+    ``min_iou`` is the boxes' threshold, ``min_tiou`` and ``min_text_similarity`` the events'.
+    """
     a, b = _payload(version_a), _payload(version_b)
+    if task == Task.VIDEO_EVENT:
+        return _event_reasons(events_of(a), events_of(b), min_tiou, min_text_similarity)[:MAX_REASONS]
     boxes_a, boxes_b = frame_boxes_from_payload(task, a), frame_boxes_from_payload(task, b)
     assert boxes_a.labels is not None and boxes_b.labels is not None, "a payload's boxes always carry labels"
     matching = match_boxes(boxes_a.boxes, boxes_a.labels, boxes_b.boxes, boxes_b.labels, min_iou=DEFAULT_MIN_IOU)
@@ -76,6 +93,31 @@ def compare_versions(
     mapping = {int(i): int(j) for i, j in zip(matching.index_a, matching.index_b)}
     reasons.extend(_structure_reasons(task, a, b, mapping))
     return reasons[:MAX_REASONS]
+
+
+def _event_reasons(
+    events_a: list[dict[str, Any]], events_b: list[dict[str, Any]], min_tiou: float, min_text_similarity: float
+) -> list[str]:
+    matching = match_events(events_a, events_b, DEFAULT_MIN_TIOU)
+    reasons: list[str] = []
+    if matching.unmatched_a or matching.unmatched_b:
+        reasons.append(
+            f"{len(matching.unmatched_a)} event(s) of A and {len(matching.unmatched_b)} of B have no counterpart"
+        )
+    for pair in matching.pairs:
+        a, b = events_a[pair.index_a], events_b[pair.index_b]
+        where = f"event {pair.index_a + 1} of A ({_span(a)}) / {pair.index_b + 1} of B ({_span(b)})"
+        if pair.tiou < min_tiou:
+            reasons.append(f"{where}: temporal IoU {pair.tiou:.2f} is below {min_tiou:.2f}")
+        text_a, text_b = normalize_text(a.get("description")), normalize_text(b.get("description"))
+        alike = text_similarity(text_a, text_b)
+        if alike < min_text_similarity:
+            reasons.append(f"{where}: {text_a!r} vs {text_b!r} (similarity {alike:.2f} < {min_text_similarity:.2f})")
+    return reasons
+
+
+def _span(event: Mapping[str, Any]) -> str:
+    return f"{float(event['start']):.2f}-{float(event['end']):.2f} s"
 
 
 def _mapped(index: Any, mapping: Mapping[int, int] | None) -> Any:

@@ -1,10 +1,13 @@
-"""The bridge between work items and the Label Studio editor, through the shared converter.
+"""The bridge between work items and the editors: the Label Studio editor for pictures, the
+timeline editor for video events.
 
 Canonical payloads become Label Studio results with
 :func:`qwen_dataset.exporters.label_studio.label_studio_task` (boxes in pixels -> percent), and
 what the editor sends back becomes a canonical payload with
 :func:`~qwen_dataset.exporters.label_studio.from_label_studio_export`, so the workbench, the Label
-Studio export file and the import of a Label Studio project agree by construction.
+Studio export file and the import of a Label Studio project agree by construction. The pinned
+Label Studio editor (1.4.0) has no timeline, so ``video_event`` items go to the workbench's own
+timeline editor, whose results are the events themselves (:mod:`.video`).
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ from qwen_dataset.exporters.label_studio.config import labeling_config
 from qwen_dataset.exporters.label_studio.export import label_studio_task
 from qwen_dataset.exporters.label_studio.importer import from_label_studio_export
 from qwen_dataset.exporters.stream import ExportAnnotation
-from qwen_dataset.records import AnnotationStatus, FrameRecord, Task, columns_of, load_payload
+from qwen_dataset.payloads import TASK_ORDER
+from qwen_dataset.records import AnnotationStatus, FrameRecord, Task, columns_of, dump_payload, load_payload
+from qwen_dataset.workbench import video
 
-#: Tasks the embedded editor can show: the pinned Label Studio editor (1.4.0) has no
-#: ``TimelineLabels``, which ``video_event`` needs, so video events are not imported.
-EDITABLE_TASKS: tuple[str, ...] = (Task.OCR.value, Task.GUI_ACTION.value, Task.SPATIAL.value, Task.IMAGE_TO_CODE.value)
+#: Tasks the workbench edits: every task (video events on the timeline editor).
+EDITABLE_TASKS: tuple[str, ...] = TASK_ORDER
 MAX_RESULTS = 5000  # more results than any frame needs: a bigger request is a mistake or an attack
+#: The longest text a field may hold: a line, a label, an instruction, an event's description...
+MAX_TEXT_CHARS = 10_000
+#: ...except a generated page's HTML, which holds a whole screen.
+MAX_TEXT_CHARS_BY_FIELD = {"html": 500_000}
 
 
 class EditorError(ValueError):
@@ -32,12 +40,16 @@ class EditorError(ValueError):
 
 
 def config_for(task: str) -> str:
-    """The labeling config the editor loads for ``task``."""
-    return labeling_config(task)
+    """The labeling config the workbench's editor loads for ``task`` (a generated page's HTML is
+    edited in the workbench's code editor, so its text box is left out)."""
+    return labeling_config(task, html_text_box=False)
 
 
 def to_results(item: WorkItem, payload_json: str, author: str = "", template_version: str = "") -> list[dict[str, Any]]:
-    """A canonical payload of ``item``'s frame as Label Studio results (percent boxes)."""
+    """A canonical payload of ``item``'s frame as the editor's results: Label Studio results
+    (percent boxes), or for a video the events."""
+    if item.task == Task.VIDEO_EVENT:
+        return video.editor_events(load_payload(payload_json))
     annotation = ExportAnnotation(
         annotation_id="",
         frame_id=item.frame_id,
@@ -57,7 +69,13 @@ def to_results(item: WorkItem, payload_json: str, author: str = "", template_ver
 
 def task_data(item: WorkItem) -> dict[str, Any]:
     """The ``data`` of the item's Label Studio task, minus the image URL."""
-    data: dict[str, Any] = {"frame_id": item.frame_id, "upload_id": item.upload_id, "task": item.task}
+    data: dict[str, Any] = {
+        "frame_id": item.frame_id,
+        "upload_id": item.upload_id,
+        "task": item.task,
+        "width": item.width,
+        "height": item.height,
+    }
     if item.task == Task.GUI_ACTION:
         data["requested_instruction"] = (load_payload(item.ai_payload) or {}).get("requested_instruction", "")
     return data
@@ -93,6 +111,13 @@ def from_results(item: WorkItem, results: Any) -> Converted:
         raise EditorError("'result' must be the editor's list of result objects")
     if len(results) > MAX_RESULTS:
         raise EditorError(f"'result' has {len(results)} entries; at most {MAX_RESULTS} are accepted")
+    if item.task == Task.VIDEO_EVENT:
+        try:
+            events = video.payload_from_events(video.VideoContext.from_json(item.context), results)
+        except video.EventsInvalid as error:
+            raise EditorError(str(error)) from None
+        check_text_sizes(events)
+        return Converted(dump_payload(events), video.EDITOR_VERSION)
     export = [{"data": task_data(item), "annotations": [{"result": results, "completed_by": "workbench"}]}]
     try:
         records = from_label_studio_export(export, _frame_table(item), task=item.task)
@@ -100,5 +125,24 @@ def from_results(item: WorkItem, results: Any) -> Converted:
         raise EditorError(f"the editor's result is malformed ({type(error).__name__}: {error})") from error
     record = records[0]
     if record["status"] != AnnotationStatus.OK.value:
-        raise EditorError(record["error"])
+        raise EditorError(record["error"].removeprefix("label_studio_import: "))
+    check_text_sizes(load_payload(record["payload"]))
     return Converted(record["payload"], record["template_version"])
+
+
+def check_text_sizes(payload: Any) -> None:
+    """:class:`EditorError` naming the first text of ``payload`` over its field's limit."""
+    stack: list[tuple[str, str, Any]] = [("$", "", payload)]
+    while stack:
+        path, field, value = stack.pop()
+        if isinstance(value, str):
+            limit = MAX_TEXT_CHARS_BY_FIELD.get(field, MAX_TEXT_CHARS)
+            if len(value) > limit:
+                raise EditorError(
+                    f"{path} has {len(value):,} characters, more than the {limit:,} a {field or 'text'} may hold; "
+                    "shorten it (or split it over several regions)"
+                )
+        elif isinstance(value, dict):
+            stack.extend((f"{path}.{key}", str(key), item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", field, item) for index, item in enumerate(value))

@@ -23,6 +23,7 @@ from qwen_dataset.db.queries import final_annotations
 from qwen_dataset.exporters.label_studio.export import to_label_studio_tasks
 from qwen_dataset.exporters.label_studio.importer import from_label_studio_export
 from qwen_dataset.records import AnnotationStatus, Source
+from qwen_dataset.store.blobs import BlobStore
 from qwen_dataset.store.layout import StorageLayout
 from qwen_dataset.workbench.assignment import new_annotation_id, read_manifests
 
@@ -40,7 +41,14 @@ def export_batch_tasks(
     frames, ai = read_manifests(layout, batch)
     merged = apply_corrections(ai, final_annotations(engine, batch))
     uris = dict(zip(frames["frame_id"], frames["blob_uri"]))
-    return to_label_studio_tasks(merged, frames, lambda frame_id: f"{image_prefix}{uris[frame_id]}", task=task)
+    return to_label_studio_tasks(
+        merged,
+        frames,
+        lambda frame_id: f"{image_prefix}{uris[frame_id]}",
+        task=task,
+        # A video's file is its upload's blob (content-addressed by the upload id).
+        video_url=lambda upload_id: f"{image_prefix}{BlobStore.uri_for(upload_id)}",
+    )
 
 
 def import_export_file(session: Session, layout: StorageLayout, batch: str, export_json: Any) -> ImportReport:

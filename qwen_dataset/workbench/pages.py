@@ -19,7 +19,7 @@ from qwen_dataset.workbench.auth import Principal, db_session
 from qwen_dataset.workbench.editor import EDITABLE_TASKS
 
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
-router = APIRouter()
+router = APIRouter(max_body_size=0)  # pages are read with GET: no body
 HOME: dict[str, str] = {Role.ANNOTATOR: "/annotate", Role.REVIEWER: "/review", Role.ADMIN: "/admin"}
 # Browsers read a backslash as "/" and drop tabs and newlines from URLs, so "/<backslash>evil.example"
 # or "/<tab>/evil.example" would leave the site. static/app.js (safeNext) applies the same rule.
@@ -49,10 +49,12 @@ def wants_html(request: Request) -> bool:
 
 
 def render(request: Request, name: str, who: Principal | None, status_code: int = 200, **context) -> HTMLResponse:
-    editor_ready = (request.app.state.settings.editor_dir / "js" / "main.js").is_file()
-    return templates.TemplateResponse(
-        request, name, {"who": who, "editor_ready": editor_ready, **context}, status_code=status_code
-    )
+    settings = request.app.state.settings
+    ready = {
+        "editor_ready": (settings.editor_dir / "js" / "main.js").is_file(),
+        "timeline_ready": (settings.timeline_dir / "wavesurfer.min.js").is_file(),
+    }
+    return templates.TemplateResponse(request, name, {"who": who, **ready, **context}, status_code=status_code)
 
 
 def error_page(request: Request, status_code: int, message: str) -> HTMLResponse:
@@ -96,6 +98,7 @@ def annotate_page(
         who,
         mode="annotate",
         target=annotation.annotation_id,
+        task=annotation.task,
         title=f"{annotation.task} · {annotation.frame_id}",
     )
 
@@ -118,7 +121,8 @@ def review_item_page(
     if item is None:
         return error_page(request, 404, f"no work item {item_id}")
     mode = "arbitrate" if item.status == ItemStatus.ARBITRATION else "inspect"
-    return render(request, "editor.html", who, mode=mode, target=item.item_id, title=f"{item.task} · {item.frame_id}")
+    title = f"{item.task} · {item.frame_id}"
+    return render(request, "editor.html", who, mode=mode, target=item.item_id, task=item.task, title=title)
 
 
 @router.get("/admin", response_class=HTMLResponse)

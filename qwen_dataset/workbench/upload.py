@@ -4,8 +4,9 @@ Each file part is streamed (never held in memory) into a temp file inside a stag
 ``inbox/.upload-<batch>/`` while its SHA-256 and first bytes are taken; then it is kept or refused:
 
 * ``rejected`` - an unsafe name (:func:`qwen_dataset.ingest.sanitize_name`: traversal, absolute
-  path, control characters), more than the per-file limit, empty, or content whose magic bytes are
-  no supported image, PDF or video (:func:`qwen_dataset.ingest.sniff_media_type`);
+  path, control characters), more than the per-file limit, empty, content whose magic bytes are
+  no supported image, PDF or video (:func:`qwen_dataset.ingest.sniff_media_type`), or an image
+  whose header declares more pixels than the ingest takes (``decompression_bomb``);
 * ``duplicate`` - the same SHA-256 as an earlier file of the request (its bytes are dropped);
 * ``accepted`` - renamed to its sanitized name (``-<sha256[:8]>`` added before the extension when
   the name is taken; names starting with ``.`` or ``_``, so that none can pass for a marker such as
@@ -46,6 +47,9 @@ from qwen_dataset.ingest.uploads import (
     UPLOAD_PART_PREFIX,
     UPLOAD_PART_SUFFIX,
     UPLOAD_STAGING_PREFIX,
+    IngestLimits,
+    Quarantine,
+    check_image_header,
     sanitize_name,
     sniff_media_type,
 )
@@ -77,6 +81,7 @@ class UploadRefused(Exception):
 class UploadLimits:
     max_file_bytes: int
     max_request_bytes: int
+    max_image_pixels: int = IngestLimits.max_image_pixels  # what the ingest would quarantine
 
 
 @dataclasses.dataclass
@@ -276,6 +281,8 @@ class _Receiver:
                 "unknown_type: its content is not a PNG/JPEG/GIF/BMP/TIFF/WebP image, a PDF, or an "
                 "MP4/MOV/MKV/WebM video (the type is read from the bytes, not the name)"
             )
+        elif media_type == MediaType.IMAGE and (problem := self._image_problem()):
+            result.reason = problem
         elif sha256 in self.first_name_by_sha:
             result.status = "duplicate"
             result.reason = f"duplicate: same content as {self.first_name_by_sha[sha256]} in this upload"
@@ -287,6 +294,15 @@ class _Receiver:
             self.first_name_by_sha[sha256] = stored
             result.status, result.stored_as, result.media_type = "accepted", stored, media_type.value
         self._drop_temp()
+
+    def _image_problem(self) -> str:
+        """Why the received image would be quarantined from its header alone (e.g. too many pixels)."""
+        assert self.temp_path is not None, "called while the part's file is still there"
+        try:
+            check_image_header(self.temp_path, IngestLimits(max_image_pixels=self.limits.max_image_pixels))
+        except Quarantine as refused:
+            return refused.reason
+        return ""
 
     def _unique_name(self, name: str, sha256: str) -> str:
         if name in self.taken:

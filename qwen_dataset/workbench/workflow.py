@@ -198,7 +198,15 @@ def _settle_double(session: Session, item: WorkItem) -> None:
     if len(rows) < 2 or any(row.state == ReviewState.DRAFT for row in rows):
         return
     first, second = sorted(rows[:2], key=lambda row: (_submitted_at(row), row.slot or 0))
-    reasons = compare_versions(item.task, first.payload, second.payload, load_settings(session).agreement_iou)
+    settings = load_settings(session)
+    reasons = compare_versions(
+        item.task,
+        first.payload,
+        second.payload,
+        settings.agreement_iou,
+        min_tiou=settings.agreement_tiou,
+        min_text_similarity=settings.agreement_text,
+    )
     if reasons:
         item.status = ItemStatus.ARBITRATION
         item.disagreement = "; ".join(reasons)

@@ -14,18 +14,28 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.db.models import ItemStatus
 from qwen_dataset.db.queries import final_annotations
-from tests.test_workbench_api import AI_BOX, HEIGHT, PASSWORD, WIDTH, World, _submit, build_world, item_of, my_items
+from tests.test_workbench_api import (
+    AI_BOX,
+    AI_EVENTS,
+    HEIGHT,
+    PASSWORD,
+    WIDTH,
+    World,
+    _submit,
+    build_world,
+    item_of,
+    my_items,
+    running_server,
+    write_batch,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -36,6 +46,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
 ]
 EDITOR_BUILD = (
     Path(__file__).resolve().parents[2] / "node_modules" / "@heartexlabs" / "label-studio" / "build" / "static"
@@ -54,19 +65,10 @@ def served(tmp_path) -> Iterator[tuple[World, str]]:
     world = build_world(
         sqlite_url(tmp_path / "annotations.db"), tmp_path / "root", secure_cookies=False, editor_dir=EDITOR_BUILD
     )
-    server = uvicorn.Server(uvicorn.Config(world.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the workbench server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield world, f"http://127.0.0.1:{port}"
+        with running_server(world.app) as base:
+            yield world, base
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         for client in world.clients:
             client.close()
         world.engine.dispose()
@@ -89,17 +91,19 @@ def sign_in(browser, base: str, username: str):
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # The Content-Security-Policy must not block anything the pages need.
+    page.on("console", lambda message: "Content Security Policy" in message.text and errors.append(message.text))
     page.goto(base + "/login")
     page.fill("#username", username)
     page.fill("#password", PASSWORD)
     page.click("#sign-in")
-    page.wait_for_function("document.location.pathname !== '/login'")
+    page.wait_for_function("() => document.location.pathname !== '/login'")
     return page, errors
 
 
 def wait_for_editor(page) -> None:
     page.wait_for_function(
-        "window.workbenchStore && window.workbenchStore.annotationStore.selected "
+        "() => window.workbenchStore && window.workbenchStore.annotationStore.selected "
         "&& window.workbenchStore.annotationStore.selected.results.length > 0"
     )
     page.locator("img[src*='/media/items/']").first.wait_for(state="visible")
@@ -109,8 +113,8 @@ def drag_box(page, box: list[float], dx: float, dy: float) -> None:
     """Drag the region drawn at pixel ``box`` of the frame by (dx, dy) frame pixels, like a user."""
     image = page.locator("img[src*='/media/items/']").first
     page.wait_for_function(
-        "(() => { const i = document.querySelector(\"img[src*='/media/items/']\"); "
-        "return i && i.complete && i.naturalWidth > 0; })()"
+        "() => { const i = document.querySelector(\"img[src*='/media/items/']\"); "
+        "return i && i.complete && i.naturalWidth > 0; }"
     )
     shown = image.bounding_box()
     scale = shown["width"] / WIDTH
@@ -127,7 +131,7 @@ def drag_box(page, box: list[float], dx: float, dy: float) -> None:
 def test_annotator_edits_and_reviewer_arbitrates(served, browser):
     world, base = served
     world.set_double_rate(0.0)
-    world.import_batch("b-browser", frames=1, video_event=False)
+    world.import_batch("b-browser", frames=1)
     annotator = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
     entry = my_items(world, annotator)[0]
 
@@ -142,7 +146,7 @@ def test_annotator_edits_and_reviewer_arbitrates(served, browser):
     transcription.fill("hullo world")
     transcription.press("Tab")
     # Every change is saved as a draft at once, before any submit.
-    page.wait_for_function("document.getElementById('save-status').textContent.startsWith('Saved')")
+    page.wait_for_function("() => document.getElementById('save-status').textContent.startsWith('Saved')")
     draft = world.client(annotator).get(f"/api/annotations/{entry['annotation_id']}").json()
     assert draft["state"] == "draft" and draft["version"] > entry["version"]
     page.click("#submit-annotation")
@@ -157,7 +161,7 @@ def test_annotator_edits_and_reviewer_arbitrates(served, browser):
 
     # A disagreement: two annotators drew the line at different places.
     world.set_double_rate(1.0)
-    world.import_batch("b-dispute", frames=1, video_event=False)
+    world.import_batch("b-dispute", frames=1)
     (first, entry_a), (second, entry_b) = [
         (name, my_items(world, name)[-1])
         for name in ("ann1", "ann2", "ann3")
@@ -177,7 +181,7 @@ def test_annotator_edits_and_reviewer_arbitrates(served, browser):
     shown_x = page.evaluate(first_x) / 100 * WIDTH
     shown_box = min(([40, 40, 160, 80], [200, 100, 320, 150]), key=lambda box: abs(box[0] - shown_x))
     drag_box(page, shown_box, dx=10, dy=10)
-    page.wait_for_function(f"Math.abs({first_x} / 100 * {WIDTH} - {shown_box[0] + 10}) < 2")
+    page.wait_for_function(f"() => Math.abs({first_x} / 100 * {WIDTH} - {shown_box[0] + 10}) < 2")
     page.click("#save-merged")
     page.wait_for_url(base + "/review")
     assert not errors, errors
@@ -187,3 +191,251 @@ def test_annotator_edits_and_reviewer_arbitrates(served, browser):
     expected = [shown_box[0] + 10, shown_box[1] + 10, shown_box[2] + 10, shown_box[3] + 10]
     assert merged == pytest.approx(expected, abs=2.0)
     assert HEIGHT == 200  # the frame size the pixel checks above assume
+
+
+# --------------------------------------------------------------------------- video events on the timeline
+
+TIMELINE_READY = "() => window.workbenchTimeline && window.workbenchTimeline.ready"
+EVENTS_NOW = "() => window.workbenchTimeline.result()"
+
+
+def press(page, *keys: str) -> None:
+    for key in keys:
+        page.keyboard.press(key)
+
+
+def wait_for_playhead(page, seconds: float) -> None:
+    """Seeking a video completes asynchronously: wait until the playhead is at ``seconds`` (one frame)."""
+    page.wait_for_function(f"() => Math.abs(window.workbenchTimeline.now() - {seconds}) < 0.045")
+
+
+def test_video_events_are_played_marked_saved_and_reloaded(served, browser):
+    world, base = served
+    world.set_double_rate(0.0)
+    world.import_video_batch("b-timeline")
+    owner, entry = next(
+        (name, e) for name in ("ann1", "ann2", "ann3") for e in my_items(world, name) if e["task"] == "video_event"
+    )
+    page, errors = sign_in(browser, base, owner)
+    page.goto(f"{base}/annotate/{entry['annotation_id']}")
+    page.wait_for_function(TIMELINE_READY)
+    # The AI's two events, aligned to the shot cuts, and the cuts as marks on the timeline.
+    assert [e["description"] for e in page.evaluate(EVENTS_NOW)] == [e["description"] for e in AI_EVENTS]
+    marks = page.evaluate("() => window.workbenchTimeline.regions.getRegions().map((r) => r.id)")
+    assert {"cut-0", "cut-1"} <= set(marks)
+    # The cuts: the first frames of scenes 2 and 3 (frames 33 and 67 at 25 fps).
+    first_cut, second_cut = page.evaluate("() => window.workbenchTimeline.cuts")
+    assert (first_cut, second_cut) == (pytest.approx(1.32), pytest.approx(2.68))
+    # Play: the video really plays in the page.
+    page.locator("#timeline-wave").hover()
+    press(page, "Space")
+    page.wait_for_function("() => document.getElementById('timeline-video').currentTime > 0.3")
+    press(page, "Space")
+    assert page.evaluate("() => document.getElementById('timeline-video').paused")
+    # Mark. The first event's start goes to the playhead at 0.1 s, snapping to the video's start.
+    page.locator("#event-list tbody tr").first.locator("td").first.click()  # selects it, seeks to its start
+    wait_for_playhead(page, 0.1)
+    press(page, "i")
+    # The second event (from the first cut) is split one second in; the part after it goes.
+    press(page, "]")
+    wait_for_playhead(page, first_cut)
+    press(page, "Shift+ArrowRight")
+    wait_for_playhead(page, first_cut + 1)
+    press(page, "s", "Delete")
+    # A new event from the second cut to the end of the video: k jumps to the next cut.
+    press(page, "k")
+    wait_for_playhead(page, second_cut)
+    press(page, "n", "k")
+    wait_for_playhead(page, 4.0)
+    press(page, "o")
+    description = page.locator("#event-list tbody tr").nth(2).locator("input")
+    description.fill("a blue scene")
+    page.wait_for_function(
+        "() => document.getElementById('save-status').textContent.startsWith('Saved') && !window.workbenchSaver.pending()"
+    )
+    expected = [
+        {"start": 0.0, "end": first_cut, "description": AI_EVENTS[0]["description"]},
+        {"start": first_cut, "end": first_cut + 1, "description": AI_EVENTS[1]["description"]},
+        {"start": second_cut, "end": 4.0, "description": "a blue scene"},
+    ]
+    assert page.evaluate(EVENTS_NOW) == pytest_approx_events(expected)
+    # Reload: the same events come back from the server.
+    page.reload()
+    page.wait_for_function(TIMELINE_READY)
+    assert page.evaluate(EVENTS_NOW) == pytest_approx_events(expected)
+    stored = world.client(owner).get(f"/api/annotations/{entry['annotation_id']}").json()
+    assert [(e["start"], e["end"], e["description"]) for e in stored["payload"]["events"]] == [
+        (pytest.approx(e["start"], abs=0.002), pytest.approx(e["end"], abs=0.002), e["description"]) for e in expected
+    ]
+    page.click("#submit-annotation")
+    page.wait_for_url(base + "/annotate")
+    assert not errors, errors
+    final = final_annotations(world.engine, "b-timeline")
+    assert [e["description"] for e in json.loads(final["payload"].iloc[0])["events"]][-1] == "a blue scene"
+
+
+def pytest_approx_events(events: list[dict]) -> list[dict]:
+    return [
+        {**e, "start": pytest.approx(e["start"], abs=0.002), "end": pytest.approx(e["end"], abs=0.002)} for e in events
+    ]
+
+
+# --------------------------------------------------------------------------- the other correction steps
+
+SAVED = (
+    "() => document.getElementById('save-status').textContent.startsWith('Saved') && !window.workbenchSaver.pending()"
+)
+
+
+def _open_item(world: World, base: str, browser, batch: str, task: str, payload: dict):
+    world.set_double_rate(0.0)
+    write_batch(world.layout, batch, frames=1, task=task, payload=payload)
+    assert world.client("admin").post(f"/api/batches/{batch}/import").status_code == 200
+    owner, entry = next((name, e) for name in ("ann1", "ann2", "ann3") for e in my_items(world, name))
+    page, errors = sign_in(browser, base, owner)
+    page.goto(f"{base}/annotate/{entry['annotation_id']}")
+    wait_for_editor(page)
+    return page, errors, world.client(owner), entry
+
+
+def test_ocr_lines_are_merged_and_split(served, browser):
+    world, base = served
+    regions = [
+        {"bbox": [40, 40, 120, 60], "text": "Hello", "language": "en", "reading_order": 0},
+        {"bbox": [128, 42, 200, 62], "text": "world", "language": "en", "reading_order": 1},
+        {"bbox": [40, 100, 280, 120], "text": "one line two", "language": "en", "reading_order": 2},
+    ]
+    page, errors, client, entry = _open_item(world, base, browser, "b-lines", "ocr", {"regions": regions})
+    lines = page.locator("#ocr-lines li")
+    lines.first.wait_for()
+    assert lines.count() == 3
+    lines.nth(0).locator(".ocr-line-pick").check()
+    lines.nth(1).locator(".ocr-line-pick").check()
+    page.click("#ocr-merge")
+    page.wait_for_function("() => document.querySelectorAll('#ocr-lines li').length === 2")
+    page.wait_for_function(SAVED)
+    # Split the last line before "two": put the cursor there, then split.
+    text = lines.nth(1).locator(".ocr-line-text")
+    assert text.input_value() == "one line two"
+    text.evaluate("(input) => { input.focus(); input.setSelectionRange(9, 9); }")
+    lines.nth(1).locator(".ocr-line-split").click()
+    page.wait_for_function("() => document.querySelectorAll('#ocr-lines li').length === 3")
+    page.wait_for_function(SAVED)
+    page.reload()
+    wait_for_editor(page)
+    page.locator("#ocr-lines li").nth(2).wait_for()
+    stored = client.get(f"/api/annotations/{entry['annotation_id']}").json()["payload"]["regions"]
+    assert [region["text"] for region in stored] == ["Hello world", "one line", "two"]
+    assert stored[0]["bbox"] == pytest.approx([40, 40, 200, 62], abs=0.01)  # the union of both boxes
+    cut = 40 + 240 * 9 / 12
+    assert stored[1]["bbox"] == pytest.approx([40, 100, cut, 120], abs=0.01)
+    assert stored[2]["bbox"] == pytest.approx([cut, 100, 280, 120], abs=0.01)
+    shown = page.evaluate("() => window.workbenchStore.annotationStore.selected.regionStore.regions.length")
+    assert shown == 3  # the editor draws the three boxes after the reload
+    assert not errors, errors
+
+
+def test_a_relation_arrow_between_objects_gets_its_predicate(served, browser):
+    world, base = served
+    objects = [
+        {"bbox": [20, 20, 120, 120], "label": "cup", "occluded": False},
+        {"bbox": [220, 40, 360, 160], "label": "laptop", "occluded": False},
+    ]
+    payload = {"objects": objects, "relations": [], "depth_order": []}
+    page, errors, client, entry = _open_item(world, base, browser, "b-arrows", "spatial", payload)
+    image = page.locator("img[src*='/media/items/']").first.bounding_box()
+    scale = image["width"] / WIDTH
+    annotation = "window.workbenchStore.annotationStore.selected"
+    page.mouse.click(image["x"] + 70 * scale, image["y"] + 70 * scale)  # select the cup
+    page.wait_for_function(f"() => Boolean({annotation}.highlightedNode)")
+    page.keyboard.press("Alt+r")  # draw a relation from it...
+    page.wait_for_function(f"() => {annotation}.relationMode === true")
+    page.mouse.click(image["x"] + 290 * scale, image["y"] + 100 * scale)  # ...to the laptop
+    relations = "() => window.workbenchStore.annotationStore.selected.relationStore.relations.length"
+    page.wait_for_function(f"{relations} === 1")
+    # An arrow without a predicate is not saved (and says why); choosing one saves it.
+    page.wait_for_function("() => document.getElementById('save-status').textContent.includes('no predicate')")
+    page.locator("[aria-label='more']").last.click()
+    page.locator(".ant-select-selector").last.click()
+    page.locator(".ant-select-item-option", has_text="left_of").click()
+    page.keyboard.press("Escape")
+    page.wait_for_function(SAVED)
+    page.reload()
+    wait_for_editor(page)
+    page.wait_for_function(f"{relations} === 1")
+    labels = page.evaluate(
+        "() => window.workbenchStore.annotationStore.selected.serializeAnnotation()"
+        ".filter((r) => r.type === 'relation').map((r) => [r.from_id, r.to_id, r.labels])"
+    )
+    assert labels == [["o0", "o1", ["left_of"]]]
+    stored = client.get(f"/api/annotations/{entry['annotation_id']}").json()["payload"]
+    assert stored["relations"] == [{"subject": 0, "predicate": "left_of", "object": 1}]
+    assert [o["label"] for o in stored["objects"]] == ["cup", "laptop"]
+    assert not [error for error in errors if "422" not in error], errors
+
+
+def test_generated_html_is_edited_beside_its_rendering(served, browser):
+    world, base = served
+    payload = {
+        "html": "<html><body><h1 style='color:red'>Hello</h1></body></html>",
+        "layout": {"tag": "body", "role": "page", "bbox": [0, 0, 400, 200], "children": []},
+    }
+    page, errors, client, entry = _open_item(world, base, browser, "b-code", "image_to_code", payload)
+    source = page.locator("#html-source")
+    assert source.input_value() == payload["html"]
+    rendering = page.frame_locator("#html-preview")
+    assert rendering.locator("h1").inner_text() == "Hello"
+    assert page.locator("#html-screenshot").get_attribute("src").startswith("/media/items/")
+    changed = "<html><body><h1>Goodbye</h1><p id='more'>and thanks</p></body></html>"
+    source.fill(changed)
+    rendering.locator("#more").wait_for()
+    assert rendering.locator("h1").inner_text() == "Goodbye"
+
+    page.wait_for_function(SAVED)
+    page.reload()
+    wait_for_editor(page)
+    assert page.locator("#html-source").input_value() == changed
+    stored = client.get(f"/api/annotations/{entry['annotation_id']}").json()["payload"]
+    assert stored["html"] == changed and stored["layout"]["tag"] == "body"
+    assert not errors, errors
+
+
+def test_a_reviewer_arbitrates_two_videos_on_the_timeline(served, browser):
+    world, base = served
+    world.set_double_rate(1.0)
+    world.import_video_batch("b-video-review")
+    pairs = [(n, e) for n in ("ann1", "ann2", "ann3") for e in my_items(world, n) if e["task"] == "video_event"]
+    (first, entry_a), (second, entry_b) = pairs
+    for name, entry, end in ((first, entry_a, 1.32), (second, entry_b, 0.5)):
+        client = world.client(name)
+        version = client.get(f"/api/annotations/{entry['annotation_id']}").json()["version"]
+        events = [{"start": 0.0, "end": end, "description": f"red, says {name}"}]
+        submitted = client.post(
+            f"/api/annotations/{entry['annotation_id']}/submit", json={"version": version, "result": events}
+        )
+        assert submitted.status_code == 200
+    item = item_of(world, entry_a["annotation_id"])
+    assert item.status == ItemStatus.ARBITRATION
+    page, errors = sign_in(browser, base, "rita")
+    page.goto(f"{base}/review/items/{item.item_id}")
+    page.wait_for_function(TIMELINE_READY)
+    tabs = page.locator("#versions button")
+    assert tabs.count() == 3 and tabs.nth(2).inner_text() == "AI"  # A, B and the AI's
+    shown = [tabs.nth(i).inner_text() for i in range(2)]
+    # Show B's version, lengthen its event to the first cut at the playhead, and save it as final.
+    b_index = next(i for i, label in enumerate(shown) if label.startswith("B"))
+    tabs.nth(b_index).click()
+    b_author = shown[b_index].split(": ", 1)[1]
+    assert page.evaluate(EVENTS_NOW)[0]["description"] == f"red, says {b_author}"
+    page.locator("#event-list tbody tr").first.locator("td").first.click()
+    press(page, "k")
+    first_cut = page.evaluate("() => window.workbenchTimeline.cuts[0]")
+    wait_for_playhead(page, first_cut)
+    press(page, "o")
+    page.click("#save-merged")
+    page.wait_for_url(base + "/review")
+    assert not errors, errors
+    final = final_annotations(world.engine, "b-video-review")
+    assert final["source"].tolist() == ["arbitrated"] and final["author"].tolist() == ["rita"]
+    (event,) = json.loads(final["payload"].iloc[0])["events"]
+    assert event["description"] == f"red, says {b_author}" and event["end"] == pytest.approx(first_cut, abs=0.002)

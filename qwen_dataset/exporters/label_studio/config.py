@@ -15,7 +15,7 @@ from qwen_dataset.records import (
 )
 
 #: ``template_version`` of records imported from Label Studio (bump when the configs change).
-LS_TEMPLATE_VERSION = "label-studio-1.0"
+LS_TEMPLATE_VERSION = "label-studio-1.1"
 
 #: Frame rate of the ``<Video>`` tag: timeline ranges are frame numbers at this rate.
 DEFAULT_FRAME_RATE = 25.0
@@ -24,6 +24,7 @@ SPATIAL_PREDICATES = ("left_of", "right_of", "above", "below", "in_front_of", "b
 CHILD_OF = "child_of"
 OCR_LABEL = "text"
 OCCLUDED = "occluded"
+OBJECT_LABEL = "object"  # the one label of a spatial object's box; what it is, is its "label" text
 EVENT_LABEL = "event"
 
 
@@ -75,8 +76,12 @@ def check_frame_rate(frame_rate: float) -> None:
         )
 
 
-def labeling_config(task: str, *, frame_rate: float = DEFAULT_FRAME_RATE) -> str:
-    """The Label Studio labeling config (XML) for ``task``; its control names match the results."""
+def labeling_config(task: str, *, frame_rate: float = DEFAULT_FRAME_RATE, html_text_box: bool = True) -> str:
+    """The Label Studio labeling config (XML) for ``task``; its control names match the results.
+
+    ``html_text_box=False`` leaves the ``image_to_code`` HTML's text box out: the review
+    workbench edits the HTML in its own code editor beside the rendering, and adds it to the results.
+    """
     if task == Task.OCR:
         parts = [
             _IMAGE,
@@ -96,7 +101,9 @@ def labeling_config(task: str, *, frame_rate: float = DEFAULT_FRAME_RATE) -> str
     elif task == Task.SPATIAL:
         parts = [
             _IMAGE,
-            '  <Rectangle name="object" toName="image"/>',
+            # RectangleLabels, not Rectangle: the editor shows its regions list and the Relations
+            # panel (where a relation arrow gets its predicate) only for a "...Labels" control.
+            _labels("RectangleLabels", "object", "image", [OBJECT_LABEL]),
             _region_text("label", "Short noun phrase naming the object", required=True),
             _choices("occluded", [OCCLUDED], "multiple"),
             '  <Number name="depth" toName="image" perRegion="true" min="0"/>',
@@ -108,7 +115,7 @@ def labeling_config(task: str, *, frame_rate: float = DEFAULT_FRAME_RATE) -> str
             _labels("RectangleLabels", "block", "image", schema_labels(task) or ["other"]),
             _region_text("tag", "HTML tag rendering this block"),
             _relations([CHILD_OF]),
-            _task_text("html", "HTML (self-contained, inline CSS)", rows=20),
+            *([_task_text("html", "HTML (self-contained, inline CSS)", rows=20)] if html_text_box else []),
         ]
     elif task == Task.VIDEO_EVENT:
         check_frame_rate(frame_rate)

@@ -15,6 +15,7 @@ from qwen_dataset.exporters.label_studio.config import (
     CHILD_OF,
     DEFAULT_FRAME_RATE,
     EVENT_LABEL,
+    OBJECT_LABEL,
     OCCLUDED,
     OCR_LABEL,
     check_frame_rate,
@@ -107,7 +108,7 @@ def spatial_results(payload: dict[str, Any], width: int, height: int) -> list[di
     depth_rank = {index: rank for rank, index in enumerate(payload.get("depth_order") or [])}
     for index, item, *_ in iter_boxes(Task.SPATIAL.value, payload):
         region_id, rect = f"o{index}", results.rect(item["bbox"])
-        results.region(region_id, "object", "rectangle", rect)
+        results.region(region_id, "object", "rectanglelabels", {**rect, "rectanglelabels": [OBJECT_LABEL]})
         results.region(region_id, "label", "textarea", {**rect, "text": [item.get("label", "")]})
         if item.get("occluded"):
             results.region(region_id, "occluded", "choices", {**rect, "choices": [OCCLUDED]})

@@ -23,7 +23,7 @@ from qwen_dataset.exporters.label_studio.config import (
     frame_to_seconds,
 )
 from qwen_dataset.exporters.stream import frame_size_index
-from qwen_dataset.geometry import clip_box, from_label_studio, is_valid_box
+from qwen_dataset.geometry import clip_box, from_label_studio, is_valid_box, overhang
 from qwen_dataset.payloads import TASK_ORDER, PayloadError, validate_payload, walk_layout
 from qwen_dataset.prelabel.video_events import frame_ids_for_event
 from qwen_dataset.records import (
@@ -134,18 +134,35 @@ def _is_per_region(value: dict[str, Any]) -> bool:
     return any(key in value for key in ("x", "ranges"))
 
 
+#: How far (pixels) a box may reach past the frame's edge and still be taken, clipped to it:
+#: percent round trips and a drag that ends on the edge land a hair outside, never more.
+OVERHANG_TOLERANCE_PX = 1.0
+
+
 def _pixel_box(region: _Region, width: int, height: int, where: str) -> list[float]:
     value = region.value
     try:
-        box = from_label_studio(value, width, height)
+        percent = {key: float(value[key]) for key in ("x", "y", "width", "height")}
         rotation = float(value.get("rotation") or 0.0)
     except (KeyError, TypeError, ValueError) as error:
         raise LabelStudioImportError(f"{where}: not a rectangle value ({error})") from error
+    if not all(math.isfinite(number) for number in (*percent.values(), rotation)):
+        raise LabelStudioImportError(
+            f"{where}: the box's position or size is not a finite number ({percent}, rotation {rotation}); draw it again"
+        )
+    box = from_label_studio(percent, width, height)
     if rotation:
         box = _rotated_envelope(box, rotation)
+    beyond = overhang(box, width, height)
+    if beyond > OVERHANG_TOLERANCE_PX:
+        shown = [round(v, 1) for v in box]
+        raise LabelStudioImportError(
+            f"{where}: the box {shown} reaches {beyond:.1f} px outside the {width}x{height} frame; "
+            "move it inside the picture"
+        )
     clipped = clip_box(box, width, height)
     if not is_valid_box(clipped, width, height):
-        raise LabelStudioImportError(f"{where}: the box {box} is empty or outside the {width}x{height} frame")
+        raise LabelStudioImportError(f"{where}: the box {box} is empty; give it a width and a height")
     return clipped
 
 
@@ -231,6 +248,12 @@ def spatial_payload(parsed: _Parsed, width: int, height: int) -> dict[str, Any]:
     for source, target, labels in parsed.relations:
         if source not in index_of or target not in index_of:
             raise LabelStudioImportError(f"a relation links {source} -> {target}, which are not both object regions")
+        if not labels:
+            # An arrow without a predicate says nothing a dataset can hold; dropping it would lose it silently.
+            raise LabelStudioImportError(
+                f"the relation {source} -> {target} has no predicate: choose one of {list(SPATIAL_PREDICATES)} "
+                "for it in the Relations panel, or delete it"
+            )
         for predicate in labels:
             if predicate not in SPATIAL_PREDICATES:
                 raise LabelStudioImportError(f"relation label {predicate!r} is not one of {list(SPATIAL_PREDICATES)}")

@@ -43,11 +43,12 @@ async function loadTokens() {
   }
 }
 
+const SETTINGS = ["double_rate", "agreement_iou", "agreement_tiou", "agreement_text"];
+
 async function loadSettings() {
   const settings = await api("GET", "/api/admin/settings");
   const form = document.getElementById("settings-form");
-  form.double_rate.value = settings.double_rate;
-  form.agreement_iou.value = settings.agreement_iou;
+  for (const name of SETTINGS) form[name].value = settings[name];
 }
 
 async function loadBatches() {
@@ -98,7 +99,7 @@ document.addEventListener("DOMContentLoaded", () => {
     await loadTokens();
   });
   onSubmit("settings-form", async (form) => {
-    await api("PUT", "/api/admin/settings", { double_rate: Number(form.double_rate.value), agreement_iou: Number(form.agreement_iou.value) });
+    await api("PUT", "/api/admin/settings", Object.fromEntries(SETTINGS.map((name) => [name, Number(form[name].value)])));
     flash("Settings saved", false);
   });
   onSubmit("import-form", async (form) => {

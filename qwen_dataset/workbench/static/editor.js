@@ -1,13 +1,24 @@
-// The editor pages: the Label Studio editor (window.LabelStudio, from the pinned npm build)
-// on one work item. Annotators: every change is saved at once as a draft, with the version the
-// editor started from (a stale version is refused with 409 and the page says so); Submit sends
-// it on. Reviewers: compare both blind versions and the AI's, then accept one or save a merge.
+// The editor pages: the Label Studio editor (window.LabelStudio, from the pinned npm build) on
+// one work item, or for a video the timeline editor (static/timeline.js). Annotators: every
+// change is saved at once as a draft, with the version the editor started from (a stale version
+// is refused with 409 and the page says so); Submit sends it on. Reviewers: compare both blind
+// versions and the AI's, then accept one or save a merge.
 "use strict";
 
 const root = document.getElementById("label-studio");
 const statusBox = document.getElementById("save-status");
 const SAVE_EVERY_MS = 800;
+const VIDEO_TASK = "video_event";
 let store = null; // Label Studio's root store, set when the editor has loaded
+let timeline = null; // the timeline editor, on a video item
+let codeEditor = null; // the HTML editor, on an image_to_code item
+const CODE_TASK = "image_to_code";
+const OCR_TASK = "ocr";
+
+// The server's refusals of a save already begin with "not saved: ".
+function notSaved(failure) {
+  return /^not saved/i.test(failure.message) ? failure.message.replace(/^not saved/i, "Not saved") : "Not saved: " + failure.message;
+}
 
 function setStatus(text, kind) {
   statusBox.textContent = text;
@@ -26,8 +37,36 @@ function selectedAnnotation() {
 }
 
 function currentResult() {
+  if (timeline) return timeline.result();
   const annotation = selectedAnnotation();
-  return annotation ? annotation.serializeAnnotation() : null;
+  if (!annotation) return null;
+  const result = annotation.serializeAnnotation();
+  return codeEditor ? withHtml(result, codeEditor.value()) : result;
+}
+
+// Give the editor new results (a merge or split of OCR lines), as it does itself between drafts.
+function replaceResults(results) {
+  const annotation = selectedAnnotation();
+  annotation.deleteAllRegions({ deleteReadOnly: true });
+  annotation.deserializeResults(results);
+  annotation.updateObjects();
+  if (window.workbenchSaver) window.workbenchSaver.flush();
+}
+
+// The HTML of a generated page goes to the code editor, the rest to Label Studio.
+function forLabelStudio(task) {
+  if (root.dataset.task !== CODE_TASK) return task;
+  const predictions = (task.predictions || []).map((prediction) => ({ ...prediction, result: withoutHtml(prediction.result) }));
+  return { ...task, predictions };
+}
+
+function startTools(data, html, editable) {
+  if (root.dataset.task === CODE_TASK) {
+    const width = data.task.data.width, height = data.task.data.height;
+    codeEditor = startCodeEditor(document.getElementById("code-editor"), data.task.data.image, width, height, html,
+                                 () => window.workbenchSaver && setTimeout(() => window.workbenchSaver.flush(), 300));
+    codeEditor.setEditable(editable);
+  }
 }
 
 function startEditor(config, task, annotations, interfaces, hooks) {
@@ -40,7 +79,7 @@ function startEditor(config, task, annotations, interfaces, hooks) {
     interfaces,
     user: { id: 1, first_name: root.dataset.user, last_name: "", username: root.dataset.user },
     task: { id: 1, data: task.data, annotations, predictions: task.predictions || [] },
-    onLabelStudioLoad: (ls) => { store = ls; window.workbenchStore = ls; },
+    onLabelStudioLoad: (ls) => { store = ls; window.workbenchStore = ls; if (hooks.loaded) hooks.loaded(ls); },
     onSubmitAnnotation: () => hooks.submit && hooks.submit(),
     onUpdateAnnotation: () => hooks.submit && hooks.submit(),
     onSubmitDraft: () => (hooks.draft ? hooks.draft() : Promise.resolve()),
@@ -60,6 +99,14 @@ class AutoSaver {
     this.running = null;
     this.again = false;
     this.conflict = false;
+  }
+
+  // What the editor shows right after loading is what the server holds; called once the editor
+  // has loaded, so that an edit made before the first autosave is not taken for the starting point.
+  baseline() {
+    const result = currentResult();
+    if (result === null) { setTimeout(() => this.baseline(), 50); return; } // its annotation is not in yet
+    if (this.saved === null) this.saved = JSON.stringify(result);
   }
 
   pending() {
@@ -98,12 +145,12 @@ class AutoSaver {
     if (failure.status === 409) {
       this.conflict = true;
       const current = failure.data && failure.data.current_version;
-      setStatus("Not saved: " + failure.message, "conflict");
+      setStatus(notSaved(failure), "conflict");
       flash("This item was changed in another tab or window (now version " + current + "). " +
             "Your last change is NOT saved. Reload the page to continue from the current version.", true);
     } else {
       this.rejected = text;
-      setStatus("Not saved: " + failure.message, "failed");
+      setStatus(notSaved(failure), "failed");
     }
   }
 
@@ -130,8 +177,21 @@ async function startAnnotating(annotationId) {
   const saver = new AutoSaver(annotationId, data.version);
   window.workbenchSaver = saver;
   const editable = data.state === "draft";
-  startEditor(data.config, data.task, [{ id: "current", result: data.result }],
-              ["panel", "controls", "side-column", "topbar"], { submit: () => editable && saver.submit(), draft: () => saver.flush() });
+  if (root.dataset.task === VIDEO_TASK) {
+    timeline = startTimeline(data.task.data, data.result, { editable, onChange: () => setTimeout(() => saver.flush(), 50) });
+    saver.baseline();
+  } else {
+    startTools(data, htmlOf(data.result), editable);
+    const ocrTools = root.dataset.task === OCR_TASK && editable
+      ? () => startOcrTools(document.getElementById("ocr-tools"), currentResult, replaceResults) : null;
+    startEditor(data.config, forLabelStudio(data.task), [{ id: "current", result: withoutHtml(data.result) }],
+                ["panel", "controls", "side-column", "topbar"],
+                {
+                  submit: () => editable && saver.submit(),
+                  draft: () => saver.flush(),
+                  loaded: () => { saver.baseline(); if (ocrTools) setTimeout(ocrTools, 0); },
+                });
+  }
   if (!editable) {
     saver.conflict = true;
     setStatus("This annotation is " + data.state + ": read only.", "");
@@ -157,7 +217,7 @@ async function resolve(itemId, body) {
     setStatus("Final version saved", "saved");
     setTimeout(() => { window.location = "/review"; }, 600);
   } catch (failure) {
-    setStatus("Not saved: " + failure.message, "failed");
+    setStatus(notSaved(failure), "failed");
   }
 }
 
@@ -165,12 +225,19 @@ async function startReviewing(itemId, mode) {
   const data = await api("GET", "/api/review/items/" + encodeURIComponent(itemId));
   showNote("disagreement", data.disagreement ? "Disagreement: " + data.disagreement : "");
   const shown = mode === "inspect" && data.final ? [data.final] : data.versions;
-  const annotations = shown.map((version) => ({ id: version.label, result: version.result, createdBy: version.label.toUpperCase() + ": " + version.author }));
+  const annotations = shown.map((version) => ({ id: version.label, result: withoutHtml(version.result), createdBy: version.label.toUpperCase() + ": " + version.author }));
   const legend = shown.map((version) => version.label.toUpperCase() + " = " + version.author).join(", ");
   const legendBox = document.getElementById("version-legend");
-  if (legendBox) legendBox.textContent = legend + "; switch versions (and the AI's prediction) in the editor's menu";
-  startEditor(data.config, data.task, annotations,
-              ["panel", "controls", "side-column", "topbar", "annotations:tabs", "predictions:tabs", "annotations:menu"], {});
+  if (root.dataset.task === VIDEO_TASK) {
+    if (legendBox) legendBox.textContent = legend + "; switch versions with the tabs above the video";
+    showVersionTabs(data, shown, mode === "arbitrate");
+  } else {
+    if (legendBox) legendBox.textContent = legend + "; switch versions (and the AI's prediction) in the editor's menu";
+    startTools(data, shown.length ? htmlOf(shown[0].result) : "", mode === "arbitrate");
+    startEditor(data.config, forLabelStudio(data.task), annotations,
+                ["panel", "controls", "side-column", "topbar", "annotations:tabs", "predictions:tabs", "annotations:menu"],
+                { loaded: () => codeEditor && followVersions(data, shown) });
+  }
   if (mode === "arbitrate") {
     for (const button of document.querySelectorAll("button.accept")) {
       button.addEventListener("click", () => resolve(itemId, { choice: button.dataset.choice }));
@@ -187,6 +254,44 @@ async function startReviewing(itemId, mode) {
       }
     });
   }
+}
+
+// The code editor shows the HTML of the version selected in Label Studio's tabs.
+function followVersions(data, shown) {
+  const html = Object.fromEntries(shown.map((version) => [version.label, htmlOf(version.result)]));
+  const prediction = data.task.predictions && data.task.predictions[0];
+  let current = null;
+  setInterval(() => {
+    const annotation = selectedAnnotation();
+    if (!annotation) return;
+    const key = annotation.type === "prediction" ? "ai" : String(annotation.pk || annotation.id);
+    if (key === current) return;
+    current = key;
+    codeEditor.load(key === "ai" ? htmlOf(prediction ? prediction.result : []) : (html[key] || ""));
+  }, 400);
+}
+
+// A video's versions side by side is two timelines' worth of events: tabs load one at a time into
+// the timeline editor; an arbitrating reviewer may edit the one shown and save it as final.
+function showVersionTabs(data, shown, editable) {
+  const versions = shown.map((version) => ({ label: version.label.toUpperCase() + ": " + version.author, result: version.result }));
+  const prediction = data.task.predictions && data.task.predictions[0];
+  if (prediction) versions.push({ label: "AI", result: prediction.result });
+  timeline = startTimeline(data.task.data, versions.length ? versions[0].result : [], { editable });
+  const tabs = document.getElementById("versions");
+  tabs.replaceChildren(...versions.map((version, index) => {
+    const tab = document.createElement("button");
+    tab.type = "button";
+    tab.textContent = version.label;
+    tab.className = index === 0 ? "tab selected" : "tab";
+    tab.addEventListener("click", () => {
+      for (const other of tabs.children) other.className = "tab";
+      tab.className = "tab selected";
+      timeline.load(version.result);
+    });
+    return tab;
+  }));
+  tabs.hidden = false;
 }
 
 document.addEventListener("DOMContentLoaded", () => {
