@@ -471,6 +471,15 @@ def check_content(path: Path, media_type: MediaType, size: int, limits: IngestLi
         ) from exc
 
 
+def _bomb_refused(label: str, exc: Exception) -> Quarantine:
+    """Pillow's own guard fired before ours (its ``MAX_IMAGE_PIXELS`` is lower than the limits)."""
+    return Quarantine(
+        "decompression_bomb",
+        f"Pillow's decompression-bomb guard refused the {label} header ({str(exc).rstrip('.')}); "
+        "downscale the image and upload it again",
+    )
+
+
 def check_image_header(path: Path, limits: IngestLimits) -> None:
     """The cheap part of :func:`check_image`: the pixel count its header declares (nothing decoded).
 
@@ -483,11 +492,7 @@ def check_image_header(path: Path, limits: IngestLimits) -> None:
             label = image.format or label
             _check_pixels(image.size, limits, f"the {label} header declares")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise Quarantine(
-            "decompression_bomb",
-            f"Pillow's decompression-bomb guard refused the {label} header ({str(exc).rstrip('.')}); "
-            "downscale the image and upload it again",
-        ) from exc
+        raise _bomb_refused(label, exc) from exc
     except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise Quarantine(
             "corrupt_image", f"the file starts like an image but its header cannot be read ({exc}); re-export it"
@@ -508,11 +513,7 @@ def check_image(path: Path, limits: IngestLimits, label: str = "image") -> None:
         with Image.open(path) as image:
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise Quarantine(
-            "decompression_bomb",
-            f"Pillow's decompression-bomb guard refused the {label} header ({str(exc).rstrip('.')}); "
-            "downscale the image and upload it again",
-        ) from exc
+        raise _bomb_refused(label, exc) from exc
     except Image.UnidentifiedImageError as exc:
         raise Quarantine(
             "corrupt_image",
