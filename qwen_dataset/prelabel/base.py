@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class FrameInput:
     height: int
     image_path: Path  # the enhanced copy for low-light frames, else the frame itself
     t: float | None = None
+    duration: float | None = None  # seconds of the whole video a sampled frame comes from
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,9 +87,12 @@ class PrelabelBackend(abc.ABC):
         *,
         instruction: str | None = None,
         video_path_for: Callable[[str], Path | None] | None = None,
+        instructions: Mapping[str, str] | None = None,
     ) -> PrelabelBackend:
-        """This backend with one run's options: the GUI instruction (None: the backend's default) and
-        ``video_path_for(upload_id)``, the original video file. A backend that uses neither returns itself."""
+        """This backend with one run's options: the GUI instruction (None: the backend's default),
+        ``video_path_for(upload_id)``, the original video file, and ``instructions``, a GUI
+        instruction per upload id (:mod:`qwen_dataset.prelabel.instructions`) that wins over the
+        run's. A backend that uses none of them returns itself."""
         return self
 
 

@@ -59,9 +59,14 @@ def frame_inputs(frames: pd.DataFrame, blobs: BlobStore) -> list[FrameInput]:
                 height=int(row.height),
                 image_path=blobs.local_path(uri),
                 t=None if pd.isna(row.t) else float(row.t),
+                duration=_seconds(getattr(row, "duration", None)),
             )
         )
     return inputs
+
+
+def _seconds(value: object) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)  # type: ignore[arg-type]
 
 
 def check_tasks(backend: PrelabelBackend, tasks: list[str]) -> None:

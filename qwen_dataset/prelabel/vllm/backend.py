@@ -242,12 +242,13 @@ class _Runner:
         except RequestFailed as error:
             return job_failure(job, task, str(error), error.raw)
         placeholders = [image_placeholder(index) for index in range(len(images))]
-        messages = job_messages(job, self.template, placeholders, settings.gui_instruction)
+        instruction = self.backend.instruction_for(job.frames)
+        messages = job_messages(job, self.template, placeholders, instruction)
         body = encode_request(
             build_request_body(settings.model, self.template, messages, settings.max_tokens), placeholders, images
         )
         del images, messages
-        context = job_context(job, settings.gui_instruction)
+        context = job_context(job, instruction)
         last_error, last_raw = "", ""
         for _ in range(2):  # an unusable answer is asked for once more
             try:

@@ -131,7 +131,7 @@ class InProcessVllmBackend(QwenTemplatedBackend):
                 results[index] = encoded
             else:
                 conversations[index] = job_messages(
-                    job, template, [image.data_url for image in encoded], settings.gui_instruction
+                    job, template, [image.data_url for image in encoded], self.instruction_for(job.frames)
                 )
         todo = list(conversations)
         for _ in range(2):  # an unusable answer is asked for once more
@@ -142,7 +142,9 @@ class InProcessVllmBackend(QwenTemplatedBackend):
             for index, output in zip(todo, outputs):
                 job, completion = batch[index], output.outputs[0]
                 try:
-                    results[index] = parse_answer(template, completion.text, job_context(job, settings.gui_instruction))
+                    results[index] = parse_answer(
+                        template, completion.text, job_context(job, self.instruction_for(job.frames))
+                    )
                 except AnswerError as error:
                     message = (
                         truncation_error(error, max_tokens) if completion.finish_reason == "length" else str(error)
