@@ -19,7 +19,7 @@ from assets._gates import gate_result
 from assets._metadata import manifest_metadata
 from assets.partitions import batches
 from qwen_dataset.payloads import boxes_table
-from qwen_dataset.prelabel.base import PrelabelBackend
+from qwen_dataset.prelabel.base import BackendNotReady, PrelabelBackend
 from qwen_dataset.prelabel.instructions import InstructionFileError, instructions_by_upload
 from qwen_dataset.prelabel.policy import annotate_frames, pictures_path
 from qwen_dataset.quality.validation import validate_annotations
@@ -77,7 +77,7 @@ def annotate_batch(
     seen = json.loads(seen_path.read_text()) if previous is not None and seen_path.exists() else {}
     try:
         run = annotate_frames(frames, layout.blobs, backend, config.tasks, previous, seen, log=context.log.info)
-    except ValueError as error:  # a task the backend cannot run: the message says what to pick
+    except (ValueError, BackendNotReady) as error:  # a task it cannot run, a server not there: what to fix
         raise Failure(description=str(error)) from error
     manifest = run.manifest
     failed = manifest[manifest["status"] == AnnotationStatus.FAILED]

@@ -52,6 +52,10 @@ class PrelabelOutcome:
     raw: str = ""  # the model's raw text, kept for failures
 
 
+class BackendNotReady(RuntimeError):
+    """The engine cannot annotate at all (a server down, a wrong key or model): the message says what to fix."""
+
+
 class PrelabelBackend(abc.ABC):
     """A pre-annotation engine: everything the ``ai_annotations`` asset asks of one.
 
@@ -76,6 +80,15 @@ class PrelabelBackend(abc.ABC):
     @abc.abstractmethod
     def annotate(self, frames: Sequence[FrameInput], task: str) -> Iterator[PrelabelOutcome]:
         """Yield exactly one outcome per input frame (in any order); for ``video_event``, one per video."""
+
+    def check_ready(self) -> None:
+        """Raise :class:`BackendNotReady`, saying what to fix, when the engine cannot run at all.
+
+        Called once at the start of a run that has frames to annotate, so a run against a server
+        that is down stops with one message instead of writing a failed row for every frame. An
+        engine inside this process is always ready (the default).
+        """
+        return None
 
     def applies_to(self, task: str) -> tuple[str, ...]:
         """Frame kinds (``image``, ``page``, ``video_frame``) the task is meant for: the payload

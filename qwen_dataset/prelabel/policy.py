@@ -139,9 +139,13 @@ def annotate_frames(
     kept = reusable_rows(previous, backend, unchanged, tasks)
     parts = [kept]
     figures: dict[str, float] = {}
+    checked = False
     for task in tasks:
         done = set(kept.loc[kept["task"] == task, "frame_id"])
         todo, expected = pending(task, task_inputs(backend, task, inputs, kinds), done)
+        if todo and not checked:
+            backend.check_ready()  # once per run, before the first request: raises BackendNotReady
+            checked = True
         started = time.perf_counter()
         records = outcomes_to_records(backend.annotate(todo, task), expected, task, backend.author, backend.version)
         elapsed = time.perf_counter() - started
