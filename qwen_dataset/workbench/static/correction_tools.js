@@ -150,6 +150,34 @@ function startOcrTools(panel, getResults, setResults) {
   return { render };
 }
 
+// The spatial panel: relations proposed by the server from the boxes (POST .../spatial-relations),
+// on demand or whenever a box is added while "Suggest as I draw boxes" is ticked.
+function startSpatialTools(panel, annotationId, getResults, setResults) {
+  const url = "/api/annotations/" + encodeURIComponent(annotationId) + "/spatial-relations";
+  const auto = panel.querySelector("#spatial-auto");
+  let boxes = regionIds(getResults() || []).length;
+  async function suggest() {
+    const results = getResults();
+    if (!results) return;
+    try {
+      const answer = await api("POST", url, { result: results });
+      setResults(answer.result);
+      boxes = regionIds(answer.result).length;
+    } catch (failure) {
+      flash("No relations suggested: " + failure.message, true);
+    }
+  }
+  panel.querySelector("#spatial-suggest").addEventListener("click", suggest);
+  setInterval(() => {
+    const now = regionIds(getResults() || []).length;
+    if (now > boxes && auto.checked) suggest();
+    boxes = Math.max(boxes, now);
+    if (now < boxes) boxes = now;
+  }, 700);
+  panel.hidden = false;
+  return { suggest };
+}
+
 // The code editor: the HTML in a text box, its rendering in a sandboxed frame (no scripts, no
 // network: the page's Content-Security-Policy applies to it) next to the screenshot.
 function startCodeEditor(panel, imageUrl, width, height, html, onInput) {
