@@ -194,3 +194,18 @@ def test_backend_reads_each_frame_once_per_run_and_versions_its_instructions(for
     broken = FrameInput("g", "u", "b", 640, 400, tmp_path / "missing.png")
     (failure,) = backend.annotate([broken], "spatial")
     assert failure.payload is None and "could not read image" in failure.error
+
+
+def test_evaluation_reads_inverse_and_symmetric_relations_as_the_same_fact() -> None:
+    from qwen_dataset.samples.evaluate import _stated
+
+    stated = _stated(
+        {
+            "relations": [
+                {"subject": 1, "predicate": "right_of", "object": 0},
+                {"subject": 3, "predicate": "overlaps", "object": 2},
+            ]
+        }
+    )
+    assert {(0, "left_of", 1), (2, "overlaps", 3), (3, "overlaps", 2)} <= stated
+    assert (1, "left_of", 0) not in stated

@@ -9,7 +9,8 @@
   click or type lands on the truth's target element, IoU >= 0.5);
 * ``spatial``: object recall at IoU 0.5 and relation accuracy: the share of the truth's relations
   (:data:`qwen_dataset.samples.scene.SCENE_RELATIONS`) the annotation states between the matched
-  objects, an inverse predicate counting as its twin (``b right_of a`` states ``a left_of b``);
+  objects, an inverse predicate counting as its twin (``b right_of a`` states ``a left_of b``,
+  ``b overlaps a`` states ``a overlaps b``);
 * ``image_to_code``: SSIM and text recall of the rendered HTML (``code_fidelity`` items, from
   :func:`qwen_dataset.quality.code_fidelity.score_image_to_code_items`), when given;
 * ``video_event``: event boundary error, the mean distance in seconds from each scene cut of the

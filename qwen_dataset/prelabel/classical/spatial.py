@@ -40,8 +40,8 @@ MAX_OBJECT_SHARE = 0.6  # a blob covering more of the picture than this is a bac
 MAX_OBJECTS = 20
 SPATIAL_VERSION = f"spatial-1;inside{INSIDE_SHARE:g};side{SIDE_TOLERANCE:g};{BLOBS_VERSION};max{MAX_OBJECTS}"
 
-#: Inverse predicates: ``a right_of b`` says ``b left_of a``.
-INVERSE = {"right_of": "left_of", "below": "above", "behind": "in_front_of"}
+#: Inverse predicates: ``a right_of b`` says ``b left_of a``; a symmetric one is its own inverse.
+INVERSE = {"right_of": "left_of", "below": "above", "behind": "in_front_of", "overlaps": "overlaps"}
 
 _COLOUR_NAMES = {
     "red": (200, 40, 40),
