@@ -152,10 +152,12 @@ function startOcrTools(panel, getResults, setResults) {
 
 // The spatial panel: relations proposed by the server from the boxes (POST .../spatial-relations),
 // on demand or whenever a box is added while "Suggest as I draw boxes" is ticked.
-function startSpatialTools(panel, annotationId, getResults, setResults) {
+// `opened` is how many boxes the item was opened with (what the server sent), so loading is never
+// taken for drawing.
+function startSpatialTools(panel, annotationId, getResults, setResults, opened) {
   const url = "/api/annotations/" + encodeURIComponent(annotationId) + "/spatial-relations";
   const auto = panel.querySelector("#spatial-auto");
-  let boxes = regionIds(getResults() || []).length;
+  let boxes = opened; // the boxes counted at the last look
   async function suggest() {
     const results = getResults();
     if (!results) return;
@@ -169,10 +171,12 @@ function startSpatialTools(panel, annotationId, getResults, setResults) {
   }
   panel.querySelector("#spatial-suggest").addEventListener("click", suggest);
   setInterval(() => {
-    const now = regionIds(getResults() || []).length;
-    if (now > boxes && auto.checked) suggest();
-    boxes = Math.max(boxes, now);
-    if (now < boxes) boxes = now;
+    const results = getResults();
+    if (!results) return;
+    const now = regionIds(results).length;
+    const drawn = now > boxes;
+    boxes = now;
+    if (drawn && auto.checked) suggest();
   }, 700);
   panel.hidden = false;
   return { suggest };

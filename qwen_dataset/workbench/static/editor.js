@@ -186,7 +186,8 @@ async function startAnnotating(annotationId) {
     const panelTools = root.dataset.task === OCR_TASK && editable
       ? () => startOcrTools(document.getElementById("ocr-tools"), currentResult, replaceResults)
       : root.dataset.task === SPATIAL_TASK && editable
-        ? () => startSpatialTools(document.getElementById("spatial-tools"), annotationId, currentResult, replaceResults) : null;
+        ? () => startSpatialTools(document.getElementById("spatial-tools"), annotationId, currentResult, replaceResults,
+                                   regionIds(data.result || []).length) : null;
     startEditor(data.config, forLabelStudio(data.task), [{ id: "current", result: withoutHtml(data.result) }],
                 ["panel", "controls", "side-column", "topbar"],
                 {
