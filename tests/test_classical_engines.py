@@ -156,8 +156,8 @@ def test_video_segments_between_boundaries_with_seeded_descriptions(tmp_path: Pa
     validate_payload("video_event", payload)
     events = payload["events"]
     assert [(e["start"], e["end"], e["keyframe"]) for e in events] == [(0, 2, "f1"), (2, 4, "f3"), (4, 6, "f5")]
-    assert all(e["needs_description"] and e["description"].startswith(video.DESCRIPTION_PREFIX) for e in events)
-    assert "text f3" in events[1]["description"]
+    assert all(e["needs_description"] for e in events)
+    assert events[1]["description"] == "Segment 2 of 3. On screen: text f3"
 
 
 class CountingOcr:

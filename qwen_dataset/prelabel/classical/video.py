@@ -5,8 +5,10 @@ The boundaries are the ones the project already computes to snap event times
 the video file when it is at hand, else cuts among the sampled frames. Each stretch between two
 consecutive boundaries (the video's start and end included) is one event: ``start``/``end`` in
 seconds, the sampled frames inside it, a ``keyframe`` (the sampled frame nearest its middle), and a
-description seeded from the text on screen in that keyframe (its OCR lines), marked
-``needs_description`` for the person who writes what happens. Segments shorter than
+description seeded with what is known for certain: which segment it is and the text on screen in
+that keyframe (its OCR lines), e.g. ``Segment 2 of 3. On screen: t=02.000 | frame 000050``. It is
+true but says nothing of what happens, so the event is marked ``needs_description`` for the
+person who writes that (a seed never pretends to be a description). Segments shorter than
 ``MIN_SEGMENT_S`` are merged into the one before.
 """
 
@@ -20,8 +22,7 @@ from qwen_dataset.prelabel.video_events import Boundaries, frame_ids_for_event
 
 MIN_SEGMENT_S = 0.5
 SEED_CHARS = 120
-VIDEO_VERSION = f"segments-1;min{MIN_SEGMENT_S:g}"
-DESCRIPTION_PREFIX = "To complete: what happens here."
+VIDEO_VERSION = f"segments-2;min{MIN_SEGMENT_S:g}"
 
 
 def segments(boundaries: Sequence[float], duration: float) -> list[tuple[float, float]]:
@@ -49,10 +50,15 @@ def keyframe(start: float, end: float, frames: Sequence[FrameInput]) -> FrameInp
     return min(frames, key=lambda frame: abs(float(frame.t or 0.0) - middle))
 
 
-def seed_description(texts: Sequence[str]) -> str:
-    """The seed of an event's description: the marker, then the text on screen (if any)."""
-    shown = " | ".join(text for text in texts if text.strip())[:SEED_CHARS]
-    return f"{DESCRIPTION_PREFIX} On screen: {shown}" if shown else DESCRIPTION_PREFIX
+def seed_description(number: int, count: int, texts: Sequence[str]) -> str:
+    """The seed of an event's description: which segment it is, and the text on screen (if any).
+
+    >>> seed_description(2, 3, ["t=02.000", "", "frame 000050"])
+    'Segment 2 of 3. On screen: t=02.000 | frame 000050'
+    """
+    shown = " | ".join(text.strip() for text in texts if text.strip())[:SEED_CHARS]
+    where = f"Segment {number} of {count}."
+    return f"{where} On screen: {shown}" if shown else where
 
 
 def event_payload_from_segments(
@@ -65,13 +71,14 @@ def event_payload_from_segments(
     times = [float(frame.t or 0.0) for frame in frames]
     ids = [frame.frame_id for frame in frames]
     events = []
-    for start, end in segments(boundaries.anchors, duration):
+    stretches = segments(boundaries.anchors, duration)
+    for number, (start, end) in enumerate(stretches, start=1):
         key = keyframe(start, end, frames)
         events.append(
             {
                 "start": start,
                 "end": end,
-                "description": seed_description(screen_text(key)),
+                "description": seed_description(number, len(stretches), screen_text(key)),
                 "frame_ids": frame_ids_for_event(start, end, times, ids),
                 "keyframe": key.frame_id,
                 "needs_description": True,
