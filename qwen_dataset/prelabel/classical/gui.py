@@ -189,21 +189,16 @@ def find_target(instruction: str, elements: Sequence[Mapping[str, Any]]) -> int 
     "取消订单" never lands on "提交订单" however alike the words look.
     """
     meaning = semantic_class(instruction)
-    best, best_score = None, MATCH_SCORE - 1e-9
+    candidates = []
     for index, element in enumerate(elements):
-        if element.get("role") not in ACTIONABLE_ROLES:
-            continue
         own = semantic_class(element.get("text"))
-        if meaning is not None and own is not None and own != meaning:
+        if element.get("role") not in ACTIONABLE_ROLES or (meaning and own and own != meaning):
             continue
-        score = match_score(instruction, str(element.get("text", "")))
-        if score > best_score or (
-            score == best_score
-            and best is not None
-            and len(str(element.get("text"))) > len(str(elements[best].get("text")))
-        ):
-            best, best_score = index, score
-    return best
+        text = str(element.get("text", ""))
+        # On a tie the longer text wins: it is the more specific name ("Sign in" over "in"); then the first.
+        candidates.append((match_score(instruction, text), len(text), -index))
+    best = max(candidates, default=None)
+    return -best[2] if best is not None and best[0] >= MATCH_SCORE else None
 
 
 def main_action_target(elements: Sequence[Mapping[str, Any]]) -> int | None:
