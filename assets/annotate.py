@@ -19,7 +19,8 @@ from assets._gates import gate_result
 from assets._metadata import manifest_metadata
 from assets.partitions import batches
 from qwen_dataset.payloads import boxes_table
-from qwen_dataset.prelabel.base import PrelabelBackend
+from qwen_dataset.prelabel.base import BackendNotReady, PrelabelBackend
+from qwen_dataset.prelabel.instructions import InstructionFileError, instructions_by_upload
 from qwen_dataset.prelabel.policy import annotate_frames, pictures_path
 from qwen_dataset.quality.validation import validate_annotations
 from qwen_dataset.records import AnnotationRecord, AnnotationStatus
@@ -35,7 +36,11 @@ ANNOTATE_CODE_VERSION = "1"
 class AnnotateConfig(Config):
     tasks: list[str] = Field(default=["ocr"], description="Task templates to run on this batch.")
     gui_instruction: str = Field(
-        default="", description="Instruction for gui_action pre-annotation (empty: the template's default)."
+        default="",
+        description=(
+            "Instruction for gui_action pre-annotation (empty: the engine's default); a file named in "
+            "inbox/<batch>.instructions.json gets its own instruction instead."
+        ),
     )
     reannotate_all: bool = Field(
         default=False,
@@ -43,12 +48,18 @@ class AnnotateConfig(Config):
     )
 
 
-def run_backend(backend: PrelabelBackend, config: AnnotateConfig, layout: StorageLayout) -> PrelabelBackend:
-    """The backend with this run's options: the GUI instruction, and the original video files
-    (an upload's id is the sha256 of its content, so its blob is found without the manifest)."""
+def run_backend(backend: PrelabelBackend, config: AnnotateConfig, layout: StorageLayout, batch: str) -> PrelabelBackend:
+    """The backend with this run's options: the GUI instruction, the batch's instruction file
+    (``inbox/<batch>.instructions.json``) and the original video files (an upload's id is the
+    sha256 of its content, so its blob is found without the manifest)."""
+    try:
+        instructions = instructions_by_upload(layout.inbox, batch)
+    except InstructionFileError as error:
+        raise Failure(description=str(error)) from error
     return backend.with_run_options(
         instruction=config.gui_instruction or None,
         video_path_for=lambda upload_id: layout.blobs.local_path(BlobStore.uri_for(upload_id)),
+        instructions=instructions,
     )
 
 
@@ -66,7 +77,7 @@ def annotate_batch(
     seen = json.loads(seen_path.read_text()) if previous is not None and seen_path.exists() else {}
     try:
         run = annotate_frames(frames, layout.blobs, backend, config.tasks, previous, seen, log=context.log.info)
-    except ValueError as error:  # a task the backend cannot run: the message says what to pick
+    except (ValueError, BackendNotReady) as error:  # a task it cannot run, a server not there: what to fix
         raise Failure(description=str(error)) from error
     manifest = run.manifest
     failed = manifest[manifest["status"] == AnnotationStatus.FAILED]
@@ -111,7 +122,7 @@ def build_ai_annotations(prelabel_version: str) -> AssetsDefinition:
         prelabel: PrelabelResource,
     ) -> pd.DataFrame:
         layout = storage.layout()
-        backend = run_backend(prelabel.backend(), config, layout)
+        backend = run_backend(prelabel.backend(), config, layout, context.partition_key)
         return annotate_batch(context, frames, layout, backend, config)
 
     return ai_annotations

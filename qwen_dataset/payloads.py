@@ -108,9 +108,25 @@ class SpatialObject(TypedDict, total=False):
     occluded: bool
 
 
+#: The predicates of spatial relations (``subject predicate object``), in the order editors list them.
+#: ``inside``: the subject's box lies within the object's; ``overlaps``: the boxes intersect, neither
+#: inside the other; ``occludes``: the subject hides part of the object (it is in front of it).
+SPATIAL_PREDICATES = (
+    "left_of",
+    "right_of",
+    "above",
+    "below",
+    "inside",
+    "overlaps",
+    "in_front_of",
+    "behind",
+    "occludes",
+)
+
+
 class SpatialRelation(TypedDict):
     subject: int  # object indices
-    predicate: str  # left_of, right_of, above, below, inside, overlaps, in_front_of, behind, occludes
+    predicate: str  # one of SPATIAL_PREDICATES
     object: int
 
 
@@ -137,6 +153,8 @@ class VideoEvent(TypedDict, total=False):
     end: Required[Seconds]
     description: str
     frame_ids: list[str]  # sampled frames inside the event
+    keyframe: str  # the frame that shows the event best (an engine's choice)
+    needs_description: bool  # the description is a seed (on-screen text) that a person must complete
     start_raw: float  # the times before boundary alignment
     end_raw: float
 

@@ -34,11 +34,13 @@ def _rapidocr_backend(
     engine: str, text_score: float, use_angle_cls: bool, workers: int, threads: int
 ) -> PrelabelBackend:
     # Building the ONNX sessions takes seconds: share one engine per setting and process.
+    from qwen_dataset.prelabel.classical.backend import ClassicalBackend
     from qwen_dataset.prelabel.rapidocr_backend import RapidOcrBackend
 
-    return RapidOcrBackend(
+    ocr = RapidOcrBackend(
         engine=engine, text_score=text_score, use_angle_cls=use_angle_cls, intra_op_threads=threads, workers=workers
     )
+    return ClassicalBackend(ocr)
 
 
 #: The OCR engines a RapidOcrResource can run (qwen_dataset.prelabel.ocr_engines.ENGINES).
@@ -47,6 +49,9 @@ OcrEngineName = Literal["rapidocr", "rapidocr-onnxruntime"]
 
 class RapidOcrResource(PrelabelResource):
     """RapidOCR on the CPU (ONNX models shipped in the wheels): the default, no GPU needed.
+
+    It annotates all five tasks: ``ocr`` with RapidOCR, the others with the classical engines on top
+    of its lines (:mod:`qwen_dataset.prelabel.classical`; README, "The default engine per task").
 
     ``engine`` picks the recogniser (README, "OCR engines"); ``workers`` and ``threads`` how the
     frames of a batch share the machine: ``workers`` processes of ``threads`` ONNX Runtime threads,

@@ -21,7 +21,9 @@ from qwen_dataset.prelabel.vllm.backend import VllmBackend
 from qwen_dataset.prelabel.vllm.settings import (
     DEFAULT_MAX_IMAGES_PER_REQUEST,
     DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_TOKENS,
     DEFAULT_MODEL,
+    DEFAULT_RETRY_MAX_TOKENS,
     VllmSettings,
 )
 from resources.prelabel import PrelabelResource
@@ -43,7 +45,18 @@ class VllmPrelabelResource(PrelabelResource):
     backoff_base_s: float = Field(default=0.5, description="First retry waits up to this long (full jitter, doubling).")
     backoff_max_s: float = Field(default=30.0, description="Cap on one backoff wait (Retry-After is honoured).")
     max_tokens: int = Field(
-        default=4096, description="Cap on the answer's tokens (each template has its own budget too)."
+        default=DEFAULT_MAX_TOKENS,
+        description=(
+            "Cap on a request's answer tokens. A request asks for its template's budget (image_to_code "
+            "8192, the others 4096), never more than this cap."
+        ),
+    )
+    retry_max_tokens: int = Field(
+        default=DEFAULT_RETRY_MAX_TOKENS,
+        description=(
+            "A truncated answer (finish_reason=length) is asked again with twice the budget up to this many "
+            "tokens, then fails; 0: fail at once. The server's max_model_len must hold it."
+        ),
     )
     max_pixels: int = Field(
         default=DEFAULT_MAX_PIXELS,
@@ -74,6 +87,7 @@ class VllmPrelabelResource(PrelabelResource):
             backoff_base_s=self.backoff_base_s,
             backoff_max_s=self.backoff_max_s,
             max_tokens=self.max_tokens,
+            retry_max_tokens=self.retry_max_tokens,
             max_pixels=self.max_pixels,
             tasks=tuple(self.templates) if self.templates else None,
             gui_instruction=self.gui_instruction,

@@ -7,6 +7,8 @@ Runs against the Dagster instance in $DAGSTER_HOME (SQLite by default), so the r
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import shutil
 import sys
@@ -18,10 +20,11 @@ import pandas as pd
 from dagster import DagsterInstance
 
 from qwen_dataset.definitions import build_definitions
-from qwen_dataset.payloads import boxes_table
+from qwen_dataset.payloads import TASK_ORDER, boxes_table
 from qwen_dataset.quality.ocr_truth import score_frames_against_sample_truth, summarize
 from qwen_dataset.records import load_payload
-from qwen_dataset.samples.batch import generate_sample_batch
+from qwen_dataset.samples.batch import generate_sample_batch, write_instruction_file
+from qwen_dataset.samples.evaluate import evaluate_against_truth
 from qwen_dataset.samples.truth import SampleTruth, write_truth
 from qwen_dataset.store.inbox import mark_ready
 from qwen_dataset.store.layout import StorageLayout
@@ -41,6 +44,7 @@ def prepare_batch(layout: StorageLayout, batch: str, seed: int) -> Path:
     if inbox.exists():
         shutil.rmtree(inbox)  # the generator is deterministic: regenerating gives the same files
     truth = generate_sample_batch(inbox, seed=seed)
+    write_instruction_file(truth, layout.inbox, batch)  # one GUI instruction per screen, beside the batch
     truth_path = layout.root / "sample_truth" / f"{batch}.json"
     write_truth(truth, truth_path)
     mark_ready(inbox)
@@ -65,6 +69,9 @@ def print_summary(layout: StorageLayout, batch: str, truth_path: Path, seconds: 
     failed = int((final["status"] == "failed").sum())
     print(f"annotations: {len(final)} ({failed} failed), text regions: {len(regions)}")
     print_ocr_accuracy(read_truth(truth_path), uploads, frames, final)
+    print_task_accuracy(
+        read_truth(truth_path), uploads, frames, final, layout.root / "exports" / "reports" / f"{batch}.json"
+    )
     print(f"quality report: {layout.root / 'exports' / 'reports' / f'{batch}.html'}")
     print(f"exports: {layout.exports(batch)}")
     for path in sorted(layout.exports(batch).glob("*.*")):
@@ -73,6 +80,20 @@ def print_summary(layout: StorageLayout, batch: str, truth_path: Path, seconds: 
 
 
 SHOWN_SCREEN = "screen_1_login.png"
+
+
+def print_task_accuracy(
+    truth: SampleTruth, uploads: pd.DataFrame, frames: pd.DataFrame, final: pd.DataFrame, report: Path
+) -> None:
+    """Per task: rows made and accuracy against the generator's truth (code fidelity: the QC report's)."""
+    figures = json.loads(report.read_text())["figures"] if report.exists() else {}
+    print("per task, against the generator's truth:")
+    for row in evaluate_against_truth(truth, uploads, frames, final):
+        if row.task == "image_to_code":
+            row = dataclasses.replace(
+                row, figures={"ssim": figures.get("code_ssim"), "text_recall": figures.get("code_text_recall")}
+            )
+        print(f"  {row.line()}")
 
 
 def print_ocr_accuracy(truth: SampleTruth, uploads: pd.DataFrame, frames: pd.DataFrame, final: pd.DataFrame) -> None:
@@ -128,7 +149,10 @@ def main() -> int:
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions("batches", [batch])
     # Step-by-step DEBUG events stay in the run's log (see `make dev`); the terminal gets warnings.
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    quiet = {
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        "ops": {"ai_annotations": {"config": {"tasks": list(TASK_ORDER)}}},  # every task, on the default engine too
+    }
     result = defs.resolve_job_def("process_batch").execute_in_process(
         instance=instance, partition_key=batch, raise_on_error=False, run_config=quiet
     )

@@ -128,7 +128,17 @@ def test_configs_are_well_formed_and_name_their_controls() -> None:
     video = ElementTree.fromstring(labeling_config("video_event", frame_rate=29.97)).find("Video")
     assert video.get("frameRate") == "29.97" and video.get("value") == "$video"
     _, _, relations = controls_of(labeling_config("spatial"))
-    assert relations == {"left_of", "right_of", "above", "below", "in_front_of", "behind", "occludes"}
+    assert relations == {
+        "left_of",
+        "right_of",
+        "above",
+        "below",
+        "inside",
+        "overlaps",
+        "in_front_of",
+        "behind",
+        "occludes",
+    }
     with pytest.raises(ValueError, match="unknown task"):
         labeling_config("captions")
     with pytest.raises(ValueError, match="frame_rate must be a positive number"):

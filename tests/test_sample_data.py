@@ -115,6 +115,7 @@ def test_boxes_are_inside_their_images_and_not_empty(batch):
     _, truth = batch
     for image in truth.images:
         boxes = [line.bbox for line in image.lines] + [element.bbox for element in image.elements]
+        boxes += [obj.bbox for obj in image.objects]
         assert boxes
         for x1, y1, x2, y2 in boxes:
             assert 0 <= x1 < x2 <= image.width and 0 <= y1 < y2 <= image.height, image.file_name
@@ -214,6 +215,24 @@ def test_buttons_and_inputs_contain_their_text(batch):
                 tx1, ty1, tx2, ty2 = lines[element.text]
                 ex1, ey1, ex2, ey2 = element.bbox
                 assert ex1 < tx1 and ey1 < ty1 and tx2 < ex2 and ty2 < ey2, (image.file_name, element.text)
+
+
+def test_scene_objects_are_drawn_where_the_truth_says_with_their_relations(batch):
+    folder, truth = batch
+    scene = truth.image("scene_objects.png")
+    pixels = np.asarray(Image.open(folder / scene.file_name).convert("RGB"))
+    floor = pixels[0, 0]
+    for obj in scene.objects:
+        x1, y1, x2, y2 = (int(v) for v in obj.bbox)
+        inside = pixels[y1:y2, x1:x2]
+        assert (inside != floor).any(axis=2).any(), obj.label
+        if obj.label not in ("purple cup", "orange block"):  # the two drawn onto another object
+            assert (pixels[y1 - 1, x1:x2] == floor).all(), obj.label  # the box starts where the object does
+    labels = [obj.label for obj in scene.objects]
+    said = {(labels[r.subject], r.predicate, labels[r.object]) for r in scene.relations}
+    assert ("purple cup", "inside", "yellow tray") in said and ("orange block", "occludes", "blue ball") in said
+    screens = [image for image in truth.images if image.elements]
+    assert all(image.instruction and image.target in {e.text for e in image.elements} for image in screens)
 
 
 def test_photo_is_stored_rotated_with_exif_orientation_6(batch):

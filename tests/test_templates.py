@@ -165,7 +165,7 @@ def test_labels_outside_the_enums_are_unknown_labels() -> None:
     gui["actions"][0]["direction"] = "sideways"
     assert answer_error("gui_action", gui).code == "unknown_label"
     spatial = copy.deepcopy(load_template("spatial").example)
-    spatial["relations"][0]["predicate"] = "inside"
+    spatial["relations"][0]["predicate"] = "beside"
     assert answer_error("spatial", spatial).code == "unknown_label"
 
 

@@ -228,6 +228,35 @@ def test_malformed_json_is_retried_once_and_can_recover(tmp_path: Path, fake: Fa
     assert outcome.payload is not None and len(fake.requests_for(RED)) == 2
 
 
+def test_a_truncated_answer_is_asked_again_with_a_larger_budget_up_to_the_ceiling(
+    tmp_path: Path, fake: FakeVllm, server: FakeVllmServer
+) -> None:
+    truncated = Reply(content='{"lines": [', finish_reason="length")
+    fake.script(BLUE, truncated, truncated, truncated, truncated)
+    frame = paint(tmp_path, "long", BLUE)
+    [outcome] = list(backend_for(server).annotate([frame], "ocr"))
+    assert outcome.error.startswith("truncated: the answer hit max_tokens=16384")
+    assert [seen.max_tokens for seen in fake.requests_for(BLUE)] == [4096, 8192, 16384]  # never the same budget twice
+    fake.script(RED, truncated, Reply.json(ocr_answer([0, 0, 5, 5])))
+    [grown] = list(backend_for(server).annotate([paint(tmp_path, "grown", RED)], "ocr"))
+    assert grown.payload is not None and [seen.max_tokens for seen in fake.requests_for(RED)] == [4096, 8192]
+
+
+def test_a_truncated_answer_fails_at_once_without_a_retry_budget(
+    tmp_path: Path, fake: FakeVllm, server: FakeVllmServer
+) -> None:
+    fake.script(BLUE, Reply(content='{"lines": [', finish_reason="length"))
+    [outcome] = list(backend_for(server, retry_max_tokens=0).annotate([paint(tmp_path, "once", BLUE)], "ocr"))
+    assert outcome.error.startswith("truncated: the answer hit max_tokens=4096") and len(fake.requests_for(BLUE)) == 1
+
+
+def test_image_to_code_asks_for_its_templates_budget(tmp_path: Path, fake: FakeVllm, server: FakeVllmServer) -> None:
+    list(backend_for(server).annotate([paint(tmp_path, "page", BLUE)], "image_to_code"))
+    assert fake.requests_for(BLUE)[0].max_tokens == 8192  # the template's 8192, not a silent 4096
+    list(backend_for(server, max_tokens=2048).annotate([paint(tmp_path, "capped", RED)], "image_to_code"))
+    assert fake.requests_for(RED)[0].max_tokens == 2048  # a lower cap lowers it
+
+
 @pytest.mark.parametrize(
     ("reply", "code"),
     [
@@ -236,7 +265,6 @@ def test_malformed_json_is_retried_once_and_can_recover(tmp_path: Path, fake: Fa
         (Reply.json(ocr_answer([600, 0, 500, 500])), "out_of_range"),
         (Reply.json({"lines": [{**ocr_answer([0, 0, 5, 5])["lines"][0], "font_style": "gothic"}]}), "unknown_label"),
         (Reply.json({"regions": []}), "schema_violation"),
-        (Reply(content='{"lines": [', finish_reason="length"), "truncated"),
     ],
 )
 def test_bad_answers_become_failure_rows_after_one_retry(

@@ -84,3 +84,17 @@ def test_vllm_backend_drives_the_graph_and_reruns_only_failures(root):
     assert json.loads(tall["payload"])["regions"][0]["bbox"] == pytest.approx([0.0, 0.0, 300.0, 300.0])
     lines = (root / "exports" / BATCH / "qwen_ocr.jsonl").read_text().splitlines()
     assert len(lines) == 2
+
+
+def test_a_run_checks_the_server_once_and_stops_with_what_to_fix(root):
+    fake = FakeVllm(api_key="the-right-key")
+    instance = DagsterInstance.ephemeral()
+    with FakeVllmServer(fake) as server:
+        result = run(root, instance, server)  # run() sends api_key="secret": the wrong one
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert [e.step_key for e in failures] == ["ai_annotations"]
+    message = str(failures[0].event_specific_data.error)
+    assert "HTTP 401" in message and "QWEN_VLLM_API_KEY" in message
+    assert fake.seen == []  # not one chat request, so no failed row per frame
+    assert not (root / "manifests" / "ai_annotations" / f"{BATCH}.parquet").exists()

@@ -928,3 +928,52 @@ def test_pages_render_for_each_role(world):
     # A path-relative "next" cannot send a fresh sign-in elsewhere.
     assert 'data-next="/"' in world.client().get("/login", params={"next": "//evil.example/"}).text
     assert 'data-next="/"' in world.client().get("/login", params={"next": "/\\evil.example"}).text
+
+
+# --------------------------------------------------------------------------- spatial relations
+
+
+def test_drawn_boxes_get_relations_from_the_default_engines_rules(world):
+    world.set_double_rate(0.0)
+    objects = [
+        {"bbox": [20.0, 40.0, 100.0, 120.0], "label": "cup"},
+        {"bbox": [200.0, 40.0, 300.0, 150.0], "label": "tray"},
+    ]
+    world.import_batch("b-spatial", frames=1, task="spatial", payload={"objects": objects, "relations": []})
+    owner = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
+    client = world.client(owner)
+    entry = my_items(world, owner)[0]
+    annotation = open_annotation(client, entry["annotation_id"])
+    # The annotator draws a third box, inside the tray, as the editor serializes it.
+    drawn = {**to_label_studio([220.0, 60.0, 260.0, 100.0], WIDTH, HEIGHT), "rotation": 0}
+    result = annotation["result"] + [
+        {
+            "id": "new1",
+            "from_name": "object",
+            "to_name": "image",
+            "type": "rectanglelabels",
+            "value": {**drawn, "rectanglelabels": ["object"]},
+        },
+        {
+            "id": "new1",
+            "from_name": "label",
+            "to_name": "image",
+            "type": "textarea",
+            "value": {**drawn, "text": ["spoon"]},
+        },
+    ]
+    url = f"/api/annotations/{entry['annotation_id']}/spatial-relations"
+    suggested = client.post(url, json={"result": result})
+    assert suggested.status_code == 200, suggested.text
+    relations = {
+        (r["from_id"], tuple(r["labels"]), r["to_id"]) for r in suggested.json()["result"] if r["type"] == "relation"
+    }
+    assert ("o0", ("left_of",), "o1") in relations and ("o2", ("inside",), "o1") in relations
+    # A pair the annotator related already keeps exactly what they said.
+    mine = [*result, {"from_id": "o1", "to_id": "o0", "type": "relation", "direction": "right", "labels": ["right_of"]}]
+    kept = client.post(url, json={"result": mine}).json()["result"]
+    pair = [r["labels"] for r in kept if r["type"] == "relation" and {r["from_id"], r["to_id"]} == {"o0", "o1"}]
+    assert pair == [["right_of"]]
+    # Nothing was saved: the editor saves as usual.
+    assert open_annotation(client, entry["annotation_id"])["version"] == annotation["version"]
+    assert world.client("ann1" if owner != "ann1" else "ann2").post(url, json={"result": result}).status_code == 404

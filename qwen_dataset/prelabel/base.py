@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class FrameInput:
     height: int
     image_path: Path  # the enhanced copy for low-light frames, else the frame itself
     t: float | None = None
+    duration: float | None = None  # seconds of the whole video a sampled frame comes from
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,10 @@ class PrelabelOutcome:
     payload: dict[str, Any] | None
     error: str = ""
     raw: str = ""  # the model's raw text, kept for failures
+
+
+class BackendNotReady(RuntimeError):
+    """The engine cannot annotate at all (a server down, a wrong key or model): the message says what to fix."""
 
 
 class PrelabelBackend(abc.ABC):
@@ -76,6 +81,15 @@ class PrelabelBackend(abc.ABC):
     def annotate(self, frames: Sequence[FrameInput], task: str) -> Iterator[PrelabelOutcome]:
         """Yield exactly one outcome per input frame (in any order); for ``video_event``, one per video."""
 
+    def check_ready(self) -> None:
+        """Raise :class:`BackendNotReady`, saying what to fix, when the engine cannot run at all.
+
+        Called once at the start of a run that has frames to annotate, so a run against a server
+        that is down stops with one message instead of writing a failed row for every frame. An
+        engine inside this process is always ready (the default).
+        """
+        return None
+
     def applies_to(self, task: str) -> tuple[str, ...]:
         """Frame kinds (``image``, ``page``, ``video_frame``) the task is meant for: the payload
         registry's by default; a backend whose templates say otherwise overrides this."""
@@ -86,9 +100,12 @@ class PrelabelBackend(abc.ABC):
         *,
         instruction: str | None = None,
         video_path_for: Callable[[str], Path | None] | None = None,
+        instructions: Mapping[str, str] | None = None,
     ) -> PrelabelBackend:
-        """This backend with one run's options: the GUI instruction (None: the backend's default) and
-        ``video_path_for(upload_id)``, the original video file. A backend that uses neither returns itself."""
+        """This backend with one run's options: the GUI instruction (None: the backend's default),
+        ``video_path_for(upload_id)``, the original video file, and ``instructions``, a GUI
+        instruction per upload id (:mod:`qwen_dataset.prelabel.instructions`) that wins over the
+        run's. A backend that uses none of them returns itself."""
         return self
 
 

@@ -59,9 +59,14 @@ def frame_inputs(frames: pd.DataFrame, blobs: BlobStore) -> list[FrameInput]:
                 height=int(row.height),
                 image_path=blobs.local_path(uri),
                 t=None if pd.isna(row.t) else float(row.t),
+                duration=_seconds(getattr(row, "duration", None)),
             )
         )
     return inputs
+
+
+def _seconds(value: object) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)  # type: ignore[arg-type]
 
 
 def check_tasks(backend: PrelabelBackend, tasks: list[str]) -> None:
@@ -134,9 +139,13 @@ def annotate_frames(
     kept = reusable_rows(previous, backend, unchanged, tasks)
     parts = [kept]
     figures: dict[str, float] = {}
+    checked = False
     for task in tasks:
         done = set(kept.loc[kept["task"] == task, "frame_id"])
         todo, expected = pending(task, task_inputs(backend, task, inputs, kinds), done)
+        if todo and not checked:
+            backend.check_ready()  # once per run, before the first request: raises BackendNotReady
+            checked = True
         started = time.perf_counter()
         records = outcomes_to_records(backend.annotate(todo, task), expected, task, backend.author, backend.version)
         elapsed = time.perf_counter() - started

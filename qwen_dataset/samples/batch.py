@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import TypedDict
@@ -9,19 +10,31 @@ from typing import TypedDict
 import numpy as np
 from PIL import Image, ImageOps
 
+from qwen_dataset.prelabel.instructions import INSTRUCTIONS_SUFFIX
 from qwen_dataset.samples.broken import BROKEN_REASONS, _broken_files
 from qwen_dataset.samples.documents import PDF_DPI, images_to_pdf_bytes, pdf_document, photo_like, rotated_jpeg_bytes
 from qwen_dataset.samples.drawing import LIGHT_THEMES, LOW_LIGHT_THEME, png_bytes
+from qwen_dataset.samples.scene import draw_scene
 from qwen_dataset.samples.screens import SCREENS, screen_dashboard, screen_settings
 from qwen_dataset.samples.truth import ImageTruth, PdfTruth, SampleTruth
 from qwen_dataset.samples.video import make_h264_video
-from qwen_dataset.store.paths import atomic_write_bytes
+from qwen_dataset.store.paths import atomic_write_bytes, atomic_write_text
 
 DUPLICATE_OF = {"screen_1_login_copy.png": "screen_1_login.png"}  # the copy sorts after its original
 PHOTO_NAME = "photo_rotated.jpg"
 LOW_LIGHT_NAME = "lowlight_dashboard.png"
 PDF_NAME = "document.pdf"
 VIDEO_NAME = "clip.mp4"
+
+#: One instruction per GUI screen, and the text of the element it acts on (the truth's target).
+INSTRUCTIONS = {
+    "screen_1_login.png": ("点击登录按钮", "登录"),
+    "screen_2_search.png": ("搜索商品 Click 搜索", "搜索"),
+    "screen_3_checkout.png": ("提交订单 Submit the order", "提交订单"),
+    "screen_4_settings.png": ("Cancel the changes", "Cancel"),
+    PHOTO_NAME: ("保存设置 Save the settings", "保存"),
+    LOW_LIGHT_NAME: ("Export the report", "Export"),
+}
 
 
 class _VideoSpec(TypedDict):
@@ -75,6 +88,14 @@ def generate_sample_batch(dest: Path, seed: int = 0) -> SampleTruth:
     for name, data in broken.items():
         atomic_write_bytes(dest / name, data)
 
+    # Drawn last, so the files before it stay what they were before the scene existed.
+    scene, scene_truth = draw_scene(rng)
+    written[scene_truth.file_name] = png_bytes(scene)
+    atomic_write_bytes(dest / scene_truth.file_name, written[scene_truth.file_name])
+    images.append(scene_truth)
+    for image in images:
+        image.instruction, image.target = INSTRUCTIONS.get(image.file_name, ("", ""))
+
     files = sorted([*written, VIDEO_NAME, *broken])
     return SampleTruth(
         seed=seed,
@@ -85,6 +106,14 @@ def generate_sample_batch(dest: Path, seed: int = 0) -> SampleTruth:
         broken=dict(BROKEN_REASONS),
         duplicates=dict(DUPLICATE_OF),
     )
+
+
+def write_instruction_file(truth: SampleTruth, inbox: Path, batch: str) -> Path:
+    """Write the batch's instruction file beside its folder (:mod:`qwen_dataset.prelabel.instructions`)."""
+    path = Path(inbox) / f"{batch}{INSTRUCTIONS_SUFFIX}"
+    named = {image.file_name: image.instruction for image in truth.images if image.instruction}
+    atomic_write_text(path, json.dumps(named, ensure_ascii=False, indent=1, sort_keys=True) + "\n")
+    return path
 
 
 def upright_image(path: Path) -> Image.Image:

@@ -36,6 +36,23 @@ class UIElement:
 
 
 @dataclasses.dataclass
+class SceneObject:
+    """An object of the sample scene: what it is and its full extent."""
+
+    label: str
+    bbox: list[float]
+
+
+@dataclasses.dataclass
+class SceneRelation:
+    """A relation that holds by construction: ``objects[subject] predicate objects[object]``."""
+
+    subject: int
+    predicate: str
+    object: int
+
+
+@dataclasses.dataclass
 class ImageTruth:
     """An image file; coordinates are those of the upright image (after EXIF transpose)."""
 
@@ -46,6 +63,10 @@ class ImageTruth:
     elements: list[UIElement]
     low_light: bool = False
     exif_orientation: int = 1  # as stored in the file; 1 = upright already
+    instruction: str = ""  # what a GUI action on this screen should do ("" = none given)
+    target: str = ""  # the text of the element that instruction acts on
+    objects: list[SceneObject] = dataclasses.field(default_factory=list)
+    relations: list[SceneRelation] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

@@ -31,7 +31,7 @@ from qwen_dataset.store.layout import StorageLayout
 from qwen_dataset.workbench import admin_settings, interop, templates_admin, throttle, video, workflow
 from qwen_dataset.workbench.assignment import import_batch
 from qwen_dataset.workbench.auth import SERVICE, Principal, db_session, require
-from qwen_dataset.workbench.editor import EDITABLE_TASKS, config_for, task_data, to_results
+from qwen_dataset.workbench.editor import EDITABLE_TASKS, config_for, suggest_relations, task_data, to_results
 from qwen_dataset.workbench.security import (
     SESSION_COOKIE,
     PasswordHashBusy,
@@ -247,6 +247,21 @@ def submit_annotation(
         "version": annotation.version,
         "state": workflow.annotator_state(annotation.state),
     }
+
+
+class Boxes(BaseModel):
+    result: list[dict[str, Any]]
+
+
+@router.post("/api/annotations/{annotation_id}/spatial-relations", max_body_size=EDITOR_BODY_BYTES)
+def spatial_relations(
+    annotation_id: str, body: Boxes, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
+) -> dict:
+    """The editor's boxes with the relations and depth order the default engine computes from them,
+    for the pairs the annotator has not related yet; nothing is saved (the editor saves as usual)."""
+    annotation = workflow.own_annotation(session, annotation_id, who.account)
+    item = workflow.assigned_item(session, annotation)
+    return {"result": suggest_relations(item, body.result)}
 
 
 # --------------------------------------------------------------------------- frames

@@ -23,6 +23,7 @@ from qwen_dataset.exporters.label_studio.export import label_studio_task
 from qwen_dataset.exporters.label_studio.importer import from_label_studio_export
 from qwen_dataset.exporters.stream import ExportAnnotation
 from qwen_dataset.payloads import TASK_ORDER
+from qwen_dataset.prelabel.classical.spatial import fill_relations
 from qwen_dataset.records import AnnotationStatus, FrameRecord, Task, columns_of, dump_payload, load_payload
 from qwen_dataset.workbench import video
 
@@ -128,6 +129,17 @@ def from_results(item: WorkItem, results: Any) -> Converted:
         raise EditorError(record["error"].removeprefix("label_studio_import: "))
     check_text_sizes(load_payload(record["payload"]))
     return Converted(record["payload"], record["template_version"])
+
+
+def suggest_relations(item: WorkItem, results: Any) -> list[dict[str, Any]]:
+    """The editor's spatial results with relations, depth order and occlusion flags filled in for
+    what the annotator has not set yet (:func:`qwen_dataset.prelabel.classical.spatial.fill_relations`:
+    the default engine's own rules, so what the workbench proposes is what pre-annotation does)."""
+    if item.task != Task.SPATIAL:
+        raise EditorError(f"relations are suggested for spatial items only, not {item.task}")
+    converted = from_results(item, results)
+    filled = fill_relations(load_payload(converted.payload))
+    return to_results(item, dump_payload(filled))
 
 
 def check_text_sizes(payload: Any) -> None:

@@ -374,6 +374,26 @@ def test_a_relation_arrow_between_objects_gets_its_predicate(served, browser):
     assert not [error for error in errors if "422" not in error], errors
 
 
+def test_relations_are_suggested_from_the_boxes_and_saved(served, browser):
+    world, base = served
+    objects = [
+        {"bbox": [20, 20, 120, 120], "label": "cup", "occluded": False},
+        {"bbox": [220, 40, 360, 160], "label": "laptop", "occluded": False},
+    ]
+    payload = {"objects": objects, "relations": [], "depth_order": []}
+    page, errors, client, entry = _open_item(world, base, browser, "b-suggest", "spatial", payload)
+    page.locator("#spatial-suggest").wait_for()
+    page.click("#spatial-suggest")
+    relations = "() => window.workbenchStore.annotationStore.selected.relationStore.relations.length"
+    page.wait_for_function(f"{relations} === 1")
+    page.wait_for_function(SAVED)
+    stored = client.get(f"/api/annotations/{entry['annotation_id']}").json()["payload"]
+    assert stored["relations"] == [{"subject": 0, "predicate": "left_of", "object": 1}]
+    assert stored["depth_order"] == [1, 0]  # the laptop stands lower in the picture: nearer
+    assert [o["label"] for o in stored["objects"]] == ["cup", "laptop"]
+    assert not errors, errors
+
+
 def test_generated_html_is_edited_beside_its_rendering(served, browser):
     world, base = served
     payload = {

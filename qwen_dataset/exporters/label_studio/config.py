@@ -9,18 +9,17 @@ from collections.abc import Iterable
 from xml.sax.saxutils import quoteattr
 
 from qwen_dataset.exporters.coco import schema_labels
-from qwen_dataset.payloads import TASK_ORDER
+from qwen_dataset.payloads import SPATIAL_PREDICATES, TASK_ORDER
 from qwen_dataset.records import (
     Task,
 )
 
 #: ``template_version`` of records imported from Label Studio (bump when the configs change).
-LS_TEMPLATE_VERSION = "label-studio-1.1"
+LS_TEMPLATE_VERSION = "label-studio-1.2"
 
 #: Frame rate of the ``<Video>`` tag: timeline ranges are frame numbers at this rate.
 DEFAULT_FRAME_RATE = 25.0
 FONT_STYLES = ("regular", "bold", "italic", "handwritten", "monospace", "decorative")
-SPATIAL_PREDICATES = ("left_of", "right_of", "above", "below", "in_front_of", "behind", "occludes")
 CHILD_OF = "child_of"
 OCR_LABEL = "text"
 OCCLUDED = "occluded"

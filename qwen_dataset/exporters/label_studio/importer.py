@@ -17,14 +17,13 @@ from qwen_dataset.exporters.label_studio.config import (
     DEFAULT_FRAME_RATE,
     LS_TEMPLATE_VERSION,
     OCCLUDED,
-    SPATIAL_PREDICATES,
     LabelStudioImportError,
     check_frame_rate,
     frame_to_seconds,
 )
 from qwen_dataset.exporters.stream import frame_size_index
 from qwen_dataset.geometry import clip_box, from_label_studio, is_valid_box, overhang
-from qwen_dataset.payloads import TASK_ORDER, PayloadError, validate_payload, walk_layout
+from qwen_dataset.payloads import SPATIAL_PREDICATES, TASK_ORDER, PayloadError, validate_payload, walk_layout
 from qwen_dataset.prelabel.video_events import frame_ids_for_event
 from qwen_dataset.records import (
     AnnotationRecord,

@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from qwen_dataset.prelabel.base import FrameInput, PrelabelOutcome
+from qwen_dataset.prelabel.base import BackendNotReady, FrameInput, PrelabelOutcome
 from qwen_dataset.prelabel.templates import (
     AnswerError,
     Template,
@@ -75,12 +75,13 @@ from qwen_dataset.prelabel.vllm.protocol import (
     encode_request,
     error_message_of,
     image_placeholder,
+    with_budget,
 )
-from qwen_dataset.prelabel.vllm.settings import VIDEO_TASK, VllmSettings
+from qwen_dataset.prelabel.vllm.settings import VIDEO_TASK, VllmSettings, next_budget, token_budget
 from qwen_dataset.prelabel.vllm.templated import QwenTemplatedBackend
 
 
-class ServerCheckError(RuntimeError):
+class ServerCheckError(BackendNotReady):
     """The vLLM server is unreachable or does not serve the configured model."""
 
 
@@ -143,6 +144,10 @@ class VllmBackend(QwenTemplatedBackend):
                 f"the server at {url} serves {served}, not {self.settings.model!r}; set the resource's model to one of them"
             )
         return served
+
+    def check_ready(self) -> None:
+        """The start-of-run check: the server answers ``/v1/models`` with our key and serves our model."""
+        self.check_server()
 
     # -- the event loop -----------------------------------------------------------------------
 
@@ -242,14 +247,14 @@ class _Runner:
         except RequestFailed as error:
             return job_failure(job, task, str(error), error.raw)
         placeholders = [image_placeholder(index) for index in range(len(images))]
-        messages = job_messages(job, self.template, placeholders, settings.gui_instruction)
-        body = encode_request(
-            build_request_body(settings.model, self.template, messages, settings.max_tokens), placeholders, images
-        )
+        instruction = self.backend.instruction_for(job.frames)
+        messages = job_messages(job, self.template, placeholders, instruction)
+        budget = token_budget(self.template, settings.max_tokens)
+        body = encode_request(build_request_body(settings.model, self.template, messages, budget), placeholders, images)
         del images, messages
-        context = job_context(job, settings.gui_instruction)
-        last_error, last_raw = "", ""
-        for _ in range(2):  # an unusable answer is asked for once more
+        context = job_context(job, instruction)
+        second_chance = True  # an unusable (not truncated) answer is asked for once more
+        while True:
             try:
                 text, finish_reason = await self._post(body)
             except RequestFailed as error:
@@ -257,13 +262,16 @@ class _Runner:
             try:
                 return parse_answer(self.template, text, context)
             except AnswerError as error:
-                last_raw = text
-                last_error = (
-                    truncation_error(error, min(self.template.max_tokens, settings.max_tokens))
-                    if finish_reason == "length"
-                    else str(error)
-                )
-        return job_failure(job, task, last_error, last_raw)
+                if finish_reason == "length":
+                    # At temperature 0 the same budget truncates the same way: more tokens, or stop.
+                    grown = next_budget(budget, settings.retry_max_tokens)
+                    if grown is None:
+                        return job_failure(job, task, truncation_error(error, budget), text)
+                    budget, body = grown, with_budget(body, grown)
+                elif second_chance:
+                    second_chance = False
+                else:
+                    return job_failure(job, task, str(error), text)
 
     def _encode(self, frames: Sequence[FrameInput]) -> list[EncodedImage]:
         settings = self.settings

@@ -39,6 +39,8 @@ from qwen_dataset.prelabel.vllm.protocol import RequestFailed
 from qwen_dataset.prelabel.vllm.settings import (
     VIDEO_TASK,
     InProcessSettings,
+    next_budget,
+    token_budget,
 )
 from qwen_dataset.prelabel.vllm.templated import QwenTemplatedBackend
 
@@ -119,10 +121,6 @@ class InProcessVllmBackend(QwenTemplatedBackend):
         from vllm.sampling_params import StructuredOutputsParams
 
         settings = self.settings
-        max_tokens = min(template.max_tokens, settings.max_tokens)
-        params = vllm.SamplingParams(
-            temperature=0.0, max_tokens=max_tokens, structured_outputs=StructuredOutputsParams(json=template.schema)
-        )
         results: list[dict[str, Any] | PrelabelOutcome | None] = [None] * len(batch)
         conversations: dict[int, list[dict[str, Any]]] = {}
         encoded_jobs = pool.map(lambda job: self._encode_job(job, template.task), batch)
@@ -131,24 +129,39 @@ class InProcessVllmBackend(QwenTemplatedBackend):
                 results[index] = encoded
             else:
                 conversations[index] = job_messages(
-                    job, template, [image.data_url for image in encoded], settings.gui_instruction
+                    job, template, [image.data_url for image in encoded], self.instruction_for(job.frames)
                 )
+        # Per job: the budget of its next request, and whether an unusable answer may be asked again.
+        budget = {index: token_budget(template, settings.max_tokens) for index in conversations}
+        second_chance = set(conversations)
         todo = list(conversations)
-        for _ in range(2):  # an unusable answer is asked for once more
-            if not todo:
-                break
-            outputs = self.llm().chat([conversations[index] for index in todo], sampling_params=params, use_tqdm=False)
+        while todo:
             retry = []
-            for index, output in zip(todo, outputs):
-                job, completion = batch[index], output.outputs[0]
-                try:
-                    results[index] = parse_answer(template, completion.text, job_context(job, settings.gui_instruction))
-                except AnswerError as error:
-                    message = (
-                        truncation_error(error, max_tokens) if completion.finish_reason == "length" else str(error)
-                    )
-                    results[index] = job_failure(job, template.task, message, completion.text)
-                    retry.append(index)
+            for tokens in sorted({budget[index] for index in todo}):
+                group = [index for index in todo if budget[index] == tokens]
+                params = vllm.SamplingParams(
+                    temperature=0.0, max_tokens=tokens, structured_outputs=StructuredOutputsParams(json=template.schema)
+                )
+                outputs = self.llm().chat([conversations[i] for i in group], sampling_params=params, use_tqdm=False)
+                for index, output in zip(group, outputs):
+                    job, completion = batch[index], output.outputs[0]
+                    try:
+                        results[index] = parse_answer(
+                            template, completion.text, job_context(job, self.instruction_for(job.frames))
+                        )
+                        continue
+                    except AnswerError as error:
+                        failure = str(error)
+                        if completion.finish_reason == "length":
+                            failure = truncation_error(error, tokens)
+                            grown = next_budget(tokens, settings.retry_max_tokens)
+                            if grown is not None:  # the same budget truncates the same way: more tokens
+                                budget[index] = grown
+                                retry.append(index)
+                        elif index in second_chance:
+                            second_chance.discard(index)
+                            retry.append(index)
+                        results[index] = job_failure(job, template.task, failure, completion.text)
             todo = retry
         settled = [result for result in results if result is not None]
         assert len(settled) == len(batch), "every job of a batch gets a result"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,11 +75,14 @@ def build_messages(
 def build_request_body(
     model: str, template: Template, messages: list[dict[str, Any]], max_tokens: int
 ) -> dict[str, Any]:
-    """The chat-completions body with vLLM's ``response_format`` structured output."""
+    """The chat-completions body with vLLM's ``response_format`` structured output.
+
+    ``max_tokens`` leads the body, so :func:`with_budget` finds it as the first key of the bytes.
+    """
     return {
+        "max_tokens": min(template.max_tokens, max_tokens),
         "model": model,
         "messages": messages,
-        "max_tokens": min(template.max_tokens, max_tokens),
         "temperature": 0,
         "response_format": {
             "type": "json_schema",
@@ -108,6 +112,20 @@ def encode_request(body: dict[str, Any], placeholders: Sequence[str], images: Se
         pieces += [head, b'"', image.url_bytes, b'"']
     pieces.append(text)
     return b"".join(pieces)
+
+
+_BUDGET = re.compile(rb'^\{"max_tokens": \d+')
+
+
+def with_budget(body: bytes, max_tokens: int) -> bytes:
+    """An encoded request (:func:`encode_request` of :func:`build_request_body`) asking for ``max_tokens``.
+
+    Rewrites the leading key in place, so the megabytes of images are not encoded again.
+    """
+    rewritten, count = _BUDGET.subn(b'{"max_tokens": ' + str(int(max_tokens)).encode(), body, count=1)
+    if count != 1:
+        raise ValueError("the request body does not start with its max_tokens; build it with build_request_body")
+    return rewritten
 
 
 def error_message_of(response: httpx.Response) -> str:

@@ -18,6 +18,16 @@ from qwen_dataset.prelabel.video_events import (
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-4B-Instruct"
 
+#: The cap on a request's answer tokens. A request's budget is its template's ``max_tokens``
+#: (image_to_code 8192, the others 4096), never more than this cap: the default holds every
+#: packaged template's budget, so the template's number is what is sent; a lower cap lowers them all.
+DEFAULT_MAX_TOKENS = 8192
+#: A truncated answer (``finish_reason=length``) is asked again with twice the budget, up to this
+#: many tokens; at the ceiling it fails at once (asking again with the same budget truncates the
+#: same way at temperature 0). 0: never ask again. The server's ``max_model_len`` must hold the
+#: prompt, the images and this many answer tokens.
+DEFAULT_RETRY_MAX_TOKENS = 16384
+
 #: Qwen3-VL sees one visual token per 32x32 pixels (16 px patches merged 2x2).
 PIXELS_PER_VISUAL_TOKEN = 32 * 32
 
@@ -43,7 +53,8 @@ class VllmSettings:
     max_retries: int = 4
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
-    max_tokens: int = 4096
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    retry_max_tokens: int = DEFAULT_RETRY_MAX_TOKENS
     max_pixels: int = DEFAULT_MAX_PIXELS
     tasks: tuple[str, ...] | None = None  # None: every template present
     gui_instruction: str = DEFAULT_GUI_INSTRUCTION
@@ -73,6 +84,8 @@ class VllmSettings:
             raise ValueError(f"these settings must be positive: {bad}")
         if self.reencode_format not in REENCODE_FORMATS:
             raise ValueError(f"reencode_format must be one of {sorted(REENCODE_FORMATS)}, not {self.reencode_format!r}")
+        if self.retry_max_tokens < 0:
+            raise ValueError(f"retry_max_tokens must be 0 (never ask again) or positive, not {self.retry_max_tokens}")
         if self.max_retries < 0 or self.backoff_base_s < 0 or self.backoff_max_s < 0 or self.event_tolerance_s < 0:
             raise ValueError("max_retries, backoff_base_s, backoff_max_s and event_tolerance_s must not be negative")
 
@@ -86,7 +99,8 @@ class VllmSettings:
 @dataclasses.dataclass(frozen=True)
 class InProcessSettings:
     model: str = DEFAULT_MODEL
-    max_tokens: int = 4096
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    retry_max_tokens: int = DEFAULT_RETRY_MAX_TOKENS
     max_pixels: int = DEFAULT_MAX_PIXELS
     tasks: tuple[str, ...] | None = None
     gui_instruction: str = DEFAULT_GUI_INSTRUCTION
@@ -102,6 +116,22 @@ class InProcessSettings:
             "limit_mm_per_prompt": {"image": DEFAULT_MAX_IMAGES_PER_REQUEST, "video": 0},
         }
     )
+
+
+def token_budget(template: Template, cap: int) -> int:
+    """The answer tokens a request of ``template`` asks for: the template's budget, at most ``cap``."""
+    return min(template.max_tokens, cap)
+
+
+def next_budget(budget: int, retry_max_tokens: int) -> int | None:
+    """The budget to ask again with after a truncated answer: twice as many tokens, at most
+    ``retry_max_tokens``; None when the budget is already there (fail at once).
+
+    >>> next_budget(4096, 16384), next_budget(16384, 16384), next_budget(4096, 0)
+    (8192, None, None)
+    """
+    grown = min(2 * budget, retry_max_tokens)
+    return grown if grown > budget else None
 
 
 def backend_version(engine: str, model: str, templates: dict[str, Template], **parameters: Any) -> str:
@@ -128,6 +158,7 @@ def qwen_backend_version(engine: str, settings: Any, templates: dict[str, Templa
         templates,
         max_pixels=settings.max_pixels,
         max_tokens=settings.max_tokens,
+        retry_tokens=settings.retry_max_tokens,
         reencode=settings.reencode_format,
         video_window=settings.max_images_per_request if has_video else None,
         tolerance=f"{settings.event_tolerance_s:g}" if has_video else None,

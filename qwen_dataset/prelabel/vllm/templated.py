@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar, Self
 
-from qwen_dataset.prelabel.base import PrelabelBackend
+from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend
+from qwen_dataset.prelabel.instructions import instruction_digest
 from qwen_dataset.prelabel.templates import Template, load_templates
 from qwen_dataset.prelabel.vllm.settings import InProcessSettings, VllmSettings, qwen_backend_version
 
@@ -32,15 +33,11 @@ class QwenTemplatedBackend(PrelabelBackend):
             settings.tasks, Path(settings.templates_dir) if settings.templates_dir else None
         )
         self.video_path_for = video_path_for
+        self.instructions: dict[str, str] = {}  # upload_id -> GUI instruction (the batch's file)
 
     @property
     def author(self) -> str:
         return self.settings.model
-
-    @property
-    def version(self) -> str:
-        """Model, template versions and every parameter that changes the output; no network."""
-        return qwen_backend_version(self.engine, self.settings, self.templates)
 
     @property
     def tasks(self) -> Sequence[str]:
@@ -66,12 +63,30 @@ class QwenTemplatedBackend(PrelabelBackend):
         *,
         instruction: str | None = None,
         video_path_for: Callable[[str], Path | None] | None = None,
+        instructions: Mapping[str, str] | None = None,
     ) -> Self:
-        """A copy with one run's options (the GUI instruction, the video files); what it has
-        loaded already (an engine) is shared."""
+        """A copy with one run's options (the GUI instruction, the per-file instructions, the video
+        files); what it has loaded already (an engine) is shared."""
         clone = copy.copy(self)
         if instruction:
             clone.settings = dataclasses.replace(self.settings, gui_instruction=instruction)
         if video_path_for is not None:
             clone.video_path_for = video_path_for
+        clone.instructions = dict(instructions or {})
         return clone
+
+    def instruction_for(self, frames: Sequence[FrameInput]) -> str:
+        """The GUI instruction of a request: its upload's own (the batch's file), else the run's."""
+        return (
+            self.instructions.get(frames[0].upload_id, self.settings.gui_instruction)
+            if frames
+            else self.settings.gui_instruction
+        )
+
+    @property
+    def version(self) -> str:
+        """Model, template versions and every parameter that changes the output; no network."""
+        version = qwen_backend_version(self.engine, self.settings, self.templates)
+        if self.instructions and "gui_action" in self.templates:
+            version += f";instructions={instruction_digest(self.instructions)}"
+        return version

@@ -150,6 +150,38 @@ function startOcrTools(panel, getResults, setResults) {
   return { render };
 }
 
+// The spatial panel: relations proposed by the server from the boxes (POST .../spatial-relations),
+// on demand or whenever a box is added while "Suggest as I draw boxes" is ticked.
+// `opened` is how many boxes the item was opened with (what the server sent), so loading is never
+// taken for drawing.
+function startSpatialTools(panel, annotationId, getResults, setResults, opened) {
+  const url = "/api/annotations/" + encodeURIComponent(annotationId) + "/spatial-relations";
+  const auto = panel.querySelector("#spatial-auto");
+  let boxes = opened; // the boxes counted at the last look
+  async function suggest() {
+    const results = getResults();
+    if (!results) return;
+    try {
+      const answer = await api("POST", url, { result: results });
+      setResults(answer.result);
+      boxes = regionIds(answer.result).length;
+    } catch (failure) {
+      flash("No relations suggested: " + failure.message, true);
+    }
+  }
+  panel.querySelector("#spatial-suggest").addEventListener("click", suggest);
+  setInterval(() => {
+    const results = getResults();
+    if (!results) return;
+    const now = regionIds(results).length;
+    const drawn = now > boxes;
+    boxes = now;
+    if (drawn && auto.checked) suggest();
+  }, 700);
+  panel.hidden = false;
+  return { suggest };
+}
+
 // The code editor: the HTML in a text box, its rendering in a sandboxed frame (no scripts, no
 // network: the page's Content-Security-Policy applies to it) next to the screenshot.
 function startCodeEditor(panel, imageUrl, width, height, html, onInput) {

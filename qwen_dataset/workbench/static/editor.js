@@ -14,6 +14,7 @@ let timeline = null; // the timeline editor, on a video item
 let codeEditor = null; // the HTML editor, on an image_to_code item
 const CODE_TASK = "image_to_code";
 const OCR_TASK = "ocr";
+const SPATIAL_TASK = "spatial";
 
 // The server's refusals of a save already begin with "not saved: ".
 function notSaved(failure) {
@@ -182,14 +183,17 @@ async function startAnnotating(annotationId) {
     saver.baseline();
   } else {
     startTools(data, htmlOf(data.result), editable);
-    const ocrTools = root.dataset.task === OCR_TASK && editable
-      ? () => startOcrTools(document.getElementById("ocr-tools"), currentResult, replaceResults) : null;
+    const panelTools = root.dataset.task === OCR_TASK && editable
+      ? () => startOcrTools(document.getElementById("ocr-tools"), currentResult, replaceResults)
+      : root.dataset.task === SPATIAL_TASK && editable
+        ? () => startSpatialTools(document.getElementById("spatial-tools"), annotationId, currentResult, replaceResults,
+                                   regionIds(data.result || []).length) : null;
     startEditor(data.config, forLabelStudio(data.task), [{ id: "current", result: withoutHtml(data.result) }],
                 ["panel", "controls", "side-column", "topbar"],
                 {
                   submit: () => editable && saver.submit(),
                   draft: () => saver.flush(),
-                  loaded: () => { saver.baseline(); if (ocrTools) setTimeout(ocrTools, 0); },
+                  loaded: () => { saver.baseline(); if (panelTools) setTimeout(panelTools, 0); },
                 });
   }
   if (!editable) {
