@@ -764,6 +764,33 @@ def html_page(
     )
 
 
+THUMBNAIL_SIZE = (160, 110)
+
+
+def thumbnails_of(report: QcReport, picture_of: Callable[[str], Any]) -> dict[str, bytes]:
+    """Small JPEGs of the frames the report's evidence names (``picture_of(frame_id)``: a local path or None)."""
+    from PIL import Image
+
+    shown: dict[str, bytes] = {}
+    for measurement in report.measurements.values():
+        for item in measurement.evidence:
+            if not item.frame_id or item.frame_id in shown:
+                continue
+            path = picture_of(item.frame_id)
+            if path is None:
+                continue
+            try:
+                with Image.open(path) as picture:
+                    small = picture.convert("RGB")
+                    small.thumbnail(THUMBNAIL_SIZE)
+                    buffer = io.BytesIO()
+                    small.save(buffer, format="JPEG", quality=80)
+            except (OSError, ValueError):
+                continue  # a missing or unreadable picture leaves the row without a thumbnail
+            shown[item.frame_id] = buffer.getvalue()
+    return shown
+
+
 def write_report_files(
     report: QcReport,
     out_dir: StoragePath,
