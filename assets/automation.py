@@ -29,7 +29,7 @@ INBOX_SETTLE_SECONDS = 60.0
     job=process_batch_job,
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Turns each new complete inbox/<batch>/ folder into a batch partition and one run.",
+    description="Turns each new complete `inbox/<batch>/` folder into a batch partition and one run.",
 )
 def inbox_sensor(context: SensorEvaluationContext, storage: StorageResource) -> SensorResult | SkipReason:
     scan = scan_inbox(storage.layout().inbox, settle_seconds=INBOX_SETTLE_SECONDS)

@@ -79,7 +79,7 @@ def code_fidelity_scorer(layout: StorageLayout):
         "Quality of the batch: IoU agreement and OCR accuracy between the two annotators of double-blind "
         "items, AI vs final OCR accuracy, GUI action-path completeness, review and failure counts; each gated "
         "figure with its sample, 95 % interval and worst frames. "
-        "Written as exports/reports/&lt;batch&gt;.html (the page) and .json (every figure); the headline figures are gated."
+        "Written as `exports/reports/<batch>.html` (the page) and `.json` (every figure); the headline figures are gated."
     ),
 )
 def qc_report(

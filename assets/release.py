@@ -78,7 +78,7 @@ def _work_root(layout: StorageLayout) -> Path:
         AssetDep("augmented_dataset", partition_mapping=AllPartitionMapping()),
     ],
     description=(
-        "releases/&lt;version&gt;/: every batch whose export is current (passed its gates), deterministic train/val/test "
+        "`releases/<version>/`: every batch whose export is current (passed its gates), deterministic train/val/test "
         "split by upload, all formats, a dataset card; version = content hash, never overwritten."
     ),
 )

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 import pandas as pd
 
 from qwen_dataset.quality.gates import GateDecision, Waiver, decide
+from qwen_dataset.quality.report import GATED
 from qwen_dataset.release.assemble import BatchExport
 from qwen_dataset.release.splits import split_for_upload
 from qwen_dataset.store.layout import StorageLayout
@@ -161,6 +162,8 @@ def quality_figures(layout: StorageLayout, names: list[str]) -> dict[str, object
     if not tables:
         return {}
     table = pd.concat(tables, ignore_index=True).set_index("batch")
+    # The gated figures only: the report's table also carries samples, intervals and evidence.
+    table = table[[column for column in GATED if column in table.columns]].apply(pd.to_numeric, errors="coerce")
     means = {
         column: (None if table[column].isna().all() else round(float(table[column].mean()), 4)) for column in table
     }
