@@ -124,9 +124,10 @@ class GateDecision:
         annotators: set[str] = set()
         for verdict in failed:
             lines.append(f"- {verdict.describe()}.")
-            if verdict.evidence:
-                lines.append("  Frames that pull it down (worst first):")
-            for item in verdict.evidence:
+            below = [item for item in verdict.evidence if float(item["value"]) <= verdict.target]
+            if below:
+                lines.append("  What pulls it down (worst first):")
+            for item in below:
                 people = list(item.get("annotators") or [])
                 annotators.update(people)
                 who = " vs ".join(people) if people else ""

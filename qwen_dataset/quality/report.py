@@ -425,13 +425,14 @@ def _action_measurement(actions: ActionPathReport | None, final: pd.DataFrame) -
 def _semantic_measurement(
     resolved: Any | None, raw: Any | None, pairs: Sequence[tuple[str, str]]
 ) -> Measurement | None:
+    """``pairs``: the description pairs ``resolved`` scored (an arbitrated item's pair is the
+    reviewer's text twice, so it never shows as evidence)."""
     if resolved is None or not resolved.count:
         return None
     ci = bootstrap_ratio_interval(resolved.per_pair)
-    scores = raw.per_pair if raw is not None else resolved.per_pair
     evidence = [
         Evidence("", "description", (), float(score), f"{candidate!r} vs {reference!r}")
-        for score, (candidate, reference) in zip(scores, pairs)
+        for score, (candidate, reference) in zip(resolved.per_pair, pairs)
     ]
     return Measurement(
         "semantic_consistency",
@@ -509,7 +510,9 @@ def build_qc_report(
         if resolved_between is not None and resolved_between.overall.pairs
         else None,
         _action_measurement(actions, final),
-        _semantic_measurement(resolved_semantic, raw_semantic, description_pairs(people) if len(people) else []),
+        _semantic_measurement(
+            resolved_semantic, raw_semantic, description_pairs(resolved_people) if len(resolved_people) else []
+        ),
     ]
     return QcReport(
         batch=batch,
@@ -640,7 +643,7 @@ def render_plots(report: QcReport) -> dict[str, bytes]:
         save("per_annotator_agreement", figure)
     measured = [m for m in report.measurements.values() if m.value is not None]
     if measured:
-        figure, axis = plt.subplots(figsize=(5, 0.5 * len(measured) + 1.2))
+        figure, axis = plt.subplots(figsize=(6, 0.5 * len(measured) + 1.2))
         targets = dataclasses.asdict(report.targets)
         for position, measurement in enumerate(measured):
             value = float(measurement.value or 0.0)
@@ -650,7 +653,7 @@ def render_plots(report: QcReport) -> dict[str, bytes]:
             axis.plot([value], [position], "o", color="#4c72b0")
             axis.plot([targets[measurement.name]], [position], "|", color="#c44e52", markersize=18)
         axis.set_yticks(range(len(measured)), [f"{m.name} (n={m.sample})" for m in measured])
-        axis.set(title="Gated figures, 95 % interval, target in red", xlim=(0, 1.02))
+        axis.set(title="Gated figures (95 % interval; red: target)", xlim=(0, 1.02))
         save("gated_figures", figure)
     languages = {}
     for label, ocr in (("annotators", report.ocr_between_annotators), ("ai_vs_final", report.ocr_ai_vs_final)):
@@ -684,10 +687,12 @@ def review_link(workbench_url: str, batch: str, frame_id: str, task: str) -> str
 
 
 def worst_frames(report: QcReport, workbench_url: str = DEFAULT_WORKBENCH_URL) -> list[dict[str, Any]]:
-    """The evidence of every gated figure that has frames, worst first, with names and workbench links."""
+    """The units at or below their figure's target, worst first, with names and workbench links."""
     rows = []
+    targets = dataclasses.asdict(report.targets)
     for measurement in report.measurements.values():
-        for item in measurement.evidence:
+        # Only what pulls the figure down: units at or below the figure's target.
+        for item in (e for e in measurement.evidence if e.value <= targets[measurement.name]):
             rows.append(
                 {
                     "figure": measurement.name,
