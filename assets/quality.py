@@ -144,11 +144,8 @@ def qc_gate(
     quality: QualityResource,
     annotation_db: AnnotationDatabaseResource,
 ) -> AssetCheckResult:
-    row = (
-        qc_report.iloc[0].to_dict()
-        if len(qc_report)
-        else {"batch": context.partition_key if context.has_partition_key else ""}
-    )
+    # headline_frame writes one row per report: this batch's.
+    row = qc_report.iloc[0].to_dict() if len(qc_report) else {"batch": ""}
     waivers = active_waivers(annotation_db.engine(), str(row.get("batch", "")))
     decision = decide(row, dataclasses.asdict(quality.targets()), dataclasses.asdict(quality.min_sample()), waivers)
     # One line per figure that failed, was waived or was under-sampled; the details are in the check.

@@ -201,3 +201,34 @@ def test_asset_descriptions_keep_their_placeholders_for_the_ui():
     for asset in (exports, raw_uploads):
         description = next(iter(asset.descriptions_by_key.values()))
         assert "`" in description and "<batch>" in description.split("`")[1]
+
+
+def test_waive_from_the_command_line_checks_the_admin_and_the_report(monkeypatch, tmp_path, capsys):
+    from qwen_dataset.workbench import __main__ as cli
+
+    root = tmp_path / "store"
+    (root / "exports" / "reports").mkdir(parents=True)
+    report = {
+        "statuses": {"mean_iou": "pass", "ocr_accuracy": "fail"},
+        "headline": {"mean_iou": 0.9, "ocr_accuracy": 0.84},
+        "targets": {"mean_iou": 0.85, "ocr_accuracy": 0.95},
+    }
+    (root / "exports" / "reports" / "b1.json").write_text(json.dumps(report))
+    monkeypatch.setenv("QWEN_STORAGE_ROOT", str(root))
+    monkeypatch.setenv("QWEN_DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    monkeypatch.setenv("QWEN_WORKBENCH_PASSWORD", "correct horse battery staple")
+    assert cli.main(["create-user", "ada", "--role", "admin"]) == 0
+    reason = ["--reason", "one page of a scanned fax; accepted"]
+    assert cli.main(["waive", "b1", "mean_iou", "--admin", "ada", *reason]) == 1  # passing: nothing to waive
+    monkeypatch.setenv("QWEN_WORKBENCH_PASSWORD", "not the password")
+    assert cli.main(["waive", "b1", "ocr_accuracy", "--admin", "ada", *reason]) == 1
+    monkeypatch.setenv("QWEN_WORKBENCH_PASSWORD", "correct horse battery staple")
+    assert cli.main(["waive", "b1", "ocr_accuracy", "--admin", "ada", *reason]) == 0
+    capsys.readouterr()
+    assert cli.main(["waivers", "b1"]) == 0
+    listed = capsys.readouterr().out
+    assert "ocr_accuracy\t0.84\t> 0.95\tada" in listed and "scanned fax" in listed
+    assert cli.main(["revoke-waiver", "b1", "ocr_accuracy", "--admin", "ada"]) == 0
+    capsys.readouterr()
+    cli.main(["waivers", "b1"])
+    assert "no active waiver" in capsys.readouterr().out
