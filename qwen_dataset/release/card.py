@@ -47,6 +47,11 @@ def text_languages(annotations: pd.DataFrame) -> Counter[tuple[str, str]]:
     return counts
 
 
+def _cell(text: str) -> str:
+    """Free text inside a Markdown table cell: one line, no column break."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
 def _quality_context(quality: Mapping[str, Any] | None) -> dict[str, Any]:
     """Targets in force, each batch's status per figure and the waivers, for the card."""
     if not quality:
@@ -69,7 +74,7 @@ def _quality_context(quality: Mapping[str, Any] | None) -> dict[str, Any]:
                 "-" if w.get("value") is None else f"{w['value']:.4g}",
                 w["waived_by"],
                 w["waived_at"],
-                w["reason"],
+                _cell(w["reason"]),
             )
             for w in quality.get("waivers", [])
         ],
