@@ -47,9 +47,13 @@ lint: setup
 test: system-deps-test setup node_modules/.package-lock.json lint tools
 	$(BIN)/pytest
 
+# The Dagster UI on DAGSTER_HOST:DAGSTER_PORT; the terminal at INFO (the UI keeps every event).
+DAGSTER_HOST ?= 127.0.0.1
+DAGSTER_PORT ?= 3000
+
 dev: setup
 	mkdir -p $(DAGSTER_HOME)
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dagster dev -w workspace.yaml --host $(DAGSTER_HOST) --port $(DAGSTER_PORT) --log-level info
 
 bench: setup
 	$(BIN)/python benchmarks/bench_frames.py

@@ -17,6 +17,7 @@ from dagster import (
 from assets.jobs import process_batch_job, reexport_job, release_job
 from assets.partitions import BATCHES, batches
 from qwen_dataset.db.queries import final_fingerprints
+from qwen_dataset.db.waivers import waiver_fingerprints
 from qwen_dataset.store.inbox import scan_inbox
 from resources.database import AnnotationDatabaseResource
 from resources.storage import StorageResource
@@ -28,7 +29,7 @@ INBOX_SETTLE_SECONDS = 60.0
     job=process_batch_job,
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Turns each new complete inbox/<batch>/ folder into a batch partition and one run.",
+    description="Turns each new complete `inbox/<batch>/` folder into a batch partition and one run.",
 )
 def inbox_sensor(context: SensorEvaluationContext, storage: StorageResource) -> SensorResult | SkipReason:
     scan = scan_inbox(storage.layout().inbox, settle_seconds=INBOX_SETTLE_SECONDS)
@@ -51,13 +52,20 @@ def inbox_sensor(context: SensorEvaluationContext, storage: StorageResource) -> 
     job=reexport_job,
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Reruns human_corrections, qc_report and exports of every batch whose reviews were finalized.",
+    description=(
+        "Reruns human_corrections, qc_report and exports of every batch whose reviews were finalized, "
+        "or whose quality-gate waivers were recorded or revoked."
+    ),
 )
 def corrections_sensor(
     context: SensorEvaluationContext, annotation_db: AnnotationDatabaseResource
 ) -> SensorResult | SkipReason:
     seen = json.loads(context.cursor) if context.cursor else {}
-    current = final_fingerprints(annotation_db.engine())
+    engine = annotation_db.engine()
+    current = final_fingerprints(engine)
+    # A waiver recorded or revoked changes what the gate decides: rerun the batch as for a review.
+    for batch, waivers in waiver_fingerprints(engine).items():
+        current[batch] = f"{current.get(batch, 'none')}|{waivers}"
     # A batch whose last final row was sent back disappears from `current`: that is a change too.
     changed = {
         batch: current.get(batch, "none") for batch in set(seen) | set(current) if seen.get(batch) != current.get(batch)

@@ -24,8 +24,8 @@ EXPORT_CODE_VERSION = "2"
     deps=["qc_report"],
     automation_condition=AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed(),
     description=(
-        "exports/<batch>/: per task qwen-vl-finetune JSONL (bbox_2d in 0-1000), LLaMA-Factory messages JSONL with "
-        "dataset_info.json, TRL Parquet (images embedded), COCO annotations/instances_<task>.json, Label Studio tasks "
+        "`exports/<batch>/`: per task qwen-vl-finetune JSONL (bbox_2d in 0-1000), LLaMA-Factory messages JSONL with "
+        "dataset_info.json, TRL Parquet (images embedded), COCO `annotations/instances_<task>.json`, Label Studio tasks "
         "and config; annotations.csv, actions.dsl; images and event videos as hard links (copies on object storage). "
         "All or nothing: a failed format leaves the previous export as it was."
     ),

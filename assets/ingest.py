@@ -31,7 +31,7 @@ class IngestConfig(Config):
     owners=["team:data-engineering"],
     code_version=INGEST_CODE_VERSION,
     description=(
-        "Every file of inbox/<batch>/ exactly once: sha256 content id, media type by magic bytes, "
+        "Every file of `inbox/<batch>/` exactly once: sha256 content id, media type by magic bytes, "
         "sanitized name, stored in the content-addressed blob store; bad files quarantined with a reason."
     ),
 )

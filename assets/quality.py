@@ -4,6 +4,7 @@ import dataclasses
 
 import pandas as pd
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetExecutionContext,
     AssetIn,
@@ -13,25 +14,27 @@ from dagster import (
     asset_check,
 )
 
-from assets._gates import gate_result
+from assets._gates import quality_gate_result
 from assets.partitions import batches
 from qwen_dataset.db.queries import human_annotations
+from qwen_dataset.db.waivers import active_waivers
 from qwen_dataset.quality.code_fidelity import CodeFidelityScorer, score_image_to_code_items
 from qwen_dataset.quality.descriptions import description_pairs
+from qwen_dataset.quality.gates import decide
 from qwen_dataset.quality.report import (
     build_qc_report,
     headline_frame,
     markdown_summary,
     render_plots,
+    thumbnails_of,
     write_report_files,
 )
-from qwen_dataset.quality.validation import validate_quality
 from qwen_dataset.store.layout import StorageLayout
 from resources.database import AnnotationDatabaseResource
 from resources.quality import QualityResource
 from resources.storage import StorageResource
 
-QUALITY_CODE_VERSION = "1"
+QUALITY_CODE_VERSION = "2"
 
 
 def semantic_scorer(target: float):
@@ -67,11 +70,16 @@ def code_fidelity_scorer(layout: StorageLayout):
     code_version=QUALITY_CODE_VERSION,
     # Measured whenever the corrections change, so exports never run on an unmeasured batch.
     automation_condition=AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed(),
-    ins={"frames": AssetIn("frames"), "ai_annotations": AssetIn("ai_annotations")},
+    ins={
+        "frames": AssetIn("frames"),
+        "ai_annotations": AssetIn("ai_annotations"),
+        "raw_uploads": AssetIn("raw_uploads"),
+    },
     description=(
         "Quality of the batch: IoU agreement and OCR accuracy between the two annotators of double-blind "
-        "items, AI vs final OCR accuracy, GUI action-path completeness, review and failure counts. "
-        "Written as exports/reports/<batch>.json|.html; the headline figures are gated."
+        "items, AI vs final OCR accuracy, GUI action-path completeness, review and failure counts; each gated "
+        "figure with its sample, 95 % interval and worst frames. "
+        "Written as `exports/reports/<batch>.html` (the page) and `.json` (every figure); the headline figures are gated."
     ),
 )
 def qc_report(
@@ -79,6 +87,7 @@ def qc_report(
     human_corrections: pd.DataFrame,
     ai_annotations: pd.DataFrame,
     frames: pd.DataFrame,
+    raw_uploads: pd.DataFrame,
     annotation_db: AnnotationDatabaseResource,
     quality: QualityResource,
     storage: StorageResource,
@@ -96,9 +105,15 @@ def qc_report(
         targets=targets,
         semantic=semantic_scorer(targets.semantic_consistency),
         code_fidelity=code_fidelity_scorer(layout),
+        min_sample=quality.min_sample(),
+        uploads=raw_uploads,
     )
     plots = render_plots(report)
-    paths = write_report_files(report, layout.reports, plots)
+    pictures = dict(zip(frames["frame_id"], frames["blob_uri"]))
+    shown = thumbnails_of(
+        report, lambda frame_id: layout.blobs.local_path(pictures[frame_id]) if frame_id in pictures else None
+    )
+    paths = write_report_files(report, layout.reports, plots, shown, quality.workbench_url)
     floats = {f"qc/{k}": MetadataValue.float(float(v)) for k, v in report.figures().items() if v is not None}
     context.add_output_metadata(
         {
@@ -106,6 +121,8 @@ def qc_report(
             "report_html": MetadataValue.path(str(paths["html"])),
             "dagster/uri": MetadataValue.path(str(paths["json"])),
             "targets": MetadataValue.json(dataclasses.asdict(report.targets)),
+            "min_sample": MetadataValue.json(dataclasses.asdict(report.min_sample)),
+            "statuses": MetadataValue.json(report.statuses()),
             **floats,
         }
     )
@@ -116,7 +133,22 @@ def qc_report(
     asset=qc_report,
     blocking=True,
     partitions_def=batches,
-    description="Great Expectations: mean IoU, OCR accuracy, action completeness and semantic consistency above target.",
+    description=(
+        "Mean IoU, OCR accuracy, action completeness and semantic consistency above target (Great Expectations), "
+        "each on at least its minimum sample; an admin's waiver lets a failed figure through with a warning."
+    ),
 )
-def qc_gate(qc_report: pd.DataFrame, quality: QualityResource) -> AssetCheckResult:
-    return gate_result(validate_quality(qc_report, dataclasses.asdict(quality.targets())))
+def qc_gate(
+    context: AssetCheckExecutionContext,
+    qc_report: pd.DataFrame,
+    quality: QualityResource,
+    annotation_db: AnnotationDatabaseResource,
+) -> AssetCheckResult:
+    # headline_frame writes one row per report: this batch's.
+    row = qc_report.iloc[0].to_dict() if len(qc_report) else {"batch": ""}
+    waivers = active_waivers(annotation_db.engine(), str(row.get("batch", "")))
+    decision = decide(row, dataclasses.asdict(quality.targets()), dataclasses.asdict(quality.min_sample()), waivers)
+    # One line per figure that failed, was waived or was under-sampled; the details are in the check.
+    for line in decision.summary_lines():
+        (context.log.error if "FAILED" in line else context.log.warning)(line)
+    return quality_gate_result(decision, quality.workbench_url)

@@ -19,18 +19,22 @@ from pydantic import Field
 
 from assets._metadata import markdown_table
 from assets.partitions import BATCHES
+from qwen_dataset.db.waivers import active_waivers
 from qwen_dataset.exporters.bundle import release_formats_writer
 from qwen_dataset.release.assemble import assemble_release
 from qwen_dataset.release.publish import publish_release, remove_tree
 from qwen_dataset.release.selection import (
     LatestMaterialization,
+    QualityPolicy,
     batch_export,
     quality_figures,
+    quality_record,
     releasable_batches,
 )
 from qwen_dataset.release.splits import DEFAULT_RATIOS
 from qwen_dataset.store.layout import StorageLayout
 from qwen_dataset.store.paths import is_remote
+from resources.database import AnnotationDatabaseResource
 from resources.quality import QualityResource
 from resources.storage import StorageResource
 
@@ -74,18 +78,26 @@ def _work_root(layout: StorageLayout) -> Path:
         AssetDep("augmented_dataset", partition_mapping=AllPartitionMapping()),
     ],
     description=(
-        "releases/<version>/: every batch whose export is current (passed its gates), deterministic train/val/test "
+        "`releases/<version>/`: every batch whose export is current (passed its gates), deterministic train/val/test "
         "split by upload, all formats, a dataset card; version = content hash, never overwritten."
     ),
 )
 def release(
-    context: AssetExecutionContext, config: ReleaseConfig, storage: StorageResource, quality: QualityResource
+    context: AssetExecutionContext,
+    config: ReleaseConfig,
+    storage: StorageResource,
+    quality: QualityResource,
+    annotation_db: AnnotationDatabaseResource,
 ) -> pd.DataFrame:
     layout = storage.layout()
     names = sorted(context.instance.get_dynamic_partitions(BATCHES))
-    targets = dataclasses.asdict(quality.targets())
+    policy = QualityPolicy(
+        dataclasses.asdict(quality.targets()),
+        dataclasses.asdict(quality.min_sample()),
+        active_waivers(annotation_db.engine()),
+    )
     latest = latest_materialization(context.instance)
-    eligible, excluded = releasable_batches(latest, names, layout, targets)
+    eligible, excluded = releasable_batches(latest, names, layout, policy)
     for row in excluded:
         context.log.warning(f"batch {row['batch']} left out of the release: {row['reason']}")
     if not eligible:
@@ -101,6 +113,7 @@ def release(
         ],
         _work_root(layout),
         qc=quality_figures(layout, eligible),
+        quality=quality_record(layout, eligible, policy),
         ratios=config.ratios,
         blobs=layout.blobs,
         write_formats=release_formats_writer(layout.blobs, layout.root, storage.label_studio_media_url or None),
@@ -120,6 +133,7 @@ def release(
             "excluded": markdown_table(excluded),
             "counts": MetadataValue.json(info.counts),
             "dataset_card": MetadataValue.path(str(info.path / "README.md")),
+            "waivers": MetadataValue.json(quality_record(layout, eligible, policy)["waivers"]),
         }
     )
     return pd.DataFrame(

@@ -144,7 +144,7 @@ def bench_agreement(frames: int, baseline_frames: int, seed: int) -> None:
         matched,
         true_positives,
         mismatches,
-    ) and np.isclose(check.mean_iou * check.matched, iou_sum)
+    ) and np.isclose(check.iou_sum, iou_sum)
     baseline = measured * frames / len(subset)
     how = "measured" if len(subset) == frames else f"extrapolated from {len(subset):,} frames ({measured:.2f} s)"
     print(f"    baseline (python IoU + LSA):   {baseline:8.2f} s   {how}")

@@ -28,12 +28,14 @@ from assets.export import exports
 from assets.frames import frames, frames_gate
 from assets.ingest import raw_uploads, raw_uploads_gate
 from assets.jobs import process_batch_job, reexport_job, release_job
+from assets.logs import quiet_console_logger
 from assets.quality import qc_gate, qc_report
 from assets.release import release
 from assets.review import human_corrections, human_corrections_gate
 from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.exporters.label_studio.media import LABEL_STUDIO_MEDIA_ENV
 from qwen_dataset.prelabel.ocr_engines import ENGINES as OCR_ENGINES
+from qwen_dataset.quality.report import DEFAULT_WORKBENCH_URL
 from qwen_dataset.store.paths import CACHE_ENV, is_url_root
 from resources import (
     AnnotationDatabaseResource,
@@ -139,13 +141,15 @@ def build_definitions(
         ],
         asset_checks=[raw_uploads_gate, frames_gate, ai_annotations_gate, human_corrections_gate, qc_gate],
         jobs=[process_batch_job, reexport_job, release_job],
+        # The terminal at INFO (QWEN_LOG_LEVEL), one line per gate failure; the UI keeps every event.
+        loggers={"console": quiet_console_logger.configured({"log_level": os.environ.get("QWEN_LOG_LEVEL", "INFO")})},
         sensors=[inbox_sensor, corrections_sensor],
         schedules=[nightly_reexport, nightly_release],
         resources={
             "storage": storage,
             "annotation_db": AnnotationDatabaseResource(url=url),
             "prelabel": prelabel,
-            "quality": QualityResource(),
+            "quality": QualityResource(workbench_url=os.environ.get("QWEN_WORKBENCH_URL", DEFAULT_WORKBENCH_URL)),
             "io_manager": ParquetManifestIOManager(storage=storage),
         },
     )

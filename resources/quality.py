@@ -3,9 +3,10 @@
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from qwen_dataset.quality.report import QualityTargets
+from qwen_dataset.quality.report import DEFAULT_WORKBENCH_URL, MinimumSample, QualityTargets
 
 _DEFAULTS = QualityTargets()
+_MINIMUM = MinimumSample()
 
 
 class QualityResource(ConfigurableResource):
@@ -19,6 +20,31 @@ class QualityResource(ConfigurableResource):
     semantic_consistency: float = Field(
         default=_DEFAULTS.semantic_consistency, description="BERTScore-style F1 of descriptions between annotators."
     )
+
+    mean_iou_min_sample: int = Field(
+        default=_MINIMUM.mean_iou, description="Double-blind frames (per task with boxes) before mean IoU is gated."
+    )
+    ocr_accuracy_min_sample: int = Field(
+        default=_MINIMUM.ocr_accuracy, description="Double-blind OCR frames before OCR accuracy is gated."
+    )
+    action_completeness_min_sample: int = Field(
+        default=_MINIMUM.action_completeness, description="GUI action sequences before completeness is gated."
+    )
+    semantic_consistency_min_sample: int = Field(
+        default=_MINIMUM.semantic_consistency, description="Description pairs before semantic consistency is gated."
+    )
+    workbench_url: str = Field(
+        default=DEFAULT_WORKBENCH_URL, description="Where the review workbench runs: the report's and the gate's links."
+    )
+
+    def min_sample(self) -> MinimumSample:
+        """Below its minimum sample a figure is "insufficient sample": a warning, neither pass nor fail."""
+        return MinimumSample(
+            mean_iou=self.mean_iou_min_sample,
+            ocr_accuracy=self.ocr_accuracy_min_sample,
+            action_completeness=self.action_completeness_min_sample,
+            semantic_consistency=self.semantic_consistency_min_sample,
+        )
 
     def targets(self) -> QualityTargets:
         return QualityTargets(

@@ -1,7 +1,20 @@
-"""`make demo`: generate a sample batch, materialize the whole graph for it, print a summary.
+"""`make demo`: generate a sample batch, materialize the whole graph for it, print a summary, then
+tell the review story on it (SIMULATED annotators and reviewer, through the workbench's own code):
 
-Runs against the Dagster instance in $DAGSTER_HOME (SQLite by default), so the run shows up in
-`make dev` afterwards, with its lineage and metadata.
+1. the pipeline runs on the batch (ingest, frames, RapidOCR pre-annotation, exports);
+2. the batch is imported into the workbench's database with a double-blind sample; two simulated
+   annotators correct the pre-annotations, each version made from the generator's ground truth
+   with seeded edits (box jitter; one annotator skips most lines of one page: a real disagreement);
+3. a simulated reviewer sends one single-annotated item back and its annotator resubmits it (the
+   reviewed item), and the disagreement waits for arbitration;
+4. the QC report is measured and its gate fails for that real reason, saying which frame and
+   annotators, and what to do;
+5. the reviewer arbitrates; the report is measured again over what will be exported and passes;
+6. a release is assembled with its dataset card.
+
+Runs against the Dagster instance in $DAGSTER_HOME (SQLite by default), so the runs show up in
+`make dev` afterwards, with their lineage and metadata; the simulated accounts (``sim-*``) and the
+batch's items live in the annotation database `make workbench` reads.
 """
 
 from __future__ import annotations
@@ -19,7 +32,8 @@ from typing import Any
 import pandas as pd
 from dagster import DagsterInstance
 
-from qwen_dataset.definitions import build_definitions
+from qwen_dataset.db.engine import make_engine
+from qwen_dataset.definitions import build_definitions, database_url_for
 from qwen_dataset.payloads import TASK_ORDER, boxes_table
 from qwen_dataset.quality.ocr_truth import score_frames_against_sample_truth, summarize
 from qwen_dataset.records import load_payload
@@ -131,10 +145,42 @@ def _regions_of(
     return load_payload(rows.iloc[0]["payload"]).get("regions", []) if len(rows) else None
 
 
+def run_demo(root: str, batch: str, seed: int, instance: DagsterInstance) -> tuple[int, Any]:
+    """The whole demo on ``root``: the pipeline, then the review story; returns (exit code, story)."""
+    from demo_story import print_next_steps, print_story, tell_review_story
+
+    started = time.perf_counter()
+    layout = StorageLayout(root)
+    layout.ensure()
+    truth_path = prepare_batch(layout, batch, seed)
+    defs = build_definitions(storage_root=str(layout.root))
+    instance.add_dynamic_partitions("batches", [batch])
+    # The terminal gets warnings; every event stays in the run's log (see `make dev`).
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    every_task = {"ai_annotations": {"config": {"tasks": list(TASK_ORDER)}}}  # on the default engine too
+    result = defs.resolve_job_def("process_batch").execute_in_process(
+        instance=instance, partition_key=batch, raise_on_error=False, run_config={**quiet, "ops": every_task}
+    )
+    if not result.success:
+        print(
+            f"the run failed; open `make dev` and look at run {result.run_id} for the step that failed", file=sys.stderr
+        )
+        return 1, None
+    print_summary(layout, batch, truth_path, time.perf_counter() - started)
+    from qwen_dataset.samples.truth import read_truth
+
+    engine = make_engine(database_url_for(str(layout.root)))
+    story = tell_review_story(defs, instance, engine, layout, batch, read_truth(truth_path), quiet)
+    engine.dispose()
+    print_story(story)
+    print(f"total wall time: {time.perf_counter() - started:.1f} s\n")
+    print_next_steps(batch)
+    return 0, story
+
+
 def main() -> int:
     args = parse_args()
     batch = args.batch or f"sample-{args.seed}"
-    started = time.perf_counter()
     if is_url_root(args.root):
         print(
             f"error: the demo writes its sample batch into a folder; {args.root} is object storage. Run it with "
@@ -142,27 +188,8 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    layout = StorageLayout(args.root)
-    layout.ensure()
-    truth_path = prepare_batch(layout, batch, args.seed)
-    defs = build_definitions(storage_root=str(layout.root))
-    instance = DagsterInstance.get()
-    instance.add_dynamic_partitions("batches", [batch])
-    # Step-by-step DEBUG events stay in the run's log (see `make dev`); the terminal gets warnings.
-    quiet = {
-        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-        "ops": {"ai_annotations": {"config": {"tasks": list(TASK_ORDER)}}},  # every task, on the default engine too
-    }
-    result = defs.resolve_job_def("process_batch").execute_in_process(
-        instance=instance, partition_key=batch, raise_on_error=False, run_config=quiet
-    )
-    if not result.success:
-        print(
-            f"the run failed; open `make dev` and look at run {result.run_id} for the step that failed", file=sys.stderr
-        )
-        return 1
-    print_summary(layout, batch, truth_path, time.perf_counter() - started)
-    return 0
+    code, _ = run_demo(args.root, batch, args.seed, DagsterInstance.get())
+    return code
 
 
 if __name__ == "__main__":

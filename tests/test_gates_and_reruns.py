@@ -76,14 +76,18 @@ def root(tmp_path):
     return tmp_path
 
 
-def run(root, instance, mode: str):
+def run(root, instance, mode: str, run_config: dict | None = None):
     defs = build_definitions(
         storage_root=str(root), database_url=sqlite_url(root / "db.sqlite"), prelabel=ScriptedPrelabel(mode=mode)
     )
     instance.add_dynamic_partitions("batches", [BATCH])
     return defs.resolve_job_def("process_batch").execute_in_process(
-        instance=instance, partition_key=BATCH, raise_on_error=False
+        instance=instance, partition_key=BATCH, raise_on_error=False, run_config=run_config or {}
     )
+
+
+#: One double-blind frame is enough to gate on (the default minimum sample is 5).
+ONE_FRAME = {"resources": {"quality": {"config": {"mean_iou_min_sample": 1, "ocr_accuracy_min_sample": 1}}}}
 
 
 def test_failed_gate_blocks_exports_and_passes_once_fixed(root):
@@ -174,16 +178,70 @@ def test_quality_gate_blocks_exports_until_annotators_agree(root):
     shutil.rmtree(root / "exports" / BATCH)
 
     _double_annotate(root, frame_id, [50.0, 1.0, 150.0, 20.0])  # IoU 1/3: they disagree
-    bad = run(root, instance, "good")
+    bad = run(root, instance, "good", ONE_FRAME)
     assert not bad.success
     gate = {e.check_name: e for e in bad.get_asset_check_evaluations()}["qc_gate"]
-    assert gate.passed is False
-    assert "mean_iou" in gate.description
+    assert gate.passed is False and gate.severity.value == "ERROR"
+    # In plain words: the figure, its value, the target, the frame and its annotators, and what to do.
+    assert "mean_iou is 0.33" in gate.description and "the target is above 0.85" in gate.description
+    assert "ann1 vs ann2" in gate.description and "/review/items/" in gate.description
+    assert "What to do" in gate.description and "waive" in gate.description
+    assert "expect_column" not in gate.description
     assert not (root / "exports" / BATCH).exists()
 
-    _double_annotate(root, frame_id, [1.0, 1.0, 99.0, 20.0])  # IoU 0.99
-    assert run(root, instance, "good").success
+    # The same disagreement on one frame under the default minimum sample (5 frames) is a warning:
+    # not a statistic, so not a failure; the exports go ahead.
+    warned = run(root, instance, "good")
+    assert warned.success
+    gate = {e.check_name: e for e in warned.get_asset_check_evaluations()}["qc_gate"]
+    assert gate.passed is False and gate.severity.value == "WARN"
+    assert "insufficient sample" in gate.description
     assert (root / "exports" / BATCH / "qwen_ocr.jsonl").exists()
+    shutil.rmtree(root / "exports" / BATCH)
+
+    _double_annotate(root, frame_id, [1.0, 1.0, 99.0, 20.0])  # IoU 0.99
+    assert run(root, instance, "good", ONE_FRAME).success
+    assert (root / "exports" / BATCH / "qwen_ocr.jsonl").exists()
+
+
+def test_an_admins_waiver_lets_a_failed_figure_through_with_a_warning(root):
+    from sqlalchemy.orm import Session
+
+    from qwen_dataset.db.engine import make_engine
+    from qwen_dataset.db.models import Role, User
+    from qwen_dataset.db.waivers import WaiverRefused, active_waivers, record_waiver, revoke_waivers
+
+    instance = DagsterInstance.ephemeral()
+    assert run(root, instance, "good").success
+    frame_id = pd.read_parquet(root / "manifests" / "frames" / f"{BATCH}.parquet")["frame_id"].iloc[0]
+    _double_annotate(root, frame_id, [50.0, 1.0, 150.0, 20.0])
+    assert not run(root, instance, "good", ONE_FRAME).success
+
+    engine = make_engine(sqlite_url(root / "db.sqlite"))
+    with Session(engine) as session:
+        admin = User(username="root", password_hash="x", role=Role.ADMIN, active=True)
+        annotator = User(username="ann9", password_hash="x", role=Role.ANNOTATOR, active=True)
+        session.add_all([admin, annotator])
+        session.flush()
+        with pytest.raises(WaiverRefused, match="not an active admin"):
+            record_waiver(session, annotator, BATCH, "mean_iou", "the client accepts it")
+        with pytest.raises(WaiverRefused, match="reason"):
+            record_waiver(session, admin, BATCH, "mean_iou", "ok")
+        record_waiver(session, admin, BATCH, "mean_iou", "one frame; the client accepts this batch", 0.333, 0.85)
+        session.commit()
+        admin_id = admin.id
+    waived = run(root, instance, "good", ONE_FRAME)
+    assert waived.success
+    gate = {e.check_name: e for e in waived.get_asset_check_evaluations()}["qc_gate"]
+    assert gate.severity.value == "WARN" and "waived by root" in gate.description
+    assert (root / "exports" / BATCH / "qwen_ocr.jsonl").exists()
+
+    with Session(engine) as session:
+        assert revoke_waivers(session, session.get(User, admin_id), BATCH, "mean_iou") == 1
+        session.commit()
+    assert active_waivers(engine, BATCH) == []
+    assert not run(root, instance, "good", ONE_FRAME).success
+    engine.dispose()
 
 
 def test_a_re_rendered_frame_is_annotated_again(root):

@@ -55,7 +55,13 @@ def test_hand_computed_iou_precision_and_recall():
     boxes_b = [[0, 0, 10, 5], [20, 0, 30, 4], [100, 100, 110, 110]]
     report = agreement([(FrameBoxes(boxes_a, None), FrameBoxes(boxes_b, None))])
     assert (report.matched, report.unmatched_a, report.unmatched_b, report.true_positives) == (2, 1, 1, 1)
-    assert report.mean_iou == pytest.approx(0.45)
+    # The two boxes without a partner count as IoU 0: (0.5 + 0.4) / (2 pairs + 2 unmatched).
+    assert report.mean_iou == pytest.approx(0.9 / 4)
+    assert report.matched_mean_iou == pytest.approx(0.45)
+    assert report.per_frame is None
+    assert agreement([(FrameBoxes(boxes_a, None), FrameBoxes(boxes_b, None))], per_frame=True).per_frame.loc[
+        0, ["mean_iou", "matched_mean_iou"]
+    ].tolist() == pytest.approx([0.225, 0.45])
     assert report.precision == pytest.approx(1 / 3)
     assert report.recall == pytest.approx(1 / 3)
     assert report.f1 == pytest.approx(1 / 3)
@@ -176,7 +182,9 @@ def test_batched_matching_is_optimal_against_brute_force(monkeypatch):
     report = agreement(pairs, min_iou=0.1)
     assert report.matched == sum(len(m.iou) for m in matchings)
     assert report.label_mismatches == sum(m.label_mismatches for m in matchings)
-    assert report.mean_iou == pytest.approx(sum(m.iou.sum() for m in matchings) / report.matched)
+    unmatched = sum(len(m.unmatched_a) + len(m.unmatched_b) for m in matchings)
+    assert report.mean_iou == pytest.approx(sum(m.iou.sum() for m in matchings) / (report.matched + unmatched))
+    assert report.matched_mean_iou == pytest.approx(sum(m.iou.sum() for m in matchings) / report.matched)
     assert report.true_positives == sum(int((m.same_label & (m.iou >= 0.5)).sum()) for m in matchings)
 
 
@@ -219,6 +227,14 @@ def test_agreement_from_annotations_pairs_authors_of_the_same_frame():
     # With every source, the AI row pairs with both people and brings its label mismatch along.
     everyone = agreement_from_annotations(df, "spatial", sources=None)
     assert (everyone.frames, everyone.label_mismatches) == (3, 2)
+
+
+def test_one_box_without_a_partner_is_disagreement():
+    """Nine identical boxes and a tenth that only one annotator drew: 0.9, not a perfect 1.0."""
+    boxes = [[10.0 * i, 0, 10.0 * i + 8, 8] for i in range(10)]
+    report = agreement([(FrameBoxes(boxes, None), FrameBoxes(boxes[:9], None))])
+    assert (report.mean_iou, report.matched_mean_iou) == (pytest.approx(0.9), pytest.approx(1.0))
+    assert ag.units(report) == 10
 
 
 def test_latest_row_of_an_author_counts():

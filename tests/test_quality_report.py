@@ -4,6 +4,7 @@ import pytest
 
 from qwen_dataset.db.corrections import apply_corrections
 from qwen_dataset.quality.report import (
+    MinimumSample,
     QualityTargets,
     build_qc_report,
     markdown_summary,
@@ -11,6 +12,8 @@ from qwen_dataset.quality.report import (
     write_report_files,
 )
 from tests.factories import annotation, annotations_df, frame, frames_df, region
+
+ONE = MinimumSample(1, 1, 1, 1)
 
 
 def _batch():
@@ -41,7 +44,7 @@ def _batch():
 
 def test_headline_figures_are_computed_from_double_annotations():
     final, ai, human, frames = _batch()
-    report = build_qc_report("b1", final, ai, human, frames)
+    report = build_qc_report("b1", final, ai, human, frames, min_sample=ONE)
     headline = report.headline()
     # Box 1: IoU = 100*30 / (100*40) = 0.75; box 2 identical: 1.0 -> mean 0.875.
     assert headline["mean_iou"] == pytest.approx(0.875)
@@ -68,18 +71,20 @@ def test_no_double_annotations_means_no_data_not_zero():
 
 def test_report_renders_to_markdown_json_html_and_png(tmp_path):
     final, ai, human, frames = _batch()
-    report = build_qc_report("b1", final, ai, human, frames, targets=QualityTargets(mean_iou=0.9))
+    report = build_qc_report("b1", final, ai, human, frames, targets=QualityTargets(mean_iou=0.9), min_sample=ONE)
     plots = render_plots(report)
     assert {"iou_histogram", "per_annotator_agreement", "cer_by_language"} <= set(plots)
     assert all(png.startswith(b"\x89PNG") for png in plots.values())
     summary = markdown_summary(report, plots)
-    assert "| mean_iou | 0.875 | > 0.9 | FAIL |" in summary
+    assert "| mean_iou | 0.875 |" in summary and "| > 0.9 | FAIL |" in summary
     assert "data:image/png;base64," in summary
     paths = write_report_files(report, tmp_path, plots)
     document = json.loads(paths["json"].read_text())
     assert document["headline"]["mean_iou"] == pytest.approx(0.875)
     page = paths["html"].read_text()
-    assert page.startswith("<!doctype html>") and "FAIL" in page and "http" not in page.split("<h2>Details")[0]
+    assert page.startswith("<!doctype html>") and "FAIL" in page
+    assert 'src="http' not in page and "<script" not in page  # self-contained: nothing loaded from elsewhere
+    assert 'href="b1.json" download' in page  # every figure as a download beside the page
 
 
 def test_semantic_and_code_fidelity_scorers_run_on_the_items_they_apply_to(tmp_path):
@@ -129,7 +134,7 @@ def test_total_disagreement_is_zero_not_no_data():
         annotation(f0, [region([0, 0, 50, 50], "A")], source="human", author="ann1"),
         annotation(f0, [region([300, 100, 350, 150], "B")], source="human", author="ann2"),
     )
-    report = build_qc_report("b1", human.iloc[0:1], human.iloc[0:0], human, frames_df(f0))
+    report = build_qc_report("b1", human.iloc[0:1], human.iloc[0:0], human, frames_df(f0), min_sample=ONE)
     assert report.headline()["mean_iou"] == 0.0
     assert report.verdicts()["mean_iou"] is False
     assert report.headline()["ocr_accuracy"] == 0.0  # every reference character unmatched

@@ -12,6 +12,8 @@
 ``template_overrides`` admin edits of the prelabel templates (see :mod:`qwen_dataset.workbench.templates_admin`)
 ``batch_imports``      which batches were imported into the workbench, with the settings used
 ``login_throttle``     failed sign-ins per account and per address, and how long each is locked
+``gate_waivers``       an admin's recorded decision to let a batch through a failed quality figure
+                       (who, when, why, the figure's value and target then); revoked, not deleted
 =====================  =========================================================================
 """
 
@@ -23,6 +25,7 @@ from enum import StrEnum
 from sqlalchemy import (
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -200,3 +203,20 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class GateWaiver(Base):
+    """An admin lets one batch through one failed quality figure; the gate and the release read it."""
+
+    __tablename__ = "gate_waivers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch: Mapped[str] = mapped_column(String(200), index=True)
+    figure: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    waived_by: Mapped[str] = mapped_column(String(64))  # the admin's user name
+    waived_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)  # the figure when it was waived
+    target: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

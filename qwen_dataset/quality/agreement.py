@@ -13,9 +13,14 @@ Definition (the figure the quality report gates on, target: mean IoU > 0.85):
   allowed pair.
 * Labels are compared after ``strip()`` and ``casefold()``; OCR regions all carry the one label
   ``text``, so OCR matching is purely geometric.
-* **mean IoU** = mean IoU over all matched pairs of all frames (label mismatches included: they
-  measure where the two annotators drew, the mismatch count measures what they called it).
-  Unmatched boxes do not enter the mean; they show in precision and recall.
+* **mean IoU** (the gated figure) = the sum of the IoU of every matched pair over all frames,
+  divided by the number of pairs *plus every box left without a partner* on either side: a box one
+  annotator drew and the other did not is an object they disagree on, so it counts as a pair with
+  IoU 0 (label mismatches count with their IoU: they measure where the two annotators drew, the
+  mismatch count measures what they called it). Two annotators who drew 9 identical boxes while
+  one of them drew a 10th have a mean IoU of 0.9, not 1.0.
+* **matched mean IoU** = mean IoU over the matched pairs only (how precisely matched boxes sit);
+  informative, never gated: it is blind to boxes without a partner.
 * **precision / recall / F1 at IoU 0.5**, annotator A as reference: a true positive is a matched
   pair with the same label and IoU >= 0.5; precision = TP / boxes of B, recall = TP / boxes of A.
   (The pairs come from the matching above, not from a second matching at 0.5.)
@@ -104,12 +109,14 @@ class AgreementReport:
     unmatched_b: int
     label_mismatches: int
     true_positives: int  # same label and IoU >= TRUE_POSITIVE_IOU
-    mean_iou: float
+    mean_iou: float  # unmatched boxes count as IoU 0
     precision: float
     recall: float
     f1: float
     min_iou: float
     label_confusions: dict[tuple[str, str], int]  # (label of A, label of B) -> mismatched pairs
+    matched_mean_iou: float = 1.0  # over the matched pairs only
+    iou_sum: float = 0.0  # IoU summed over the matched pairs
     per_frame: pd.DataFrame | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def passes(self, target: float = TARGET_MEAN_IOU) -> bool:
@@ -405,7 +412,7 @@ def agreement(
     A plain ``(boxes, labels)`` or ``(boxes, labels, frame_id)`` tuple works as a ``FrameBoxes``.
     With ``per_frame=True`` the report carries a DataFrame with one row per frame pair (columns
     ``frame_id, boxes_a, boxes_b, matched, unmatched_a, unmatched_b, label_mismatches,
-    true_positives, mean_iou, precision, recall``).
+    true_positives, iou_sum, mean_iou, matched_mean_iou, precision, recall``).
     """
     _check_min_iou(min_iou)
     labels = _LabelCodes()
@@ -446,6 +453,11 @@ def agreement(
     return report
 
 
+def units(report: AgreementReport) -> int:
+    """The denominator of :attr:`AgreementReport.mean_iou`: matched pairs plus unmatched boxes."""
+    return report.matched + report.unmatched_a + report.unmatched_b
+
+
 def _confusions(confusion_codes: list[np.ndarray], names: Sequence[str]) -> dict[tuple[str, str], int]:
     if not confusion_codes:
         return {}
@@ -457,6 +469,7 @@ def _report(boxes_a, boxes_b, matched, mismatches, true_positives, iou_sum, min_
     total_a, total_b = int(boxes_a.sum()), int(boxes_b.sum())
     total_matched, total_tp = int(matched.sum()), int(true_positives.sum())
     both_empty = total_a == 0 and total_b == 0
+    total_iou = float(iou_sum.sum())
     precision = float(_ratio(total_tp, total_b, both_empty))
     recall = float(_ratio(total_tp, total_a, both_empty))
     return AgreementReport(
@@ -468,12 +481,14 @@ def _report(boxes_a, boxes_b, matched, mismatches, true_positives, iou_sum, min_
         unmatched_b=total_b - total_matched,
         label_mismatches=int(mismatches.sum()),
         true_positives=total_tp,
-        mean_iou=float(_ratio(iou_sum.sum(), total_matched, both_empty)),
+        mean_iou=float(_ratio(total_iou, total_a + total_b - total_matched, both_empty)),
         precision=precision,
         recall=recall,
         f1=float(_f1(precision, recall)),
         min_iou=min_iou,
         label_confusions=confusions,
+        matched_mean_iou=float(_ratio(total_iou, total_matched, both_empty)),
+        iou_sum=total_iou,
     )
 
 
@@ -489,7 +504,9 @@ def _per_frame_table(frame_ids, boxes_a, boxes_b, matched, mismatches, true_posi
             "unmatched_b": boxes_b - matched,
             "label_mismatches": mismatches,
             "true_positives": true_positives,
-            "mean_iou": _ratio(iou_sum, matched, both_empty),
+            "iou_sum": iou_sum,
+            "mean_iou": _ratio(iou_sum, boxes_a + boxes_b - matched, both_empty),
+            "matched_mean_iou": _ratio(iou_sum, matched, both_empty),
             "precision": _ratio(true_positives, boxes_b, both_empty),
             "recall": _ratio(true_positives, boxes_a, both_empty),
         }

@@ -266,6 +266,32 @@ class RegionCounts(TypedDict):
     unmatched_hypothesis: int
 
 
+def _paired_texts(
+    frame_pairs: Iterable[tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]], min_iou: float
+) -> tuple[list[str], list[str], list[int], RegionCounts]:
+    """Texts paired by box as :func:`region_text_pairs` pairs them, with the frame of each pair."""
+    frames = [(list(reference), list(hypothesis)) for reference, hypothesis in frame_pairs]
+    matchings = match_frames(
+        ((_region_boxes(ref, str(i)), _region_boxes(hyp, str(i))) for i, (ref, hyp) in enumerate(frames)), min_iou
+    )
+    references: list[str] = []
+    hypotheses: list[str] = []
+    frame_of: list[int] = []
+    counts = RegionCounts(matched_regions=0, unmatched_reference=0, unmatched_hypothesis=0)
+    for position, ((reference, hypothesis), matching) in enumerate(zip(frames, matchings)):
+        ref_texts, hyp_texts = _texts(reference), _texts(hypothesis)
+        before = len(references)
+        references += [ref_texts[i] for i in matching.index_a] + [ref_texts[i] for i in matching.unmatched_a]
+        hypotheses += [hyp_texts[i] for i in matching.index_b] + [""] * len(matching.unmatched_a)
+        references += [""] * len(matching.unmatched_b)
+        hypotheses += [hyp_texts[i] for i in matching.unmatched_b]
+        frame_of += [position] * (len(references) - before)
+        counts["matched_regions"] += len(matching.index_a)
+        counts["unmatched_reference"] += len(matching.unmatched_a)
+        counts["unmatched_hypothesis"] += len(matching.unmatched_b)
+    return references, hypotheses, frame_of, counts
+
+
 def region_text_pairs(
     frame_pairs: Iterable[tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]],
     min_iou: float = DEFAULT_MIN_IOU,
@@ -275,23 +301,42 @@ def region_text_pairs(
     Each frame pair is ``(reference regions, hypothesis regions)`` with ``{"bbox", "text"}``
     regions. Unmatched regions pair with ``""`` (see the module docstring).
     """
-    frames = [(list(reference), list(hypothesis)) for reference, hypothesis in frame_pairs]
-    matchings = match_frames(
-        ((_region_boxes(ref, str(i)), _region_boxes(hyp, str(i))) for i, (ref, hyp) in enumerate(frames)), min_iou
-    )
-    references: list[str] = []
-    hypotheses: list[str] = []
-    counts = RegionCounts(matched_regions=0, unmatched_reference=0, unmatched_hypothesis=0)
-    for (reference, hypothesis), matching in zip(frames, matchings):
-        ref_texts, hyp_texts = _texts(reference), _texts(hypothesis)
-        references += [ref_texts[i] for i in matching.index_a] + [ref_texts[i] for i in matching.unmatched_a]
-        hypotheses += [hyp_texts[i] for i in matching.index_b] + [""] * len(matching.unmatched_a)
-        references += [""] * len(matching.unmatched_b)
-        hypotheses += [hyp_texts[i] for i in matching.unmatched_b]
-        counts["matched_regions"] += len(matching.index_a)
-        counts["unmatched_reference"] += len(matching.unmatched_a)
-        counts["unmatched_hypothesis"] += len(matching.unmatched_b)
+    references, hypotheses, _, counts = _paired_texts(frame_pairs, min_iou)
     return references, hypotheses, counts
+
+
+def frame_scores(
+    frame_pairs: Iterable[tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]],
+    min_iou: float = DEFAULT_MIN_IOU,
+) -> list[CerScore]:
+    """One :class:`CerScore` per frame pair (spaces counted), counted as :func:`ocr_accuracy` counts:
+    the units the quality report resamples for its interval and ranks for its worst frames."""
+    frame_list = list(frame_pairs)
+    references, hypotheses, frame_of, _ = _paired_texts(frame_list, min_iou)
+    refs = [normalize_text(text) for text in references]
+    distances = edit_distances(refs, [normalize_text(text) for text in hypotheses], normalized=True)
+    frame_index = np.asarray(frame_of, dtype=np.int64)
+    lengths = np.fromiter(map(len, refs), dtype=np.int64, count=len(refs))
+    size = len(frame_list)
+    pairs = np.bincount(frame_index, minlength=size)
+    characters = np.bincount(frame_index, weights=lengths, minlength=size)
+    errors = np.bincount(frame_index, weights=distances, minlength=size)
+    return [CerScore(int(p), int(c), int(e)) for p, c, e in zip(pairs, characters, errors)]
+
+
+def ocr_frame_scores_between_annotators(
+    annotations: pd.DataFrame, sources: Collection[str] | None = (Source.HUMAN.value,), min_iou: float = DEFAULT_MIN_IOU
+) -> pd.DataFrame:
+    """Per double-blind OCR frame: ``frame_id, author_a, author_b, characters, errors, accuracy``."""
+    pairs = pair_annotations(annotations, "ocr", sources)
+    scores = frame_scores(
+        ((_regions(row.payload_a), _regions(row.payload_b)) for row in pairs.itertuples(index=False)), min_iou
+    )
+    table = pairs[["frame_id", "author_a", "author_b"]].copy()
+    table["characters"] = [score.characters for score in scores]
+    table["errors"] = [score.errors for score in scores]
+    table["accuracy"] = [score.accuracy for score in scores]
+    return table
 
 
 def ocr_accuracy(

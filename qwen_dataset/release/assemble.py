@@ -247,6 +247,7 @@ def assemble_release(
     releases_root: Path,
     *,
     qc: Mapping[str, Any] | None = None,
+    quality: Mapping[str, Any] | None = None,
     ratios: Sequence[float] = DEFAULT_RATIOS,
     salt: str = "",
     blobs: BlobStore | None = None,
@@ -259,6 +260,8 @@ def assemble_release(
     Args:
         qc: QC figures for the card (plain JSON values; nested dicts become ``a.b`` rows). They
             are part of the version: other figures, other release.
+        quality: the quality policy in force (targets, minimum samples, statuses per batch, the
+            waivers that let a batch in); recorded in ``release.json`` and the card, part of the version.
         ratios, salt: the split by upload (train, val, test).
         blobs: where to find pictures that are not in a batch's ``export_dir/images``.
         write_formats: called with a :class:`ReleaseStaging` before the release is sealed, to
@@ -302,6 +305,8 @@ def assemble_release(
         for b in sorted(batches, key=lambda b: b.batch)
     ]
     metadata = {"name": name, "ratios": list(ratios), "salt": salt, "qc": qc, "batches": batch_rows}
+    if quality:  # only when given, so releases assembled without it keep their versions
+        metadata["quality"] = dict(quality)
     # The picture paths do not enter the digest: they follow from frame ids and file types.
     digest = release_digest(frames, annotations, lineage, metadata)
     version = digest[:VERSION_HEX]
@@ -385,6 +390,7 @@ def _stage(
         metadata["batches"],
         excluded,
         sorted([*files, CARD_FILE, RELEASE_FILE]),
+        quality=metadata.get("quality"),
     )
     atomic_write_text(staging / CARD_FILE, card)
     files = relative_files(staging)
@@ -396,6 +402,7 @@ def _stage(
         "salt": metadata["salt"],
         "batches": metadata["batches"],
         "counts": counts,
+        "quality": metadata.get("quality"),
         "files": file_entries(staging, files),
     }
     atomic_write_text(staging / RELEASE_FILE, json.dumps(release, indent=1, ensure_ascii=False, sort_keys=True) + "\n")

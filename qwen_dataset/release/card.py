@@ -47,6 +47,43 @@ def text_languages(annotations: pd.DataFrame) -> Counter[tuple[str, str]]:
     return counts
 
 
+def _cell(text: str) -> str:
+    """Free text inside a Markdown table cell: one line, no column break."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _quality_context(quality: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Targets in force, each batch's status per figure and the waivers, for the card."""
+    if not quality:
+        return {"gates_known": False, "targets": [], "statuses": [], "waivers": [], "insufficient": 0}
+    targets = quality.get("targets", {})
+    minimum = quality.get("min_sample", {})
+    statuses = quality.get("statuses", {})
+    figures = list(targets)
+    return {
+        "gates_known": True,
+        "targets": [(name, f"> {targets[name]:g}", minimum.get(name, "-")) for name in figures],
+        "status_header": ["batch", *figures],
+        "statuses": [
+            (batch, *[by_figure.get(name, "-") for name in figures]) for batch, by_figure in sorted(statuses.items())
+        ],
+        "waivers": [
+            (
+                w["batch"],
+                w["figure"],
+                "-" if w.get("value") is None else f"{w['value']:.4g}",
+                w["waived_by"],
+                w["waived_at"],
+                _cell(w["reason"]),
+            )
+            for w in quality.get("waivers", [])
+        ],
+        "insufficient": sum(
+            status == "insufficient sample" for by_figure in statuses.values() for status in by_figure.values()
+        ),
+    }
+
+
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("qwen_dataset.release", "templates"),
     trim_blocks=True,
@@ -70,6 +107,7 @@ def render_card(
     batches: Sequence[Mapping[str, Any]],
     excluded: int,
     files: Sequence[str],
+    quality: Mapping[str, Any] | None = None,
 ) -> str:
     """The dataset card (Markdown, ``templates/card.md.j2``); deterministic for the same inputs."""
     split_of, task_of = frames["split"], annotations["task"]
@@ -125,6 +163,7 @@ def render_card(
         ),
         "people": annotations.loc[annotations["source"] != Source.AI.value, "author"].nunique(),
         "qc": _flatten(qc) if qc else [],
+        **_quality_context(quality),
         "augmentation": augmentation,
         "lineage": [(b["batch"], b["frames"], b["annotations"], b["export_folder"] or "-") for b in batches],
         "train_below": f"{ratios[0]:g}",

@@ -14,11 +14,13 @@ caller passes it in as ``latest(asset, batch) -> timestamp | None``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
-from qwen_dataset.quality.validation import validate_quality
+from qwen_dataset.quality.gates import GateDecision, Waiver, decide
+from qwen_dataset.quality.report import GATED
 from qwen_dataset.release.assemble import BatchExport
 from qwen_dataset.release.splits import split_for_upload
 from qwen_dataset.store.layout import StorageLayout
@@ -31,21 +33,40 @@ LatestMaterialization = Callable[[str, str], float | None]
 UPSTREAM_OF_EXPORTS = ("raw_uploads", "frames", "ai_annotations", "human_corrections", "qc_report")
 
 
-def quality_verdict(layout: StorageLayout, batch: str, targets: dict[str, float]) -> str | None:
-    """Why the batch's measured quality keeps it out (None when it passes).
+@dataclasses.dataclass(frozen=True)
+class QualityPolicy:
+    """What the release holds the batches to: targets, minimum samples and the active waivers."""
+
+    targets: Mapping[str, float]
+    min_sample: Mapping[str, int]
+    waivers: Sequence[Waiver] = ()
+
+
+def gate_decision(layout: StorageLayout, batch: str, policy: QualityPolicy) -> GateDecision | None:
+    """The gate's decision on the batch's stored figures (None without a quality report)."""
+    path = layout.manifest("qc_report", batch)
+    if not path.exists():
+        return None
+    table = read_parquet(path)
+    row = table.iloc[0].to_dict() if len(table) else {"batch": batch}
+    return decide(row, policy.targets, policy.min_sample, policy.waivers)
+
+
+def quality_verdict(layout: StorageLayout, batch: str, policy: QualityPolicy) -> str | None:
+    """Why the batch's measured quality keeps it out (None when it passes, is waived or under-sampled).
 
     The gate decided this when the export ran; it is decided again on the stored figures so an
     export launched on its own, past a failed gate, cannot reach a release.
     """
-    path = layout.manifest("qc_report", batch)
-    if not path.exists():
+    decision = gate_decision(layout, batch, policy)
+    if decision is None:
         return "no quality report"
-    result = validate_quality(read_parquet(path), targets)
-    return None if result.success else f"quality gate fails: {result.describe_failures()}"
+    failed = [verdict.describe() for verdict in decision.verdicts if verdict.status == "fail"]
+    return f"quality gate fails: {'; '.join(failed)}" if failed else None
 
 
 def releasable_batches(
-    latest: LatestMaterialization, names: list[str], layout: StorageLayout, targets: dict[str, float]
+    latest: LatestMaterialization, names: list[str], layout: StorageLayout, policy: QualityPolicy
 ) -> tuple[list[str], list[dict[str, str]]]:
     """Batches whose export is current and whose quality passes; the others with the reason."""
     eligible, excluded = [], []
@@ -56,7 +77,7 @@ def releasable_batches(
             continue
         newer = [name for name in UPSTREAM_OF_EXPORTS if (latest(name, batch) or 0) > exported]
         measured_before_review = (latest("qc_report", batch) or 0) < (latest("human_corrections", batch) or 0)
-        verdict = quality_verdict(layout, batch, targets)
+        verdict = quality_verdict(layout, batch, policy)
         if newer:
             excluded.append(
                 {
@@ -141,6 +162,8 @@ def quality_figures(layout: StorageLayout, names: list[str]) -> dict[str, object
     if not tables:
         return {}
     table = pd.concat(tables, ignore_index=True).set_index("batch")
+    # The gated figures only: the report's table also carries samples, intervals and evidence.
+    table = table[[column for column in GATED if column in table.columns]].apply(pd.to_numeric, errors="coerce")
     means = {
         column: (None if table[column].isna().all() else round(float(table[column].mean()), 4)) for column in table
     }
@@ -149,3 +172,23 @@ def quality_figures(layout: StorageLayout, names: list[str]) -> dict[str, object
         for batch, row in table.iterrows()
     }
     return {"mean": means, "per_batch": per_batch}
+
+
+def quality_record(layout: StorageLayout, names: list[str], policy: QualityPolicy) -> dict[str, object]:
+    """What the release records about quality: the targets and minimum samples in force, each
+    batch's status per figure, and every waiver that let a batch in (release.json and the card)."""
+    statuses = {}
+    for batch in names:
+        decision = gate_decision(layout, batch, policy)
+        statuses[batch] = decision.statuses() if decision is not None else {}
+    used = [
+        dataclasses.asdict(w)
+        for w in policy.waivers
+        if w.batch in names and statuses.get(w.batch, {}).get(w.figure) == "waived"
+    ]
+    return {
+        "targets": dict(policy.targets),
+        "min_sample": dict(policy.min_sample),
+        "statuses": statuses,
+        "waivers": used,
+    }
