@@ -138,7 +138,9 @@ def video_version(truth: SampleTruth, annotator: int) -> str:
     return dump_payload({"events": events})
 
 
-def annotate(session: Session, people: Mapping[str, User], batch: str, versions: Mapping[tuple[str, str], str]) -> None:
+def annotate(
+    session: Session, people: Mapping[str, User], batch: str, versions: Mapping[tuple[str, str, str], str]
+) -> None:
     """Every simulated annotator submits each of their drafts: the given version or, lacking one, the AI's."""
     by_id = {user.id: user for user in people.values()}
     drafts = session.scalars(
@@ -151,7 +153,7 @@ def annotate(session: Session, people: Mapping[str, User], batch: str, versions:
         item = session.get(WorkItem, row.item_id)
         if user is None or item is None:
             continue  # a real annotator's assignment: left for them
-        payload = versions.get((row.frame_id, user.username)) or item.ai_payload
+        payload = versions.get((row.frame_id, item.task, user.username)) or item.ai_payload
         submit(session, user, row.annotation_id, row.version, to_results(item, payload))
 
 
@@ -220,17 +222,17 @@ def tell_review_story(
         sloppy_frame = max(candidates, key=lambda item: (len(lines[item.frame_id][0]), item.frame_id)).frame_id
         frame_row = frames.set_index("frame_id").loc[sloppy_frame]
         story.disagreement = names.get(frame_row["upload_id"], sloppy_frame)
-        versions: dict[tuple[str, str], str] = {}
+        versions: dict[tuple[str, str, str], str] = {}  # (frame, task, annotator)
         for frame_id, (frame_lines, scale) in lines.items():
             for name in ANNOTATORS:
                 sloppy = frame_id == sloppy_frame and name == ANNOTATORS[1]
-                versions[(frame_id, name)] = ocr_version(frame_lines, scale, rng, sloppy=sloppy)
+                versions[(frame_id, Task.OCR.value, name)] = ocr_version(frame_lines, scale, rng, sloppy=sloppy)
         video_items = session.scalars(
             select(WorkItem).where(WorkItem.batch == batch, WorkItem.task == Task.VIDEO_EVENT.value)
         ).all()
         for item in video_items:
             for position, name in enumerate(ANNOTATORS):
-                versions[(item.frame_id, name)] = video_version(truth, position)
+                versions[(item.frame_id, Task.VIDEO_EVENT.value, name)] = video_version(truth, position)
         annotate(session, people, batch, versions)
         story.reviewed = review_one_item(session, people, batch, names, frames, versions)
         waiting = session.scalars(
@@ -271,7 +273,7 @@ def review_one_item(
     batch: str,
     names: Mapping[str, str],
     frames: pd.DataFrame,
-    versions: Mapping[tuple[str, str], str],
+    versions: Mapping[tuple[str, str, str], str],
 ) -> str:
     """A reviewer spot-checks a single-annotated item, sends it back with a reason, the annotator resubmits."""
     single = session.scalars(
@@ -283,7 +285,7 @@ def review_one_item(
         return ""
     row = reject(session, people[REVIEWER], single.item_id, "line 1: check the text against the picture")
     annotator = next(user for user in people.values() if user.id == row.assignee_id)
-    payload = versions.get((single.frame_id, annotator.username)) or single.ai_payload
+    payload = versions.get((single.frame_id, single.task, annotator.username)) or single.ai_payload
     submit(session, annotator, row.annotation_id, row.version, to_results(single, payload))
     upload = frames.set_index("frame_id").loc[single.frame_id, "upload_id"]
     return f"{names.get(upload, single.frame_id)}: sent back by {REVIEWER}, resubmitted by {annotator.username}"
