@@ -36,7 +36,7 @@ from qwen_dataset.exporters.label_studio.export import export_label_studio
 from qwen_dataset.exporters.label_studio.media import media_urls
 from qwen_dataset.exporters.messages import export_messages_jsonl, llamafactory_dataset_info
 from qwen_dataset.exporters.qwen_jsonl import export_qwen_jsonl
-from qwen_dataset.exporters.stream import final_annotations
+from qwen_dataset.exporters.stream import final_annotations, gc_paused, loads
 from qwen_dataset.exporters.trl import export_trl_parquet
 from qwen_dataset.ingest.uploads import HEAD_BYTES, video_extension
 from qwen_dataset.payloads import BOX_TASKS
@@ -118,11 +118,12 @@ def _file(format_name: str, path: Path, records: int) -> ExportFile:
     return ExportFile(format_name, str(path), int(records), sha256_file(path))
 
 
+@gc_paused
 def write_action_dsl(annotations: pd.DataFrame, out_path: Path, image_ref: Callable[[str], str]) -> int:
     """Every final GUI action sequence in the Action DSL, one block per frame after a comment line."""
     blocks = []
     for row in final_annotations(annotations, Task.GUI_ACTION).itertuples(index=False):
-        payload = json.loads(row.payload)
+        payload = loads(row.payload)
         header = f"// frame {row.frame_id} image {image_ref(row.frame_id)}"
         instruction = " ".join(str(payload.get("instruction", "")).split())
         blocks.append(f"{header}\n// instruction {instruction}\n{write_dsl(payload.get('actions', []))}")
@@ -185,6 +186,7 @@ def write_task_formats(
     return files
 
 
+@gc_paused
 def write_dataset_formats(
     annotations: pd.DataFrame, frames: pd.DataFrame, out_dir: Path, media: DatasetMedia
 ) -> list[ExportFile]:

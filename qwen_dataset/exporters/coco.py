@@ -29,9 +29,8 @@ from typing import IO, Any
 
 import pandas as pd
 
-from qwen_dataset.exporters.stream import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, dump_json
-from qwen_dataset.geometry import to_coco
-from qwen_dataset.payloads import BOX_TASKS, BoxItem, BoxSource, box_source, iter_boxes, task_spec
+from qwen_dataset.exporters.stream import CHUNK_SIZE, AnnotationStream, BoxChecker, ExportAnnotation, dumps, gc_paused
+from qwen_dataset.payloads import BOX_TASKS, BoxItem, BoxSource, box_source, task_spec
 from qwen_dataset.prelabel.templates import TemplateError, load_template
 from qwen_dataset.records import Task
 from qwen_dataset.store.paths import atomic_writer
@@ -50,24 +49,19 @@ def coco_info(task: str = Task.OCR.value) -> dict[str, Any]:
     }
 
 
-def coco_box_fields(box: list[float]) -> dict[str, Any]:
-    """``bbox`` (``[x, y, w, h]``), ``area``, ``iscrowd`` and an empty ``segmentation`` of a pixel box.
+def _write_array(handle: IO[bytes], key: str, chunks: Iterator[list[dict[str, Any]]], last: bool = False) -> int:
+    """Stream ``"key": [item, ...]`` a chunk of items at a time; returns how many were written.
 
-    A plain box has no polygon: a rectangle written as ``segmentation`` too would come back from
-    Datumaro (and other COCO readers) as a second annotation, a polygon beside the box.
-    """
-    x, y, w, h = to_coco([float(v) for v in box])
-    return {"bbox": [x, y, w, h], "area": w * h, "iscrowd": 0, "segmentation": []}
-
-
-def _write_array(handle: IO[bytes], key: str, items: Iterator[dict[str, Any]], last: bool = False) -> int:
-    """Stream ``"key": [item, ...]`` one item at a time; returns how many were written."""
+    One encoder call per chunk: the chunk is dumped as a JSON array and its brackets dropped, so
+    chunks join with a comma into one array."""
     handle.write(f'"{key}": ['.encode())
     count = 0
-    for item in items:
-        handle.write((b",\n" if count else b"\n") + dump_json(item).encode("utf-8"))
-        count += 1
-    handle.write(b"\n]" + (b"" if last else b",\n"))
+    for chunk in chunks:
+        if not chunk:
+            continue
+        handle.write((b"," if count else b"") + dumps(chunk)[1:-1])
+        count += len(chunk)
+    handle.write(b"]" + (b"" if last else b",\n"))
     return count
 
 
@@ -144,6 +138,7 @@ def box_attributes(box: BoxItem, source: BoxSource, annotation: ExportAnnotation
     return attributes
 
 
+@gc_paused
 def export_coco(
     annotations: pd.DataFrame,
     frames: pd.DataFrame,
@@ -167,30 +162,48 @@ def export_coco(
     stream = AnnotationStream(annotations, frames, task)
     checker = BoxChecker()
 
-    def images() -> Iterator[dict[str, Any]]:
-        for image_id, frame_id in enumerate(stream.frame_ids, start=1):
-            width, height = stream.sizes[frame_id]
-            yield {
-                "id": image_id,
-                "file_name": image_ref(frame_id),
-                "width": width,
-                "height": height,
-                "frame_id": frame_id,
-            }
+    def images() -> Iterator[list[dict[str, Any]]]:
+        frame_ids = stream.frame_ids
+        for start in range(0, len(frame_ids), CHUNK_SIZE):
+            chunk = []
+            for image_id, frame_id in enumerate(frame_ids[start : start + CHUNK_SIZE], start=start + 1):
+                width, height = stream.sizes[frame_id]
+                chunk.append(
+                    {
+                        "id": image_id,
+                        "file_name": image_ref(frame_id),
+                        "width": width,
+                        "height": height,
+                        "frame_id": frame_id,
+                    }
+                )
+            yield chunk
 
-    def coco_annotations() -> Iterator[dict[str, Any]]:
+    def coco_annotations() -> Iterator[list[dict[str, Any]]]:
         number = 0
-        for image_id, annotation in enumerate(stream, start=1):
-            check_boxes(annotation, checker)
-            for box in iter_boxes(task, annotation.payload):
-                number += 1
-                yield {
-                    "id": number,
-                    "image_id": image_id,
-                    "category_id": categories.id_for(box.label),
-                    **coco_box_fields(box.item["bbox"]),
-                    "attributes": box_attributes(box, source, annotation),
-                }
+        image_id = 0
+        for chunk in stream.chunks(checker):
+            items = []
+            for annotation in chunk:
+                image_id += 1
+                for box, (x, y, w, h) in zip(annotation.box_items(), annotation.coco_boxes(), strict=True):
+                    number += 1
+                    items.append(
+                        {
+                            "id": number,
+                            "image_id": image_id,
+                            "category_id": categories.id_for(box.label),
+                            "bbox": [x, y, w, h],
+                            "area": w * h,
+                            "iscrowd": 0,
+                            # A plain box has no polygon: a rectangle written as segmentation too
+                            # would come back from Datumaro (and other COCO readers) as a second
+                            # annotation, a polygon beside the box.
+                            "segmentation": [],
+                            "attributes": box_attributes(box, source, annotation),
+                        }
+                    )
+            yield items
         checker.raise_if_any()
 
     with atomic_writer(Path(out_path)) as handle:
@@ -200,6 +213,6 @@ def export_coco(
         image_count = _write_array(handle, "images", images())
         annotation_count = _write_array(handle, "annotations", coco_annotations())
         # Categories last: labels met while streaming the annotations are part of the list.
-        category_count = _write_array(handle, "categories", iter(categories.categories()), last=True)
+        category_count = _write_array(handle, "categories", iter([categories.categories()]), last=True)
         handle.write(b"\n}\n")
     return {"images": image_count, "annotations": annotation_count, "categories": category_count}

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qwen_dataset.exporters.qwen_jsonl import IMAGE_TAG, iter_qwen_samples
+from qwen_dataset.exporters.stream import gc_paused
 from qwen_dataset.store.paths import atomic_writer
 
 ROWS_PER_GROUP = 64
@@ -119,6 +120,7 @@ def _groups(records: Iterator[dict[str, Any]], size: int, budget: int) -> Iterat
         yield group
 
 
+@gc_paused
 def export_trl_parquet(
     annotations: pd.DataFrame,
     frames: pd.DataFrame,
