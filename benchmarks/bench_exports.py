@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ctypes
+import gc
 import multiprocessing
 import os
 import resource
@@ -333,8 +335,19 @@ def _measure(work: Callable[[], Any]) -> tuple[float, int]:
     return seconds, max(0, peak - start_rss) * 1024
 
 
+def _malloc_trim() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _in_child(work: Callable[[], tuple[float, int]]) -> tuple[float, int]:
     """Run ``work`` in a forked child (same memory as this process) and return what it measured."""
+    # Every child starts from a settled parent: garbage collected and free memory handed back,
+    # or the first child after generating the data reuses (or faults in) what the generation left.
+    gc.collect()
+    _malloc_trim()
     context = multiprocessing.get_context("fork")
     results = context.Queue()
 

@@ -207,10 +207,25 @@ def final_annotations(annotations: pd.DataFrame, task: str) -> pd.DataFrame:
     among equals the newest ``created_at`` wins. One frame therefore never yields two samples
     with different answers.
     """
-    ok = annotations[(annotations["status"] == AnnotationStatus.OK.value) & (annotations["task"] == task)]
-    ranked = ok.assign(_precedence=ok["source"].map(SOURCE_PRECEDENCE).fillna(len(SOURCE_PRECEDENCE)))
+    return annotations.iloc[chosen_rows(annotations, task)].reset_index(drop=True)
+
+
+def chosen_rows(annotations: pd.DataFrame, task: str, *, final_only: bool = True) -> np.ndarray:
+    """Row positions in ``annotations`` of the ok ``task`` annotations an export uses, in export order.
+
+    ``final_only``: :func:`final_annotations`' choice; otherwise every ok one, by frame, then
+    ``created_at``, then ``annotation_id``. Only the key columns are sorted, so the payloads are
+    neither copied nor sorted.
+    """
+    mask = ((annotations["status"] == AnnotationStatus.OK.value) & (annotations["task"] == task)).to_numpy()
+    keys = annotations.loc[mask, ["frame_id", "source", "created_at", "annotation_id"]]
+    keys = keys.assign(_position=np.flatnonzero(mask))
+    if not final_only:
+        ordered = keys.sort_values(["frame_id", "created_at", "annotation_id"], kind="stable")
+        return ordered["_position"].to_numpy()
+    ranked = keys.assign(_precedence=keys["source"].map(SOURCE_PRECEDENCE).fillna(len(SOURCE_PRECEDENCE)))
     ranked = ranked.sort_values(["frame_id", "_precedence", "created_at"], ascending=[True, True, False], kind="stable")
-    return ranked.drop_duplicates("frame_id", keep="first").drop(columns="_precedence").reset_index(drop=True)
+    return ranked.drop_duplicates("frame_id", keep="first")["_position"].to_numpy()
 
 
 class AnnotationStream:
@@ -218,47 +233,45 @@ class AnnotationStream:
 
     ``final_only=True`` (datasets): the one final ok annotation per frame. ``final_only=False``
     (audit views such as CSV): every ok annotation of the task, by frame then ``created_at``.
-    Unknown frames are refused here, before anything is written.
+    Unknown frames are refused here, before anything is written. The payloads stay in the
+    manifest until their chunk is read: memory holds one chunk's Python objects, whatever the
+    batch's size.
     """
 
     def __init__(self, annotations: pd.DataFrame, frames: pd.DataFrame, task: str, *, final_only: bool = True) -> None:
         self.task = task
-        if final_only:
-            chosen = final_annotations(annotations, task)
-        else:
-            ok = annotations[(annotations["status"] == AnnotationStatus.OK.value) & (annotations["task"] == task)]
-            chosen = ok.sort_values(["frame_id", "created_at", "annotation_id"], kind="stable").reset_index(drop=True)
-        self._columns = {name: chosen[name].tolist() for name in ROW_COLUMNS}
+        self._rows = chosen_rows(annotations, task, final_only=final_only)
+        self._source = annotations[list(ROW_COLUMNS)]
+        self.frame_ids: list[str] = annotations["frame_id"].take(self._rows).tolist()
         self.sizes = frame_size_index(frames)
-        require_known_frames(self._columns["frame_id"], self.sizes)
+        require_known_frames(self.frame_ids, self.sizes)
 
     def __len__(self) -> int:
-        return len(self._columns["frame_id"])
-
-    @property
-    def frame_ids(self) -> list[str]:
-        return self._columns["frame_id"]
+        return len(self._rows)
 
     def __iter__(self) -> Iterator[ExportAnnotation]:
         """Every annotation, parsed, not yet checked."""
         sizes = self.sizes
-        for annotation_id, frame_id, upload_id, task, source, author, version, created_at, payload in zip(
-            *(self._columns[name] for name in ROW_COLUMNS), strict=True
-        ):
-            width, height = sizes[frame_id]
-            yield ExportAnnotation(
-                annotation_id,
-                frame_id,
-                upload_id,
-                task,
-                source,
-                author,
-                version,
-                created_at,
-                width,
-                height,
-                loads(payload),
-            )
+        for start in range(0, len(self._rows), CHUNK_SIZE):
+            rows = self._source.take(self._rows[start : start + CHUNK_SIZE])
+            columns = [rows[name].tolist() for name in ROW_COLUMNS]
+            for annotation_id, frame_id, upload_id, task, source, author, version, created_at, payload in zip(
+                *columns, strict=True
+            ):
+                width, height = sizes[frame_id]
+                yield ExportAnnotation(
+                    annotation_id,
+                    frame_id,
+                    upload_id,
+                    task,
+                    source,
+                    author,
+                    version,
+                    created_at,
+                    width,
+                    height,
+                    loads(payload),
+                )
 
     def chunks(self, checker: BoxChecker, size: int = CHUNK_SIZE) -> Iterator[list[ExportAnnotation]]:
         """The annotations in chunks of ``size``, each chunk's boxes checked and converted at once."""
