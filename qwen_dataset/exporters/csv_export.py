@@ -37,11 +37,11 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
-from qwen_dataset.exporters.stream import AnnotationStream, BoxChecker, ExportAnnotation, dumps, gc_paused
+from qwen_dataset.exporters.stream import CHUNK_SIZE, AnnotationStream, BoxChecker, ExportAnnotation, dumps, gc_paused
 from qwen_dataset.payloads import TASK_ORDER, box_source
 from qwen_dataset.records import Task
 from qwen_dataset.store.paths import atomic_writer
@@ -219,6 +219,35 @@ def annotation_rows(annotation: ExportAnnotation, image: str = "") -> list[list[
     return rows or [provenance + [image, "none"] + [None] * (len(ITEM_COLUMNS) - 2)]
 
 
+class CsvWriter:
+    """Streams CSV rows (header first) into an open binary handle, a chunk of rows per write."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+        self._writer = csv.writer(self._text)
+        self._writer.writerow(CSV_COLUMNS)
+        self._pending: list[list[Any]] = []
+        self.count = 0
+
+    def add(self, annotation: ExportAnnotation, image: str = "") -> None:
+        """The rows of one checked annotation; ``image`` is written on each."""
+        self._pending.extend(annotation_rows(annotation, image))
+        if len(self._pending) >= CHUNK_SIZE:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._writer.writerows(self._pending)
+        self.count += len(self._pending)
+        self._pending = []
+
+    def close(self) -> int:
+        """Write what is pending and hand the file back to its owner; returns the row count."""
+        self._flush()
+        self._text.flush()
+        self._text.detach()  # the atomic writer owns the file: flush, fsync and rename it
+        return self.count
+
+
 @gc_paused
 def export_csv(
     annotations: pd.DataFrame,
@@ -243,21 +272,10 @@ def export_csv(
         raise ValueError(f"unknown task(s) {unknown}: the tasks are {list(TASK_ORDER)}")
     streams = [AnnotationStream(annotations, frames, task, final_only=final_only) for task in chosen]
     checker = BoxChecker()
-    count = 0
-    with atomic_writer(Path(out_path)) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        writer = csv.writer(text)
-        writer.writerow(CSV_COLUMNS)
+    with atomic_writer(Path(out_path)) as handle:
+        writer = CsvWriter(handle)
         for stream in streams:
-            for chunk in stream.chunks(checker):
-                rows = [
-                    row
-                    for annotation in chunk
-                    for row in annotation_rows(annotation, image_ref(annotation.frame_id) if image_ref else "")
-                ]
-                writer.writerows(rows)
-                count += len(rows)
+            for annotation in stream.checked(checker):
+                writer.add(annotation, image_ref(annotation.frame_id) if image_ref else "")
         checker.raise_if_any()
-        text.flush()
-        text.detach()  # the atomic writer owns the file: flush, fsync and rename it
-    return count
+        return writer.close()

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
@@ -291,14 +291,25 @@ def _samples(stream: AnnotationStream, builder: SampleBuilder) -> Iterator[dict[
     checker.raise_if_any()
 
 
+class JsonlWriter:
+    """Writes records as JSON lines into an open binary handle and counts them."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.count = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        self._handle.write(dumps(record) + b"\n")
+        self.count += 1
+
+
 def write_jsonl(out_path: Path, records: Iterator[dict[str, Any]]) -> int:
     """Stream ``records`` as JSON lines into ``out_path`` atomically; returns the line count."""
-    count = 0
     with atomic_writer(Path(out_path)) as handle:
+        writer = JsonlWriter(handle)
         for record in records:
-            handle.write(dumps(record) + b"\n")
-            count += 1
-    return count
+            writer.add(record)
+    return writer.count
 
 
 @gc_paused

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
@@ -231,13 +231,24 @@ def iter_label_studio_tasks(
     frame_rate: float = DEFAULT_FRAME_RATE,
 ) -> Iterator[dict[str, Any]]:
     """Label Studio tasks of the final ``task`` annotations, one at a time, by ``frame_id``."""
+    stream = _stream(annotations, frames, task, video_url, frame_rate)
+    return _tasks(stream, image_url, video_url, frame_rate)
+
+
+def _stream(
+    annotations: pd.DataFrame,
+    frames: pd.DataFrame,
+    task: str,
+    video_url: Callable[[str], str] | None,
+    frame_rate: float,
+) -> AnnotationStream:
+    """The annotations of ``task``, once the arguments are known to be usable."""
     if task not in TASK_ORDER:
         raise ValueError(f"unknown task {task!r}: the tasks are {list(TASK_ORDER)}")
     if task == Task.VIDEO_EVENT and video_url is None:
         raise ValueError("video_event tasks show the video itself: pass video_url(upload_id) -> URL of the video file")
     check_frame_rate(frame_rate)
-    stream = AnnotationStream(annotations, frames, task)
-    return _tasks(stream, image_url, video_url, frame_rate)
+    return AnnotationStream(annotations, frames, task)
 
 
 def _tasks(
@@ -271,6 +282,33 @@ def to_label_studio_tasks(
     )
 
 
+class LabelStudioWriter:
+    """Streams Label Studio tasks into an open binary handle as one JSON array, a task per line."""
+
+    def __init__(
+        self,
+        handle: IO[bytes],
+        image_url: Callable[[str], str],
+        *,
+        video_url: Callable[[str], str] | None = None,
+        frame_rate: float = DEFAULT_FRAME_RATE,
+    ) -> None:
+        check_frame_rate(frame_rate)
+        self._handle, self._image_url, self._video_url, self._frame_rate = handle, image_url, video_url, frame_rate
+        self.count = 0
+        handle.write(b"[")
+
+    def add(self, annotation: ExportAnnotation) -> None:
+        """One checked annotation as a task."""
+        task = label_studio_task(annotation, self._image_url, video_url=self._video_url, frame_rate=self._frame_rate)
+        self._handle.write((b",\n" if self.count else b"\n") + dumps(task))
+        self.count += 1
+
+    def close(self) -> int:
+        self._handle.write(b"\n]\n" if self.count else b"]\n")
+        return self.count
+
+
 @gc_paused
 def export_label_studio(
     annotations: pd.DataFrame,
@@ -284,14 +322,11 @@ def export_label_studio(
 ) -> int:
     """Stream the tasks of :func:`to_label_studio_tasks` into a JSON array file (Label Studio's
     import format) atomically; returns the task count."""
-    tasks = iter_label_studio_tasks(
-        annotations, frames, image_url, task=task, video_url=video_url, frame_rate=frame_rate
-    )
-    count = 0
+    stream = _stream(annotations, frames, task, video_url, frame_rate)
+    checker = BoxChecker()
     with atomic_writer(Path(out_path)) as handle:
-        handle.write(b"[")
-        for item in tasks:
-            handle.write((b",\n" if count else b"\n") + dumps(item))
-            count += 1
-        handle.write(b"\n]\n" if count else b"]\n")
-    return count
+        writer = LabelStudioWriter(handle, image_url, video_url=video_url, frame_rate=frame_rate)
+        for annotation in stream.checked(checker):
+            writer.add(annotation)
+        checker.raise_if_any()
+        return writer.close()
