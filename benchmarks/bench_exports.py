@@ -9,11 +9,14 @@ format, in this one run:
 * **ours**: the exporter, from the manifests to the file (:func:`export_qwen_jsonl`,
   :func:`export_messages_jsonl`, :func:`export_trl_parquet`, :func:`export_coco`,
   :func:`export_csv`, :func:`export_label_studio`, and the bundle's :func:`write_action_dsl`);
+* **bundle**: a dataset folder of the OCR task through the bundle (:func:`write_dataset_formats`:
+  every format above but the DSL, written together, each payload parsed once for all);
 * **floor**: the same final objects, parsed back from the file ours wrote and held in memory
   before the clock starts, written again: ``orjson.dumps`` of each line (JSONL) or of the whole
   document (COCO, Label Studio), ``pyarrow.csv.write_csv`` of the CSV's cells,
   ``pyarrow.parquet.write_table`` of the TRL table, the DSL text's bytes; flushed and fsynced
-  as ours is. It is the least any exporter has to spend on that file's bytes.
+  as ours is (for the bundle: every file it wrote, each so). It is the least any exporter has to
+  spend on that file's bytes.
 
 Each run happens in a child forked from the process holding the manifests, so every run starts
 from the same memory; the child resets its peak-RSS counter (``/proc/self/clear_refs``) and
@@ -27,7 +30,7 @@ The benchmark uses only the exporters' public functions, so the same file measur
 checkout: ``PYTHONPATH=/path/to/other/checkout python benchmarks/bench_exports.py``.
 
     .venv/bin/python benchmarks/bench_exports.py [--samples 2000,20000] [--boxes 10] [--seed 0]
-        [--formats qwen_jsonl,messages,trl,coco,csv,label_studio,action_dsl] [--rounds 2] [--keep DIR]
+        [--formats qwen_jsonl,messages,trl,coco,csv,label_studio,action_dsl,bundle] [--rounds 2] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from PIL import Image
 
-from qwen_dataset.exporters.bundle import write_action_dsl
+from qwen_dataset.exporters.bundle import DatasetMedia, write_action_dsl, write_dataset_formats
 from qwen_dataset.exporters.coco import export_coco
 from qwen_dataset.exporters.csv_export import export_csv
 from qwen_dataset.exporters.label_studio.export import export_label_studio
@@ -87,7 +90,7 @@ WORDS = [
     "Total:",
 ]
 ROLES = ["button", "input", "link", "checkbox", "text"]
-DEFAULT_FORMATS = "qwen_jsonl,messages,trl,coco,csv,label_studio,action_dsl"
+DEFAULT_FORMATS = "qwen_jsonl,messages,trl,coco,csv,label_studio,action_dsl,bundle"
 
 
 def image_ref(frame_id: str) -> str:
@@ -279,13 +282,45 @@ def _text_floor(path: Path) -> Callable[[Path], None]:
     return write
 
 
+FLOOR_BY_SUFFIX: dict[str, Callable[[Path], Callable[[Path], None]]] = {
+    ".jsonl": _jsonl_floor,
+    ".json": _document_floor,
+    ".csv": _csv_floor,
+    ".parquet": _parquet_floor,
+}
+
+
+def _bundle_files(folder: Path) -> list[Path]:
+    """What the bundle wrote into the media folder: everything but the pictures."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.parent.name != "images" and p.name != "tiny.png")
+
+
+def _folder_floor(folder: Path) -> Callable[[Path], None]:
+    """Every file of the bundle written again, each the way its own format's floor writes it."""
+    writers = [(p.relative_to(folder), FLOOR_BY_SUFFIX.get(p.suffix, _text_floor)(p)) for p in _bundle_files(folder)]
+
+    def write(out: Path) -> None:
+        for relative, writer in writers:
+            (out / relative).parent.mkdir(parents=True, exist_ok=True)
+            writer(out / relative)
+
+    return write
+
+
+def _write_bundle(annotations: pd.DataFrame, frames: pd.DataFrame, media: Path) -> Any:
+    images = {frame_id: image_ref(frame_id) for frame_id in frames["frame_id"].tolist()}
+    dataset_media = DatasetMedia(images, {}, lambda path: f"/data/local-files/?d={path}")
+    return write_dataset_formats(annotations, frames, media, dataset_media)
+
+
 @dataclass(frozen=True)
 class Format:
     """One export: which data set it reads, how ours writes it, how its floor is prepared."""
 
     data: str  # "ocr" | "gui"
     ours: Callable[[pd.DataFrame, pd.DataFrame, Path, Path], Any]  # (annotations, frames, out, media_root)
-    floor: Callable[[Path], Callable[[Path], None]]  # ours' file -> the writer of the same bytes
+    floor: Callable[[Path], Callable[[Path], None]]  # what ours wrote -> the writer of the same bytes
+    in_media: bool = False  # ours writes a folder of files into the media root instead of ``out``
 
 
 FORMATS: dict[str, Format] = {
@@ -304,6 +339,8 @@ FORMATS: dict[str, Format] = {
         "ocr", lambda a, f, out, _: export_label_studio(a, f, out, image_ref, task="ocr"), _document_floor
     ),
     "action_dsl": Format("gui", lambda a, f, out, _: write_action_dsl(a, out, image_ref), _text_floor),
+    # A dataset folder of the OCR task: every format above but the DSL, written together.
+    "bundle": Format("ocr", lambda a, f, _, media: _write_bundle(a, f, media), _folder_floor, in_media=True),
 }
 
 
@@ -363,8 +400,8 @@ def _in_child(work: Callable[[], tuple[float, int]]) -> tuple[float, int]:
     return outcome  # type: ignore[no-any-return]
 
 
-def _floor_run(name: str, ours_file: Path, out: Path) -> tuple[float, int]:
-    write = FORMATS[name].floor(ours_file)  # parsed before the clock starts
+def _floor_run(name: str, written: Path, out: Path) -> tuple[float, int]:
+    write = FORMATS[name].floor(written)  # parsed before the clock starts
     return _measure(lambda: write(out))
 
 
@@ -382,13 +419,17 @@ def measure_format(
     """Best-of-``rounds`` seconds of ours and of its floor, ours' peak extra RSS and file size."""
     fmt = FORMATS[name]
     annotations, frames = manifests
-    ours_file, floor_file = folder / f"{name}.out", folder / f"{name}.floor"
+    ours_file, floor_out = folder / f"{name}.out", folder / f"{name}.floor"
+    written = media if fmt.in_media else ours_file
+    if fmt.in_media:
+        floor_out.mkdir(exist_ok=True)
     best = Result(float("inf"), float("inf"), 0, 0)
     for _ in range(rounds):
         seconds, peak = _in_child(lambda: _measure(lambda: fmt.ours(annotations, frames, ours_file, media)))
-        floor, _ = _in_child(lambda: _floor_run(name, ours_file, floor_file))
-        best = Result(min(best.ours, seconds), min(best.floor, floor), max(best.peak, peak), ours_file.stat().st_size)
-    floor_file.unlink(missing_ok=True)
+        floor, _ = _in_child(lambda: _floor_run(name, written, floor_out))
+        size = sum(p.stat().st_size for p in _bundle_files(media)) if fmt.in_media else ours_file.stat().st_size
+        best = Result(min(best.ours, seconds), min(best.floor, floor), max(best.peak, peak), size)
+    shutil.rmtree(floor_out) if floor_out.is_dir() else floor_out.unlink(missing_ok=True)
     return best
 
 
