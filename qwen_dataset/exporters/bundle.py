@@ -38,7 +38,15 @@ from qwen_dataset.exporters.label_studio.export import LabelStudioWriter
 from qwen_dataset.exporters.label_studio.media import media_urls
 from qwen_dataset.exporters.messages import llamafactory_dataset_info, to_messages
 from qwen_dataset.exporters.qwen_jsonl import JsonlWriter, SampleBuilder
-from qwen_dataset.exporters.stream import AnnotationStream, BoxChecker, final_annotations, gc_paused, loads
+from qwen_dataset.exporters.stream import (
+    AnnotationStream,
+    BoxChecker,
+    chosen_rows,
+    column_chunks,
+    final_annotations,
+    gc_paused,
+    loads,
+)
 from qwen_dataset.exporters.trl import TrlWriter
 from qwen_dataset.ingest.uploads import HEAD_BYTES, video_extension
 from qwen_dataset.payloads import BOX_TASKS
@@ -138,11 +146,12 @@ class ActionDslWriter:
 @gc_paused
 def write_action_dsl(annotations: pd.DataFrame, out_path: Path, image_ref: Callable[[str], str]) -> int:
     """Every final GUI action sequence in the Action DSL, one block per frame after a comment line."""
-    final = final_annotations(annotations, Task.GUI_ACTION)
+    rows = chosen_rows(annotations, Task.GUI_ACTION)
     with atomic_writer(out_path) as handle:
         writer = ActionDslWriter(handle, image_ref)
-        for frame_id, payload in zip(final["frame_id"].tolist(), final["payload"].tolist(), strict=True):
-            writer.add(frame_id, loads(payload))
+        for frame_ids, payloads in column_chunks(annotations, rows, ("frame_id", "payload")):
+            for frame_id, payload in zip(frame_ids, payloads, strict=True):
+                writer.add(frame_id, loads(payload))
     return writer.count
 
 

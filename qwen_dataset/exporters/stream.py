@@ -228,6 +228,17 @@ def chosen_rows(annotations: pd.DataFrame, task: str, *, final_only: bool = True
     return ranked.drop_duplicates("frame_id", keep="first")["_position"].to_numpy()
 
 
+def column_chunks(
+    table: pd.DataFrame, rows: np.ndarray, names: tuple[str, ...], size: int = CHUNK_SIZE
+) -> Iterator[list[list[Any]]]:
+    """The values of columns ``names`` at positions ``rows``, as Python lists, ``size`` rows at a
+    time: only one chunk of a manifest's texts (the payloads) is ever held as Python objects."""
+    selected = table[list(names)]
+    for start in range(0, len(rows), size):
+        chunk = selected.take(rows[start : start + size])
+        yield [chunk[name].tolist() for name in names]
+
+
 class AnnotationStream:
     """The annotations of one task that go into an export, streamed in ``frame_id`` order.
 
@@ -241,7 +252,7 @@ class AnnotationStream:
     def __init__(self, annotations: pd.DataFrame, frames: pd.DataFrame, task: str, *, final_only: bool = True) -> None:
         self.task = task
         self._rows = chosen_rows(annotations, task, final_only=final_only)
-        self._source = annotations[list(ROW_COLUMNS)]
+        self._source = annotations
         self.frame_ids: list[str] = annotations["frame_id"].take(self._rows).tolist()
         self.sizes = frame_size_index(frames)
         require_known_frames(self.frame_ids, self.sizes)
@@ -252,9 +263,7 @@ class AnnotationStream:
     def __iter__(self) -> Iterator[ExportAnnotation]:
         """Every annotation, parsed, not yet checked."""
         sizes = self.sizes
-        for start in range(0, len(self._rows), CHUNK_SIZE):
-            rows = self._source.take(self._rows[start : start + CHUNK_SIZE])
-            columns = [rows[name].tolist() for name in ROW_COLUMNS]
+        for columns in column_chunks(self._source, self._rows, ROW_COLUMNS):
             for annotation_id, frame_id, upload_id, task, source, author, version, created_at, payload in zip(
                 *columns, strict=True
             ):
