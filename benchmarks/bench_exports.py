@@ -22,7 +22,8 @@ Each run happens in a child forked from the process holding the manifests, so ev
 from the same memory; the child resets its peak-RSS counter (``/proc/self/clear_refs``) and
 reports its wall time and its peak RSS above what it started with (``VmHWM - VmRSS``): the memory
 the export itself needed, manifests excluded. Ours and its floor alternate ``--rounds`` times and
-each keeps its best time (the machine may be shared). A line is printed, and flushed, as each
+each keeps its best time (the machine may be shared); wall time and CPU time (the child's,
+all threads) are both reported, CPU time being the steadier of the two on a busy machine. A line is printed, and flushed, as each
 format finishes; the summary at the end gives, per format, ``ours / floor`` at each size and the
 peak extra memory at each size (flat when the export streams).
 
@@ -356,8 +357,9 @@ def _status_kib(field: str) -> int:
     return 0
 
 
-def _measure(work: Callable[[], Any]) -> tuple[float, int]:
-    """Wall seconds of ``work()`` and the peak RSS it added (bytes)."""
+def _measure(work: Callable[[], Any]) -> tuple[float, float, int]:
+    """Wall seconds and CPU seconds (this process, all threads) of ``work()``, and the peak RSS it
+    added (bytes)."""
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
             handle.write("5")  # reset VmHWM to the current RSS
@@ -365,11 +367,11 @@ def _measure(work: Callable[[], Any]) -> tuple[float, int]:
     except OSError:
         reset = False
     start_rss = _status_kib("VmRSS")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     work()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     peak = _status_kib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return seconds, max(0, peak - start_rss) * 1024
+    return seconds, cpu, max(0, peak - start_rss) * 1024
 
 
 def _malloc_trim() -> None:
@@ -379,7 +381,7 @@ def _malloc_trim() -> None:
         pass
 
 
-def _in_child(work: Callable[[], tuple[float, int]]) -> tuple[float, int]:
+def _in_child(work: Callable[[], tuple[float, float, int]]) -> tuple[float, float, int]:
     """Run ``work`` in a forked child (same memory as this process) and return what it measured."""
     # Every child starts from a settled parent: garbage collected and free memory handed back,
     # or the first child after generating the data reuses (or faults in) what the generation left.
@@ -400,15 +402,17 @@ def _in_child(work: Callable[[], tuple[float, int]]) -> tuple[float, int]:
     return outcome  # type: ignore[no-any-return]
 
 
-def _floor_run(name: str, written: Path, out: Path) -> tuple[float, int]:
+def _floor_run(name: str, written: Path, out: Path) -> tuple[float, float, int]:
     write = FORMATS[name].floor(written)  # parsed before the clock starts
     return _measure(lambda: write(out))
 
 
 @dataclass
 class Result:
-    ours: float
+    ours: float  # wall seconds
     floor: float
+    ours_cpu: float  # CPU seconds: steadier than wall time on a shared machine
+    floor_cpu: float
     peak: int
     size: int
 
@@ -423,12 +427,20 @@ def measure_format(
     written = media if fmt.in_media else ours_file
     if fmt.in_media:
         floor_out.mkdir(exist_ok=True)
-    best = Result(float("inf"), float("inf"), 0, 0)
+    inf = float("inf")
+    best = Result(inf, inf, inf, inf, 0, 0)
     for _ in range(rounds):
-        seconds, peak = _in_child(lambda: _measure(lambda: fmt.ours(annotations, frames, ours_file, media)))
-        floor, _ = _in_child(lambda: _floor_run(name, written, floor_out))
+        seconds, cpu, peak = _in_child(lambda: _measure(lambda: fmt.ours(annotations, frames, ours_file, media)))
+        floor, floor_cpu, _ = _in_child(lambda: _floor_run(name, written, floor_out))
         size = sum(p.stat().st_size for p in _bundle_files(media)) if fmt.in_media else ours_file.stat().st_size
-        best = Result(min(best.ours, seconds), min(best.floor, floor), max(best.peak, peak), size)
+        best = Result(
+            min(best.ours, seconds),
+            min(best.floor, floor),
+            min(best.ours_cpu, cpu),
+            min(best.floor_cpu, floor_cpu),
+            max(best.peak, peak),
+            size,
+        )
     shutil.rmtree(floor_out) if floor_out.is_dir() else floor_out.unlink(missing_ok=True)
     return best
 
@@ -468,7 +480,9 @@ def run_size(samples: int, boxes: int, seed: int, formats: list[str], rounds: in
         flush=True,
     )
     print(
-        f"{'format':<14}{'ours s':>9}{'floor s':>9}{'ours/floor':>12}{'file MiB':>10}{'peak extra MiB':>16}", flush=True
+        f"{'format':<14}{'ours s':>9}{'floor s':>9}{'ours/floor':>12}{'CPU s':>9}{'floor CPU':>10}{'CPU ratio':>10}"
+        f"{'file MiB':>10}{'peak extra MiB':>16}",
+        flush=True,
     )
     results: dict[str, Result] = {}
     for name in formats:
@@ -476,6 +490,7 @@ def run_size(samples: int, boxes: int, seed: int, formats: list[str], rounds: in
         results[name] = result
         print(
             f"{name:<14}{result.ours:>9.3f}{result.floor:>9.3f}{result.ours / result.floor:>12.2f}"
+            f"{result.ours_cpu:>9.3f}{result.floor_cpu:>10.3f}{result.ours_cpu / max(result.floor_cpu, 1e-6):>10.2f}"
             f"{result.size / 2**20:>10.1f}{result.peak / 2**20:>16.1f}",
             flush=True,
         )
@@ -510,13 +525,17 @@ def main(argv: list[str] | None = None) -> dict[int, dict[str, Result]]:
             if not args.keep:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    print("\nsummary: ours / floor, and peak extra MiB, per size", flush=True)
-    header = "".join(f"{f'x @ {n:,}':>14}" for n in sizes) + "".join(f"{f'MiB @ {n:,}':>14}" for n in sizes)
+    print("\nsummary: ours / floor in wall time and in CPU time, and peak extra MiB, per size", flush=True)
+    header = "".join(f"{f'x @ {n:,}':>12}{f'CPU x @ {n:,}':>14}" for n in sizes)
+    header += "".join(f"{f'MiB @ {n:,}':>13}" for n in sizes)
     print(f"{'format':<14}{header}")
     for name in formats:
-        ratios = "".join(f"{by_size[n][name].ours / by_size[n][name].floor:>14.2f}" for n in sizes)
-        peaks = "".join(f"{by_size[n][name].peak / 2**20:>14.1f}" for n in sizes)
-        print(f"{name:<14}{ratios}{peaks}", flush=True)
+        row = ""
+        for n in sizes:
+            result = by_size[n][name]
+            row += f"{result.ours / result.floor:>12.2f}{result.ours_cpu / max(result.floor_cpu, 1e-6):>14.2f}"
+        row += "".join(f"{by_size[n][name].peak / 2**20:>13.1f}" for n in sizes)
+        print(f"{name:<14}{row}", flush=True)
     return by_size
 
 
