@@ -1,49 +1,72 @@
-"""Export speed and memory on a synthetic OCR batch, against a plain ``json.dumps`` loop.
+"""Export speed and memory per format, each against the floor of writing its own bytes.
 
-Builds, seeded, a frames manifest and an annotations manifest of ``--samples`` frames (default
-100,000) with ``--boxes`` OCR regions each (default 10, so 1,000,000 boxes): random sizes, boxes
-inside their frame, mixed Chinese/English texts, reading orders shuffled. Then, on that same data,
-in this one run, writes:
+Builds, seeded, a frames manifest and an annotations manifest of ``N`` frames with ``--boxes``
+boxes each (default 10): OCR regions (random sizes, boxes inside their frame, mixed
+Chinese/English texts, reading orders shuffled) and, for the Action DSL, GUI elements with three
+actions per frame. Then, for every size given in ``--samples`` (default ``2000,20000``) and every
+format, in this one run:
 
-* baseline: one JSON line per annotation with a plain loop - ``json.loads`` of the payload and
-  ``json.dumps({"image", "annotation_id", "payload"})`` - the least any exporter has to do;
-* ``qwen_jsonl`` (:func:`export_qwen_jsonl`), ``messages`` (:func:`export_messages_jsonl`),
-  ``coco`` (:func:`export_coco`), ``csv`` (:func:`export_csv`) and ``label_studio``
-  (:func:`export_label_studio`), all for task ``ocr``.
+* **ours**: the exporter, from the manifests to the file (:func:`export_qwen_jsonl`,
+  :func:`export_messages_jsonl`, :func:`export_trl_parquet`, :func:`export_coco`,
+  :func:`export_csv`, :func:`export_label_studio`, and the bundle's :func:`write_action_dsl`);
+* **bundle**: a dataset folder of the OCR task through the bundle (:func:`write_dataset_formats`:
+  every format above but the DSL, written together, each payload parsed once for all);
+* **floor**: the same final objects, parsed back from the file ours wrote and held in memory
+  before the clock starts, written again: ``orjson.dumps`` of each line (JSONL) or of the whole
+  document (COCO, Label Studio), ``pyarrow.csv.write_csv`` of the CSV's cells,
+  ``pyarrow.parquet.write_table`` of the TRL table, the DSL text's bytes; flushed and fsynced
+  as ours is (for the bundle: every file it wrote, each so). It is the least any exporter has to
+  spend on that file's bytes.
 
-Each format runs in a child forked from the process holding the manifests, so every run starts
-from the same memory; the child resets its peak-RSS counter (``/proc/self/clear_refs``) and reports
-its wall time and its peak RSS above what it started with (``VmHWM - VmRSS``): the memory the
-export itself needed, manifests excluded. Prints per format: seconds, ratio to the baseline
-(1.0 = as fast as the plain loop; higher is slower), boxes per second, file size and peak extra
-RSS; then the totals. With ``--rounds N`` the formats run N times in alternation and each keeps
-its best time (the machine this was written on is shared; one round at full size takes about
-2.5 minutes on 2 cores).
+Each run happens in a child forked from the process holding the manifests, so every run starts
+from the same memory; the child resets its peak-RSS counter (``/proc/self/clear_refs``) and
+reports its wall time and its peak RSS above what it started with (``VmHWM - VmRSS``): the memory
+the export itself needed, manifests excluded. Ours and its floor alternate ``--rounds`` times and
+each keeps its best time (the machine may be shared); wall time and CPU time (the child's,
+all threads) are both reported, CPU time being the steadier of the two on a busy machine. A line is printed, and flushed, as each
+format finishes; the summary at the end gives, per format, ``ours / floor`` at each size and the
+peak extra memory at each size (flat when the export streams).
 
-    .venv/bin/python benchmarks/bench_exports.py [--samples 100000] [--boxes 10] [--seed 0]
-        [--formats qwen_jsonl,messages,coco,csv,label_studio] [--rounds 1] [--keep DIR]
+The benchmark uses only the exporters' public functions, so the same file measures another
+checkout: ``PYTHONPATH=/path/to/other/checkout python benchmarks/bench_exports.py``.
+
+    .venv/bin/python benchmarks/bench_exports.py [--samples 2000,20000] [--boxes 10] [--seed 0]
+        [--formats qwen_jsonl,messages,trl,coco,csv,label_studio,action_dsl,bundle] [--rounds 2] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import csv
+import ctypes
+import gc
 import multiprocessing
+import os
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
+import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from PIL import Image
 
+from qwen_dataset.exporters.bundle import DatasetMedia, write_action_dsl, write_dataset_formats
 from qwen_dataset.exporters.coco import export_coco
 from qwen_dataset.exporters.csv_export import export_csv
 from qwen_dataset.exporters.label_studio.export import export_label_studio
 from qwen_dataset.exporters.messages import export_messages_jsonl
 from qwen_dataset.exporters.qwen_jsonl import export_qwen_jsonl
+from qwen_dataset.exporters.trl import export_trl_parquet
 from qwen_dataset.records import AnnotationRecord, FrameRecord, columns_of
 
 SIZES = [(1920, 1080), (1280, 800), (800, 1200), (2480, 3508), (1366, 768)]
@@ -67,16 +90,15 @@ WORDS = [
     "a, b",
     "Total:",
 ]
+ROLES = ["button", "input", "link", "checkbox", "text"]
+DEFAULT_FORMATS = "qwen_jsonl,messages,trl,coco,csv,label_studio,action_dsl,bundle"
 
 
 def image_ref(frame_id: str) -> str:
     return f"images/{frame_id}.png"
 
 
-def synthetic_manifests(samples: int, boxes: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Frames and OCR annotations, ``samples`` x ``boxes`` regions, reproducible from ``seed``."""
-    rng = np.random.default_rng(seed)
-    upload = "b" * 64
+def _frames(samples: int, rng: np.random.Generator, upload: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     frame_ids = [f"{upload[:16]}-{index:06d}" for index in range(samples)]
     size_index = rng.integers(0, len(SIZES), samples)
     widths = np.array([SIZES[i][0] for i in size_index])
@@ -99,15 +121,48 @@ def synthetic_manifests(samples: int, boxes: int, seed: int) -> tuple[pd.DataFra
         },
         columns=columns_of(FrameRecord),
     )
+    return frames, widths, heights
 
-    total = samples * boxes
+
+def _boxes(rng: np.random.Generator, widths: np.ndarray, heights: np.ndarray, boxes: int) -> list[list[float]]:
+    total = len(widths) * boxes
     w = np.repeat(widths, boxes).astype(float)
     h = np.repeat(heights, boxes).astype(float)
     x1 = rng.uniform(0, 0.8, total) * w
     y1 = rng.uniform(0, 0.9, total) * h
     x2 = np.minimum(x1 + rng.uniform(0.05, 0.2, total) * w, w)
     y2 = np.minimum(y1 + rng.uniform(0.01, 0.08, total) * h, h)
-    coords = np.round(np.stack([x1, y1, x2, y2], axis=1), 2).tolist()
+    return np.round(np.stack([x1, y1, x2, y2], axis=1), 2).tolist()  # type: ignore[no-any-return]
+
+
+def _annotations(frames: pd.DataFrame, task: str, payloads: list[str], prefix: str) -> pd.DataFrame:
+    samples = len(frames)
+    return pd.DataFrame(
+        {
+            "annotation_id": [f"{prefix}{index:022x}" for index in range(samples)],
+            "frame_id": frames["frame_id"].tolist(),
+            "upload_id": frames["upload_id"].tolist(),
+            "batch": "bench",
+            "task": task,
+            "source": "ai",
+            "author": "rapidocr" if task == "ocr" else "qwen3-vl",
+            "template_version": "1.0",
+            "created_at": "2026-01-01T00:00:00+00:00",
+            "status": "ok",
+            "error": "",
+            "payload": payloads,
+            "reviewed": False,
+        },
+        columns=columns_of(AnnotationRecord),
+    )
+
+
+def synthetic_manifests(samples: int, boxes: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Frames and OCR annotations, ``samples`` x ``boxes`` regions, reproducible from ``seed``."""
+    rng = np.random.default_rng(seed)
+    frames, widths, heights = _frames(samples, rng, "b" * 64)
+    coords = _boxes(rng, widths, heights, boxes)
+    total = samples * boxes
     confidences = np.round(rng.uniform(0.5, 1.0, total), 4).tolist()
     word_picks = rng.integers(0, len(WORDS), (total, 3)).tolist()
     orders = [rng.permutation(boxes).tolist() for _ in range(samples)]
@@ -127,52 +182,171 @@ def synthetic_manifests(samples: int, boxes: int, seed: int) -> tuple[pd.DataFra
                     "reading_order": orders[sample][offset],
                 }
             )
-        payloads.append(json.dumps({"regions": regions}, ensure_ascii=False, sort_keys=True))
-    annotations = pd.DataFrame(
-        {
-            "annotation_id": [f"{index:024x}" for index in range(samples)],
-            "frame_id": frame_ids,
-            "upload_id": upload,
-            "batch": "bench",
-            "task": "ocr",
-            "source": "ai",
-            "author": "rapidocr",
-            "template_version": "1.0",
-            "created_at": "2026-01-01T00:00:00+00:00",
-            "status": "ok",
-            "error": "",
-            "payload": payloads,
-            "reviewed": False,
-        },
-        columns=columns_of(AnnotationRecord),
-    )
-    return annotations, frames
+        payloads.append(orjson.dumps({"regions": regions}, option=orjson.OPT_SORT_KEYS).decode())
+    return _annotations(frames, "ocr", payloads, "a0"), frames
 
 
-def plain_json_loop(annotations: pd.DataFrame, frames: pd.DataFrame, out: Path) -> int:
-    """The baseline: the same records, one ``json.dumps`` per line, nothing else."""
-    count = 0
-    with out.open("wb") as handle:
-        for annotation_id, frame_id, payload in zip(
-            annotations["annotation_id"].tolist(),
-            annotations["frame_id"].tolist(),
-            annotations["payload"].tolist(),
-            strict=True,
-        ):
-            record = {"image": image_ref(frame_id), "annotation_id": annotation_id, "payload": json.loads(payload)}
-            handle.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
-            count += 1
-    return count
+def synthetic_gui_manifests(samples: int, boxes: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Frames and GUI action annotations: ``boxes`` elements and three actions per frame."""
+    rng = np.random.default_rng(seed + 1)
+    frames, widths, heights = _frames(samples, rng, "c" * 64)
+    coords = _boxes(rng, widths, heights, boxes)
+    payloads = []
+    for sample in range(samples):
+        elements = [
+            {
+                "bbox": coords[sample * boxes + k],
+                "role": ROLES[k % len(ROLES)],
+                "text": WORDS[(sample + k) % len(WORDS)],
+            }
+            for k in range(boxes)
+        ]
+        x1, y1, x2, y2 = elements[0]["bbox"]
+        actions = [
+            {"type": "click", "target": 0, "point": [round((x1 + x2) / 2, 1), round((y1 + y2) / 2, 1)]},
+            {"type": "type", "target": 1 % boxes, "text": WORDS[sample % len(WORDS)]},
+            {"type": "scroll", "direction": "down"},
+        ]
+        actions = [
+            {"target": None, "point": None, "end_point": None, "text": None, "direction": None, **action}
+            for action in actions
+        ]
+        payload = {"elements": elements, "instruction": f"Open {WORDS[sample % len(WORDS)]}", "actions": actions}
+        payloads.append(orjson.dumps(payload).decode())
+    return _annotations(frames, "gui_action", payloads, "b0"), frames
 
 
-EXPORTS: dict[str, Callable[[pd.DataFrame, pd.DataFrame, Path], object]] = {
-    "baseline": plain_json_loop,
-    "qwen_jsonl": lambda a, f, out: export_qwen_jsonl(a, f, out, image_ref, task="ocr"),
-    "messages": lambda a, f, out: export_messages_jsonl(a, f, out, image_ref, task="ocr"),
-    "coco": lambda a, f, out: export_coco(a, f, out, image_ref, task="ocr"),
-    "csv": lambda a, f, out: export_csv(a, f, out, image_ref, tasks=["ocr"]),
-    "label_studio": lambda a, f, out: export_label_studio(a, f, out, image_ref, task="ocr"),
+# --------------------------------------------------------------------------------------------
+# The formats and their floors
+
+
+def _durable(handle: IO[bytes]) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _jsonl_floor(path: Path) -> Callable[[Path], None]:
+    records = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+    def write(out: Path) -> None:
+        with out.open("wb") as handle:
+            for record in records:
+                handle.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+            _durable(handle)
+
+    return write
+
+
+def _document_floor(path: Path) -> Callable[[Path], None]:
+    document = orjson.loads(path.read_bytes())
+
+    def write(out: Path) -> None:
+        with out.open("wb") as handle:
+            handle.write(orjson.dumps(document))
+            _durable(handle)
+
+    return write
+
+
+def _csv_floor(path: Path) -> Callable[[Path], None]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    table = pa.table({name: pa.array([row[i] for row in rows], pa.string()) for i, name in enumerate(header)})
+
+    def write(out: Path) -> None:
+        with out.open("wb") as handle:
+            pa_csv.write_csv(table, handle)
+            _durable(handle)
+
+    return write
+
+
+def _parquet_floor(path: Path) -> Callable[[Path], None]:
+    table = pq.read_table(path)
+
+    def write(out: Path) -> None:
+        with out.open("wb") as handle:
+            pq.write_table(table, handle)
+            _durable(handle)
+
+    return write
+
+
+def _text_floor(path: Path) -> Callable[[Path], None]:
+    data = path.read_bytes()
+
+    def write(out: Path) -> None:
+        with out.open("wb") as handle:
+            handle.write(data)
+            _durable(handle)
+
+    return write
+
+
+FLOOR_BY_SUFFIX: dict[str, Callable[[Path], Callable[[Path], None]]] = {
+    ".jsonl": _jsonl_floor,
+    ".json": _document_floor,
+    ".csv": _csv_floor,
+    ".parquet": _parquet_floor,
 }
+
+
+def _bundle_files(folder: Path) -> list[Path]:
+    """What the bundle wrote into the media folder: everything but the pictures."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.parent.name != "images" and p.name != "tiny.png")
+
+
+def _folder_floor(folder: Path) -> Callable[[Path], None]:
+    """Every file of the bundle written again, each the way its own format's floor writes it."""
+    writers = [(p.relative_to(folder), FLOOR_BY_SUFFIX.get(p.suffix, _text_floor)(p)) for p in _bundle_files(folder)]
+
+    def write(out: Path) -> None:
+        for relative, writer in writers:
+            (out / relative).parent.mkdir(parents=True, exist_ok=True)
+            writer(out / relative)
+
+    return write
+
+
+def _write_bundle(annotations: pd.DataFrame, frames: pd.DataFrame, media: Path) -> Any:
+    images = {frame_id: image_ref(frame_id) for frame_id in frames["frame_id"].tolist()}
+    dataset_media = DatasetMedia(images, {}, lambda path: f"/data/local-files/?d={path}")
+    return write_dataset_formats(annotations, frames, media, dataset_media)
+
+
+@dataclass(frozen=True)
+class Format:
+    """One export: which data set it reads, how ours writes it, how its floor is prepared."""
+
+    data: str  # "ocr" | "gui"
+    ours: Callable[[pd.DataFrame, pd.DataFrame, Path, Path], Any]  # (annotations, frames, out, media_root)
+    floor: Callable[[Path], Callable[[Path], None]]  # what ours wrote -> the writer of the same bytes
+    in_media: bool = False  # ours writes a folder of files into the media root instead of ``out``
+
+
+FORMATS: dict[str, Format] = {
+    "qwen_jsonl": Format("ocr", lambda a, f, out, _: export_qwen_jsonl(a, f, out, image_ref, task="ocr"), _jsonl_floor),
+    "messages": Format(
+        "ocr", lambda a, f, out, _: export_messages_jsonl(a, f, out, image_ref, task="ocr"), _jsonl_floor
+    ),
+    "trl": Format(
+        "ocr",
+        lambda a, f, out, media: export_trl_parquet(a, f, out, image_ref, task="ocr", media_root=media),
+        _parquet_floor,
+    ),
+    "coco": Format("ocr", lambda a, f, out, _: export_coco(a, f, out, image_ref, task="ocr"), _document_floor),
+    "csv": Format("ocr", lambda a, f, out, _: export_csv(a, f, out, image_ref, tasks=["ocr"]), _csv_floor),
+    "label_studio": Format(
+        "ocr", lambda a, f, out, _: export_label_studio(a, f, out, image_ref, task="ocr"), _document_floor
+    ),
+    "action_dsl": Format("gui", lambda a, f, out, _: write_action_dsl(a, out, image_ref), _text_floor),
+    # A dataset folder of the OCR task: every format above but the DSL, written together.
+    "bundle": Format("ocr", lambda a, f, _, media: _write_bundle(a, f, media), _folder_floor, in_media=True),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring
 
 
 def _status_kib(field: str) -> int:
@@ -183,7 +357,9 @@ def _status_kib(field: str) -> int:
     return 0
 
 
-def _run_child(name: str, annotations: pd.DataFrame, frames: pd.DataFrame, out: Path, results) -> None:
+def _measure(work: Callable[[], Any]) -> tuple[float, float, int]:
+    """Wall seconds and CPU seconds (this process, all threads) of ``work()``, and the peak RSS it
+    added (bytes)."""
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
             handle.write("5")  # reset VmHWM to the current RSS
@@ -191,80 +367,176 @@ def _run_child(name: str, annotations: pd.DataFrame, frames: pd.DataFrame, out: 
     except OSError:
         reset = False
     start_rss = _status_kib("VmRSS")
-    started = time.perf_counter()
-    EXPORTS[name](annotations, frames, out)
-    seconds = time.perf_counter() - started
+    started, cpu_started = time.perf_counter(), time.process_time()
+    work()
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     peak = _status_kib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    results.put((seconds, max(0, peak - start_rss) * 1024, out.stat().st_size))
+    return seconds, cpu, max(0, peak - start_rss) * 1024
 
 
-def run(name: str, annotations: pd.DataFrame, frames: pd.DataFrame, folder: Path) -> tuple[float, int, int]:
-    """Time one format in a forked child; returns (seconds, peak extra RSS bytes, file bytes)."""
+def _malloc_trim() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _in_child(work: Callable[[], tuple[float, float, int]]) -> tuple[float, float, int]:
+    """Run ``work`` in a forked child (same memory as this process) and return what it measured."""
+    # Every child starts from a settled parent: garbage collected and free memory handed back,
+    # or the first child after generating the data reuses (or faults in) what the generation left.
+    gc.collect()
+    _malloc_trim()
     context = multiprocessing.get_context("fork")
     results = context.Queue()
-    child = context.Process(target=_run_child, args=(name, annotations, frames, folder / f"{name}.out", results))
-    child.start()
+
+    def child() -> None:
+        results.put(work())
+
+    process = context.Process(target=child)
+    process.start()
     outcome = results.get()
-    child.join()
-    if child.exitcode:
-        raise RuntimeError(f"{name} failed in its child process (exit {child.exitcode})")
-    return outcome
+    process.join()
+    if process.exitcode:
+        raise RuntimeError(f"a measured run failed in its child process (exit {process.exitcode})")
+    return outcome  # type: ignore[no-any-return]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=100_000)
-    parser.add_argument("--boxes", type=int, default=10, help="OCR regions per sample")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--formats", default="qwen_jsonl,messages,coco,csv,label_studio")
-    parser.add_argument("--rounds", type=int, default=1, help="alternating rounds; the best time of each counts")
-    parser.add_argument("--keep", type=Path, help="write the files here and keep them (default: a temp dir)")
-    args = parser.parse_args()
-    formats = [name.strip() for name in args.formats.split(",") if name.strip()]
-    unknown = [name for name in formats if name not in EXPORTS or name == "baseline"]
-    if unknown:
-        parser.error(f"unknown format(s) {unknown}; choose from {[n for n in EXPORTS if n != 'baseline']}")
+def _floor_run(name: str, written: Path, out: Path) -> tuple[float, float, int]:
+    write = FORMATS[name].floor(written)  # parsed before the clock starts
+    return _measure(lambda: write(out))
 
-    started = time.perf_counter()
-    annotations, frames = synthetic_manifests(args.samples, args.boxes, args.seed)
-    print(
-        f"data: {args.samples:,} samples, {args.samples * args.boxes:,} boxes "
-        f"(generated in {time.perf_counter() - started:.1f} s, seed {args.seed})"
-    )
 
-    folder = args.keep or Path(tempfile.mkdtemp(prefix="bench_exports_"))
-    folder.mkdir(parents=True, exist_ok=True)
-    names = ["baseline", *formats]
-    best: dict[str, tuple[float, int, int]] = {}
-    try:
-        # Rounds alternate over all formats, so a noisy neighbour hurts every format alike;
-        # each format keeps its best time and its largest peak.
-        for _ in range(args.rounds):
-            for name in names:
-                seconds, peak, size = run(name, annotations, frames, folder)
-                if name != "baseline" and not args.keep:
-                    (folder / f"{name}.out").unlink()
-                previous = best.get(name, (float("inf"), 0, size))
-                best[name] = (min(previous[0], seconds), max(previous[1], peak), size)
-    finally:
-        if not args.keep:
-            shutil.rmtree(folder, ignore_errors=True)
-    boxes = args.samples * args.boxes
-    baseline = best["baseline"][0]
-    print(f"best of {args.rounds} round(s)")
-    print(f"{'format':<14}{'seconds':>9}{'x plain':>9}{'boxes/s':>12}{'file MiB':>10}{'peak extra MiB':>16}")
-    for name in names:
-        seconds, peak, size = best[name]
-        label = "plain json" if name == "baseline" else name
-        print(
-            f"{label:<14}{seconds:>9.2f}{seconds / baseline:>9.2f}{boxes / seconds:>12,.0f}"
-            f"{size / 2**20:>10.1f}{peak / 2**20:>16.1f}"
+@dataclass
+class Result:
+    ours: float  # wall seconds
+    floor: float
+    ours_cpu: float  # CPU seconds: steadier than wall time on a shared machine
+    floor_cpu: float
+    peak: int
+    size: int
+
+
+def measure_format(
+    name: str, manifests: tuple[pd.DataFrame, pd.DataFrame], folder: Path, media: Path, rounds: int
+) -> Result:
+    """Best-of-``rounds`` seconds of ours and of its floor, ours' peak extra RSS and file size."""
+    fmt = FORMATS[name]
+    annotations, frames = manifests
+    ours_file, floor_out = folder / f"{name}.out", folder / f"{name}.floor"
+    written = media if fmt.in_media else ours_file
+    if fmt.in_media:
+        floor_out.mkdir(exist_ok=True)
+    inf = float("inf")
+    best = Result(inf, inf, inf, inf, 0, 0)
+    for _ in range(rounds):
+        seconds, cpu, peak = _in_child(lambda: _measure(lambda: fmt.ours(annotations, frames, ours_file, media)))
+        floor, floor_cpu, _ = _in_child(lambda: _floor_run(name, written, floor_out))
+        size = sum(p.stat().st_size for p in _bundle_files(media)) if fmt.in_media else ours_file.stat().st_size
+        best = Result(
+            min(best.ours, seconds),
+            min(best.floor, floor),
+            min(best.ours_cpu, cpu),
+            min(best.floor_cpu, floor_cpu),
+            max(best.peak, peak),
+            size,
         )
-    total = sum(best[name][0] for name in formats)
+    shutil.rmtree(floor_out) if floor_out.is_dir() else floor_out.unlink(missing_ok=True)
+    return best
+
+
+def _media_root(folder: Path, frames: pd.DataFrame) -> Path:
+    """``images/<frame_id>.png`` for every frame: hard links to one 8 x 8 PNG (TRL rows embed the pictures)."""
+    media = folder / "media"
+    (media / "images").mkdir(parents=True, exist_ok=True)
+    source = media / "tiny.png"
+    Image.new("RGB", (8, 8), (200, 200, 200)).save(source)
+    for frame_id in frames["frame_id"].tolist():
+        target = media / image_ref(frame_id)
+        if not target.exists():
+            os.link(source, target)
+    return media
+
+
+def _warm_up(formats: list[str], data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], folder: Path, media: Path) -> None:
+    """Run every format once on a few rows here, so that what it loads on first use (templates,
+    modules) is in memory before the children fork and is not counted as its peak."""
+    for name in formats:
+        annotations, frames = data[FORMATS[name].data]
+        FORMATS[name].ours(annotations.head(5), frames, folder / f"{name}.warm", media)
+        (folder / f"{name}.warm").unlink(missing_ok=True)
+
+
+def run_size(samples: int, boxes: int, seed: int, formats: list[str], rounds: int, folder: Path) -> dict[str, Result]:
+    started = time.perf_counter()
+    data = {"ocr": synthetic_manifests(samples, boxes, seed)}
+    if any(FORMATS[name].data == "gui" for name in formats):
+        data["gui"] = synthetic_gui_manifests(samples, boxes, seed)
+    media = _media_root(folder, data["ocr"][1])
+    _warm_up(formats, data, folder, media)
     print(
-        f"{'all formats':<14}{total:>9.2f}{total / baseline:>9.2f}   (vs one plain json loop; {len(formats)} formats)"
+        f"\n{samples:,} samples x {boxes} boxes = {samples * boxes:,} boxes "
+        f"(generated in {time.perf_counter() - started:.1f} s, seed {seed}, best of {rounds})",
+        flush=True,
     )
-    print(f"process peak RSS (manifests included): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(
+        f"{'format':<14}{'ours s':>9}{'floor s':>9}{'ours/floor':>12}{'CPU s':>9}{'floor CPU':>10}{'CPU ratio':>10}"
+        f"{'file MiB':>10}{'peak extra MiB':>16}",
+        flush=True,
+    )
+    results: dict[str, Result] = {}
+    for name in formats:
+        result = measure_format(name, data[FORMATS[name].data], folder, media, rounds)
+        results[name] = result
+        print(
+            f"{name:<14}{result.ours:>9.3f}{result.floor:>9.3f}{result.ours / result.floor:>12.2f}"
+            f"{result.ours_cpu:>9.3f}{result.floor_cpu:>10.3f}{result.ours_cpu / max(result.floor_cpu, 1e-6):>10.2f}"
+            f"{result.size / 2**20:>10.1f}{result.peak / 2**20:>16.1f}",
+            flush=True,
+        )
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict[int, dict[str, Result]]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--samples", default="2000,20000", help="comma-separated dataset sizes (frames)")
+    parser.add_argument("--boxes", type=int, default=10, help="boxes per sample")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--formats", default=DEFAULT_FORMATS)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best time of each counts")
+    parser.add_argument("--keep", type=Path, help="write the files here and keep them (default: a temp dir)")
+    args = parser.parse_args(argv)
+    formats = [name.strip() for name in args.formats.split(",") if name.strip()]
+    unknown = [name for name in formats if name not in FORMATS]
+    if unknown:
+        parser.error(f"unknown format(s) {unknown}; choose from {list(FORMATS)}")
+    sizes = [int(value) for value in args.samples.split(",") if value.strip()]
+    print(
+        f"exporters from {Path(sys.modules['qwen_dataset'].__file__ or '').parent}; {os.cpu_count()} CPUs", flush=True
+    )
+
+    by_size: dict[int, dict[str, Result]] = {}
+    for samples in sizes:
+        folder = (args.keep / str(samples)) if args.keep else Path(tempfile.mkdtemp(prefix="bench_exports_"))
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            by_size[samples] = run_size(samples, args.boxes, args.seed, formats, args.rounds, folder)
+        finally:
+            if not args.keep:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    print("\nsummary: ours / floor in wall time and in CPU time, and peak extra MiB, per size", flush=True)
+    header = "".join(f"{f'x @ {n:,}':>12}{f'CPU x @ {n:,}':>14}" for n in sizes)
+    header += "".join(f"{f'MiB @ {n:,}':>13}" for n in sizes)
+    print(f"{'format':<14}{header}")
+    for name in formats:
+        row = ""
+        for n in sizes:
+            result = by_size[n][name]
+            row += f"{result.ours / result.floor:>12.2f}{result.ours_cpu / max(result.floor_cpu, 1e-6):>14.2f}"
+        row += "".join(f"{by_size[n][name].peak / 2**20:>13.1f}" for n in sizes)
+        print(f"{name:<14}{row}", flush=True)
+    return by_size
 
 
 if __name__ == "__main__":

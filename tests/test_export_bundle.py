@@ -48,14 +48,14 @@ def test_a_failing_format_leaves_the_previous_export_byte_identical(tmp_path, mo
     bundle = export_bundle(root)
     before = snapshot(bundle.folder)
     assert {name for name in before if not name.startswith(("images/", "videos/"))} == listed(bundle.folder)
-    real = bundle_module.export_label_studio
 
-    def fails_on_spatial(*args, task, **kwargs):
-        if task == "spatial":  # the third task: files of two tasks are written by then
-            raise RuntimeError("the Label Studio exporter broke")
-        return real(*args, task=task, **kwargs)
+    class FailsOnSpatial(bundle_module.LabelStudioWriter):
+        def add(self, annotation):
+            if annotation.task == "spatial":  # the third task: files of two tasks are written by then
+                raise RuntimeError("the Label Studio exporter broke")
+            super().add(annotation)
 
-    monkeypatch.setattr(bundle_module, "export_label_studio", fails_on_spatial)
+    monkeypatch.setattr(bundle_module, "LabelStudioWriter", FailsOnSpatial)
     # The new export differs in the tasks written before the failure (a corrected OCR text), and
     # drops a task: written in place, either would show.
     changed = bundle.annotations[bundle.annotations["task"] != "video_event"].copy()
@@ -142,3 +142,49 @@ def test_trl_row_groups_close_at_their_picture_budget(tmp_path, monkeypatch) -> 
         bundle.annotations, bundle.frames, path, refs.__getitem__, task="spatial", media_root=bundle.folder
     )
     assert rows == 2 and pq.ParquetFile(path).num_row_groups == 2
+
+
+def test_the_one_pass_bundle_writes_what_each_exporter_writes_alone(tmp_path) -> None:
+    """The bundle parses each payload once for all its writers; every file equals the standalone export's."""
+    import pyarrow.parquet as pq
+
+    from qwen_dataset.exporters.coco import export_coco
+    from qwen_dataset.exporters.csv_export import export_csv
+    from qwen_dataset.exporters.label_studio.export import export_label_studio
+    from qwen_dataset.exporters.messages import export_messages_jsonl
+    from qwen_dataset.exporters.qwen_jsonl import export_qwen_jsonl
+    from qwen_dataset.exporters.trl import export_trl_parquet
+
+    bundle = export_bundle(tmp_path / "root")
+    folder, alone = bundle.folder, tmp_path / "alone"
+    refs = {p.stem: f"images/{p.name}" for p in (folder / "images").iterdir()}
+    a, f = bundle.annotations, bundle.frames
+    url = media_urls(bundle.layout.root, f"exports/{BATCH}")
+
+    def video_url(upload_id: str) -> str:
+        return url(f"videos/{next((folder / 'videos').glob(upload_id + '.*')).name}")
+
+    def same_bytes(name: str) -> None:
+        assert (alone / name).read_bytes() == (folder / name).read_bytes(), name
+
+    for task in TASK_ORDER:
+        export_qwen_jsonl(a, f, alone / f"qwen_{task}.jsonl", refs.__getitem__, task=task)
+        same_bytes(f"qwen_{task}.jsonl")
+        export_messages_jsonl(a, f, alone / f"messages_{task}.jsonl", refs.__getitem__, task=task)
+        same_bytes(f"messages_{task}.jsonl")
+        image_url = lambda frame_id: url(refs[frame_id])  # noqa: E731
+        export_label_studio(a, f, alone / f"label_studio_{task}.json", image_url, task=task, video_url=video_url)
+        same_bytes(f"label_studio_{task}.json")
+        export_trl_parquet(a, f, alone / "trl.parquet", refs.__getitem__, task=task, media_root=folder)
+        assert pq.read_table(alone / "trl.parquet").equals(pq.read_table(folder / f"trl_{task}.parquet")), task
+        if task != "video_event":
+            export_coco(a, f, alone / "coco.json", lambda frame_id: Path(refs[frame_id]).name, task=task)
+            ours, theirs = (
+                json.loads(p.read_text())
+                for p in (alone / "coco.json", folder / "annotations" / f"instances_{task}.json")
+            )
+            assert {k: v for k, v in ours.items() if k != "info"} == {k: v for k, v in theirs.items() if k != "info"}
+    export_csv(a, f, alone / "annotations.csv", refs.__getitem__)
+    same_bytes("annotations.csv")
+    bundle_module.write_action_dsl(a, alone / "actions.dsl", refs.__getitem__)
+    same_bytes("actions.dsl")

@@ -19,31 +19,41 @@ formats, written by :func:`write_dataset_formats` for every task present:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
+from typing import IO, Any
 
 import pandas as pd
 
 from qwen_dataset.exporters.action_dsl import write as write_dsl
-from qwen_dataset.exporters.coco import export_coco
-from qwen_dataset.exporters.csv_export import export_csv
+from qwen_dataset.exporters.coco import CocoWriter
+from qwen_dataset.exporters.csv_export import CsvWriter
 from qwen_dataset.exporters.label_studio.config import labeling_config
-from qwen_dataset.exporters.label_studio.export import export_label_studio
+from qwen_dataset.exporters.label_studio.export import LabelStudioWriter
 from qwen_dataset.exporters.label_studio.media import media_urls
-from qwen_dataset.exporters.messages import export_messages_jsonl, llamafactory_dataset_info
-from qwen_dataset.exporters.qwen_jsonl import export_qwen_jsonl
-from qwen_dataset.exporters.stream import final_annotations
-from qwen_dataset.exporters.trl import export_trl_parquet
+from qwen_dataset.exporters.messages import llamafactory_dataset_info, to_messages
+from qwen_dataset.exporters.qwen_jsonl import JsonlWriter, SampleBuilder
+from qwen_dataset.exporters.stream import (
+    AnnotationStream,
+    BoxChecker,
+    chosen_rows,
+    column_chunks,
+    final_annotations,
+    gc_paused,
+    loads,
+)
+from qwen_dataset.exporters.trl import TrlWriter
 from qwen_dataset.ingest.uploads import HEAD_BYTES, video_extension
 from qwen_dataset.payloads import BOX_TASKS
 from qwen_dataset.records import AnnotationStatus, Task
 from qwen_dataset.release.assemble import ReleaseStaging
 from qwen_dataset.store.blobs import BlobStore
-from qwen_dataset.store.paths import StoragePath, atomic_write_text, sha256_file
+from qwen_dataset.store.paths import StoragePath, atomic_write_text, atomic_writer, sha256_file
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -118,16 +128,31 @@ def _file(format_name: str, path: Path, records: int) -> ExportFile:
     return ExportFile(format_name, str(path), int(records), sha256_file(path))
 
 
+class ActionDslWriter:
+    """Streams GUI action sequences in the Action DSL, one block per frame after a comment line."""
+
+    def __init__(self, handle: IO[bytes], image_ref: Callable[[str], str]) -> None:
+        self._handle, self._image_ref = handle, image_ref
+        self.count = 0
+
+    def add(self, frame_id: str, payload: dict[str, Any]) -> None:
+        header = f"// frame {frame_id} image {self._image_ref(frame_id)}"
+        instruction = " ".join(str(payload.get("instruction", "")).split())
+        block = f"{header}\n// instruction {instruction}\n{write_dsl(payload.get('actions', []))}"
+        self._handle.write(("\n" if self.count else "").encode() + block.encode("utf-8"))
+        self.count += 1
+
+
+@gc_paused
 def write_action_dsl(annotations: pd.DataFrame, out_path: Path, image_ref: Callable[[str], str]) -> int:
     """Every final GUI action sequence in the Action DSL, one block per frame after a comment line."""
-    blocks = []
-    for row in final_annotations(annotations, Task.GUI_ACTION).itertuples(index=False):
-        payload = json.loads(row.payload)
-        header = f"// frame {row.frame_id} image {image_ref(row.frame_id)}"
-        instruction = " ".join(str(payload.get("instruction", "")).split())
-        blocks.append(f"{header}\n// instruction {instruction}\n{write_dsl(payload.get('actions', []))}")
-    atomic_write_text(out_path, "\n".join(blocks))
-    return len(blocks)
+    rows = chosen_rows(annotations, Task.GUI_ACTION)
+    with atomic_writer(out_path) as handle:
+        writer = ActionDslWriter(handle, image_ref)
+        for frame_ids, payloads in column_chunks(annotations, rows, ("frame_id", "payload")):
+            for frame_id, payload in zip(frame_ids, payloads, strict=True):
+                writer.add(frame_id, loads(payload))
+    return writer.count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,34 +182,82 @@ class DatasetMedia:
 
 
 def write_task_formats(
-    task: Task, annotations: pd.DataFrame, frames: pd.DataFrame, out_dir: Path, media: DatasetMedia
+    task: Task,
+    annotations: pd.DataFrame,
+    frames: pd.DataFrame,
+    out_dir: Path,
+    media: DatasetMedia,
+    csv_rows: CsvWriter | None = None,
 ) -> list[ExportFile]:
-    """Every per-task file of ``task``: the three trainer layouts, COCO, Label Studio tasks and config."""
+    """Every per-task file of ``task``: the three trainer layouts, COCO, Label Studio tasks and
+    config, and for ``gui_action`` the Action DSL; ``csv_rows`` gets the task's CSV rows.
+
+    One pass: each payload is parsed, checked and converted once, a chunk at a time, and every
+    writer takes its part; a sample is built once for the three trainer layouts. Files are
+    renamed into place only when all of them are complete.
+    """
     name = task.value
-    files: list[ExportFile] = []
-    path = out_dir / f"qwen_{name}.jsonl"
-    files.append(
-        _file(f"qwen_{name}_jsonl", path, export_qwen_jsonl(annotations, frames, path, media.image_ref, task=name))
-    )
-    path = out_dir / f"messages_{name}.jsonl"
-    lines = export_messages_jsonl(annotations, frames, path, media.image_ref, task=name)
-    files.append(_file(f"messages_{name}_jsonl", path, lines))
-    path = out_dir / f"trl_{name}.parquet"
-    rows = export_trl_parquet(annotations, frames, path, media.image_ref, task=name, media_root=out_dir)
-    files.append(_file(f"trl_{name}_parquet", path, rows))
-    if task in BOX_TASKS:
-        path = out_dir / "annotations" / f"instances_{name}.json"
-        counts = export_coco(annotations, frames, path, media.image_name, task=name)
-        files.append(_file(f"coco_{name}", path, counts.get("annotations", 0)))
-    path = out_dir / f"label_studio_{name}.json"
-    count = export_label_studio(annotations, frames, path, media.image_url, task=name, video_url=media.video_url)
-    files.append(_file(f"label_studio_{name}", path, count))
-    path = out_dir / f"label_studio_{name}.xml"
-    atomic_write_text(path, labeling_config(name))
-    files.append(_file(f"label_studio_{name}_config", path, 1))
+    stream = AnnotationStream(annotations, frames, name)
+    builder = SampleBuilder(name, frames, media.image_ref)
+    checker = BoxChecker()
+    paths = {
+        f"qwen_{name}_jsonl": out_dir / f"qwen_{name}.jsonl",
+        f"messages_{name}_jsonl": out_dir / f"messages_{name}.jsonl",
+        f"trl_{name}_parquet": out_dir / f"trl_{name}.parquet",
+        f"coco_{name}": out_dir / "annotations" / f"instances_{name}.json",
+        f"label_studio_{name}": out_dir / f"label_studio_{name}.json",
+        "action_dsl": out_dir / "actions.dsl",
+    }
+    if task not in BOX_TASKS:
+        del paths[f"coco_{name}"]
+    if task != Task.GUI_ACTION:
+        del paths["action_dsl"]
+    with contextlib.ExitStack() as stack:
+        handles = {key: stack.enter_context(atomic_writer(path)) for key, path in paths.items()}
+        qwen = JsonlWriter(handles[f"qwen_{name}_jsonl"])
+        messages = JsonlWriter(handles[f"messages_{name}_jsonl"])
+        trl = stack.enter_context(TrlWriter(handles[f"trl_{name}_parquet"], out_dir))
+        coco = CocoWriter(handles[f"coco_{name}"], name, stream, media.image_name) if f"coco_{name}" in paths else None
+        label_studio = LabelStudioWriter(handles[f"label_studio_{name}"], media.image_url, video_url=media.video_url)
+        dsl = ActionDslWriter(handles["action_dsl"], media.image_ref) if "action_dsl" in paths else None
+        for annotation in stream.checked(checker):
+            sample = builder.sample(annotation)
+            qwen.add(sample)
+            messages.add(to_messages(sample))
+            trl.add(sample)
+            if coco is not None:
+                coco.add(annotation)
+            label_studio.add(annotation)
+            if dsl is not None:
+                dsl.add(annotation.frame_id, annotation.payload)
+            if csv_rows is not None:
+                csv_rows.add(annotation, media.image_ref(annotation.frame_id))
+        checker.raise_if_any()
+        counts = {f"qwen_{name}_jsonl": qwen.count, f"messages_{name}_jsonl": messages.count}
+        if coco is not None:
+            counts[f"coco_{name}"] = coco.close()["annotations"]
+        counts[f"label_studio_{name}"] = label_studio.close()
+        if dsl is not None:
+            counts["action_dsl"] = dsl.count
+        stack.close()  # the TRL footer first, then every file renamed into place
+        counts[f"trl_{name}_parquet"] = trl.count
+    config = out_dir / f"label_studio_{name}.xml"
+    atomic_write_text(config, labeling_config(name))
+    order = [
+        f"qwen_{name}_jsonl",
+        f"messages_{name}_jsonl",
+        f"trl_{name}_parquet",
+        f"coco_{name}",
+        f"label_studio_{name}",
+    ]
+    files = [_file(key, paths[key], counts[key]) for key in order if key in paths]
+    files.append(_file(f"label_studio_{name}_config", config, 1))
+    if "action_dsl" in paths:
+        files.append(_file("action_dsl", paths["action_dsl"], counts["action_dsl"]))
     return files
 
 
+@gc_paused
 def write_dataset_formats(
     annotations: pd.DataFrame, frames: pd.DataFrame, out_dir: Path, media: DatasetMedia
 ) -> list[ExportFile]:
@@ -192,17 +265,20 @@ def write_dataset_formats(
     ok = annotations[annotations["status"] == AnnotationStatus.OK]
     tasks = [task for task in Task if (ok["task"] == task).any()]
     files: list[ExportFile] = []
-    for task in tasks:
-        files.extend(write_task_formats(task, annotations, frames, out_dir, media))
+    csv_path = out_dir / "annotations.csv"
+    with atomic_writer(csv_path) as handle:
+        csv_rows = CsvWriter(handle)
+        for task in tasks:
+            files.extend(write_task_formats(task, annotations, frames, out_dir, media, csv_rows))
+        rows = csv_rows.close()
+    dsl = [file for file in files if file.format == "action_dsl"]
+    files = [file for file in files if file.format != "action_dsl"]
     if tasks:
         info = llamafactory_dataset_info({f"messages_{task.value}": f"messages_{task.value}.jsonl" for task in tasks})
         atomic_write_text(out_dir / "dataset_info.json", json.dumps(info, indent=2) + "\n")
         files.append(_file("llamafactory_dataset_info", out_dir / "dataset_info.json", len(info)))
-    if Task.GUI_ACTION in tasks:
-        path = out_dir / "actions.dsl"
-        files.append(_file("action_dsl", path, write_action_dsl(annotations, path, media.image_ref)))
-    rows = export_csv(annotations, frames, out_dir / "annotations.csv", media.image_ref)
-    files.append(_file("csv", out_dir / "annotations.csv", rows))
+    files.extend(dsl)
+    files.append(_file("csv", csv_path, rows))
     return files
 
 

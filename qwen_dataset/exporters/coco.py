@@ -21,17 +21,15 @@ a reviewer typed) get the next ids in order of first appearance. ``video_event``
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
 
-from qwen_dataset.exporters.stream import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, dump_json
-from qwen_dataset.geometry import to_coco
-from qwen_dataset.payloads import BOX_TASKS, BoxItem, BoxSource, box_source, iter_boxes, task_spec
+from qwen_dataset.exporters.stream import CHUNK_SIZE, AnnotationStream, BoxChecker, ExportAnnotation, dumps, gc_paused
+from qwen_dataset.payloads import BOX_TASKS, BoxItem, BoxSource, box_source, task_spec
 from qwen_dataset.prelabel.templates import TemplateError, load_template
 from qwen_dataset.records import Task
 from qwen_dataset.store.paths import atomic_writer
@@ -48,27 +46,6 @@ def coco_info(task: str = Task.OCR.value) -> dict[str, Any]:
         "contributor": "qwen-dataset",
         "date_created": now.isoformat(timespec="seconds"),
     }
-
-
-def coco_box_fields(box: list[float]) -> dict[str, Any]:
-    """``bbox`` (``[x, y, w, h]``), ``area``, ``iscrowd`` and an empty ``segmentation`` of a pixel box.
-
-    A plain box has no polygon: a rectangle written as ``segmentation`` too would come back from
-    Datumaro (and other COCO readers) as a second annotation, a polygon beside the box.
-    """
-    x, y, w, h = to_coco([float(v) for v in box])
-    return {"bbox": [x, y, w, h], "area": w * h, "iscrowd": 0, "segmentation": []}
-
-
-def _write_array(handle: IO[bytes], key: str, items: Iterator[dict[str, Any]], last: bool = False) -> int:
-    """Stream ``"key": [item, ...]`` one item at a time; returns how many were written."""
-    handle.write(f'"{key}": ['.encode())
-    count = 0
-    for item in items:
-        handle.write((b",\n" if count else b"\n") + dump_json(item).encode("utf-8"))
-        count += 1
-    handle.write(b"\n]" + (b"" if last else b",\n"))
-    return count
 
 
 class CategoryIndex:
@@ -144,6 +121,83 @@ def box_attributes(box: BoxItem, source: BoxSource, annotation: ExportAnnotation
     return attributes
 
 
+class CocoWriter:
+    """Streams one task's COCO document into an open binary handle.
+
+    The header and ``images`` (every frame of ``stream``, in order) are written at once; the
+    boxes of each annotation given to :meth:`add` join ``annotations``, dumped a chunk at a time
+    (one encoder call per chunk, its brackets dropped so the chunks join into one array);
+    :meth:`close` writes ``categories``, last because labels met on the way are part of it.
+    """
+
+    def __init__(self, handle: IO[bytes], task: str, stream: AnnotationStream, image_ref: Callable[[str], str]) -> None:
+        self._handle = handle
+        self._task = task
+        self._source = box_source(task)
+        self.categories = category_index(task)
+        self._pending: list[dict[str, Any]] = []
+        self.images = self.annotations = 0
+        handle.write(b"{\n")
+        for key, value in (("info", coco_info(task)), ("licenses", [])):
+            handle.write(f'"{key}": '.encode() + dumps(value) + b",\n")
+        handle.write(b'"images": [')
+        frame_ids = stream.frame_ids
+        for start in range(0, len(frame_ids), CHUNK_SIZE):
+            chunk = []
+            for image_id, frame_id in enumerate(frame_ids[start : start + CHUNK_SIZE], start=start + 1):
+                width, height = stream.sizes[frame_id]
+                chunk.append(
+                    {
+                        "id": image_id,
+                        "file_name": image_ref(frame_id),
+                        "width": width,
+                        "height": height,
+                        "frame_id": frame_id,
+                    }
+                )
+            self._write_items(chunk, first=start == 0)
+        handle.write(b'],\n"annotations": [')
+        self._count_images = len(frame_ids)
+
+    def _write_items(self, items: list[dict[str, Any]], first: bool) -> None:
+        if items:
+            self._handle.write((b"" if first else b",") + dumps(items)[1:-1])
+
+    def add(self, annotation: ExportAnnotation) -> None:
+        """The boxes of the next annotation of the stream (the next image), in payload order."""
+        self.images += 1
+        for box, (x, y, w, h) in zip(annotation.box_items(), annotation.coco_boxes(), strict=True):
+            self._pending.append(
+                {
+                    "id": self.annotations + len(self._pending) + 1,
+                    "image_id": self.images,
+                    "category_id": self.categories.id_for(box.label),
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                    # A plain box has no polygon: a rectangle written as segmentation too would
+                    # come back from Datumaro (and other COCO readers) as a second annotation.
+                    "segmentation": [],
+                    "attributes": box_attributes(box, self._source, annotation),
+                }
+            )
+        if len(self._pending) >= CHUNK_SIZE:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._write_items(self._pending, first=self.annotations == 0)
+        self.annotations += len(self._pending)
+        self._pending = []
+
+    def close(self) -> dict[str, int]:
+        """Write what is pending and the categories; returns the counts."""
+        self._flush()
+        categories = self.categories.categories()
+        self._handle.write(b'],\n"categories": ' + dumps(categories) + b"\n}\n")
+        return {"images": self._count_images, "annotations": self.annotations, "categories": len(categories)}
+
+
+@gc_paused
 def export_coco(
     annotations: pd.DataFrame,
     frames: pd.DataFrame,
@@ -162,44 +216,12 @@ def export_coco(
     payload order (OCR: reading order). Streamed to a temp file and renamed when complete;
     boxes that stay empty after clipping to their frame fail the export, naming the annotations.
     """
-    categories = category_index(task)
-    source = box_source(task)
+    category_index(task)  # refuses a task without boxes before anything is opened
     stream = AnnotationStream(annotations, frames, task)
     checker = BoxChecker()
-
-    def images() -> Iterator[dict[str, Any]]:
-        for image_id, frame_id in enumerate(stream.frame_ids, start=1):
-            width, height = stream.sizes[frame_id]
-            yield {
-                "id": image_id,
-                "file_name": image_ref(frame_id),
-                "width": width,
-                "height": height,
-                "frame_id": frame_id,
-            }
-
-    def coco_annotations() -> Iterator[dict[str, Any]]:
-        number = 0
-        for image_id, annotation in enumerate(stream, start=1):
-            check_boxes(annotation, checker)
-            for box in iter_boxes(task, annotation.payload):
-                number += 1
-                yield {
-                    "id": number,
-                    "image_id": image_id,
-                    "category_id": categories.id_for(box.label),
-                    **coco_box_fields(box.item["bbox"]),
-                    "attributes": box_attributes(box, source, annotation),
-                }
-        checker.raise_if_any()
-
     with atomic_writer(Path(out_path)) as handle:
-        handle.write(b"{\n")
-        for key, value in (("info", coco_info(task)), ("licenses", [])):
-            handle.write(f'"{key}": {json.dumps(value, ensure_ascii=False)},\n'.encode())
-        image_count = _write_array(handle, "images", images())
-        annotation_count = _write_array(handle, "annotations", coco_annotations())
-        # Categories last: labels met while streaming the annotations are part of the list.
-        category_count = _write_array(handle, "categories", iter(categories.categories()), last=True)
-        handle.write(b"\n}\n")
-    return {"images": image_count, "annotations": annotation_count, "categories": category_count}
+        writer = CocoWriter(handle, task, stream, image_ref)
+        for annotation in stream.checked(checker):
+            writer.add(annotation)
+        checker.raise_if_any()
+        return writer.close()

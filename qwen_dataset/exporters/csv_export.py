@@ -35,15 +35,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
-from qwen_dataset.exporters.stream import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes
-from qwen_dataset.payloads import TASK_ORDER, box_source, iter_boxes
+from qwen_dataset.exporters.stream import CHUNK_SIZE, AnnotationStream, BoxChecker, ExportAnnotation, dumps, gc_paused
+from qwen_dataset.payloads import TASK_ORDER, box_source
 from qwen_dataset.records import Task
 from qwen_dataset.store.paths import atomic_writer
 
@@ -82,11 +81,7 @@ CSV_COLUMNS: tuple[str, ...] = PROVENANCE_COLUMNS + ITEM_COLUMNS
 _ACTION_KNOWN = {"type", "target", "point", "end_point", "text", "direction"}
 
 Item = dict[str, Any]
-_dump_sorted = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
-
-
-def _box_cells(box: Sequence[float]) -> Item:
-    return {"x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3]}
+_TAIL = ITEM_COLUMNS.index("action_type")  # the columns after text and label; a box row leaves them empty
 
 
 def _point_cells(point: Sequence[float] | None, prefix: str) -> Item:
@@ -97,104 +92,118 @@ def _point_cells(point: Sequence[float] | None, prefix: str) -> Item:
 
 def _attributes(values: dict[str, Any]) -> str:
     kept = {key: value for key, value in values.items() if value is not None}
-    return _dump_sorted(kept) if kept else ""
+    return dumps(kept, sort_keys=True).decode("utf-8") if kept else ""
 
 
-def box_items(
-    task: str, payload: dict[str, Any], more: Callable[[int], dict[str, Any]] | None = None
-) -> Iterator[Item]:
-    """One row per box: the item's text and label; its other fields, a tree node's place and
-    ``more(box_index)`` as attributes."""
-    source = box_source(task)
-    for box in iter_boxes(task, payload):
-        extra = {key: value for key, value in box.item.items() if key not in ("bbox", "children", "text")}
-        extra.pop(source.label_field or "", None)
+def box_rows(
+    annotation: ExportAnnotation, image: str, more: Callable[[int], dict[str, Any]] | None = None
+) -> Iterator[list[Any]]:
+    """One row (the :data:`ITEM_COLUMNS` cells) per box: the item's text and label; its other
+    fields, a tree node's place and ``more(box_index)`` as attributes."""
+    source = box_source(annotation.task)
+    skipped = {"bbox", "children", "text", source.label_field or ""}
+    empty = [None] * (len(ITEM_COLUMNS) - _TAIL - 1)
+    for box in annotation.box_items():
+        item = box.item
+        extra = {key: value for key, value in item.items() if key not in skipped}
         if source.tree:
             extra.update(parent_index=box.parent, depth=box.depth)
         if more is not None:
             extra.update(more(box.position))
-        yield {
-            "item": source.item,
-            "item_index": box.position,
-            **_box_cells(box.item["bbox"]),
-            "text": box.item.get("text"),
-            "label": box.label,
-            "attributes": _attributes(extra),
-        }
+        yield [image, source.item, box.position, *item["bbox"], item.get("text"), box.label, *empty, _attributes(extra)]
 
 
-def ocr_items(payload: dict[str, Any]) -> Iterator[Item]:
-    yield from box_items(Task.OCR.value, payload)
+def _cells(image: str, item: Item) -> list[Any]:
+    item["image"] = image
+    return [item.get(column) for column in ITEM_COLUMNS]
 
 
-def gui_items(payload: dict[str, Any]) -> Iterator[Item]:
-    yield from box_items(Task.GUI_ACTION.value, payload)
-    yield {
-        "item": "instruction",
-        "item_index": 0,
-        "text": payload.get("instruction", ""),
-        "attributes": _attributes({"requested_instruction": payload.get("requested_instruction")}),
-    }
+def ocr_rows(annotation: ExportAnnotation, image: str) -> Iterator[list[Any]]:
+    yield from box_rows(annotation, image)
+
+
+def gui_rows(annotation: ExportAnnotation, image: str) -> Iterator[list[Any]]:
+    payload = annotation.payload
+    yield from box_rows(annotation, image)
+    yield _cells(
+        image,
+        {
+            "item": "instruction",
+            "item_index": 0,
+            "text": payload.get("instruction", ""),
+            "attributes": _attributes({"requested_instruction": payload.get("requested_instruction")}),
+        },
+    )
     for index, action in enumerate(payload.get("actions") or []):
         extra = {key: value for key, value in action.items() if key not in _ACTION_KNOWN}
-        yield {
-            "item": "action",
-            "item_index": index,
-            "action_type": action.get("type"),
-            "target": action.get("target"),
-            **_point_cells(action.get("point"), "point"),
-            **_point_cells(action.get("end_point"), "end"),
-            "text": action.get("text"),
-            "direction": action.get("direction"),
-            "attributes": _attributes(extra),
-        }
+        yield _cells(
+            image,
+            {
+                "item": "action",
+                "item_index": index,
+                "action_type": action.get("type"),
+                "target": action.get("target"),
+                **_point_cells(action.get("point"), "point"),
+                **_point_cells(action.get("end_point"), "end"),
+                "text": action.get("text"),
+                "direction": action.get("direction"),
+                "attributes": _attributes(extra),
+            },
+        )
 
 
-def spatial_items(payload: dict[str, Any]) -> Iterator[Item]:
+def spatial_rows(annotation: ExportAnnotation, image: str) -> Iterator[list[Any]]:
+    payload = annotation.payload
     depth_rank = {index: rank for rank, index in enumerate(payload.get("depth_order") or [])}
-    yield from box_items(Task.SPATIAL.value, payload, lambda index: {"depth_rank": depth_rank.get(index)})
+    yield from box_rows(annotation, image, lambda index: {"depth_rank": depth_rank.get(index)})
     for index, relation in enumerate(payload.get("relations") or []):
-        yield {
-            "item": "relation",
-            "item_index": index,
-            "label": relation.get("predicate"),
-            "attributes": _attributes({"subject": relation.get("subject"), "object": relation.get("object")}),
-        }
+        yield _cells(
+            image,
+            {
+                "item": "relation",
+                "item_index": index,
+                "label": relation.get("predicate"),
+                "attributes": _attributes({"subject": relation.get("subject"), "object": relation.get("object")}),
+            },
+        )
 
 
-def image_to_code_items(payload: dict[str, Any]) -> Iterator[Item]:
-    yield from box_items(Task.IMAGE_TO_CODE.value, payload)
-    yield {"item": "html", "item_index": 0, "text": payload.get("html", "")}
+def image_to_code_rows(annotation: ExportAnnotation, image: str) -> Iterator[list[Any]]:
+    yield from box_rows(annotation, image)
+    yield _cells(image, {"item": "html", "item_index": 0, "text": annotation.payload.get("html", "")})
 
 
-def video_event_items(payload: dict[str, Any]) -> Iterator[Item]:
-    for index, event in enumerate(payload.get("events") or []):
-        yield {
-            "item": "event",
-            "item_index": index,
-            "start": event.get("start"),
-            "end": event.get("end"),
-            "text": event.get("description", ""),
-            "attributes": _attributes(
-                {
-                    "frame_ids": event.get("frame_ids"),
-                    "start_raw": event.get("start_raw"),
-                    "end_raw": event.get("end_raw"),
-                }
-            ),
-        }
+def video_event_rows(annotation: ExportAnnotation, image: str) -> Iterator[list[Any]]:
+    for index, event in enumerate(annotation.payload.get("events") or []):
+        yield _cells(
+            image,
+            {
+                "item": "event",
+                "item_index": index,
+                "start": event.get("start"),
+                "end": event.get("end"),
+                "text": event.get("description", ""),
+                "attributes": _attributes(
+                    {
+                        "frame_ids": event.get("frame_ids"),
+                        "start_raw": event.get("start_raw"),
+                        "end_raw": event.get("end_raw"),
+                    }
+                ),
+            },
+        )
 
 
-ITEMS: dict[str, Callable[[dict[str, Any]], Iterator[Item]]] = {
-    Task.OCR.value: ocr_items,
-    Task.GUI_ACTION.value: gui_items,
-    Task.SPATIAL.value: spatial_items,
-    Task.IMAGE_TO_CODE.value: image_to_code_items,
-    Task.VIDEO_EVENT.value: video_event_items,
+ITEMS: dict[str, Callable[[ExportAnnotation, str], Iterator[list[Any]]]] = {
+    Task.OCR.value: ocr_rows,
+    Task.GUI_ACTION.value: gui_rows,
+    Task.SPATIAL.value: spatial_rows,
+    Task.IMAGE_TO_CODE.value: image_to_code_rows,
+    Task.VIDEO_EVENT.value: video_event_rows,
 }
 
 
-def annotation_rows(annotation: ExportAnnotation, image: str = "") -> Iterator[list[Any]]:
+def annotation_rows(annotation: ExportAnnotation, image: str = "") -> list[list[Any]]:
     """The CSV rows (lists in :data:`CSV_COLUMNS` order) of one checked annotation."""
     provenance = [
         annotation.task,
@@ -206,15 +215,40 @@ def annotation_rows(annotation: ExportAnnotation, image: str = "") -> Iterator[l
         annotation.template_version,
         annotation.created_at,
     ]
-    written = False
-    for item in ITEMS[annotation.task](annotation.payload):
-        written = True
-        item["image"] = image
-        yield provenance + [item.get(column) for column in ITEM_COLUMNS]
-    if not written:
-        yield provenance + [image, "none"] + [None] * (len(ITEM_COLUMNS) - 2)
+    rows = [provenance + cells for cells in ITEMS[annotation.task](annotation, image)]
+    return rows or [provenance + [image, "none"] + [None] * (len(ITEM_COLUMNS) - 2)]
 
 
+class CsvWriter:
+    """Streams CSV rows (header first) into an open binary handle, a chunk of rows per write."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+        self._writer = csv.writer(self._text)
+        self._writer.writerow(CSV_COLUMNS)
+        self._pending: list[list[Any]] = []
+        self.count = 0
+
+    def add(self, annotation: ExportAnnotation, image: str = "") -> None:
+        """The rows of one checked annotation; ``image`` is written on each."""
+        self._pending.extend(annotation_rows(annotation, image))
+        if len(self._pending) >= CHUNK_SIZE:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._writer.writerows(self._pending)
+        self.count += len(self._pending)
+        self._pending = []
+
+    def close(self) -> int:
+        """Write what is pending and hand the file back to its owner; returns the row count."""
+        self._flush()
+        self._text.flush()
+        self._text.detach()  # the atomic writer owns the file: flush, fsync and rename it
+        return self.count
+
+
+@gc_paused
 def export_csv(
     annotations: pd.DataFrame,
     frames: pd.DataFrame,
@@ -238,19 +272,10 @@ def export_csv(
         raise ValueError(f"unknown task(s) {unknown}: the tasks are {list(TASK_ORDER)}")
     streams = [AnnotationStream(annotations, frames, task, final_only=final_only) for task in chosen]
     checker = BoxChecker()
-    count = 0
-    with atomic_writer(Path(out_path)) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        writer = csv.writer(text)
-        writer.writerow(CSV_COLUMNS)
+    with atomic_writer(Path(out_path)) as handle:
+        writer = CsvWriter(handle)
         for stream in streams:
-            for annotation in stream:
-                check_boxes(annotation, checker)
-                image = image_ref(annotation.frame_id) if image_ref is not None else ""
-                rows = list(annotation_rows(annotation, image))
-                writer.writerows(rows)
-                count += len(rows)
+            for annotation in stream.checked(checker):
+                writer.add(annotation, image_ref(annotation.frame_id) if image_ref else "")
         checker.raise_if_any()
-        text.flush()
-        text.detach()  # the atomic writer owns the file: flush, fsync and rename it
-    return count
+        return writer.close()

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from qwen_dataset.exporters.qwen_jsonl import iter_qwen_samples, write_jsonl
+from qwen_dataset.exporters.stream import gc_paused
 
 _ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
 _SHAREGPT_TAGS = {
@@ -88,6 +89,7 @@ def iter_messages(
     return (to_messages(sample, system) for sample in samples)
 
 
+@gc_paused
 def export_messages_jsonl(
     annotations: pd.DataFrame,
     frames: pd.DataFrame,

@@ -47,13 +47,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
-from qwen_dataset.exporters.stream import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, dump_json
-from qwen_dataset.geometry import point_to_qwen_1000, to_qwen_1000
-from qwen_dataset.payloads import TASK_ORDER, iter_boxes
+from qwen_dataset.exporters.stream import AnnotationStream, BoxChecker, ExportAnnotation, dump_json, dumps, gc_paused
+from qwen_dataset.geometry import point_to_qwen_1000
+from qwen_dataset.payloads import TASK_ORDER
 from qwen_dataset.prelabel.templates import DEFAULT_GUI_INSTRUCTION, load_template
 from qwen_dataset.records import FrameKind, Task
 from qwen_dataset.store.paths import atomic_writer
@@ -105,15 +105,12 @@ def dump_answer(answer: Any) -> str:
 # Answers
 
 
-def _box_encoder(width: int, height: int, box_style: str) -> Callable[[list[float]], Any]:
+def _boxes(annotation: ExportAnnotation, box_style: str) -> list[Any]:
+    """The annotation's boxes on the 0-1000 scale, in :func:`iter_boxes` order, as ``box_style`` writes them."""
+    coords = annotation.qwen_boxes()
     if box_style == "json":
-        return lambda box: to_qwen_1000(box, width, height)
-
-    def compact(box: list[float]) -> str:
-        x1, y1, x2, y2 = to_qwen_1000(box, width, height)
-        return f"<box>[{x1},{y1},{x2},{y2}]</box>"
-
-    return compact
+        return coords
+    return [f"<box>[{x1},{y1},{x2},{y2}]</box>" for x1, y1, x2, y2 in coords]
 
 
 def _point(point: Any, width: int, height: int) -> list[int] | None:
@@ -121,18 +118,20 @@ def _point(point: Any, width: int, height: int) -> list[int] | None:
 
 
 def answer_object(annotation: ExportAnnotation, box_style: str = "json") -> Any:
-    """The answer of one checked annotation (see :func:`qwen_dataset.exporters.stream.check_boxes`) as a JSON-ready object."""
+    """The answer of one checked annotation (see :meth:`qwen_dataset.exporters.stream.BoxChecker.check_chunk`) as a JSON-ready object."""
     payload, width, height = annotation.payload, annotation.width, annotation.height
-    box = _box_encoder(width, height, box_style)
     task = annotation.task
-    boxes = [item.item for item in iter_boxes(task, payload)]
+    items = [box.item for box in annotation.box_items()]
+    boxes = _boxes(annotation, box_style)
     if task == Task.OCR:
-        return [{"bbox_2d": box(region["bbox"]), "text_content": region.get("text", "")} for region in boxes]
+        return [
+            {"bbox_2d": box, "text_content": region.get("text", "")} for region, box in zip(items, boxes, strict=True)
+        ]
     if task == Task.GUI_ACTION:
         return {
             "elements": [
-                {"bbox_2d": box(element["bbox"]), "role": element.get("role", "other"), "text": element.get("text", "")}
-                for element in boxes
+                {"bbox_2d": box, "role": element.get("role", "other"), "text": element.get("text", "")}
+                for element, box in zip(items, boxes, strict=True)
             ],
             "instruction": payload.get("instruction", ""),
             "actions": [
@@ -150,12 +149,8 @@ def answer_object(annotation: ExportAnnotation, box_style: str = "json") -> Any:
     if task == Task.SPATIAL:
         return {
             "objects": [
-                {
-                    "bbox_2d": box(item["bbox"]),
-                    "label": item.get("label", ""),
-                    "occluded": bool(item.get("occluded", False)),
-                }
-                for item in boxes
+                {"bbox_2d": box, "label": item.get("label", ""), "occluded": bool(item.get("occluded", False))}
+                for item, box in zip(items, boxes, strict=True)
             ],
             "relations": [
                 {"subject": relation["subject"], "predicate": relation["predicate"], "object": relation["object"]}
@@ -164,7 +159,7 @@ def answer_object(annotation: ExportAnnotation, box_style: str = "json") -> Any:
             "depth_order": list(payload.get("depth_order") or []),
         }
     if task == Task.IMAGE_TO_CODE:
-        return {"html": payload.get("html", ""), "layout": _layout_answer(task, payload, box)}
+        return {"html": payload.get("html", ""), "layout": _layout_answer(annotation, boxes)}
     if task == Task.VIDEO_EVENT:
         return {
             "events": [
@@ -175,16 +170,11 @@ def answer_object(annotation: ExportAnnotation, box_style: str = "json") -> Any:
     raise ValueError(f"unknown task {task!r}: the tasks are {list(TASK_ORDER)}")
 
 
-def _layout_answer(task: str, payload: dict[str, Any], box: Callable[[list[float]], Any]) -> dict[str, Any] | None:
+def _layout_answer(annotation: ExportAnnotation, boxes: list[Any]) -> dict[str, Any] | None:
     """The layout tree in the template's shape, rebuilt from the pre-order walk of its boxes."""
     built: list[dict[str, Any]] = []
-    for _, node, _, parent, _, _ in iter_boxes(task, payload):
-        item = {
-            "tag": node.get("tag", ""),
-            "role": node.get("role", "other"),
-            "bbox_2d": box(node["bbox"]),
-            "children": [],
-        }
+    for (_, node, _, parent, _, _), box in zip(annotation.box_items(), boxes, strict=True):
+        item = {"tag": node.get("tag", ""), "role": node.get("role", "other"), "bbox_2d": box, "children": []}
         if parent is not None:
             built[parent]["children"].append(item)
         built.append(item)
@@ -296,22 +286,33 @@ def iter_qwen_samples(
 
 def _samples(stream: AnnotationStream, builder: SampleBuilder) -> Iterator[dict[str, Any]]:
     checker = BoxChecker()
-    for annotation in stream:
-        check_boxes(annotation, checker)
+    for annotation in stream.checked(checker):
         yield builder.sample(annotation)
     checker.raise_if_any()
 
 
+class JsonlWriter:
+    """Writes records as JSON lines into an open binary handle and counts them."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.count = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        self._handle.write(dumps(record) + b"\n")
+        self.count += 1
+
+
 def write_jsonl(out_path: Path, records: Iterator[dict[str, Any]]) -> int:
     """Stream ``records`` as JSON lines into ``out_path`` atomically; returns the line count."""
-    count = 0
     with atomic_writer(Path(out_path)) as handle:
+        writer = JsonlWriter(handle)
         for record in records:
-            handle.write(dump_json(record).encode("utf-8") + b"\n")
-            count += 1
-    return count
+            writer.add(record)
+    return writer.count
 
 
+@gc_paused
 def export_qwen_jsonl(
     annotations: pd.DataFrame,
     frames: pd.DataFrame,

@@ -25,19 +25,21 @@ all its sampled frames, so one long video is one large row).
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qwen_dataset.exporters.qwen_jsonl import IMAGE_TAG, iter_qwen_samples
+from qwen_dataset.exporters.stream import gc_paused
 from qwen_dataset.store.paths import atomic_writer
 
-ROWS_PER_GROUP = 64
+ROWS_PER_GROUP = 512
 #: A row group is also closed at this many bytes of pictures (a video sample holds all its frames).
 GROUP_BYTES = 64 * 1024 * 1024
 _ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
@@ -105,20 +107,47 @@ def to_trl_record(sample: dict[str, Any], read_image: Callable[[str], bytes]) ->
     return {"messages": messages, "images": [{"bytes": read_image(ref), "path": ref} for ref in refs]}
 
 
-def _groups(records: Iterator[dict[str, Any]], size: int, budget: int) -> Iterator[list[dict[str, Any]]]:
-    """Records in groups of ``size``, a group closed early once its pictures reach ``budget`` bytes."""
-    group: list[dict[str, Any]] = []
-    held = 0
-    for record in records:
-        group.append(record)
-        held += sum(len(image["bytes"]) for image in record["images"])
-        if len(group) == size or held >= budget:
-            yield group
-            group, held = [], 0
-    if group:
-        yield group
+class TrlWriter:
+    """Streams TRL rows into an open binary handle, a row group at a time (see the module docstring).
+
+    A context manager: leaving it closes the Parquet file (its footer written), also on error.
+    """
+
+    def __init__(self, handle: IO[bytes], media_root: Path) -> None:
+        self._root = os.fspath(media_root)
+        self._writer = pq.ParquetWriter(handle, TRL_SCHEMA)
+        self._group: list[dict[str, Any]] = []
+        self._held = 0
+        self.count = 0
+
+    def _read_image(self, ref: str) -> bytes:
+        with open(os.path.join(self._root, ref), "rb") as handle:  # a Path per picture costs more than the read
+            return handle.read()
+
+    def add(self, sample: dict[str, Any]) -> None:
+        """One qwen-vl-finetune sample as a row; its pictures are read from the media root."""
+        record = to_trl_record(sample, self._read_image)
+        self._group.append(record)
+        self._held += sum(len(image["bytes"]) for image in record["images"])
+        if len(self._group) == ROWS_PER_GROUP or self._held >= GROUP_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._group:
+            self._writer.write_table(pa.Table.from_pylist(self._group, schema=TRL_SCHEMA))
+            self.count += len(self._group)
+        self._group, self._held = [], 0
+
+    def __enter__(self) -> TrlWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if exc_info[0] is None:
+            self._flush()
+        self._writer.close()
 
 
+@gc_paused
 def export_trl_parquet(
     annotations: pd.DataFrame,
     frames: pd.DataFrame,
@@ -136,14 +165,7 @@ def export_trl_parquet(
     renamed into place only when complete.
     """
     samples = iter_qwen_samples(annotations, frames, image_ref, task=task)
-
-    def read_image(ref: str) -> bytes:
-        return (Path(media_root) / ref).read_bytes()
-
-    records = (to_trl_record(sample, read_image) for sample in samples)
-    count = 0
-    with atomic_writer(Path(out_path)) as handle, pq.ParquetWriter(handle, TRL_SCHEMA) as writer:
-        for group in _groups(records, ROWS_PER_GROUP, GROUP_BYTES):
-            writer.write_table(pa.Table.from_pylist(group, schema=TRL_SCHEMA))
-            count += len(group)
-    return count
+    with atomic_writer(Path(out_path)) as handle, TrlWriter(handle, media_root) as writer:
+        for sample in samples:
+            writer.add(sample)
+    return writer.count

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
@@ -21,24 +21,25 @@ from qwen_dataset.exporters.label_studio.config import (
     check_frame_rate,
     seconds_to_frame,
 )
-from qwen_dataset.exporters.stream import AnnotationStream, BoxChecker, ExportAnnotation, check_boxes, dump_json
-from qwen_dataset.geometry import to_label_studio
-from qwen_dataset.payloads import TASK_ORDER, iter_boxes
+from qwen_dataset.exporters.stream import AnnotationStream, BoxChecker, ExportAnnotation, dumps, gc_paused
+from qwen_dataset.payloads import TASK_ORDER
 from qwen_dataset.records import Task
 from qwen_dataset.store.paths import atomic_writer
 
 
 class _Results:
-    """Builds the result list of one image annotation."""
+    """Builds the result list of one image annotation; its boxes come from the chunk's geometry."""
 
-    def __init__(self, width: int, height: int) -> None:
-        self.width, self.height = width, height
+    def __init__(self, annotation: ExportAnnotation) -> None:
+        self.width, self.height = annotation.width, annotation.height
+        self.rects = annotation.label_studio_boxes()
         self.items: list[dict[str, Any]] = []
 
-    def rect(self, box: list[float]) -> dict[str, float]:
-        return {**to_label_studio(box, self.width, self.height), "rotation": 0}
-
-    def region(self, region_id: str, from_name: str, kind: str, value: dict[str, Any], **extra: Any) -> None:
+    def region(
+        self, position: int, region_id: str, from_name: str, kind: str, key: str, value: Any, **extra: Any
+    ) -> None:
+        """One result of box ``position``: its rectangle in percent plus ``key: value``."""
+        x, y, width, height = self.rects[position]
         self.items.append(
             {
                 "id": region_id,
@@ -48,7 +49,7 @@ class _Results:
                 "original_width": self.width,
                 "original_height": self.height,
                 "image_rotation": 0,
-                "value": value,
+                "value": {"x": x, "y": y, "width": width, "height": height, "rotation": 0, key: value},
                 **extra,
             }
         )
@@ -64,30 +65,31 @@ class _Results:
         )
 
 
-def ocr_results(payload: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
-    results = _Results(width, height)
-    for index, region, *_ in iter_boxes(Task.OCR.value, payload):
-        region_id, rect = f"r{index}", results.rect(region["bbox"])
+def ocr_results(annotation: ExportAnnotation) -> list[dict[str, Any]]:
+    results = _Results(annotation)
+    for index, region, *_ in annotation.box_items():
+        region_id = f"r{index}"
         score = {"score": region["confidence"]} if region.get("confidence") is not None else {}
-        results.region(region_id, "bbox", "rectanglelabels", {**rect, "rectanglelabels": [OCR_LABEL]}, **score)
-        results.region(region_id, "transcription", "textarea", {**rect, "text": [region.get("text", "")]})
+        results.region(index, region_id, "bbox", "rectanglelabels", "rectanglelabels", [OCR_LABEL], **score)
+        results.region(index, region_id, "transcription", "textarea", "text", [region.get("text", "")])
         if region.get("language"):
-            results.region(region_id, "language", "textarea", {**rect, "text": [region["language"]]})
+            results.region(index, region_id, "language", "textarea", "text", [region["language"]])
         if region.get("font_style"):
-            results.region(region_id, "font_style", "choices", {**rect, "choices": [region["font_style"]]})
+            results.region(index, region_id, "font_style", "choices", "choices", [region["font_style"]])
     return results.items
 
 
-def gui_results(payload: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
-    results = _Results(width, height)
-    elements = [box.item for box in iter_boxes(Task.GUI_ACTION.value, payload)]
+def gui_results(annotation: ExportAnnotation) -> list[dict[str, Any]]:
+    results = _Results(annotation)
+    payload = annotation.payload
+    elements = [box.item for box in annotation.box_items()]
     for index, element in enumerate(elements):
-        region_id, rect = f"e{index}", results.rect(element["bbox"])
+        region_id = f"e{index}"
         results.region(
-            region_id, "element", "rectanglelabels", {**rect, "rectanglelabels": [element.get("role", "other")]}
+            index, region_id, "element", "rectanglelabels", "rectanglelabels", [element.get("role", "other")]
         )
         if element.get("text"):
-            results.region(region_id, "element_text", "textarea", {**rect, "text": [element["text"]]})
+            results.region(index, region_id, "element_text", "textarea", "text", [element["text"]])
     results.task_text("instruction", payload.get("instruction", ""))
     actions = [_with_region_target(action, len(elements)) for action in payload.get("actions") or []]
     results.task_text("actions", action_dsl.write(actions).rstrip("\n"))
@@ -103,17 +105,18 @@ def _with_region_target(action: dict[str, Any], element_count: int) -> dict[str,
     return dict(action)
 
 
-def spatial_results(payload: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
-    results = _Results(width, height)
+def spatial_results(annotation: ExportAnnotation) -> list[dict[str, Any]]:
+    results = _Results(annotation)
+    payload = annotation.payload
     depth_rank = {index: rank for rank, index in enumerate(payload.get("depth_order") or [])}
-    for index, item, *_ in iter_boxes(Task.SPATIAL.value, payload):
-        region_id, rect = f"o{index}", results.rect(item["bbox"])
-        results.region(region_id, "object", "rectanglelabels", {**rect, "rectanglelabels": [OBJECT_LABEL]})
-        results.region(region_id, "label", "textarea", {**rect, "text": [item.get("label", "")]})
+    for index, item, *_ in annotation.box_items():
+        region_id = f"o{index}"
+        results.region(index, region_id, "object", "rectanglelabels", "rectanglelabels", [OBJECT_LABEL])
+        results.region(index, region_id, "label", "textarea", "text", [item.get("label", "")])
         if item.get("occluded"):
-            results.region(region_id, "occluded", "choices", {**rect, "choices": [OCCLUDED]})
+            results.region(index, region_id, "occluded", "choices", "choices", [OCCLUDED])
         if index in depth_rank:
-            results.region(region_id, "depth", "number", {**rect, "number": depth_rank[index]})
+            results.region(index, region_id, "depth", "number", "number", depth_rank[index])
     # Label Studio keeps one relation per ordered pair of regions; its labels carry the predicates.
     pairs: dict[tuple[int, int], list[str]] = {}
     for relation in payload.get("relations") or []:
@@ -123,20 +126,28 @@ def spatial_results(payload: dict[str, Any], width: int, height: int) -> list[di
     return results.items
 
 
-def image_to_code_results(payload: dict[str, Any], width: int, height: int) -> list[dict[str, Any]]:
-    results = _Results(width, height)
+def image_to_code_results(annotation: ExportAnnotation) -> list[dict[str, Any]]:
+    results = _Results(annotation)
     links = []
-    for index, node, _, parent, _, _ in iter_boxes(Task.IMAGE_TO_CODE.value, payload):
-        region_id, rect = f"n{index}", results.rect(node["bbox"])
-        results.region(region_id, "block", "rectanglelabels", {**rect, "rectanglelabels": [node.get("role", "other")]})
+    for index, node, _, parent, _, _ in annotation.box_items():
+        region_id = f"n{index}"
+        results.region(index, region_id, "block", "rectanglelabels", "rectanglelabels", [node.get("role", "other")])
         if node.get("tag"):
-            results.region(region_id, "tag", "textarea", {**rect, "text": [node["tag"]]})
+            results.region(index, region_id, "tag", "textarea", "text", [node["tag"]])
         if parent is not None:
             links.append((region_id, f"n{parent}"))
     for child_id, parent_id in links:
         results.relation(child_id, parent_id, [CHILD_OF])
-    results.task_text("html", payload.get("html", ""))
+    results.task_text("html", annotation.payload.get("html", ""))
     return results.items
+
+
+_IMAGE_RESULTS: dict[str, Callable[[ExportAnnotation], list[dict[str, Any]]]] = {
+    Task.OCR.value: ocr_results,
+    Task.GUI_ACTION.value: gui_results,
+    Task.SPATIAL.value: spatial_results,
+    Task.IMAGE_TO_CODE.value: image_to_code_results,
+}
 
 
 def video_event_results(payload: dict[str, Any], frame_rate: float) -> list[dict[str, Any]]:
@@ -171,11 +182,7 @@ def _score(annotation: ExportAnnotation) -> float | None:
     """Mean region confidence (OCR engines report one); ``None`` when no confidence is known."""
     if annotation.task != Task.OCR:
         return None
-    values = [
-        box.item["confidence"]
-        for box in iter_boxes(annotation.task, annotation.payload)
-        if box.item.get("confidence") is not None
-    ]
+    values = [box.item["confidence"] for box in annotation.box_items() if box.item.get("confidence") is not None]
     return float(sum(values) / len(values)) if values else None
 
 
@@ -203,13 +210,7 @@ def label_studio_task(
         result = video_event_results(payload, frame_rate)
     else:
         data["image"] = image_url(annotation.frame_id)
-        builder = {
-            Task.OCR.value: ocr_results,
-            Task.GUI_ACTION.value: gui_results,
-            Task.SPATIAL.value: spatial_results,
-            Task.IMAGE_TO_CODE.value: image_to_code_results,
-        }[task]
-        result = builder(payload, annotation.width, annotation.height)
+        result = _IMAGE_RESULTS[task](annotation)
     if task == Task.GUI_ACTION:
         data["requested_instruction"] = payload.get("requested_instruction", "")
     prediction = {
@@ -230,21 +231,31 @@ def iter_label_studio_tasks(
     frame_rate: float = DEFAULT_FRAME_RATE,
 ) -> Iterator[dict[str, Any]]:
     """Label Studio tasks of the final ``task`` annotations, one at a time, by ``frame_id``."""
+    stream = _stream(annotations, frames, task, video_url, frame_rate)
+    return _tasks(stream, image_url, video_url, frame_rate)
+
+
+def _stream(
+    annotations: pd.DataFrame,
+    frames: pd.DataFrame,
+    task: str,
+    video_url: Callable[[str], str] | None,
+    frame_rate: float,
+) -> AnnotationStream:
+    """The annotations of ``task``, once the arguments are known to be usable."""
     if task not in TASK_ORDER:
         raise ValueError(f"unknown task {task!r}: the tasks are {list(TASK_ORDER)}")
     if task == Task.VIDEO_EVENT and video_url is None:
         raise ValueError("video_event tasks show the video itself: pass video_url(upload_id) -> URL of the video file")
     check_frame_rate(frame_rate)
-    stream = AnnotationStream(annotations, frames, task)
-    return _tasks(stream, image_url, video_url, frame_rate)
+    return AnnotationStream(annotations, frames, task)
 
 
 def _tasks(
     stream: AnnotationStream, image_url: Callable[[str], str], video_url: Callable[[str], str] | None, frame_rate: float
 ) -> Iterator[dict[str, Any]]:
     checker = BoxChecker()
-    for annotation in stream:
-        check_boxes(annotation, checker)
+    for annotation in stream.checked(checker):
         yield label_studio_task(annotation, image_url, video_url=video_url, frame_rate=frame_rate)
     checker.raise_if_any()
 
@@ -271,6 +282,34 @@ def to_label_studio_tasks(
     )
 
 
+class LabelStudioWriter:
+    """Streams Label Studio tasks into an open binary handle as one JSON array, a task per line."""
+
+    def __init__(
+        self,
+        handle: IO[bytes],
+        image_url: Callable[[str], str],
+        *,
+        video_url: Callable[[str], str] | None = None,
+        frame_rate: float = DEFAULT_FRAME_RATE,
+    ) -> None:
+        check_frame_rate(frame_rate)
+        self._handle, self._image_url, self._video_url, self._frame_rate = handle, image_url, video_url, frame_rate
+        self.count = 0
+        handle.write(b"[")
+
+    def add(self, annotation: ExportAnnotation) -> None:
+        """One checked annotation as a task."""
+        task = label_studio_task(annotation, self._image_url, video_url=self._video_url, frame_rate=self._frame_rate)
+        self._handle.write((b",\n" if self.count else b"\n") + dumps(task))
+        self.count += 1
+
+    def close(self) -> int:
+        self._handle.write(b"\n]\n" if self.count else b"]\n")
+        return self.count
+
+
+@gc_paused
 def export_label_studio(
     annotations: pd.DataFrame,
     frames: pd.DataFrame,
@@ -283,14 +322,11 @@ def export_label_studio(
 ) -> int:
     """Stream the tasks of :func:`to_label_studio_tasks` into a JSON array file (Label Studio's
     import format) atomically; returns the task count."""
-    tasks = iter_label_studio_tasks(
-        annotations, frames, image_url, task=task, video_url=video_url, frame_rate=frame_rate
-    )
-    count = 0
+    stream = _stream(annotations, frames, task, video_url, frame_rate)
+    checker = BoxChecker()
     with atomic_writer(Path(out_path)) as handle:
-        handle.write(b"[")
-        for item in tasks:
-            handle.write((b",\n" if count else b"\n") + dump_json(item).encode("utf-8"))
-            count += 1
-        handle.write(b"\n]\n" if count else b"]\n")
-    return count
+        writer = LabelStudioWriter(handle, image_url, video_url=video_url, frame_rate=frame_rate)
+        for annotation in stream.checked(checker):
+            writer.add(annotation)
+        checker.raise_if_any()
+        return writer.close()
