@@ -23,11 +23,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pandas
 import pytest
 from sqlalchemy.orm import Session
 
 from qwen_dataset.db.engine import make_engine, sqlite_url
 from qwen_dataset.db.models import HumanAnnotation, LoginThrottle, User
+from qwen_dataset.workbench import workflow
 from qwen_dataset.workbench.security import CSRF_HEADER, SESSION_COOKIE
 from tests.ops_helpers import free_port
 from tests.test_workbench_api import (
@@ -40,6 +42,7 @@ from tests.test_workbench_api import (
     item_of,
     moved_result,
     my_items,
+    open_annotation,
     png_bytes,
     running_server,
 )
@@ -94,6 +97,60 @@ def test_a_burst_of_clients_on_postgres_gets_no_5xx(tmp_path, postgres_url):
         assert codes == {200: 240}, codes
     finally:
         world.engine.dispose()
+
+
+def _one_item(world: World, batch: str) -> tuple[str, dict]:
+    world.set_double_rate(0.0)
+    world.import_batch(batch, frames=1)
+    owner = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
+    return owner, my_items(world, owner)[0]
+
+
+def test_a_write_between_a_saves_read_and_its_update_gets_409(world: World, monkeypatch):
+    # A save reads the row, converts the editor's results, then updates WHERE version = the one
+    # it read. Another tab's save landing in between must leave this one matching no row: 409
+    # with the version now stored, and the other tab's edit kept.
+    owner, entry = _one_item(world, "b-race")
+    url = f"/api/annotations/{entry['annotation_id']}"
+    slow_tab, fast_tab = world.client(owner), world.client(owner)
+    start = open_annotation(slow_tab, entry["annotation_id"])
+    convert = workflow.from_results
+    landed: dict = {}
+
+    def convert_while_another_tab_saves(item, results):
+        if not landed:
+            landed["started"] = True  # the other tab's own save converts through here too
+            landed["answer"] = fast_tab.put(
+                url, json={"version": start["version"], "result": moved_result(start, [60, 60, 160, 100])}
+            )
+        return convert(item, results)
+
+    monkeypatch.setattr(workflow, "from_results", convert_while_another_tab_saves)
+    slow = slow_tab.put(url, json={"version": start["version"], "result": moved_result(start, [10, 10, 90, 90])})
+    assert landed["answer"].status_code == 200, landed["answer"].text
+    assert slow.status_code == 409, slow.text
+    assert slow.json()["current_version"] == landed["answer"].json()["version"] == start["version"] + 1
+    kept = open_annotation(fast_tab, entry["annotation_id"])
+    assert kept["version"] == start["version"] + 1
+    assert kept["payload"]["regions"][0]["bbox"] == pytest.approx([60, 60, 160, 100])
+
+
+def test_a_save_builds_no_pandas_table(world: World, monkeypatch):
+    # A one-row DataFrame per save was 29 % of its CPU; the save converts against a one-frame index.
+    owner, entry = _one_item(world, "b-nopandas")
+    client = world.client(owner)
+    start = open_annotation(client, entry["annotation_id"])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a save built a pandas DataFrame")
+
+    monkeypatch.setattr(pandas, "DataFrame", refuse)
+    saved = client.put(
+        f"/api/annotations/{entry['annotation_id']}",
+        json={"version": start["version"], "result": moved_result(start, [50, 50, 150, 90])},
+    )
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["version"] == start["version"] + 1
 
 
 def test_the_database_pool_is_sized_to_the_requests_served_at_once(world: World):

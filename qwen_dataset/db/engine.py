@@ -61,7 +61,9 @@ def make_engine(url: str, *, migrate: bool = True, pool_size: int | None = None)
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     # An in-memory SQLite database lives in one connection; its pool takes no sizes.
     pool = {"pool_size": pool_size, "max_overflow": pool_size} if pool_size is not None and not in_memory else {}
-    engine = create_engine(url, pool_pre_ping=True, **pool)
+    # A pre-ping guards against a server that dropped a pooled connection (a restart, an idle
+    # timeout); a SQLite file has no server, and the ping would be one more statement per checkout.
+    engine = create_engine(url, pool_pre_ping=not is_sqlite, **pool)
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     if migrate:

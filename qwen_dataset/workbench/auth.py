@@ -15,11 +15,11 @@ Role rules: :func:`require` lists the roles an endpoint admits; a user with anot
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from qwen_dataset.db.models import ApiToken, Role, User
@@ -82,17 +82,31 @@ def _from_token(session: Session, header: str) -> Principal:
     return Principal(role=SERVICE, token=token)
 
 
+_USERS = User.__table__
+_ACCOUNT_FIELDS = ("id", "username", "role", "active", "session_generation")
+# Every request checks its session against the account, so this is built (and compiled) once.
+_ACCOUNT = select(*(_USERS.c[field] for field in _ACCOUNT_FIELDS)).where(_USERS.c.id == bindparam("user_id"))
+
+
 def session_principal(request: Request, session: Session) -> Principal | None:
-    """The signed-in user of the request's cookie, or ``None``."""
+    """The signed-in user of the request's cookie, or ``None``.
+
+    The account is read on every request, so a session ends everywhere, in every server process,
+    the moment its generation moves on (sign-out, new password, deactivation) or the role changes.
+    The read is one primary-key row through a prepared statement; the :class:`User` it yields is
+    a detached copy (``role``, ``active``, ``id``, ``username``): a route that changes the account
+    loads it into its session first.
+    """
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
     data = request.app.state.signer.loads(cookie)
     if data is None:
         return None
-    user = session.get(User, data["uid"])
-    if user is None or not user.active or user.session_generation != data["gen"]:
+    row = session.connection().execute(_ACCOUNT, {"user_id": data["uid"]}).first()
+    if row is None or not row.active or row.session_generation != data["gen"]:
         return None  # unknown, deactivated, or signed out / given a new password since
+    user = User(**{field: getattr(row, field) for field in _ACCOUNT_FIELDS})
     return Principal(role=user.role, user=user, csrf=data["csrf"])
 
 
@@ -108,10 +122,11 @@ def principal(request: Request, session: Session = Depends(db_session)) -> Princ
     return found
 
 
-def require(*roles: str) -> Callable[..., Principal]:
+def require(*roles: str) -> Callable[..., Coroutine[None, None, Principal]]:
     """Dependency admitting only ``roles`` (``service`` = API tokens)."""
 
-    def check(who: Principal = Depends(principal)) -> Principal:
+    # async: a comparison needs no worker thread (FastAPI runs every plain def on one)
+    async def check(who: Principal = Depends(principal)) -> Principal:
         if who.role not in roles:
             raise HTTPException(403, f"this needs the role {' or '.join(roles)}; you are {who.role}")
         return who
