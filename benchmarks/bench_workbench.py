@@ -522,6 +522,22 @@ async def burst(base: str, targets: list[dict], saves: int) -> dict:
     return tally.summary(time.perf_counter() - started)
 
 
+def cpu_seconds_of_tree(pid: int) -> float | None:
+    """User + system CPU seconds of a process and its descendants (Linux ``/proc``); None elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [pid]
+    try:
+        while pending:
+            current = pending.pop()
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime and stime, fields 14 and 15
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(child) for child in (task / "children").read_text().split())
+    except (OSError, ValueError):
+        return None
+    return total
+
+
 def over_http(name: str, url: str, args: argparse.Namespace, repo: Path) -> dict:
     accounts = max(args.clients, args.burst)
     with tempfile.TemporaryDirectory(prefix="bench-workbench-") as scratch:
@@ -536,10 +552,16 @@ def over_http(name: str, url: str, args: argparse.Namespace, repo: Path) -> dict
                 f"  paced load: {args.clients} annotators, one save every {args.period:g} s each, {args.seconds:g} s",
                 flush=True,
             )
+            cpu_before = cpu_seconds_of_tree(server.pid)
             paced = asyncio.run(paced_load(base, targets[: args.clients], args.seconds, args.period))
+            cpu_after = cpu_seconds_of_tree(server.pid)
+            if cpu_before is not None and cpu_after is not None and paced["requests"]:
+                paced["server_cpu_ms_per_save"] = (cpu_after - cpu_before) / paced["requests"] * 1000
+            server_cpu = f"{paced['server_cpu_ms_per_save']:.2f} ms" if "server_cpu_ms_per_save" in paced else "unknown"
             print(
                 f"  paced load: {paced['requests']} saves, {paced['rps']:.1f}/s   {shown(paced)}   "
-                f"max {paced['max_ms']:.1f} ms   not 200: {paced['not_ok']} {paced['codes'] if paced['not_ok'] else ''}",
+                f"max {paced['max_ms']:.1f} ms   not 200: {paced['not_ok']} {paced['codes'] if paced['not_ok'] else ''}"
+                f"\n  server CPU per save over HTTP (all its processes): {server_cpu}",
                 flush=True,
             )
             print(f"  burst: {args.burst} clients at once, open + {args.burst_saves} saves each", flush=True)

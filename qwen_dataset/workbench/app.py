@@ -120,6 +120,12 @@ def create_app(settings: WorkbenchSettings, engine: Engine | None = None) -> Fas
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The app with settings from the environment: what each server process builds when
+    ``serve --workers N`` runs several (uvicorn imports it by name in every worker)."""
+    return create_app(WorkbenchSettings.from_env())
+
+
 #: Paths the admission gate lets through freely (see :class:`.limits.AdmissionGate`).
 UNGATED_PATHS = ("/static/", "/api/upload")
 
