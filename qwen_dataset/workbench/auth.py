@@ -15,10 +15,11 @@ Role rules: :func:`require` lists the roles an endpoint admits; a user with anot
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
@@ -51,9 +52,18 @@ class Principal:
         return f"token:{self.token.name}" if self.token is not None else "anonymous"
 
 
-def db_session(request: Request) -> Iterator[Session]:
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
+async def db_session(request: Request) -> AsyncIterator[Session]:
+    """The request's database session. Opening one touches no connection, and closing one whose
+    work was committed gives nothing back, so neither takes a worker thread; closing one that
+    still holds a connection (a ROLLBACK round trip) does."""
+    session = Session(request.app.state.engine, expire_on_commit=False)
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 def _unauthorized(message: str) -> HTTPException:
