@@ -108,6 +108,19 @@ def make_engine(url: str, *, migrate: bool = True, pool_size: int | None = None)
     return engine
 
 
+@contextmanager
+def autocommit_connection(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection on which every statement commits by itself.
+
+    For work that is one statement of its own (a primary-key read, a conditional UPDATE that is
+    its own consistency check): on PostgreSQL it saves the BEGIN and COMMIT round trips around
+    it; the pool restores the connection's transactions when it is returned.
+    """
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
+
+
 def alembic_config(connection: Connection | None = None):
     """The Alembic configuration of this project; ``connection`` is handed to ``env.py``."""
     from alembic.config import Config

@@ -23,6 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from qwen_dataset.db.engine import autocommit_connection
 from qwen_dataset.db.models import ApiToken, Role, User
 from qwen_dataset.workbench.security import CSRF_HEADER, SESSION_COOKIE, same_token, token_digest
 
@@ -98,13 +99,14 @@ _ACCOUNT_FIELDS = ("id", "username", "role", "active", "session_generation")
 _ACCOUNT = select(*(_USERS.c[field] for field in _ACCOUNT_FIELDS)).where(_USERS.c.id == bindparam("user_id"))
 
 
-def session_principal(request: Request, session: Session) -> Principal | None:
+def session_principal(request: Request) -> Principal | None:
     """The signed-in user of the request's cookie, or ``None``.
 
     The account is read on every request, so a session ends everywhere, in every server process,
     the moment its generation moves on (sign-out, new password, deactivation) or the role changes.
-    The read is one primary-key row through a prepared statement; the :class:`User` it yields is
-    a detached copy (``role``, ``active``, ``id``, ``username``): a route that changes the account
+    The read is one primary-key row through a prepared statement on a connection of its own in
+    autocommit (no transaction to open and end around it); the :class:`User` it yields is a
+    detached copy (``role``, ``active``, ``id``, ``username``): a route that changes the account
     loads it into its session first.
     """
     cookie = request.cookies.get(SESSION_COOKIE)
@@ -113,7 +115,8 @@ def session_principal(request: Request, session: Session) -> Principal | None:
     data = request.app.state.signer.loads(cookie)
     if data is None:
         return None
-    row = session.connection().execute(_ACCOUNT, {"user_id": data["uid"]}).first()
+    with autocommit_connection(request.app.state.engine) as connection:
+        row = connection.execute(_ACCOUNT, {"user_id": data["uid"]}).first()
     if row is None or not row.active or row.session_generation != data["gen"]:
         return None  # unknown, deactivated, or signed out / given a new password since
     user = User(**{field: getattr(row, field) for field in _ACCOUNT_FIELDS})
@@ -124,7 +127,7 @@ def principal(request: Request, session: Session = Depends(db_session)) -> Princ
     header = request.headers.get("Authorization")
     if header:
         return _from_token(session, header)
-    found = session_principal(request, session)
+    found = session_principal(request)
     if found is None:
         raise _unauthorized("sign in first (or send an API token)")
     if request.method not in SAFE_METHODS and not same_token(found.csrf, request.headers.get(CSRF_HEADER)):

@@ -34,6 +34,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from qwen_dataset.db.engine import autocommit_connection
 from qwen_dataset.db.models import HumanAnnotation, ItemStatus, ReviewState, User, WorkItem
 from qwen_dataset.records import Source
 from qwen_dataset.workbench.admin_settings import load_settings
@@ -198,35 +199,35 @@ _SAVE_UNCHANGED = _save_statement("updated_at")  # a save without changes still 
 
 
 def save_draft(session: Session, user: User, annotation_id: str, version: int, results: Any) -> SavedDraft:
-    """Store the editor's current results as the draft; returns its new version. Commits.
+    """Store the editor's current results as the draft; returns its new version, stored for good.
 
     The hot path of the workbench (every edit is saved at once): one read of the row and its
     item, the conversion, and one ``UPDATE ... WHERE version = :version RETURNING``, whose
     condition is the optimistic-concurrency check itself: a writer that got in between the read
     and the update leaves it matching no row, and the client gets the 409 of a stale version.
+    Being a single statement, the update needs no transaction around it: both run in autocommit
+    (on PostgreSQL, no BEGIN and COMMIT round trips), and the update is durable when it returns.
     """
-    connection = session.connection()
-    found = connection.execute(_DRAFT_ROW, {"annotation_id": annotation_id}).first()
-    if found is None or found.assignee_id != user.id:
-        raise NotFound("no such annotation among your assignments")
-    _check_editable(found.state, version, found.version)
-    values: dict[str, Any] = {"row_id": annotation_id, "row_assignee": user.id, "held_version": version}
-    values["new_updated_at"] = _now()
-    statement = _SAVE_UNCHANGED
-    if results is not None:
-        item = WorkItem(**{field: getattr(found, field) for field in _ITEM_FIELDS})  # never added to the session
-        converted = from_results(item, results)
-        values.update(new_payload=converted.payload, new_template_version=converted.template_version)
-        statement = _SAVE_RESULTS
-    saved = connection.execute(statement, values).first()
-    if saved is None:  # changed (or submitted) between the read and the update
-        session.rollback()
-        current = session.connection().execute(_DRAFT_STATE, {"annotation_id": annotation_id}).first()
-        if current is None or current.assignee_id != user.id:
-            raise NotFound("this annotation was deleted meanwhile")
-        _check_editable(current.state, version, current.version)
-        raise _stale_version(current.version, current.state)  # not reached: versions only grow
-    session.commit()
+    with autocommit_connection(session.get_bind()) as connection:
+        found = connection.execute(_DRAFT_ROW, {"annotation_id": annotation_id}).first()
+        if found is None or found.assignee_id != user.id:
+            raise NotFound("no such annotation among your assignments")
+        _check_editable(found.state, version, found.version)
+        values: dict[str, Any] = {"row_id": annotation_id, "row_assignee": user.id, "held_version": version}
+        values["new_updated_at"] = _now()
+        statement = _SAVE_UNCHANGED
+        if results is not None:
+            item = WorkItem(**{field: getattr(found, field) for field in _ITEM_FIELDS})  # never added to the session
+            converted = from_results(item, results)
+            values.update(new_payload=converted.payload, new_template_version=converted.template_version)
+            statement = _SAVE_RESULTS
+        saved = connection.execute(statement, values).first()
+        if saved is None:  # changed (or submitted) between the read and the update
+            current = connection.execute(_DRAFT_STATE, {"annotation_id": annotation_id}).first()
+            if current is None or current.assignee_id != user.id:
+                raise NotFound("this annotation was deleted meanwhile")
+            _check_editable(current.state, version, current.version)
+            raise _stale_version(current.version, current.state)  # not reached: versions only grow
     return SavedDraft(annotation_id, saved.version, saved.state)
 
 
