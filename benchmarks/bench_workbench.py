@@ -605,7 +605,10 @@ def fresh_database(kind: str) -> Iterator[str]:
 
 def bench(kind: str, args: argparse.Namespace, repo: Path) -> dict:
     where = "" if repo == REPO else f" (code from {repo})"
-    print(f"\n{kind}{where}", flush=True)
+    # Latencies on a shared machine say as much about its other work as about the server.
+    print(
+        f"\n{kind}{where}; load average of the machine {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True
+    )
     result: dict[str, Any] = {"database": kind, "code": str(repo), "workers": args.workers}
     if args.in_process_saves:
         print(f"  CPU in process: {args.rounds} rounds of {args.in_process_saves} saves", flush=True)
