@@ -62,13 +62,15 @@ bench: setup
 # --- review workbench (see README) ---
 WORKBENCH_HOST ?= 127.0.0.1
 WORKBENCH_PORT ?= 8080
+# Server processes: one per core serves more saves at once (each has QWEN_WORKBENCH_THREADS threads and its own pool).
+WORKBENCH_WORKERS ?= $${QWEN_WORKBENCH_WORKERS:-2}
 
 workbench: system-deps-test setup node_modules/.package-lock.json
 	@mkdir -p $(QWEN_STORAGE_ROOT)
 	@test -n "$$QWEN_WORKBENCH_SECRET" || test -s $(QWEN_STORAGE_ROOT)/.workbench_secret || \
 		(umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(48))" > $(QWEN_STORAGE_ROOT)/.workbench_secret)
 	QWEN_WORKBENCH_SECRET="$${QWEN_WORKBENCH_SECRET:-$$(cat $(QWEN_STORAGE_ROOT)/.workbench_secret)}" \
-		$(BIN)/python -m qwen_dataset.workbench serve --host $(WORKBENCH_HOST) --port $(WORKBENCH_PORT)
+		$(BIN)/python -m qwen_dataset.workbench serve --host $(WORKBENCH_HOST) --port $(WORKBENCH_PORT) --workers $(WORKBENCH_WORKERS)
 
 clean:
 	rm -rf $(VENV) .dagster_home .storage node_modules .tools

@@ -1,4 +1,5 @@
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -55,4 +56,28 @@ def test_postgres(postgres_url):
     try:
         _check_final_rows_and_concurrency(engine)
     finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced(postgres_url, monkeypatch):
+    # No ping per checkout any more: only a connection idle over PING_AFTER_IDLE_S is pinged, and
+    # one the server closed meanwhile (a restart, an idle timeout) is replaced before anyone uses it.
+    from qwen_dataset.db import engine as engine_module
+
+    engine = make_engine(postgres_url, pool_size=1)
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            first_pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with engine.connect() as connection:  # used again at once: the same connection, not pinged
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() == first_pid
+        with admin.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
+        monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_S", 0.0)  # as if it had waited long
+        with engine.connect() as connection:
+            replacement = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert replacement != first_pid
+    finally:
+        admin.dispose()
         engine.dispose()

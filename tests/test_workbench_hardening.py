@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
+import dataclasses
 import json
 import os
 import signal
@@ -23,11 +24,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pandas
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qwen_dataset.db.engine import make_engine, sqlite_url
 from qwen_dataset.db.models import HumanAnnotation, LoginThrottle, User
+from qwen_dataset.workbench import workflow
+from qwen_dataset.workbench.__main__ import check_connection_budget
+from qwen_dataset.workbench.config import ConfigError, WorkbenchSettings
 from qwen_dataset.workbench.security import CSRF_HEADER, SESSION_COOKIE
 from tests.ops_helpers import free_port
 from tests.test_workbench_api import (
@@ -40,6 +46,7 @@ from tests.test_workbench_api import (
     item_of,
     moved_result,
     my_items,
+    open_annotation,
     png_bytes,
     running_server,
 )
@@ -67,10 +74,11 @@ async def _annotate_at_once(base: str, sessions: list[dict]) -> collections.Coun
 
 
 @pytest.mark.postgres
-def test_a_burst_of_clients_on_postgres_gets_no_5xx(tmp_path, postgres_url):
-    # Four requests in at a time, a pool of 4 + 4 connections and 120 clients at once: before the
+def test_a_burst_of_200_clients_on_postgres_gets_no_5xx(tmp_path, postgres_url):
+    # Four requests in at a time, a pool of 4 + 4 connections and 200 clients at once. Before the
     # admission gate, requests took every connection, then waited for a thread held by requests
-    # waiting for a connection, until the pool timed out (HTTP 500).
+    # waiting for a connection, until the pool timed out (HTTP 500); at 100 clients the default
+    # pool (5 + 10) ran dry the same way.
     world = build_world(postgres_url, tmp_path / "root", threads=4)
     try:
         with Session(world.engine) as session:
@@ -79,7 +87,7 @@ def test_a_burst_of_clients_on_postgres_gets_no_5xx(tmp_path, postgres_url):
             session.commit()
             world.users.update({user.username: user for user in session.query(User)})
         world.set_double_rate(0.0)
-        world.import_batch("b-burst", frames=120)
+        world.import_batch("b-burst", frames=200)
         sessions = []
         for name in world.users:
             if world.users[name].role != "annotator":
@@ -87,13 +95,84 @@ def test_a_burst_of_clients_on_postgres_gets_no_5xx(tmp_path, postgres_url):
             for entry in my_items(world, name):
                 cookie, csrf = world.app.state.signer.dumps(world.users[name].id)
                 sessions.append({"cookie": cookie, "csrf": csrf, "annotation_id": entry["annotation_id"]})
-        assert len(sessions) == 120
+        assert len(sessions) == 200
         assert world.engine.pool.size() == 4
         with running_server(world.app) as base:
             codes = asyncio.run(_annotate_at_once(base, sessions))
-        assert codes == {200: 240}, codes
+        assert codes == {200: 400}, codes
+        with Session(world.engine) as session:  # every acknowledged save is stored
+            versions = collections.Counter(
+                session.scalars(select(HumanAnnotation.version).where(HumanAnnotation.batch == "b-burst"))
+            )
+        assert versions == {2: 200}, versions
     finally:
         world.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_server_refuses_to_start_with_more_connections_than_postgres_accepts(postgres_url):
+    # Every process keeps a pool of 2 x threads connections: 64 processes x 2 x 40 threads would
+    # ask for 5,120, so a burst would fail at PostgreSQL's max_connections instead of waiting.
+    fits = WorkbenchSettings(database_url=postgres_url, secret=SECRET, workers=2, threads=16)
+    check_connection_budget(fits)
+    too_many = dataclasses.replace(fits, workers=64, threads=40)
+    with pytest.raises(ConfigError, match="5120 database connections") as refused:
+        check_connection_budget(too_many)
+    assert "QWEN_WORKBENCH_WORKERS" in str(refused.value) and "max_connections" in str(refused.value)
+
+
+def _one_item(world: World, batch: str) -> tuple[str, dict]:
+    world.set_double_rate(0.0)
+    world.import_batch(batch, frames=1)
+    owner = next(name for name in ("ann1", "ann2", "ann3") if my_items(world, name))
+    return owner, my_items(world, owner)[0]
+
+
+def test_a_write_between_a_saves_read_and_its_update_gets_409(world: World, monkeypatch):
+    # A save reads the row, converts the editor's results, then updates WHERE version = the one
+    # it read. Another tab's save landing in between must leave this one matching no row: 409
+    # with the version now stored, and the other tab's edit kept.
+    owner, entry = _one_item(world, "b-race")
+    url = f"/api/annotations/{entry['annotation_id']}"
+    slow_tab, fast_tab = world.client(owner), world.client(owner)
+    start = open_annotation(slow_tab, entry["annotation_id"])
+    convert = workflow.from_results
+    landed: dict = {}
+
+    def convert_while_another_tab_saves(item, results):
+        if not landed:
+            landed["started"] = True  # the other tab's own save converts through here too
+            landed["answer"] = fast_tab.put(
+                url, json={"version": start["version"], "result": moved_result(start, [60, 60, 160, 100])}
+            )
+        return convert(item, results)
+
+    monkeypatch.setattr(workflow, "from_results", convert_while_another_tab_saves)
+    slow = slow_tab.put(url, json={"version": start["version"], "result": moved_result(start, [10, 10, 90, 90])})
+    assert landed["answer"].status_code == 200, landed["answer"].text
+    assert slow.status_code == 409, slow.text
+    assert slow.json()["current_version"] == landed["answer"].json()["version"] == start["version"] + 1
+    kept = open_annotation(fast_tab, entry["annotation_id"])
+    assert kept["version"] == start["version"] + 1
+    assert kept["payload"]["regions"][0]["bbox"] == pytest.approx([60, 60, 160, 100])
+
+
+def test_a_save_builds_no_pandas_table(world: World, monkeypatch):
+    # A one-row DataFrame per save was 29 % of its CPU; the save converts against a one-frame index.
+    owner, entry = _one_item(world, "b-nopandas")
+    client = world.client(owner)
+    start = open_annotation(client, entry["annotation_id"])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a save built a pandas DataFrame")
+
+    monkeypatch.setattr(pandas, "DataFrame", refuse)
+    saved = client.put(
+        f"/api/annotations/{entry['annotation_id']}",
+        json={"version": start["version"], "result": moved_result(start, [50, 50, 150, 90])},
+    )
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["version"] == start["version"] + 1
 
 
 def test_the_database_pool_is_sized_to_the_requests_served_at_once(world: World):

@@ -190,6 +190,18 @@ def test_settings_are_validated():
         WorkbenchSettings.from_env({"QWEN_WORKBENCH_SECRET": "s" * 40, "QWEN_WORKBENCH_SECURE_COOKIES": "maybe"})
 
 
+def test_server_processes_and_their_connections():
+    secret = {"QWEN_WORKBENCH_SECRET": "s" * 40}
+    single = WorkbenchSettings.from_env(secret)
+    assert (single.workers, single.access_log, single.database_connections) == (1, False, 2 * 16)
+    several = WorkbenchSettings.from_env(
+        {**secret, "QWEN_WORKBENCH_WORKERS": "3", "QWEN_WORKBENCH_THREADS": "8", "QWEN_WORKBENCH_ACCESS_LOG": "1"}
+    )
+    assert (several.workers, several.access_log, several.database_connections) == (3, True, 3 * 2 * 8)
+    with pytest.raises(ConfigError, match="QWEN_WORKBENCH_WORKERS must be between 1 and 64"):
+        WorkbenchSettings.from_env({**secret, "QWEN_WORKBENCH_WORKERS": "0"})
+
+
 # --------------------------------------------------------------------------- security and upload helpers
 
 

@@ -11,6 +11,7 @@ there. ``alembic upgrade head`` with ``QWEN_DATABASE_URL`` set does the same by 
 from __future__ import annotations
 
 import fcntl
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DisconnectionError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = REPO_ROOT / "alembic"
@@ -48,6 +50,41 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+#: A pooled connection that sat unused longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_S = 5.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection before use when it sat idle over :data:`PING_AFTER_IDLE_S`.
+
+    What ``pool_pre_ping`` guards against (a database restart, an idle timeout that closed the
+    connection) happens to connections that wait in the pool, not to those in constant use; a
+    ping on every checkout cost a round trip per request. A failed ping raises
+    ``DisconnectionError``: the pool drops that connection and hands out a fresh one. (A SQLite
+    file has no server to lose, so its connections are never pinged.)
+    """
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _handed_out(dbapi_connection, record, _proxy) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()
+        except dbapi_error as error:
+            raise DisconnectionError(
+                f"a pooled connection idle for {time.monotonic() - idle_since:.0f} s is gone"
+            ) from error
+
+
 def make_engine(url: str, *, migrate: bool = True, pool_size: int | None = None) -> Engine:
     """Engine for ``url`` with the schema migrated to the newest Alembic revision (idempotent).
 
@@ -61,12 +98,44 @@ def make_engine(url: str, *, migrate: bool = True, pool_size: int | None = None)
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     # An in-memory SQLite database lives in one connection; its pool takes no sizes.
     pool = {"pool_size": pool_size, "max_overflow": pool_size} if pool_size is not None and not in_memory else {}
-    engine = create_engine(url, pool_pre_ping=True, **pool)
+    engine = create_engine(url, **pool)
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        _ping_idle_connections(engine)
     if migrate:
         upgrade_to_head(engine)
     return engine
+
+
+#: The driver's own autocommit switch, per dialect: (attribute, value meaning "autocommit").
+_AUTOCOMMIT_SWITCH = {"postgresql": ("autocommit", True), "sqlite": ("isolation_level", None)}
+
+
+@contextmanager
+def autocommit_connection(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection on which every statement commits by itself.
+
+    For work that is one statement of its own (a primary-key read, a conditional UPDATE that is
+    its own consistency check): on PostgreSQL it saves the BEGIN and COMMIT round trips around
+    it. The switch is the driver's client-side flag (psycopg2 ``autocommit``, sqlite3
+    ``isolation_level``), set back before the connection returns to the pool: SQLAlchemy's
+    ``isolation_level`` option resets the level through the driver on every return instead, and
+    under load those calls cost more than the round trips saved (0.78 s for 300 saves).
+    """
+    attribute, on = _AUTOCOMMIT_SWITCH.get(engine.dialect.name, (None, None))
+    with engine.connect() as connection:
+        if attribute is None:  # another database: SQLAlchemy's portable (slower) way
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
+            return
+        driver = connection.connection.driver_connection
+        before = getattr(driver, attribute)
+        setattr(driver, attribute, on)
+        try:
+            yield connection
+        finally:
+            setattr(driver, attribute, before)
 
 
 def alembic_config(connection: Connection | None = None):

@@ -1,6 +1,6 @@
 """Command line of the workbench.
 
-``python -m qwen_dataset.workbench serve [--host 127.0.0.1] [--port 8080]``
+``python -m qwen_dataset.workbench serve [--host 127.0.0.1] [--port 8080] [--workers N]``
 ``python -m qwen_dataset.workbench create-user NAME --role admin`` (password from
 ``QWEN_WORKBENCH_PASSWORD`` or asked for)
 ``python -m qwen_dataset.workbench create-token NAME`` (prints the token once)
@@ -14,6 +14,7 @@ password from ``QWEN_WORKBENCH_PASSWORD`` or asked for), ``revoke-waiver BATCH F
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import json
 import os
@@ -42,13 +43,24 @@ def serve(args: argparse.Namespace) -> int:
     from qwen_dataset.workbench.app import create_app
 
     settings = WorkbenchSettings.from_env()
+    if args.workers is not None:
+        settings = dataclasses.replace(settings, workers=args.workers)
     if not settings.editor_dir.joinpath("js", "main.js").is_file():
         print(
             f"warning: the Label Studio editor build is missing ({settings.editor_dir}); "
             "run `npm ci --ignore-scripts` in the repository root",
             file=sys.stderr,
         )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, proxy_headers=True, log_level="info")
+    check_connection_budget(settings)
+    options = {"host": args.host, "port": args.port, "proxy_headers": True, "log_level": "info"}
+    options["access_log"] = settings.access_log
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:
+        # Each worker process imports the app by name and reads the same environment.
+        uvicorn.run(
+            "qwen_dataset.workbench.app:app_from_environment", factory=True, workers=settings.workers, **options
+        )
     return 0
 
 
@@ -62,6 +74,27 @@ def new_password(username: str) -> str | None:
         print("error: the two passwords differ; nothing was created, run create-user again", file=sys.stderr)
         return None
     return password
+
+
+def check_connection_budget(settings: WorkbenchSettings) -> None:
+    """:class:`ConfigError` when the server's pools could ask PostgreSQL for more connections than
+    it accepts: under a burst, the requests past its limit would fail instead of waiting."""
+    if not settings.database_url.startswith("postgresql"):
+        return
+    engine = make_engine(settings.database_url, migrate=False)
+    try:
+        with engine.connect() as connection:
+            limit = int(connection.exec_driver_sql("SHOW max_connections").scalar_one())
+            reserved = int(connection.exec_driver_sql("SHOW superuser_reserved_connections").scalar_one())
+    finally:
+        engine.dispose()
+    if settings.database_connections > limit - reserved:
+        raise ConfigError(
+            f"{settings.workers} server process(es) x 2 x {settings.threads} threads may hold "
+            f"{settings.database_connections} database connections, but PostgreSQL accepts {limit - reserved} "
+            f"(max_connections {limit} - {reserved} reserved): lower QWEN_WORKBENCH_WORKERS or "
+            "QWEN_WORKBENCH_THREADS, or raise max_connections"
+        )
 
 
 def create_user_command(args: argparse.Namespace) -> int:
@@ -217,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("serve", help="run the web app (settings from the environment)")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8080)
+    run.add_argument("--workers", type=int, help="server processes (default: QWEN_WORKBENCH_WORKERS, else 1)")
     run.set_defaults(handler=serve)
     user = commands.add_parser("create-user", help="create an account (the first admin, typically)")
     user.add_argument("username")

@@ -132,7 +132,9 @@ def end_sessions(user: User) -> None:
 @router.post("/api/logout")
 def logout(response: Response, who: Principal = Depends(ANY_USER), session: Session = Depends(db_session)) -> dict:
     # Clearing the cookie is a courtesy: a copy replayed later must be dead too, so the session ends here.
-    end_sessions(who.account)
+    account = session.get(User, who.account.id)  # who.account is a detached copy
+    if account is not None:
+        end_sessions(account)
     session.commit()
     response.delete_cookie(SESSION_COOKIE, path="/")
     return {"signed_out": who.name}

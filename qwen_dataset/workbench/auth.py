@@ -15,13 +15,15 @@ Role rules: :func:`require` lists the roles an endpoint admits; a user with anot
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import select
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from qwen_dataset.db.engine import autocommit_connection
 from qwen_dataset.db.models import ApiToken, Role, User
 from qwen_dataset.workbench.security import CSRF_HEADER, SESSION_COOKIE, same_token, token_digest
 
@@ -51,9 +53,18 @@ class Principal:
         return f"token:{self.token.name}" if self.token is not None else "anonymous"
 
 
-def db_session(request: Request) -> Iterator[Session]:
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
+async def db_session(request: Request) -> AsyncIterator[Session]:
+    """The request's database session. Opening one touches no connection, and closing one whose
+    work was committed gives nothing back, so neither takes a worker thread; closing one that
+    still holds a connection (a ROLLBACK round trip) does."""
+    session = Session(request.app.state.engine, expire_on_commit=False)
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 def _unauthorized(message: str) -> HTTPException:
@@ -82,17 +93,33 @@ def _from_token(session: Session, header: str) -> Principal:
     return Principal(role=SERVICE, token=token)
 
 
-def session_principal(request: Request, session: Session) -> Principal | None:
-    """The signed-in user of the request's cookie, or ``None``."""
+_USERS = User.__table__
+_ACCOUNT_FIELDS = ("id", "username", "role", "active", "session_generation")
+# Every request checks its session against the account, so this is built (and compiled) once.
+_ACCOUNT = select(*(_USERS.c[field] for field in _ACCOUNT_FIELDS)).where(_USERS.c.id == bindparam("user_id"))
+
+
+def session_principal(request: Request) -> Principal | None:
+    """The signed-in user of the request's cookie, or ``None``.
+
+    The account is read on every request, so a session ends everywhere, in every server process,
+    the moment its generation moves on (sign-out, new password, deactivation) or the role changes.
+    The read is one primary-key row through a prepared statement on a connection of its own in
+    autocommit (no transaction to open and end around it); the :class:`User` it yields is a
+    detached copy (``role``, ``active``, ``id``, ``username``): a route that changes the account
+    loads it into its session first.
+    """
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
     data = request.app.state.signer.loads(cookie)
     if data is None:
         return None
-    user = session.get(User, data["uid"])
-    if user is None or not user.active or user.session_generation != data["gen"]:
+    with autocommit_connection(request.app.state.engine) as connection:
+        row = connection.execute(_ACCOUNT, {"user_id": data["uid"]}).first()
+    if row is None or not row.active or row.session_generation != data["gen"]:
         return None  # unknown, deactivated, or signed out / given a new password since
+    user = User(**{field: getattr(row, field) for field in _ACCOUNT_FIELDS})
     return Principal(role=user.role, user=user, csrf=data["csrf"])
 
 
@@ -100,7 +127,7 @@ def principal(request: Request, session: Session = Depends(db_session)) -> Princ
     header = request.headers.get("Authorization")
     if header:
         return _from_token(session, header)
-    found = session_principal(request, session)
+    found = session_principal(request)
     if found is None:
         raise _unauthorized("sign in first (or send an API token)")
     if request.method not in SAFE_METHODS and not same_token(found.csrf, request.headers.get(CSRF_HEADER)):
@@ -108,10 +135,11 @@ def principal(request: Request, session: Session = Depends(db_session)) -> Princ
     return found
 
 
-def require(*roles: str) -> Callable[..., Principal]:
+def require(*roles: str) -> Callable[..., Coroutine[None, None, Principal]]:
     """Dependency admitting only ``roles`` (``service`` = API tokens)."""
 
-    def check(who: Principal = Depends(principal)) -> Principal:
+    # async: a comparison needs no worker thread (FastAPI runs every plain def on one)
+    async def check(who: Principal = Depends(principal)) -> Principal:
         if who.role not in roles:
             raise HTTPException(403, f"this needs the role {' or '.join(roles)}; you are {who.role}")
         return who

@@ -18,9 +18,15 @@
 ``QWEN_WORKBENCH_LOGIN_LOCK_MINUTES``  the window those count in, and the lock (default 15)
 ``QWEN_WORKBENCH_MAX_IMAGE_PIXELS``  largest uploaded image, width x height (default: the
                                ingest's ``max_image_pixels``, 100,000,000)
-``QWEN_WORKBENCH_THREADS``     requests served at once (default 16); the others wait their turn,
-                               and the database pool holds as many connections (twice as many
-                               at most: a few requests open a second session)
+``QWEN_WORKBENCH_THREADS``     requests served at once per server process (default 16); the
+                               others wait their turn, and the process's database pool holds as
+                               many connections (twice as many at most: a few requests open a
+                               second session)
+``QWEN_WORKBENCH_WORKERS``     server processes (default 1; ``make workbench`` starts
+                               ``WORKBENCH_WORKERS``, default 2): each has its own threads and
+                               pool, so PostgreSQL needs workers x 2 x threads connections
+``QWEN_WORKBENCH_ACCESS_LOG``  ``1`` logs every request (default ``0``: a proxy in front logs
+                               them anyway, and a log line per save is CPU the saves need)
 ``QWEN_WORKBENCH_LS_IMAGE_PREFIX`` prefix of image URLs in Label Studio exports; the frame's
                                blob path follows it (default ``/data/local-files/?d=``)
 ``QWEN_WORKBENCH_EDITOR_DIR``  the Label Studio editor build (default
@@ -52,6 +58,7 @@ DEFAULT_THREADS = 16
 # AnyIO runs FastAPI's synchronous handlers on 40 threads; more admitted requests than that would
 # wait for a thread while holding a database connection.
 MAX_THREADS = 40
+MAX_WORKERS = 64
 DEFAULT_EDITOR_DIR = REPO_ROOT / "node_modules" / "@heartexlabs" / "label-studio" / "build" / "static"
 DEFAULT_TIMELINE_DIR = REPO_ROOT / "node_modules" / "wavesurfer.js" / "dist"
 
@@ -71,6 +78,8 @@ class WorkbenchSettings:
     max_request_bytes: int = 2048 * MB
     session_seconds: int = 12 * 3600
     threads: int = DEFAULT_THREADS
+    workers: int = 1
+    access_log: bool = False
     login_account_failures: int = 5
     login_address_failures: int = 50
     login_lock_seconds: int = 15 * 60
@@ -87,6 +96,8 @@ class WorkbenchSettings:
             )
         if not 1 <= self.threads <= MAX_THREADS:
             raise ConfigError(f"QWEN_WORKBENCH_THREADS must be between 1 and {MAX_THREADS}, got {self.threads}")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"QWEN_WORKBENCH_WORKERS must be between 1 and {MAX_WORKERS}, got {self.workers}")
         if min(self.login_account_failures, self.login_address_failures, self.login_lock_seconds) < 1:
             raise ConfigError(
                 "QWEN_WORKBENCH_LOGIN_FAILURES, ..._LOGIN_ADDRESS_FAILURES and ..._LOGIN_LOCK_MINUTES must be positive"
@@ -95,6 +106,12 @@ class WorkbenchSettings:
             raise ConfigError("QWEN_WORKBENCH_MAX_IMAGE_PIXELS must be positive")
         if self.max_file_bytes <= 0 or self.max_request_bytes <= 0:
             raise ConfigError("QWEN_WORKBENCH_MAX_FILE_MB and QWEN_WORKBENCH_MAX_REQUEST_MB must be positive")
+
+    @property
+    def database_connections(self) -> int:
+        """The most connections the server's processes may hold at once: each pool keeps
+        ``threads`` and opens as many again when every one is busy."""
+        return self.workers * 2 * self.threads
 
     @property
     def throttle(self) -> ThrottlePolicy:
@@ -120,6 +137,8 @@ class WorkbenchSettings:
             max_request_bytes=int(_number(env, "QWEN_WORKBENCH_MAX_REQUEST_MB", 2048) * MB),
             session_seconds=int(_number(env, "QWEN_WORKBENCH_SESSION_HOURS", 12) * 3600),
             threads=int(_number(env, "QWEN_WORKBENCH_THREADS", DEFAULT_THREADS)),
+            workers=int(_number(env, "QWEN_WORKBENCH_WORKERS", 1)),
+            access_log=_flag(env, "QWEN_WORKBENCH_ACCESS_LOG", False),
             login_account_failures=int(_number(env, "QWEN_WORKBENCH_LOGIN_FAILURES", 5)),
             login_address_failures=int(_number(env, "QWEN_WORKBENCH_LOGIN_ADDRESS_FAILURES", 50)),
             login_lock_seconds=int(_number(env, "QWEN_WORKBENCH_LOGIN_LOCK_MINUTES", 15) * 60),

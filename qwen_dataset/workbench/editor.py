@@ -15,16 +15,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import pandas as pd
-
 from qwen_dataset.db.models import WorkItem
-from qwen_dataset.exporters.label_studio.config import labeling_config
+from qwen_dataset.exporters.label_studio.config import LS_TEMPLATE_VERSION, LabelStudioImportError, labeling_config
 from qwen_dataset.exporters.label_studio.export import label_studio_task
-from qwen_dataset.exporters.label_studio.importer import from_label_studio_export
+from qwen_dataset.exporters.label_studio.importer import FrameIndex, canonical_payload
 from qwen_dataset.exporters.stream import ExportAnnotation
 from qwen_dataset.payloads import TASK_ORDER
 from qwen_dataset.prelabel.classical.spatial import fill_relations
-from qwen_dataset.records import AnnotationStatus, FrameRecord, Task, columns_of, dump_payload, load_payload
+from qwen_dataset.records import Task, dump_payload, load_payload
 from qwen_dataset.workbench import video
 
 #: Tasks the workbench edits: every task (video events on the timeline editor).
@@ -82,24 +80,6 @@ def task_data(item: WorkItem) -> dict[str, Any]:
     return data
 
 
-def _frame_table(item: WorkItem) -> pd.DataFrame:
-    row: dict[str, Any] = {name: None for name in columns_of(FrameRecord)}
-    row.update(
-        frame_id=item.frame_id,
-        upload_id=item.upload_id,
-        batch=item.batch,
-        kind=item.kind,
-        index=0,
-        width=item.width,
-        height=item.height,
-        blob_uri=item.blob_uri,
-        low_light=False,
-        mean_luma=0.0,
-        enhanced_uri="",
-    )
-    return pd.DataFrame([row], columns=columns_of(FrameRecord))
-
-
 @dataclasses.dataclass(frozen=True)
 class Converted:
     payload: str  # canonical JSON
@@ -119,16 +99,14 @@ def from_results(item: WorkItem, results: Any) -> Converted:
             raise EditorError(str(error)) from None
         check_text_sizes(events)
         return Converted(dump_payload(events), video.EDITOR_VERSION)
-    export = [{"data": task_data(item), "annotations": [{"result": results, "completed_by": "workbench"}]}]
+    # The save path: one still frame, indexed directly (no manifest table per request).
+    frame = FrameIndex.of_picture(item.frame_id, item.upload_id, item.batch, item.width, item.height)
     try:
-        records = from_label_studio_export(export, _frame_table(item), task=item.task)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
-        raise EditorError(f"the editor's result is malformed ({type(error).__name__}: {error})") from error
-    record = records[0]
-    if record["status"] != AnnotationStatus.OK.value:
-        raise EditorError(record["error"].removeprefix("label_studio_import: "))
-    check_text_sizes(load_payload(record["payload"]))
-    return Converted(record["payload"], record["template_version"])
+        payload = canonical_payload(results, task_data(item), item.task, item.frame_id, frame)
+    except LabelStudioImportError as error:
+        raise EditorError(str(error)) from None
+    check_text_sizes(payload)
+    return Converted(dump_payload(payload), LS_TEMPLATE_VERSION)
 
 
 def suggest_relations(item: WorkItem, results: Any) -> list[dict[str, Any]]:

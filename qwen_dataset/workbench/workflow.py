@@ -30,10 +30,11 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from qwen_dataset.db.engine import autocommit_connection
 from qwen_dataset.db.models import HumanAnnotation, ItemStatus, ReviewState, User, WorkItem
 from qwen_dataset.records import Source
 from qwen_dataset.workbench.admin_settings import load_settings
@@ -88,11 +89,15 @@ def annotator_state(state: str) -> str:
 
 
 def _stale(annotation: HumanAnnotation) -> StaleVersion:
+    return _stale_version(annotation.version, annotation.state)
+
+
+def _stale_version(stored_version: int, state: str) -> StaleVersion:
     return StaleVersion(
-        f"this annotation was changed elsewhere (now version {annotation.version}); reload it to see the current "
+        f"this annotation was changed elsewhere (now version {stored_version}); reload it to see the current "
         "version, then redo your change",
-        current_version=annotation.version,
-        state=annotator_state(annotation.state),
+        current_version=stored_version,
+        state=annotator_state(state),
     )
 
 
@@ -120,28 +125,111 @@ def assigned_item(session: Session, annotation: HumanAnnotation) -> WorkItem:
     return item
 
 
-def _apply_results(session: Session, annotation: HumanAnnotation, item: WorkItem, results: Any, version: int) -> None:
-    if annotation.state != ReviewState.DRAFT:
-        shown = annotator_state(annotation.state)
+def _check_editable(state: str, version: int, stored_version: int) -> None:
+    """Refuse an edit of a row that is no longer a draft, or of an older version than the stored one."""
+    if state != ReviewState.DRAFT:
+        shown = annotator_state(state)
         raise WorkflowError(
-            f"this annotation is {shown} and can no longer be edited", state=shown, current_version=annotation.version
+            f"this annotation is {shown} and can no longer be edited", state=shown, current_version=stored_version
         )
-    if version != annotation.version:
-        raise _stale(annotation)
+    if version != stored_version:
+        raise _stale_version(stored_version, state)
+
+
+def _apply_results(session: Session, annotation: HumanAnnotation, item: WorkItem, results: Any, version: int) -> None:
+    _check_editable(annotation.state, version, annotation.version)
     if results is not None:
         converted = from_results(item, results)
         annotation.payload = converted.payload
         annotation.template_version = converted.template_version
 
 
-def save_draft(session: Session, user: User, annotation_id: str, version: int, results: Any) -> HumanAnnotation:
-    """Store the editor's current results as the draft; returns the row with its new version."""
-    annotation = own_annotation(session, annotation_id, user)
-    item = assigned_item(session, annotation)
-    _apply_results(session, annotation, item, results, version)
-    annotation.updated_at = _now()  # a save without changes still proves the client was current
-    _commit(session, annotation)
-    return annotation
+@dataclasses.dataclass(frozen=True)
+class SavedDraft:
+    annotation_id: str
+    version: int
+    state: str
+
+
+_ANNOTATIONS: Table = HumanAnnotation.__table__  # type: ignore[assignment]  # declarative tables are Tables
+_ITEMS: Table = WorkItem.__table__  # type: ignore[assignment]
+#: What a save converts its results against: the item's frame, task and context.
+_ITEM_FIELDS: tuple[str, ...] = (
+    "item_id",
+    "batch",
+    "frame_id",
+    "upload_id",
+    "task",
+    "kind",
+    "width",
+    "height",
+    "blob_uri",
+    "ai_payload",
+    "context",
+)
+# Built once: a save is the hottest request, and compiling its statements anew cost more than running them.
+_DRAFT_ROW = (
+    select(
+        _ANNOTATIONS.c.assignee_id, _ANNOTATIONS.c.state, _ANNOTATIONS.c.version, *(_ITEMS.c[f] for f in _ITEM_FIELDS)
+    )
+    .join_from(_ANNOTATIONS, _ITEMS, _ITEMS.c.item_id == _ANNOTATIONS.c.item_id)
+    .where(_ANNOTATIONS.c.annotation_id == bindparam("annotation_id"))
+)
+_DRAFT_STATE = select(_ANNOTATIONS.c.assignee_id, _ANNOTATIONS.c.state, _ANNOTATIONS.c.version).where(
+    _ANNOTATIONS.c.annotation_id == bindparam("annotation_id")
+)
+
+
+def _save_statement(*fields: str):
+    return (
+        update(_ANNOTATIONS)
+        .where(
+            _ANNOTATIONS.c.annotation_id == bindparam("row_id"),
+            _ANNOTATIONS.c.assignee_id == bindparam("row_assignee"),
+            _ANNOTATIONS.c.state == ReviewState.DRAFT.value,
+            _ANNOTATIONS.c.version == bindparam("held_version"),
+        )
+        .values(version=_ANNOTATIONS.c.version + 1, **{field: bindparam(f"new_{field}") for field in fields})
+        .returning(_ANNOTATIONS.c.version, _ANNOTATIONS.c.state)
+    )
+
+
+_SAVE_RESULTS = _save_statement("payload", "template_version", "updated_at")
+_SAVE_UNCHANGED = _save_statement("updated_at")  # a save without changes still proves the client was current
+
+
+def save_draft(session: Session, user: User, annotation_id: str, version: int, results: Any) -> SavedDraft:
+    """Store the editor's current results as the draft; returns its new version, stored for good.
+
+    The hot path of the workbench (every edit is saved at once): one read of the row and its
+    item, the conversion, and one ``UPDATE ... WHERE version = :version RETURNING``, whose
+    condition is the optimistic-concurrency check itself: a writer that got in between the read
+    and the update leaves it matching no row, and the client gets the 409 of a stale version.
+    Being a single statement, the update needs no transaction around it: both run in autocommit
+    (on PostgreSQL, no BEGIN and COMMIT round trips), and the update is durable when it returns.
+    """
+    bind = session.get_bind()
+    with autocommit_connection(bind if isinstance(bind, Engine) else bind.engine) as connection:
+        found = connection.execute(_DRAFT_ROW, {"annotation_id": annotation_id}).first()
+        if found is None or found.assignee_id != user.id:
+            raise NotFound("no such annotation among your assignments")
+        _check_editable(found.state, version, found.version)
+        values: dict[str, Any] = {"row_id": annotation_id, "row_assignee": user.id, "held_version": version}
+        values["new_updated_at"] = _now()
+        statement = _SAVE_UNCHANGED
+        if results is not None:
+            item = WorkItem(**{field: getattr(found, field) for field in _ITEM_FIELDS})  # never added to the session
+            converted = from_results(item, results)
+            values.update(new_payload=converted.payload, new_template_version=converted.template_version)
+            statement = _SAVE_RESULTS
+        saved = connection.execute(statement, values).first()
+        if saved is None:  # changed (or submitted) between the read and the update
+            current = connection.execute(_DRAFT_STATE, {"annotation_id": annotation_id}).first()
+            if current is None or current.assignee_id != user.id:
+                raise NotFound("this annotation was deleted meanwhile")
+            _check_editable(current.state, version, current.version)
+            raise _stale_version(current.version, current.state)  # not reached: versions only grow
+    return SavedDraft(annotation_id, saved.version, saved.state)
 
 
 def submit(session: Session, user: User, annotation_id: str, version: int, results: Any = None) -> HumanAnnotation:

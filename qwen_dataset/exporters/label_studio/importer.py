@@ -319,12 +319,18 @@ def video_event_payload(parsed: _Parsed, frame_rate: float, times: list[float], 
     return {"events": events}
 
 
-class _FrameIndex:
+@dataclasses.dataclass(frozen=True)
+class FrameIndex:
     """What an import needs to know about frames: sizes, upload and batch, a video's sampled frames."""
 
-    def __init__(self, frames: pd.DataFrame) -> None:
-        self.sizes = frame_size_index(frames)
-        self.owner = {
+    sizes: dict[str, tuple[int, int]]
+    owner: dict[str, tuple[str, str]]  # frame_id -> (upload_id, batch)
+    videos: dict[str, tuple[list[float], list[str]]]  # upload_id -> (times, frame ids), by time
+
+    @classmethod
+    def of_frames(cls, frames: pd.DataFrame) -> FrameIndex:
+        """The index of a frames manifest."""
+        owner = {
             frame_id: (upload_id, batch)
             for frame_id, upload_id, batch in zip(
                 frames["frame_id"].tolist(), frames["upload_id"].tolist(), frames["batch"].tolist(), strict=True
@@ -333,13 +339,20 @@ class _FrameIndex:
         video = frames[frames["kind"] == FrameKind.VIDEO_FRAME.value].sort_values(
             ["upload_id", "t", "frame_id"], kind="stable"
         )
-        self.videos: dict[str, tuple[list[float], list[str]]] = {}
+        videos: dict[str, tuple[list[float], list[str]]] = {}
         columns = (video["upload_id"].tolist(), video["frame_id"].tolist(), video["t"].tolist())
         for upload_id, frame_id, t in zip(*columns, strict=True):
             if not pd.isna(t):
-                times, ids = self.videos.setdefault(upload_id, ([], []))
+                times, ids = videos.setdefault(upload_id, ([], []))
                 times.append(float(t))
                 ids.append(frame_id)
+        return cls(frame_size_index(frames), owner, videos)
+
+    @classmethod
+    def of_picture(cls, frame_id: str, upload_id: str, batch: str, width: int, height: int) -> FrameIndex:
+        """The index of one still frame (an image or a page): what the workbench converts a save
+        against, without building a manifest table for it on every request."""
+        return cls({frame_id: (int(width), int(height))}, {frame_id: (upload_id, batch)}, {})
 
 
 def _load_export(export_json: str | bytes | Path | list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -379,7 +392,7 @@ def _completions(ls_task: dict[str, Any], include_predictions: bool) -> Iterator
 
 def from_label_studio_export(
     export_json: str | bytes | Path | list[dict[str, Any]],
-    frames: pd.DataFrame,
+    frames: pd.DataFrame | FrameIndex,
     *,
     task: str | None = None,
     frame_rate: float = DEFAULT_FRAME_RATE,
@@ -396,10 +409,11 @@ def from_label_studio_export(
     their axis-aligned envelope). An annotation that cannot be converted (a box outside the
     frame, a broken action line, an unknown frame) becomes a ``status="failed"`` record with the
     reason in ``error``, so one bad annotation never stops the import. Records with the same
-    ``annotation_id`` (same frame, task, source and author) keep the last one.
+    ``annotation_id`` (same frame, task, source and author) keep the last one. ``frames`` is the
+    frames manifest of the batch, or its :class:`FrameIndex`.
     """
     check_frame_rate(frame_rate)
-    index = _FrameIndex(frames)
+    index = frames if isinstance(frames, FrameIndex) else FrameIndex.of_frames(frames)
     records: dict[str, dict[str, Any]] = {}
     for ls_task in _load_export(export_json):
         data = ls_task.get("data") or {}
@@ -417,7 +431,7 @@ def _import_completion(
     data: dict[str, Any],
     task_type: str | None,
     frame_id: str,
-    index: _FrameIndex,
+    index: FrameIndex,
     frame_rate: float,
 ) -> dict[str, Any]:
     author = _author(completion, source)
@@ -438,17 +452,36 @@ def _import_completion(
         reviewed=False,
     )
     try:
-        payload = _canonical_payload(completion.get("result") or [], data, task_type, frame_id, index, frame_rate)
+        payload = canonical_payload(completion.get("result") or [], data, task_type, frame_id, index, frame_rate)
+    except LabelStudioImportError as error:
+        failed = dataclasses.replace(
+            record, status=AnnotationStatus.FAILED.value, error=f"label_studio_import: {error}"
+        )
+        return dataclasses.asdict(failed)
+    return dataclasses.asdict(dataclasses.replace(record, payload=dump_payload(payload)))
+
+
+def canonical_payload(
+    results: list[dict[str, Any]],
+    data: dict[str, Any],
+    task_type: str | None,
+    frame_id: str,
+    index: FrameIndex,
+    frame_rate: float = DEFAULT_FRAME_RATE,
+) -> dict[str, Any]:
+    """One Label Studio annotation's results -> the validated canonical payload of its task;
+    :class:`LabelStudioImportError` says why it cannot be converted."""
+    try:
+        payload = _canonical_payload(results, data, task_type, frame_id, index, frame_rate)
         validate_payload(str(task_type), payload)
-    except (LabelStudioImportError, PayloadError) as error:
-        reason = str(error)
+    except LabelStudioImportError:
+        raise
+    except PayloadError as error:
+        raise LabelStudioImportError(str(error)) from error
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
         # An export edited by hand or by another tool: report it on this annotation, import the rest.
-        reason = f"malformed result ({type(error).__name__}: {error})"
-    else:
-        return dataclasses.asdict(dataclasses.replace(record, payload=dump_payload(payload)))
-    failed = dataclasses.replace(record, status=AnnotationStatus.FAILED.value, error=f"label_studio_import: {reason}")
-    return dataclasses.asdict(failed)
+        raise LabelStudioImportError(f"malformed result ({type(error).__name__}: {error})") from error
+    return payload
 
 
 def _canonical_payload(
@@ -456,7 +489,7 @@ def _canonical_payload(
     data: dict[str, Any],
     task_type: str | None,
     frame_id: str,
-    index: _FrameIndex,
+    index: FrameIndex,
     frame_rate: float,
 ) -> dict[str, Any]:
     if task_type not in TASK_ORDER:
