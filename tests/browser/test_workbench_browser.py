@@ -33,6 +33,7 @@ from tests.test_workbench_api import (
     build_world,
     item_of,
     my_items,
+    ocr_payload,
     running_server,
     write_batch,
 )
@@ -471,4 +472,56 @@ def test_a_seek_asked_for_during_another_seek_is_not_lost(served, browser):
     page.evaluate("() => document.dispatchEvent(new KeyboardEvent('keydown', {key: 'k'}))")
     wait_for_playhead(page, 4.0)  # two jumps in a row: the second cut, then the end of the video
     assert second_cut < 4.0
+    assert not errors, errors
+
+
+# --------------------------------------------------------------------------- no stray boxes
+
+REGIONS_NOW = "() => window.workbenchStore.annotationStore.selected.regionStore.regions.length"
+DEAD_NODE = "no longer part of a state tree"
+
+
+def drag_on_frame(page, start: tuple[float, float], size: tuple[float, float]) -> None:
+    """Press at ``start`` (frame pixels) and drag by ``size``, in steps, like a hand."""
+    shown = page.locator("img[src*='/media/items/']").first.bounding_box()
+    scale = shown["width"] / WIDTH
+    x, y = shown["x"] + start[0] * scale, shown["y"] + start[1] * scale
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(x + size[0] * scale * step / 10, y + size[1] * scale * step / 10)
+    page.mouse.up()
+
+
+def click_on_frame(page, point: tuple[float, float]) -> None:
+    shown = page.locator("img[src*='/media/items/']").first.bounding_box()
+    scale = shown["width"] / WIDTH
+    page.mouse.click(shown["x"] + point[0] * scale, shown["y"] + point[1] * scale)
+
+
+def test_a_drag_with_nothing_selected_draws_no_box(served, browser):
+    world, base = served
+    page, errors, client, entry = _open_item(world, base, browser, "b-stray", "ocr", ocr_payload())
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    # Select the AI's box, then click beside it: the editor picks the box's label when it is
+    # selected and keeps it picked, and the next drag used to draw (and autosave) a box with it.
+    click_on_frame(page, ((AI_BOX[0] + AI_BOX[2]) / 2, (AI_BOX[1] + AI_BOX[3]) / 2))
+    page.wait_for_function("() => Boolean(window.workbenchStore.annotationStore.selected.highlightedNode)")
+    click_on_frame(page, (390, 190))
+    drag_on_frame(page, (250, 120), (60, 40))
+    drag_on_frame(page, (200, 100), (-40, 30))  # and a plain drag on a fresh picture
+    page.wait_for_timeout(1000)  # what a drawn box would need to be drawn and autosaved
+    assert page.evaluate(REGIONS_NOW) == 1
+    page.wait_for_function("() => !window.workbenchSaver.pending()")
+    stored = client.get(f"/api/annotations/{entry['annotation_id']}").json()["payload"]["regions"]
+    assert [region["bbox"] for region in stored] == [AI_BOX]
+    assert not [text for text in console if DEAD_NODE in text], console[:3]
+    # Drawing on purpose still works: pick the label, then drag.
+    page.locator(".lsf-label", has_text="text").first.click()
+    drag_on_frame(page, (250, 120), (60, 40))
+    page.wait_for_function(f"{REGIONS_NOW} === 2")
+    page.wait_for_function(SAVED)
+    stored = client.get(f"/api/annotations/{entry['annotation_id']}").json()["payload"]["regions"]
+    assert [region["bbox"] for region in stored][1] == pytest.approx([250, 120, 310, 160], abs=2.0)
     assert not errors, errors

@@ -86,6 +86,43 @@ function startEditor(config, task, annotations, interfaces, hooks) {
   });
 }
 
+// The Label Studio editor (1.4.0) picks a region's label in the labels bar when the region is
+// selected, and leaves it picked when the user clicks elsewhere, so the next drag on the picture,
+// meant to select or to pan, drew and autosaved a new box with that label. A new box needs a
+// label the user picked for it (a click on it in the labels bar, or its hotkey): any other drag
+// on the picture starts with no label picked, and draws nothing.
+function labelControls(annotation) {
+  return [...annotation.names.values()].filter((control) => /labels$/.test(control.type || "") && control.unselectAll);
+}
+
+function pickedLabels(annotation) {
+  return labelControls(annotation).some((control) => control.selectedLabels.length > 0);
+}
+
+function guardStrayBoxes(container) {
+  let picked = false;
+  const notePick = () => setTimeout(() => {
+    const annotation = selectedAnnotation();
+    picked = Boolean(annotation && pickedLabels(annotation));
+  }, 0);
+  container.addEventListener("click", (event) => { if (event.target.closest(".lsf-label")) notePick(); }, true);
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+    const typing = target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+    if (!typing && /^[0-9]$/.test(event.key)) notePick(); // the labels' hotkeys
+  }, true);
+  // Before the editor's own handler (its canvas listens to pointer and mouse events).
+  container.addEventListener("pointerdown", (event) => {
+    if (!event.target.closest("canvas")) return;
+    const annotation = selectedAnnotation();
+    if (!annotation) return;
+    if (picked) { picked = false; return; } // this drag draws the box the label was picked for
+    for (const control of labelControls(annotation)) {
+      if (control.selectedLabels.length) control.unselectAll();
+    }
+  }, true);
+}
+
 // ----------------------------------------------------------------------------- annotators
 
 class AutoSaver {
@@ -189,7 +226,7 @@ async function startAnnotating(annotationId) {
                 {
                   submit: () => editable && saver.submit(),
                   draft: () => saver.flush(),
-                  loaded: () => { saver.baseline(); if (ocrTools) setTimeout(ocrTools, 0); },
+                  loaded: () => { saver.baseline(); guardStrayBoxes(root); if (ocrTools) setTimeout(ocrTools, 0); },
                 });
   }
   if (!editable) {
@@ -236,7 +273,7 @@ async function startReviewing(itemId, mode) {
     startTools(data, shown.length ? htmlOf(shown[0].result) : "", mode === "arbitrate");
     startEditor(data.config, forLabelStudio(data.task), annotations,
                 ["panel", "controls", "side-column", "topbar", "annotations:tabs", "predictions:tabs", "annotations:menu"],
-                { loaded: () => codeEditor && followVersions(data, shown) });
+                { loaded: () => { guardStrayBoxes(root); if (codeEditor) followVersions(data, shown); } });
   }
   if (mode === "arbitrate") {
     for (const button of document.querySelectorAll("button.accept")) {
