@@ -42,7 +42,7 @@ def _payload(value: Mapping[str, Any] | str) -> dict[str, Any]:
     return (json.loads(value) if isinstance(value, str) else dict(value)) or {}
 
 
-def _contents(task: str, payload: dict[str, Any]) -> list[str]:
+def _contents(task: str, payload: Mapping[str, Any]) -> list[str]:
     """What each box holds beside its box and label (text, occlusion, tag), in :func:`iter_boxes` order."""
     contents = []
     for box in iter_boxes(task, payload):
