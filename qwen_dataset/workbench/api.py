@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
@@ -28,7 +30,7 @@ from qwen_dataset.ingest.uploads import HEAD_BYTES, video_container
 from qwen_dataset.payloads import TASK_ORDER
 from qwen_dataset.records import Task
 from qwen_dataset.store.layout import StorageLayout
-from qwen_dataset.workbench import admin_settings, interop, templates_admin, throttle, video, workflow
+from qwen_dataset.workbench import admin_settings, interop, queue, templates_admin, throttle, video, workflow
 from qwen_dataset.workbench.assignment import import_batch
 from qwen_dataset.workbench.auth import SERVICE, Principal, db_session, require
 from qwen_dataset.workbench.editor import EDITABLE_TASKS, config_for, task_data, to_results
@@ -42,6 +44,7 @@ from qwen_dataset.workbench.security import (
     token_digest,
     verify_password,
 )
+from qwen_dataset.workbench.thumbnails import NoPicture, thumbnail_jpeg
 from qwen_dataset.workbench.upload import UploadLimits, receive_upload
 
 # Request bodies are capped before they are read (FastAPI's max_body_size: an oversize
@@ -176,9 +179,39 @@ def my_tasks(
         .where(HumanAnnotation.assignee_id == who.account.id)
         .order_by(WorkItem.batch, WorkItem.frame_id, WorkItem.task)
     )
-    views = [_own_view(item, annotation) for item, annotation in session.execute(query).all()]
+    views = [
+        {**_own_view(item, annotation), "name": item.source_name or item.frame_id}
+        for item, annotation in session.execute(query).all()
+    ]
     # Filtered on the state annotators see, so "?state=final" cannot single out the single items.
     return [view for view in views if view["state"] == state] if state else views
+
+
+@router.get("/api/tasks/progress")
+def my_progress(who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)) -> dict:
+    """How far the annotator has come, overall and per batch (see :mod:`.queue`)."""
+    rows = queue.queue_rows(session, who.account)
+    return {
+        "mine": dataclasses.asdict(queue.progress_of(rows)),
+        "batches": [dataclasses.asdict(entry) for entry in queue.batch_progress(session, rows)],
+    }
+
+
+@router.get("/api/tasks/next")
+def my_next_task(
+    after: str | None = None, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
+) -> dict:
+    """The annotator's next draft after ``after`` in queue order ("submit and next"); null when none is left."""
+    rows = queue.queue_rows(session, who.account)
+    following = queue.next_draft(rows, after)
+    left = sum(row.state == ReviewState.DRAFT and row.annotation_id != after for row in rows)
+    if following is None:
+        return {"annotation_id": None, "url": None, "drafts_left": left}
+    return {
+        "annotation_id": following.annotation_id,
+        "url": f"/annotate/{following.annotation_id}",
+        "drafts_left": left,
+    }
 
 
 def _ai_prediction(item: WorkItem) -> list[dict[str, Any]]:
@@ -271,10 +304,8 @@ def _media_type(head: bytes) -> str:
     return next((kind for magic, kind in _IMAGE_TYPES if head.startswith(magic)), "application/octet-stream")
 
 
-@router.get("/media/items/{item_id}")
-def item_media(
-    item_id: str, request: Request, who: Principal = Depends(ANY_USER), session: Session = Depends(db_session)
-) -> FileResponse:
+def _visible_item(session: Session, who: Principal, item_id: str) -> WorkItem:
+    """The item, if ``who`` may see it: reviewers and admins every item, annotators their own."""
     item = session.get(WorkItem, item_id)
     if item is not None and who.role == Role.ANNOTATOR:
         assigned = session.scalars(
@@ -285,11 +316,37 @@ def item_media(
         item = item if assigned else None
     if item is None:
         raise HTTPException(404, "no such item among the items you may see")
-    layout = layout_of(request)
+    return item
+
+
+def _stored_file(request: Request, blob_uri: str) -> Path:
     try:
-        path = layout.blobs.regular_file(item.blob_uri)
+        return layout_of(request).blobs.regular_file(blob_uri)
     except (ValueError, FileNotFoundError):
-        raise HTTPException(404, f"the item's file {item.blob_uri} is missing from the storage root") from None
+        raise HTTPException(404, f"the item's file {blob_uri} is missing from the storage root") from None
+
+
+@router.get("/media/items/{item_id}/thumbnail")
+def item_thumbnail(
+    item_id: str, request: Request, who: Principal = Depends(ANY_USER), session: Session = Depends(db_session)
+) -> Response:
+    """A small JPEG of the item's picture (a video's first sampled frame), for the queue."""
+    item = _visible_item(session, who, item_id)
+    path = _stored_file(request, item.preview_uri or item.blob_uri)
+    session.close()
+    try:
+        picture = thumbnail_jpeg(path)
+    except NoPicture as missing:
+        raise HTTPException(404, f"no thumbnail: {missing}") from None
+    return Response(picture, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+
+@router.get("/media/items/{item_id}")
+def item_media(
+    item_id: str, request: Request, who: Principal = Depends(ANY_USER), session: Session = Depends(db_session)
+) -> FileResponse:
+    item = _visible_item(session, who, item_id)
+    path = _stored_file(request, item.blob_uri)
     session.close()  # the file may stream for minutes: its database connection goes back to the pool now
     with path.open("rb") as handle:
         head = handle.read(HEAD_BYTES)
