@@ -525,3 +525,46 @@ def test_a_drag_with_nothing_selected_draws_no_box(served, browser):
     stored = client.get(f"/api/annotations/{entry['annotation_id']}").json()["payload"]["regions"]
     assert [region["bbox"] for region in stored][1] == pytest.approx([250, 120, 310, 160], abs=2.0)
     assert not errors, errors
+
+
+# --------------------------------------------------------------------------- the queue, submit and next
+
+
+def test_the_queue_shows_each_item_and_submit_and_next_goes_on(served, browser):
+    from tests.test_workbench_queue import import_named
+
+    world, base = served
+    world.set_double_rate(0.0)
+    import_named(world, "b-named", frames=5)
+    owner = max(("ann1", "ann2", "ann3"), key=lambda name: len(my_items(world, name)))
+    entries = my_items(world, owner)
+    assert len(entries) >= 2
+    page, errors = sign_in(browser, base, owner)
+    rows = page.locator("#my-items tbody tr")
+    assert rows.count() == len(entries)
+    # Every row: a thumbnail that really loaded, the file's name, the task.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#my-items td.thumb img')].every((i) => i.complete && i.naturalWidth > 0)"
+    )
+    assert page.evaluate("() => document.querySelector('#my-items td.thumb img').naturalWidth") == 160
+    assert [rows.nth(i).locator("td.name").inner_text() for i in range(rows.count())] == [e["name"] for e in entries]
+    assert all(name.startswith("scan-") for name in (e["name"] for e in entries))
+    assert rows.first.locator("td.task").inner_text() == "ocr"
+    assert page.inner_text("#mine-done") == f"0 of {len(entries)}"
+    # Start where the queue says, correct the text, submit and go on to the next draft.
+    page.click("#start-next")
+    page.wait_for_url(f"{base}/annotate/{entries[0]['annotation_id']}")
+    wait_for_editor(page)
+    transcription = page.locator("textarea.lsf-textarea-tag__input").first
+    transcription.fill("first corrected")
+    transcription.press("Tab")
+    page.click("#submit-next")
+    page.wait_for_url(f"{base}/annotate/{entries[1]['annotation_id']}")
+    wait_for_editor(page)
+    stored = world.client(owner).get(f"/api/annotations/{entries[0]['annotation_id']}").json()
+    assert stored["state"] == "submitted" and stored["payload"]["regions"][0]["text"] == "first corrected"
+    page.goto(base + "/annotate")
+    assert page.inner_text("#mine-done") == f"1 of {len(entries)}"
+    assert page.locator("#my-items tbody tr").first.get_attribute("data-state") == "submitted"
+    assert page.locator("#batch-progress tr[data-batch='b-named'] td.items").inner_text() == "1 / 5"
+    assert not errors, errors

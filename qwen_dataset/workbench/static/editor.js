@@ -191,7 +191,8 @@ class AutoSaver {
     }
   }
 
-  async submit() {
+  // Submit; then back to the queue, or with `andNext` on to the next draft of the queue.
+  async submit(andNext) {
     await this.flush();
     if (this.conflict) return;
     const result = currentResult();
@@ -201,10 +202,23 @@ class AutoSaver {
       this.saved = JSON.stringify(result);
       setStatus("Submitted", "saved");
       this.conflict = true; // nothing more to save from this page
-      setTimeout(() => { window.location = "/annotate"; }, 600);
     } catch (failure) {
       this.handleFailure(failure, JSON.stringify(result));
+      return;
     }
+    const next = andNext ? await nextDraft(root.dataset.target) : null;
+    if (andNext && !next) setStatus("Submitted: that was your last draft", "saved");
+    setTimeout(() => { window.location = next || "/annotate"; }, andNext ? 0 : 600);
+  }
+}
+
+// The page of the annotator's next draft after this one, or null when none is left.
+async function nextDraft(annotationId) {
+  try {
+    const following = await api("GET", "/api/tasks/next?after=" + encodeURIComponent(annotationId));
+    return following.url;
+  } catch (failure) {
+    return null; // the submit went through: the queue page lists what is left
   }
 }
 
@@ -224,7 +238,7 @@ async function startAnnotating(annotationId) {
     startEditor(data.config, forLabelStudio(data.task), [{ id: "current", result: withoutHtml(data.result) }],
                 ["panel", "controls", "side-column", "topbar"],
                 {
-                  submit: () => editable && saver.submit(),
+                  submit: () => editable && saver.submit(false),
                   draft: () => saver.flush(),
                   loaded: () => { saver.baseline(); guardStrayBoxes(root); if (ocrTools) setTimeout(ocrTools, 0); },
                 });
@@ -233,6 +247,7 @@ async function startAnnotating(annotationId) {
     saver.conflict = true;
     setStatus("This annotation is " + data.state + ": read only.", "");
     document.getElementById("submit-annotation").disabled = true;
+    document.getElementById("submit-next").disabled = true;
     return;
   }
   setStatus("Version " + data.version, "");
@@ -243,7 +258,8 @@ async function startAnnotating(annotationId) {
   window.addEventListener("beforeunload", (event) => {
     if (saver.pending()) { saver.flush(); event.preventDefault(); event.returnValue = ""; }
   });
-  document.getElementById("submit-annotation").addEventListener("click", () => saver.submit());
+  document.getElementById("submit-annotation").addEventListener("click", () => saver.submit(false));
+  document.getElementById("submit-next").addEventListener("click", () => saver.submit(true));
 }
 
 // ----------------------------------------------------------------------------- reviewers
