@@ -568,3 +568,38 @@ def test_the_queue_shows_each_item_and_submit_and_next_goes_on(served, browser):
     assert page.locator("#my-items tbody tr").first.get_attribute("data-state") == "submitted"
     assert page.locator("#batch-progress tr[data-batch='b-named'] td.items").inner_text() == "1 / 5"
     assert not errors, errors
+
+
+def test_the_admin_picks_batches_instead_of_typing_them(served, browser):
+    world, base = served
+    world.set_double_rate(0.0)
+    write_batch(world.layout, "b-ready-1", frames=2)
+    write_batch(world.layout, "b-ready-2", frames=3)
+    page, errors = sign_in(browser, base, "admin")
+    assert page.url == base + "/admin"
+    table = page.locator("#batch-table tbody tr")
+    page.wait_for_function("() => document.querySelectorAll('#batch-table tbody tr[data-batch]').length === 2")
+    assert [table.nth(i).get_attribute("data-batch") for i in range(2)] == ["b-ready-1", "b-ready-2"]
+    assert page.locator("#batch-table tr[data-batch='b-ready-2'] td").nth(1).inner_text() == "not yet"
+    picker = page.locator("#import-form select[name=batch] option")
+    assert [picker.nth(i).inner_text() for i in range(picker.count())] == ["b-ready-1", "b-ready-2"]
+    # Nothing imported yet: nothing to download from Label Studio either.
+    assert page.locator("#ls-export-form select[name=batch] option").count() == 0
+    # One click on the batch's row imports it.
+    page.locator("#batch-table tr[data-batch='b-ready-2'] button").click()
+    page.wait_for_function(
+        "() => document.getElementById('flash').textContent.startsWith('Imported 3 item(s) of b-ready-2')"
+    )
+    imported_row = page.locator("#batch-table tr[data-batch='b-ready-2']")
+    imported_row.locator("td", has_text="since").wait_for()
+    assert imported_row.locator("td").nth(2).inner_text() == "3 open"
+    assert imported_row.locator("button").inner_text() == "Import new items"
+    assert page.locator("#ls-export-form select[name=batch]").input_value() == "b-ready-2"
+    # The picker of the import form does the same for the other batch.
+    page.locator("#import-form select[name=batch]").select_option("b-ready-1")
+    page.locator("#import-form button[type=submit]").click()
+    page.wait_for_function(
+        "() => document.getElementById('flash').textContent.startsWith('Imported 2 item(s) of b-ready-1')"
+    )
+    assert sum(len(my_items(world, name)) for name in ("ann1", "ann2", "ann3")) == 5
+    assert not errors, errors
