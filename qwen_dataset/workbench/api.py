@@ -27,10 +27,10 @@ from qwen_dataset.db.models import (
 )
 from qwen_dataset.exporters.label_studio.config import labeling_config
 from qwen_dataset.ingest.uploads import HEAD_BYTES, video_container
-from qwen_dataset.payloads import TASK_ORDER
+from qwen_dataset.payloads import BOX_TASKS, TASK_ORDER
 from qwen_dataset.records import Task
 from qwen_dataset.store.layout import StorageLayout
-from qwen_dataset.workbench import admin_settings, interop, queue, templates_admin, throttle, video, workflow
+from qwen_dataset.workbench import admin_settings, consensus, interop, queue, templates_admin, throttle, video, workflow
 from qwen_dataset.workbench.assignment import import_batch
 from qwen_dataset.workbench.auth import SERVICE, Principal, db_session, require
 from qwen_dataset.workbench.editor import EDITABLE_TASKS, config_for, task_data, to_results
@@ -220,6 +220,8 @@ def _ai_prediction(item: WorkItem) -> list[dict[str, Any]]:
     return [
         {
             "model_version": f"{item.ai_author}@{item.ai_template_version}",
+            # The name the editor shows on the prediction's tab (else "Admin").
+            "createdBy": f"AI: {item.ai_author}",
             "result": to_results(item, item.ai_payload, item.ai_author, item.ai_template_version),
         }
     ]
@@ -393,6 +395,39 @@ def _version_view(item: WorkItem, row: HumanAnnotation, label: str) -> dict[str,
     }
 
 
+def _mark_view(task: str, mark: consensus.BoxMark) -> dict[str, Any]:
+    return {
+        "number": mark.number,
+        "bbox": mark.bbox,
+        "label": mark.label,
+        "content": mark.content,
+        "partner": mark.partner,
+        "issues": list(mark.issues),
+        "status": mark.status,
+        "where": mark.describe(task),
+    }
+
+
+def _comparison_view(session: Session, item: WorkItem, rows: list[HumanAnnotation]) -> dict[str, Any] | None:
+    """Both blind versions box by box (paired as agreement pairs them) and the AI's boxes, for the
+    arbitration view; None for an item without two versions or without boxes (a video)."""
+    if item.task not in BOX_TASKS or len(rows) < 2:
+        return None
+    settings = admin_settings.load_settings(session)
+    compared = consensus.compare_boxes(
+        item.task, json.loads(rows[0].payload or "{}"), json.loads(rows[1].payload or "{}"), settings.agreement_iou
+    )
+    ai = consensus.version_marks(item.task, item.ai_payload or "{}") if item.ai_status == "ok" else []
+    return {
+        "width": item.width,
+        "height": item.height,
+        "min_iou": settings.agreement_iou,
+        "a": [_mark_view(item.task, mark) for mark in compared.a],
+        "b": [_mark_view(item.task, mark) for mark in compared.b],
+        "ai": [_mark_view(item.task, mark) for mark in ai],
+    }
+
+
 @router.get("/api/review/items/{item_id}")
 def review_item(item_id: str, who: Principal = Depends(REVIEWER), session: Session = Depends(db_session)) -> dict:
     item = session.get(WorkItem, item_id)
@@ -406,6 +441,7 @@ def review_item(item_id: str, who: Principal = Depends(REVIEWER), session: Sessi
         "config": config_for(item.task),
         "task": _editor_task(item),
         "versions": versions,
+        "comparison": _comparison_view(session, item, rows),
         "final": _version_view(item, final, "final") if final is not None else None,
         "ai": {
             "author": item.ai_author,

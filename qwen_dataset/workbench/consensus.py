@@ -76,6 +76,13 @@ class BoxMark:
     def agrees(self) -> bool:
         return self.partner is not None and not self.issues
 
+    @property
+    def status(self) -> str:
+        """``agrees``, ``differs`` (paired, but not alike) or ``alone`` (no counterpart)."""
+        if self.partner is None:
+            return "alone"
+        return "differs" if self.issues else "agrees"
+
     def describe(self, task: str) -> str:
         """How a person finds it: what it holds and where, e.g. ``'Total' at 40,40-160,80``."""
         labelled = box_source(task).label_field is not None and self.label
@@ -131,6 +138,17 @@ def compare_boxes(task: str, a: Mapping[str, Any], b: Mapping[str, Any], min_iou
         marks(boxes_b, texts_b, back, lambda j: issues_a.get(back[j], []) if j in back else []),
         partners,
     )
+
+
+def version_marks(task: str, payload: Mapping[str, Any] | str) -> list[BoxMark]:
+    """The boxes of one version on their own (the AI's, shown beside the two blind versions)."""
+    data = _payload(payload)
+    boxes = frame_boxes_from_payload(task, data)
+    assert boxes.labels is not None, "a payload's boxes always carry labels"
+    return [
+        BoxMark(index + 1, [float(value) for value in boxes.boxes[index]], str(boxes.labels[index]), text, None)
+        for index, text in enumerate(_contents(task, data))
+    ]
 
 
 #: How many boxes without a counterpart one side's reason lists by name.

@@ -197,12 +197,13 @@ def _settle_double(session: Session, item: WorkItem) -> None:
     rows = versions_of(session, item)
     if len(rows) < 2 or any(row.state == ReviewState.DRAFT for row in rows):
         return
-    first, second = sorted(rows[:2], key=lambda row: (_submitted_at(row), row.slot or 0))
+    first = min(rows[:2], key=lambda row: (_submitted_at(row), row.slot or 0))
     settings = load_settings(session)
+    # In slot order: the reasons' "A" and "B" (and their box numbers) are the reviewer's A and B.
     reasons = compare_versions(
         item.task,
-        first.payload,
-        second.payload,
+        rows[0].payload,
+        rows[1].payload,
         settings.agreement_iou,
         min_tiou=settings.agreement_tiou,
         min_text_similarity=settings.agreement_text,

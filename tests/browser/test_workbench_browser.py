@@ -23,6 +23,7 @@ from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.db.models import ItemStatus
 from qwen_dataset.db.queries import final_annotations
 from tests.test_workbench_api import (
+    AI_AUTHOR,
     AI_BOX,
     AI_EVENTS,
     HEIGHT,
@@ -184,6 +185,7 @@ def test_annotator_edits_and_reviewer_arbitrates(served, browser):
     drag_box(page, shown_box, dx=10, dy=10)
     page.wait_for_function(f"() => Math.abs({first_x} / 100 * {WIDTH} - {shown_box[0] + 10}) < 2")
     page.click("#save-merged")
+    page.click("#confirm-ok")  # settling an arbitration asks first
     page.wait_for_url(base + "/review")
     assert not errors, errors
     final = final_annotations(world.engine, "b-dispute")
@@ -434,6 +436,7 @@ def test_a_reviewer_arbitrates_two_videos_on_the_timeline(served, browser):
     wait_for_playhead(page, first_cut)
     press(page, "o")
     page.click("#save-merged")
+    page.click("#confirm-ok")  # settling an arbitration asks first
     page.wait_for_url(base + "/review")
     assert not errors, errors
     final = final_annotations(world.engine, "b-video-review")
@@ -603,3 +606,99 @@ def test_the_admin_picks_batches_instead_of_typing_them(served, browser):
     )
     assert sum(len(my_items(world, name)) for name in ("ann1", "ann2", "ann3")) == 5
     assert not errors, errors
+
+
+# --------------------------------------------------------------------------- arbitration side by side
+
+
+def _submit_results(world: World, name: str, annotation_id: str, edit) -> None:
+    client = world.client(name)
+    annotation = client.get(f"/api/annotations/{annotation_id}").json()
+    response = client.post(
+        f"/api/annotations/{annotation_id}/submit",
+        json={"version": annotation["version"], "result": edit(annotation["result"])},
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_arbitration_shows_both_versions_and_the_ai_side_by_side(served, browser):
+    from qwen_dataset.geometry import to_label_studio
+    from tests.test_workbench_api import rows_of
+
+    world, base = served
+    regions = [
+        {"bbox": AI_BOX, "text": "hello", "language": "en", "reading_order": 0},
+        {"bbox": [220, 120, 340, 160], "text": "world", "language": "en", "reading_order": 1},
+        {"bbox": [300, 20, 380, 40], "text": "extra", "language": "en", "reading_order": 2},
+    ]
+    world.set_double_rate(1.0)
+    write_batch(world.layout, "b-side", frames=1, payload={"regions": regions})
+    assert world.client("admin").post("/api/batches/b-side/import").status_code == 200
+    rows = sorted((row for row in rows_of(world, _only_item(world)) if row.slot), key=lambda row: row.slot)
+    a, b = rows
+
+    def shift_first(result):  # A moved the first line down: IoU 0.6 with B's, below the 0.85 agreement
+        for entry in result:
+            if entry["id"] == "r0":
+                entry["value"].update(to_label_studio([40, 50, 160, 90], WIDTH, HEIGHT))
+        return result
+
+    _submit_results(world, a.author, a.annotation_id, shift_first)
+    _submit_results(world, b.author, b.annotation_id, lambda result: [r for r in result if r["id"] != "r2"])
+    item = item_of(world, a.annotation_id)
+    assert item.status == ItemStatus.ARBITRATION
+    assert "no counterpart in B for box 3 of A ('extra' at 300,20-380,40)" in item.disagreement
+
+    page, errors = sign_in(browser, base, "rita")
+    page.goto(f"{base}/review/items/{item.item_id}")
+    wait_for_editor(page)
+    panels = page.locator("#compare-panels figure")
+    panels.nth(2).wait_for()
+    titles = [panels.nth(i).locator(".compare-title").inner_text() for i in range(3)]
+    assert titles == [f"A: {a.author}", f"B: {b.author}", f"AI: {AI_AUTHOR}"]
+
+    def statuses(version: str) -> dict[int, str]:
+        boxes = page.locator(f"#compare-panels figure[data-version='{version}'] rect")
+        return {
+            int(boxes.nth(i).get_attribute("data-number")): boxes.nth(i).get_attribute("class")
+            for i in range(boxes.count())
+        }
+
+    assert statuses("a") == {1: "box differs", 2: "box agrees", 3: "box alone"}
+    assert statuses("b") == {1: "box differs", 2: "box agrees"}
+    assert statuses("ai") == {1: "box ai", 2: "box ai", 3: "box ai"}
+    listed = page.locator("#compare-panels figure[data-version='a'] li")
+    assert listed.nth(0).inner_text() == "#1 'hello' at 40,50-160,90 vs B #1: IoU 0.60 is below 0.85"
+    assert listed.nth(2).inner_text() == "#3 'extra' at 300,20-380,40: no counterpart in B"
+    # The AI's version is named as the AI's in the editor's menu of versions, not "Admin".
+    page.locator(".lsf-annotations-list__toggle").click()
+    menu = page.locator(".lsf-annotations-list")
+    menu.get_by_text(f"AI: {AI_AUTHOR}").first.wait_for()
+    assert "Admin" not in menu.inner_text()
+    page.keyboard.press("Escape")
+    # Accepting asks first; cancelled, nothing happens.
+    page.click("button[data-choice='b']")
+    dialog = page.locator("#confirm-resolve")
+    dialog.wait_for(state="visible")
+    assert f"Make version B ({b.author}) the final version?" in dialog.inner_text()
+    page.click("#confirm-cancel")
+    dialog.wait_for(state="hidden")
+    assert item_of(world, a.annotation_id).status == ItemStatus.ARBITRATION
+    page.click("button[data-choice='b']")
+    page.click("#confirm-ok")
+    page.wait_for_url(base + "/review")
+    final = final_annotations(world.engine, "b-side")
+    assert final["source"].tolist() == ["arbitrated"]
+    assert [r["text"] for r in json.loads(final["payload"].iloc[0])["regions"]] == ["hello", "world"]
+    assert not errors, errors
+
+
+def _only_item(world: World) -> str:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from qwen_dataset.db.models import WorkItem
+
+    with Session(world.engine) as session:
+        (item_id,) = session.scalars(select(WorkItem.item_id)).all()
+    return item_id

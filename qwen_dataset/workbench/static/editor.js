@@ -264,7 +264,26 @@ async function startAnnotating(annotationId) {
 
 // ----------------------------------------------------------------------------- reviewers
 
-async function resolve(itemId, body) {
+// Ask before an arbitration is settled: it cannot be taken back from this page.
+function confirmResolution(text) {
+  const dialog = document.getElementById("confirm-resolve");
+  document.getElementById("confirm-text").textContent = text;
+  return new Promise((answer) => {
+    dialog.addEventListener("close", () => answer(dialog.returnValue === "ok"), { once: true });
+    dialog.returnValue = "";
+    dialog.showModal();
+  });
+}
+
+function choiceText(data, choice) {
+  if (choice === "ai") return "Make the AI's pre-annotation (" + (data.ai.author || "no model") + ") the final version?";
+  const index = choice === "a" ? 0 : 1;
+  const version = data.versions[index];
+  return "Make version " + choice.toUpperCase() + " (" + (version ? version.author : "?") + ") the final version?";
+}
+
+async function resolve(itemId, body, question) {
+  if (!(await confirmResolution(question))) { setStatus("Not saved: cancelled", ""); return; }
   try {
     await api("POST", "/api/review/items/" + encodeURIComponent(itemId) + "/resolve", body);
     setStatus("Final version saved", "saved");
@@ -292,10 +311,14 @@ async function startReviewing(itemId, mode) {
                 { loaded: () => { guardStrayBoxes(root); if (codeEditor) followVersions(data, shown); } });
   }
   if (mode === "arbitrate") {
+    showComparison(data);
     for (const button of document.querySelectorAll("button.accept")) {
-      button.addEventListener("click", () => resolve(itemId, { choice: button.dataset.choice }));
+      const choice = button.dataset.choice;
+      button.addEventListener("click", () => resolve(itemId, { choice }, choiceText(data, choice)));
     }
-    document.getElementById("save-merged").addEventListener("click", () => resolve(itemId, { result: currentResult() }));
+    document.getElementById("save-merged").addEventListener("click", () => {
+      resolve(itemId, { result: currentResult() }, "Save the version shown in the editor, with your edits, as the final version?");
+    });
   } else {
     document.getElementById("reject").addEventListener("click", async () => {
       const reason = document.getElementById("reject-reason").value;
@@ -307,6 +330,82 @@ async function startReviewing(itemId, mode) {
       }
     });
   }
+}
+
+// ----------------------------------------------------------------------------- arbitration side by side
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// A's, B's and the AI's boxes on three copies of the picture, each box numbered as the
+// disagreement names it and coloured by whether it agrees with its counterpart.
+function showComparison(data) {
+  const section = document.getElementById("compare");
+  const comparison = data.comparison;
+  if (!section || !comparison) return;
+  const [a, b] = data.versions;
+  const sides = [
+    { key: "a", title: "A: " + a.author, marks: comparison.a, other: "B" },
+    { key: "b", title: "B: " + b.author, marks: comparison.b, other: "A" },
+    { key: "ai", title: "AI: " + (data.ai.author || "no pre-annotation"), marks: comparison.ai, other: null },
+  ];
+  const panels = document.getElementById("compare-panels");
+  panels.replaceChildren(...sides.map((side) => comparePanel(side, comparison, data.task.data.image)));
+  section.hidden = false;
+}
+
+function markText(mark, other) {
+  if (other === null) return "#" + mark.number + " " + mark.where;
+  if (mark.status === "alone") return "#" + mark.number + " " + mark.where + ": no counterpart in " + other;
+  const pair = other + " #" + mark.partner;
+  return "#" + mark.number + " " + mark.where + (mark.status === "agrees" ? ": agrees with " + pair : " vs " + pair + ": " + mark.issues.join("; "));
+}
+
+function comparePanel(side, comparison, image) {
+  const figure = element("figure", "compare-panel " + side.key);
+  figure.dataset.version = side.key;
+  const alone = side.marks.filter((mark) => mark.status === "alone").length;
+  const differ = side.marks.filter((mark) => mark.status === "differs").length;
+  const summary = side.other === null ? side.marks.length + " box(es), for reference"
+    : side.marks.length + " box(es): " + alone + " without counterpart, " + differ + " different";
+  const caption = element("figcaption", "", "");
+  caption.append(element("strong", "compare-title", side.title), " ", element("span", "hint", summary));
+  const frame = element("div", "compare-frame");
+  const picture = element("img");
+  picture.src = image;
+  picture.alt = side.title;
+  const overlay = document.createElementNS(SVG, "svg");
+  overlay.setAttribute("viewBox", "0 0 " + comparison.width + " " + comparison.height);
+  overlay.setAttribute("preserveAspectRatio", "none");
+  const size = Math.max(10, comparison.height / 22);
+  for (const mark of side.marks) {
+    const [x1, y1, x2, y2] = mark.bbox;
+    const box = document.createElementNS(SVG, "rect");
+    box.setAttribute("x", x1); box.setAttribute("y", y1);
+    box.setAttribute("width", x2 - x1); box.setAttribute("height", y2 - y1);
+    box.setAttribute("class", "box " + (side.other === null ? "ai" : mark.status));
+    box.dataset.number = mark.number;
+    const number = document.createElementNS(SVG, "text");
+    number.setAttribute("x", x1 + 2); number.setAttribute("y", y1 + size);
+    number.setAttribute("font-size", size);
+    number.textContent = String(mark.number);
+    overlay.append(box, number);
+  }
+  frame.append(picture, overlay);
+  const list = element("ol", "compare-list");
+  list.append(...side.marks.map((mark) => {
+    const item = element("li", side.other === null ? "ai" : mark.status, markText(mark, side.other));
+    item.dataset.number = mark.number;
+    return item;
+  }));
+  figure.append(caption, frame, list);
+  return figure;
 }
 
 // The code editor shows the HTML of the version selected in Label Studio's tabs.
