@@ -650,7 +650,11 @@ def test_arbitration_shows_both_versions_and_the_ai_side_by_side(served, browser
     assert "no counterpart in B for box 3 of A ('extra' at 300,20-380,40)" in item.disagreement
 
     page, errors = sign_in(browser, base, "rita")
-    page.goto(f"{base}/review/items/{item.item_id}")
+    # The queue row names the boxes that disagree, beside the item's thumbnail.
+    row = page.locator(f"#arbitration-queue tr[data-item='{item.item_id}']")
+    assert "no counterpart in B for box 3 of A ('extra' at 300,20-380,40)" in row.locator("td.note").inner_text()
+    page.wait_for_function("() => document.querySelector('#arbitration-queue td.thumb img').naturalWidth === 160")
+    row.locator("a.open").click()
     wait_for_editor(page)
     panels = page.locator("#compare-panels figure")
     panels.nth(2).wait_for()
