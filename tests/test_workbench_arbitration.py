@@ -72,3 +72,24 @@ def test_a_single_annotated_item_has_no_box_comparison(world):
     world.import_batch("b-single-view", frames=1)
     item_id = _item_id(world, "b-single-view")
     assert world.client("rita").get(f"/api/review/items/{item_id}").json()["comparison"] is None
+
+
+def test_two_videos_are_compared_event_by_event(world):
+    from tests.test_workbench_video import _double_video
+    from tests.test_workbench_video import _submit as submit_events
+
+    (first, entry_a), (second, entry_b) = _double_video(world, "b-video-compare")
+    a = [{"start": 0.0, "end": 1.33, "description": "a red scene"}, {"start": 1.4, "end": 2.6, "description": "green"}]
+    b = [{"start": 0.0, "end": 1.33, "description": "a red scene"}]
+    assert submit_events(world, first, entry_a, a).status_code == 200
+    assert submit_events(world, second, entry_b, b).status_code == 200
+    item = item_of(world, entry_a["annotation_id"])
+    comparison = world.client("rita").get(f"/api/review/items/{item.item_id}").json()["comparison"]
+    assert comparison["kind"] == "events"
+    with_two, with_one = (
+        (comparison["a"], comparison["b"]) if len(comparison["a"]) == 2 else (comparison["b"], comparison["a"])
+    )
+    assert [(m["number"], m["status"]) for m in with_two] == [(1, "agrees"), (2, "alone")]
+    assert with_two[1]["where"] == "1.40-2.60 s, 'green'"
+    assert [(m["number"], m["partner"], m["status"]) for m in with_one] == [(1, 1, "agrees")]
+    assert len(comparison["ai"]) == 2 and all(m["status"] == "alone" for m in comparison["ai"])

@@ -28,6 +28,7 @@ from qwen_dataset.db.models import (
 from qwen_dataset.exporters.label_studio.config import labeling_config
 from qwen_dataset.ingest.uploads import HEAD_BYTES, video_container
 from qwen_dataset.payloads import BOX_TASKS, TASK_ORDER
+from qwen_dataset.quality.event_agreement import events_of
 from qwen_dataset.records import Task
 from qwen_dataset.store.layout import StorageLayout
 from qwen_dataset.workbench import admin_settings, consensus, interop, queue, templates_admin, throttle, video, workflow
@@ -408,23 +409,48 @@ def _mark_view(task: str, mark: consensus.BoxMark) -> dict[str, Any]:
     }
 
 
+def _event_view(mark: consensus.EventMark) -> dict[str, Any]:
+    return {
+        "number": mark.number,
+        "start": mark.start,
+        "end": mark.end,
+        "description": mark.description,
+        "partner": mark.partner,
+        "issues": list(mark.issues),
+        "status": mark.status,
+        "where": mark.describe(),
+    }
+
+
 def _comparison_view(session: Session, item: WorkItem, rows: list[HumanAnnotation]) -> dict[str, Any] | None:
-    """Both blind versions box by box (paired as agreement pairs them) and the AI's boxes, for the
-    arbitration view; None for an item without two versions or without boxes (a video)."""
-    if item.task not in BOX_TASKS or len(rows) < 2:
+    """Both blind versions box by box, or event by event for a video (paired as agreement pairs
+    them), and the AI's, for the arbitration view; None for an item without two versions."""
+    if len(rows) < 2:
         return None
     settings = admin_settings.load_settings(session)
-    compared = consensus.compare_boxes(
-        item.task, json.loads(rows[0].payload or "{}"), json.loads(rows[1].payload or "{}"), settings.agreement_iou
-    )
-    ai = consensus.version_marks(item.task, item.ai_payload or "{}") if item.ai_status == "ok" else []
+    payload_a, payload_b = json.loads(rows[0].payload or "{}"), json.loads(rows[1].payload or "{}")
+    ai_payload = item.ai_payload if item.ai_status == "ok" else "{}"
+    if item.task == Task.VIDEO_EVENT:
+        events_a, events_b = consensus.compare_events(
+            events_of(payload_a), events_of(payload_b), settings.agreement_tiou, settings.agreement_text
+        )
+        return {
+            "kind": "events",
+            "a": [_event_view(mark) for mark in events_a],
+            "b": [_event_view(mark) for mark in events_b],
+            "ai": [_event_view(mark) for mark in consensus.version_events(ai_payload or "{}")],
+        }
+    if item.task not in BOX_TASKS:
+        return None
+    compared = consensus.compare_boxes(item.task, payload_a, payload_b, settings.agreement_iou)
     return {
+        "kind": "boxes",
         "width": item.width,
         "height": item.height,
         "min_iou": settings.agreement_iou,
         "a": [_mark_view(item.task, mark) for mark in compared.a],
         "b": [_mark_view(item.task, mark) for mark in compared.b],
-        "ai": [_mark_view(item.task, mark) for mark in ai],
+        "ai": [_mark_view(item.task, mark) for mark in consensus.version_marks(item.task, ai_payload or "{}")],
     }
 
 

@@ -58,19 +58,11 @@ def _content_text(field: str, value: Any) -> str:
     return normalize_text(value)
 
 
-@dataclasses.dataclass(frozen=True)
-class BoxMark:
-    """One box of a version as a comparison sees it. ``number`` counts from 1 in payload order
-    (:func:`iter_boxes`), as the reasons and the arbitration view name boxes; ``partner`` is the
-    number of the other version's box it was paired with (None: no counterpart); ``issues`` say
-    how the pair differs (empty: they agree)."""
+class _Paired:
+    """What a box or an event of one version is to the other version."""
 
-    number: int
-    bbox: list[float]
-    label: str
-    content: str
     partner: int | None
-    issues: tuple[str, ...] = ()
+    issues: tuple[str, ...]
 
     @property
     def agrees(self) -> bool:
@@ -82,6 +74,21 @@ class BoxMark:
         if self.partner is None:
             return "alone"
         return "differs" if self.issues else "agrees"
+
+
+@dataclasses.dataclass(frozen=True)
+class BoxMark(_Paired):
+    """One box of a version as a comparison sees it. ``number`` counts from 1 in payload order
+    (:func:`iter_boxes`), as the reasons and the arbitration view name boxes; ``partner`` is the
+    number of the other version's box it was paired with (None: no counterpart); ``issues`` say
+    how the pair differs (empty: they agree)."""
+
+    number: int
+    bbox: list[float]
+    label: str
+    content: str
+    partner: int | None
+    issues: tuple[str, ...] = ()
 
     def describe(self, task: str) -> str:
         """How a person finds it: what it holds and where, e.g. ``'Total' at 40,40-160,80``."""
@@ -123,12 +130,12 @@ def compare_boxes(task: str, a: Mapping[str, Any], b: Mapping[str, Any], min_iou
     def marks(boxes, texts, partner_of, issues_of) -> list[BoxMark]:
         return [
             BoxMark(
-                index + 1,
-                [float(value) for value in boxes.boxes[index]],
-                str(boxes.labels[index]),
-                texts[index],
-                None if partner_of.get(index) is None else partner_of[index] + 1,
-                tuple(issues_of(index)),
+                number=index + 1,
+                bbox=[float(value) for value in boxes.boxes[index]],
+                label=str(boxes.labels[index]),
+                content=texts[index],
+                partner=None if partner_of.get(index) is None else partner_of[index] + 1,
+                issues=tuple(issues_of(index)),
             )
             for index in range(len(texts))
         ]
@@ -146,7 +153,13 @@ def version_marks(task: str, payload: Mapping[str, Any] | str) -> list[BoxMark]:
     boxes = frame_boxes_from_payload(task, data)
     assert boxes.labels is not None, "a payload's boxes always carry labels"
     return [
-        BoxMark(index + 1, [float(value) for value in boxes.boxes[index]], str(boxes.labels[index]), text, None)
+        BoxMark(
+            number=index + 1,
+            bbox=[float(value) for value in boxes.boxes[index]],
+            label=str(boxes.labels[index]),
+            content=text,
+            partner=None,
+        )
         for index, text in enumerate(_contents(task, data))
     ]
 
@@ -156,13 +169,8 @@ NAMED_UNMATCHED = 3
 
 
 def _unmatched_reasons(task: str, side: str, other: str, marks: list[BoxMark]) -> list[str]:
-    alone = [mark for mark in marks if mark.partner is None]
-    named = [f"box {mark.number} of {side} ({mark.describe(task)})" for mark in alone[:NAMED_UNMATCHED]]
-    if not named:
-        return []
-    more = len(alone) - len(named)
-    listed = "; ".join(named) + (f"; and {more} more box(es) of {side}" if more else "")
-    return [f"no counterpart in {other} for {listed}"]
+    alone = [f"{mark.number} of {side} ({mark.describe(task)})" for mark in marks if mark.partner is None]
+    return _alone_reason("box", side, other, alone)
 
 
 def compare_versions(
@@ -191,29 +199,96 @@ def compare_versions(
     return reasons[:MAX_REASONS]
 
 
-def _event_reasons(
+@dataclasses.dataclass(frozen=True)
+class EventMark(_Paired):
+    """One event of a version as a comparison sees it (numbers and partners as :class:`BoxMark`'s)."""
+
+    number: int
+    start: float
+    end: float
+    description: str
+    partner: int | None
+    issues: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """``1.40-2.60 s, 'green'``: when it happens and what."""
+        return _event_text({"start": self.start, "end": self.end, "description": self.description})
+
+
+def compare_events(
     events_a: list[dict[str, Any]], events_b: list[dict[str, Any]], min_tiou: float, min_text_similarity: float
-) -> list[str]:
+) -> tuple[list[EventMark], list[EventMark]]:
+    """Pair the events of two versions by temporal IoU and say, event by event, where they differ."""
     matching = match_events(events_a, events_b, DEFAULT_MIN_TIOU)
-    reasons: list[str] = []
-    for side, other, events, alone in (
-        ("A", "B", events_a, matching.unmatched_a),
-        ("B", "A", events_b, matching.unmatched_b),
-    ):
-        named = [f"event {index + 1} of {side} ({_event_text(events[index])})" for index in alone[:NAMED_UNMATCHED]]
-        if named:
-            more = len(alone) - len(named)
-            listed = "; ".join(named) + (f"; and {more} more event(s) of {side}" if more else "")
-            reasons.append(f"no counterpart in {other} for {listed}")
+    partners = {pair.index_a: pair.index_b for pair in matching.pairs}
+    issues: dict[int, list[str]] = {}
     for pair in matching.pairs:
         a, b = events_a[pair.index_a], events_b[pair.index_b]
-        where = f"event {pair.index_a + 1} of A ({_span(a)}) / {pair.index_b + 1} of B ({_span(b)})"
+        found = issues.setdefault(pair.index_a, [])
         if pair.tiou < min_tiou:
-            reasons.append(f"{where}: temporal IoU {pair.tiou:.2f} is below {min_tiou:.2f}")
+            found.append(f"temporal IoU {pair.tiou:.2f} is below {min_tiou:.2f}")
         text_a, text_b = normalize_text(a.get("description")), normalize_text(b.get("description"))
         alike = text_similarity(text_a, text_b)
         if alike < min_text_similarity:
-            reasons.append(f"{where}: {text_a!r} vs {text_b!r} (similarity {alike:.2f} < {min_text_similarity:.2f})")
+            found.append(f"{text_a!r} vs {text_b!r} (similarity {alike:.2f} < {min_text_similarity:.2f})")
+    back = {j: i for i, j in partners.items()}
+
+    def marks(events: list[dict[str, Any]], partner_of: Mapping[int, int], key_of) -> list[EventMark]:
+        return [
+            EventMark(
+                number=index + 1,
+                start=float(event["start"]),
+                end=float(event["end"]),
+                description=normalize_text(event.get("description")),
+                partner=partner_of[index] + 1 if index in partner_of else None,
+                issues=tuple(issues.get(key_of(index), [])),
+            )
+            for index, event in enumerate(events)
+        ]
+
+    return marks(events_a, partners, lambda i: i), marks(events_b, back, lambda j: back.get(j, -1))
+
+
+def version_events(payload: Mapping[str, Any] | str) -> list[EventMark]:
+    """The events of one version on their own (the AI's, shown beside the two blind versions)."""
+    return [
+        EventMark(
+            number=index + 1,
+            start=float(event["start"]),
+            end=float(event["end"]),
+            description=normalize_text(event.get("description")),
+            partner=None,
+        )
+        for index, event in enumerate(events_of(_payload(payload)))
+    ]
+
+
+def _alone_reason(kind: str, side: str, other: str, named: list[str]) -> list[str]:
+    """One reason listing the first :data:`NAMED_UNMATCHED` of ``named`` (the ``kind``, box or
+    event, of ``side`` without a counterpart in ``other``) and counting the rest."""
+    if not named:
+        return []
+    shown = [f"{kind} {name}" for name in named[:NAMED_UNMATCHED]]
+    more = len(named) - len(shown)
+    many = "boxes" if kind == "box" else f"{kind}s"
+    listed = "; ".join(shown) + (f"; and {more} more {many} of {side}" if more else "")
+    return [f"no counterpart in {other} for {listed}"]
+
+
+def _event_reasons(
+    events_a: list[dict[str, Any]], events_b: list[dict[str, Any]], min_tiou: float, min_text_similarity: float
+) -> list[str]:
+    marks_a, marks_b = compare_events(events_a, events_b, min_tiou, min_text_similarity)
+    reasons: list[str] = []
+    for side, other, marks in (("A", "B", marks_a), ("B", "A", marks_b)):
+        alone = [f"{mark.number} of {side} ({mark.describe()})" for mark in marks if mark.partner is None]
+        reasons.extend(_alone_reason("event", side, other, alone))
+    for mark in marks_a:
+        if mark.partner is None:
+            continue
+        partner = marks_b[mark.partner - 1]
+        where = f"event {mark.number} of A ({_span(mark.__dict__)}) / {partner.number} of B ({_span(partner.__dict__)})"
+        reasons.extend(f"{where}: {issue}" for issue in mark.issues)
     return reasons
 
 

@@ -424,6 +424,15 @@ def test_a_reviewer_arbitrates_two_videos_on_the_timeline(served, browser):
     page.wait_for_function(TIMELINE_READY)
     tabs = page.locator("#versions button")
     assert tabs.count() == 3 and tabs.nth(2).inner_text() == "AI"  # A, B and the AI's
+    # Side by side: each version's events along the video, coloured by how they pair up.
+    panels = page.locator("#compare-panels figure")
+    panels.nth(2).wait_for()
+    assert panels.nth(2).locator(".compare-title").inner_text() == "AI: Qwen/Qwen3-VL-8B-Instruct"
+    for version in ("a", "b"):
+        bar = page.locator(f"#compare-panels figure[data-version='{version}'] .compare-strip .event")
+        assert bar.count() == 1 and bar.first.get_attribute("class") == "event differs"
+    assert "temporal IoU 0.38 is below 0.70" in panels.nth(0).locator("li").first.inner_text()
+    assert page.locator("#compare-panels figure[data-version='ai'] .compare-strip .event").count() == 2
     shown = [tabs.nth(i).inner_text() for i in range(2)]
     # Show B's version, lengthen its event to the first cut at the playhead, and save it as final.
     b_index = next(i for i, label in enumerate(shown) if label.startswith("B"))

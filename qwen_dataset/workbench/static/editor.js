@@ -356,8 +356,49 @@ function showComparison(data) {
     { key: "ai", title: "AI: " + (data.ai.author || "no pre-annotation"), marks: comparison.ai, other: null },
   ];
   const panels = document.getElementById("compare-panels");
-  panels.replaceChildren(...sides.map((side) => comparePanel(side, comparison, data.task.data.image)));
+  const panel = comparison.kind === "events"
+    ? (side) => eventPanel(side, data.task.data.timeline.duration)
+    : (side) => comparePanel(side, comparison, data.task.data.image);
+  panels.replaceChildren(...sides.map(panel));
   section.hidden = false;
+}
+
+function panelCaption(side, things) {
+  const alone = side.marks.filter((mark) => mark.status === "alone").length;
+  const differ = side.marks.filter((mark) => mark.status === "differs").length;
+  const summary = side.other === null ? side.marks.length + " " + things + ", for reference"
+    : side.marks.length + " " + things + ": " + alone + " without counterpart, " + differ + " different";
+  const caption = element("figcaption");
+  caption.append(element("strong", "compare-title", side.title), " ", element("span", "hint", summary));
+  return caption;
+}
+
+function markList(side) {
+  const list = element("ol", "compare-list");
+  list.append(...side.marks.map((mark) => {
+    const item = element("li", side.other === null ? "ai" : mark.status, markText(mark, side.other));
+    item.dataset.number = mark.number;
+    return item;
+  }));
+  return list;
+}
+
+// A video's version: its events as bars along the video's length, and the list.
+function eventPanel(side, duration) {
+  const figure = element("figure", "compare-panel " + side.key);
+  figure.dataset.version = side.key;
+  const length = duration || Math.max(1, ...side.marks.map((mark) => mark.end));
+  const strip = element("div", "compare-strip");
+  for (const mark of side.marks) {
+    const bar = element("span", "event " + (side.other === null ? "ai" : mark.status), String(mark.number));
+    bar.dataset.number = mark.number;
+    bar.style.left = (100 * mark.start / length) + "%";
+    bar.style.width = Math.max(0.5, 100 * (mark.end - mark.start) / length) + "%";
+    bar.title = mark.where;
+    strip.append(bar);
+  }
+  figure.append(panelCaption(side, "event(s)"), strip, markList(side));
+  return figure;
 }
 
 function markText(mark, other) {
@@ -370,12 +411,6 @@ function markText(mark, other) {
 function comparePanel(side, comparison, image) {
   const figure = element("figure", "compare-panel " + side.key);
   figure.dataset.version = side.key;
-  const alone = side.marks.filter((mark) => mark.status === "alone").length;
-  const differ = side.marks.filter((mark) => mark.status === "differs").length;
-  const summary = side.other === null ? side.marks.length + " box(es), for reference"
-    : side.marks.length + " box(es): " + alone + " without counterpart, " + differ + " different";
-  const caption = element("figcaption", "", "");
-  caption.append(element("strong", "compare-title", side.title), " ", element("span", "hint", summary));
   const frame = element("div", "compare-frame");
   const picture = element("img");
   picture.src = image;
@@ -398,13 +433,7 @@ function comparePanel(side, comparison, image) {
     overlay.append(box, number);
   }
   frame.append(picture, overlay);
-  const list = element("ol", "compare-list");
-  list.append(...side.marks.map((mark) => {
-    const item = element("li", side.other === null ? "ai" : mark.status, markText(mark, side.other));
-    item.dataset.number = mark.number;
-    return item;
-  }));
-  figure.append(caption, frame, list);
+  figure.append(panelCaption(side, "box(es)"), frame, markList(side));
   return figure;
 }
 
