@@ -54,6 +54,8 @@ EDITOR_BUILD = (
     Path(__file__).resolve().parents[2] / "node_modules" / "@heartexlabs" / "label-studio" / "build" / "static"
 )
 TIMEOUT_MS = 20_000
+#: The picture inside the Label Studio editor (an arbitration page shows it three times more above).
+EDITOR_IMAGE = "#label-studio img[src*='/media/items/']"
 
 
 @pytest.fixture()
@@ -108,21 +110,29 @@ def wait_for_editor(page) -> None:
         "() => window.workbenchStore && window.workbenchStore.annotationStore.selected "
         "&& window.workbenchStore.annotationStore.selected.results.length > 0"
     )
-    page.locator("img[src*='/media/items/']").first.wait_for(state="visible")
+    page.locator(EDITOR_IMAGE).first.wait_for(state="visible")
 
 
 def drag_box(page, box: list[float], dx: float, dy: float) -> None:
     """Drag the region drawn at pixel ``box`` of the frame by (dx, dy) frame pixels, like a user."""
-    image = page.locator("img[src*='/media/items/']").first
+    image = page.locator(EDITOR_IMAGE).first
     page.wait_for_function(
-        "() => { const i = document.querySelector(\"img[src*='/media/items/']\"); "
-        "return i && i.complete && i.naturalWidth > 0; }"
+        f'() => {{ const i = document.querySelector("{EDITOR_IMAGE}"); return i && i.complete && i.naturalWidth > 0; }}'
     )
+    image.scroll_into_view_if_needed()  # an arbitration page shows the versions side by side above it
     shown = image.bounding_box()
     scale = shown["width"] / WIDTH
     x = shown["x"] + (box[0] + box[2]) / 2 * scale
     y = shown["y"] + (box[1] + box[3]) / 2 * scale
     page.mouse.click(x, y)  # select the region
+    # The editor redraws a selected region (with its handles): a press before that redraw lands on
+    # the shape being replaced, and on a busy machine the drag's first moves were lost.
+    page.wait_for_function("() => Boolean(window.workbenchStore.annotationStore.selected.highlightedNode)")
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    # Selecting may scroll the page (the editor brings the region's fields into view): aim again.
+    shown = image.bounding_box()
+    x = shown["x"] + (box[0] + box[2]) / 2 * scale
+    y = shown["y"] + (box[1] + box[3]) / 2 * scale
     page.mouse.move(x, y)
     page.mouse.down()
     for step in range(1, 11):
@@ -346,7 +356,7 @@ def test_a_relation_arrow_between_objects_gets_its_predicate(served, browser):
     ]
     payload = {"objects": objects, "relations": [], "depth_order": []}
     page, errors, client, entry = _open_item(world, base, browser, "b-arrows", "spatial", payload)
-    image = page.locator("img[src*='/media/items/']").first.bounding_box()
+    image = page.locator(EDITOR_IMAGE).first.bounding_box()
     scale = image["width"] / WIDTH
     annotation = "window.workbenchStore.annotationStore.selected"
     page.mouse.click(image["x"] + 70 * scale, image["y"] + 70 * scale)  # select the cup
@@ -495,7 +505,7 @@ DEAD_NODE = "no longer part of a state tree"
 
 def drag_on_frame(page, start: tuple[float, float], size: tuple[float, float]) -> None:
     """Press at ``start`` (frame pixels) and drag by ``size``, in steps, like a hand."""
-    shown = page.locator("img[src*='/media/items/']").first.bounding_box()
+    shown = page.locator(EDITOR_IMAGE).first.bounding_box()
     scale = shown["width"] / WIDTH
     x, y = shown["x"] + start[0] * scale, shown["y"] + start[1] * scale
     page.mouse.move(x, y)
@@ -506,7 +516,7 @@ def drag_on_frame(page, start: tuple[float, float], size: tuple[float, float]) -
 
 
 def click_on_frame(page, point: tuple[float, float]) -> None:
-    shown = page.locator("img[src*='/media/items/']").first.bounding_box()
+    shown = page.locator(EDITOR_IMAGE).first.bounding_box()
     scale = shown["width"] / WIDTH
     page.mouse.click(shown["x"] + point[0] * scale, shown["y"] + point[1] * scale)
 

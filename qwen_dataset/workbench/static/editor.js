@@ -99,6 +99,18 @@ function pickedLabels(annotation) {
   return labelControls(annotation).some((control) => control.selectedLabels.length > 0);
 }
 
+// Whether the press lands on a shape the editor drew (a region, its handles) on the picture's stage.
+function startsOnRegion(annotation, event) {
+  for (const control of annotation.names.values()) {
+    const stage = control.stageRef;
+    if (!stage || !stage.container().contains(event.target)) continue;
+    // The point in the stage's own pixels, computed here: the editor's pointer state is its own.
+    const box = stage.container().getBoundingClientRect();
+    return Boolean(stage.getIntersection({ x: event.clientX - box.left, y: event.clientY - box.top }));
+  }
+  return false;
+}
+
 function guardStrayBoxes(container) {
   let picked = false;
   const notePick = () => setTimeout(() => {
@@ -111,11 +123,12 @@ function guardStrayBoxes(container) {
     const typing = target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
     if (!typing && /^[0-9]$/.test(event.key)) notePick(); // the labels' hotkeys
   }, true);
-  // Before the editor's own handler (its canvas listens to pointer and mouse events).
+  // Before the editor's own handler (its canvas listens to pointer and mouse events). A press on
+  // a region moves or resizes it, which needs no label: left alone.
   container.addEventListener("pointerdown", (event) => {
     if (!event.target.closest("canvas")) return;
     const annotation = selectedAnnotation();
-    if (!annotation) return;
+    if (!annotation || startsOnRegion(annotation, event)) return;
     if (picked) { picked = false; return; } // this drag draws the box the label was picked for
     for (const control of labelControls(annotation)) {
       if (control.selectedLabels.length) control.unselectAll();
