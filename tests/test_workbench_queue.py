@@ -96,7 +96,14 @@ def test_the_next_draft_follows_the_queue_and_wraps_round(world):
     assert world.client("rita").get("/api/tasks/next").status_code == 403
 
 
-def test_without_an_upload_manifest_the_queue_names_frames():
+def test_without_an_upload_manifest_the_queue_names_frames(world):
+    world.set_double_rate(0.0)
+    world.import_batch("b-unnamed", frames=2)  # frames and AI manifests only
+    items = [item for name in ("ann1", "ann2", "ann3") for item in my_items(world, name)]
+    assert len(items) == 2 and all(item["name"] == item["frame_id"] for item in items)
+
+
+def test_the_next_draft_and_progress_of_plain_rows():
     rows = [
         QueueRow("a1", "i1", "b", "f1", "ocr", "f1", "submitted", ""),
         QueueRow("a2", "i2", "b", "f2", "ocr", "f2", "draft", ""),
