@@ -9,7 +9,8 @@ status (:class:`~qwen_dataset.db.models.ItemStatus`):
 * submitting one version of a double-blind item makes it ``submitted``; when both are in, they are
   compared (:func:`~qwen_dataset.workbench.consensus.compare_versions`): if they agree, the version
   submitted FIRST becomes ``final`` (the other stays ``submitted``, kept for agreement statistics)
-  and the item is ``final``; otherwise the item goes to ``arbitration``;
+  and the item is ``final``; otherwise the item goes to ``arbitration`` with the reasons, whose A
+  and B are the versions by slot (as the reviewer's page labels them), whoever submitted first;
 * a reviewer resolves an arbitration by accepting version A, B or the AI's, or by saving a merged
   version: a new ``source="arbitrated"`` row, ``final``;
 * a reviewer may send a final single-annotated row back to its annotator with a reason (back to
