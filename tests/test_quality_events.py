@@ -84,4 +84,4 @@ def test_workbench_agreement_on_events_names_each_difference():
     other_words = compare_versions("video_event", a, {"events": [ev(0, 2, "a dog"), ev(3, 4, "green")]}, 0.85)
     assert len(other_words) == 1 and "'a red scene' vs 'a dog'" in other_words[0]
     missing = compare_versions("video_event", a, {"events": [ev(0, 2, "a red scene")]}, 0.85)
-    assert missing == ["1 event(s) of A and 0 of B have no counterpart"]
+    assert missing == ["no counterpart in B for event 2 of A (3.00-4.00 s, 'green')"]

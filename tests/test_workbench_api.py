@@ -720,12 +720,19 @@ def test_disagreement_goes_to_arbitration(world):
     assert reviewer.post(f"/api/review/items/{item.item_id}/reject", json={"reason": "x"}).status_code == 409
 
 
+def _slot(row: HumanAnnotation) -> int:
+    return row.slot or 0
+
+
 def test_arbitration_by_choosing_the_ai_version(world):
     (first, entry_a), (second, entry_b) = _double_pair(world, "b-arb-ai")
     _submit(world, first, entry_a, [40, 40, 160, 80], "hallo")
     _submit(world, second, entry_b, [40, 40, 160, 80], "hullo")
     item = item_of(world, entry_a["annotation_id"])
-    assert item.status == ItemStatus.ARBITRATION and "'hallo' vs 'hullo'" in item.disagreement
+    # The reasons' A is the version in slot 1 (the reviewer's A), whoever submitted first.
+    texts = {entry_a["annotation_id"]: "hallo", entry_b["annotation_id"]: "hullo"}
+    text_a, text_b = (texts[row.annotation_id] for row in sorted(rows_of(world, item.item_id), key=_slot) if row.slot)
+    assert item.status == ItemStatus.ARBITRATION and f"{text_a!r} vs {text_b!r}" in item.disagreement
     assert (
         world.client("rita").post(f"/api/review/items/{item.item_id}/resolve", json={"choice": "ai"}).status_code == 200
     )

@@ -20,7 +20,7 @@ from qwen_dataset.db.queries import final_annotations
 from qwen_dataset.workbench.admin_settings import ReviewSettings, SettingError
 from qwen_dataset.workbench.assignment import ImportProblem, assign_frame
 from qwen_dataset.workbench.config import ConfigError, WorkbenchSettings
-from qwen_dataset.workbench.consensus import compare_versions
+from qwen_dataset.workbench.consensus import compare_boxes, compare_events, compare_versions, version_events
 from qwen_dataset.workbench.pages import safe_next
 from qwen_dataset.workbench.security import SessionSigner, hash_password, needs_rehash, verify_password
 from qwen_dataset.workbench.upload import new_batch_id, parse_disposition, storable_name
@@ -92,12 +92,60 @@ def test_ocr_versions_agree_despite_order_and_whitespace():
 
 def test_ocr_disagreements_are_explained():
     a = ocr(([0, 0, 100, 20], "hello"), ([0, 30, 100, 50], "x"))
-    assert "no counterpart" in compare_versions("ocr", a, ocr(([0, 0, 100, 20], "hello")), 0.85)[0]
+    assert compare_versions("ocr", a, ocr(([0, 0, 100, 20], "hello")), 0.85) == [
+        "no counterpart in B for box 2 of A ('x' at 0,30-100,50)"
+    ]
     shifted = compare_versions("ocr", ocr(([0, 0, 100, 20], "a")), ocr(([30, 0, 130, 20], "a")), 0.85)
     assert shifted and "IoU 0.54 is below 0.85" in shifted[0]
     assert compare_versions("ocr", ocr(([0, 0, 100, 20], "a")), ocr(([30, 0, 130, 20], "a")), 0.5) == []
     texts = compare_versions("ocr", ocr(([0, 0, 100, 20], "hello")), ocr(([0, 0, 100, 20], "hallo")), 0.85)
     assert texts == ["box 1 of A / 1 of B: 'hello' vs 'hallo'"]
+
+
+def test_boxes_without_a_counterpart_are_named_on_both_sides():
+    a = ocr(([0, 0, 100, 20], "Total"), ([0, 30, 100, 50], "12.50"), ([0, 60, 100, 80], "VAT"))
+    b = ocr(([0, 0, 100, 20], "Total"), ([200, 100, 260, 120], "stamp"))
+    assert compare_versions("ocr", a, b, 0.85) == [
+        "no counterpart in B for box 2 of A ('12.50' at 0,30-100,50); box 3 of A ('VAT' at 0,60-100,80)",
+        "no counterpart in A for box 2 of B ('stamp' at 200,100-260,120)",
+    ]
+    # A labelled box reads with its label; past three boxes the rest are counted.
+    many = gui([([0, 40 * i, 50, 40 * i + 20], "button", f"b{i}") for i in range(5)], [])
+    (reason, *_) = compare_versions("gui_action", many, gui([], []), 0.85)
+    assert reason.startswith("no counterpart in B for box 1 of A (button 'b0' at 0,0-50,20); box 2 of A")
+    assert reason.endswith("; and 2 more boxes of A")
+
+
+def test_box_comparison_marks_every_box_for_the_arbitration_view():
+    a = ocr(([0, 0, 100, 20], "Total"), ([0, 30, 100, 50], "12.50"))
+    b = ocr(([0, 31, 100, 50], "12.60"), ([0, 0, 100, 20], "Total"), ([200, 100, 260, 120], "stamp"))
+    comparison = compare_boxes("ocr", a, b, 0.85)
+    assert [(m.number, m.partner, m.agrees) for m in comparison.a] == [(1, 2, True), (2, 1, False)]
+    assert comparison.a[1].issues == ("'12.50' vs '12.60'",)
+    assert [(m.number, m.partner, m.issues) for m in comparison.b] == [
+        (1, 2, ("'12.50' vs '12.60'",)),
+        (2, 1, ()),
+        (3, None, ()),
+    ]
+    assert comparison.b[2].bbox == [200.0, 100.0, 260.0, 120.0] and comparison.b[2].content == "stamp"
+
+
+def test_event_comparison_marks_every_event_for_the_arbitration_view():
+    def event(start, end, text):
+        return {"start": start, "end": end, "description": text}
+
+    a = [event(0, 2, "a red scene"), event(3, 4, "green"), event(5, 6, "blue")]
+    b = [event(3, 4, "a dog"), event(0, 2, "A red scene.")]
+    marks_a, marks_b = compare_events(a, b, 0.7, 0.7)
+    assert [(m.number, m.partner, m.status) for m in marks_a] == [
+        (1, 2, "agrees"),
+        (2, 1, "differs"),
+        (3, None, "alone"),
+    ]
+    assert marks_a[1].issues == ("'green' vs 'a dog' (similarity 0.20 < 0.70)",)
+    assert [(m.number, m.partner, m.status) for m in marks_b] == [(1, 2, "differs"), (2, 1, "agrees")]
+    assert marks_a[2].describe() == "5.00-6.00 s, 'blue'"
+    assert [m.describe() for m in version_events({"events": [event(1, 2, "x")]})] == ["1.00-2.00 s, 'x'"]
 
 
 def gui(elements, actions, instruction="log in"):

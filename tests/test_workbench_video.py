@@ -9,7 +9,7 @@ import json
 import pytest
 from sqlalchemy.orm import Session
 
-from qwen_dataset.db.models import ItemStatus, WorkItem
+from qwen_dataset.db.models import HumanAnnotation, ItemStatus, WorkItem
 from qwen_dataset.db.queries import final_annotations
 from qwen_dataset.payloads import validate_payload
 from tests.test_workbench_api import AI_EVENTS, VIDEO_SECONDS, World, item_of, my_items, open_annotation
@@ -146,6 +146,12 @@ def _double_video(world: World, batch: str) -> tuple[tuple[str, dict], tuple[str
     return pairs[0], pairs[1]
 
 
+def _slot_of(world: World, annotation_id: str) -> int | None:
+    with Session(world.engine) as session:
+        row = session.get(HumanAnnotation, annotation_id)
+        return row.slot if row is not None else None
+
+
 def test_double_blind_videos_agree_by_temporal_iou_and_descriptions(world: World):
     (first, entry_a), (second, entry_b) = _double_video(world, "b-video-agree")
     a = [{"start": 0.0, "end": 1.33, "description": "A red scene"}, {"start": 1.4, "end": 2.6, "description": "green"}]
@@ -169,7 +175,10 @@ def test_disagreeing_videos_go_to_arbitration_and_a_merge_is_final(world: World)
     assert _submit(world, second, entry_b, b).status_code == 200
     item = item_of(world, entry_a["annotation_id"])
     assert item.status == ItemStatus.ARBITRATION
-    assert "temporal IoU 0.45 is below 0.70" in item.disagreement and "'green' vs 'a dog'" in item.disagreement
+    # The reasons' A is the version in slot 1 (the reviewer's A), whoever submitted first.
+    a_first = _slot_of(world, entry_a["annotation_id"]) == 1
+    texts = "'green' vs 'a dog'" if a_first else "'a dog' vs 'green'"
+    assert "temporal IoU 0.45 is below 0.70" in item.disagreement and texts in item.disagreement
     # Each annotator still sees only their own version.
     mine = open_annotation(world.client(first), entry_a["annotation_id"])
     assert "a dog" not in json.dumps(mine)

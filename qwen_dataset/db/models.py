@@ -160,6 +160,11 @@ class WorkItem(Base):
     # JSON: what the editor needs beyond the picture; a video: its duration, sampled frames, shot
     # cuts and audio changes (see qwen_dataset.workbench.video).
     context: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    # What the annotator's queue shows: the uploaded file's name (with the page of a PDF; empty
+    # when the batch's upload manifest was not there) and the picture its thumbnail is made from
+    # (the frame; for a video its first sampled frame; empty: the item's own blob).
+    source_name: Mapped[str] = mapped_column(Text, default="", server_default="")
+    preview_uri: Mapped[str] = mapped_column(String(300), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 

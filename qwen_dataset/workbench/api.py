@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
@@ -25,10 +27,11 @@ from qwen_dataset.db.models import (
 )
 from qwen_dataset.exporters.label_studio.config import labeling_config
 from qwen_dataset.ingest.uploads import HEAD_BYTES, video_container
-from qwen_dataset.payloads import TASK_ORDER
+from qwen_dataset.payloads import BOX_TASKS, TASK_ORDER
+from qwen_dataset.quality.event_agreement import events_of
 from qwen_dataset.records import Task
 from qwen_dataset.store.layout import StorageLayout
-from qwen_dataset.workbench import admin_settings, interop, templates_admin, throttle, video, workflow
+from qwen_dataset.workbench import admin_settings, consensus, interop, queue, templates_admin, throttle, video, workflow
 from qwen_dataset.workbench.assignment import import_batch
 from qwen_dataset.workbench.auth import SERVICE, Principal, db_session, require
 from qwen_dataset.workbench.editor import EDITABLE_TASKS, config_for, suggest_relations, task_data, to_results
@@ -42,6 +45,7 @@ from qwen_dataset.workbench.security import (
     token_digest,
     verify_password,
 )
+from qwen_dataset.workbench.thumbnails import NoPicture, thumbnail_jpeg
 from qwen_dataset.workbench.upload import UploadLimits, receive_upload
 
 # Request bodies are capped before they are read (FastAPI's max_body_size: an oversize
@@ -178,9 +182,39 @@ def my_tasks(
         .where(HumanAnnotation.assignee_id == who.account.id)
         .order_by(WorkItem.batch, WorkItem.frame_id, WorkItem.task)
     )
-    views = [_own_view(item, annotation) for item, annotation in session.execute(query).all()]
+    views = [
+        {**_own_view(item, annotation), "name": item.source_name or item.frame_id}
+        for item, annotation in session.execute(query).all()
+    ]
     # Filtered on the state annotators see, so "?state=final" cannot single out the single items.
     return [view for view in views if view["state"] == state] if state else views
+
+
+@router.get("/api/tasks/progress")
+def my_progress(who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)) -> dict:
+    """How far the annotator has come, overall and per batch (see :mod:`.queue`)."""
+    rows = queue.queue_rows(session, who.account)
+    return {
+        "mine": dataclasses.asdict(queue.progress_of(rows)),
+        "batches": [dataclasses.asdict(entry) for entry in queue.batch_progress(session, rows)],
+    }
+
+
+@router.get("/api/tasks/next")
+def my_next_task(
+    after: str | None = None, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
+) -> dict:
+    """The annotator's next draft after ``after`` in queue order ("submit and next"); null when none is left."""
+    rows = queue.queue_rows(session, who.account)
+    following = queue.next_draft(rows, after)
+    left = sum(row.state == ReviewState.DRAFT and row.annotation_id != after for row in rows)
+    if following is None:
+        return {"annotation_id": None, "url": None, "drafts_left": left}
+    return {
+        "annotation_id": following.annotation_id,
+        "url": f"/annotate/{following.annotation_id}",
+        "drafts_left": left,
+    }
 
 
 def _ai_prediction(item: WorkItem) -> list[dict[str, Any]]:
@@ -189,6 +223,8 @@ def _ai_prediction(item: WorkItem) -> list[dict[str, Any]]:
     return [
         {
             "model_version": f"{item.ai_author}@{item.ai_template_version}",
+            # The name the editor shows on the prediction's tab (else "Admin").
+            "createdBy": f"AI: {item.ai_author}",
             "result": to_results(item, item.ai_payload, item.ai_author, item.ai_template_version),
         }
     ]
@@ -288,10 +324,8 @@ def _media_type(head: bytes) -> str:
     return next((kind for magic, kind in _IMAGE_TYPES if head.startswith(magic)), "application/octet-stream")
 
 
-@router.get("/media/items/{item_id}")
-def item_media(
-    item_id: str, request: Request, who: Principal = Depends(ANY_USER), session: Session = Depends(db_session)
-) -> FileResponse:
+def _visible_item(session: Session, who: Principal, item_id: str) -> WorkItem:
+    """The item, if ``who`` may see it: reviewers and admins every item, annotators their own."""
     item = session.get(WorkItem, item_id)
     if item is not None and who.role == Role.ANNOTATOR:
         assigned = session.scalars(
@@ -302,11 +336,37 @@ def item_media(
         item = item if assigned else None
     if item is None:
         raise HTTPException(404, "no such item among the items you may see")
-    layout = layout_of(request)
+    return item
+
+
+def _stored_file(request: Request, blob_uri: str) -> Path:
     try:
-        path = layout.blobs.regular_file(item.blob_uri)
+        return layout_of(request).blobs.regular_file(blob_uri)
     except (ValueError, FileNotFoundError):
-        raise HTTPException(404, f"the item's file {item.blob_uri} is missing from the storage root") from None
+        raise HTTPException(404, f"the item's file {blob_uri} is missing from the storage root") from None
+
+
+@router.get("/media/items/{item_id}/thumbnail")
+def item_thumbnail(
+    item_id: str, request: Request, who: Principal = Depends(ANY_USER), session: Session = Depends(db_session)
+) -> Response:
+    """A small JPEG of the item's picture (a video's first sampled frame), for the queue."""
+    item = _visible_item(session, who, item_id)
+    path = _stored_file(request, item.preview_uri or item.blob_uri)
+    session.close()
+    try:
+        picture = thumbnail_jpeg(path)
+    except NoPicture as missing:
+        raise HTTPException(404, f"no thumbnail: {missing}") from None
+    return Response(picture, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+
+@router.get("/media/items/{item_id}")
+def item_media(
+    item_id: str, request: Request, who: Principal = Depends(ANY_USER), session: Session = Depends(db_session)
+) -> FileResponse:
+    item = _visible_item(session, who, item_id)
+    path = _stored_file(request, item.blob_uri)
     session.close()  # the file may stream for minutes: its database connection goes back to the pool now
     with path.open("rb") as handle:
         head = handle.read(HEAD_BYTES)
@@ -353,6 +413,64 @@ def _version_view(item: WorkItem, row: HumanAnnotation, label: str) -> dict[str,
     }
 
 
+def _mark_view(task: str, mark: consensus.BoxMark) -> dict[str, Any]:
+    return {
+        "number": mark.number,
+        "bbox": mark.bbox,
+        "label": mark.label,
+        "content": mark.content,
+        "partner": mark.partner,
+        "issues": list(mark.issues),
+        "status": mark.status,
+        "where": mark.describe(task),
+    }
+
+
+def _event_view(mark: consensus.EventMark) -> dict[str, Any]:
+    return {
+        "number": mark.number,
+        "start": mark.start,
+        "end": mark.end,
+        "description": mark.description,
+        "partner": mark.partner,
+        "issues": list(mark.issues),
+        "status": mark.status,
+        "where": mark.describe(),
+    }
+
+
+def _comparison_view(session: Session, item: WorkItem, rows: list[HumanAnnotation]) -> dict[str, Any] | None:
+    """Both blind versions box by box, or event by event for a video (paired as agreement pairs
+    them), and the AI's, for the arbitration view; None for an item without two versions."""
+    if len(rows) < 2:
+        return None
+    settings = admin_settings.load_settings(session)
+    payload_a, payload_b = json.loads(rows[0].payload or "{}"), json.loads(rows[1].payload or "{}")
+    ai_payload = item.ai_payload if item.ai_status == "ok" else "{}"
+    if item.task == Task.VIDEO_EVENT:
+        events_a, events_b = consensus.compare_events(
+            events_of(payload_a), events_of(payload_b), settings.agreement_tiou, settings.agreement_text
+        )
+        return {
+            "kind": "events",
+            "a": [_event_view(mark) for mark in events_a],
+            "b": [_event_view(mark) for mark in events_b],
+            "ai": [_event_view(mark) for mark in consensus.version_events(ai_payload or "{}")],
+        }
+    if item.task not in BOX_TASKS:
+        return None
+    compared = consensus.compare_boxes(item.task, payload_a, payload_b, settings.agreement_iou)
+    return {
+        "kind": "boxes",
+        "width": item.width,
+        "height": item.height,
+        "min_iou": settings.agreement_iou,
+        "a": [_mark_view(item.task, mark) for mark in compared.a],
+        "b": [_mark_view(item.task, mark) for mark in compared.b],
+        "ai": [_mark_view(item.task, mark) for mark in consensus.version_marks(item.task, ai_payload or "{}")],
+    }
+
+
 @router.get("/api/review/items/{item_id}")
 def review_item(item_id: str, who: Principal = Depends(REVIEWER), session: Session = Depends(db_session)) -> dict:
     item = session.get(WorkItem, item_id)
@@ -366,6 +484,7 @@ def review_item(item_id: str, who: Principal = Depends(REVIEWER), session: Sessi
         "config": config_for(item.task),
         "task": _editor_task(item),
         "versions": versions,
+        "comparison": _comparison_view(session, item, rows),
         "final": _version_view(item, final, "final") if final is not None else None,
         "ai": {
             "author": item.ai_author,

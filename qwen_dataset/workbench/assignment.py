@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from qwen_dataset.workbench.editor import EDITABLE_TASKS
 
 FRAMES_ASSET = "frames"
 AI_ASSET = "ai_annotations"
+UPLOADS_ASSET = "raw_uploads"
 #: ``ai_status`` of an item no backend pre-annotated (beside the AI rows' ``ok`` and ``failed``).
 NO_PRELABEL = "none"
 
@@ -100,6 +102,25 @@ def read_manifests(layout: StorageLayout, batch: str) -> tuple[pd.DataFrame, pd.
             f"{', '.join(missing)} for this batch in Dagster first"
         )
     return read_parquet(paths[FRAMES_ASSET]), read_parquet(paths[AI_ASSET])
+
+
+def upload_names(layout: StorageLayout, batch: str) -> dict[str, str]:
+    """``upload_id`` -> the uploaded file's (sanitized) name, from the batch's upload manifest;
+    empty when that manifest is not there (the queue then shows frame ids)."""
+    path = layout.manifest(UPLOADS_ASSET, batch)
+    if not path.exists():
+        return {}
+    uploads = read_parquet(path)
+    return {str(upload): str(name) for upload, name in zip(uploads["upload_id"], uploads["original_name"]) if upload}
+
+
+def source_name(names: Mapping[str, str], frame: Any) -> str:
+    """The name the queue shows for a frame: its file's name, with the page of a PDF page."""
+    name = names.get(str(frame.upload_id), "")
+    page = getattr(frame, "page", None)
+    if name and page is not None and pd.notna(page):
+        return f"{name} (page {int(page)})"
+    return name
 
 
 def active_annotators(session: Session) -> list[User]:
@@ -163,6 +184,7 @@ def import_batch(
     annotators = active_annotators(session)
     frame_rows = {row.frame_id: row for row in frames.drop_duplicates("frame_id").itertuples(index=False)}
     videos = _video_frames(frames)
+    names = upload_names(layout, batch)
     editable = _rows_to_import(ai, videos)
     skipped = ai.loc[~ai["task"].isin(EDITABLE_TASKS), "task"].value_counts().to_dict()
     unknown = sorted({row.frame_id for row in editable} - set(frame_rows))
@@ -183,6 +205,8 @@ def import_batch(
         choice = assign_frame(row.frame_id, len(annotators), settings.double_rate, settings.seed)
         frame = frame_rows[row.frame_id]
         item = _new_item(item_id, batch, frame, row, choice.double_blind)
+        item.source_name = source_name(names, frame)
+        item.preview_uri = item.blob_uri  # the picture; a video item's blob becomes the video below
         if row.task == Task.VIDEO_EVENT.value:
             item.blob_uri = BlobStore.uri_for(frame.upload_id)  # the video itself, played in the editor
             upload_id = str(frame.upload_id)

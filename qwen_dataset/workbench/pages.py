@@ -12,8 +12,8 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from qwen_dataset.db.models import HumanAnnotation, ItemStatus, Role, WorkItem
-from qwen_dataset.workbench import workflow
+from qwen_dataset.db.models import ItemStatus, Role, WorkItem
+from qwen_dataset.workbench import queue, workflow
 from qwen_dataset.workbench.api import ADMIN, ANNOTATOR, ANY_USER, REVIEWER
 from qwen_dataset.workbench.auth import Principal, db_session
 from qwen_dataset.workbench.editor import EDITABLE_TASKS
@@ -77,14 +77,17 @@ def home(who: Principal = Depends(ANY_USER)) -> RedirectResponse:
 def annotate_list(
     request: Request, who: Principal = Depends(ANNOTATOR), session: Session = Depends(db_session)
 ) -> HTMLResponse:
-    rows = session.execute(
-        select(WorkItem, HumanAnnotation)
-        .join(HumanAnnotation, HumanAnnotation.item_id == WorkItem.item_id)
-        .where(HumanAnnotation.assignee_id == who.account.id)
-        .order_by(WorkItem.batch, WorkItem.frame_id, WorkItem.task)
-    ).all()
-    shown = [(item, annotation, workflow.annotator_state(annotation.state)) for item, annotation in rows]
-    return render(request, "annotate_list.html", who, rows=shown)
+    rows = queue.queue_rows(session, who.account)
+    following = queue.next_draft(rows, None)
+    return render(
+        request,
+        "annotate_list.html",
+        who,
+        rows=rows,
+        mine=queue.progress_of(rows),
+        batches=queue.batch_progress(session, rows),
+        next_row=following,
+    )
 
 
 @router.get("/annotate/{annotation_id}", response_class=HTMLResponse)

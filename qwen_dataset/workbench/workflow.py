@@ -9,7 +9,8 @@ status (:class:`~qwen_dataset.db.models.ItemStatus`):
 * submitting one version of a double-blind item makes it ``submitted``; when both are in, they are
   compared (:func:`~qwen_dataset.workbench.consensus.compare_versions`): if they agree, the version
   submitted FIRST becomes ``final`` (the other stays ``submitted``, kept for agreement statistics)
-  and the item is ``final``; otherwise the item goes to ``arbitration``;
+  and the item is ``final``; otherwise the item goes to ``arbitration`` with the reasons, whose A
+  and B are the versions by slot (as the reviewer's page labels them), whoever submitted first;
 * a reviewer resolves an arbitration by accepting version A, B or the AI's, or by saving a merged
   version: a new ``source="arbitrated"`` row, ``final``;
 * a reviewer may send a final single-annotated row back to its annotator with a reason (back to
@@ -285,12 +286,13 @@ def _settle_double(session: Session, item: WorkItem) -> None:
     rows = versions_of(session, item)
     if len(rows) < 2 or any(row.state == ReviewState.DRAFT for row in rows):
         return
-    first, second = sorted(rows[:2], key=lambda row: (_submitted_at(row), row.slot or 0))
+    first = min(rows[:2], key=lambda row: (_submitted_at(row), row.slot or 0))
     settings = load_settings(session)
+    # In slot order: the reasons' "A" and "B" (and their box numbers) are the reviewer's A and B.
     reasons = compare_versions(
         item.task,
-        first.payload,
-        second.payload,
+        rows[0].payload,
+        rows[1].payload,
         settings.agreement_iou,
         min_tiou=settings.agreement_tiou,
         min_text_similarity=settings.agreement_text,

@@ -23,6 +23,7 @@ from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.db.models import ItemStatus
 from qwen_dataset.db.queries import final_annotations
 from tests.test_workbench_api import (
+    AI_AUTHOR,
     AI_BOX,
     AI_EVENTS,
     HEIGHT,
@@ -33,6 +34,7 @@ from tests.test_workbench_api import (
     build_world,
     item_of,
     my_items,
+    ocr_payload,
     running_server,
     write_batch,
 )
@@ -52,6 +54,8 @@ EDITOR_BUILD = (
     Path(__file__).resolve().parents[2] / "node_modules" / "@heartexlabs" / "label-studio" / "build" / "static"
 )
 TIMEOUT_MS = 20_000
+#: The picture inside the Label Studio editor (an arbitration page shows it three times more above).
+EDITOR_IMAGE = "#label-studio img[src*='/media/items/']"
 
 
 @pytest.fixture()
@@ -106,21 +110,29 @@ def wait_for_editor(page) -> None:
         "() => window.workbenchStore && window.workbenchStore.annotationStore.selected "
         "&& window.workbenchStore.annotationStore.selected.results.length > 0"
     )
-    page.locator("img[src*='/media/items/']").first.wait_for(state="visible")
+    page.locator(EDITOR_IMAGE).first.wait_for(state="visible")
 
 
 def drag_box(page, box: list[float], dx: float, dy: float) -> None:
     """Drag the region drawn at pixel ``box`` of the frame by (dx, dy) frame pixels, like a user."""
-    image = page.locator("img[src*='/media/items/']").first
+    image = page.locator(EDITOR_IMAGE).first
     page.wait_for_function(
-        "() => { const i = document.querySelector(\"img[src*='/media/items/']\"); "
-        "return i && i.complete && i.naturalWidth > 0; }"
+        f'() => {{ const i = document.querySelector("{EDITOR_IMAGE}"); return i && i.complete && i.naturalWidth > 0; }}'
     )
+    image.scroll_into_view_if_needed()  # an arbitration page shows the versions side by side above it
     shown = image.bounding_box()
     scale = shown["width"] / WIDTH
     x = shown["x"] + (box[0] + box[2]) / 2 * scale
     y = shown["y"] + (box[1] + box[3]) / 2 * scale
     page.mouse.click(x, y)  # select the region
+    # The editor redraws a selected region (with its handles): a press before that redraw lands on
+    # the shape being replaced, and on a busy machine the drag's first moves were lost.
+    page.wait_for_function("() => Boolean(window.workbenchStore.annotationStore.selected.highlightedNode)")
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    # Selecting may scroll the page (the editor brings the region's fields into view): aim again.
+    shown = image.bounding_box()
+    x = shown["x"] + (box[0] + box[2]) / 2 * scale
+    y = shown["y"] + (box[1] + box[3]) / 2 * scale
     page.mouse.move(x, y)
     page.mouse.down()
     for step in range(1, 11):
@@ -183,6 +195,7 @@ def test_annotator_edits_and_reviewer_arbitrates(served, browser):
     drag_box(page, shown_box, dx=10, dy=10)
     page.wait_for_function(f"() => Math.abs({first_x} / 100 * {WIDTH} - {shown_box[0] + 10}) < 2")
     page.click("#save-merged")
+    page.click("#confirm-ok")  # settling an arbitration asks first
     page.wait_for_url(base + "/review")
     assert not errors, errors
     final = final_annotations(world.engine, "b-dispute")
@@ -343,7 +356,7 @@ def test_a_relation_arrow_between_objects_gets_its_predicate(served, browser):
     ]
     payload = {"objects": objects, "relations": [], "depth_order": []}
     page, errors, client, entry = _open_item(world, base, browser, "b-arrows", "spatial", payload)
-    image = page.locator("img[src*='/media/items/']").first.bounding_box()
+    image = page.locator(EDITOR_IMAGE).first.bounding_box()
     scale = image["width"] / WIDTH
     annotation = "window.workbenchStore.annotationStore.selected"
     page.mouse.click(image["x"] + 70 * scale, image["y"] + 70 * scale)  # select the cup
@@ -441,6 +454,15 @@ def test_a_reviewer_arbitrates_two_videos_on_the_timeline(served, browser):
     page.wait_for_function(TIMELINE_READY)
     tabs = page.locator("#versions button")
     assert tabs.count() == 3 and tabs.nth(2).inner_text() == "AI"  # A, B and the AI's
+    # Side by side: each version's events along the video, coloured by how they pair up.
+    panels = page.locator("#compare-panels figure")
+    panels.nth(2).wait_for()
+    assert panels.nth(2).locator(".compare-title").inner_text() == "AI: Qwen/Qwen3-VL-8B-Instruct"
+    for version in ("a", "b"):
+        bar = page.locator(f"#compare-panels figure[data-version='{version}'] .compare-strip .event")
+        assert bar.count() == 1 and bar.first.get_attribute("class") == "event differs"
+    assert "temporal IoU 0.38 is below 0.70" in panels.nth(0).locator("li").first.inner_text()
+    assert page.locator("#compare-panels figure[data-version='ai'] .compare-strip .event").count() == 2
     shown = [tabs.nth(i).inner_text() for i in range(2)]
     # Show B's version, lengthen its event to the first cut at the playhead, and save it as final.
     b_index = next(i for i, label in enumerate(shown) if label.startswith("B"))
@@ -453,9 +475,273 @@ def test_a_reviewer_arbitrates_two_videos_on_the_timeline(served, browser):
     wait_for_playhead(page, first_cut)
     press(page, "o")
     page.click("#save-merged")
+    page.click("#confirm-ok")  # settling an arbitration asks first
     page.wait_for_url(base + "/review")
     assert not errors, errors
     final = final_annotations(world.engine, "b-video-review")
     assert final["source"].tolist() == ["arbitrated"] and final["author"].tolist() == ["rita"]
     (event,) = json.loads(final["payload"].iloc[0])["events"]
     assert event["description"] == f"red, says {b_author}" and event["end"] == pytest.approx(first_cut, abs=0.002)
+
+
+def test_a_seek_asked_for_during_another_seek_is_not_lost(served, browser):
+    """Selecting an event seeks to its start; "k" pressed before that seek has finished must still
+    jump to the next cut. (wavesurfer's own setTime parked the second seek while the video could
+    not play, mid-seek, and dropped it when the first seek's "seeking" event came: on a busy
+    machine the reviewer's "k" right after a click did nothing.) Both happen here in one task, so
+    the second always arrives during the first."""
+    world, base = served
+    world.set_double_rate(0.0)
+    world.import_video_batch("b-seeks")
+    owner, entry = next(
+        (name, e) for name in ("ann1", "ann2", "ann3") for e in my_items(world, name) if e["task"] == "video_event"
+    )
+    page, errors = sign_in(browser, base, owner)
+    page.goto(f"{base}/annotate/{entry['annotation_id']}")
+    page.wait_for_function(TIMELINE_READY)
+    first_cut, second_cut = page.evaluate("() => window.workbenchTimeline.cuts")
+    seek_then_key = (
+        "(key) => { const t = window.workbenchTimeline; t.select(t.list.events[0].id, true); "
+        "document.dispatchEvent(new KeyboardEvent('keydown', {key})); }"
+    )
+    for _ in range(3):
+        page.evaluate(seek_then_key, "k")
+        wait_for_playhead(page, first_cut)
+        page.wait_for_function(
+            f"() => Math.abs(document.getElementById('timeline-video').currentTime - {first_cut}) < 0.045"
+        )
+    page.evaluate("() => document.dispatchEvent(new KeyboardEvent('keydown', {key: 'k'}))")
+    page.evaluate("() => document.dispatchEvent(new KeyboardEvent('keydown', {key: 'k'}))")
+    wait_for_playhead(page, 4.0)  # two jumps in a row: the second cut, then the end of the video
+    assert second_cut < 4.0
+    assert not errors, errors
+
+
+# --------------------------------------------------------------------------- no stray boxes
+
+REGIONS_NOW = "() => window.workbenchStore.annotationStore.selected.regionStore.regions.length"
+DEAD_NODE = "no longer part of a state tree"
+
+
+def drag_on_frame(page, start: tuple[float, float], size: tuple[float, float]) -> None:
+    """Press at ``start`` (frame pixels) and drag by ``size``, in steps, like a hand."""
+    shown = page.locator(EDITOR_IMAGE).first.bounding_box()
+    scale = shown["width"] / WIDTH
+    x, y = shown["x"] + start[0] * scale, shown["y"] + start[1] * scale
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(x + size[0] * scale * step / 10, y + size[1] * scale * step / 10)
+    page.mouse.up()
+
+
+def click_on_frame(page, point: tuple[float, float]) -> None:
+    shown = page.locator(EDITOR_IMAGE).first.bounding_box()
+    scale = shown["width"] / WIDTH
+    page.mouse.click(shown["x"] + point[0] * scale, shown["y"] + point[1] * scale)
+
+
+def test_a_drag_with_nothing_selected_draws_no_box(served, browser):
+    world, base = served
+    page, errors, client, entry = _open_item(world, base, browser, "b-stray", "ocr", ocr_payload())
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    # Select the AI's box, then click beside it: the editor picks the box's label when it is
+    # selected and keeps it picked, and the next drag used to draw (and autosave) a box with it.
+    click_on_frame(page, ((AI_BOX[0] + AI_BOX[2]) / 2, (AI_BOX[1] + AI_BOX[3]) / 2))
+    page.wait_for_function("() => Boolean(window.workbenchStore.annotationStore.selected.highlightedNode)")
+    click_on_frame(page, (390, 190))
+    drag_on_frame(page, (250, 120), (60, 40))
+    drag_on_frame(page, (200, 100), (-40, 30))  # and a plain drag on a fresh picture
+    page.wait_for_timeout(1000)  # what a drawn box would need to be drawn and autosaved
+    assert page.evaluate(REGIONS_NOW) == 1
+    page.wait_for_function("() => !window.workbenchSaver.pending()")
+    stored = client.get(f"/api/annotations/{entry['annotation_id']}").json()["payload"]["regions"]
+    assert [region["bbox"] for region in stored] == [AI_BOX]
+    assert not [text for text in console if DEAD_NODE in text], console[:3]
+    # Drawing on purpose still works: pick the label, then drag.
+    page.locator(".lsf-label", has_text="text").first.click()
+    drag_on_frame(page, (250, 120), (60, 40))
+    page.wait_for_function(f"{REGIONS_NOW} === 2")
+    page.wait_for_function(SAVED)
+    stored = client.get(f"/api/annotations/{entry['annotation_id']}").json()["payload"]["regions"]
+    assert [region["bbox"] for region in stored][1] == pytest.approx([250, 120, 310, 160], abs=2.0)
+    assert not errors, errors
+
+
+# --------------------------------------------------------------------------- the queue, submit and next
+
+
+def test_the_queue_shows_each_item_and_submit_and_next_goes_on(served, browser):
+    from tests.test_workbench_queue import import_named
+
+    world, base = served
+    world.set_double_rate(0.0)
+    import_named(world, "b-named", frames=5)
+    owner = max(("ann1", "ann2", "ann3"), key=lambda name: len(my_items(world, name)))
+    entries = my_items(world, owner)
+    assert len(entries) >= 2
+    page, errors = sign_in(browser, base, owner)
+    rows = page.locator("#my-items tbody tr")
+    assert rows.count() == len(entries)
+    # Every row: a thumbnail that really loaded, the file's name, the task.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#my-items td.thumb img')].every((i) => i.complete && i.naturalWidth > 0)"
+    )
+    assert page.evaluate("() => document.querySelector('#my-items td.thumb img').naturalWidth") == 160
+    assert [rows.nth(i).locator("td.name").inner_text() for i in range(rows.count())] == [e["name"] for e in entries]
+    assert all(name.startswith("scan-") for name in (e["name"] for e in entries))
+    assert rows.first.locator("td.task").inner_text() == "ocr"
+    assert page.inner_text("#mine-done") == f"0 of {len(entries)}"
+    # Start where the queue says, correct the text, submit and go on to the next draft.
+    page.click("#start-next")
+    page.wait_for_url(f"{base}/annotate/{entries[0]['annotation_id']}")
+    wait_for_editor(page)
+    transcription = page.locator("textarea.lsf-textarea-tag__input").first
+    transcription.fill("first corrected")
+    transcription.press("Tab")
+    page.click("#submit-next")
+    page.wait_for_url(f"{base}/annotate/{entries[1]['annotation_id']}")
+    wait_for_editor(page)
+    stored = world.client(owner).get(f"/api/annotations/{entries[0]['annotation_id']}").json()
+    assert stored["state"] == "submitted" and stored["payload"]["regions"][0]["text"] == "first corrected"
+    page.goto(base + "/annotate")
+    assert page.inner_text("#mine-done") == f"1 of {len(entries)}"
+    assert page.locator("#my-items tbody tr").first.get_attribute("data-state") == "submitted"
+    assert page.locator("#batch-progress tr[data-batch='b-named'] td.items").inner_text() == "1 / 5"
+    assert not errors, errors
+
+
+def test_the_admin_picks_batches_instead_of_typing_them(served, browser):
+    world, base = served
+    world.set_double_rate(0.0)
+    write_batch(world.layout, "b-ready-1", frames=2)
+    write_batch(world.layout, "b-ready-2", frames=3)
+    page, errors = sign_in(browser, base, "admin")
+    assert page.url == base + "/admin"
+    table = page.locator("#batch-table tbody tr")
+    page.wait_for_function("() => document.querySelectorAll('#batch-table tbody tr[data-batch]').length === 2")
+    assert [table.nth(i).get_attribute("data-batch") for i in range(2)] == ["b-ready-1", "b-ready-2"]
+    assert page.locator("#batch-table tr[data-batch='b-ready-2'] td").nth(1).inner_text() == "not yet"
+    picker = page.locator("#import-form select[name=batch] option")
+    assert [picker.nth(i).inner_text() for i in range(picker.count())] == ["b-ready-1", "b-ready-2"]
+    # Nothing imported yet: nothing to download from Label Studio either.
+    assert page.locator("#ls-export-form select[name=batch] option").count() == 0
+    # One click on the batch's row imports it.
+    page.locator("#batch-table tr[data-batch='b-ready-2'] button").click()
+    page.wait_for_function(
+        "() => document.getElementById('flash').textContent.startsWith('Imported 3 item(s) of b-ready-2')"
+    )
+    imported_row = page.locator("#batch-table tr[data-batch='b-ready-2']")
+    imported_row.locator("td", has_text="since").wait_for()
+    assert imported_row.locator("td").nth(2).inner_text() == "3 open"
+    assert imported_row.locator("button").inner_text() == "Import new items"
+    assert page.locator("#ls-export-form select[name=batch]").input_value() == "b-ready-2"
+    # The picker of the import form does the same for the other batch.
+    page.locator("#import-form select[name=batch]").select_option("b-ready-1")
+    page.locator("#import-form button[type=submit]").click()
+    page.wait_for_function(
+        "() => document.getElementById('flash').textContent.startsWith('Imported 2 item(s) of b-ready-1')"
+    )
+    assert sum(len(my_items(world, name)) for name in ("ann1", "ann2", "ann3")) == 5
+    assert not errors, errors
+
+
+# --------------------------------------------------------------------------- arbitration side by side
+
+
+def _submit_results(world: World, name: str, annotation_id: str, edit) -> None:
+    client = world.client(name)
+    annotation = client.get(f"/api/annotations/{annotation_id}").json()
+    response = client.post(
+        f"/api/annotations/{annotation_id}/submit",
+        json={"version": annotation["version"], "result": edit(annotation["result"])},
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_arbitration_shows_both_versions_and_the_ai_side_by_side(served, browser):
+    from qwen_dataset.geometry import to_label_studio
+    from tests.test_workbench_api import rows_of
+
+    world, base = served
+    regions = [
+        {"bbox": AI_BOX, "text": "hello", "language": "en", "reading_order": 0},
+        {"bbox": [220, 120, 340, 160], "text": "world", "language": "en", "reading_order": 1},
+        {"bbox": [300, 20, 380, 40], "text": "extra", "language": "en", "reading_order": 2},
+    ]
+    world.set_double_rate(1.0)
+    write_batch(world.layout, "b-side", frames=1, payload={"regions": regions})
+    assert world.client("admin").post("/api/batches/b-side/import").status_code == 200
+    rows = sorted((row for row in rows_of(world, _only_item(world)) if row.slot), key=lambda row: row.slot)
+    a, b = rows
+
+    def shift_first(result):  # A moved the first line down: IoU 0.6 with B's, below the 0.85 agreement
+        for entry in result:
+            if entry["id"] == "r0":
+                entry["value"].update(to_label_studio([40, 50, 160, 90], WIDTH, HEIGHT))
+        return result
+
+    _submit_results(world, a.author, a.annotation_id, shift_first)
+    _submit_results(world, b.author, b.annotation_id, lambda result: [r for r in result if r["id"] != "r2"])
+    item = item_of(world, a.annotation_id)
+    assert item.status == ItemStatus.ARBITRATION
+    assert "no counterpart in B for box 3 of A ('extra' at 300,20-380,40)" in item.disagreement
+
+    page, errors = sign_in(browser, base, "rita")
+    # The queue row names the boxes that disagree, beside the item's thumbnail.
+    row = page.locator(f"#arbitration-queue tr[data-item='{item.item_id}']")
+    assert "no counterpart in B for box 3 of A ('extra' at 300,20-380,40)" in row.locator("td.note").inner_text()
+    page.wait_for_function("() => document.querySelector('#arbitration-queue td.thumb img').naturalWidth === 160")
+    row.locator("a.open").click()
+    wait_for_editor(page)
+    panels = page.locator("#compare-panels figure")
+    panels.nth(2).wait_for()
+    titles = [panels.nth(i).locator(".compare-title").inner_text() for i in range(3)]
+    assert titles == [f"A: {a.author}", f"B: {b.author}", f"AI: {AI_AUTHOR}"]
+
+    def statuses(version: str) -> dict[int, str]:
+        boxes = page.locator(f"#compare-panels figure[data-version='{version}'] rect")
+        return {
+            int(boxes.nth(i).get_attribute("data-number")): boxes.nth(i).get_attribute("class")
+            for i in range(boxes.count())
+        }
+
+    assert statuses("a") == {1: "box differs", 2: "box agrees", 3: "box alone"}
+    assert statuses("b") == {1: "box differs", 2: "box agrees"}
+    assert statuses("ai") == {1: "box ai", 2: "box ai", 3: "box ai"}
+    listed = page.locator("#compare-panels figure[data-version='a'] li")
+    assert listed.nth(0).inner_text() == "#1 'hello' at 40,50-160,90 vs B #1: IoU 0.60 is below 0.85"
+    assert listed.nth(2).inner_text() == "#3 'extra' at 300,20-380,40: no counterpart in B"
+    # The AI's version is named as the AI's in the editor's menu of versions, not "Admin".
+    page.locator(".lsf-annotations-list__toggle").click()
+    menu = page.locator(".lsf-annotations-list")
+    menu.get_by_text(f"AI: {AI_AUTHOR}").first.wait_for()
+    assert "Admin" not in menu.inner_text()
+    page.keyboard.press("Escape")
+    # Accepting asks first; cancelled, nothing happens.
+    page.click("button[data-choice='b']")
+    dialog = page.locator("#confirm-resolve")
+    dialog.wait_for(state="visible")
+    assert f"Make version B ({b.author}) the final version?" in dialog.inner_text()
+    page.click("#confirm-cancel")
+    dialog.wait_for(state="hidden")
+    assert item_of(world, a.annotation_id).status == ItemStatus.ARBITRATION
+    page.click("button[data-choice='b']")
+    page.click("#confirm-ok")
+    page.wait_for_url(base + "/review")
+    final = final_annotations(world.engine, "b-side")
+    assert final["source"].tolist() == ["arbitrated"]
+    assert [r["text"] for r in json.loads(final["payload"].iloc[0])["regions"]] == ["hello", "world"]
+    assert not errors, errors
+
+
+def _only_item(world: World) -> str:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from qwen_dataset.db.models import WorkItem
+
+    with Session(world.engine) as session:
+        (item_id,) = session.scalars(select(WorkItem.item_id)).all()
+    return item_id

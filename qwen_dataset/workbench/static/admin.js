@@ -51,12 +51,44 @@ async function loadSettings() {
   for (const name of SETTINGS) form[name].value = settings[name];
 }
 
-async function loadBatches() {
+// The batches the pipeline pre-annotated, imported or not: a table with an Import button per
+// batch, and the batch pickers of the forms (an admin never types a batch's name).
+async function loadBatches(selected) {
   const data = await api("GET", "/api/batches");
-  const box = document.getElementById("batches");
-  const lines = data.imported.map((batch) => batch.batch + ": " + Object.entries(batch.items).map(([status, count]) => count + " " + status).join(", "));
-  if (data.not_imported.length) lines.push("Pre-annotated, not imported yet: " + data.not_imported.join(", "));
-  box.replaceChildren(...lines.map((line) => { const p = document.createElement("p"); p.textContent = line; return p; }));
+  const body = document.querySelector("#batch-table tbody");
+  const rows = [
+    ...data.not_imported.map((batch) => ({ batch, imported: null })),
+    ...data.imported.map((entry) => ({ batch: entry.batch, imported: entry })),
+  ];
+  body.replaceChildren(...rows.map(({ batch, imported }) => {
+    const row = document.createElement("tr");
+    row.dataset.batch = batch;
+    const counts = imported ? Object.entries(imported.items).map(([status, count]) => count + " " + status).join(", ") : "";
+    const actions = document.createElement("td");
+    actions.append(button(imported ? "Import new items" : "Import", () => importBatch(batch)));
+    row.append(td(batch), td(imported ? "since " + imported.imported_at : "not yet"), td(counts), actions);
+    return row;
+  }));
+  if (!rows.length) {
+    const row = document.createElement("tr");
+    const cell = td("No batch is pre-annotated yet: materialize ai_annotations for a batch in Dagster.");
+    cell.colSpan = 4;
+    row.append(cell);
+    body.append(row);
+  }
+  const imported = data.imported.map((entry) => entry.batch);
+  for (const picker of document.querySelectorAll("select.batch-picker")) {
+    const names = picker.dataset.picks === "imported" ? imported : [...data.not_imported, ...imported];
+    const keep = selected || picker.value;
+    picker.replaceChildren(...names.map((name) => { const option = document.createElement("option"); option.textContent = name; return option; }));
+    if (names.includes(keep)) picker.value = keep;
+  }
+}
+
+async function importBatch(batch) {
+  const summary = await api("POST", "/api/batches/" + encodeURIComponent(batch) + "/import");
+  flash("Imported " + summary.items_created + " item(s) of " + batch + ", " + summary.double_blind_items + " double-blind", false);
+  await loadBatches(batch);
 }
 
 let templates = [];
@@ -102,11 +134,7 @@ document.addEventListener("DOMContentLoaded", () => {
     await api("PUT", "/api/admin/settings", Object.fromEntries(SETTINGS.map((name) => [name, Number(form[name].value)])));
     flash("Settings saved", false);
   });
-  onSubmit("import-form", async (form) => {
-    const summary = await api("POST", "/api/batches/" + encodeURIComponent(form.batch.value) + "/import");
-    flash("Imported " + summary.items_created + " item(s), " + summary.double_blind_items + " double-blind", false);
-    await loadBatches();
-  });
+  onSubmit("import-form", (form) => importBatch(form.batch.value));
   onSubmit("ls-export-form", async (form) => {
     window.location = "/api/batches/" + encodeURIComponent(form.batch.value) + "/label-studio?task=" + encodeURIComponent(form.task.value);
   });

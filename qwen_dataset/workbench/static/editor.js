@@ -87,6 +87,56 @@ function startEditor(config, task, annotations, interfaces, hooks) {
   });
 }
 
+// The Label Studio editor (1.4.0) picks a region's label in the labels bar when the region is
+// selected, and leaves it picked when the user clicks elsewhere, so the next drag on the picture,
+// meant to select or to pan, drew and autosaved a new box with that label. A new box needs a
+// label the user picked for it (a click on it in the labels bar, or its hotkey): any other drag
+// on the picture starts with no label picked, and draws nothing.
+function labelControls(annotation) {
+  return [...annotation.names.values()].filter((control) => /labels$/.test(control.type || "") && control.unselectAll);
+}
+
+function pickedLabels(annotation) {
+  return labelControls(annotation).some((control) => control.selectedLabels.length > 0);
+}
+
+// Whether the press lands on a shape the editor drew (a region, its handles) on the picture's stage.
+function startsOnRegion(annotation, event) {
+  for (const control of annotation.names.values()) {
+    const stage = control.stageRef;
+    if (!stage || !stage.container().contains(event.target)) continue;
+    // The point in the stage's own pixels, computed here: the editor's pointer state is its own.
+    const box = stage.container().getBoundingClientRect();
+    return Boolean(stage.getIntersection({ x: event.clientX - box.left, y: event.clientY - box.top }));
+  }
+  return false;
+}
+
+function guardStrayBoxes(container) {
+  let picked = false;
+  const notePick = () => setTimeout(() => {
+    const annotation = selectedAnnotation();
+    picked = Boolean(annotation && pickedLabels(annotation));
+  }, 0);
+  container.addEventListener("click", (event) => { if (event.target.closest(".lsf-label")) notePick(); }, true);
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+    const typing = target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+    if (!typing && /^[0-9]$/.test(event.key)) notePick(); // the labels' hotkeys
+  }, true);
+  // Before the editor's own handler (its canvas listens to pointer and mouse events). A press on
+  // a region moves or resizes it, which needs no label: left alone.
+  container.addEventListener("pointerdown", (event) => {
+    if (!event.target.closest("canvas")) return;
+    const annotation = selectedAnnotation();
+    if (!annotation || startsOnRegion(annotation, event)) return;
+    if (picked) { picked = false; return; } // this drag draws the box the label was picked for
+    for (const control of labelControls(annotation)) {
+      if (control.selectedLabels.length) control.unselectAll();
+    }
+  }, true);
+}
+
 // ----------------------------------------------------------------------------- annotators
 
 class AutoSaver {
@@ -155,7 +205,8 @@ class AutoSaver {
     }
   }
 
-  async submit() {
+  // Submit; then back to the queue, or with `andNext` on to the next draft of the queue.
+  async submit(andNext) {
     await this.flush();
     if (this.conflict) return;
     const result = currentResult();
@@ -165,10 +216,23 @@ class AutoSaver {
       this.saved = JSON.stringify(result);
       setStatus("Submitted", "saved");
       this.conflict = true; // nothing more to save from this page
-      setTimeout(() => { window.location = "/annotate"; }, 600);
     } catch (failure) {
       this.handleFailure(failure, JSON.stringify(result));
+      return;
     }
+    const next = andNext ? await nextDraft(root.dataset.target) : null;
+    if (andNext && !next) setStatus("Submitted: that was your last draft", "saved");
+    setTimeout(() => { window.location = next || "/annotate"; }, andNext ? 0 : 600);
+  }
+}
+
+// The page of the annotator's next draft after this one, or null when none is left.
+async function nextDraft(annotationId) {
+  try {
+    const following = await api("GET", "/api/tasks/next?after=" + encodeURIComponent(annotationId));
+    return following.url;
+  } catch (failure) {
+    return null; // the submit went through: the queue page lists what is left
   }
 }
 
@@ -191,15 +255,16 @@ async function startAnnotating(annotationId) {
     startEditor(data.config, forLabelStudio(data.task), [{ id: "current", result: withoutHtml(data.result) }],
                 ["panel", "controls", "side-column", "topbar"],
                 {
-                  submit: () => editable && saver.submit(),
+                  submit: () => editable && saver.submit(false),
                   draft: () => saver.flush(),
-                  loaded: () => { saver.baseline(); if (panelTools) setTimeout(panelTools, 0); },
+                  loaded: () => { saver.baseline(); guardStrayBoxes(root); if (panelTools) setTimeout(panelTools, 0); },
                 });
   }
   if (!editable) {
     saver.conflict = true;
     setStatus("This annotation is " + data.state + ": read only.", "");
     document.getElementById("submit-annotation").disabled = true;
+    document.getElementById("submit-next").disabled = true;
     return;
   }
   setStatus("Version " + data.version, "");
@@ -210,12 +275,32 @@ async function startAnnotating(annotationId) {
   window.addEventListener("beforeunload", (event) => {
     if (saver.pending()) { saver.flush(); event.preventDefault(); event.returnValue = ""; }
   });
-  document.getElementById("submit-annotation").addEventListener("click", () => saver.submit());
+  document.getElementById("submit-annotation").addEventListener("click", () => saver.submit(false));
+  document.getElementById("submit-next").addEventListener("click", () => saver.submit(true));
 }
 
 // ----------------------------------------------------------------------------- reviewers
 
-async function resolve(itemId, body) {
+// Ask before an arbitration is settled: it cannot be taken back from this page.
+function confirmResolution(text) {
+  const dialog = document.getElementById("confirm-resolve");
+  document.getElementById("confirm-text").textContent = text;
+  return new Promise((answer) => {
+    dialog.addEventListener("close", () => answer(dialog.returnValue === "ok"), { once: true });
+    dialog.returnValue = "";
+    dialog.showModal();
+  });
+}
+
+function choiceText(data, choice) {
+  if (choice === "ai") return "Make the AI's pre-annotation (" + (data.ai.author || "no model") + ") the final version?";
+  const index = choice === "a" ? 0 : 1;
+  const version = data.versions[index];
+  return "Make version " + choice.toUpperCase() + " (" + (version ? version.author : "?") + ") the final version?";
+}
+
+async function resolve(itemId, body, question) {
+  if (!(await confirmResolution(question))) { setStatus("Not saved: cancelled", ""); return; }
   try {
     await api("POST", "/api/review/items/" + encodeURIComponent(itemId) + "/resolve", body);
     setStatus("Final version saved", "saved");
@@ -240,13 +325,17 @@ async function startReviewing(itemId, mode) {
     startTools(data, shown.length ? htmlOf(shown[0].result) : "", mode === "arbitrate");
     startEditor(data.config, forLabelStudio(data.task), annotations,
                 ["panel", "controls", "side-column", "topbar", "annotations:tabs", "predictions:tabs", "annotations:menu"],
-                { loaded: () => codeEditor && followVersions(data, shown) });
+                { loaded: () => { guardStrayBoxes(root); if (codeEditor) followVersions(data, shown); } });
   }
   if (mode === "arbitrate") {
+    showComparison(data);
     for (const button of document.querySelectorAll("button.accept")) {
-      button.addEventListener("click", () => resolve(itemId, { choice: button.dataset.choice }));
+      const choice = button.dataset.choice;
+      button.addEventListener("click", () => resolve(itemId, { choice }, choiceText(data, choice)));
     }
-    document.getElementById("save-merged").addEventListener("click", () => resolve(itemId, { result: currentResult() }));
+    document.getElementById("save-merged").addEventListener("click", () => {
+      resolve(itemId, { result: currentResult() }, "Save the version shown in the editor, with your edits, as the final version?");
+    });
   } else {
     document.getElementById("reject").addEventListener("click", async () => {
       const reason = document.getElementById("reject-reason").value;
@@ -258,6 +347,111 @@ async function startReviewing(itemId, mode) {
       }
     });
   }
+}
+
+// ----------------------------------------------------------------------------- arbitration side by side
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// A's, B's and the AI's boxes on three copies of the picture, each box numbered as the
+// disagreement names it and coloured by whether it agrees with its counterpart.
+function showComparison(data) {
+  const section = document.getElementById("compare");
+  const comparison = data.comparison;
+  if (!section || !comparison) return;
+  const [a, b] = data.versions;
+  const sides = [
+    { key: "a", title: "A: " + a.author, marks: comparison.a, other: "B" },
+    { key: "b", title: "B: " + b.author, marks: comparison.b, other: "A" },
+    { key: "ai", title: "AI: " + (data.ai.author || "no pre-annotation"), marks: comparison.ai, other: null },
+  ];
+  const panels = document.getElementById("compare-panels");
+  const panel = comparison.kind === "events"
+    ? (side) => eventPanel(side, data.task.data.timeline.duration)
+    : (side) => comparePanel(side, comparison, data.task.data.image);
+  panels.replaceChildren(...sides.map(panel));
+  section.hidden = false;
+}
+
+function panelCaption(side, things) {
+  const alone = side.marks.filter((mark) => mark.status === "alone").length;
+  const differ = side.marks.filter((mark) => mark.status === "differs").length;
+  const summary = side.other === null ? side.marks.length + " " + things + ", for reference"
+    : side.marks.length + " " + things + ": " + alone + " without counterpart, " + differ + " different";
+  const caption = element("figcaption");
+  caption.append(element("strong", "compare-title", side.title), " ", element("span", "hint", summary));
+  return caption;
+}
+
+function markList(side) {
+  const list = element("ol", "compare-list");
+  list.append(...side.marks.map((mark) => {
+    const item = element("li", side.other === null ? "ai" : mark.status, markText(mark, side.other));
+    item.dataset.number = mark.number;
+    return item;
+  }));
+  return list;
+}
+
+// A video's version: its events as bars along the video's length, and the list.
+function eventPanel(side, duration) {
+  const figure = element("figure", "compare-panel " + side.key);
+  figure.dataset.version = side.key;
+  const length = duration || Math.max(1, ...side.marks.map((mark) => mark.end));
+  const strip = element("div", "compare-strip");
+  for (const mark of side.marks) {
+    const bar = element("span", "event " + (side.other === null ? "ai" : mark.status), String(mark.number));
+    bar.dataset.number = mark.number;
+    bar.style.left = (100 * mark.start / length) + "%";
+    bar.style.width = Math.max(0.5, 100 * (mark.end - mark.start) / length) + "%";
+    bar.title = mark.where;
+    strip.append(bar);
+  }
+  figure.append(panelCaption(side, "event(s)"), strip, markList(side));
+  return figure;
+}
+
+function markText(mark, other) {
+  if (other === null) return "#" + mark.number + " " + mark.where;
+  if (mark.status === "alone") return "#" + mark.number + " " + mark.where + ": no counterpart in " + other;
+  const pair = other + " #" + mark.partner;
+  return "#" + mark.number + " " + mark.where + (mark.status === "agrees" ? ": agrees with " + pair : " vs " + pair + ": " + mark.issues.join("; "));
+}
+
+function comparePanel(side, comparison, image) {
+  const figure = element("figure", "compare-panel " + side.key);
+  figure.dataset.version = side.key;
+  const frame = element("div", "compare-frame");
+  const picture = element("img");
+  picture.src = image;
+  picture.alt = side.title;
+  const overlay = document.createElementNS(SVG, "svg");
+  overlay.setAttribute("viewBox", "0 0 " + comparison.width + " " + comparison.height);
+  overlay.setAttribute("preserveAspectRatio", "none");
+  const size = Math.max(10, comparison.height / 22);
+  for (const mark of side.marks) {
+    const [x1, y1, x2, y2] = mark.bbox;
+    const box = document.createElementNS(SVG, "rect");
+    box.setAttribute("x", x1); box.setAttribute("y", y1);
+    box.setAttribute("width", x2 - x1); box.setAttribute("height", y2 - y1);
+    box.setAttribute("class", "box " + (side.other === null ? "ai" : mark.status));
+    box.dataset.number = mark.number;
+    const number = document.createElementNS(SVG, "text");
+    number.setAttribute("x", x1 + 2); number.setAttribute("y", y1 + size);
+    number.setAttribute("font-size", size);
+    number.textContent = String(mark.number);
+    overlay.append(box, number);
+  }
+  frame.append(picture, overlay);
+  figure.append(panelCaption(side, "box(es)"), frame, markList(side));
+  return figure;
 }
 
 // The code editor shows the HTML of the version selected in Label Studio's tabs.

@@ -33,6 +33,10 @@ class Timeline {
     this.list = new EventList(events, { duration: timeline.duration, anchors: [...this.cuts, ...this.audioChanges] });
     this.selected = this.list.events.length ? this.list.events[0].id : null;
     this.snapBox = document.getElementById("timeline-snap");
+    this.pendingSeek = null; // a seek asked for before the video's metadata arrived
+    this.video.addEventListener("loadedmetadata", () => {
+      if (this.pendingSeek !== null) this.seek(this.pendingSeek);
+    });
     this.regions = WaveSurfer.Regions.create();
     this.ready = false;
     // Flat peaks: nothing is fetched or decoded for a waveform; the ruler and the regions are the point.
@@ -75,7 +79,23 @@ class Timeline {
   }
 
   now() {
-    return this.ws.getCurrentTime();
+    return this.pendingSeek !== null ? this.pendingSeek : this.video.currentTime;
+  }
+
+  // Seek the video element itself. It takes a seek asked for while another is running (the last
+  // one wins) and reports the new position at once; wavesurfer's setTime instead parks a seek
+  // asked for while the video cannot play yet, which is the case during a seek, and drops it when
+  // the earlier seek's "seeking" event arrives: a key pressed right after a click (k after
+  // selecting an event) was lost whenever the first seek had not finished.
+  seek(t) {
+    const time = this.list.clamp(t);
+    if (this.video.readyState < HTMLMediaElement.HAVE_METADATA) {
+      this.pendingSeek = time;
+    } else {
+      this.pendingSeek = null;
+      this.video.currentTime = time;
+    }
+    document.getElementById("timeline-time").textContent = formatSeconds(time) + " s";
   }
 
   command(key, exact) {
@@ -116,10 +136,10 @@ class Timeline {
     } else if (key === "ArrowLeft" || key === "ArrowRight") {
       event.preventDefault();
       const step = (event.shiftKey ? 1 : FRAME_SECONDS) * (key === "ArrowLeft" ? -1 : 1);
-      this.ws.setTime(this.list.clamp(this.now() + step));
+      this.seek(this.now() + step);
     } else if (key === "j" || key === "k") {
       const anchor = this.list.anchorFrom(this.now(), key === "k" ? 1 : -1);
-      if (anchor !== null) this.ws.setTime(anchor);
+      if (anchor !== null) this.seek(anchor);
     } else if (key === "[" || key === "]") {
       const other = this.selected === null ? null : this.list.neighbour(this.selected, key === "]" ? 1 : -1);
       if (other) this.select(other, true);
@@ -141,7 +161,7 @@ class Timeline {
   select(id, seek) {
     this.selected = id;
     const event = this.list.get(id);
-    if (seek && event) this.ws.setTime(event.start);
+    if (seek && event) this.seek(event.start);
     this.render();
   }
 
