@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -174,7 +175,7 @@ def quality_figures(layout: StorageLayout, names: list[str]) -> dict[str, object
     return {"mean": means, "per_batch": per_batch}
 
 
-def quality_record(layout: StorageLayout, names: list[str], policy: QualityPolicy) -> dict[str, object]:
+def quality_record(layout: StorageLayout, names: list[str], policy: QualityPolicy) -> dict[str, Any]:
     """What the release records about quality: the targets and minimum samples in force, each
     batch's status per figure, and every waiver that let a batch in (release.json and the card)."""
     statuses = {}
