@@ -24,18 +24,21 @@ def test_demo_story_gate_fails_for_a_real_reason_then_passes_and_releases(tmp_pa
     assert story.disagreement in story.gate_before["description"]
     assert "sim-alice vs sim-bob" in story.gate_before["description"]
     before = story.report_before
-    assert before["statuses"]["mean_iou"] == "fail" and before["statuses"]["ocr_accuracy"] == "fail"
+    # The sloppy annotator left out most lines of one screen: OCR accuracy fails; mean IoU, pooled over
+    # every task with boxes (GUI elements, objects and layout blocks agree), drops but may stay above its target.
+    assert before["statuses"]["ocr_accuracy"] == "fail"
     # After the reviewer arbitrated: resolved, the exports ran; the raw figures still show the disagreement.
     assert story.arbitrated and story.gate_after["exports_ran"]
     assert story.gate_after["passed"] or story.gate_after["severity"] == "WARN"
     after = story.report_after
     assert after["statuses"]["mean_iou"] == "pass" and after["statuses"]["ocr_accuracy"] == "pass"
     assert after["measurements"]["mean_iou"]["raw"] == pytest.approx(before["measurements"]["mean_iou"]["value"])
+    assert before["measurements"]["mean_iou"]["value"] < after["measurements"]["mean_iou"]["value"]
     assert after["counts"]["annotators"] == 2 and after["counts"]["reviewers"] == 1  # the reviewer is no annotator
     assert story.reviewed  # one single item sent back and resubmitted
-    # Every metric is in the report (measured, or "no data" where the CPU backend has nothing to measure).
+    # Every metric is in the report and measured (the default engine pre-annotates all five tasks).
     assert set(after["statuses"]) == {"mean_iou", "ocr_accuracy", "action_completeness", "semantic_consistency"}
-    for name in ("mean_iou", "ocr_accuracy", "semantic_consistency"):
+    for name in ("mean_iou", "ocr_accuracy", "action_completeness", "semantic_consistency"):
         measured = after["measurements"][name]
         assert measured["value"] is not None and measured["ci_low"] is not None and measured["sample"] > 0
     assert after["figures"]["event_tiou"] is not None and after["figures"]["ai_ocr_accuracy"] is not None

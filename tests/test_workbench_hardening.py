@@ -486,6 +486,7 @@ ACCESS: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/annotations/{annotation_id}"): {ANN},
     ("PUT", "/api/annotations/{annotation_id}"): {ANN},
     ("POST", "/api/annotations/{annotation_id}/submit"): {ANN},
+    ("POST", "/api/annotations/{annotation_id}/spatial-relations"): {ANN},
     ("GET", "/media/items/{item_id}"): PEOPLE,
     ("GET", "/media/items/{item_id}/thumbnail"): PEOPLE,
     ("GET", "/api/review/queue"): {REV, ADM},
