@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any, cast
 
-from dagster import Definitions, EnvVar, in_process_executor
+from dagster import Definitions, EnvVar, ExecutorDefinition, in_process_executor
 
 from assets.annotate import ai_annotations_gate, build_ai_annotations
 from assets.augment import augmented_dataset
@@ -110,8 +110,13 @@ def build_definitions(
     database_url: str | None = None,
     prelabel: PrelabelResource | None = None,
     storage_options: dict[str, Any] | None = None,
+    executor: ExecutorDefinition = in_process_executor,
 ) -> Definitions:
-    """The code location; tests call this with their own root, database and backend."""
+    """The code location; tests call this with their own root, database and backend.
+
+    ``executor`` defaults to the in-process one; a caller that wants another passes it here
+    (a merged second ``Definitions(executor=...)`` is refused by Dagster).
+    """
     root = storage_root or os.environ.get("QWEN_STORAGE_ROOT", ".storage")
     # QWEN_STORAGE_OPTIONS may hold credentials: the resource reads it at run time, so it never
     # becomes resource config the UI displays.
@@ -126,7 +131,7 @@ def build_definitions(
     return Definitions(
         # Steps run one after another in the run worker: a process per step would re-import the
         # code location (seconds each) for no parallelism the batch graph could use.
-        executor=in_process_executor,
+        executor=executor,
         assets=[
             raw_uploads,
             frames,
