@@ -20,7 +20,6 @@ from assets._metadata import manifest_metadata
 from assets.partitions import batches
 from qwen_dataset.payloads import boxes_table
 from qwen_dataset.prelabel.base import PrelabelBackend
-from qwen_dataset.prelabel.policy import annotate_frames, pictures_path
 from qwen_dataset.quality.validation import validate_annotations
 from qwen_dataset.records import AnnotationRecord, AnnotationStatus
 from qwen_dataset.store.blobs import BlobStore
@@ -59,6 +58,8 @@ def annotate_batch(
     backend: PrelabelBackend,
     config: AnnotateConfig,
 ) -> pd.DataFrame:
+    from qwen_dataset.prelabel.policy import annotate_frames, pictures_path  # loads with the step
+
     batch = context.partition_key
     previous_path = layout.manifest("ai_annotations", batch)
     previous = None if config.reannotate_all or not previous_path.exists() else read_parquet(previous_path)

@@ -3,7 +3,7 @@
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from qwen_dataset.quality.report import QualityTargets
+from qwen_dataset.quality.targets import QualityTargets
 
 _DEFAULTS = QualityTargets()
 

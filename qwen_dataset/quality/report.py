@@ -29,18 +29,9 @@ from qwen_dataset.quality.ocr_accuracy import (
     ocr_accuracy_ai_vs_final,
     ocr_accuracy_between_annotators,
 )
+from qwen_dataset.quality.targets import QualityTargets
 from qwen_dataset.records import AnnotationStatus, Source, Task
 from qwen_dataset.store.paths import StoragePath, atomic_write_bytes, atomic_write_text, is_remote
-
-
-@dataclasses.dataclass(frozen=True)
-class QualityTargets:
-    """The spec's targets; each headline figure must be strictly above its target."""
-
-    mean_iou: float = 0.85
-    ocr_accuracy: float = 0.95
-    action_completeness: float = 0.90
-    semantic_consistency: float = 0.75
 
 
 @dataclasses.dataclass

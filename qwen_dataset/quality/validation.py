@@ -39,6 +39,8 @@ class ExpectationOutcome:
     unexpected_count: int
     unexpected_sample: list[Any]
     observed_value: Any
+    # With an index column: that column's value (and the checked ones) of every unexpected row.
+    unexpected_index: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,15 +156,22 @@ def no_row_can_fail(frame: pd.DataFrame, expectation: Expectation) -> bool:
     return expectation.name in NULL_SKIPPING_EXPECTATIONS and bool(frame[expectation.columns[0]].isna().all())
 
 
-def run_suite(name: str, frame: pd.DataFrame, expectations: list[Expectation]) -> SuiteResult:
-    """Validate ``frame`` against ``expectations`` as suite ``name`` (GX, unless no row can fail)."""
+def run_suite(
+    name: str, frame: pd.DataFrame, expectations: list[Expectation], index_column: str | None = None
+) -> SuiteResult:
+    """Validate ``frame`` against ``expectations`` as suite ``name`` (GX, unless no row can fail).
+
+    ``index_column``: every failure lists the rows it found by this column (which batch failed).
+    """
     if all(no_row_can_fail(frame, e) for e in expectations):
         outcomes = [ExpectationOutcome(e.type, _columns_of(e.kwargs), True, 0, [], None) for e in expectations]
         return SuiteResult(suite=name, rows=len(frame), outcomes=outcomes)
-    return run_suite_with_gx(name, frame, expectations)
+    return run_suite_with_gx(name, frame, expectations, index_column)
 
 
-def run_suite_with_gx(name: str, frame: pd.DataFrame, expectations: list[Expectation]) -> SuiteResult:
+def run_suite_with_gx(
+    name: str, frame: pd.DataFrame, expectations: list[Expectation], index_column: str | None = None
+) -> SuiteResult:
     """Validate ``frame`` with Great Expectations, whatever its size."""
     import great_expectations as gx
 
@@ -185,7 +194,8 @@ def run_suite_with_gx(name: str, frame: pd.DataFrame, expectations: list[Expecta
         for expectation in expectations:
             suite.add_expectation(expectation.build())
         batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(suite)
+        by_row = {"result_format": "COMPLETE", "unexpected_index_column_names": [index_column]}
+        result = batch.validate(suite, result_format=by_row) if index_column else batch.validate(suite)
     outcomes = [
         ExpectationOutcome(
             expectation=r.expectation_config.type,
@@ -194,6 +204,7 @@ def run_suite_with_gx(name: str, frame: pd.DataFrame, expectations: list[Expecta
             unexpected_count=int(r.result.get("unexpected_count") or 0),
             unexpected_sample=list(r.result.get("partial_unexpected_list") or [])[:10],
             observed_value=r.result.get("observed_value"),
+            unexpected_index=list(r.result.get("unexpected_index_list") or []) if index_column else [],
         )
         for r in result.results
     ]
@@ -290,7 +301,7 @@ def validate_annotations(annotations: pd.DataFrame, frames: pd.DataFrame) -> Sui
     )
 
 
-def validate_quality(headline: pd.DataFrame, targets: dict[str, float]) -> SuiteResult:
+def validate_quality(headline: pd.DataFrame, targets: dict[str, float], index_column: str | None = None) -> SuiteResult:
     """The spec's quality targets on the headline figures (one row per batch).
 
     Each figure must be strictly above its target. A figure with nothing to measure is null and
@@ -304,7 +315,7 @@ def validate_quality(headline: pd.DataFrame, targets: dict[str, float]) -> Suite
     table = headline.copy()
     for name in targets:
         table[name] = pd.to_numeric(table.get(name), errors="coerce") if name in table else float("nan")
-    return run_suite("quality", table, expectations)
+    return run_suite("quality", table, expectations, index_column)
 
 
 def validate_uploads(uploads: pd.DataFrame) -> SuiteResult:

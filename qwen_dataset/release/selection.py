@@ -9,12 +9,16 @@ with the first batch; augmented copies made before the latest corrections carry 
 are left out; augmented copies go to the train split only.
 
 When each asset was last materialized for a batch is the Dagster instance's knowledge; the
-caller passes it in as ``latest(asset, batch) -> timestamp | None``.
+caller passes it in as ``latest(asset, batch) -> position | None``, a number that grows with
+every materialization (an event's storage id or timestamp), asked of the instance once per
+asset for all batches. The quality figures are read once per batch and validated in one Great
+Expectations run over all batches; only a batch that fails is validated again alone, so its
+reason reads as if it had been the only one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
@@ -24,53 +28,71 @@ from qwen_dataset.release.splits import split_for_upload
 from qwen_dataset.store.layout import StorageLayout
 from qwen_dataset.store.paths import read_parquet
 
-#: ``latest(asset, batch)``: when the asset was last materialized for the batch (None: never).
+#: ``latest(asset, batch)``: when the asset was last materialized for the batch, as a number that
+#: grows with every materialization (None: never).
 LatestMaterialization = Callable[[str, str], float | None]
 
 # An export is current only if nothing upstream of it was materialized after it.
 UPSTREAM_OF_EXPORTS = ("raw_uploads", "frames", "ai_annotations", "human_corrections", "qc_report")
 
 
-def quality_verdict(layout: StorageLayout, batch: str, targets: dict[str, float]) -> str | None:
-    """Why the batch's measured quality keeps it out (None when it passes).
+def read_headlines(layout: StorageLayout, names: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Each batch's stored quality figures (its ``qc_report`` row); batches without one are absent."""
+    paths = {batch: layout.manifest("qc_report", batch) for batch in names}
+    return {batch: read_parquet(path) for batch, path in paths.items() if path.exists()}
+
+
+def quality_verdicts(
+    headlines: Mapping[str, pd.DataFrame], names: Sequence[str], targets: dict[str, float]
+) -> dict[str, str]:
+    """Why each of ``names`` is kept out by its measured quality; a batch that passes is absent.
 
     The gate decided this when the export ran; it is decided again on the stored figures so an
     export launched on its own, past a failed gate, cannot reach a release.
     """
-    path = layout.manifest("qc_report", batch)
-    if not path.exists():
-        return "no quality report"
-    result = validate_quality(read_parquet(path), targets)
-    return None if result.success else f"quality gate fails: {result.describe_failures()}"
+    verdicts = {batch: "no quality report" for batch in names if batch not in headlines}
+    measured = [batch for batch in names if batch in headlines]
+    if not measured:
+        return verdicts
+    together = validate_quality(
+        pd.concat([headlines[batch] for batch in measured], ignore_index=True), targets, index_column="batch"
+    )
+    if together.success:
+        return verdicts
+    # Rows name their batch; a failure that names no row (a missing column) may concern all of them.
+    named = {str(row["batch"]) for failure in together.failures for row in failure.unexpected_index}
+    unnamed = any(not failure.unexpected_index for failure in together.failures)
+    for batch in measured if unnamed else sorted(named):
+        alone = validate_quality(headlines[batch], targets)
+        if not alone.success:
+            verdicts[batch] = f"quality gate fails: {alone.describe_failures()}"
+    return verdicts
 
 
 def releasable_batches(
-    latest: LatestMaterialization, names: list[str], layout: StorageLayout, targets: dict[str, float]
+    latest: LatestMaterialization,
+    names: list[str],
+    headlines: Mapping[str, pd.DataFrame],
+    targets: dict[str, float],
 ) -> tuple[list[str], list[dict[str, str]]]:
     """Batches whose export is current and whose quality passes; the others with the reason."""
-    eligible, excluded = [], []
+    reasons: dict[str, str] = {}
     for batch in names:
         exported = latest("exports", batch)
         if exported is None:
-            excluded.append({"batch": batch, "reason": "never exported (not processed yet, or stopped by a gate)"})
+            reasons[batch] = "never exported (not processed yet, or stopped by a gate)"
             continue
         newer = [name for name in UPSTREAM_OF_EXPORTS if (latest(name, batch) or 0) > exported]
-        measured_before_review = (latest("qc_report", batch) or 0) < (latest("human_corrections", batch) or 0)
-        verdict = quality_verdict(layout, batch, targets)
         if newer:
-            excluded.append(
-                {
-                    "batch": batch,
-                    "reason": f"{', '.join(newer)} changed after the last export: a gate stopped "
-                    "the export or the batch is being reprocessed",
-                }
+            reasons[batch] = (
+                f"{', '.join(newer)} changed after the last export: a gate stopped the export or the batch is "
+                "being reprocessed"
             )
-        elif measured_before_review:
-            excluded.append({"batch": batch, "reason": "the quality report predates the latest corrections"})
-        elif verdict:
-            excluded.append({"batch": batch, "reason": verdict})
-        else:
-            eligible.append(batch)
+        elif (latest("qc_report", batch) or 0) < (latest("human_corrections", batch) or 0):
+            reasons[batch] = "the quality report predates the latest corrections"
+    reasons.update(quality_verdicts(headlines, [batch for batch in names if batch not in reasons], targets))
+    eligible = [batch for batch in names if batch not in reasons]
+    excluded = [{"batch": batch, "reason": reasons[batch]} for batch in names if batch in reasons]
     return eligible, excluded
 
 
@@ -135,9 +157,9 @@ def batch_export(
     )
 
 
-def quality_figures(layout: StorageLayout, names: list[str]) -> dict[str, object]:
+def quality_figures(headlines: Mapping[str, pd.DataFrame], names: list[str]) -> dict[str, object]:
     """Headline QC figures per batch and their mean over the release (for the dataset card)."""
-    tables = [read_parquet(layout.manifest("qc_report", b)) for b in names if layout.manifest("qc_report", b).exists()]
+    tables = [headlines[batch] for batch in names if batch in headlines]
     if not tables:
         return {}
     table = pd.concat(tables, ignore_index=True).set_index("batch")
