@@ -83,3 +83,31 @@ def test_the_instance_is_asked_once_per_asset_and_orders_materializations(instan
     assert latest("augmented_dataset", "b1") is None and latest("qc_report", "b2") is None
     eligible, _ = releasable_batches(latest, ["b1", "b2"], {"b1": headline("b1"), "b2": headline("b2")}, TARGETS)
     assert eligible == ["b1"]
+
+
+# The release of tests/test_release.py's two batches, as main built it before releases read each
+# batch's figures once: the same input must keep its version (a new digest re-releases every dataset).
+FIXED_INPUT_DIGEST = "b56e772b6d97bb3e33e657b323719094302cd74254f10639cc456812764f6a1a"
+FIXED_INPUT_SPLITS_SHA256 = "d4d34e957439"
+
+
+def test_a_fixed_input_keeps_its_version_and_its_bytes(tmp_path):
+    import dataclasses
+    import json
+
+    from qwen_dataset.exporters.bundle import link_images, release_formats_writer
+    from qwen_dataset.release.assemble import assemble_release
+    from qwen_dataset.store.blobs import BlobStore
+    from tests.test_release import QC, two_batches
+
+    store = BlobStore(tmp_path / "storage")
+    batches = two_batches(store)
+    export = tmp_path / "exports" / "b1"  # b1's pictures come from its export folder, b2's from the blobs
+    link_images(batches[0].frames, store, export)
+    batches[0] = dataclasses.replace(batches[0], export_dir=export)
+    writer = release_formats_writer(store, tmp_path)
+    info = assemble_release(batches, tmp_path / "releases", qc=QC, blobs=store, write_formats=writer)
+    assert info.digest == FIXED_INPUT_DIGEST
+    files = json.loads((info.path / "release.json").read_text())["files"]
+    assert files["splits.json"]["sha256"].startswith(FIXED_INPUT_SPLITS_SHA256)
+    assert sum(name.startswith("images/") for name in files) == 32  # 18 + 13 frames and the augmented one
