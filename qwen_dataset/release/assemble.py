@@ -151,11 +151,11 @@ def _check_references(frames: pd.DataFrame, annotations: pd.DataFrame) -> None:
         )
 
 
-def _listing(export_dir: StoragePath, listings: dict[str, list[str]]) -> list[str]:
+def _listing(export_dir: Path, listings: dict[str, list[str]]) -> list[str]:
     """The sorted file names of ``export_dir/images``, listed once per folder (not once per frame)."""
     key = str(export_dir)
     if key not in listings:
-        folder = Path(export_dir) / "images"
+        folder = export_dir / "images"
         listings[key] = sorted(os.listdir(folder)) if folder.is_dir() else []
     return listings[key]
 
@@ -170,11 +170,12 @@ def _picture_of(
     # A remote export folder is not read picture by picture: the blob cache has the same bytes.
     if export_dir is not None and not is_remote(export_dir):
         # The first of the sorted names "<frame_id>.<anything>", as globbing "<frame_id>.*" finds.
-        names = _listing(export_dir, listings)
+        local = Path(str(export_dir))
+        names = _listing(local, listings)
         prefix = f"{frame_id}."
         at = bisect.bisect_left(names, prefix)
         if at < len(names) and names[at].startswith(prefix):
-            return Path(export_dir) / "images" / names[at]
+            return local / "images" / names[at]
     if blobs is not None and blob_uri:
         try:
             path = blobs.local_path(blob_uri)
