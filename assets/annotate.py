@@ -21,7 +21,6 @@ from assets.partitions import batches
 from qwen_dataset.payloads import boxes_table
 from qwen_dataset.prelabel.base import BackendNotReady, PrelabelBackend
 from qwen_dataset.prelabel.instructions import InstructionFileError, instructions_by_upload
-from qwen_dataset.prelabel.policy import annotate_frames, pictures_path
 from qwen_dataset.quality.validation import validate_annotations
 from qwen_dataset.records import AnnotationRecord, AnnotationStatus
 from qwen_dataset.store.blobs import BlobStore
@@ -70,6 +69,8 @@ def annotate_batch(
     backend: PrelabelBackend,
     config: AnnotateConfig,
 ) -> pd.DataFrame:
+    from qwen_dataset.prelabel.policy import annotate_frames, pictures_path  # loads with the step
+
     batch = context.partition_key
     previous_path = layout.manifest("ai_annotations", batch)
     previous = None if config.reannotate_all or not previous_path.exists() else read_parquet(previous_path)

@@ -6,6 +6,13 @@ from pydantic import Field
 
 from assets._metadata import markdown_table
 from assets.partitions import batches
+from qwen_dataset.records import (
+    AUGMENTATION_LINEAGE_COLUMNS,
+    AUGMENTATION_REJECTED_COLUMNS,
+    AnnotationRecord,
+    FrameRecord,
+    to_frame,
+)
 from resources.storage import StorageResource
 
 AUGMENT_CODE_VERSION = "1"
@@ -44,6 +51,25 @@ def augmented_dataset(
     frames: pd.DataFrame,
     storage: StorageResource,
 ) -> dict[str, pd.DataFrame]:
+    tables = augment(frames, human_corrections, storage, config) if len(frames) else nothing_to_augment()
+    lineage, rejected = tables["lineage"], tables["rejected"]
+    by_pipeline = lineage["pipeline"].value_counts().to_dict() if len(lineage) else {}
+    context.add_output_metadata(
+        {
+            "dagster/row_count": len(tables["annotations"]),
+            "augmented_frames": len(tables["frames"]),
+            "augmented_annotations": len(tables["annotations"]),
+            "rejected_draws": len(rejected),
+            "by_pipeline": MetadataValue.json({str(k): int(v) for k, v in by_pipeline.items()}),
+            "rejected": markdown_table(rejected.head(50).to_dict(orient="records")),
+        }
+    )
+    return tables
+
+
+def augment(
+    frames: pd.DataFrame, human_corrections: pd.DataFrame, storage: StorageResource, config: AugmentConfig
+) -> dict[str, pd.DataFrame]:
     # albumentations pulls in torch: imported here, not when the code location loads.
     from qwen_dataset.augment.pipelines import augment_batch, default_registry
 
@@ -57,20 +83,20 @@ def augmented_dataset(
         copies=config.copies,
         registry=registry,
     )
-    by_pipeline = result.lineage["pipeline"].value_counts().to_dict() if len(result.lineage) else {}
-    context.add_output_metadata(
-        {
-            "dagster/row_count": len(result.annotations),
-            "augmented_frames": len(result.frames),
-            "augmented_annotations": len(result.annotations),
-            "rejected_draws": len(result.rejected),
-            "by_pipeline": MetadataValue.json({str(k): int(v) for k, v in by_pipeline.items()}),
-            "rejected": markdown_table(result.rejected.head(50).to_dict(orient="records")),
-        }
-    )
     return {
         "frames": result.frames,
         "annotations": result.annotations,
         "lineage": result.lineage,
         "rejected": result.rejected,
+    }
+
+
+def nothing_to_augment() -> dict[str, pd.DataFrame]:
+    """The tables of a batch without frames (what augment_batch gives it), without loading
+    albumentations and torch: seconds of every run worker of an empty batch."""
+    return {
+        "frames": to_frame([], FrameRecord),
+        "annotations": to_frame([], AnnotationRecord),
+        "lineage": pd.DataFrame([], columns=AUGMENTATION_LINEAGE_COLUMNS),
+        "rejected": pd.DataFrame([], columns=AUGMENTATION_REJECTED_COLUMNS),
     }

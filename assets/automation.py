@@ -16,8 +16,6 @@ from dagster import (
 
 from assets.jobs import process_batch_job, reexport_job, release_job
 from assets.partitions import BATCHES, batches
-from qwen_dataset.db.queries import final_fingerprints
-from qwen_dataset.db.waivers import waiver_fingerprints
 from qwen_dataset.store.inbox import scan_inbox
 from resources.database import AnnotationDatabaseResource
 from resources.storage import StorageResource
@@ -60,6 +58,9 @@ def inbox_sensor(context: SensorEvaluationContext, storage: StorageResource) -> 
 def corrections_sensor(
     context: SensorEvaluationContext, annotation_db: AnnotationDatabaseResource
 ) -> SensorResult | SkipReason:
+    from qwen_dataset.db.queries import final_fingerprints  # SQL helpers load with the sensor, not the location
+    from qwen_dataset.db.waivers import waiver_fingerprints
+
     seen = json.loads(context.cursor) if context.cursor else {}
     engine = annotation_db.engine()
     current = final_fingerprints(engine)

@@ -8,10 +8,33 @@ from dagster import AssetExecutionContext, AutomationCondition, MetadataValue, a
 
 from assets._metadata import markdown_table
 from assets.partitions import batches
-from qwen_dataset.exporters.bundle import write_batch_exports
+from qwen_dataset.exporters.label_studio.media import media_urls
+from qwen_dataset.store.layout import StorageLayout
 from resources.storage import StorageResource
 
 EXPORT_CODE_VERSION = "2"
+
+
+def write_export_folder(
+    layout: StorageLayout,
+    batch: str,
+    human_corrections: pd.DataFrame,
+    frames: pd.DataFrame,
+    label_studio_prefix: str | None,
+) -> list:
+    """``exports/<batch>/`` all or nothing; returns the files written (paths in their final place).
+
+    The files are written into a staging folder that replaces the previous export only when every
+    format succeeded (on object storage: written locally, pictures as copies, then uploaded with
+    manifest.json last).
+    """
+    from qwen_dataset.exporters.bundle import write_batch_exports  # every writer loads with the step
+
+    out_dir = layout.exports(batch)
+    media_url = media_urls(layout.root, f"exports/{batch}", label_studio_prefix)
+    with layout.publishing(out_dir, mirror=True, last=["manifest.json"]) as staging:
+        written = write_batch_exports(human_corrections, frames, layout.blobs, staging, media_url)
+    return [dataclasses.replace(f, path=str(out_dir / Path(f.path).relative_to(staging))) for f in written]
 
 
 @asset(
@@ -35,14 +58,9 @@ def exports(
 ) -> pd.DataFrame:
     layout = storage.layout()
     out_dir = layout.exports(context.partition_key)
-    # On object storage the files are written locally (pictures as copies, not links), then uploaded.
-    media_url = storage.label_studio_urls(layout, f"exports/{context.partition_key}")
-    # All or nothing: the files are written into a staging folder that replaces the previous export
-    # only when every format succeeded (on object storage: written locally, pictures as copies, then
-    # uploaded with manifest.json last).
-    with layout.publishing(out_dir, mirror=True, last=["manifest.json"]) as staging:
-        written = write_batch_exports(human_corrections, frames, layout.blobs, staging, media_url)
-    files = [dataclasses.replace(f, path=str(out_dir / Path(f.path).relative_to(staging))) for f in written]
+    files = write_export_folder(
+        layout, context.partition_key, human_corrections, frames, storage.label_studio_media_url or None
+    )
     table = pd.DataFrame([dataclasses.asdict(f) for f in files])
     context.add_output_metadata(
         {

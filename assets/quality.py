@@ -16,19 +16,7 @@ from dagster import (
 
 from assets._gates import quality_gate_result
 from assets.partitions import batches
-from qwen_dataset.db.queries import human_annotations
 from qwen_dataset.db.waivers import active_waivers
-from qwen_dataset.quality.code_fidelity import CodeFidelityScorer, score_image_to_code_items
-from qwen_dataset.quality.descriptions import description_pairs
-from qwen_dataset.quality.gates import decide
-from qwen_dataset.quality.report import (
-    build_qc_report,
-    headline_frame,
-    markdown_summary,
-    render_plots,
-    thumbnails_of,
-    write_report_files,
-)
 from qwen_dataset.store.layout import StorageLayout
 from resources.database import AnnotationDatabaseResource
 from resources.quality import QualityResource
@@ -41,6 +29,7 @@ def semantic_scorer(target: float):
     """Semantic consistency of described items; the language model loads only when there are any."""
 
     def score(people: pd.DataFrame):
+        from qwen_dataset.quality.descriptions import description_pairs
         from qwen_dataset.quality.semantic import semantic_consistency
 
         pairs = description_pairs(people)
@@ -55,6 +44,8 @@ def code_fidelity_scorer(layout: StorageLayout):
     def score(final: pd.DataFrame, frames: pd.DataFrame):
         if not ((final["task"] == "image_to_code") & (final["status"] == "ok")).any():
             return []
+        from qwen_dataset.quality.code_fidelity import CodeFidelityScorer, score_image_to_code_items
+
         pictures = dict(zip(frames["frame_id"], frames["blob_uri"]))
         with CodeFidelityScorer() as scorer:
             return score_image_to_code_items(final, frames, lambda fid: layout.blobs.local_path(pictures[fid]), scorer)
@@ -92,6 +83,17 @@ def qc_report(
     quality: QualityResource,
     storage: StorageResource,
 ) -> pd.DataFrame:
+    # The metrics (scipy, rapidfuzz, Chromium) load with the step, not with the code location.
+    from qwen_dataset.db.queries import human_annotations
+    from qwen_dataset.quality.report import (
+        build_qc_report,
+        headline_frame,
+        markdown_summary,
+        render_plots,
+        thumbnails_of,
+        write_report_files,
+    )
+
     batch = context.partition_key
     layout = storage.layout()
     human = human_annotations(annotation_db.engine(), batch)
@@ -144,6 +146,8 @@ def qc_gate(
     quality: QualityResource,
     annotation_db: AnnotationDatabaseResource,
 ) -> AssetCheckResult:
+    from qwen_dataset.quality.gates import decide  # Great Expectations loads with the check
+
     # headline_frame writes one row per report: this batch's.
     row = qc_report.iloc[0].to_dict() if len(qc_report) else {"batch": ""}
     waivers = active_waivers(annotation_db.engine(), str(row.get("batch", "")))

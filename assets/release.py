@@ -9,8 +9,8 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetKey,
-    AssetRecordsFilter,
     Config,
+    DagsterEventType,
     DagsterInstance,
     MetadataValue,
     asset,
@@ -20,15 +20,15 @@ from pydantic import Field
 from assets._metadata import markdown_table
 from assets.partitions import BATCHES
 from qwen_dataset.db.waivers import active_waivers
-from qwen_dataset.exporters.bundle import release_formats_writer
-from qwen_dataset.release.assemble import assemble_release
 from qwen_dataset.release.publish import publish_release, remove_tree
 from qwen_dataset.release.selection import (
+    UPSTREAM_OF_EXPORTS,
     LatestMaterialization,
     QualityPolicy,
     batch_export,
     quality_figures,
     quality_record,
+    read_headlines,
     releasable_batches,
 )
 from qwen_dataset.release.splits import DEFAULT_RATIOS
@@ -47,14 +47,23 @@ class ReleaseConfig(Config):
     include_augmented: bool = Field(default=True, description="Add augmented copies (train split only).")
 
 
-def latest_materialization(instance: DagsterInstance) -> LatestMaterialization:
-    """``latest(asset, batch)`` from the instance's event log."""
+RELEASE_INPUTS = (*UPSTREAM_OF_EXPORTS, "exports", "augmented_dataset")
 
-    def latest(asset: str, batch: str) -> float | None:
-        records = instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[batch]), limit=1
-        ).records
-        return records[0].timestamp if records else None
+
+def latest_materialization(instance: DagsterInstance) -> LatestMaterialization:
+    """``latest(asset, batch)``: the storage id of the asset's latest materialization of the batch.
+
+    One query per asset for every batch at once (not one per asset and batch: that made a release
+    grow by about 50 ms a batch). Storage ids grow with every event, so they order materializations
+    as their timestamps do.
+    """
+    ids = {
+        name: instance.get_latest_storage_id_by_partition(AssetKey(name), DagsterEventType.ASSET_MATERIALIZATION)
+        for name in RELEASE_INPUTS
+    }
+
+    def latest(name: str, batch: str) -> float | None:
+        return ids[name].get(batch) if name in ids else None
 
     return latest
 
@@ -96,8 +105,14 @@ def release(
         dataclasses.asdict(quality.min_sample()),
         active_waivers(annotation_db.engine()),
     )
+    from qwen_dataset.exporters.bundle import release_formats_writer  # the writers load with the step
+    from qwen_dataset.release.assemble import assemble_release
+
     latest = latest_materialization(context.instance)
-    eligible, excluded = releasable_batches(latest, names, layout, policy)
+    exported = [batch for batch in names if latest("exports", batch) is not None]
+    headlines = read_headlines(layout, exported)
+    eligible, excluded = releasable_batches(latest, names, headlines, policy)
+    quality_in_force = quality_record(headlines, eligible, policy)
     for row in excluded:
         context.log.warning(f"batch {row['batch']} left out of the release: {row['reason']}")
     if not eligible:
@@ -112,8 +127,8 @@ def release(
             for batch in eligible
         ],
         _work_root(layout),
-        qc=quality_figures(layout, eligible),
-        quality=quality_record(layout, eligible, policy),
+        qc=quality_figures(headlines, eligible),
+        quality=quality_in_force,
         ratios=config.ratios,
         blobs=layout.blobs,
         write_formats=release_formats_writer(layout.blobs, layout.root, storage.label_studio_media_url or None),
@@ -133,7 +148,7 @@ def release(
             "excluded": markdown_table(excluded),
             "counts": MetadataValue.json(info.counts),
             "dataset_card": MetadataValue.path(str(info.path / "README.md")),
-            "waivers": MetadataValue.json(quality_record(layout, eligible, policy)["waivers"]),
+            "waivers": MetadataValue.json(quality_in_force["waivers"]),
         }
     )
     return pd.DataFrame(

@@ -1,5 +1,10 @@
 """What Dagster costs per batch run, and whether a run's cost grows with the number of batches.
 
+Part 0, import. A run worker (and every code server) starts by importing the code location.
+Each figure is the median wall time of a fresh interpreter doing one import: the fixture code
+location (``tests.fixtures_code_location``, what the deployments below serve), the project's
+``qwen_dataset.definitions``, and as floors ``import dagster`` and an empty interpreter.
+
 Part 1, launch overhead. An EMPTY batch (an inbox folder with no file) runs the whole
 ``process_batch`` graph with nothing to do, so its time is orchestration. Baseline: the same
 empty batch through ``execute_in_process`` in this (warm) process, the steps' own cost. Then
@@ -9,20 +14,22 @@ prelabel backend) and empty batches are launched through dagster_graphql's clien
 ``submit_job_execution`` to the poller seeing SUCCESS (polled every 50 ms). The run's own events
 split that time into queue wait (enqueued -> starting: the daemon's dequeue loop), worker start
 (starting -> run start: process spawn and code-location import) and steps (run start -> success).
-Configurations: SQLite and PostgreSQL instance storage with the in-process executor (what the
-fixture location uses), and SQLite with Dagster's default multiprocess executor (what
-``qwen_dataset.definitions`` gets: one process per step).
+Configurations: SQLite and PostgreSQL instance storage with the in-process executor (what
+``qwen_dataset.definitions`` and the fixture location use), and SQLite with Dagster's
+multiprocess executor (one process per step, each importing the code location again).
 
 Part 2, growth. On one persistent SQLite instance, tiny batches (``--images`` small PNGs, distinct
 content) are processed one after another with ``execute_in_process`` until ``max(--existing)``
 batches exist. When 1, 10 and 100 batches exist, one more batch is added: its ``process_batch``
-run must take as long as the first (only the new partition is processed), while the
-``release_dataset`` run re-assembles every batch from the manifests and grows with them.
+run must take as long as the first (only the new partition is processed), and so should the
+``release_dataset`` run (``benchmarks/bench_release.py`` measures releases at 1,000 batches).
 
-Prints two tables; ratios are against the baselines measured in this same command.
+Every figure is printed as soon as it is measured; the tables at the end repeat them with the
+ratios against the baselines measured in this same command.
 
     .venv/bin/python benchmarks/bench_dagster_overhead.py [--runs 3] [--multiprocess-runs 1]
-        [--existing 1,10,100] [--images 2] [--postgres-admin-url URL | --no-postgres] [--keep DIR]
+        [--imports 3] [--existing 1,10,100] [--images 2] [--postgres-admin-url URL | --no-postgres]
+        [--skip-launch] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import dataclasses
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,6 +69,34 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+IMPORTS = {
+    "fixture code location (tests.fixtures_code_location)": "import tests.fixtures_code_location",
+    "qwen_dataset.definitions": "import qwen_dataset.definitions",
+    "floor: import dagster": "import dagster",
+    "floor: empty interpreter": "pass",
+}
+
+
+def import_seconds(statement: str, env: dict[str, str]) -> float:
+    """Wall time of a fresh interpreter that runs one import statement (what a run worker pays)."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", statement], cwd=REPO, env=env, check=True)
+    return time.perf_counter() - started
+
+
+def import_times(workdir: Path, rounds: int) -> dict[str, list[float]]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "QWEN_STORAGE_ROOT": str(workdir / "import-root")}
+    print(f"\nPart 0 - import time in a fresh interpreter, {rounds} rounds, seconds", flush=True)
+    times: dict[str, list[float]] = {label: [] for label in IMPORTS}
+    import_seconds(IMPORTS["floor: import dagster"], env)  # warm the page cache for every label alike
+    for _ in range(rounds):
+        for label, statement in IMPORTS.items():
+            times[label].append(import_seconds(statement, env))
+    for label, values in times.items():
+        print(f"  {label:55} median {median(values):6.2f}   ({', '.join(f'{v:.2f}' for v in values)})", flush=True)
+    return times
+
+
 def in_process_seconds(job, instance, batch: str) -> float:
     started = time.perf_counter()
     result = job.execute_in_process(run_config=QUIET, instance=instance, partition_key=batch, raise_on_error=False)
@@ -85,6 +121,7 @@ def baseline_empty_batch(root: Path, runs: int) -> list[float]:
         (root / "inbox" / batch).mkdir(parents=True)
         instance.add_dynamic_partitions("batches", [batch])
         times.append(in_process_seconds(job, instance, batch))
+        print(f"  baseline execute_in_process run {k}: {times[-1]:.2f} s{' (warm-up)' if k == 0 else ''}", flush=True)
     return times[1:]  # the first run pays one-off imports (Great Expectations, matplotlib)
 
 
@@ -109,9 +146,15 @@ def launch_and_time(services, batch: str) -> LaunchTiming:
         for e in run_events(services, run_id)
         if e["__typename"] in PHASES
     }
-    return LaunchTiming(
+    timing = LaunchTiming(
         total, at["starting"] - at["enqueued"], at["started"] - at["starting"], at["succeeded"] - at["started"]
     )
+    print(
+        f"  {batch}: total {timing.total:.2f} s = queue {timing.queue:.2f} + worker {timing.worker_start:.2f} "
+        f"+ steps {timing.steps:.2f} (+ submit and polling)",
+        flush=True,
+    )
+    return timing
 
 
 def launched_runs(
@@ -121,6 +164,7 @@ def launched_runs(
 
     folder = workdir / label
     folder.mkdir(parents=True)
+    print(f"  starting a deployment for {label} ...", flush=True)
     with deployment(
         folder, folder / "storage", pg_url=pg_url, extra_env={"QWEN_FIXTURE_EXECUTOR": executor}
     ) as services:
@@ -150,7 +194,8 @@ def print_launch_table(baseline: list[float], rows: dict[str, list[LaunchTiming]
             f"{total - base:>9.2f} {total / base:>7.1f}"
         )
     print(
-        "  queue = enqueued -> starting (daemon dequeue loop, every 5 s by default); worker = starting -> "
+        "  queue = enqueued -> starting (daemon dequeue loop, deploy/dagster.yaml: dequeue_interval_seconds); "
+        "worker = starting -> "
         "run start (spawn + import of the code location); overhead = total - baseline"
     )
 
@@ -214,18 +259,20 @@ def postgres_reachable(admin_url: str) -> str | None:
         engine.dispose()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="timed launches per in-process configuration")
     parser.add_argument(
-        "--multiprocess-runs", type=int, default=1, help="timed launches with the multiprocess executor"
+        "--multiprocess-runs", type=int, default=1, help="timed launches with the multiprocess executor (0: none)"
     )
+    parser.add_argument("--imports", type=int, default=3, help="fresh-interpreter rounds of part 0")
     parser.add_argument("--existing", default="1,10,100", help="batch counts at which one more batch is timed")
     parser.add_argument("--images", type=int, default=2, help="images per batch in part 2")
     parser.add_argument("--postgres-admin-url", default=DEFAULT_ADMIN_URL)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--skip-launch", action="store_true", help="no deployment: parts 0 and 2 only")
     parser.add_argument("--keep", type=Path, help="keep the work files here instead of a temp dir")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     existing = sorted({int(n) for n in args.existing.split(",")})
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="bench_dagster_"))
@@ -235,27 +282,34 @@ def main() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     try:
         print(f"work dir {workdir}; {os.cpu_count()} CPUs", flush=True)
-        baseline = baseline_empty_batch(workdir / "baseline", args.runs)
-        rows = {"sqlite / in_process": launched_runs(workdir, "sqlite-inproc", args.runs, warmup=True)}
-        why_not = "--no-postgres" if args.no_postgres else postgres_reachable(args.postgres_admin_url)
-        if why_not is None:
-            from tests.ops_helpers import temporary_database
-
-            with temporary_database(args.postgres_admin_url) as url:
-                rows["postgres / in_process"] = launched_runs(workdir, "pg-inproc", args.runs, warmup=True, pg_url=url)
-        if args.multiprocess_runs:
-            rows["sqlite / multiprocess (Dagster default)"] = launched_runs(
-                workdir, "sqlite-multi", args.multiprocess_runs, warmup=False, executor="multiprocess"
-            )
-        print_launch_table(baseline, rows)
-        if why_not is not None:
-            print(f"  PostgreSQL skipped: {why_not}")
+        import_times(workdir, args.imports)
+        if not args.skip_launch:
+            launch_part(workdir, args)
         print("\nPart 2 running ...", flush=True)
         growth_rows, per_batch = growth(workdir, existing, args.images)
         print_growth_table(growth_rows, per_batch, args.images)
     finally:
         if args.keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def launch_part(workdir: Path, args: argparse.Namespace) -> None:
+    print("\nPart 1 - launch to success of an EMPTY batch", flush=True)
+    baseline = baseline_empty_batch(workdir / "baseline", args.runs)
+    rows = {"sqlite / in_process": launched_runs(workdir, "sqlite-inproc", args.runs, warmup=True)}
+    why_not = "--no-postgres" if args.no_postgres else postgres_reachable(args.postgres_admin_url)
+    if why_not is None:
+        from tests.ops_helpers import temporary_database
+
+        with temporary_database(args.postgres_admin_url) as url:
+            rows["postgres / in_process"] = launched_runs(workdir, "pg-inproc", args.runs, warmup=True, pg_url=url)
+    if args.multiprocess_runs:
+        rows["sqlite / multiprocess"] = launched_runs(
+            workdir, "sqlite-multi", args.multiprocess_runs, warmup=False, executor="multiprocess"
+        )
+    print_launch_table(baseline, rows)
+    if why_not is not None:
+        print(f"  PostgreSQL skipped: {why_not}")
 
 
 if __name__ == "__main__":

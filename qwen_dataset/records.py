@@ -135,6 +135,24 @@ def load_payload(text: str) -> Any:
     return json.loads(text) if text else {}
 
 
+# augmented_dataset's lineage (one row per augmented annotation) and rejected draws.
+AUGMENTATION_LINEAGE_COLUMNS = [
+    "frame_id",
+    "annotation_id",
+    "source_frame_id",
+    "source_annotation_id",
+    "upload_id",
+    "batch",
+    "task",
+    "pipeline",
+    "seed",
+    "sample_seed",
+    "augmenter",
+    "params",
+]
+AUGMENTATION_REJECTED_COLUMNS = ["source_frame_id", "pipeline", "seed", "reason"]
+
+
 def columns_of(record_type: type) -> list[str]:
     return [field.name for field in dataclasses.fields(record_type)]
 

@@ -3,7 +3,7 @@
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from qwen_dataset.quality.report import DEFAULT_WORKBENCH_URL, MinimumSample, QualityTargets
+from qwen_dataset.quality.targets import DEFAULT_WORKBENCH_URL, MinimumSample, QualityTargets
 
 _DEFAULTS = QualityTargets()
 _MINIMUM = MinimumSample()

@@ -6,10 +6,11 @@ with two substitutions that keep a test run within seconds:
 
 * the prelabel backend is :class:`ScriptedBackend` (one OCR region per frame, no model), so a
   batch needs no RapidOCR and no GPU;
-* the executor is the in-process one by default (``QWEN_FIXTURE_EXECUTOR=in_process``): every
-  step of a run executes in the run worker instead of one Python process per step, each of
-  which would import the whole code location again. ``QWEN_FIXTURE_EXECUTOR=multiprocess``
-  keeps Dagster's default executor (what ``qwen_dataset.definitions`` uses) for the benchmark.
+* the executor is the in-process one by default (``QWEN_FIXTURE_EXECUTOR=in_process``, what
+  ``qwen_dataset.definitions`` uses too): every step of a run executes in the run worker instead
+  of one Python process per step, each of which would import the whole code location again.
+  ``QWEN_FIXTURE_EXECUTOR=multiprocess`` switches to Dagster's multiprocess executor, for the
+  benchmark's comparison.
 
 Environment:
 
@@ -99,9 +100,7 @@ def fixture_definitions() -> Definitions:
     if choice not in EXECUTORS:
         raise RuntimeError(f"QWEN_FIXTURE_EXECUTOR={choice!r}: use one of {sorted(EXECUTORS)}.")
     prelabel = ScriptedPrelabel(hold_dir=os.environ.get("QWEN_FIXTURE_HOLD_DIR", ""))
-    return Definitions.merge(
-        build_definitions(storage_root=root, prelabel=prelabel), Definitions(executor=EXECUTORS[choice])
-    )
+    return build_definitions(storage_root=root, prelabel=prelabel, executor=EXECUTORS[choice])
 
 
 defs = fixture_definitions()

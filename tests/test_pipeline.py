@@ -156,6 +156,17 @@ def test_deploy_config_reads_its_url_from_the_environment():
     assert config["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_PG_URL"}
 
 
+def test_the_run_queue_is_looked_at_every_second_with_the_deployed_limits(tmp_path):
+    """deploy/dagster.yaml (as the operations tests get it, on SQLite): Dagster accepts the queue's
+    dequeue interval beside the concurrency section, and keeps the run limit."""
+    from tests.ops_helpers import write_dagster_home
+
+    home = write_dagster_home(tmp_path / "home", postgres=False)
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
+
+
 def test_inbox_sensor_adds_partitions_once(tmp_path, sample):
     root = _root_with_batch(tmp_path, sample)
     mark_ready(root / "inbox" / BATCH)

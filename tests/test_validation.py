@@ -1,5 +1,15 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
 from qwen_dataset.quality.validation import validate_annotations, validate_frames
 from tests.factories import annotation, annotations_df, frame, frames_df, region
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_frames_suite_passes_on_good_frames_and_flags_bad_ones():
@@ -96,3 +106,55 @@ def test_corrections_suite_checks_every_box_task_and_video_events():
     assert "expect_compound_columns_to_be_unique" in {
         f.expectation for f in validate_corrections(duplicate, frames_df(f0)).failures
     }
+
+
+def _empty_batch_suites():
+    """Every suite a gate runs on an empty batch, with the tables it gets there."""
+    from qwen_dataset.quality.validation import validate_corrections, validate_quality, validate_uploads
+    from qwen_dataset.records import UploadRecord, to_frame
+
+    headline = pd.DataFrame([{"batch": "b", "mean_iou": None, "ocr_accuracy": None}])
+    return {
+        "uploads": lambda: validate_uploads(to_frame([], UploadRecord)),
+        "frames": lambda: validate_frames(frames_df()),
+        "annotations": lambda: validate_annotations(annotations_df(), frames_df()),
+        "corrections": lambda: validate_corrections(annotations_df(), frames_df()),
+        "quality, nothing measured": lambda: validate_quality(headline, {"mean_iou": 0.85, "ocr_accuracy": 0.95}),
+    }
+
+
+@pytest.mark.parametrize("suite", sorted(_empty_batch_suites()))
+def test_a_suite_no_row_can_fail_answers_what_gx_answers(suite, monkeypatch):
+    from qwen_dataset.quality import validation
+
+    without_gx = _empty_batch_suites()[suite]()
+    monkeypatch.setattr(validation, "no_row_can_fail", lambda frame, expectation: False)
+    with_gx = _empty_batch_suites()[suite]()
+    assert without_gx.success and with_gx.success
+    assert without_gx == with_gx
+
+
+def test_a_missing_column_is_left_to_gx_even_without_rows():
+    from qwen_dataset.quality.validation import EXPECT, run_suite
+
+    result = run_suite("missing", pd.DataFrame({"a": []}), [EXPECT.ExpectColumnValuesToNotBeNull(column="b")])
+    assert not result.success
+
+
+def test_a_figure_below_its_target_still_fails_beside_a_null_one():
+    from qwen_dataset.quality.validation import validate_quality
+
+    headline = pd.DataFrame([{"batch": "b", "mean_iou": None, "ocr_accuracy": 0.5}])
+    result = validate_quality(headline, {"mean_iou": 0.85, "ocr_accuracy": 0.95})
+    assert [f.column for f in result.failures] == ["ocr_accuracy"]
+
+
+def test_an_empty_batch_is_validated_without_importing_great_expectations():
+    """A run worker of an empty batch must not pay the seconds of importing GX."""
+    code = (
+        "import sys\n"
+        "from tests.test_validation import _empty_batch_suites\n"
+        "assert all(check().success for check in _empty_batch_suites().values())\n"
+        "assert 'great_expectations' not in sys.modules, 'GX was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)

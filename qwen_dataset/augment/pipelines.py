@@ -86,6 +86,8 @@ from qwen_dataset.geometry import clip_box, is_valid_box  # noqa: E402
 from qwen_dataset.ingest.frames import FrameOptions, encode_picture, load_image_rgb, mean_luma  # noqa: E402
 from qwen_dataset.payloads import BOX_TASKS, iter_boxes, iter_points  # noqa: E402
 from qwen_dataset.records import (  # noqa: E402
+    AUGMENTATION_LINEAGE_COLUMNS,
+    AUGMENTATION_REJECTED_COLUMNS,
     AnnotationRecord,
     AnnotationStatus,
     FrameRecord,
@@ -108,21 +110,10 @@ BOX_BORDER_TOLERANCE_PX = 0.005
 POINT_BORDER_TOLERANCE_PX = 1.0
 COORDINATE_DECIMALS = 2
 
-LINEAGE_COLUMNS = [
-    "frame_id",
-    "annotation_id",
-    "source_frame_id",
-    "source_annotation_id",
-    "upload_id",
-    "batch",
-    "task",
-    "pipeline",
-    "seed",
-    "sample_seed",
-    "augmenter",
-    "params",
-]
-REJECTED_COLUMNS = ["source_frame_id", "pipeline", "seed", "reason"]
+# The lineage and rejection tables' columns live with the other manifest columns (records.py), so
+# code that only needs them does not load albumentations.
+LINEAGE_COLUMNS = AUGMENTATION_LINEAGE_COLUMNS
+REJECTED_COLUMNS = AUGMENTATION_REJECTED_COLUMNS
 
 
 # --------------------------------------------------------------------------------------------

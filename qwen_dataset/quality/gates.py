@@ -181,6 +181,16 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
+def _gated_row(row: Mapping[str, Any], targets: Mapping[str, float], min_sample: Mapping[str, int]) -> dict[str, Any]:
+    """The figures GX is handed: each one measured on at least its minimum sample, the others null."""
+    gated: dict[str, Any] = {"batch": str(row.get("batch", ""))}
+    for name in targets:
+        value = _number(row.get(name))
+        sample = int(_number(row.get(f"{name}_sample")) or 0)
+        gated[name] = value if value is not None and sample >= min_sample.get(name, 0) else None
+    return gated
+
+
 def decide(
     row: Mapping[str, Any],
     targets: Mapping[str, float],
@@ -192,14 +202,63 @@ def decide(
     GX evaluates the targets on the figures measured on at least their minimum sample; the others
     are under-sampled (or have no data) and are not handed to it.
     """
+    gated_row = _gated_row(row, targets, min_sample)
+    suite = validate_quality(pd.DataFrame([gated_row]), dict(targets))
+    return _decision(row, gated_row, targets, min_sample, waivers, suite)
+
+
+def decide_many(
+    rows: Mapping[str, Mapping[str, Any]],
+    targets: Mapping[str, float],
+    min_sample: Mapping[str, int],
+    waivers: Sequence[Waiver] = (),
+) -> dict[str, GateDecision]:
+    """:func:`decide` for many batches (batch -> headline row) with one GX run over all of them.
+
+    A release weighs every batch at once; one validation per batch would cost a GX run each. The
+    shared run names the rows that fail, so each batch's own outcomes are read off it; only when
+    GX reports a failure without naming rows is each batch validated alone.
+    """
+    gated = {batch: _gated_row({**row, "batch": batch}, targets, min_sample) for batch, row in rows.items()}
+    if not gated:
+        return {}
+    shared = validate_quality(pd.DataFrame(list(gated.values())), dict(targets), index_column="batch")
+    if any(not outcome.unexpected_index for outcome in shared.failures):
+        return {batch: decide({**row, "batch": batch}, targets, min_sample, waivers) for batch, row in rows.items()}
+    return {
+        batch: _decision({**row, "batch": batch}, gated[batch], targets, min_sample, waivers, _own(shared, batch))
+        for batch, row in rows.items()
+    }
+
+
+def _own(shared: SuiteResult, batch: str) -> SuiteResult:
+    """One batch's view of a validation over many: the outcomes of its own row."""
+    outcomes = []
+    for outcome in shared.outcomes:
+        mine = [row for row in outcome.unexpected_index if str(row.get("batch")) == batch]
+        outcomes.append(
+            dataclasses.replace(
+                outcome,
+                success=not mine,
+                unexpected_count=len(mine),
+                unexpected_sample=[row.get(outcome.column) for row in mine],
+                unexpected_index=mine,
+            )
+        )
+    return dataclasses.replace(shared, rows=1, outcomes=outcomes)
+
+
+def _decision(
+    row: Mapping[str, Any],
+    gated_row: Mapping[str, Any],
+    targets: Mapping[str, float],
+    min_sample: Mapping[str, int],
+    waivers: Sequence[Waiver],
+    suite: SuiteResult,
+) -> GateDecision:
     batch = str(row.get("batch", ""))
     evidence = json.loads(row.get("evidence") or "{}") if isinstance(row.get("evidence"), str) else {}
     samples = {name: int(_number(row.get(f"{name}_sample")) or 0) for name in targets}
-    gated_row: dict[str, Any] = {"batch": batch}
-    for name in targets:
-        value = _number(row.get(name))
-        gated_row[name] = value if value is not None and samples[name] >= min_sample.get(name, 0) else None
-    suite = validate_quality(pd.DataFrame([gated_row]), dict(targets))
     failing = {outcome.column for outcome in suite.failures}
     waived = {waiver.figure: waiver for waiver in waivers if waiver.batch == batch}
     verdicts = []

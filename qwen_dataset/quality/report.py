@@ -39,19 +39,9 @@ from qwen_dataset.quality.ocr_accuracy import (
     ocr_accuracy_between_annotators,
     ocr_frame_scores_between_annotators,
 )
+from qwen_dataset.quality.targets import DEFAULT_WORKBENCH_URL, MinimumSample, QualityTargets
 from qwen_dataset.records import AnnotationStatus, Source, Task
 from qwen_dataset.store.paths import StoragePath, atomic_write_bytes, atomic_write_text, is_remote
-
-
-@dataclasses.dataclass(frozen=True)
-class QualityTargets:
-    """The spec's targets; each headline figure must be strictly above its target."""
-
-    mean_iou: float = 0.85
-    ocr_accuracy: float = 0.95
-    action_completeness: float = 0.90
-    semantic_consistency: float = 0.75
-
 
 #: The gated figures, in the order reports show them.
 GATED = ("mean_iou", "ocr_accuracy", "action_completeness", "semantic_consistency")
@@ -73,16 +63,6 @@ CI_METHODS = {
 
 #: Worst units kept per figure (for the gate's message and the report page).
 EVIDENCE_ROWS = 5
-
-
-@dataclasses.dataclass(frozen=True)
-class MinimumSample:
-    """Units a gated figure needs before it can pass or fail; below it: "insufficient sample"."""
-
-    mean_iou: int = 5
-    ocr_accuracy: int = 5
-    action_completeness: int = 5
-    semantic_consistency: int = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -674,7 +654,6 @@ _TEMPLATES = jinja2.Environment(
     lstrip_blocks=True,
     undefined=jinja2.StrictUndefined,
 )
-DEFAULT_WORKBENCH_URL = "http://127.0.0.1:8080"
 
 
 def review_link(workbench_url: str, batch: str, frame_id: str, task: str) -> str:

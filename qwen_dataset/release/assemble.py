@@ -4,6 +4,7 @@ the card, and a version that is the content hash of its inputs.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import json
@@ -29,7 +30,7 @@ from qwen_dataset.release.publish import (
 )
 from qwen_dataset.release.splits import DEFAULT_RATIOS, SPLITS, assign_splits, check_ratios, split_for_upload
 from qwen_dataset.store.blobs import BlobStore
-from qwen_dataset.store.layout import glob_escape, relative_files
+from qwen_dataset.store.layout import relative_files
 from qwen_dataset.store.paths import StoragePath, atomic_write_text, is_remote
 
 VERSION_HEX = 16
@@ -150,11 +151,31 @@ def _check_references(frames: pd.DataFrame, annotations: pd.DataFrame) -> None:
         )
 
 
-def _picture_of(frame_id: str, blob_uri: str, export_dir: StoragePath | None, blobs: BlobStore | None) -> Path | None:
+def _listing(export_dir: Path, listings: dict[str, list[str]]) -> list[str]:
+    """The sorted file names of ``export_dir/images``, listed once per folder (not once per frame)."""
+    key = str(export_dir)
+    if key not in listings:
+        folder = export_dir / "images"
+        listings[key] = sorted(os.listdir(folder)) if folder.is_dir() else []
+    return listings[key]
+
+
+def _picture_of(
+    frame_id: str,
+    blob_uri: str,
+    export_dir: StoragePath | None,
+    blobs: BlobStore | None,
+    listings: dict[str, list[str]],
+) -> Path | None:
     # A remote export folder is not read picture by picture: the blob cache has the same bytes.
     if export_dir is not None and not is_remote(export_dir):
-        for candidate in sorted((export_dir / "images").glob(f"{glob_escape(frame_id)}.*")):
-            return candidate
+        # The first of the sorted names "<frame_id>.<anything>", as globbing "<frame_id>.*" finds.
+        local = Path(str(export_dir))
+        names = _listing(local, listings)
+        prefix = f"{frame_id}."
+        at = bisect.bisect_left(names, prefix)
+        if at < len(names) and names[at].startswith(prefix):
+            return local / "images" / names[at]
     if blobs is not None and blob_uri:
         try:
             path = blobs.local_path(blob_uri)
@@ -186,8 +207,9 @@ def _place_images(
     ``export_dirs`` maps a frame id to the export folder of the batch it came with.
     """
     refs, missing = [], []
+    listings: dict[str, list[str]] = {}
     for row in frames.itertuples(index=False):
-        source = _picture_of(row.frame_id, row.blob_uri, export_dirs.get(row.frame_id), blobs)
+        source = _picture_of(row.frame_id, row.blob_uri, export_dirs.get(row.frame_id), blobs, listings)
         if source is None:
             missing.append(row.frame_id)
             refs.append("")

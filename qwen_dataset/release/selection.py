@@ -9,7 +9,11 @@ with the first batch; augmented copies made before the latest corrections carry 
 are left out; augmented copies go to the train split only.
 
 When each asset was last materialized for a batch is the Dagster instance's knowledge; the
-caller passes it in as ``latest(asset, batch) -> timestamp | None``.
+caller passes it in as ``latest(asset, batch) -> position | None``, a number that grows with
+every materialization (an event's storage id or timestamp), asked of the instance once per
+asset for all batches. The quality figures are read once per batch and decided by the gate's own
+rules (targets, minimum samples, waivers) in one Great Expectations run over all batches, each
+batch's outcome read off the rows it names.
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ from typing import Any
 
 import pandas as pd
 
-from qwen_dataset.quality.gates import GateDecision, Waiver, decide
+from qwen_dataset.quality.gates import GateDecision, Waiver, decide_many
 from qwen_dataset.quality.report import GATED
 from qwen_dataset.release.assemble import BatchExport
 from qwen_dataset.release.splits import split_for_upload
 from qwen_dataset.store.layout import StorageLayout
 from qwen_dataset.store.paths import read_parquet
 
-#: ``latest(asset, batch)``: when the asset was last materialized for the batch (None: never).
+#: ``latest(asset, batch)``: when the asset was last materialized for the batch, as a number that
+#: grows with every materialization (None: never).
 LatestMaterialization = Callable[[str, str], float | None]
 
 # An export is current only if nothing upstream of it was materialized after it.
@@ -43,56 +48,66 @@ class QualityPolicy:
     waivers: Sequence[Waiver] = ()
 
 
-def gate_decision(layout: StorageLayout, batch: str, policy: QualityPolicy) -> GateDecision | None:
-    """The gate's decision on the batch's stored figures (None without a quality report)."""
-    path = layout.manifest("qc_report", batch)
-    if not path.exists():
-        return None
-    table = read_parquet(path)
-    row = table.iloc[0].to_dict() if len(table) else {"batch": batch}
-    return decide(row, policy.targets, policy.min_sample, policy.waivers)
+def read_headlines(layout: StorageLayout, names: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Each batch's stored quality figures (its ``qc_report`` row); batches without one are absent."""
+    paths = {batch: layout.manifest("qc_report", batch) for batch in names}
+    return {batch: read_parquet(path) for batch, path in paths.items() if path.exists()}
 
 
-def quality_verdict(layout: StorageLayout, batch: str, policy: QualityPolicy) -> str | None:
-    """Why the batch's measured quality keeps it out (None when it passes, is waived or under-sampled).
+def gate_decisions(
+    headlines: Mapping[str, pd.DataFrame], names: Sequence[str], policy: QualityPolicy
+) -> dict[str, GateDecision]:
+    """The gate's decision on each batch's stored figures (one GX run for all); no report, no entry."""
+    rows = {
+        batch: headlines[batch].iloc[0].to_dict() if len(headlines[batch]) else {"batch": batch}
+        for batch in names
+        if batch in headlines
+    }
+    return decide_many(rows, policy.targets, policy.min_sample, policy.waivers)
+
+
+def quality_verdicts(
+    headlines: Mapping[str, pd.DataFrame], names: Sequence[str], policy: QualityPolicy
+) -> dict[str, str]:
+    """Why each of ``names`` is kept out by its measured quality; a batch that passes, is waived or
+    under-sampled is absent.
 
     The gate decided this when the export ran; it is decided again on the stored figures so an
     export launched on its own, past a failed gate, cannot reach a release.
     """
-    decision = gate_decision(layout, batch, policy)
-    if decision is None:
-        return "no quality report"
-    failed = [verdict.describe() for verdict in decision.verdicts if verdict.status == "fail"]
-    return f"quality gate fails: {'; '.join(failed)}" if failed else None
+    decisions = gate_decisions(headlines, names, policy)
+    verdicts = {batch: "no quality report" for batch in names if batch not in decisions}
+    for batch, decision in decisions.items():
+        failed = [verdict.describe() for verdict in decision.verdicts if verdict.status == "fail"]
+        if failed:
+            verdicts[batch] = f"quality gate fails: {'; '.join(failed)}"
+    return verdicts
 
 
 def releasable_batches(
-    latest: LatestMaterialization, names: list[str], layout: StorageLayout, policy: QualityPolicy
+    latest: LatestMaterialization,
+    names: list[str],
+    headlines: Mapping[str, pd.DataFrame],
+    policy: QualityPolicy,
 ) -> tuple[list[str], list[dict[str, str]]]:
     """Batches whose export is current and whose quality passes; the others with the reason."""
-    eligible, excluded = [], []
+    reasons: dict[str, str] = {}
     for batch in names:
         exported = latest("exports", batch)
         if exported is None:
-            excluded.append({"batch": batch, "reason": "never exported (not processed yet, or stopped by a gate)"})
+            reasons[batch] = "never exported (not processed yet, or stopped by a gate)"
             continue
         newer = [name for name in UPSTREAM_OF_EXPORTS if (latest(name, batch) or 0) > exported]
-        measured_before_review = (latest("qc_report", batch) or 0) < (latest("human_corrections", batch) or 0)
-        verdict = quality_verdict(layout, batch, policy)
         if newer:
-            excluded.append(
-                {
-                    "batch": batch,
-                    "reason": f"{', '.join(newer)} changed after the last export: a gate stopped "
-                    "the export or the batch is being reprocessed",
-                }
+            reasons[batch] = (
+                f"{', '.join(newer)} changed after the last export: a gate stopped the export or the batch is "
+                "being reprocessed"
             )
-        elif measured_before_review:
-            excluded.append({"batch": batch, "reason": "the quality report predates the latest corrections"})
-        elif verdict:
-            excluded.append({"batch": batch, "reason": verdict})
-        else:
-            eligible.append(batch)
+        elif (latest("qc_report", batch) or 0) < (latest("human_corrections", batch) or 0):
+            reasons[batch] = "the quality report predates the latest corrections"
+    reasons.update(quality_verdicts(headlines, [batch for batch in names if batch not in reasons], policy))
+    eligible = [batch for batch in names if batch not in reasons]
+    excluded = [{"batch": batch, "reason": reasons[batch]} for batch in names if batch in reasons]
     return eligible, excluded
 
 
@@ -157,9 +172,9 @@ def batch_export(
     )
 
 
-def quality_figures(layout: StorageLayout, names: list[str]) -> dict[str, object]:
+def quality_figures(headlines: Mapping[str, pd.DataFrame], names: list[str]) -> dict[str, object]:
     """Headline QC figures per batch and their mean over the release (for the dataset card)."""
-    tables = [read_parquet(layout.manifest("qc_report", b)) for b in names if layout.manifest("qc_report", b).exists()]
+    tables = [headlines[batch] for batch in names if batch in headlines]
     if not tables:
         return {}
     table = pd.concat(tables, ignore_index=True).set_index("batch")
@@ -175,13 +190,11 @@ def quality_figures(layout: StorageLayout, names: list[str]) -> dict[str, object
     return {"mean": means, "per_batch": per_batch}
 
 
-def quality_record(layout: StorageLayout, names: list[str], policy: QualityPolicy) -> dict[str, Any]:
+def quality_record(headlines: Mapping[str, pd.DataFrame], names: list[str], policy: QualityPolicy) -> dict[str, Any]:
     """What the release records about quality: the targets and minimum samples in force, each
     batch's status per figure, and every waiver that let a batch in (release.json and the card)."""
-    statuses = {}
-    for batch in names:
-        decision = gate_decision(layout, batch, policy)
-        statuses[batch] = decision.statuses() if decision is not None else {}
+    decisions = gate_decisions(headlines, names, policy)
+    statuses = {batch: decisions[batch].statuses() if batch in decisions else {} for batch in names}
     used = [
         dataclasses.asdict(w)
         for w in policy.waivers
