@@ -13,7 +13,7 @@ blob-cache throughput (download + sha256 check vs. reading the cached copy) on `
 The roots run ``--rounds`` times (default 2) in alternation and each keeps its best time: the
 first run of the process pays first-use imports (torch, Great Expectations) that the others do not.
 
-    .venv/bin/python benchmarks/bench_object_storage.py [--rounds 2] [--blob-mb 64]
+    .venv/bin/python benchmarks/bench_object_storage.py [--rounds 2] [--blob-mb 64] [--files N]
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--blob-mb", type=int, default=64)
+    parser.add_argument("--files", type=int, default=0, help="keep only the first N files of the batch (0: all)")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -126,6 +127,14 @@ def main() -> None:
             base = Path(tmp)
             sample = base / "sample" / BATCH
             generate_sample_batch(sample, seed=0)
+            if args.files:
+                # GUI screens first: the files every task annotates (the broken ones would all be quarantined).
+                files_first = sorted(
+                    (p for p in sample.rglob("*") if p.is_file()),
+                    key=lambda p: (not p.name.startswith("screen_"), p.name),
+                )
+                for extra in files_first[args.files :]:
+                    extra.unlink()
             files = sum(1 for p in sample.rglob("*") if p.is_file())
             size = sum(p.stat().st_size for p in sample.rglob("*") if p.is_file()) / 2**20
             print(f"sample batch: {files} files, {size:.1f} MiB; {args.rounds} round(s)")

@@ -13,12 +13,13 @@ the OCR-only pass per frame (the baseline, measured in the same run). The OCR li
 per frame and run and reused by gui_action, image_to_code and video_event (as in a pipeline run),
 so their time is the engine's own; "all five" is the whole run per still frame against OCR alone.
 
-    .venv/bin/python benchmarks/eval_default_engines.py [--threads 2]
+    .venv/bin/python benchmarks/eval_default_engines.py [--threads 2] [--files N]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -41,21 +42,39 @@ from qwen_dataset.quality.code_fidelity import CodeFidelityScorer, score_image_t
 from qwen_dataset.records import AnnotationRecord, FrameRecord, UploadRecord, to_frame
 from qwen_dataset.samples.batch import generate_sample_batch, write_instruction_file
 from qwen_dataset.samples.evaluate import evaluate_against_truth
+from qwen_dataset.samples.truth import SampleTruth
 from qwen_dataset.store.blobs import BlobStore
 from qwen_dataset.store.layout import StorageLayout
 
 BATCH = "eval"
 
 
+def keep_files(truth: SampleTruth, inbox: Path, count: int) -> SampleTruth:
+    """A smaller run (the suite's): the first ``count`` GUI screens and scenes, and their truth only."""
+    wanted = sorted((p for p in inbox.rglob("*") if p.is_file()), key=lambda p: (not p.name.startswith("s"), p.name))
+    for extra in wanted[count:]:
+        extra.unlink()
+    kept = {p.name for p in wanted[:count]}
+    return dataclasses.replace(
+        truth,
+        images=[item for item in truth.images if item.file_name in kept],
+        pdfs=[item for item in truth.pdfs if item.file_name in kept],
+        videos=[item for item in truth.videos if item.file_name in kept],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads of the OCR engine")
+    parser.add_argument("--files", type=int, default=0, help="keep only the first N files of the batch (0: all)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         layout = StorageLayout(Path(folder) / "root")
         layout.ensure()
         inbox = Path(layout.batch_inbox(BATCH))
         truth = generate_sample_batch(inbox, seed=0)
+        if args.files:
+            truth = keep_files(truth, inbox, args.files)
         write_instruction_file(truth, Path(layout.inbox), BATCH)
         uploads = ingest_batch(inbox, BATCH, layout.blobs)
         ok = [upload for upload in uploads if upload.status == "ok"]

@@ -28,14 +28,12 @@ TINY: dict[str, tuple[list[str], bool]] = {
         + ["--no-postgres"],
         True,
     ),
-    # The arguments both this version and the chunked one of issue 16 accept (--samples: one size).
-    "bench_exports": (["--samples", "20", "--boxes", "2", "--rounds", "1"], False),
     "bench_frames": (
         ["--seconds", "1", "--height", "144", "--rate", "10", "--rounds", "1", "--long-minutes", "0.05"]
         + ["--long-height", "144"],
         True,
     ),
-    "bench_object_storage": (["--rounds", "1", "--blob-mb", "1"], True),
+    "bench_object_storage": (["--rounds", "1", "--blob-mb", "1", "--files", "2"], True),
     "bench_ocr": (["--images", "1", "--rounds", "1", "--workers", "1", "--skip-overhead"], True),
     "bench_quality": (["--frames", "50", "--baseline-frames", "20", "--pairs", "200", "--repeats", "1"], False),
     "bench_release": (["--sizes", "1,2", "--images", "1", "--augment", ""], True),
@@ -43,10 +41,14 @@ TINY: dict[str, tuple[list[str], bool]] = {
         ["--frames", "4", "--concurrency", "2", "--latency", "0.01", "--rounds", "1", "--skip-downscale"],
         False,
     ),
-    "bench_workbench": (["--clients", "2", "--saves", "2", "--skip-postgres"], True),
     "draft_pdf_truth": (["{pdf}", "0", "--dpi", "72"], False),
+    "eval_default_engines": (["--files", "3", "--threads", "1"], True),
     "eval_ocr_engines": (["--only", "rapidocr-onnxruntime", "--frames", "1", "--threads", "1"], True),
 }
+
+
+#: Scripts whose tiny run is a test of its own (it checks more than that figures are printed).
+OWN_TESTS = {"bench_exports": "test_bench_exports.py", "bench_workbench": "test_bench_workbench.py"}
 
 
 def scripts() -> list[str]:
@@ -54,7 +56,8 @@ def scripts() -> list[str]:
 
 
 def test_every_benchmark_has_a_tiny_run():
-    assert scripts() == sorted(TINY), "give each script in benchmarks/ a tiny run in tests/test_benchmarks.py TINY"
+    assert scripts() == sorted([*TINY, *OWN_TESTS]), "give each script in benchmarks/ a tiny run in TINY"
+    assert all((REPO / "tests" / test).is_file() for test in OWN_TESTS.values())
 
 
 def one_page_pdf(folder: Path, text: str = "Hello tiny page") -> Path:
