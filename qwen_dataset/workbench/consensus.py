@@ -235,11 +235,9 @@ def compare_events(
 
     def marks(events: list[dict[str, Any]], partner_of: Mapping[int, int], key_of) -> list[EventMark]:
         return [
-            EventMark(
-                number=index + 1,
-                start=float(event["start"]),
-                end=float(event["end"]),
-                description=normalize_text(event.get("description")),
+            _event_mark(
+                index,
+                event,
                 partner=partner_of[index] + 1 if index in partner_of else None,
                 issues=tuple(issues.get(key_of(index), [])),
             )
@@ -249,18 +247,23 @@ def compare_events(
     return marks(events_a, partners, lambda i: i), marks(events_b, back, lambda j: back.get(j, -1))
 
 
+def _event_mark(
+    index: int, event: Mapping[str, Any], partner: int | None = None, issues: tuple[str, ...] = ()
+) -> EventMark:
+    """Event ``index`` of a version as the arbitration page numbers it (from 1)."""
+    return EventMark(
+        number=index + 1,
+        start=float(event["start"]),
+        end=float(event["end"]),
+        description=normalize_text(event.get("description")),
+        partner=partner,
+        issues=issues,
+    )
+
+
 def version_events(payload: Mapping[str, Any] | str) -> list[EventMark]:
     """The events of one version on their own (the AI's, shown beside the two blind versions)."""
-    return [
-        EventMark(
-            number=index + 1,
-            start=float(event["start"]),
-            end=float(event["end"]),
-            description=normalize_text(event.get("description")),
-            partner=None,
-        )
-        for index, event in enumerate(events_of(_payload(payload)))
-    ]
+    return [_event_mark(index, event) for index, event in enumerate(events_of(_payload(payload)))]
 
 
 def _alone_reason(kind: str, side: str, other: str, named: list[str]) -> list[str]:
