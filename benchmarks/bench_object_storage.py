@@ -31,7 +31,7 @@ from dagster import DagsterInstance
 
 from qwen_dataset.db.engine import sqlite_url
 from qwen_dataset.definitions import build_definitions
-from qwen_dataset.samples.batch import generate_sample_batch
+from qwen_dataset.samples.batch import generate_sample_batch, trim_sample_batch
 from qwen_dataset.store.inbox import mark_ready
 from qwen_dataset.store.layout import StorageLayout, upload_folder
 
@@ -128,13 +128,7 @@ def main() -> None:
             sample = base / "sample" / BATCH
             generate_sample_batch(sample, seed=0)
             if args.files:
-                # GUI screens first: the files every task annotates (the broken ones would all be quarantined).
-                files_first = sorted(
-                    (p for p in sample.rglob("*") if p.is_file()),
-                    key=lambda p: (not p.name.startswith("screen_"), p.name),
-                )
-                for extra in files_first[args.files :]:
-                    extra.unlink()
+                trim_sample_batch(sample, args.files)
             files = sum(1 for p in sample.rglob("*") if p.is_file())
             size = sum(p.stat().st_size for p in sample.rglob("*") if p.is_file()) / 2**20
             print(f"sample batch: {files} files, {size:.1f} MiB; {args.rounds} round(s)")

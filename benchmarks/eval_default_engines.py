@@ -40,7 +40,7 @@ from qwen_dataset.prelabel.policy import frame_inputs, pending, task_inputs
 from qwen_dataset.prelabel.rapidocr_backend import RapidOcrBackend
 from qwen_dataset.quality.code_fidelity import CodeFidelityScorer, score_image_to_code_items
 from qwen_dataset.records import AnnotationRecord, FrameRecord, UploadRecord, to_frame
-from qwen_dataset.samples.batch import generate_sample_batch, write_instruction_file
+from qwen_dataset.samples.batch import generate_sample_batch, trim_sample_batch, write_instruction_file
 from qwen_dataset.samples.evaluate import evaluate_against_truth
 from qwen_dataset.samples.truth import SampleTruth
 from qwen_dataset.store.blobs import BlobStore
@@ -51,10 +51,7 @@ BATCH = "eval"
 
 def keep_files(truth: SampleTruth, inbox: Path, count: int) -> SampleTruth:
     """A smaller run (the suite's): the first ``count`` GUI screens and scenes, and their truth only."""
-    wanted = sorted((p for p in inbox.rglob("*") if p.is_file()), key=lambda p: (not p.name.startswith("s"), p.name))
-    for extra in wanted[count:]:
-        extra.unlink()
-    kept = {p.name for p in wanted[:count]}
+    kept = trim_sample_batch(inbox, count)
     return dataclasses.replace(
         truth,
         images=[item for item in truth.images if item.file_name in kept],

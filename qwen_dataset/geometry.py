@@ -120,6 +120,13 @@ def intersection_area(a: Sequence[float], b: Sequence[float]) -> float:
     return max(width, 0.0) * max(height, 0.0)
 
 
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two boxes (0 when either is empty); :func:`iou_matrix` for many."""
+    inter = intersection_area(a, b)
+    union = box_area(a) + box_area(b) - inter
+    return inter / union if inter > 0 and union > 0 else 0.0
+
+
 def overlap_fraction(inner: Sequence[float], outer: Sequence[float]) -> float:
     """Share of ``inner``'s area that ``outer`` covers (0 when ``inner`` is empty).
 

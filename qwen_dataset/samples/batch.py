@@ -108,6 +108,17 @@ def generate_sample_batch(dest: Path, seed: int = 0) -> SampleTruth:
     )
 
 
+def trim_sample_batch(folder: Path, count: int) -> set[str]:
+    """Keep the first ``count`` files of a generated batch, the screens and the scene first (files every
+    task annotates; the broken ones would all be quarantined); returns the names kept. For tiny runs."""
+    files = sorted(
+        (p for p in Path(folder).rglob("*") if p.is_file()), key=lambda p: (not p.name.startswith("s"), p.name)
+    )
+    for extra in files[count:]:
+        extra.unlink()
+    return {p.name for p in files[:count]}
+
+
 def write_instruction_file(truth: SampleTruth, inbox: Path, batch: str) -> Path:
     """Write the batch's instruction file beside its folder (:mod:`qwen_dataset.prelabel.instructions`)."""
     path = Path(inbox) / f"{batch}{INSTRUCTIONS_SUFFIX}"

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from qwen_dataset.prelabel.classical.regions import box_iou
+from qwen_dataset.geometry import box_iou
 from qwen_dataset.prelabel.classical.spatial import INVERSE
 from qwen_dataset.quality.action_paths import action_completeness
 from qwen_dataset.quality.ocr_truth import score_frames_against_sample_truth, summarize

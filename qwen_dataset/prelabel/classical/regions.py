@@ -14,9 +14,10 @@ engines' version strings): no model, no training data, nothing downloaded.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 
 import numpy as np
+
+from qwen_dataset.geometry import box_iou
 
 #: Canny hysteresis thresholds on 8-bit grey levels.
 CANNY_LOW, CANNY_HIGH = 30, 90
@@ -41,17 +42,6 @@ class Blob:
     bbox: list[float]
     area: int
     colour: tuple[int, int, int]
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two ``[x1, y1, x2, y2]`` boxes (0 when either is empty)."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def rectangles(bgr: np.ndarray, min_side: int = 10) -> list[list[float]]:
