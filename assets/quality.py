@@ -16,7 +16,6 @@ from dagster import (
 
 from assets._gates import quality_gate_result
 from assets.partitions import batches
-from qwen_dataset.db.waivers import active_waivers
 from qwen_dataset.store.layout import StorageLayout
 from resources.database import AnnotationDatabaseResource
 from resources.quality import QualityResource
@@ -146,6 +145,7 @@ def qc_gate(
     quality: QualityResource,
     annotation_db: AnnotationDatabaseResource,
 ) -> AssetCheckResult:
+    from qwen_dataset.db.waivers import active_waivers
     from qwen_dataset.quality.gates import decide  # Great Expectations loads with the check
 
     # headline_frame writes one row per report: this batch's.

@@ -19,7 +19,6 @@ from pydantic import Field
 
 from assets._metadata import markdown_table
 from assets.partitions import BATCHES
-from qwen_dataset.db.waivers import active_waivers
 from qwen_dataset.release.publish import publish_release, remove_tree
 from qwen_dataset.release.selection import (
     UPSTREAM_OF_EXPORTS,
@@ -98,6 +97,8 @@ def release(
     quality: QualityResource,
     annotation_db: AnnotationDatabaseResource,
 ) -> pd.DataFrame:
+    from qwen_dataset.db.waivers import active_waivers  # the gate's rules load with the step
+
     layout = storage.layout()
     names = sorted(context.instance.get_dynamic_partitions(BATCHES))
     policy = QualityPolicy(

@@ -39,12 +39,9 @@ from qwen_dataset.quality.ocr_accuracy import (
     ocr_accuracy_between_annotators,
     ocr_frame_scores_between_annotators,
 )
-from qwen_dataset.quality.targets import DEFAULT_WORKBENCH_URL, MinimumSample, QualityTargets
+from qwen_dataset.quality.targets import DEFAULT_WORKBENCH_URL, GATED, MinimumSample, QualityTargets
 from qwen_dataset.records import AnnotationStatus, Source, Task
 from qwen_dataset.store.paths import StoragePath, atomic_write_bytes, atomic_write_text, is_remote
-
-#: The gated figures, in the order reports show them.
-GATED = ("mean_iou", "ocr_accuracy", "action_completeness", "semantic_consistency")
 
 #: What one unit of each gated figure's sample is.
 SAMPLE_UNITS = {

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 
+#: The gated figures, in the order reports show them.
+GATED = ("mean_iou", "ocr_accuracy", "action_completeness", "semantic_consistency")
+
 
 @dataclasses.dataclass(frozen=True)
 class QualityTargets:

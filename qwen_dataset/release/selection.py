@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from qwen_dataset.quality.gates import GateDecision, Waiver, decide_many
-from qwen_dataset.quality.report import GATED
+from qwen_dataset.quality.targets import GATED
 from qwen_dataset.release.assemble import BatchExport
 from qwen_dataset.release.splits import split_for_upload
 from qwen_dataset.store.layout import StorageLayout
 from qwen_dataset.store.paths import read_parquet
+
+if TYPE_CHECKING:  # the gate's rules (and Great Expectations) load when a release decides, not on import
+    from qwen_dataset.quality.gates import GateDecision, Waiver
 
 #: ``latest(asset, batch)``: when the asset was last materialized for the batch, as a number that
 #: grows with every materialization (None: never).
@@ -63,6 +65,8 @@ def gate_decisions(
         for batch in names
         if batch in headlines
     }
+    from qwen_dataset.quality.gates import decide_many
+
     return decide_many(rows, policy.targets, policy.min_sample, policy.waivers)
 
 
