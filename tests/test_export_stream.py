@@ -222,3 +222,14 @@ def test_the_trl_table_is_the_one_from_pylist_builds() -> None:
     built = trl_table(records)
     assert built.schema == expected.schema and built.schema.metadata == expected.schema.metadata
     assert built.equals(expected) and built.to_pylist() == records
+
+
+def test_checked_boxes_are_float_lists_whether_stored_as_floats_or_integers() -> None:
+    as_floats = _annotation(0, [[1.0, 2.0, 3.0, 4.0], [0.5, 0.5, 9.5, 9.5]], 10, 10)
+    as_ints = _annotation(1, [[1, 2, 3, 4], [0, 0, 10, 10]], 10, 10)
+    BoxChecker().check_chunk([as_floats])
+    BoxChecker().check_chunk([as_ints])
+    for annotation in (as_floats, as_ints):
+        boxes = [region["bbox"] for region in annotation.payload["regions"]]
+        assert all(type(value) is float for box in boxes for value in box)
+    assert [region["bbox"] for region in as_ints.payload["regions"]] == [[0.0, 0.0, 10.0, 10.0], [1.0, 2.0, 3.0, 4.0]]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
+import itertools
 import json
 import json.encoder
 from collections.abc import Callable, Iterator
@@ -301,6 +302,15 @@ class AnnotationStream:
             yield from chunk
 
 
+def _float_quads(boxes: list[Any]) -> bool:
+    """True when every box is a list of four Python floats (what a checked payload holds)."""
+    return (
+        set(map(type, boxes)) == {list}
+        and set(map(len, boxes)) == {4}
+        and set(map(type, itertools.chain.from_iterable(boxes))) == {float}
+    )
+
+
 class BoxChecker:
     """Clips boxes into their frame and remembers annotations whose boxes are empty or malformed."""
 
@@ -346,16 +356,21 @@ class BoxChecker:
         heights = np.repeat(np.array([a.height for a in annotations], dtype=float), counts)
         owners = np.repeat(np.arange(len(annotations)), counts)
         raw = [box.item.get("bbox") for box in items]
+        floats = _float_quads(raw)
         try:
-            boxes = np.array(raw, dtype=float) if raw else np.empty((0, 4))
+            if floats:
+                boxes = np.fromiter(itertools.chain.from_iterable(raw), float, 4 * len(raw)).reshape(-1, 4)
+            else:
+                boxes = np.array(raw, dtype=float) if raw else np.empty((0, 4))
             if boxes.ndim != 2 or boxes.shape[1] != 4:
                 raise ValueError("not four numbers")
         except (TypeError, ValueError):
             pixels = self._check_one_by_one(annotations, items, owners)
         else:
             pixels = self._check_array(annotations, boxes, widths, heights, owners)
-        for box, row in zip(items, pixels.tolist(), strict=True):
-            box.item["bbox"] = row
+        if not (floats and pixels is boxes):  # else every stored box already is its checked box
+            for box, row in zip(items, pixels.tolist(), strict=True):
+                box.item["bbox"] = row
         geometry = BoxGeometry(pixels, widths, heights)
         for annotation in annotations:
             annotation.geometry = geometry
