@@ -359,7 +359,8 @@ class BoxChecker:
         floats = _float_quads(raw)
         try:
             if floats:
-                boxes = np.fromiter(itertools.chain.from_iterable(raw), float, 4 * len(raw)).reshape(-1, 4)
+                coordinates = itertools.chain.from_iterable(raw)  # type: ignore[arg-type]  # lists, checked above
+                boxes = np.fromiter(coordinates, np.float64, 4 * len(raw)).reshape(-1, 4)
             else:
                 boxes = np.array(raw, dtype=float) if raw else np.empty((0, 4))
             if boxes.ndim != 2 or boxes.shape[1] != 4:
