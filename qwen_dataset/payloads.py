@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import operator
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from typing import Annotated, Any, NamedTuple, Required
@@ -347,6 +348,29 @@ def iter_boxes(task: str, payload: Mapping[str, Any] | None) -> Iterator[BoxItem
         yield BoxItem(index, item, label_of(item), None, 0, f"$.{source.key}[{index}]")
 
 
+@cache
+def _item_paths(key: str, count: int) -> tuple[str, ...]:
+    return tuple(f"$.{key}[{index}]" for index in range(count))
+
+
+def box_items(task: str, payload: Mapping[str, Any] | None) -> list[BoxItem]:
+    """``list(iter_boxes(task, payload))``, built in one pass: an export walks a million boxes."""
+    source = task_spec(task).boxes
+    if source is None or not payload:
+        return []
+    if source.tree:
+        return list(iter_boxes(task, payload))
+    items = payload.get(source.key) or []
+    # Paths are shared (cached per count, rounded up) instead of formatted per box.
+    paths = _item_paths(source.key, max(16, 1 << (len(items) - 1).bit_length()))
+    new = tuple.__new__  # what BoxItem._make calls, without a Python frame per box
+    if source.label_field is None:
+        label = source.fixed_label
+        return [new(BoxItem, (i, item, label, None, 0, paths[i])) for i, item in enumerate(items)]
+    field = source.label_field
+    return [new(BoxItem, (i, item, str(item.get(field) or ""), None, 0, paths[i])) for i, item in enumerate(items)]
+
+
 def iter_points(task: str, payload: Mapping[str, Any] | None) -> Iterator[PointItem]:
     """Every point of a payload that is set (GUI actions' ``point`` and ``end_point``)."""
     source = task_spec(task).points
@@ -371,7 +395,8 @@ def put_in_order(task: str, payload: dict[str, Any]) -> dict[str, Any]:
     for position, item in enumerate(items):
         if item.get(field) is None:
             item[field] = position
-    payload[source.key] = [items[i] for i in sorted(range(len(items)), key=lambda i: (items[i][field], i))]
+    # A stable sort: ties keep their list order.
+    payload[source.key] = sorted(items, key=operator.itemgetter(field))
     return payload
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from qwen_dataset import geometry as g
@@ -115,3 +116,120 @@ def test_orjson_output_parses_to_what_the_standard_library_writes(value: object)
 def test_loads_accepts_what_the_standard_library_wrote_and_orjson_refuses() -> None:
     assert loads('{"x": NaN}')["x"] != loads('{"x": NaN}')["x"]  # NaN, as json.loads gives it
     assert loads("") == {}
+
+
+# The hand-built fast paths give the bytes of the straightforward code they replace.
+
+_TEXTS = ['数据 <image> "q" \\ \n', "a, b", "<|im_end|>", "\x00\x1f\x7f", "\r", "", "plain", "\u2028"]
+
+
+def _payload_with_every_shape(task: str, count: int) -> dict:
+    key = {"ocr": "regions", "gui_action": "elements", "spatial": "objects"}[task]
+    items = []
+    for n in range(count):
+        item: dict = {"bbox": [0.0, 0.0, 1.0 + n, 1.0], "text": _TEXTS[n % len(_TEXTS)]}
+        if n % 3:  # some items lack the label field or the order field
+            item.update(role=f"r{n % 2}", label=None if n % 4 else "x", reading_order=(n * 7) % 5)
+        items.append(item)
+    return {key: items}
+
+
+@pytest.mark.parametrize("task", ["ocr", "gui_action", "spatial", "image_to_code", "video_event"])
+@pytest.mark.parametrize("count", [0, 1, 17, 40])
+def test_box_items_lists_what_iter_boxes_walks(task: str, count: int) -> None:
+    from qwen_dataset.payloads import box_items, iter_boxes
+
+    if task == "image_to_code":
+        payload: dict = {"layout": {"tag": "body", "bbox": [0, 0, 9, 9], "children": [{"bbox": [1, 1, 2, 2]}] * count}}
+    elif task == "video_event":
+        payload = {"events": [{"start": 0.0, "end": 1.0}] * count}
+    else:
+        payload = _payload_with_every_shape(task, count)
+    assert box_items(task, payload) == list(iter_boxes(task, payload))
+    assert box_items(task, {}) == [] and box_items(task, None) == []
+
+
+def test_put_in_order_sorts_stably_as_the_index_keyed_sort() -> None:
+    from qwen_dataset.payloads import put_in_order
+
+    payload = _payload_with_every_shape("ocr", 40)
+    reference = json.loads(json.dumps(payload))
+    regions = reference["regions"]
+    for position, region in enumerate(regions):
+        region.setdefault("reading_order", position)
+    expected = [regions[i] for i in sorted(range(len(regions)), key=lambda i: (regions[i]["reading_order"], i))]
+    assert put_in_order("ocr", payload)["regions"] == expected
+    assert put_in_order("ocr", {})["regions"] == []
+
+
+@pytest.mark.parametrize("box_style", ["json", "compact"])
+def test_the_ocr_answer_text_is_the_json_encoder_s(box_style: str) -> None:
+    from qwen_dataset.exporters.qwen_jsonl import SampleBuilder, answer_object, dump_answer
+
+    annotations = _random_annotations(1, 40)
+    for annotation in annotations:
+        for n, region in enumerate(annotation.payload["regions"]):
+            region["text"] = _TEXTS[(annotation.width + n) % len(_TEXTS)]
+    annotations[3].payload["regions"][0]["text"] = None  # not a string: the encoder's own path
+    annotations[4].payload["regions"][0]["text"] = 12.5
+    del annotations[5].payload["regions"][0]["text"]
+    BoxChecker().check_chunk(annotations)
+    builder = SampleBuilder("ocr", pd.DataFrame(), lambda frame_id: frame_id, box_style=box_style)
+    for annotation in annotations:
+        assert builder.answer(annotation) == dump_answer(answer_object(annotation, box_style))
+
+
+def test_csv_text_is_what_the_csv_module_writes() -> None:
+    import csv
+    import io
+
+    from qwen_dataset.exporters.csv_export import csv_text
+
+    cells = [*_TEXTS, None, 0, -3, 2**70, 1.5, 1e16, 0.1 + 0.2, -0.0, float("nan"), True, np.float64(2.5), "x\ny"]
+    rng = np.random.default_rng(0)
+    columns = [cells, ["same"] * 3, ["a,b"] * 3, [None] * 3, [1.0, 2.0, 3.5], [1, 2, 3], [1, 2.0, None]]
+    tables = [[[cells[int(i)] for i in rng.integers(0, len(cells), 6)] for _ in range(50)]]
+    tables += [[[column[i % len(column)] for column in columns] for i in range(9)]]
+    tables += [[[""], [None], ["x"]], [["a", 1], ["b"]], []]  # a lone cell, rows of two lengths, nothing
+    for rows in tables:
+        expected = io.StringIO(newline="")
+        csv.writer(expected).writerows(rows)
+        assert csv_text(rows) == expected.getvalue()
+
+
+def test_the_trl_table_is_the_one_from_pylist_builds() -> None:
+    import pyarrow as pa
+
+    from qwen_dataset.exporters.trl import TRL_SCHEMA, to_trl_record, trl_table
+
+    samples = [
+        {
+            "image": ["a.png"],
+            "conversations": [{"from": "human", "value": "<image>\nRead"}, {"from": "gpt", "value": "[]"}],
+        },
+        {
+            "image": ["b.png", "c.png"],
+            "conversations": [
+                {"from": "system", "value": "be brief"},
+                {"from": "human", "value": "<0.0 seconds><image>\n<1.5 seconds><image>\nWhat happens?"},
+                {"from": "gpt", "value": '{"events": []}'},
+            ],
+        },
+        {"conversations": [{"from": "human", "value": "no picture"}, {"from": "gpt", "value": ""}]},
+    ]
+    records = [to_trl_record(sample, lambda ref: ref.encode() * 3) for sample in samples]
+    expected = pa.Table.from_pylist(records, schema=TRL_SCHEMA)
+    built = trl_table(records)
+    assert built.schema == expected.schema and built.schema.metadata == expected.schema.metadata
+    assert built.equals(expected) and built.to_pylist() == records
+
+
+def test_checked_boxes_are_float_lists_whether_stored_as_floats_or_integers() -> None:
+    as_floats = _annotation(0, [[1.0, 2.0, 3.0, 4.0], [0.5, 0.5, 9.5, 9.5]], 10, 10)
+    as_ints = _annotation(1, [[1, 2, 3, 4], [0, 0, 10, 10]], 10, 10)
+    BoxChecker().check_chunk([as_floats])
+    BoxChecker().check_chunk([as_ints])
+    for annotation in (as_floats, as_ints):
+        boxes = [region["bbox"] for region in annotation.payload["regions"]]
+        assert all(type(value) is float for box in boxes for value in box)
+    assert [region["bbox"] for region in as_ints.payload["regions"]] == [[0.0, 0.0, 10.0, 10.0], [1.0, 2.0, 3.0, 4.0]]

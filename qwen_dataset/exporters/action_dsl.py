@@ -51,6 +51,7 @@ OPTIONAL_KEYS: tuple[str, ...] = ("box", "amount", "duration")
 
 ACTION_TYPES: tuple[str, ...] = ("click", "type", "scroll", "long_press", "drag", "key", "wait")
 DIRECTIONS: tuple[str, ...] = ("up", "down", "left", "right")
+_KNOWN_KEYS = frozenset(CANONICAL_KEYS + OPTIONAL_KEYS)
 VERBS: dict[str, str] = {action_type.upper(): action_type for action_type in ACTION_TYPES}
 
 # The bare number after the direction slot means a scroll's amount or a wait's duration.
@@ -100,7 +101,7 @@ def write(actions: Iterable[Mapping[str, Any]]) -> str:
 def write_action(action: Mapping[str, Any], index: int = 0) -> str:
     """One action as one canonical line (without the newline)."""
     where = f"action {index}"
-    unknown = sorted(set(action) - set(CANONICAL_KEYS) - set(OPTIONAL_KEYS))
+    unknown = [] if _KNOWN_KEYS.issuperset(action) else sorted(set(action) - _KNOWN_KEYS)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; an action has {list(CANONICAL_KEYS + OPTIONAL_KEYS)}")
     action_type = action.get("type")
@@ -156,6 +157,8 @@ def _target_text(target: Any, where: str) -> str:
 
 
 def _number_part(action: Mapping[str, Any], action_type: str, where: str) -> list[str]:
+    if action.get("amount") is None and action.get("duration") is None:
+        return []
     present = [key for key in ("amount", "duration") if action.get(key) is not None]
     if not present:
         return []
@@ -173,10 +176,12 @@ def _number_part(action: Mapping[str, Any], action_type: str, where: str) -> lis
 def _numbers_text(values: Any, count: int, where: str) -> str:
     if not isinstance(values, Sequence) or isinstance(values, str) or len(values) != count:
         raise ValueError(f"{where}: expected {count} numbers, got {values!r}")
-    return ",".join(_number_text(value, where) for value in values)
+    return ",".join([_number_text(value, where) for value in values])
 
 
 def _number_text(value: Any, where: str) -> str:
+    if type(value) is float and math.isfinite(value):  # the common case first
+        return repr(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{where}: {value!r} is not a number")
     if isinstance(value, float):

@@ -111,7 +111,9 @@ def category_index(task: str) -> CategoryIndex:
 
 def box_attributes(box: BoxItem, source: BoxSource, annotation: ExportAnnotation) -> dict[str, Any]:
     """What COCO has no field for: the item's own fields, its place in the payload, its provenance."""
-    attributes = {key: value for key, value in box.item.items() if key not in ("bbox", "children")}
+    attributes = dict(box.item)  # a copy less two keys: cheaper than a filtering comprehension
+    attributes.pop("bbox", None)
+    attributes.pop("children", None)
     attributes[f"{source.item}_index"] = box.position
     if source.tree:
         attributes["parent_index"] = box.parent

@@ -27,7 +27,7 @@ event (video_event)   start, end (seconds), text = description (frame_ids, start
 none                  an annotation with no items, so every exported annotation has a row
 ===================== ============================================================================
 
-Empty cells mean "not applicable" (or ``None``). Streamed with the ``csv`` module (RFC 4180
+Empty cells mean "not applicable" (or ``None``). Written as the ``csv`` module writes it (RFC 4180
 quoting, so texts may hold commas, quotes and newlines) into a temp file renamed when complete.
 """
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -91,7 +92,7 @@ def _point_cells(point: Sequence[float] | None, prefix: str) -> Item:
 
 
 def _attributes(values: dict[str, Any]) -> str:
-    kept = {key: value for key, value in values.items() if value is not None}
+    kept = {key: value for key, value in values.items() if value is not None} if None in values.values() else values
     return dumps(kept, sort_keys=True).decode("utf-8") if kept else ""
 
 
@@ -105,7 +106,9 @@ def box_rows(
     empty = [None] * (len(ITEM_COLUMNS) - _TAIL - 1)
     for box in annotation.box_items():
         item = box.item
-        extra = {key: value for key, value in item.items() if key not in skipped}
+        extra = dict(item)  # a copy less the skipped keys: cheaper than a filtering comprehension
+        for key in skipped:
+            extra.pop(key, None)
         if source.tree:
             extra.update(parent_index=box.parent, depth=box.depth)
         if more is not None:
@@ -219,13 +222,59 @@ def annotation_rows(annotation: ExportAnnotation, image: str = "") -> list[list[
     return rows or [provenance + [image, "none"] + [None] * (len(ITEM_COLUMNS) - 2)]
 
 
+#: A cell holding one of these is quoted (``csv.QUOTE_MINIMAL`` of the excel dialect).
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+
+
+def csv_cell(value: Any) -> str:
+    """One cell as ``csv.writer`` writes it: ``None`` empty, floats by ``repr``, quoted when needed."""
+    if value is None:
+        return ""
+    # A float subclass (numpy's) is written by float's own repr, as the csv module does.
+    text = value if isinstance(value, str) else float.__repr__(value) if isinstance(value, float) else str(value)
+    return '"' + text.replace('"', '""') + '"' if _NEEDS_QUOTES.search(text) else text
+
+
+def _column_cells(values: tuple[Any, ...]) -> list[str] | tuple[str, ...]:
+    """The cells of one column: a column of one plain type is converted at C speed, cell by cell otherwise."""
+    if values.count(None) == len(values):
+        return [""] * len(values)
+    try:
+        joined = "".join(dict.fromkeys(values))  # the distinct cells; also the check that each is a string
+    except TypeError:
+        pass
+    else:
+        search = _NEEDS_QUOTES.search
+        if search(joined) is None:
+            return values
+        return ['"' + value.replace('"', '""') + '"' if search(value) else value for value in values]
+    kinds = set(map(type, values))
+    if kinds == {float}:
+        return list(map(float.__repr__, values))
+    if kinds == {int}:
+        return list(map(int.__repr__, values))
+    return [csv_cell(value) for value in values]
+
+
+def csv_text(rows: list[list[Any]]) -> str:
+    """``csv.writer(...).writerows(rows)``'s text, built a column at a time: the csv module copies
+    and checks every character in a loop, five times slower (same bytes, tested)."""
+    if not rows:
+        return ""
+    if len(rows[0]) < 2 or any(len(row) != len(rows[0]) for row in rows):  # csv quotes a lone empty cell
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows(rows)
+        return text.getvalue()
+    columns = [_column_cells(column) for column in zip(*rows, strict=True)]
+    return "\r\n".join(map(",".join, zip(*columns, strict=True))) + "\r\n"
+
+
 class CsvWriter:
     """Streams CSV rows (header first) into an open binary handle, a chunk of rows per write."""
 
     def __init__(self, handle: IO[bytes]) -> None:
-        self._text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
-        self._writer = csv.writer(self._text)
-        self._writer.writerow(CSV_COLUMNS)
+        self._handle = handle
+        self._handle.write(csv_text([list(CSV_COLUMNS)]).encode("utf-8"))
         self._pending: list[list[Any]] = []
         self.count = 0
 
@@ -236,15 +285,14 @@ class CsvWriter:
             self._flush()
 
     def _flush(self) -> None:
-        self._writer.writerows(self._pending)
+        self._handle.write(csv_text(self._pending).encode("utf-8"))
         self.count += len(self._pending)
         self._pending = []
 
     def close(self) -> int:
-        """Write what is pending and hand the file back to its owner; returns the row count."""
+        """Write what is pending; returns the row count (the atomic writer owns the file: it flushes,
+        fsyncs and renames it)."""
         self._flush()
-        self._text.flush()
-        self._text.detach()  # the atomic writer owns the file: flush, fsync and rename it
         return self.count
 
 

@@ -51,7 +51,15 @@ from typing import IO, Any
 
 import pandas as pd
 
-from qwen_dataset.exporters.stream import AnnotationStream, BoxChecker, ExportAnnotation, dump_json, dumps, gc_paused
+from qwen_dataset.exporters.stream import (
+    AnnotationStream,
+    BoxChecker,
+    ExportAnnotation,
+    dump_json,
+    dumps,
+    encode_json_string,
+    gc_paused,
+)
 from qwen_dataset.geometry import point_to_qwen_1000
 from qwen_dataset.payloads import TASK_ORDER
 from qwen_dataset.prelabel.templates import DEFAULT_GUI_INSTRUCTION, load_template
@@ -111,6 +119,23 @@ def _boxes(annotation: ExportAnnotation, box_style: str) -> list[Any]:
     if box_style == "json":
         return coords
     return [f"<box>[{x1},{y1},{x2},{y2}]</box>" for x1, y1, x2, y2 in coords]
+
+
+def _ocr_answer_text(annotation: ExportAnnotation, box_style: str) -> str | None:
+    """``dump_json(answer_object(annotation))`` of an OCR annotation, formatted a region at a time
+    (the same text, half the time); ``None`` when a region's text is not a string."""
+    texts = [box.item.get("text", "") for box in annotation.box_items()]
+    if not all(type(text) is str for text in texts):
+        return None
+    if box_style == "json":
+        boxes = [f"[{x1}, {y1}, {x2}, {y2}]" for x1, y1, x2, y2 in annotation.qwen_boxes()]
+    else:  # the compact string holds nothing JSON escapes
+        boxes = [f'"<box>[{x1},{y1},{x2},{y2}]</box>"' for x1, y1, x2, y2 in annotation.qwen_boxes()]
+    regions = [
+        f'{{"bbox_2d": {box}, "text_content": {encode_json_string(text)}}}'
+        for box, text in zip(boxes, texts, strict=True)
+    ]
+    return f"[{', '.join(regions)}]"
 
 
 def _point(point: Any, width: int, height: int) -> list[int] | None:
@@ -244,8 +269,13 @@ class SampleBuilder:
             return defuse_prompt(self.template.render_prompt(instruction))
         return defuse_prompt(self.template.render_prompt())
 
+    def answer(self, annotation: ExportAnnotation) -> str:
+        """The assistant turn's text: :func:`dump_answer` of :func:`answer_object`."""
+        text = _ocr_answer_text(annotation, self.box_style) if self.task == Task.OCR else None
+        return dump_answer(answer_object(annotation, self.box_style)) if text is None else _escape_tags(text)
+
     def sample(self, annotation: ExportAnnotation) -> dict[str, Any]:
-        answer = dump_answer(answer_object(annotation, self.box_style))
+        answer = self.answer(annotation)
         if self.task != Task.VIDEO_EVENT:
             return _conversation(
                 "image", [self.image_ref(annotation.frame_id)], f"{IMAGE_TAG}\n{self.prompt(annotation)}", answer

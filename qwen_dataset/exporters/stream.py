@@ -24,7 +24,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
+import itertools
 import json
+import json.encoder
 from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import Any, ParamSpec, TypeVar
@@ -34,11 +36,13 @@ import orjson
 import pandas as pd
 
 from qwen_dataset.geometry import QWEN_SCALE, clip_box, is_valid_box
-from qwen_dataset.payloads import BoxItem, iter_boxes, put_in_order
+from qwen_dataset.payloads import BoxItem, box_items, put_in_order
 from qwen_dataset.records import SOURCE_PRECEDENCE, AnnotationStatus
 
 #: ``json.dumps(value, ensure_ascii=False)`` without building an encoder per call (a million calls).
 dump_json: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False).encode
+#: ``dump_json`` of one string: the standard library's own string encoder, for text built by hand.
+encode_json_string: Callable[[str], str] = json.encoder.encode_basestring
 
 #: Annotations parsed, checked and converted together (memory holds one chunk, numpy sees many boxes).
 CHUNK_SIZE = 512
@@ -126,7 +130,7 @@ class ExportAnnotation:
     def box_items(self) -> list[BoxItem]:
         """The payload's boxes in :func:`iter_boxes` order."""
         if self.boxes is None:
-            self.boxes = list(iter_boxes(self.task, self.payload))
+            self.boxes = box_items(self.task, self.payload)
         return self.boxes
 
     def _geometry(self) -> BoxGeometry:
@@ -262,13 +266,14 @@ class AnnotationStream:
 
     def __iter__(self) -> Iterator[ExportAnnotation]:
         """Every annotation, parsed, not yet checked."""
+        for chunk in self._parsed_chunks(CHUNK_SIZE):
+            yield from chunk
+
+    def _parsed_chunks(self, size: int) -> Iterator[list[ExportAnnotation]]:
         sizes = self.sizes
-        for columns in column_chunks(self._source, self._rows, ROW_COLUMNS):
-            for annotation_id, frame_id, upload_id, task, source, author, version, created_at, payload in zip(
-                *columns, strict=True
-            ):
-                width, height = sizes[frame_id]
-                yield ExportAnnotation(
+        for columns in column_chunks(self._source, self._rows, ROW_COLUMNS, size):
+            yield [
+                ExportAnnotation(
                     annotation_id,
                     frame_id,
                     upload_id,
@@ -277,21 +282,17 @@ class AnnotationStream:
                     author,
                     version,
                     created_at,
-                    width,
-                    height,
+                    *sizes[frame_id],
                     loads(payload),
                 )
+                for annotation_id, frame_id, upload_id, task, source, author, version, created_at, payload in zip(
+                    *columns, strict=True
+                )
+            ]
 
     def chunks(self, checker: BoxChecker, size: int = CHUNK_SIZE) -> Iterator[list[ExportAnnotation]]:
         """The annotations in chunks of ``size``, each chunk's boxes checked and converted at once."""
-        chunk: list[ExportAnnotation] = []
-        for annotation in self:
-            chunk.append(annotation)
-            if len(chunk) == size:
-                checker.check_chunk(chunk)
-                yield chunk
-                chunk = []
-        if chunk:
+        for chunk in self._parsed_chunks(size):
             checker.check_chunk(chunk)
             yield chunk
 
@@ -299,6 +300,15 @@ class AnnotationStream:
         """Every annotation, checked by ``checker`` a chunk at a time (see :meth:`chunks`)."""
         for chunk in self.chunks(checker, size):
             yield from chunk
+
+
+def _float_quads(boxes: list[Any]) -> bool:
+    """True when every box is a list of four Python floats (what a checked payload holds)."""
+    return (
+        set(map(type, boxes)) == {list}
+        and set(map(len, boxes)) == {4}
+        and set(map(type, itertools.chain.from_iterable(boxes))) == {float}
+    )
 
 
 class BoxChecker:
@@ -346,16 +356,22 @@ class BoxChecker:
         heights = np.repeat(np.array([a.height for a in annotations], dtype=float), counts)
         owners = np.repeat(np.arange(len(annotations)), counts)
         raw = [box.item.get("bbox") for box in items]
+        floats = _float_quads(raw)
         try:
-            boxes = np.array(raw, dtype=float) if raw else np.empty((0, 4))
+            if floats:
+                coordinates = itertools.chain.from_iterable(raw)  # type: ignore[arg-type]  # lists, checked above
+                boxes = np.fromiter(coordinates, np.float64, 4 * len(raw)).reshape(-1, 4)
+            else:
+                boxes = np.array(raw, dtype=float) if raw else np.empty((0, 4))
             if boxes.ndim != 2 or boxes.shape[1] != 4:
                 raise ValueError("not four numbers")
         except (TypeError, ValueError):
             pixels = self._check_one_by_one(annotations, items, owners)
         else:
             pixels = self._check_array(annotations, boxes, widths, heights, owners)
-        for box, row in zip(items, pixels.tolist(), strict=True):
-            box.item["bbox"] = row
+        if not (floats and pixels is boxes):  # else every stored box already is its checked box
+            for box, row in zip(items, pixels.tolist(), strict=True):
+                box.item["bbox"] = row
         geometry = BoxGeometry(pixels, widths, heights)
         for annotation in annotations:
             annotation.geometry = geometry

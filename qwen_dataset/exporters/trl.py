@@ -107,6 +107,41 @@ def to_trl_record(sample: dict[str, Any], read_image: Callable[[str], bytes]) ->
     return {"messages": messages, "images": [{"bytes": read_image(ref), "path": ref} for ref in refs]}
 
 
+def _list_array(offsets: list[int], values: pa.Array) -> pa.Array:
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
+
+
+def trl_table(records: list[dict[str, Any]]) -> pa.Table:
+    """``pa.Table.from_pylist(records, schema=TRL_SCHEMA)``, built from flat columns: converting
+    the nested dicts row by row costs three times as much (the same table, tested)."""
+    roles: list[str] = []
+    kinds: list[str | None] = []
+    texts: list[str | None] = []
+    message_offsets, part_offsets, image_offsets = [0], [0], [0]
+    image_bytes: list[bytes | None] = []
+    image_paths: list[str | None] = []
+    for record in records:
+        for message in record["messages"]:
+            roles.append(message["role"])
+            for part in message["content"]:
+                kinds.append(part["type"])
+                texts.append(part["text"])
+            part_offsets.append(len(kinds))
+        message_offsets.append(len(roles))
+        for image in record["images"]:
+            image_bytes.append(image["bytes"])
+            image_paths.append(image["path"])
+        image_offsets.append(len(image_bytes))
+    parts = pa.StructArray.from_arrays([pa.array(kinds, pa.string()), pa.array(texts, pa.string())], fields=list(_PART))
+    content = _list_array(part_offsets, parts)
+    messages = pa.StructArray.from_arrays([pa.array(roles, pa.string()), content], fields=list(_MESSAGE))
+    images = pa.StructArray.from_arrays(
+        [pa.array(image_bytes, pa.binary()), pa.array(image_paths, pa.string())], fields=list(_IMAGE)
+    )
+    columns = [_list_array(message_offsets, messages), _list_array(image_offsets, images)]
+    return pa.Table.from_arrays(columns, schema=TRL_SCHEMA)
+
+
 class TrlWriter:
     """Streams TRL rows into an open binary handle, a row group at a time (see the module docstring).
 
@@ -121,8 +156,16 @@ class TrlWriter:
         self.count = 0
 
     def _read_image(self, ref: str) -> bytes:
-        with open(os.path.join(self._root, ref), "rb") as handle:  # a Path per picture costs more than the read
-            return handle.read()
+        # Plain system calls: a Path, or an io file object, per picture costs more than the read.
+        descriptor = os.open(os.path.join(self._root, ref), os.O_RDONLY)
+        try:
+            size = os.fstat(descriptor).st_size
+            parts = []
+            while part := os.read(descriptor, max(size, 1 << 16)):
+                parts.append(part)
+        finally:
+            os.close(descriptor)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def add(self, sample: dict[str, Any]) -> None:
         """One qwen-vl-finetune sample as a row; its pictures are read from the media root."""
@@ -134,7 +177,7 @@ class TrlWriter:
 
     def _flush(self) -> None:
         if self._group:
-            self._writer.write_table(pa.Table.from_pylist(self._group, schema=TRL_SCHEMA))
+            self._writer.write_table(trl_table(self._group))
             self.count += len(self._group)
         self._group, self._held = [], 0
 

@@ -35,24 +35,22 @@ class _Results:
         self.rects = annotation.label_studio_boxes()
         self.items: list[dict[str, Any]] = []
 
-    def region(
-        self, position: int, region_id: str, from_name: str, kind: str, key: str, value: Any, **extra: Any
-    ) -> None:
-        """One result of box ``position``: its rectangle in percent plus ``key: value``."""
+    def region(self, position: int, region_id: str, from_name: str, kind: str, key: str, value: Any) -> dict[str, Any]:
+        """One result of box ``position``: its rectangle in percent plus ``key: value`` (returned,
+        for keys that follow, such as a score)."""
         x, y, width, height = self.rects[position]
-        self.items.append(
-            {
-                "id": region_id,
-                "from_name": from_name,
-                "to_name": "image",
-                "type": kind,
-                "original_width": self.width,
-                "original_height": self.height,
-                "image_rotation": 0,
-                "value": {"x": x, "y": y, "width": width, "height": height, "rotation": 0, key: value},
-                **extra,
-            }
-        )
+        result = {
+            "id": region_id,
+            "from_name": from_name,
+            "to_name": "image",
+            "type": kind,
+            "original_width": self.width,
+            "original_height": self.height,
+            "image_rotation": 0,
+            "value": {"x": x, "y": y, "width": width, "height": height, "rotation": 0, key: value},
+        }
+        self.items.append(result)
+        return result
 
     def task_text(self, from_name: str, text: str) -> None:
         self.items.append(
@@ -69,8 +67,9 @@ def ocr_results(annotation: ExportAnnotation) -> list[dict[str, Any]]:
     results = _Results(annotation)
     for index, region, *_ in annotation.box_items():
         region_id = f"r{index}"
-        score = {"score": region["confidence"]} if region.get("confidence") is not None else {}
-        results.region(index, region_id, "bbox", "rectanglelabels", "rectanglelabels", [OCR_LABEL], **score)
+        box = results.region(index, region_id, "bbox", "rectanglelabels", "rectanglelabels", [OCR_LABEL])
+        if region.get("confidence") is not None:
+            box["score"] = region["confidence"]
         results.region(index, region_id, "transcription", "textarea", "text", [region.get("text", "")])
         if region.get("language"):
             results.region(index, region_id, "language", "textarea", "text", [region["language"]])
