@@ -71,7 +71,8 @@ def median(values: list[float]) -> float:
 
 IMPORTS = {
     "fixture code location (tests.fixtures_code_location)": "import tests.fixtures_code_location",
-    "qwen_dataset.definitions": "import qwen_dataset.definitions",
+    # defs() is what Dagster calls when it loads the location (the module alone builds nothing).
+    "qwen_dataset.definitions": "from qwen_dataset.definitions import defs; defs()",
     "floor: import dagster": "import dagster",
     "floor: empty interpreter": "pass",
 }

@@ -43,9 +43,6 @@ STARTUP_TIMEOUT_S = 120.0
 RUN_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 20.0
 DAEMONS_NEEDED = ("SENSOR", "QUEUED_RUN_COORDINATOR")
-# The fixture backend's hold protocol (see tests/fixtures_code_location.py).
-HOLD_FILE = "hold"
-HELD_MARKER = "annotating.json"
 
 T = TypeVar("T")
 
