@@ -7,7 +7,6 @@ from assets._gates import gate_result
 from assets._metadata import manifest_metadata
 from assets.partitions import batches
 from qwen_dataset.db.corrections import apply_corrections
-from qwen_dataset.db.queries import final_annotations
 from qwen_dataset.quality.validation import validate_corrections
 from qwen_dataset.records import AnnotationRecord
 from resources.database import AnnotationDatabaseResource
@@ -31,6 +30,8 @@ REVIEW_CODE_VERSION = "1"
 def human_corrections(
     context: AssetExecutionContext, ai_annotations: pd.DataFrame, annotation_db: AnnotationDatabaseResource
 ) -> pd.DataFrame:
+    from qwen_dataset.db.queries import final_annotations  # SQLAlchemy's ORM loads with the step
+
     human = final_annotations(annotation_db.engine(), context.partition_key)
     merged = apply_corrections(ai_annotations, human)
     context.add_output_metadata(

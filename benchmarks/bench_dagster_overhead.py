@@ -1,9 +1,17 @@
 """What Dagster costs per batch run, and whether a run's cost grows with the number of batches.
 
 Part 0, import. A run worker (and every code server) starts by importing the code location.
-Each figure is the median wall time of a fresh interpreter doing one import: the fixture code
+Each figure is the median wall time of a fresh interpreter doing one import (and, beside it, of
+the import statement alone, without the interpreter's start-up and exit): the fixture code
 location (``tests.fixtures_code_location``, what the deployments below serve), the project's
 ``qwen_dataset.definitions``, and as floors ``import dagster`` and an empty interpreter.
+
+Part 0b, a cold run worker without the services. A fresh interpreter does what a launched run's
+worker does after its spawn: import the fixture code location, open a SQLite instance
+(``deploy/dagster.yaml`` without PostgreSQL) and run an empty batch's ``process_batch`` on it, its
+events written to SQLite. Wall and CPU seconds of each phase; CPU time tells the code's cost apart
+from the load of a shared machine. ``--compare-repo DIR`` (e.g. a worktree of main) runs the same
+rounds with that checkout's code too, alternating, and prints the ratio of the medians.
 
 Part 1, launch overhead. An EMPTY batch (an inbox folder with no file) runs the whole
 ``process_batch`` graph with nothing to do, so its time is orchestration. Baseline: the same
@@ -28,7 +36,7 @@ Every figure is printed as soon as it is measured; the tables at the end repeat 
 ratios against the baselines measured in this same command.
 
     .venv/bin/python benchmarks/bench_dagster_overhead.py [--runs 3] [--multiprocess-runs 1]
-        [--imports 3] [--existing 1,10,100] [--images 2] [--postgres-admin-url URL | --no-postgres]
+        [--imports 3] [--cold-runs 3] [--compare-repo DIR] [--existing 1,10,100] [--images 2] [--postgres-admin-url URL | --no-postgres]
         [--skip-launch] [--keep DIR]
 """
 
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shutil
 import statistics
@@ -71,30 +80,103 @@ def median(values: list[float]) -> float:
 
 IMPORTS = {
     "fixture code location (tests.fixtures_code_location)": "import tests.fixtures_code_location",
-    "qwen_dataset.definitions": "import qwen_dataset.definitions",
+    # defs() is what Dagster calls when it loads the location (the module alone builds nothing).
+    "qwen_dataset.definitions": "from qwen_dataset.definitions import defs; defs()",
     "floor: import dagster": "import dagster",
     "floor: empty interpreter": "pass",
 }
 
 
-def import_seconds(statement: str, env: dict[str, str]) -> float:
-    """Wall time of a fresh interpreter that runs one import statement (what a run worker pays)."""
+def import_seconds(statement: str, env: dict[str, str]) -> tuple[float, float]:
+    """Wall time of a fresh interpreter that runs one import statement, and of the statement alone
+    (what a run worker pays before its first step; the rest is start-up and the exit's teardown)."""
+    timed = f"import time\n_started = time.perf_counter()\n{statement}\nprint(time.perf_counter() - _started)"
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", statement], cwd=REPO, env=env, check=True)
-    return time.perf_counter() - started
+    done = subprocess.run([sys.executable, "-c", timed], cwd=REPO, env=env, check=True, capture_output=True, text=True)
+    return time.perf_counter() - started, float(done.stdout.splitlines()[-1])
 
 
 def import_times(workdir: Path, rounds: int) -> dict[str, list[float]]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "QWEN_STORAGE_ROOT": str(workdir / "import-root")}
     print(f"\nPart 0 - import time in a fresh interpreter, {rounds} rounds, seconds", flush=True)
+    print(f"  load average: {os.getloadavg()[0]:.1f}", flush=True)
     times: dict[str, list[float]] = {label: [] for label in IMPORTS}
+    imports: dict[str, list[float]] = {label: [] for label in IMPORTS}
     import_seconds(IMPORTS["floor: import dagster"], env)  # warm the page cache for every label alike
     for _ in range(rounds):
         for label, statement in IMPORTS.items():
-            times[label].append(import_seconds(statement, env))
+            process, statement_alone = import_seconds(statement, env)
+            times[label].append(process)
+            imports[label].append(statement_alone)
     for label, values in times.items():
-        print(f"  {label:55} median {median(values):6.2f}   ({', '.join(f'{v:.2f}' for v in values)})", flush=True)
+        print(
+            f"  {label:55} median {median(values):6.2f}   ({', '.join(f'{v:.2f}' for v in values)}); "
+            f"the import alone {median(imports[label]):.2f}",
+            flush=True,
+        )
     return times
+
+
+COLD_WORKER = """
+import json, os, sys, time
+from pathlib import Path
+wall, cpu = [time.perf_counter()], [time.process_time()]
+def mark():
+    wall.append(time.perf_counter()); cpu.append(time.process_time())
+import tests.fixtures_code_location as location
+mark()
+from dagster import DagsterInstance
+job = location.defs.resolve_job_def("process_batch")
+batch = sys.argv[2]
+(Path(os.environ["QWEN_STORAGE_ROOT"]) / "inbox" / batch).mkdir(parents=True)
+with DagsterInstance.from_config(sys.argv[1]) as instance:
+    instance.add_dynamic_partitions("batches", [batch])
+    mark()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    assert job.execute_in_process(run_config=quiet, instance=instance, partition_key=batch).success
+    mark()
+phases = ("import", "instance", "steps")
+print(json.dumps({p: [wall[i + 1] - wall[i], cpu[i + 1] - cpu[i]] for i, p in enumerate(phases)}))
+"""
+COLD_PHASES = ("import", "instance", "steps")
+
+
+def cold_worker(repo: Path, home: Path, root: Path, batch: str) -> dict[str, tuple[float, float]]:
+    """(wall, CPU) seconds per phase of one cold run worker on ``repo``'s code."""
+    env = {**os.environ, "PYTHONPATH": str(repo), "QWEN_STORAGE_ROOT": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", COLD_WORKER, str(home), batch], cwd=repo, env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the cold run worker failed on {repo}:\n{done.stderr[-3000:]}")
+    return {phase: (wall, cpu) for phase, (wall, cpu) in json.loads(done.stdout.splitlines()[-1]).items()}
+
+
+def cold_workers(workdir: Path, rounds: int, compare: Path | None) -> None:
+    from tests.ops_helpers import create_sqlite_storage, write_dagster_home
+
+    repos = {"this checkout": REPO, **({f"{compare}": compare} if compare else {})}
+    print(f"\nPart 0b - a cold run worker (import, SQLite instance, empty batch), {rounds} rounds", flush=True)
+    print(f"  load average before: {os.getloadavg()[0]:.1f}", flush=True)
+    results: dict[str, list[dict[str, tuple[float, float]]]] = {label: [] for label in repos}
+    for k in range(rounds):
+        for n, (label, repo) in enumerate(repos.items()):
+            home = write_dagster_home(workdir / "cold" / f"home-{k}-{n}", postgres=False)
+            create_sqlite_storage(home)
+            phases = cold_worker(repo, home, workdir / "cold" / f"root-{k}-{n}", f"empty-cold-{k}")
+            results[label].append(phases)
+            shown = "  ".join(f"{p} {w:.2f}/{c:.2f}" for p, (w, c) in phases.items())
+            print(f"  round {k} {label}: wall/CPU s  {shown}", flush=True)
+    print(f"  load average after: {os.getloadavg()[0]:.1f}")
+    for label, runs in results.items():
+        cells = [
+            f"{p} {median([r[p][0] for r in runs]):.2f}/{median([r[p][1] for r in runs]):.2f}" for p in COLD_PHASES
+        ]
+        total = [sum(r[p][1] for p in COLD_PHASES) for r in runs]
+        print(f"  median {label}: wall/CPU s  {'  '.join(cells)}  CPU in all {median(total):.2f}")
+    if compare:
+        ours, theirs = ([sum(r[p][1] for p in COLD_PHASES) for r in results[key]] for key in repos)
+        print(f"  CPU in all, this checkout / {compare}: {median(ours) / median(theirs):.2f}")
 
 
 def in_process_seconds(job, instance, batch: str) -> float:
@@ -266,6 +348,10 @@ def main(argv: list[str] | None = None) -> None:
         "--multiprocess-runs", type=int, default=1, help="timed launches with the multiprocess executor (0: none)"
     )
     parser.add_argument("--imports", type=int, default=3, help="fresh-interpreter rounds of part 0")
+    parser.add_argument("--cold-runs", type=int, default=3, help="rounds of part 0b, a cold run worker (0: none)")
+    parser.add_argument(
+        "--compare-repo", type=Path, help="part 0b also on this checkout's code (e.g. a worktree of main), alternating"
+    )
     parser.add_argument("--existing", default="1,10,100", help="batch counts at which one more batch is timed")
     parser.add_argument("--images", type=int, default=2, help="images per batch in part 2")
     parser.add_argument("--postgres-admin-url", default=DEFAULT_ADMIN_URL)
@@ -283,6 +369,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         print(f"work dir {workdir}; {os.cpu_count()} CPUs", flush=True)
         import_times(workdir, args.imports)
+        if args.cold_runs:
+            cold_workers(workdir, args.cold_runs, args.compare_repo)
         if not args.skip_launch:
             launch_part(workdir, args)
         print("\nPart 2 running ...", flush=True)

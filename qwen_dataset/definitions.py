@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any, cast
 
-from dagster import Definitions, EnvVar, ExecutorDefinition, in_process_executor
+from dagster import Definitions, EnvVar, ExecutorDefinition, definitions, in_process_executor
 
 from assets.annotate import ai_annotations_gate, build_ai_annotations
 from assets.augment import augmented_dataset
@@ -32,7 +32,7 @@ from assets.logs import quiet_console_logger
 from assets.quality import qc_gate, qc_report
 from assets.release import release
 from assets.review import human_corrections, human_corrections_gate
-from qwen_dataset.db.engine import sqlite_url
+from qwen_dataset.db.urls import sqlite_url
 from qwen_dataset.exporters.label_studio.media import LABEL_STUDIO_MEDIA_ENV
 from qwen_dataset.prelabel.ocr_engines import ENGINES as OCR_ENGINES
 from qwen_dataset.quality.targets import DEFAULT_WORKBENCH_URL
@@ -160,4 +160,8 @@ def build_definitions(
     )
 
 
-defs = build_definitions()
+@definitions
+def defs() -> Definitions:
+    """The location from the environment, built when Dagster loads it (Dagster's lazy entry point):
+    importing this module for ``build_definitions`` (the fixture location, tests, scripts) builds nothing."""
+    return build_definitions()

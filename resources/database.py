@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dagster import ConfigurableResource
 from pydantic import Field
-from sqlalchemy.engine import Engine
 
-from qwen_dataset.db.engine import make_engine
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 _ENGINES: dict[str, Engine] = {}
 
@@ -22,5 +24,9 @@ class AnnotationDatabaseResource(ConfigurableResource):
     def engine(self) -> Engine:
         # One engine (and connection pool) per URL and process, shared by every asset.
         if self.url not in _ENGINES:
+            # SQLAlchemy and the migrations load with the first step that uses the database, not
+            # with the code location (every code server and run worker imports it).
+            from qwen_dataset.db.engine import make_engine
+
             _ENGINES[self.url] = make_engine(self.url)
         return _ENGINES[self.url]

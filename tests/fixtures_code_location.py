@@ -34,7 +34,7 @@ from qwen_dataset.definitions import build_definitions
 from qwen_dataset.prelabel.base import FrameInput, PrelabelBackend, PrelabelOutcome
 from qwen_dataset.store.paths import atomic_write_text
 from resources.prelabel import PrelabelResource
-from tests.ops_helpers import HELD_MARKER, HOLD_FILE
+from tests.fixture_hold import HELD_MARKER, HOLD_FILE
 
 MAX_HOLD_SECONDS = 300.0  # a held worker nobody kills gives up instead of hanging forever
 EXECUTORS = {"in_process": in_process_executor, "multiprocess": multiprocess_executor}

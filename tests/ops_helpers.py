@@ -43,9 +43,6 @@ STARTUP_TIMEOUT_S = 120.0
 RUN_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 20.0
 DAEMONS_NEEDED = ("SENSOR", "QUEUED_RUN_COORDINATOR")
-# The fixture backend's hold protocol (see tests/fixtures_code_location.py).
-HOLD_FILE = "hold"
-HELD_MARKER = "annotating.json"
 
 T = TypeVar("T")
 
@@ -87,6 +84,20 @@ def write_dagster_home(home: Path, postgres: bool) -> Path:
     (home / ".nux").mkdir(exist_ok=True)
     (home / ".nux" / "nux.yaml").write_text("seen: 1\n")
     return home
+
+
+def create_sqlite_storage(home: Path) -> None:
+    """Create the SQLite storage of a new ``home`` before any service opens it.
+
+    The webserver, the daemon and each one's code server all open the instance as they start; on a
+    fresh SQLite home each creates the schema and stamps its Alembic revision, and on a busy machine
+    two of them can stamp the same table ("Version table 'alembic_version' has more than one head
+    present"), so the code location fails to load.
+    """
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)):
+        pass
 
 
 def write_workspace(path: Path) -> Path:
@@ -321,7 +332,10 @@ def deployment(
     """One ``dagster-webserver`` (+ one ``dagster-daemon``), as deployed; always stopped.
 
     Pass the ``home`` of an earlier deployment to restart on the same instance."""
-    home = home or write_dagster_home(tmp_path / "dagster_home", postgres=pg_url is not None)
+    if home is None:
+        home = write_dagster_home(tmp_path / "dagster_home", postgres=pg_url is not None)
+        if pg_url is None:
+            create_sqlite_storage(home)
     workspace = write_workspace(tmp_path / "workspace.yaml")
     port = free_port()
     log_path = tmp_path / f"deployment-{port}.log"

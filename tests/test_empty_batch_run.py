@@ -1,5 +1,6 @@
-"""An empty batch's run loads neither Great Expectations nor albumentations: every run worker of a
-launched empty batch would pay seconds for them (benchmarks/bench_dagster_overhead.py)."""
+"""An empty batch's run loads neither Great Expectations nor albumentations, matplotlib or scipy, and
+the code location loads without SQLAlchemy: every run worker of a launched empty batch would pay
+seconds for them (benchmarks/bench_dagster_overhead.py)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def test_a_batch_without_frames_gets_the_tables_augment_batch_gives_it(tmp_path)
         assert list(tables[name].dtypes) == list(expected.dtypes), name
 
 
-def test_an_empty_batch_runs_without_great_expectations_or_albumentations(tmp_path):
+def test_an_empty_batch_runs_without_great_expectations_albumentations_matplotlib_or_scipy(tmp_path):
     code = f"""
 import sys
 from pathlib import Path
@@ -43,8 +44,24 @@ job = build_definitions(storage_root=str(root), prelabel=ScriptedPrelabel()).res
 with DagsterInstance.ephemeral() as instance:
     instance.add_dynamic_partitions("batches", ["empty"])
     assert job.execute_in_process(instance=instance, partition_key="empty").success
-loaded = sorted(m for m in ("great_expectations", "albumentations", "torch") if m in sys.modules)
+unwanted = ("great_expectations", "albumentations", "torch", "matplotlib", "scipy")
+loaded = sorted(m for m in unwanted if m in sys.modules)
 assert not loaded, f"an empty batch loaded {{loaded}}"
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "QWEN_STORAGE_ROOT": str(tmp_path / "fixture")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_the_code_location_loads_without_sqlalchemy_httpx_or_the_default_backend(tmp_path):
+    """What every code server and run worker imports: the database, the test helpers' HTTP client and
+    the default (RapidOCR) location's backend load only where they are used."""
+    code = """
+import sys
+import tests.fixtures_code_location
+unwanted = ("sqlalchemy", "httpx", "matplotlib", "scipy", "qwen_dataset.prelabel.classical.backend")
+loaded = sorted(m for m in unwanted if m in sys.modules)
+assert not loaded, f"the code location loaded {loaded}"
 """
     env = {**os.environ, "PYTHONPATH": str(REPO), "QWEN_STORAGE_ROOT": str(tmp_path / "fixture")}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)

@@ -22,9 +22,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.fixture_hold import HELD_MARKER, HOLD_FILE
 from tests.ops_helpers import (
-    HELD_MARKER,
-    HOLD_FILE,
     add_partition,
     assert_run_succeeded,
     copy_batch,

@@ -25,6 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError
 
+from qwen_dataset.db.urls import sqlite_url as sqlite_url  # re-exported: its home before db.urls
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = REPO_ROOT / "alembic"
 ALEMBIC_INI = REPO_ROOT / "alembic.ini"
@@ -34,10 +36,6 @@ BASELINE_REVISION = "0001_human_annotations"
 
 # Any constant works: it only has to be the same in every process migrating the same server.
 _PG_MIGRATION_LOCK = 0x51_57_45_4E
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{Path(path).expanduser().resolve()}"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

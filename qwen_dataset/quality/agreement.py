@@ -51,7 +51,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
 from qwen_dataset.geometry import iou_matrix
 from qwen_dataset.payloads import BOX_TASKS, boxes_and_labels
@@ -188,6 +187,10 @@ def _check_min_iou(min_iou: float) -> None:
 
 def _hungarian(score: np.ndarray) -> np.ndarray:
     """Max-cardinality, max-IoU-sum matching of one frame; ``score < 0`` marks forbidden pairs."""
+    # scipy.optimize takes ~0.4 s to import: only a batch with ambiguous frames pays it, not every
+    # qc_report (an empty batch's run worker included).
+    from scipy.optimize import linear_sum_assignment
+
     result = np.full(score.shape[0], -1)
     allowed = score >= 0
     rows = np.flatnonzero(allowed.any(axis=1))

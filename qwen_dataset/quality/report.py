@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import io
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -580,20 +581,27 @@ def markdown_summary(report: QcReport, images: Mapping[str, bytes] | None = None
     return "\n".join(lines)
 
 
-def render_plots(report: QcReport) -> dict[str, bytes]:
-    """PNG plots: IoU histogram, per-annotator agreement, CER by language (only those with data)."""
+@functools.cache
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, loaded by the first plot: importing it takes ~0.5 s,
+    which a report with nothing to plot (an empty batch) does not pay."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def render_plots(report: QcReport) -> dict[str, bytes]:
+    """PNG plots: IoU histogram, per-annotator agreement, CER by language (only those with data)."""
     plots: dict[str, bytes] = {}
 
     def save(name: str, figure: Any) -> None:
         buffer = io.BytesIO()
         figure.tight_layout()
         figure.savefig(buffer, format="png", dpi=80)
-        plt.close(figure)
+        _pyplot().close(figure)
         plots[name] = buffer.getvalue()
 
     ious = [
@@ -603,7 +611,7 @@ def render_plots(report: QcReport) -> dict[str, bytes]:
         for value in agreement.per_frame["mean_iou"].dropna()
     ]
     if ious:
-        figure, axis = plt.subplots(figsize=(5, 3))
+        figure, axis = _pyplot().subplots(figsize=(5, 3))
         axis.hist(ious, bins=20, range=(0, 1), color="#4c72b0")
         axis.axvline(report.targets.mean_iou, color="#c44e52", linestyle="--", label="target")
         axis.set(title="IoU per double-annotated frame", xlabel="mean IoU", ylabel="frames")
@@ -611,14 +619,14 @@ def render_plots(report: QcReport) -> dict[str, bytes]:
         save("iou_histogram", figure)
     if report.per_annotator is not None and len(report.per_annotator):
         table = report.per_annotator.groupby("annotator")["mean_iou"].mean().sort_values()
-        figure, axis = plt.subplots(figsize=(5, 0.4 * len(table) + 1.2))
+        figure, axis = _pyplot().subplots(figsize=(5, 0.4 * len(table) + 1.2))
         axis.barh(table.index.astype(str), table.values, color="#55a868")
         axis.axvline(report.targets.mean_iou, color="#c44e52", linestyle="--")
         axis.set(title="Agreement per annotator", xlabel="mean IoU", xlim=(0, 1))
         save("per_annotator_agreement", figure)
     measured = [m for m in report.measurements.values() if m.value is not None]
     if measured:
-        figure, axis = plt.subplots(figsize=(6, 0.5 * len(measured) + 1.2))
+        figure, axis = _pyplot().subplots(figsize=(6, 0.5 * len(measured) + 1.2))
         targets = dataclasses.asdict(report.targets)
         for position, measurement in enumerate(measured):
             value = float(measurement.value or 0.0)
@@ -637,7 +645,7 @@ def render_plots(report: QcReport) -> dict[str, bytes]:
                 if score.characters:
                     languages[f"{language} ({label})"] = score.cer
     if languages:
-        figure, axis = plt.subplots(figsize=(5, 0.4 * len(languages) + 1.2))
+        figure, axis = _pyplot().subplots(figsize=(5, 0.4 * len(languages) + 1.2))
         axis.barh(list(languages), list(languages.values()), color="#8172b2")
         axis.set(title="CER by language (spaces counted)", xlabel="character error rate")
         save("cer_by_language", figure)
