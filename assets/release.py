@@ -129,7 +129,7 @@ def release(
             "No batch is ready for a release: every batch is unexported or stopped by a gate. "
             "Materialize exports for at least one batch (see the excluded list in the logs)."
         )
-    batches = parts.batch_exports(eligible)
+    batches = parts.release_batches(eligible)
     parts.save()
     info = assemble_release(
         batches,

@@ -100,7 +100,7 @@ def release_files(pipeline: Pipeline, releases: Path, parts_folder: Path | None)
             batch_export(latest, layout, batch, seen, ratios=RATIOS, include_augmented=True) for batch in eligible
         ]
     else:
-        batches = parts.batch_exports(eligible)
+        batches = parts.release_batches(eligible)
         parts.save()
     info = assemble_release(
         batches,

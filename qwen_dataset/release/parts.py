@@ -44,7 +44,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from qwen_dataset.release.assemble import BatchExport
+from qwen_dataset.release.assemble import MergedBatches, concat_tables, export_folder
 from qwen_dataset.release.selection import LatestMaterialization, batch_export, batch_export_and_real_frames
 from qwen_dataset.store.layout import StorageLayout, replaced_folder
 from qwen_dataset.store.paths import StoragePath, is_remote, read_parquet
@@ -62,17 +62,32 @@ AUGMENTED_TABLES = ("frames", "annotations", "lineage")
 Log = Callable[[str], None]
 
 
-#: A table as Arrow: ``(table, offset, rows)``, rows of a stored file or a table's own conversion.
-ArrowRows = tuple[pa.Table, int, int]
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """A part's table: ``rows`` rows from ``offset`` of a stored file's table (or the part's own
+    table, from 0), as pandas and, when it can be stored, as Arrow."""
+
+    frame: pd.DataFrame
+    arrow: pa.Table | None
+    offset: int
+    rows: int
+
+    def table(self) -> pd.DataFrame:
+        if self.offset == 0 and self.rows == len(self.frame):
+            return self.frame
+        return self.frame.iloc[self.offset : self.offset + self.rows]
 
 
 @dataclasses.dataclass(frozen=True)
 class Part:
-    """Named tables and a few JSON values, stored under one key (``arrow``: the tables as stored)."""
+    """Named tables and a few JSON values, stored under one key."""
 
-    tables: Mapping[str, pd.DataFrame]
+    tables: Mapping[str, Rows]
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    arrow: Mapping[str, ArrowRows] = dataclasses.field(default_factory=dict)
+
+    @property
+    def storable(self) -> bool:
+        return all(rows.arrow is not None for rows in self.tables.values())
 
 
 def _same_values(left: pd.Series, right: pd.Series) -> bool:
@@ -91,19 +106,18 @@ def same_table(left: pd.DataFrame, right: pd.DataFrame) -> bool:
     return all(left[c].dtype == right[c].dtype and _same_values(left[c], right[c]) for c in left.columns)
 
 
-def storable(tables: Mapping[str, pd.DataFrame], info: Mapping[str, Any]) -> Part | None:
-    """The part with its Arrow tables, or None when a table would not come back from Parquet as it
-    went in (columns, dtypes, each value and its type): the cache stores nothing else."""
-    arrow: dict[str, ArrowRows] = {}
-    for name, table in tables.items():
-        try:
-            converted = pa.Table.from_pandas(table, preserve_index=False)
-            if not same_table(converted.to_pandas(), table):
-                return None
-        except (pa.ArrowException, TypeError, ValueError):
-            return None
-        arrow[name] = (converted, 0, len(converted))
-    return Part(tables, info, arrow)
+def new_part(tables: Mapping[str, pd.DataFrame], info: Mapping[str, Any]) -> Part:
+    """A part of freshly read tables; a table that would not come back from Parquet as it went in
+    (columns, dtypes, each value and its type) has no Arrow form, and the part is not stored."""
+    return Part({name: Rows(table, _exact_arrow(table), 0, len(table)) for name, table in tables.items()}, info)
+
+
+def _exact_arrow(table: pd.DataFrame) -> pa.Table | None:
+    try:
+        converted = pa.Table.from_pandas(table, preserve_index=False)
+        return converted if same_table(converted.to_pandas(), table) else None
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
 
 
 def _schema_id(schema: pa.Schema) -> str:
@@ -115,16 +129,16 @@ def _without_token(table: pa.Table) -> pa.Table:
     return table.replace_schema_metadata({k: v for k, v in (table.schema.metadata or {}).items() if k != TOKEN_KEY})
 
 
-def _coalesced(segments: list[ArrowRows]) -> list[pa.Table]:
-    """The segments as few slices: neighbouring rows of one stored file become one slice."""
-    merged: list[list[Any]] = []
-    for table, offset, rows in segments:
+def coalesced(segments: Iterable[Rows]) -> list[Rows]:
+    """The same rows in as few pieces: neighbouring rows of one stored table become one piece."""
+    merged: list[Rows] = []
+    for piece in segments:
         last = merged[-1] if merged else None
-        if last is not None and last[0] is table and last[1] + last[2] == offset:
-            last[2] += rows
+        if last is not None and last.frame is piece.frame and last.offset + last.rows == piece.offset:
+            merged[-1] = dataclasses.replace(last, rows=last.rows + piece.rows)
         else:
-            merged.append([table, offset, rows])
-    return [table.slice(offset, rows) for table, offset, rows in merged]
+            merged.append(piece)
+    return merged
 
 
 class PartStore:
@@ -159,9 +173,8 @@ class PartStore:
                 located = entry["tables"].items()
                 if any(offset + rows > len(arrow[file]) for file, offset, rows in entry["tables"].values()):
                     continue
-                tables = {name: frames[file].iloc[offset : offset + rows] for name, (file, offset, rows) in located}
-                rows_of = {name: (arrow[file], offset, rows) for name, (file, offset, rows) in located}
-                parts[key] = Part(tables, entry.get("info", {}), rows_of)
+                tables = {name: Rows(frames[file], arrow[file], offset, rows) for name, (file, offset, rows) in located}
+                parts[key] = Part(tables, entry.get("info", {}))
             return parts
         except FileNotFoundError:
             return {}
@@ -175,21 +188,23 @@ class PartStore:
     def save(self, parts: Mapping[str, Part]) -> None:
         """Replace the folder's content with ``parts`` (in one rename)."""
         token = uuid.uuid4().hex
-        segments: dict[str, list[ArrowRows]] = {}
+        segments: dict[str, list[Rows]] = {}
         lengths: dict[str, int] = {}
         entries: dict[str, dict[str, Any]] = {}
         for key, part in parts.items():
             tables: dict[str, list[Any]] = {}
-            for name, (table, offset, rows) in part.arrow.items():
-                file = f"{name}-{_schema_id(table.schema)}.parquet"
-                segments.setdefault(file, []).append((table, offset, rows))
-                tables[name] = [file, lengths.get(file, 0), rows]
-                lengths[file] = lengths.get(file, 0) + rows
+            for name, rows in part.tables.items():
+                assert rows.arrow is not None, "only storable parts are saved"
+                file = f"{name}-{_schema_id(rows.arrow.schema)}.parquet"
+                segments.setdefault(file, []).append(rows)
+                tables[name] = [file, lengths.get(file, 0), rows.rows]
+                lengths[file] = lengths.get(file, 0) + rows.rows
             entries[key] = {"tables": tables, "info": dict(part.info)}
         self.folder.parent.mkdir(parents=True, exist_ok=True)
         with replaced_folder(self.folder) as staging:
             for file, pieces in segments.items():
-                table = pa.concat_tables(_coalesced(pieces)).combine_chunks()
+                slices = [piece.arrow.slice(piece.offset, piece.rows) for piece in coalesced(pieces) if piece.arrow]
+                table = pa.concat_tables(slices).combine_chunks()
                 metadata = {**(table.schema.metadata or {}), TOKEN_KEY: token.encode()}
                 pq.write_table(table.replace_schema_metadata(metadata), staging / file)
             index = {"format": PARTS_FORMAT, "token": token, "files": sorted(segments), "parts": entries}
@@ -220,6 +235,11 @@ def file_stamps(folder: StoragePath) -> dict[str, str]:
     return stamps
 
 
+def _concat(pieces: Sequence[Rows]) -> pd.DataFrame:
+    """:func:`.assemble.concat_tables` of the pieces' tables, a run of one stored table as one slice."""
+    return concat_tables([piece.table() for piece in coalesced(pieces)])
+
+
 def _key(*values: Any) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
@@ -227,7 +247,7 @@ def _key(*values: Any) -> str:
 class ReleaseParts:
     """The batches' headline rows and release parts, from the store where their keys still hold.
 
-    Use :meth:`headlines`, then :meth:`batch_exports`, then :meth:`save` (which keeps the parts of
+    Use :meth:`headlines`, then :meth:`release_batches`, then :meth:`save` (which keeps the parts of
     this release only: a batch left out is read again when it comes back).
     """
 
@@ -263,10 +283,10 @@ class ReleaseParts:
         ids = [self.latest(asset, batch) for asset in PART_ASSETS]
         return "part:" + _key(PARTS_FORMAT, batch, ids, stamps, self.ratios, self.include_augmented)
 
-    def _keep(self, key: str, tables: dict[str, pd.DataFrame], info: Mapping[str, Any] | None = None) -> None:
-        part = storable(tables, info or {})
-        if part is not None:
+    def _use(self, key: str, part: Part) -> Part:
+        if part.storable:
             self.kept[key] = part
+        return part
 
     def headlines(self, names: Iterable[str]) -> dict[str, pd.DataFrame]:
         """Each batch's stored quality figures (its ``qc_report`` row); batches without one are absent."""
@@ -276,63 +296,73 @@ class ReleaseParts:
             part = self.stored.get(key)
             if part is None:
                 path = self.layout.manifest(HEADLINE_ASSET, batch)
-                tables = {"headline": read_parquet(path)} if path.exists() else {}
-                self._keep(key, tables)
-            else:
-                self.kept[key] = part
-                tables = dict(part.tables)
-            if "headline" in tables:
-                found[batch] = tables["headline"]
+                part = new_part({"headline": read_parquet(path)} if path.exists() else {}, {})
+            self._use(key, part)
+            if "headline" in part.tables:
+                found[batch] = part.tables["headline"].table()
         return found
 
-    def _fresh_part(self, key: str, batch: str) -> Part:
-        self.read_from_manifests.add(batch)
-        export, real = batch_export_and_real_frames(
-            self.latest, self.layout, batch, set(), ratios=self.ratios, include_augmented=self.include_augmented
-        )
-        tables = {"frames": export.frames, "annotations": export.annotations}
-        if export.lineage is not None:
-            tables["lineage"] = export.lineage
-        self._keep(key, tables, {"real_frames": real})
-        return Part(tables, {"real_frames": real})
+    def _part(self, batch: str) -> Part:
+        key = self._part_key(batch)
+        part = self.stored.get(key)
+        if part is None:
+            self.read_from_manifests.add(batch)
+            export, real = batch_export_and_real_frames(
+                self.latest, self.layout, batch, set(), ratios=self.ratios, include_augmented=self.include_augmented
+            )
+            tables = {"frames": export.frames, "annotations": export.annotations}
+            if export.lineage is not None:
+                tables["lineage"] = export.lineage
+            part = new_part(tables, {"real_frames": real})
+        return self._use(key, part)
 
-    def batch_exports(self, names: Sequence[str]) -> list[BatchExport]:
-        """What each of ``names`` brings the release, in order: the same as
-        :func:`.selection.batch_export` over them with one ``seen`` set."""
+    def release_batches(self, names: Sequence[str]) -> MergedBatches:
+        """What ``names`` bring the release, merged in their order: the same as
+        :func:`.assemble.merge_batches` of :func:`.selection.batch_export` over them with one
+        ``seen`` set, without a table per batch."""
         seen: set[str] = set()
-        exports = []
+        pieces: dict[str, list[Rows]] = {"frames": [], "annotations": [], "lineage": []}
+        rows, export_dirs = [], {}
+        frame_ids: dict[int, list[str]] = {}  # a stored table's frame ids, listed once
         for batch in names:
-            key = self._part_key(batch)
-            part = self.stored.get(key)
-            if part is None:
-                part = self._fresh_part(key, batch)
-            else:
-                self.kept[key] = part
-            real = part.tables["frames"]["frame_id"].iloc[: part.info["real_frames"]].tolist()
-            if seen.isdisjoint(real):
-                seen.update(real)
-                exports.append(self._export(batch, part))
-            else:  # the same file in an earlier batch: that batch keeps its frames
+            part = self._part(batch)
+            frames = part.tables["frames"]
+            if id(frames.frame) not in frame_ids:
+                frame_ids[id(frames.frame)] = frames.frame["frame_id"].tolist()
+            ids = frame_ids[id(frames.frame)][frames.offset : frames.offset + frames.rows]
+            real = ids[: part.info["real_frames"]]
+            if not seen.isdisjoint(real):  # the same file in an earlier batch: that batch keeps its frames
                 self.read_from_manifests.add(batch)
-                exports.append(
-                    batch_export(
-                        self.latest,
-                        self.layout,
-                        batch,
-                        seen,
-                        ratios=self.ratios,
-                        include_augmented=self.include_augmented,
-                    )
+                export = batch_export(
+                    self.latest, self.layout, batch, seen, ratios=self.ratios, include_augmented=self.include_augmented
                 )
-        return exports
-
-    def _export(self, batch: str, part: Part) -> BatchExport:
-        return BatchExport(
-            batch=batch,
-            frames=part.tables["frames"],
-            annotations=part.tables["annotations"],
-            export_dir=self.layout.exports(batch),
-            lineage=part.tables.get("lineage"),
+                part = new_part(
+                    {"frames": export.frames, "annotations": export.annotations}
+                    | ({} if export.lineage is None else {"lineage": export.lineage}),
+                    {},
+                )
+                ids = export.frames["frame_id"].tolist()
+            else:
+                seen.update(real)
+            for name, table in part.tables.items():
+                pieces[name].append(table)
+            export_dir = self.layout.exports(batch)
+            rows.append(
+                {
+                    "batch": batch,
+                    "frames": part.tables["frames"].rows,
+                    "annotations": part.tables["annotations"].rows,
+                    "export_folder": export_folder(export_dir),
+                }
+            )
+            export_dirs.update(dict.fromkeys(ids, export_dir))
+        lineage = [table for table in pieces["lineage"] if table.rows]
+        return MergedBatches(
+            frames=_concat(pieces["frames"]),
+            annotations=_concat(pieces["annotations"]),
+            lineage=_concat(lineage) if lineage else None,
+            rows=rows,
+            export_dirs=export_dirs,
         )
 
     def save(self) -> None:
