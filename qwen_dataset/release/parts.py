@@ -13,7 +13,7 @@ changed batches only.
 A part is keyed by everything it is made of: the storage ids of the batch's latest
 materializations of its inputs (what the release already asks the instance for), the size and
 modification stamp of each manifest file it reads (a file rewritten without a materialization is
-read again), the split ratios and whether augmented copies are taken. A new batch, new corrections,
+read again), the split ratios, whether augmented copies are taken, and the code that makes parts. A new batch, new corrections,
 a re-export or a re-augmentation changes the key, and the batch is read from its manifests again.
 
 The cache never changes a release:
@@ -44,6 +44,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from qwen_dataset.release import selection, splits
 from qwen_dataset.release.assemble import MergedBatches, concat_tables, export_folder
 from qwen_dataset.release.selection import LatestMaterialization, batch_export, batch_export_and_real_frames
 from qwen_dataset.store.layout import StorageLayout, replaced_folder
@@ -51,6 +52,12 @@ from qwen_dataset.store.paths import StoragePath, is_remote, read_parquet
 
 PARTS_FOLDER = ".parts"
 PARTS_FORMAT = 1
+# A part is what this code made of the manifests: other code (an edit to what a batch brings or how
+# splits fall), other parts. The modules' bytes enter every key, so an upgrade re-reads every batch once.
+PART_CODE = hashlib.sha256(
+    b"".join(Path(module.__file__).read_bytes() for module in (selection, splits) if module.__file__)
+    + Path(__file__).read_bytes()
+).hexdigest()[:16]
 INDEX_FILE = "index.json"
 TOKEN_KEY = b"qwen_parts_token"
 
@@ -275,13 +282,13 @@ class ReleaseParts:
 
     def _headline_key(self, batch: str) -> str:
         stamp = self._stamp(HEADLINE_ASSET, f"{batch}.parquet")
-        return "headline:" + _key(PARTS_FORMAT, batch, self.latest(HEADLINE_ASSET, batch), stamp)
+        return "headline:" + _key(PART_CODE, batch, self.latest(HEADLINE_ASSET, batch), stamp)
 
     def _part_key(self, batch: str) -> str:
         stamps = [self._stamp(asset, f"{batch}.parquet") for asset in ("frames", "human_corrections")]
         stamps += [self._stamp("augmented_dataset", f"{batch}/{name}.parquet") for name in AUGMENTED_TABLES]
         ids = [self.latest(asset, batch) for asset in PART_ASSETS]
-        return "part:" + _key(PARTS_FORMAT, batch, ids, stamps, self.ratios, self.include_augmented)
+        return "part:" + _key(PART_CODE, batch, ids, stamps, self.ratios, self.include_augmented)
 
     def _use(self, key: str, part: Part) -> Part:
         if part.storable:
