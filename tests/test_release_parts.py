@@ -175,3 +175,31 @@ def test_a_damaged_parts_folder_is_read_from_the_manifests(tmp_path):
     assert release_files(pipeline, tmp_path / "damaged", parts_folder) == (truth, 2)
     (parts_folder / "index.json").write_text("{")
     assert release_files(pipeline, tmp_path / "no-index", parts_folder) == (truth, 2)
+
+
+def test_parts_that_cannot_be_kept_do_not_fail_the_release(tmp_path, monkeypatch):
+    from qwen_dataset.release.parts import PartStore
+
+    pipeline = Pipeline(tmp_path / "root", tmp_path / "cache")
+    pipeline.add_batch("b1", [1, 2], augment=False)
+    truth, _ = release_files(pipeline, tmp_path / "truth", None)
+
+    def full_disk(self, parts):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(PartStore, "save", full_disk)
+    logged: list[str] = []
+    parts = ReleaseParts(
+        pipeline.layout,
+        pipeline.latest,
+        tmp_path / "work" / PARTS_FOLDER,
+        ratios=RATIOS,
+        include_augmented=True,
+        log=logged.append,
+    )
+    parts.headlines(["b1"])
+    merged = parts.release_batches(["b1"])
+    parts.save()
+    assert "No space left on device" in logged[0] and [row["batch"] for row in merged.rows] == ["b1"]
+    monkeypatch.undo()
+    assert release_files(pipeline, tmp_path / "after", tmp_path / "work" / PARTS_FOLDER) == (truth, 1)

@@ -158,6 +158,7 @@ def export_folder(export_dir: StoragePath | None) -> str:
 
 
 def merge_batches(batches: Sequence[BatchExport]) -> MergedBatches:
+    """The batches' tables one batch after the other, what :func:`assemble_release` takes them as."""
     lineage_tables = [b.lineage for b in batches if b.lineage is not None and len(b.lineage)]
     return MergedBatches(
         frames=concat_tables([b.frames for b in batches]),
@@ -321,6 +322,7 @@ def assemble_release(
     """Assemble (or find) the release of ``batches``; see the module docstring for the layout.
 
     Args:
+        batches: the batches in order, or their tables already merged (:class:`MergedBatches`).
         qc: QC figures for the card (plain JSON values; nested dicts become ``a.b`` rows). They
             are part of the version: other figures, other release.
         quality: the quality policy in force (targets, minimum samples, statuses per batch, the

@@ -158,7 +158,7 @@ class PartStore:
 
     def __init__(self, folder: Path, log: Log | None = None) -> None:
         self.folder = Path(folder)
-        self._log = log or (lambda message: None)
+        self.log: Log = log or (lambda message: None)
 
     def load(self) -> dict[str, Part]:
         """Every stored part by key; an empty dict when the folder is missing or unreadable."""
@@ -186,7 +186,7 @@ class PartStore:
         except FileNotFoundError:
             return {}
         except Exception as error:  # a damaged cache is no error: the manifests are the truth
-            self._log(
+            self.log(
                 f"release parts in {self.folder} are unreadable ({type(error).__name__}: {error}); "
                 "every batch is read from its manifests"
             )
@@ -373,6 +373,17 @@ class ReleaseParts:
         )
 
     def save(self) -> None:
-        """Keep this release's parts for the next one (nothing is written when nothing changed)."""
-        if self.kept.keys() != self.stored.keys():
+        """Keep this release's parts for the next one (nothing is written when nothing changed).
+
+        A cache that cannot be written (a full disk, another release replacing the folder at the
+        same moment) is no reason to fail the release: the next one reads those batches again.
+        """
+        if self.kept.keys() == self.stored.keys():
+            return
+        try:
             self.store.save(self.kept)
+        except (OSError, pa.ArrowException) as error:
+            self.store.log(
+                f"release parts not kept in {self.store.folder} ({type(error).__name__}: {error}); "
+                "the next release reads these batches from their manifests"
+            )
