@@ -24,10 +24,8 @@ from qwen_dataset.release.selection import (
     UPSTREAM_OF_EXPORTS,
     LatestMaterialization,
     QualityPolicy,
-    batch_export,
     quality_figures,
     quality_record,
-    read_headlines,
     releasable_batches,
 )
 from qwen_dataset.release.splits import DEFAULT_RATIOS
@@ -108,10 +106,20 @@ def release(
     )
     from qwen_dataset.exporters.bundle import release_formats_writer  # the writers load with the step
     from qwen_dataset.release.assemble import assemble_release
+    from qwen_dataset.release.parts import PARTS_FOLDER, ReleaseParts
 
     latest = latest_materialization(context.instance)
     exported = [batch for batch in names if latest("exports", batch) is not None]
-    headlines = read_headlines(layout, exported)
+    work_root = _work_root(layout)
+    parts = ReleaseParts(
+        layout,
+        latest,
+        work_root / PARTS_FOLDER,
+        ratios=config.ratios,
+        include_augmented=config.include_augmented,
+        log=context.log.warning,
+    )
+    headlines = parts.headlines(exported)
     eligible, excluded = releasable_batches(latest, names, headlines, policy)
     quality_in_force = quality_record(headlines, eligible, policy)
     for row in excluded:
@@ -121,13 +129,11 @@ def release(
             "No batch is ready for a release: every batch is unexported or stopped by a gate. "
             "Materialize exports for at least one batch (see the excluded list in the logs)."
         )
-    seen: set[str] = set()
+    batches = parts.release_batches(eligible)
+    parts.save()
     info = assemble_release(
-        [
-            batch_export(latest, layout, batch, seen, ratios=config.ratios, include_augmented=config.include_augmented)
-            for batch in eligible
-        ],
-        _work_root(layout),
+        batches,
+        work_root,
         qc=quality_figures(headlines, eligible),
         quality=quality_in_force,
         ratios=config.ratios,
@@ -150,6 +156,7 @@ def release(
             "counts": MetadataValue.json(info.counts),
             "dataset_card": MetadataValue.path(str(info.path / "README.md")),
             "waivers": MetadataValue.json(quality_in_force["waivers"]),
+            "batches_read_from_manifests": len(parts.read_from_manifests),
         }
     )
     return pd.DataFrame(

@@ -350,7 +350,9 @@ def test_the_whole_graph_runs_on_an_object_store(store, sample, tmp_path, privat
     again = defs.resolve_job_def("release_dataset").execute_in_process(instance=instance)
     assert again.output_for_node("release")["version"].iloc[0] == version
     assert bool(again.output_for_node("release")["created"].iloc[0]) is False
-    assert not any((private_cache / "releases").iterdir())  # the sealed local copy is gone: the cache stays deletable
+    # The sealed local copy is gone: the cache stays deletable; what stays are the batches' release parts.
+    assert [path.name for path in (private_cache / "releases").iterdir()] == [".parts"]
+    assert (private_cache / "releases" / ".parts" / "index.json").is_file()
 
 
 # --------------------------------------------------------------------------- the workbench

@@ -118,12 +118,18 @@ def release_digest(
     return digest.hexdigest()
 
 
-def _merge(tables: Sequence[pd.DataFrame], key: str, what: str) -> pd.DataFrame:
-    """Concatenate, dropping exact duplicate rows; the same id with different content is an error."""
+def concat_tables(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The non-empty tables one after the other (all empty: the first one's columns, no rows)."""
     non_empty = [table for table in tables if len(table)]
     if not non_empty:
         return tables[0].iloc[0:0].copy() if tables else pd.DataFrame()
-    merged = pd.concat(non_empty, ignore_index=True)
+    return pd.concat(non_empty, ignore_index=True)
+
+
+def _unique(merged: pd.DataFrame, key: str, what: str) -> pd.DataFrame:
+    """Drop exact duplicate rows; the same id with different content is an error."""
+    if merged.empty:
+        return merged
     as_text = merged.astype(str)
     merged = merged[~as_text.duplicated()].reset_index(drop=True)
     clashes = merged[key][merged[key].duplicated()].unique().tolist()
@@ -133,6 +139,42 @@ def _merge(tables: Sequence[pd.DataFrame], key: str, what: str) -> pd.DataFrame:
             f"a release needs one version of each — re-export the batches or release them separately"
         )
     return merged
+
+
+@dataclasses.dataclass(frozen=True)
+class MergedBatches:
+    """The batches' tables concatenated in batch order (:func:`merge_batches`), and what the
+    release records of each batch; :class:`.parts.ReleaseParts` builds it without a table per batch."""
+
+    frames: pd.DataFrame
+    annotations: pd.DataFrame
+    lineage: pd.DataFrame | None  # None: no batch brings augmented copies
+    rows: list[dict[str, Any]]  # batch, frames, annotations, export_folder; in batch order
+    export_dirs: Mapping[str, StoragePath | None]  # frame_id -> the export folder of its batch
+
+
+def export_folder(export_dir: StoragePath | None) -> str:
+    return f"exports/{export_dir.name}/" if export_dir is not None else ""
+
+
+def merge_batches(batches: Sequence[BatchExport]) -> MergedBatches:
+    """The batches' tables one batch after the other, what :func:`assemble_release` takes them as."""
+    lineage_tables = [b.lineage for b in batches if b.lineage is not None and len(b.lineage)]
+    return MergedBatches(
+        frames=concat_tables([b.frames for b in batches]),
+        annotations=concat_tables([b.annotations for b in batches]),
+        lineage=concat_tables(lineage_tables) if lineage_tables else None,
+        rows=[
+            {
+                "batch": b.batch,
+                "frames": len(b.frames),
+                "annotations": len(b.annotations),
+                "export_folder": export_folder(b.export_dir),
+            }
+            for b in batches
+        ],
+        export_dirs={fid: b.export_dir for b in batches for fid in b.frames["frame_id"]},
+    )
 
 
 def _check_references(frames: pd.DataFrame, annotations: pd.DataFrame) -> None:
@@ -265,7 +307,7 @@ def _counts(frames: pd.DataFrame, annotations: pd.DataFrame, excluded: int) -> d
 
 
 def assemble_release(
-    batches: Sequence[BatchExport],
+    batches: Sequence[BatchExport] | MergedBatches,
     releases_root: Path,
     *,
     qc: Mapping[str, Any] | None = None,
@@ -280,6 +322,7 @@ def assemble_release(
     """Assemble (or find) the release of ``batches``; see the module docstring for the layout.
 
     Args:
+        batches: the batches in order, or their tables already merged (:class:`MergedBatches`).
         qc: QC figures for the card (plain JSON values; nested dicts become ``a.b`` rows). They
             are part of the version: other figures, other release.
         quality: the quality policy in force (targets, minimum samples, statuses per batch, the
@@ -290,14 +333,15 @@ def assemble_release(
             write the dataset formats into it. Not called when the release already exists.
         verify_checksums: when the release exists, re-hash every file instead of comparing sizes.
     """
-    if not batches:
+    merged = batches if isinstance(batches, MergedBatches) else merge_batches(batches)
+    if not merged.rows:
         raise ValueError("a release needs at least one batch")
     ratios = check_ratios(ratios)
     qc = dict(qc or {})
-    frames = _merge([b.frames for b in batches], "frame_id", "frame").sort_values("frame_id", kind="stable")
+    frames = _unique(merged.frames, "frame_id", "frame").sort_values("frame_id", kind="stable")
     if frames.empty:
         raise ValueError("the batches hold no frames; a release needs at least one annotated frame")
-    all_annotations = _merge([b.annotations for b in batches], "annotation_id", "annotation")
+    all_annotations = _unique(merged.annotations, "annotation_id", "annotation")
     ok = all_annotations["status"] == AnnotationStatus.OK.value
     annotations = all_annotations[ok].sort_values("annotation_id", kind="stable").reset_index(drop=True)
     excluded = int((~ok).sum())
@@ -310,22 +354,13 @@ def assemble_release(
         frame_split[frame_id] if frame_id else split_for_upload(upload_id, ratios, salt)
         for frame_id, upload_id in zip(annotations["frame_id"], annotations["upload_id"])
     ]
-    lineage_tables = [b.lineage for b in batches if b.lineage is not None and len(b.lineage)]
     lineage = (
-        _merge(lineage_tables, "annotation_id", "lineage")
-        if lineage_tables
+        _unique(merged.lineage, "annotation_id", "lineage")
+        if merged.lineage is not None
         else pd.DataFrame(columns=["frame_id", "annotation_id", "pipeline"])
     )
     lineage = lineage[lineage["annotation_id"].isin(set(annotations["annotation_id"]))].reset_index(drop=True)
-    batch_rows = [
-        {
-            "batch": b.batch,
-            "frames": len(b.frames),
-            "annotations": len(b.annotations),
-            "export_folder": f"exports/{b.export_dir.name}/" if b.export_dir is not None else "",
-        }
-        for b in sorted(batches, key=lambda b: b.batch)
-    ]
+    batch_rows = sorted(merged.rows, key=lambda row: row["batch"])
     metadata = {"name": name, "ratios": list(ratios), "salt": salt, "qc": qc, "batches": batch_rows}
     if quality:  # only when given, so releases assembled without it keep their versions
         metadata["quality"] = dict(quality)
@@ -350,7 +385,7 @@ def assemble_release(
             lineage,
             metadata,
             excluded,
-            {fid: b.export_dir for b in batches for fid in b.frames["frame_id"]},
+            merged.export_dirs,
             blobs,
             write_formats,
         )

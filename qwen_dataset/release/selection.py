@@ -150,9 +150,25 @@ def batch_export(
 ) -> BatchExport:
     """The batch's frames and final annotations; frames already taken from an earlier batch (the
     same file uploaded twice) are left to that batch, so no frame enters a release twice."""
+    return batch_export_and_real_frames(
+        latest, layout, batch, seen, ratios=ratios, include_augmented=include_augmented
+    )[0]
+
+
+def batch_export_and_real_frames(
+    latest: LatestMaterialization,
+    layout: StorageLayout,
+    batch: str,
+    seen: set[str],
+    *,
+    ratios: Sequence[float],
+    include_augmented: bool,
+) -> tuple[BatchExport, int]:
+    """:func:`batch_export`, and how many of its frames are the batch's own (they come first; the
+    augmented copies follow)."""
     frames = read_parquet(layout.manifest("frames", batch))
     annotations = read_parquet(layout.manifest("human_corrections", batch))
-    frames = frames[~frames["frame_id"].isin(seen)]
+    frames = kept_rows = frames[~frames["frame_id"].isin(seen)]
     kept = set(frames["frame_id"])
     annotations = annotations[annotations["frame_id"].isin(kept)]
     seen.update(kept)
@@ -171,9 +187,10 @@ def batch_export(
                 ignore_index=True,
             )
             lineage = copy_lineage[copy_lineage["frame_id"].isin(set(copies["frame_id"]))]
-    return BatchExport(
+    export = BatchExport(
         batch=batch, frames=frames, annotations=annotations, export_dir=layout.exports(batch), lineage=lineage
     )
+    return export, len(kept_rows)
 
 
 def quality_figures(headlines: Mapping[str, pd.DataFrame], names: list[str]) -> dict[str, object]:

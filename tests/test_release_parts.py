@@ -1,0 +1,205 @@
+"""Release parts: a release built from the kept parts is the release built from the manifests, byte for byte."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from qwen_dataset.exporters.bundle import release_formats_writer
+from qwen_dataset.records import AnnotationRecord, FrameRecord, to_frame
+from qwen_dataset.release.assemble import assemble_release
+from qwen_dataset.release.parts import PARTS_FOLDER, ReleaseParts
+from qwen_dataset.release.selection import (
+    QualityPolicy,
+    batch_export,
+    quality_figures,
+    quality_record,
+    read_headlines,
+    releasable_batches,
+)
+from qwen_dataset.store.layout import StorageLayout
+from qwen_dataset.store.paths import read_parquet, write_parquet
+from tests.test_release import make_annotation, make_frame, upload_id
+
+POLICY = QualityPolicy({"ocr_accuracy": 0.95}, {"ocr_accuracy": 0})
+RATIOS = [0.5, 0.25, 0.25]  # half the uploads in train: augmented copies are both taken and left out
+
+
+class Pipeline:
+    """Manifests on a storage root and the order of their materializations, as the assets leave them."""
+
+    def __init__(self, root: Path | str, cache: Path) -> None:
+        self.layout = StorageLayout(root, cache=cache)
+        self.layout.ensure()
+        self.events: dict[tuple[str, str], int] = {}
+        self.clock = itertools.count(1)
+
+    def latest(self, asset: str, batch: str) -> float | None:
+        return self.events.get((asset, batch))
+
+    def materialize(self, batch: str, *assets: str) -> None:
+        for asset in assets:
+            self.events[(asset, batch)] = next(self.clock)
+
+    def add_batch(self, batch: str, uploads: list[int], text: str = "Hello", augment: bool = True) -> None:
+        frames = to_frame([make_frame(self.layout.blobs, upload_id(n), 0, batch) for n in uploads], FrameRecord)
+        self.write(batch, "frames", frames)
+        self.correct(batch, text)
+        self.materialize(batch, "raw_uploads", "frames", "ai_annotations", "human_corrections")
+        self.report(batch, 0.99)
+        if augment:
+            self.augment(batch)
+
+    def correct(self, batch: str, text: str) -> None:
+        frames = read_parquet(self.layout.manifest("frames", batch))
+        records = [FrameRecord(**row) for row in frames.to_dict("records")]
+        final = [make_annotation(frame, text=text, source="human", author="ada") for frame in records]
+        self.write(batch, "human_corrections", to_frame(final, AnnotationRecord))
+
+    def report(self, batch: str, ocr: float) -> None:
+        self.write(batch, "qc_report", pd.DataFrame([{"batch": batch, "ocr_accuracy": ocr}]))
+        self.materialize(batch, "qc_report", "exports")
+
+    def augment(self, batch: str) -> None:
+        from qwen_dataset.augment.pipelines import augment_batch, default_registry
+
+        frames = read_parquet(self.layout.manifest("frames", batch))
+        final = read_parquet(self.layout.manifest("human_corrections", batch))
+        result = augment_batch(frames, final, self.layout.blobs, ["geometric"], registry=default_registry())
+        folder = self.layout.manifest("augmented_dataset", batch).with_suffix("")
+        for name in ("frames", "annotations", "lineage"):
+            write_parquet(folder / f"{name}.parquet", getattr(result, name))
+        self.materialize(batch, "augmented_dataset")
+
+    def write(self, batch: str, asset: str, table: pd.DataFrame) -> None:
+        write_parquet(self.layout.manifest(asset, batch), table)
+
+    def names(self) -> list[str]:
+        return sorted({batch for _, batch in self.events})
+
+
+def release_files(pipeline: Pipeline, releases: Path, parts_folder: Path | None) -> tuple[dict, int | None]:
+    """release.json of the release (digest and sha256 of every file) and how many batches were read
+    from their manifests; with ``parts_folder`` None, the release as it was built before parts."""
+    layout, latest, names = pipeline.layout, pipeline.latest, pipeline.names()
+    exported = [batch for batch in names if latest("exports", batch) is not None]
+    parts = None
+    if parts_folder is None:
+        headlines = read_headlines(layout, exported)
+    else:
+        parts = ReleaseParts(layout, latest, parts_folder, ratios=RATIOS, include_augmented=True)
+        headlines = parts.headlines(exported)
+    eligible, _ = releasable_batches(latest, names, headlines, POLICY)
+    if parts is None:
+        seen: set[str] = set()
+        batches = [
+            batch_export(latest, layout, batch, seen, ratios=RATIOS, include_augmented=True) for batch in eligible
+        ]
+    else:
+        batches = parts.release_batches(eligible)
+        parts.save()
+    info = assemble_release(
+        batches,
+        releases,
+        qc=quality_figures(headlines, eligible),
+        quality=quality_record(headlines, eligible, POLICY),
+        ratios=RATIOS,
+        blobs=layout.blobs,
+        write_formats=release_formats_writer(layout.blobs, layout.root),
+    )
+    recorded = json.loads((Path(info.path) / "release.json").read_text())
+    for name in recorded["files"]:
+        if name.startswith("annotations/instances_"):  # COCO's info holds the time it was written
+            coco = json.loads((Path(info.path) / name).read_text())
+            del coco["info"]["date_created"]
+            recorded["files"][name] = coco
+    return recorded, None if parts is None else len(parts.read_from_manifests)
+
+
+@pytest.mark.parametrize("where", ["folder", "memory"])
+def test_a_release_from_parts_is_the_release_from_the_manifests(tmp_path, where):
+    root = tmp_path / "root" if where == "folder" else f"memory://parts-{tmp_path.name}"
+    pipeline = Pipeline(root, tmp_path / "cache")
+    parts_folder = tmp_path / "work" / PARTS_FOLDER
+    steps = itertools.count()
+
+    def same_release(read: int) -> dict:
+        step = next(steps)
+        truth, _ = release_files(pipeline, tmp_path / "truth" / str(step), None)
+        cold, _ = release_files(pipeline, tmp_path / "cold" / str(step), tmp_path / "empty" / str(step))
+        kept, read_from_manifests = release_files(pipeline, tmp_path / "kept" / str(step), parts_folder)
+        assert kept == truth and cold == truth  # digest, counts, batches and the sha256 of every file
+        assert read_from_manifests == read
+        return truth
+
+    pipeline.add_batch("b1", [1, 2, 3, 4])
+    pipeline.add_batch("b2", [5, 6, 1])  # upload 1 again: its frame stays with b1
+    first = same_release(read=2)
+    assert first["counts"]["frames"] > 6  # augmented copies are in
+
+    pipeline.add_batch("b3", [7, 8])
+    same_release(read=2)  # the new batch, and b2 (it shares a frame with b1) from its manifests
+
+    # New corrections on b1, reported and exported again; its augmented copies are older and stay out.
+    pipeline.correct("b1", "Corrected text")
+    pipeline.materialize("b1", "human_corrections")
+    pipeline.report("b1", 0.99)
+    recorrected = same_release(read=2)
+    assert recorrected["digest"] != first["digest"]
+
+    pipeline.report("b3", 0.5)  # a gate drops b3
+    dropped = same_release(read=1)
+    assert [row["batch"] for row in dropped["batches"]] == ["b1", "b2"]
+    pipeline.report("b3", 0.99)
+    same_release(read=2)  # b3 is back: its part was not kept while it was out
+
+    # A manifest rewritten without a materialization (a repair by hand) is read again.
+    pipeline.correct("b3", "Fixed by hand, no materialization")
+    same_release(read=2)
+
+
+def test_a_damaged_parts_folder_is_read_from_the_manifests(tmp_path):
+    pipeline = Pipeline(tmp_path / "root", tmp_path / "cache")
+    parts_folder = tmp_path / "work" / PARTS_FOLDER
+    pipeline.add_batch("b1", [1, 2], augment=False)
+    pipeline.add_batch("b2", [3, 4], augment=False)
+    truth, _ = release_files(pipeline, tmp_path / "truth", None)
+    assert release_files(pipeline, tmp_path / "first", parts_folder) == (truth, 2)
+    assert release_files(pipeline, tmp_path / "again", parts_folder) == (truth, 0)
+    for path in parts_folder.glob("*.parquet"):
+        path.write_bytes(b"not parquet")
+    assert release_files(pipeline, tmp_path / "damaged", parts_folder) == (truth, 2)
+    (parts_folder / "index.json").write_text("{")
+    assert release_files(pipeline, tmp_path / "no-index", parts_folder) == (truth, 2)
+
+
+def test_parts_that_cannot_be_kept_do_not_fail_the_release(tmp_path, monkeypatch):
+    from qwen_dataset.release.parts import PartStore
+
+    pipeline = Pipeline(tmp_path / "root", tmp_path / "cache")
+    pipeline.add_batch("b1", [1, 2], augment=False)
+    truth, _ = release_files(pipeline, tmp_path / "truth", None)
+
+    def full_disk(self, parts):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(PartStore, "save", full_disk)
+    logged: list[str] = []
+    parts = ReleaseParts(
+        pipeline.layout,
+        pipeline.latest,
+        tmp_path / "work" / PARTS_FOLDER,
+        ratios=RATIOS,
+        include_augmented=True,
+        log=logged.append,
+    )
+    parts.headlines(["b1"])
+    merged = parts.release_batches(["b1"])
+    parts.save()
+    assert "No space left on device" in logged[0] and [row["batch"] for row in merged.rows] == ["b1"]
+    monkeypatch.undo()
+    assert release_files(pipeline, tmp_path / "after", tmp_path / "work" / PARTS_FOLDER) == (truth, 1)
