@@ -203,3 +203,75 @@ def test_parts_that_cannot_be_kept_do_not_fail_the_release(tmp_path, monkeypatch
     assert "No space left on device" in logged[0] and [row["batch"] for row in merged.rows] == ["b1"]
     monkeypatch.undo()
     assert release_files(pipeline, tmp_path / "after", tmp_path / "work" / PARTS_FOLDER) == (truth, 1)
+
+
+def coarse_stamps(monkeypatch) -> None:
+    """A store whose listing gives each file its size and a coarse modification time (files written
+    in the same second look alike), as some backends do."""
+    import fsspec.implementations.memory as memory
+
+    listed = memory.MemoryFileSystem.find
+
+    def coarse(self, path, *args, **kwargs):
+        found = listed(self, path, *args, **kwargs)
+        if not kwargs.get("detail"):
+            return found
+        return {name: {"name": name, "size": info["size"], "type": "file", "mtime": 1} for name, info in found.items()}
+
+    monkeypatch.setattr(memory.MemoryFileSystem, "find", coarse)
+
+
+def test_two_object_store_roots_sharing_one_cache_never_swap_parts(tmp_path, monkeypatch):
+    # Every object-store root keeps its parts in the one local cache, and two instances hand out the
+    # same storage ids: the same batch name, ids and stamps on two roots must still be two parts.
+    coarse_stamps(monkeypatch)
+    parts_folder = tmp_path / "cache" / "releases" / PARTS_FOLDER
+    prod = Pipeline(f"memory://prod-{tmp_path.name}", tmp_path / "cache")
+    staging = Pipeline(f"memory://staging-{tmp_path.name}", tmp_path / "cache")
+    prod.add_batch("b1", [1, 2], text="Hello", augment=False)
+    staging.add_batch("b1", [1, 2], text="Jello", augment=False)  # same length: same file sizes
+    release_files(prod, tmp_path / "prod", parts_folder)
+    truth, _ = release_files(staging, tmp_path / "truth", None)
+    assert release_files(staging, tmp_path / "staging", parts_folder) == (truth, 1)
+
+
+def test_a_store_listing_only_sizes_reads_every_batch_from_its_manifests(tmp_path, monkeypatch):
+    import fsspec.implementations.memory as memory
+
+    listed = memory.MemoryFileSystem.find
+
+    def sizes_only(self, path, *args, **kwargs):
+        found = listed(self, path, *args, **kwargs)
+        if not kwargs.get("detail"):
+            return found
+        return {name: {k: v for k, v in info.items() if k in ("name", "size", "type")} for name, info in found.items()}
+
+    monkeypatch.setattr(memory.MemoryFileSystem, "find", sizes_only)
+    pipeline = Pipeline(f"memory://sizes-{tmp_path.name}", tmp_path / "cache")
+    parts_folder = tmp_path / "work" / PARTS_FOLDER
+    pipeline.add_batch("b1", [1, 2], augment=False)
+    truth, _ = release_files(pipeline, tmp_path / "truth", None)
+    assert release_files(pipeline, tmp_path / "first", parts_folder) == (truth, 1)
+    pipeline.correct("b1", "Jello")  # rewritten in place, same size, no materialization
+    truth, _ = release_files(pipeline, tmp_path / "truth-2", None)
+    assert release_files(pipeline, tmp_path / "second", parts_folder) == (truth, 1)
+
+
+def test_manifest_stamps_skip_temp_files_and_files_gone_while_listed(tmp_path, monkeypatch):
+    import os
+
+    from qwen_dataset.release.parts import file_stamps
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in ("b1.parquet", "b2.parquet", ".b3.parquet.1a2b.tmp"):
+        (folder / name).write_bytes(b"x")
+    real_stat = os.stat
+
+    def renamed_meanwhile(path, *args, **kwargs):
+        if str(path).endswith("b2.parquet"):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", renamed_meanwhile)
+    assert sorted(file_stamps(folder)) == ["b1.parquet"]

@@ -44,9 +44,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from qwen_dataset.release import selection, splits
+from qwen_dataset.release import assemble, selection, splits
 from qwen_dataset.release.assemble import MergedBatches, concat_tables, export_folder
 from qwen_dataset.release.selection import LatestMaterialization, batch_export, batch_export_and_real_frames
+from qwen_dataset.store import paths
 from qwen_dataset.store.layout import StorageLayout, replaced_folder
 from qwen_dataset.store.paths import StoragePath, is_remote, read_parquet
 
@@ -54,9 +55,11 @@ PARTS_FOLDER = ".parts"
 PARTS_FORMAT = 1
 # A part is what this code made of the manifests: other code (an edit to what a batch brings or how
 # splits fall), other parts. The modules' bytes enter every key, so an upgrade re-reads every batch once.
+# The pandas and pyarrow versions too: their dtype rules decide what a stored table reads back as.
 PART_CODE = hashlib.sha256(
-    b"".join(Path(module.__file__).read_bytes() for module in (selection, splits) if module.__file__)
+    b"".join(Path(module.__file__).read_bytes() for module in (selection, splits, assemble, paths) if module.__file__)
     + Path(__file__).read_bytes()
+    + f"pandas {pd.__version__} pyarrow {pa.__version__}".encode()
 ).hexdigest()[:16]
 INDEX_FILE = "index.json"
 TOKEN_KEY = b"qwen_parts_token"
@@ -218,27 +221,55 @@ class PartStore:
             (staging / INDEX_FILE).write_text(json.dumps(index, sort_keys=True), encoding="utf-8")
 
 
-def file_stamps(folder: StoragePath) -> dict[str, str]:
-    """``relative path -> size and modification stamp`` of every file under ``folder``: one listing
-    (a walk on disk, one ``find`` on an object store), not one request per file."""
+#: The stamp of a file whose listing tells nothing but its size: such a file is never trusted to be
+#: unchanged, so a part that reads it is made again from the manifests every time.
+UNSTAMPED = None
+
+# What an object store's listing entry says of a file besides its name; the size alone is not enough.
+_SIZE_ONLY = {"size", "type"}
+
+
+def _entry_stamp(info: Mapping[str, Any]) -> str | None:
+    """Every scalar a store's listing gives for a file (ETag, LastModified, mtime, generation, ...,
+    whatever the backend's spelling), or :data:`UNSTAMPED` when it gives only the size."""
+    fields = {key: value for key, value in info.items() if key != "name" and isinstance(value, (str, int, float))}
+    fields |= {key: str(value) for key, value in info.items() if hasattr(value, "isoformat")}
+    if not fields.keys() - _SIZE_ONLY:
+        return UNSTAMPED
+    return json.dumps(fields, sort_keys=True, default=str)
+
+
+def _is_manifest_name(relative: str) -> bool:
+    # A writer's temp file (".<name>.<random>.tmp", renamed into place when complete) is no manifest.
+    return not any(piece.startswith(".") for piece in relative.split("/"))
+
+
+def file_stamps(folder: StoragePath) -> dict[str, str | None]:
+    """``relative path -> stamp`` (size and modification) of every manifest under ``folder``: one
+    listing (a walk on disk, one ``find`` on an object store), not one request per file. A writer's
+    temp file, or a file gone by the time it is looked at (another run replacing its manifest), is
+    left out instead of failing the release."""
     if is_remote(folder):
         base = folder.path.rstrip("/")
         try:
             found = folder.fs.find(base, detail=True)
         except FileNotFoundError:
             return {}
-        stamps = {}
-        for path, info in found.items():
-            stamp = [info.get(k) for k in ("size", "ETag", "LastModified", "mtime", "created") if info.get(k)]
-            stamps[path[len(base) + 1 :]] = json.dumps(stamp, default=str)
-        return stamps
-    stamps = {}
+        listed = {path[len(base) + 1 :]: _entry_stamp(info) for path, info in found.items()}
+        return {name: stamp for name, stamp in listed.items() if _is_manifest_name(name)}
+    stamps: dict[str, str | None] = {}
     base = str(folder)
     for directory, _, names in os.walk(base):
         for name in names:
             path = os.path.join(directory, name)
-            stat = os.stat(path)
-            stamps[os.path.relpath(path, base)] = f"{stat.st_size}:{stat.st_mtime_ns}"
+            relative = os.path.relpath(path, base).replace(os.sep, "/")
+            if not _is_manifest_name(relative):
+                continue
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                continue
+            stamps[relative] = f"{stat.st_size}:{stat.st_mtime_ns}"
     return stamps
 
 
@@ -269,6 +300,7 @@ class ReleaseParts:
         log: Log | None = None,
     ) -> None:
         self.layout, self.latest = layout, latest
+        self.root = str(layout.root)
         self.ratios, self.include_augmented = list(ratios), include_augmented
         self.store = PartStore(folder, log)
         self.stored = self.store.load()
@@ -277,21 +309,31 @@ class ReleaseParts:
         manifests = layout.root / "manifests"
         self._stamps = {asset: file_stamps(manifests / asset) for asset in (*PART_ASSETS, HEADLINE_ASSET)}
 
-    def _stamp(self, asset: str, name: str) -> str:
-        return self._stamps[asset].get(name, "")
+    def _stamp(self, asset: str, name: str) -> str | None:
+        return self._stamps[asset].get(name, "")  # "": no such file (a batch without augmented copies)
 
-    def _headline_key(self, batch: str) -> str:
+    # Keys name the storage root: every object-store root shares one local cache, and two Dagster
+    # instances hand out the same storage ids. No key (None): a file has no trustworthy stamp.
+
+    def _headline_key(self, batch: str) -> str | None:
         stamp = self._stamp(HEADLINE_ASSET, f"{batch}.parquet")
-        return "headline:" + _key(PART_CODE, batch, self.latest(HEADLINE_ASSET, batch), stamp)
+        if stamp is UNSTAMPED:
+            return None
+        return "headline:" + _key(PART_CODE, self.root, batch, self.latest(HEADLINE_ASSET, batch), stamp)
 
-    def _part_key(self, batch: str) -> str:
+    def _part_key(self, batch: str) -> str | None:
         stamps = [self._stamp(asset, f"{batch}.parquet") for asset in ("frames", "human_corrections")]
         stamps += [self._stamp("augmented_dataset", f"{batch}/{name}.parquet") for name in AUGMENTED_TABLES]
+        if UNSTAMPED in stamps:
+            return None
         ids = [self.latest(asset, batch) for asset in PART_ASSETS]
-        return "part:" + _key(PART_CODE, batch, ids, stamps, self.ratios, self.include_augmented)
+        return "part:" + _key(PART_CODE, self.root, batch, ids, stamps, self.ratios, self.include_augmented)
 
-    def _use(self, key: str, part: Part) -> Part:
-        if part.storable:
+    def _stored(self, key: str | None) -> Part | None:
+        return None if key is None else self.stored.get(key)
+
+    def _use(self, key: str | None, part: Part) -> Part:
+        if key is not None and part.storable:
             self.kept[key] = part
         return part
 
@@ -300,7 +342,7 @@ class ReleaseParts:
         found: dict[str, pd.DataFrame] = {}
         for batch in names:
             key = self._headline_key(batch)
-            part = self.stored.get(key)
+            part = self._stored(key)
             if part is None:
                 path = self.layout.manifest(HEADLINE_ASSET, batch)
                 part = new_part({"headline": read_parquet(path)} if path.exists() else {}, {})
@@ -311,7 +353,7 @@ class ReleaseParts:
 
     def _part(self, batch: str) -> Part:
         key = self._part_key(batch)
-        part = self.stored.get(key)
+        part = self._stored(key)
         if part is None:
             self.read_from_manifests.add(batch)
             export, real = batch_export_and_real_frames(
@@ -330,13 +372,14 @@ class ReleaseParts:
         seen: set[str] = set()
         pieces: dict[str, list[Rows]] = {"frames": [], "annotations": [], "lineage": []}
         rows, export_dirs = [], {}
-        frame_ids: dict[int, list[str]] = {}  # a stored table's frame ids, listed once
+        # A stored table's frame ids, listed once; the table is held beside them so its id() stays its own.
+        frame_ids: dict[int, tuple[pd.DataFrame, list[str]]] = {}
         for batch in names:
             part = self._part(batch)
             frames = part.tables["frames"]
             if id(frames.frame) not in frame_ids:
-                frame_ids[id(frames.frame)] = frames.frame["frame_id"].tolist()
-            ids = frame_ids[id(frames.frame)][frames.offset : frames.offset + frames.rows]
+                frame_ids[id(frames.frame)] = (frames.frame, frames.frame["frame_id"].tolist())
+            ids = frame_ids[id(frames.frame)][1][frames.offset : frames.offset + frames.rows]
             real = ids[: part.info["real_frames"]]
             if not seen.isdisjoint(real):  # the same file in an earlier batch: that batch keeps its frames
                 self.read_from_manifests.add(batch)
