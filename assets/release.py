@@ -24,6 +24,7 @@ from qwen_dataset.release.selection import (
     UPSTREAM_OF_EXPORTS,
     LatestMaterialization,
     QualityPolicy,
+    gate_decisions,
     quality_figures,
     quality_record,
     releasable_batches,
@@ -120,8 +121,9 @@ def release(
         log=context.log.warning,
     )
     headlines = parts.headlines(exported)
-    eligible, excluded = releasable_batches(latest, names, headlines, policy)
-    quality_in_force = quality_record(headlines, eligible, policy)
+    decisions = gate_decisions(headlines, exported, policy)  # one decision for the selection and the record
+    eligible, excluded = releasable_batches(latest, names, decisions)
+    quality_in_force = quality_record(decisions, eligible, policy)
     for row in excluded:
         context.log.warning(f"batch {row['batch']} left out of the release: {row['reason']}")
     if not eligible:

@@ -16,6 +16,7 @@ from qwen_dataset.release.parts import PARTS_FOLDER, ReleaseParts
 from qwen_dataset.release.selection import (
     QualityPolicy,
     batch_export,
+    gate_decisions,
     quality_figures,
     quality_record,
     read_headlines,
@@ -93,7 +94,8 @@ def release_files(pipeline: Pipeline, releases: Path, parts_folder: Path | None)
     else:
         parts = ReleaseParts(layout, latest, parts_folder, ratios=RATIOS, include_augmented=True)
         headlines = parts.headlines(exported)
-    eligible, _ = releasable_batches(latest, names, headlines, POLICY)
+    decisions = gate_decisions(headlines, exported, POLICY)
+    eligible, _ = releasable_batches(latest, names, decisions)
     if parts is None:
         seen: set[str] = set()
         batches = [
@@ -106,7 +108,7 @@ def release_files(pipeline: Pipeline, releases: Path, parts_folder: Path | None)
         batches,
         releases,
         qc=quality_figures(headlines, eligible),
-        quality=quality_record(headlines, eligible, POLICY),
+        quality=quality_record(decisions, eligible, POLICY),
         ratios=RATIOS,
         blobs=layout.blobs,
         write_formats=release_formats_writer(layout.blobs, layout.root),

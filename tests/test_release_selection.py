@@ -7,7 +7,7 @@ import pytest
 from dagster import AssetMaterialization, DagsterInstance
 
 from qwen_dataset.quality.gates import Waiver, decide, decide_many
-from qwen_dataset.release.selection import QualityPolicy, quality_verdicts, releasable_batches
+from qwen_dataset.release.selection import QualityPolicy, gate_decisions, quality_verdicts, releasable_batches
 
 TARGETS = {"mean_iou": 0.85, "ocr_accuracy": 0.95}
 POLICY = QualityPolicy(TARGETS, {name: 0 for name in TARGETS})  # these headlines carry no sample sizes
@@ -30,7 +30,7 @@ def positions(*orders: tuple[str, str]):
 
 def test_only_the_failing_batch_is_kept_out_with_the_reason_it_would_get_alone():
     headlines = {"a": headline("a"), "b": headline("b", ocr=0.5), "c": headline("c", iou=None)}
-    verdicts = quality_verdicts(headlines, ["a", "b", "c", "d"], POLICY)
+    verdicts = quality_verdicts(gate_decisions(headlines, ["a", "b", "c", "d"], POLICY), ["a", "b", "c", "d"])
     assert set(verdicts) == {"b", "d"}
     assert verdicts["d"] == "no quality report"
     alone = decide(headlines["b"].iloc[0].to_dict(), TARGETS, POLICY.min_sample)
@@ -75,7 +75,8 @@ def test_each_reason_to_keep_a_batch_out():
     ]
     latest = positions(*everything, *later)
     headlines = {name: headline(name) for name in ("ok", "stale", "unreviewed")} | {"poor": headline("poor", iou=0.1)}
-    eligible, excluded = releasable_batches(latest, ["never", "ok", "poor", "stale", "unreviewed"], headlines, POLICY)
+    names = ["never", "ok", "poor", "stale", "unreviewed"]
+    eligible, excluded = releasable_batches(latest, names, gate_decisions(headlines, names, POLICY))
     assert eligible == ["ok"]
     reasons = {row["batch"]: row["reason"] for row in excluded}
     assert list(reasons) == ["never", "poor", "stale", "unreviewed"]
@@ -111,7 +112,8 @@ def test_the_instance_is_asked_once_per_asset_and_orders_materializations(instan
     assert latest("frames", "b1") < latest("exports", "b1")
     assert latest("frames", "b2") > latest("exports", "b2")
     assert latest("augmented_dataset", "b1") is None and latest("qc_report", "b2") is None
-    eligible, _ = releasable_batches(latest, ["b1", "b2"], {"b1": headline("b1"), "b2": headline("b2")}, POLICY)
+    headlines = {"b1": headline("b1"), "b2": headline("b2")}
+    eligible, _ = releasable_batches(latest, ["b1", "b2"], gate_decisions(headlines, ["b1", "b2"], POLICY))
     assert eligible == ["b1"]
 
 

@@ -70,19 +70,19 @@ def gate_decisions(
     return decide_many(rows, policy.targets, policy.min_sample, policy.waivers)
 
 
-def quality_verdicts(
-    headlines: Mapping[str, pd.DataFrame], names: Sequence[str], policy: QualityPolicy
-) -> dict[str, str]:
-    """Why each of ``names`` is kept out by its measured quality; a batch that passes, is waived or
-    under-sampled is absent.
+def quality_verdicts(decisions: Mapping[str, GateDecision], names: Sequence[str]) -> dict[str, str]:
+    """Why each of ``names`` is kept out by its measured quality (``decisions``: :func:`gate_decisions`
+    over at least ``names``); a batch that passes, is waived or under-sampled is absent.
 
     The gate decided this when the export ran; it is decided again on the stored figures so an
     export launched on its own, past a failed gate, cannot reach a release.
     """
-    decisions = gate_decisions(headlines, names, policy)
-    verdicts = {batch: "no quality report" for batch in names if batch not in decisions}
-    for batch, decision in decisions.items():
-        failed = [verdict.describe() for verdict in decision.verdicts if verdict.status == "fail"]
+    verdicts = {}
+    for batch in names:
+        if batch not in decisions:
+            verdicts[batch] = "no quality report"
+            continue
+        failed = [verdict.describe() for verdict in decisions[batch].verdicts if verdict.status == "fail"]
         if failed:
             verdicts[batch] = f"quality gate fails: {'; '.join(failed)}"
     return verdicts
@@ -91,10 +91,10 @@ def quality_verdicts(
 def releasable_batches(
     latest: LatestMaterialization,
     names: list[str],
-    headlines: Mapping[str, pd.DataFrame],
-    policy: QualityPolicy,
+    decisions: Mapping[str, GateDecision],
 ) -> tuple[list[str], list[dict[str, str]]]:
-    """Batches whose export is current and whose quality passes; the others with the reason."""
+    """Batches whose export is current and whose quality passes (``decisions``: :func:`gate_decisions`
+    over them, decided once for the selection and the release's quality record); the others with the reason."""
     reasons: dict[str, str] = {}
     for batch in names:
         exported = latest("exports", batch)
@@ -109,7 +109,7 @@ def releasable_batches(
             )
         elif (latest("qc_report", batch) or 0) < (latest("human_corrections", batch) or 0):
             reasons[batch] = "the quality report predates the latest corrections"
-    reasons.update(quality_verdicts(headlines, [batch for batch in names if batch not in reasons], policy))
+    reasons.update(quality_verdicts(decisions, [batch for batch in names if batch not in reasons]))
     eligible = [batch for batch in names if batch not in reasons]
     excluded = [{"batch": batch, "reason": reasons[batch]} for batch in names if batch in reasons]
     return eligible, excluded
@@ -211,10 +211,10 @@ def quality_figures(headlines: Mapping[str, pd.DataFrame], names: list[str]) -> 
     return {"mean": means, "per_batch": per_batch}
 
 
-def quality_record(headlines: Mapping[str, pd.DataFrame], names: list[str], policy: QualityPolicy) -> dict[str, Any]:
+def quality_record(decisions: Mapping[str, GateDecision], names: list[str], policy: QualityPolicy) -> dict[str, Any]:
     """What the release records about quality: the targets and minimum samples in force, each
-    batch's status per figure, and every waiver that let a batch in (release.json and the card)."""
-    decisions = gate_decisions(headlines, names, policy)
+    batch's status per figure (``decisions``: :func:`gate_decisions` over at least ``names``), and
+    every waiver that let a batch in (release.json and the card)."""
     statuses = {batch: decisions[batch].statuses() if batch in decisions else {} for batch in names}
     used = [
         dataclasses.asdict(w)
