@@ -277,3 +277,47 @@ def test_manifest_stamps_skip_temp_files_and_files_gone_while_listed(tmp_path, m
 
     monkeypatch.setattr(os, "stat", renamed_meanwhile)
     assert sorted(file_stamps(folder)) == ["b1.parquet"]
+
+
+def test_parts_of_every_task_come_back_as_the_manifests_give_them(tmp_path):
+    import dataclasses
+
+    from qwen_dataset.payloads import TASKS
+    from qwen_dataset.records import annotation_id_for, dump_payload
+    from qwen_dataset.release.assemble import merge_batches
+    from qwen_dataset.release.parts import same_table
+
+    templates = Path(__file__).resolve().parents[1] / "qwen_dataset" / "prelabel" / "templates"
+    pipeline = Pipeline(tmp_path / "root", tmp_path / "cache")
+    pipeline.add_batch("b1", [1, 2], augment=False)
+    frames = read_parquet(pipeline.layout.manifest("frames", "b1"))
+    final = []
+    for record in [FrameRecord(**row) for row in frames.to_dict("records")]:
+        for task in TASKS:  # each task's own payload shape (the template's example answer)
+            payload = json.loads((templates / task / "example.json").read_text(encoding="utf-8"))
+            annotation = make_annotation(record, source="human", author="ada")
+            final.append(
+                dataclasses.replace(
+                    annotation,
+                    task=task,
+                    payload=dump_payload(payload),
+                    annotation_id=annotation_id_for(record.frame_id, task, "human", "ada"),
+                )
+            )
+    pipeline.write("b1", "human_corrections", to_frame(final, AnnotationRecord))
+    pipeline.materialize("b1", "human_corrections")
+    pipeline.report("b1", 0.99)
+
+    seen: set[str] = set()
+    truth = merge_batches(
+        [batch_export(pipeline.latest, pipeline.layout, "b1", seen, ratios=RATIOS, include_augmented=True)]
+    )
+    assert sorted(set(truth.annotations["task"])) == sorted(TASKS)
+    parts_folder = tmp_path / "work" / PARTS_FOLDER
+    for read in (1, 0):  # from the manifests, then from the kept part
+        parts = ReleaseParts(pipeline.layout, pipeline.latest, parts_folder, ratios=RATIOS, include_augmented=True)
+        merged = parts.release_batches(["b1"])
+        parts.save()
+        assert len(parts.read_from_manifests) == read
+        assert same_table(merged.frames, truth.frames) and same_table(merged.annotations, truth.annotations)
+        assert merged.rows == truth.rows
