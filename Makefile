@@ -7,7 +7,7 @@ export QWEN_STORAGE_ROOT ?= $(CURDIR)/.storage
 # Great Expectations must never phone home.
 export GX_ANALYTICS_ENABLED ?= False
 
-.PHONY: setup tools demo test lint dev bench workbench clean system-deps-demo system-deps-test
+.PHONY: setup tools demo test lint dev run-workers bench workbench clean system-deps-demo system-deps-test
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,14 @@ DAGSTER_PORT ?= 3000
 dev: setup
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml --host $(DAGSTER_HOST) --port $(DAGSTER_PORT) --log-level info
+
+# Warm run workers for a deployment whose dagster.yaml has deploy/run_workers.yaml (README, "Warm run
+# workers"): QWEN_RUN_QUEUE_URL must name the same Redis database as the webserver's and the daemon's.
+RUN_QUEUE ?= dagster
+RUN_WORKER_CONCURRENCY ?= 4
+
+run-workers: setup
+	$(BIN)/python -m deploy.run_workers --queue $(RUN_QUEUE) --concurrency $(RUN_WORKER_CONCURRENCY)
 
 bench: setup
 	$(BIN)/python benchmarks/bench_frames.py

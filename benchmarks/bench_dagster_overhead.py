@@ -23,8 +23,11 @@ prelabel backend) and empty batches are launched through dagster_graphql's clien
 split that time into queue wait (enqueued -> starting: the daemon's dequeue loop), worker start
 (starting -> run start: process spawn and code-location import) and steps (run start -> success).
 Configurations: SQLite and PostgreSQL instance storage with the in-process executor (what
-``qwen_dataset.definitions`` and the fixture location use), and SQLite with Dagster's
-multiprocess executor (one process per step, each importing the code location again).
+``qwen_dataset.definitions`` and the fixture location use), each with Dagster's default launcher
+(a fresh interpreter per run) and with the warm run workers (``deploy/run_workers.yaml``: a Celery
+worker on Redis that loaded the libraries once forks a child per run; skipped when Redis does not
+answer), and SQLite with Dagster's multiprocess executor (one process per step, each importing the
+code location again).
 
 Part 2, growth. On one persistent SQLite instance, tiny batches (``--images`` small PNGs, distinct
 content) are processed one after another with ``execute_in_process`` until ``max(--existing)``
@@ -36,7 +39,7 @@ Every figure is printed as soon as it is measured; the tables at the end repeat 
 ratios against the baselines measured in this same command.
 
     .venv/bin/python benchmarks/bench_dagster_overhead.py [--runs 3] [--multiprocess-runs 1]
-        [--imports 3] [--cold-runs 3] [--compare-repo DIR] [--existing 1,10,100] [--images 2] [--postgres-admin-url URL | --no-postgres]
+        [--run-worker-runs 3] [--imports 3] [--cold-runs 3] [--compare-repo DIR] [--existing 1,10,100] [--images 2] [--postgres-admin-url URL | --no-postgres]
         [--skip-launch] [--keep DIR]
 """
 
@@ -240,7 +243,13 @@ def launch_and_time(services, batch: str) -> LaunchTiming:
 
 
 def launched_runs(
-    workdir: Path, label: str, runs: int, warmup: bool, pg_url: str | None = None, executor: str = "in_process"
+    workdir: Path,
+    label: str,
+    runs: int,
+    warmup: bool,
+    pg_url: str | None = None,
+    executor: str = "in_process",
+    run_workers: bool = False,
 ) -> list[LaunchTiming]:
     from tests.ops_helpers import deployment
 
@@ -248,7 +257,11 @@ def launched_runs(
     folder.mkdir(parents=True)
     print(f"  starting a deployment for {label} ...", flush=True)
     with deployment(
-        folder, folder / "storage", pg_url=pg_url, extra_env={"QWEN_FIXTURE_EXECUTOR": executor}
+        folder,
+        folder / "storage",
+        pg_url=pg_url,
+        extra_env={"QWEN_FIXTURE_EXECUTOR": executor},
+        run_workers=run_workers,
     ) as services:
         if warmup:  # first run after start: cold page cache, tables and pools created
             launch_and_time(services, f"empty-{label}-warmup")
@@ -278,7 +291,8 @@ def print_launch_table(baseline: list[float], rows: dict[str, list[LaunchTiming]
     print(
         "  queue = enqueued -> starting (daemon dequeue loop, deploy/dagster.yaml: dequeue_interval_seconds); "
         "worker = starting -> "
-        "run start (spawn + import of the code location); overhead = total - baseline"
+        "run start (spawn + import of the code location; with warm run workers: the Celery task reaching a "
+        "forked child that imports the location); overhead = total - baseline"
     )
 
 
@@ -347,6 +361,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--multiprocess-runs", type=int, default=1, help="timed launches with the multiprocess executor (0: none)"
     )
+    parser.add_argument(
+        "--run-worker-runs",
+        type=int,
+        default=3,
+        help="timed launches per instance with the warm run workers (deploy/run_workers.yaml; 0: none)",
+    )
     parser.add_argument("--imports", type=int, default=3, help="fresh-interpreter rounds of part 0")
     parser.add_argument("--cold-runs", type=int, default=3, help="rounds of part 0b, a cold run worker (0: none)")
     parser.add_argument(
@@ -381,16 +401,39 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def redis_reachable() -> str | None:
+    """None when the warm run workers' Redis answers, else why not."""
+    import redis
+
+    from tests.ops_helpers import REDIS_URL
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        return f"Redis at {REDIS_URL} is not reachable ({exc}); set QWEN_TEST_REDIS_URL"
+    return None
+
+
 def launch_part(workdir: Path, args: argparse.Namespace) -> None:
     print("\nPart 1 - launch to success of an EMPTY batch", flush=True)
     baseline = baseline_empty_batch(workdir / "baseline", args.runs)
     rows = {"sqlite / in_process": launched_runs(workdir, "sqlite-inproc", args.runs, warmup=True)}
+    no_workers = redis_reachable() if args.run_worker_runs else "--run-worker-runs 0"
+    if no_workers is None:
+        rows["sqlite / in_process, warm run workers"] = launched_runs(
+            workdir, "sqlite-workers", args.run_worker_runs, warmup=True, run_workers=True
+        )
     why_not = "--no-postgres" if args.no_postgres else postgres_reachable(args.postgres_admin_url)
     if why_not is None:
         from tests.ops_helpers import temporary_database
 
         with temporary_database(args.postgres_admin_url) as url:
             rows["postgres / in_process"] = launched_runs(workdir, "pg-inproc", args.runs, warmup=True, pg_url=url)
+        if no_workers is None:
+            with temporary_database(args.postgres_admin_url) as url:
+                rows["postgres / in_process, warm run workers"] = launched_runs(
+                    workdir, "pg-workers", args.run_worker_runs, warmup=True, pg_url=url, run_workers=True
+                )
     if args.multiprocess_runs:
         rows["sqlite / multiprocess"] = launched_runs(
             workdir, "sqlite-multi", args.multiprocess_runs, warmup=False, executor="multiprocess"
@@ -398,6 +441,8 @@ def launch_part(workdir: Path, args: argparse.Namespace) -> None:
     print_launch_table(baseline, rows)
     if why_not is not None:
         print(f"  PostgreSQL skipped: {why_not}")
+    if no_workers is not None:
+        print(f"  warm run workers skipped: {no_workers}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY_INSTANCE_YAML = REPO / "deploy" / "dagster.yaml"
+RUN_WORKERS_YAML = REPO / "deploy" / "run_workers.yaml"
+# The Redis database of the warm run workers' queues (each deployment gets its own queue name).
+REDIS_URL = os.environ.get("QWEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/3")
 BIN = Path(sys.executable).parent
 LOCATION = "qwen_dataset"
 REPOSITORY = "__repository__"
@@ -68,15 +71,27 @@ def psycopg2_url(url: str) -> str:
     return url.replace("postgresql+psycopg2://", "postgresql://", 1)
 
 
-def write_dagster_home(home: Path, postgres: bool) -> Path:
-    """``home/dagster.yaml`` from ``deploy/dagster.yaml``: verbatim for PostgreSQL (it reads
-    ``DAGSTER_PG_URL``), without its ``storage`` section (so SQLite under ``home``) otherwise.
-    Concurrency pools, run queue limits and run monitoring stay as deployed."""
+def instance_yaml(run_queue: str | None = None) -> str:
+    """``deploy/dagster.yaml``, followed by ``deploy/run_workers.yaml`` serving ``run_queue`` when
+    given (what the README's ``cat`` of the two files gives, with the queue's name)."""
+    text = DEPLOY_INSTANCE_YAML.read_text()
+    if run_queue is not None:
+        launcher = RUN_WORKERS_YAML.read_text()
+        assert "default_queue: dagster\n" in launcher, "deploy/run_workers.yaml names its queue differently now"
+        text += launcher.replace("default_queue: dagster\n", f"default_queue: {run_queue}\n")
+    return text
+
+
+def write_dagster_home(home: Path, postgres: bool, run_queue: str | None = None) -> Path:
+    """``home/dagster.yaml`` from ``deploy/dagster.yaml`` (+ ``deploy/run_workers.yaml`` for a
+    ``run_queue``): verbatim for PostgreSQL (it reads ``DAGSTER_PG_URL``), without its ``storage``
+    section (so SQLite under ``home``) otherwise. Concurrency pools, run queue limits and run
+    monitoring stay as deployed."""
     home.mkdir(parents=True, exist_ok=True)
     if postgres:
-        shutil.copy(DEPLOY_INSTANCE_YAML, home / "dagster.yaml")
+        (home / "dagster.yaml").write_text(instance_yaml(run_queue))
     else:
-        config = yaml.safe_load(DEPLOY_INSTANCE_YAML.read_text())
+        config = yaml.safe_load(instance_yaml(run_queue))
         config.pop("storage", None)
         (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     # The UI greets a new instance with a "Join the Dagster community" dialog that can pop up over
@@ -192,6 +207,7 @@ class DagsterServices:
     log_path: Path
     processes: list[subprocess.Popen]
     with_daemon: bool
+    run_queue: str | None = None  # the warm run workers' queue, when the deployment has them
 
     @property
     def url(self) -> str:
@@ -282,6 +298,14 @@ def _location_loaded(services: DagsterServices) -> bool:
     return True
 
 
+def run_worker_answers(queue: str) -> bool:
+    """A warm run worker serving ``queue`` answers a ping (what the launcher asks before a launch)."""
+    from deploy.run_workers import worker_app
+
+    replies = worker_app(queue, REDIS_URL).control.ping(timeout=1.0, limit=1, pattern=f"{queue}@*", matcher="glob")
+    return bool(replies)
+
+
 def _daemons_healthy(services: DagsterServices) -> bool:
     services.assert_running()
     data = services.graphql("{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }", timeout=10)
@@ -296,6 +320,16 @@ def wait_until_healthy(services: DagsterServices, timeout: float = STARTUP_TIMEO
     if services.with_daemon:
         left = max(timeout - (time.monotonic() - started), 10.0)
         wait_for("the daemon's heartbeat", lambda: _daemons_healthy(services), left, services.log_tail, 0.5)
+    if services.run_queue is not None:
+        queue = services.run_queue
+        left = max(timeout - (time.monotonic() - started), 10.0)
+        wait_for(
+            "the run worker",
+            lambda: services.assert_running() or run_worker_answers(queue),
+            left,
+            services.log_tail,
+            0.5,
+        )
     return services
 
 
@@ -328,18 +362,24 @@ def deployment(
     daemon: bool = True,
     home: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
+    run_workers: bool = False,
 ) -> Iterator[DagsterServices]:
     """One ``dagster-webserver`` (+ one ``dagster-daemon``), as deployed; always stopped.
 
-    Pass the ``home`` of an earlier deployment to restart on the same instance."""
+    ``run_workers``: the instance also gets ``deploy/run_workers.yaml`` (a queue of its own on
+    :data:`REDIS_URL`) and one warm run worker runs beside the services, as ``make run-workers``
+    starts it. Pass the ``home`` of an earlier deployment to restart on the same instance."""
+    port = free_port()
+    run_queue = f"qwen-test-{port}" if run_workers else None
     if home is None:
-        home = write_dagster_home(tmp_path / "dagster_home", postgres=pg_url is not None)
+        home = write_dagster_home(tmp_path / "dagster_home", postgres=pg_url is not None, run_queue=run_queue)
         if pg_url is None:
             create_sqlite_storage(home)
     workspace = write_workspace(tmp_path / "workspace.yaml")
-    port = free_port()
     log_path = tmp_path / f"deployment-{port}.log"
-    env = service_env(home, storage_root, pg_url, extra_env)
+    env = service_env(
+        home, storage_root, pg_url, {**({"QWEN_RUN_QUEUE_URL": REDIS_URL} if run_workers else {}), **(extra_env or {})}
+    )
     processes = []
     with log_path.open("ab") as log:
         processes.append(
@@ -347,7 +387,9 @@ def deployment(
         )
         if daemon:
             processes.append(_spawn([str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env, log))
-    services = DagsterServices(port, home, storage_root, log_path, processes, with_daemon=daemon)
+        if run_queue is not None:
+            processes.append(_spawn([sys.executable, "-m", "deploy.run_workers", "--queue", run_queue], env, log))
+    services = DagsterServices(port, home, storage_root, log_path, processes, with_daemon=daemon, run_queue=run_queue)
     try:
         yield wait_until_healthy(services)
     finally:
@@ -408,6 +450,7 @@ def run_errors(services: DagsterServices, run_id: str) -> str:
         """query($id: ID!) { logsForRun(runId: $id) { __typename ... on EventConnection { events {
              __typename ... on MessageEvent { message stepKey }
              ... on ExecutionStepFailureEvent { error { message } }
+             ... on EngineEvent { error { message } }
              ... on RunFailureEvent { pipelineFailureError: error { message } } } } } }""",
         {"id": run_id},
     )
@@ -473,6 +516,18 @@ def reexecute(services: DagsterServices, run_id: str, strategy: str = "FROM_FAIL
     if result["__typename"] != "LaunchRunSuccess":
         raise ServiceError(f"re-executing {run_id} ({strategy}) failed: {result}")
     return result["run"]["runId"]
+
+
+def terminate_run(services: DagsterServices, run_id: str) -> None:
+    """The run page's "Terminate" button (graceful: the run worker is asked to stop)."""
+    data = services.graphql(
+        """mutation($id: String!) { terminateRun(runId: $id) { __typename
+             ... on TerminateRunFailure { message } ... on PythonError { message } } }""",
+        {"id": run_id},
+    )
+    result = data["terminateRun"]
+    if result["__typename"] != "TerminateRunSuccess":
+        raise ServiceError(f"terminating {run_id} failed: {result}")
 
 
 def pool_usage(services: DagsterServices, pool: str) -> dict[str, Any]:

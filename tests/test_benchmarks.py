@@ -24,7 +24,8 @@ TINY: dict[str, tuple[list[str], bool]] = {
     "bench_augment": (["--images", "2", "--rounds", "1", "--pipelines", "geometric"], True),
     "bench_augment_geometry": (["--seeds", "2"], True),
     "bench_dagster_overhead": (
-        ["--runs", "1", "--multiprocess-runs", "0", "--imports", "1", "--cold-runs", "1", "--existing", "1"]
+        ["--runs", "1", "--multiprocess-runs", "0", "--run-worker-runs", "1", "--imports", "1", "--cold-runs", "1"]
+        + ["--existing", "1"]
         + ["--images", "1"]
         + ["--no-postgres"],
         True,
