@@ -208,6 +208,17 @@ class DagsterServices:
     processes: list[subprocess.Popen]
     with_daemon: bool
     run_queue: str | None = None  # the warm run workers' queue, when the deployment has them
+    env: dict[str, str] = dataclasses.field(default_factory=dict)  # every service's environment
+
+    def start_run_worker(self) -> subprocess.Popen:
+        """One more warm run worker on the deployment's queue (as ``make run-workers``); waits until it answers."""
+        assert self.run_queue is not None, "a deployment(run_workers=True) has a run queue"
+        queue = self.run_queue
+        with self.log_path.open("ab") as log:
+            worker = _spawn([sys.executable, "-m", "deploy.run_workers", "--queue", queue], self.env, log)
+        self.processes.append(worker)
+        wait_for("the run worker", lambda: self.assert_running() or run_worker_answers(queue), 60, self.log_tail, 0.5)
+        return worker
 
     @property
     def url(self) -> str:
@@ -389,11 +400,25 @@ def deployment(
             processes.append(_spawn([str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env, log))
         if run_queue is not None:
             processes.append(_spawn([sys.executable, "-m", "deploy.run_workers", "--queue", run_queue], env, log))
-    services = DagsterServices(port, home, storage_root, log_path, processes, with_daemon=daemon, run_queue=run_queue)
+    services = DagsterServices(
+        port, home, storage_root, log_path, processes, with_daemon=daemon, run_queue=run_queue, env=env
+    )
     try:
         yield wait_until_healthy(services)
     finally:
         services.stop()
+        if run_queue is not None:
+            forget_queue(run_queue)
+
+
+def forget_queue(queue: str) -> None:
+    """Delete what Celery keeps in Redis for a test's queue (its bindings and any task left in it)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    names = list(client.scan_iter(f"*{queue}*"))
+    if names:
+        client.delete(*names)
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,10 +458,15 @@ def stop_sensor(services: DagsterServices, name: str) -> None:
         raise ServiceError(f"stopping sensor {name!r} failed: {stopped}")
 
 
-def submit_batch(services: DagsterServices, batch: str, job: str = "process_batch") -> str:
+def submit_batch(
+    services: DagsterServices, batch: str, job: str = "process_batch", tags: Mapping[str, str] | None = None
+) -> str:
     """Launch ``job`` for one batch with dagster_graphql's client; returns the run id."""
     return services.client().submit_job_execution(
-        job, repository_location_name=LOCATION, repository_name=REPOSITORY, tags={"dagster/partition": batch}
+        job,
+        repository_location_name=LOCATION,
+        repository_name=REPOSITORY,
+        tags={"dagster/partition": batch, **(tags or {})},
     )
 
 

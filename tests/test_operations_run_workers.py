@@ -5,7 +5,7 @@ deploy.run_workers``, what ``make run-workers`` starts) on a Redis queue of the 
 The sample batch runs in the worker's forked children, one per run; a run terminated from the UI
 ends CANCELED and a killed worker child fails its run with Celery's reason, both found by Dagster's
 run monitoring (``deploy/dagster.yaml``); the rerun finishes the batch. With no worker listening, a
-launch fails at once and says what to start.
+launch fails at once and says what to start; while a worker restarts, launches wait for it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from tests.ops_helpers import (
     reexecute,
     run_errors,
     run_records,
+    run_status,
     sample_batch,
     steps_by_outcome,
     submit_batch,
@@ -89,17 +90,25 @@ def test_sample_batch_runs_in_a_fresh_child_of_the_warm_worker_on_postgres(tmp_p
         worker = services.processes[-1]
         assert not (first_pids | again_pids) & {worker.pid}  # the runs ran in children, not the worker itself
 
-        # No worker: the launch fails at once and names what to start (no 180 s wait in STARTING).
-        worker.send_signal(signal.SIGTERM)
+        # A worker restarting: launches made while none answers wait in the queue for the next one.
+        worker.send_signal(signal.SIGTERM)  # warm shutdown: the worker finishes its runs, then exits
         worker.wait(timeout=60)
         services.processes.remove(worker)
-        orphan = submit_batch(services, BATCH)
+        waiting = submit_batch(services, BATCH)
+        wait_for(
+            "the run to reach the queue", lambda: run_status(services, waiting) == "STARTING", 30, services.log_tail
+        )
+        services.start_run_worker()
+        assert_run_succeeded(services, waiting)
+
+        # A queue no worker has ever served: the launch fails at once and names what to start.
+        orphan = submit_batch(services, BATCH, tags={"dagster-celery/queue": "nobody-serves-this"})
         assert wait_for_run(services, orphan, timeout=60) == "FAILURE"
         errors = run_errors(services, orphan)
-        assert "no run worker serves the queue" in errors and "make run-workers" in errors, errors
+        assert "no run worker serves the queue 'nobody-serves-this'" in errors and "make run-workers" in errors, errors
 
     uploads = pd.read_parquet(root / "manifests" / "raw_uploads" / f"{BATCH}.parquet")
-    assert len(uploads) == len(truth.files)  # one row per file, after two runs of the batch
+    assert len(uploads) == len(truth.files)  # one row per file, after three runs of the batch
     frames = pd.read_parquet(root / "manifests" / "frames" / f"{BATCH}.parquet")
     assert (frames["kind"] == "image").sum() == len(truth.images)
     assert (frames["kind"] == "page").sum() == sum(len(pdf.pages) for pdf in truth.pdfs)

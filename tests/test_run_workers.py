@@ -46,3 +46,33 @@ def test_the_deployed_instance_with_run_workers_yaml_starts_runs_through_the_war
         assert (launcher.broker, launcher.backend, launcher.default_queue) == (REDIS_URL, REDIS_URL, "dagster")
         assert instance.run_coordinator.dequeue_interval_seconds == 1
         assert instance.run_monitoring_settings["poll_interval_seconds"] == 10
+
+
+def test_run_monitoring_trusts_the_childs_heartbeat_over_celerys_task_state(tmp_path, monkeypatch):
+    """A STARTED run whose child beats is running even when Redis lost its task state (PENDING);
+    one whose heartbeat is gone for the grace period failed (its whole worker died)."""
+    import redis
+    from dagster import DagsterRun, DagsterRunStatus
+    from dagster._core.launcher import WorkerStatus
+
+    import deploy.run_workers as workers
+
+    monkeypatch.setenv("QWEN_RUN_QUEUE_URL", REDIS_URL)
+    home = write_dagster_home(tmp_path / "home", postgres=False, run_queue="heartbeat-test")
+    run = DagsterRun(
+        job_name="process_batch",
+        run_id=f"heartbeat-{tmp_path.name}",
+        status=DagsterRunStatus.STARTED,
+        tags={"dagster-celery/task_id": f"no-such-task-{tmp_path.name}"},  # Celery knows nothing: PENDING
+    )
+    key = workers.HEARTBEAT_KEY.format(run_id=run.run_id)
+    with DagsterInstance.from_config(str(home)) as instance:
+        launcher = instance.run_launcher
+        with workers._heartbeat(REDIS_URL, run.run_id):
+            assert redis.Redis.from_url(REDIS_URL).exists(key)
+            assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+        assert not redis.Redis.from_url(REDIS_URL).exists(key)  # removed when the run ends
+        assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING  # within the grace
+        monkeypatch.setattr(workers, "HEARTBEAT_GRACE_S", 0.0)
+        verdict = launcher.check_run_worker_health(run)
+        assert verdict.status == WorkerStatus.FAILED and "sent no heartbeat" in verdict.msg
