@@ -101,6 +101,11 @@ def worker_name(queue: str) -> str:
     return f"{queue}@%h"
 
 
+def worker_answers(celery: Celery, queue: str, timeout: float = PING_TIMEOUT_S) -> bool:
+    """Whether a worker serving ``queue`` answers a ping (its main process answers even when busy)."""
+    return bool(celery.control.ping(timeout=timeout, limit=1, pattern=f"{glob.escape(queue)}@*", matcher="glob"))
+
+
 class RunWorkerLauncher(CeleryRunLauncher):
     """dagster_celery's launcher, which a run's failure and a missing worker explain.
 
@@ -122,11 +127,8 @@ class RunWorkerLauncher(CeleryRunLauncher):
 
     def launch_run(self, context: LaunchRunContext) -> None:
         queue = context.dagster_run.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue)  # where the task goes
-        replies = self.celery.control.ping(
-            timeout=PING_TIMEOUT_S, limit=1, pattern=f"{glob.escape(queue)}@*", matcher="glob"
-        )
         now = time.monotonic()
-        if replies:
+        if worker_answers(self.celery, queue):
             self._answered_at[queue] = now
         elif now - self._answered_at.get(queue, -WORKER_GRACE_S) >= WORKER_GRACE_S:
             raise RuntimeError(
@@ -230,10 +232,9 @@ def _run_in_child(body: Any, args: ExecuteRunArgs | ResumeRunArgs, url: str) -> 
     # terminated run ends CANCELED with its steps' events, not as a killed process.
     with capture_interrupts(), _heartbeat(url, args.run_id), _instance(args) as instance:
         # Dagster opens a new PostgreSQL connection for every query of a run worker (NullPool),
-        # hundreds per run: an empty batch's steps took 5.3 s that way, 1.5 s pooled (bench_dagster_overhead).
-        # A child serves one run and exits,
-        # so its storages keep their connections for the run, as the webserver's do (no statement
-        # timeout, as before; nothing changes on SQLite).
+        # hundreds per run: an empty batch's steps took 5.3 s that way, 1.5 s pooled
+        # (bench_dagster_overhead). A child serves one run and exits, so its storages keep their
+        # connections for the run, as the webserver's do (no statement timeout; nothing changes on SQLite).
         instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=8)
         # A pooled connection the server or the network closed while a long step ran (idle timeout,
         # failover) would fail the run's next event write: test each one as it is taken from the pool.

@@ -215,7 +215,7 @@ class DagsterServices:
         assert self.run_queue is not None, "a deployment(run_workers=True) has a run queue"
         queue = self.run_queue
         with self.log_path.open("ab") as log:
-            worker = _spawn([sys.executable, "-m", "deploy.run_workers", "--queue", queue], self.env, log)
+            worker = _spawn(run_worker_command(queue), self.env, log)
         self.processes.append(worker)
         wait_for("the run worker", lambda: self.assert_running() or run_worker_answers(queue), 60, self.log_tail, 0.5)
         return worker
@@ -309,12 +309,16 @@ def _location_loaded(services: DagsterServices) -> bool:
     return True
 
 
+def run_worker_command(queue: str) -> list[str]:
+    """What ``make run-workers`` runs, for the deployment's own queue."""
+    return [sys.executable, "-m", "deploy.run_workers", "--queue", queue]
+
+
 def run_worker_answers(queue: str) -> bool:
     """A warm run worker serving ``queue`` answers a ping (what the launcher asks before a launch)."""
-    from deploy.run_workers import worker_app
+    from deploy.run_workers import worker_answers, worker_app
 
-    replies = worker_app(queue, REDIS_URL).control.ping(timeout=1.0, limit=1, pattern=f"{queue}@*", matcher="glob")
-    return bool(replies)
+    return worker_answers(worker_app(queue, REDIS_URL), queue, timeout=1.0)
 
 
 def _daemons_healthy(services: DagsterServices) -> bool:
@@ -399,7 +403,7 @@ def deployment(
         if daemon:
             processes.append(_spawn([str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env, log))
         if run_queue is not None:
-            processes.append(_spawn([sys.executable, "-m", "deploy.run_workers", "--queue", run_queue], env, log))
+            processes.append(_spawn(run_worker_command(run_queue), env, log))
     services = DagsterServices(
         port, home, storage_root, log_path, processes, with_daemon=daemon, run_queue=run_queue, env=env
     )
