@@ -240,6 +240,38 @@ def test_a_release_is_sealed_read_only_and_its_checksums_hold(store, tmp_path):
     assert not [p for p in (tmp_path / "r").iterdir() if p.name.startswith(".")], "no staging folder is left behind"
 
 
+def test_pictures_that_are_their_blobs_are_not_read_again_to_seal_and_others_are(store, tmp_path, monkeypatch):
+    """A picture linked to its content-addressed blob is recorded with the blob's sha256; a copy
+    with other bytes (an export folder's own file) is hashed as it is, so the seal never lies."""
+    from qwen_dataset.release import publish
+
+    (batch, *_) = two_batches(store)
+    export_dir = tmp_path / "exports" / "b1"
+    (export_dir / "images").mkdir(parents=True)
+    edited = batch.frames.iloc[0]
+    other_bytes = encode_picture(np.zeros((8, 12, 3), np.uint8), "png")
+    (export_dir / "images" / f"{edited.frame_id}.png").write_bytes(other_bytes)
+    hashed: list[str] = []
+    real_sha256_file = publish.sha256_file
+
+    def counting(path):
+        hashed.append(os.path.relpath(path, path.parents[1]) if path.parent.name == "images" else path.name)
+        return real_sha256_file(path)
+
+    monkeypatch.setattr(publish, "sha256_file", counting)
+    info = assemble_release(
+        [BatchExport("b1", batch.frames, batch.annotations, export_dir=export_dir)], tmp_path / "r", blobs=store
+    )
+    pictures = [name for name in hashed if name.startswith("images/")]
+    assert pictures == [f"images/{edited.frame_id}.png"], "only the picture that is not its blob is read"
+    recorded = json.loads((info.path / "release.json").read_text())["files"]
+    assert recorded[f"images/{edited.frame_id}.png"]["sha256"] == hashlib.sha256(other_bytes).hexdigest()
+    other = batch.frames.iloc[1]
+    assert recorded[f"images/{other.frame_id}.png"]["sha256"] == BlobStore.sha256_of(other.blob_uri)
+    monkeypatch.undo()
+    assert verify_release(info.path, checksums=True) == []
+
+
 def test_a_release_that_changed_under_its_version_is_refused(store, tmp_path):
     batches = two_batches(store)
     info = assemble_release(batches, tmp_path / "r", qc=QC, blobs=store)

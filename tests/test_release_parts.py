@@ -164,6 +164,33 @@ def test_a_release_from_parts_is_the_release_from_the_manifests(tmp_path, where)
     same_release(read=2)
 
 
+def test_a_picture_is_opened_for_its_type_once_and_kept_parts_link_blobs_only(tmp_path, monkeypatch):
+    """A release links 1,000s of pictures; the kept parts remember each blob's type, so a later
+    release opens only the new batch's pictures."""
+    from qwen_dataset.release import assemble
+
+    pipeline = Pipeline(tmp_path / "root", tmp_path / "cache")
+    parts_folder = tmp_path / "work" / PARTS_FOLDER
+    pipeline.add_batch("b1", [1, 2, 3, 4])
+    opened: list[str] = []
+    real_extension = assemble._extension
+
+    def counting(path):
+        opened.append(Path(path).name)
+        return real_extension(path)
+
+    monkeypatch.setattr(assemble, "_extension", counting)
+    first, _ = release_files(pipeline, tmp_path / "first", parts_folder)
+    assert len(opened) == first["counts"]["frames"] > 4  # augmented copies too, each once
+    pipeline.add_batch("b2", [5, 6], augment=False)
+    opened.clear()
+    second, read = release_files(pipeline, tmp_path / "second", parts_folder)
+    assert read == 1 and len(opened) == 2  # b2's two pictures; b1's types came with its part
+    monkeypatch.undo()
+    truth, _ = release_files(pipeline, tmp_path / "truth", None)
+    assert second == truth
+
+
 def test_a_damaged_parts_folder_is_read_from_the_manifests(tmp_path):
     pipeline = Pipeline(tmp_path / "root", tmp_path / "cache")
     parts_folder = tmp_path / "work" / PARTS_FOLDER

@@ -7,15 +7,22 @@ import pytest
 from dagster import AssetMaterialization, DagsterInstance
 
 from qwen_dataset.quality.gates import Waiver, decide, decide_many
-from qwen_dataset.release.selection import QualityPolicy, gate_decisions, quality_verdicts, releasable_batches
+from qwen_dataset.release.selection import (
+    QualityPolicy,
+    gate_decisions,
+    headline_row,
+    quality_verdicts,
+    releasable_batches,
+)
 
 TARGETS = {"mean_iou": 0.85, "ocr_accuracy": 0.95}
 POLICY = QualityPolicy(TARGETS, {name: 0 for name in TARGETS})  # these headlines carry no sample sizes
 PIPELINE = ("raw_uploads", "frames", "ai_annotations", "human_corrections", "qc_report", "exports")
 
 
-def headline(batch: str, iou: float | None = 0.9, ocr: float | None = 0.99) -> pd.DataFrame:
-    return pd.DataFrame([{"batch": batch, "mean_iou": iou, "ocr_accuracy": ocr}])
+def headline(batch: str, iou: float | None = 0.9, ocr: float | None = 0.99) -> dict:
+    """The batch's headline row as the release reads it from its qc_report table."""
+    return headline_row(pd.DataFrame([{"batch": batch, "mean_iou": iou, "ocr_accuracy": ocr}]))
 
 
 def positions(*orders: tuple[str, str]):
@@ -33,7 +40,7 @@ def test_only_the_failing_batch_is_kept_out_with_the_reason_it_would_get_alone()
     verdicts = quality_verdicts(gate_decisions(headlines, ["a", "b", "c", "d"], POLICY), ["a", "b", "c", "d"])
     assert set(verdicts) == {"b", "d"}
     assert verdicts["d"] == "no quality report"
-    alone = decide(headlines["b"].iloc[0].to_dict(), TARGETS, POLICY.min_sample)
+    alone = decide(headlines["b"], TARGETS, POLICY.min_sample)
     failed = [verdict.describe() for verdict in alone.verdicts if verdict.status == "fail"]
     assert verdicts["b"] == f"quality gate fails: {'; '.join(failed)}"
     assert "ocr_accuracy" in verdicts["b"]
@@ -143,3 +150,26 @@ def test_a_fixed_input_keeps_its_version_and_its_bytes(tmp_path):
     files = json.loads((info.path / "release.json").read_text())["files"]
     assert files["splits.json"]["sha256"].startswith(FIXED_INPUT_SPLITS_SHA256)
     assert sum(name.startswith("images/") for name in files) == 32  # 18 + 13 frames and the augmented one
+
+
+def test_the_cards_quality_figures_read_cells_as_numbers_and_skip_what_is_not_one():
+    from qwen_dataset.release.selection import quality_figures
+
+    rows = {
+        "a": headline("a", iou=0.912345678, ocr=0.5),
+        "b": headline("b", iou=None, ocr=1.0) | {"ocr_accuracy": "0.75", "samples": 40},
+        "c": {},  # a report without rows
+        "d": headline("d", iou=float("nan"), ocr=None) | {"action_completeness": "n/a"},
+    }
+    figures = quality_figures(rows, ["a", "b", "c", "d", "missing"])
+    assert figures["mean"] == {
+        "mean_iou": 0.9123,
+        "ocr_accuracy": 0.625,
+        "action_completeness": None,
+    }
+    assert figures["per_batch"] == {
+        "a": {"mean_iou": 0.9123, "ocr_accuracy": 0.5, "action_completeness": None},
+        "b": {"mean_iou": None, "ocr_accuracy": 0.75, "action_completeness": None},
+        "d": {"mean_iou": None, "ocr_accuracy": None, "action_completeness": None},
+    }
+    assert quality_figures(rows, ["c", "missing"]) == {}

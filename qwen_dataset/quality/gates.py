@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from qwen_dataset.quality.report import GATED, SAMPLE_UNITS, review_link
+from qwen_dataset.quality.targets import figure_number
 from qwen_dataset.quality.validation import SuiteResult, validate_quality
 
 PASS, FAIL, INSUFFICIENT, WAIVED, NO_DATA = "pass", "fail", "insufficient sample", "waived", "no data"
@@ -171,22 +171,12 @@ class GateDecision:
         }
 
 
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
 def _gated_row(row: Mapping[str, Any], targets: Mapping[str, float], min_sample: Mapping[str, int]) -> dict[str, Any]:
     """The figures GX is handed: each one measured on at least its minimum sample, the others null."""
     gated: dict[str, Any] = {"batch": str(row.get("batch", ""))}
     for name in targets:
-        value = _number(row.get(name))
-        sample = int(_number(row.get(f"{name}_sample")) or 0)
+        value = figure_number(row.get(name))
+        sample = int(figure_number(row.get(f"{name}_sample")) or 0)
         gated[name] = value if value is not None and sample >= min_sample.get(name, 0) else None
     return gated
 
@@ -258,12 +248,12 @@ def _decision(
 ) -> GateDecision:
     batch = str(row.get("batch", ""))
     evidence = json.loads(row.get("evidence") or "{}") if isinstance(row.get("evidence"), str) else {}
-    samples = {name: int(_number(row.get(f"{name}_sample")) or 0) for name in targets}
+    samples = {name: int(figure_number(row.get(f"{name}_sample")) or 0) for name in targets}
     failing = {outcome.column for outcome in suite.failures}
     waived = {waiver.figure: waiver for waiver in waivers if waiver.batch == batch}
     verdicts = []
     for name in [n for n in GATED if n in targets] + [n for n in targets if n not in GATED]:
-        value = _number(row.get(name))
+        value = figure_number(row.get(name))
         if value is None:
             status = NO_DATA
         elif gated_row[name] is None:
@@ -280,10 +270,10 @@ def _decision(
                 target=float(targets[name]),
                 sample=samples[name],
                 min_sample=int(min_sample.get(name, 0)),
-                raw=_number(row.get(f"{name}_raw")),
-                ci_low=_number(row.get(f"{name}_ci_low")),
-                ci_high=_number(row.get(f"{name}_ci_high")),
-                resolved=int(_number(row.get(f"{name}_resolved")) or 0),
+                raw=figure_number(row.get(f"{name}_raw")),
+                ci_low=figure_number(row.get(f"{name}_ci_low")),
+                ci_high=figure_number(row.get(f"{name}_ci_high")),
+                resolved=int(figure_number(row.get(f"{name}_resolved")) or 0),
                 evidence=tuple(evidence.get(name, ())),
                 waiver=waived.get(name) if status == WAIVED else None,
             )

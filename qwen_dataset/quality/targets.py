@@ -4,9 +4,22 @@ loading scipy)."""
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Any
 
 #: The gated figures, in the order reports show them.
 GATED = ("mean_iou", "ocr_accuracy", "action_completeness", "semantic_consistency")
+
+
+def figure_number(value: Any) -> float | None:
+    """A stored figure as a number (None: missing, NaN or not a number)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,6 +35,7 @@ from qwen_dataset.store.paths import StoragePath, atomic_write_text, is_remote
 
 VERSION_HEX = 16
 JPEG_MAGIC = b"\xff\xd8\xff"
+PICTURE_EXTENSIONS = (".png", ".jpg")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,11 +88,16 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+# One encoder for every call: json.dumps with these options builds a new one each time (a release
+# hashes every row of its manifests through it).
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default
+)
+
+
 def canonical_json(value: Any) -> str:
     try:
-        return json.dumps(
-            value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default
-        )
+        return _CANONICAL.encode(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"release inputs must be plain JSON values (numbers, text, lists, dicts): {exc}") from exc
 
@@ -151,6 +157,8 @@ class MergedBatches:
     lineage: pd.DataFrame | None  # None: no batch brings augmented copies
     rows: list[dict[str, Any]]  # batch, frames, annotations, export_folder; in batch order
     export_dirs: Mapping[str, StoragePath | None]  # frame_id -> the export folder of its batch
+    # frame_id -> its blob's picture type (".png", ".jpg"), where known from an earlier release
+    extensions: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def export_folder(export_dir: StoragePath | None) -> str:
@@ -178,14 +186,12 @@ def merge_batches(batches: Sequence[BatchExport]) -> MergedBatches:
 
 
 def _check_references(frames: pd.DataFrame, annotations: pd.DataFrame) -> None:
-    known_frames = set(frames["frame_id"])
-    known_uploads = set(frames["upload_id"])
-    orphan = [
-        row.annotation_id
-        for row in annotations.itertuples(index=False)
-        if (row.frame_id and row.frame_id not in known_frames)
-        or (not row.frame_id and row.upload_id not in known_uploads)
-    ]
+    frame_ids = annotations["frame_id"]
+    has_frame = frame_ids.notna() & (frame_ids.astype(str) != "")
+    orphans = (has_frame & ~frame_ids.isin(set(frames["frame_id"]))) | (
+        ~has_frame & ~annotations["upload_id"].isin(set(frames["upload_id"]))
+    )
+    orphan = annotations.loc[orphans, "annotation_id"].tolist()
     if orphan:
         raise ValueError(
             f"{len(orphan)} annotation(s) point at frames or uploads missing from the release's frames "
@@ -204,11 +210,11 @@ def _listing(export_dir: Path, listings: dict[str, list[str]]) -> list[str]:
 
 def _picture_of(
     frame_id: str,
-    blob_uri: str,
+    blob: Path | None,
     export_dir: StoragePath | None,
-    blobs: BlobStore | None,
     listings: dict[str, list[str]],
-) -> Path | None:
+) -> tuple[Path, str] | None:
+    """The frame's picture and its extension: its export folder's ``images/<frame_id>.*``, else its blob."""
     # A remote export folder is not read picture by picture: the blob cache has the same bytes.
     if export_dir is not None and not is_remote(export_dir):
         # The first of the sorted names "<frame_id>.<anything>", as globbing "<frame_id>.*" finds.
@@ -217,15 +223,29 @@ def _picture_of(
         prefix = f"{frame_id}."
         at = bisect.bisect_left(names, prefix)
         if at < len(names) and names[at].startswith(prefix):
-            return local / "images" / names[at]
-    if blobs is not None and blob_uri:
-        try:
-            path = blobs.local_path(blob_uri)
-        except FileNotFoundError:
-            return None
-        if path.is_file():
-            return path
+            source = local / "images" / names[at]
+            # The export named it by its sniffed type (bundle.link_images); anything else is sniffed again.
+            suffix = names[at][len(frame_id) :]
+            return source, suffix if suffix in PICTURE_EXTENSIONS else _extension(source)
+    if blob is not None and blob.is_file():
+        return blob, _extension(blob)
     return None
+
+
+def _blob_file(blob_uri: str, blobs: BlobStore | None) -> Path | None:
+    if blobs is None or not blob_uri:
+        return None
+    try:
+        return blobs.local_path(blob_uri)
+    except FileNotFoundError:  # a URL root without the object
+        return None
+
+
+def _same_file(source: Path, blob: Path) -> bool:
+    try:
+        return source == blob or os.path.samefile(source, blob)
+    except OSError:  # the blob is gone: the picture is hashed like any other
+        return False
 
 
 def _extension(path: Path) -> str:
@@ -233,31 +253,83 @@ def _extension(path: Path) -> str:
         return ".jpg" if handle.read(3) == JPEG_MAGIC else ".png"
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _link_or_copy(source: Path, target: str) -> bool:
+    """Hard-link ``source`` to ``target`` (True), or copy it where links are impossible (False)."""
     try:
         os.link(source, target)
+        return True
     except OSError:
         shutil.copyfile(source, target)
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class PlacedImages:
+    """The frames' picture paths relative to the release folder (in frame order), and the sha256
+    of each picture that is its blob's own file."""
+
+    refs: list[str]
+    known_sha256: dict[str, str]
+
+
+def picture_extensions(frames: pd.DataFrame, blobs: BlobStore) -> list[str | None]:
+    """Each frame's picture type (".png" or ".jpg") from its blob's first bytes; None where the
+    blob is not on this machine. A blob never changes, so a release may keep these for the next."""
+    found: list[str | None] = []
+    for blob_uri in frames["blob_uri"].tolist():
+        blob = _blob_file(blob_uri, blobs)
+        found.append(_extension(blob) if blob is not None and blob.is_file() else None)
+    return found
+
+
+def _place_blob(blob: Path, target: str) -> bool:
+    """Hard-link a blob to ``target``; False when it cannot be (missing, another file system)."""
+    try:
+        os.link(blob, target)
+        return True
+    except OSError:
+        return False
 
 
 def _place_images(
-    frames: pd.DataFrame, export_dirs: Mapping[str, StoragePath | None], blobs: BlobStore | None, staging: Path
-) -> list[str]:
-    """Link every frame's picture into ``images/``; returns the relative paths in frame order.
+    frames: pd.DataFrame,
+    export_dirs: Mapping[str, StoragePath | None],
+    blobs: BlobStore | None,
+    staging: Path,
+    extensions: Mapping[str, str] | None = None,
+) -> PlacedImages:
+    """Link every frame's picture into ``images/``.
 
-    ``export_dirs`` maps a frame id to the export folder of the batch it came with.
+    A frame whose picture type is in ``extensions`` gets its blob linked without looking at
+    anything else. Any other frame's picture is found in the export folder of the batch it came
+    with (``export_dirs``: frame id -> folder), else its blob, and its type is sniffed. A picture
+    linked to the same file as its blob has the blob's content id as its sha256 (blobs are named
+    by it and never rewritten), so sealing the release need not read it again; any other picture
+    is hashed when the release is sealed. ``verify_release(checksums=True)`` re-reads them all.
     """
-    refs, missing = [], []
+    refs, missing, known = [], [], {}
     listings: dict[str, list[str]] = {}
-    for row in frames.itertuples(index=False):
-        source = _picture_of(row.frame_id, row.blob_uri, export_dirs.get(row.frame_id), blobs, listings)
-        if source is None:
-            missing.append(row.frame_id)
+    (staging / "images").mkdir(exist_ok=True)
+    base = str(staging)
+    extensions = extensions or {}
+    for frame_id, blob_uri in zip(frames["frame_id"].tolist(), frames["blob_uri"].tolist(), strict=True):
+        blob = _blob_file(blob_uri, blobs)
+        if blob is not None and frame_id in extensions:
+            relative = f"images/{frame_id}{extensions[frame_id]}"
+            if _place_blob(blob, os.path.join(base, relative)):
+                known[relative] = BlobStore.sha256_of(blob_uri)
+                refs.append(relative)
+                continue
+        found = _picture_of(frame_id, blob, export_dirs.get(frame_id), listings)
+        if found is None:
+            missing.append(frame_id)
             refs.append("")
             continue
-        relative = f"images/{row.frame_id}{_extension(source)}"
-        _link_or_copy(source, staging / relative)
+        source, extension = found
+        relative = f"images/{frame_id}{extension}"
+        linked = _link_or_copy(source, os.path.join(base, relative))
+        if linked and blob is not None and _same_file(source, blob):
+            known[relative] = BlobStore.sha256_of(blob_uri)
         refs.append(relative)
     if missing:
         raise ValueError(
@@ -265,7 +337,7 @@ def _place_images(
             f"{'' if blobs is not None else ' (and no blob store was given)'} (first: {missing[:5]}); "
             f"export the batches first or pass blobs=StorageLayout(root).blobs"
         )
-    return refs
+    return PlacedImages(refs, known)
 
 
 def _existing(path: Path, digest: str, verify_checksums: bool) -> ReleaseInfo:
@@ -386,6 +458,7 @@ def assemble_release(
             metadata,
             excluded,
             merged.export_dirs,
+            merged.extensions,
             blobs,
             write_formats,
         )
@@ -413,10 +486,12 @@ def _stage(
     metadata: Mapping[str, Any],
     excluded: int,
     export_dirs: Mapping[str, StoragePath | None],
+    extensions: Mapping[str, str],
     blobs: BlobStore | None,
     write_formats: Callable[[ReleaseStaging], None] | None,
 ) -> dict[str, Any]:
-    frames = frames.assign(image=_place_images(frames, export_dirs, blobs, staging))
+    placed = _place_images(frames, export_dirs, blobs, staging, extensions)
+    frames = frames.assign(image=placed.refs)
     frames.to_parquet(staging / "frames.parquet", index=False)
     annotations.to_parquet(staging / "annotations.parquet", index=False)
     if len(lineage):
@@ -460,7 +535,7 @@ def _stage(
         "batches": metadata["batches"],
         "counts": counts,
         "quality": metadata.get("quality"),
-        "files": file_entries(staging, files),
+        "files": file_entries(staging, files, placed.known_sha256),
     }
     atomic_write_text(staging / RELEASE_FILE, json.dumps(release, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
     return counts

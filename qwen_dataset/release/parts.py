@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qwen_dataset.release import assemble, selection, splits
-from qwen_dataset.release.assemble import MergedBatches, concat_tables, export_folder
+from qwen_dataset.release.assemble import MergedBatches, concat_tables, export_folder, picture_extensions
 from qwen_dataset.release.selection import LatestMaterialization, batch_export, batch_export_and_real_frames
 from qwen_dataset.store import paths
 from qwen_dataset.store.layout import StorageLayout, replaced_folder
@@ -258,15 +258,23 @@ def file_stamps(folder: StoragePath) -> dict[str, str | None]:
         listed = {path[len(base) + 1 :]: _entry_stamp(info) for path, info in found.items()}
         return {name: stamp for name, stamp in listed.items() if _is_manifest_name(name)}
     stamps: dict[str, str | None] = {}
-    base = str(folder)
-    for directory, _, names in os.walk(base):
-        for name in names:
-            path = os.path.join(directory, name)
-            relative = os.path.relpath(path, base).replace(os.sep, "/")
-            if not _is_manifest_name(relative):
+    pending = [(str(folder), "")]
+    while pending:  # one scandir per folder; a name starting with "." is never walked into
+        directory, prefix = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
+            relative = prefix + entry.name
             try:
-                stat = os.stat(path)
+                if entry.is_dir():  # a link to a folder is not walked into, as os.walk does
+                    if not entry.is_symlink():
+                        pending.append((entry.path, relative + "/"))
+                    continue
+                stat = os.stat(entry.path)  # what DirEntry.stat() costs on Linux too
             except FileNotFoundError:
                 continue
             stamps[relative] = f"{stat.st_size}:{stat.st_mtime_ns}"
@@ -337,9 +345,12 @@ class ReleaseParts:
             self.kept[key] = part
         return part
 
-    def headlines(self, names: Iterable[str]) -> dict[str, pd.DataFrame]:
-        """Each batch's stored quality figures (its ``qc_report`` row); batches without one are absent."""
-        found: dict[str, pd.DataFrame] = {}
+    def headlines(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Each batch's stored quality figures (its ``qc_report`` row, :data:`.selection.HeadlineRows`);
+        batches without one are absent."""
+        found: dict[str, dict[str, Any]] = {}
+        # A stored table's rows as dicts, made once; the table is held beside them so its id() stays its own.
+        records: dict[int, tuple[pd.DataFrame, list[dict[str, Any]]]] = {}
         for batch in names:
             key = self._headline_key(batch)
             part = self._stored(key)
@@ -348,7 +359,10 @@ class ReleaseParts:
                 part = new_part({"headline": read_parquet(path)} if path.exists() else {}, {})
             self._use(key, part)
             if "headline" in part.tables:
-                found[batch] = part.tables["headline"].table()
+                rows = part.tables["headline"]
+                if id(rows.frame) not in records:
+                    records[id(rows.frame)] = (rows.frame, rows.frame.to_dict("records"))
+                found[batch] = dict(records[id(rows.frame)][1][rows.offset]) if rows.rows else {}
         return found
 
     def _part(self, batch: str) -> Part:
@@ -362,7 +376,8 @@ class ReleaseParts:
             tables = {"frames": export.frames, "annotations": export.annotations}
             if export.lineage is not None:
                 tables["lineage"] = export.lineage
-            part = new_part(tables, {"real_frames": real})
+            extensions = picture_extensions(export.frames, self.layout.blobs)
+            part = new_part(tables, {"real_frames": real, "extensions": extensions})
         return self._use(key, part)
 
     def release_batches(self, names: Sequence[str]) -> MergedBatches:
@@ -372,6 +387,7 @@ class ReleaseParts:
         seen: set[str] = set()
         pieces: dict[str, list[Rows]] = {"frames": [], "annotations": [], "lineage": []}
         rows, export_dirs = [], {}
+        extensions: dict[str, str] = {}
         # A stored table's frame ids, listed once; the table is held beside them so its id() stays its own.
         frame_ids: dict[int, tuple[pd.DataFrame, list[str]]] = {}
         for batch in names:
@@ -406,6 +422,8 @@ class ReleaseParts:
                 }
             )
             export_dirs.update(dict.fromkeys(ids, export_dir))
+            known = part.info.get("extensions") or []
+            extensions.update((fid, ext) for fid, ext in zip(ids, known) if ext is not None)
         lineage = [table for table in pieces["lineage"] if table.rows]
         return MergedBatches(
             frames=_concat(pieces["frames"]),
@@ -413,6 +431,7 @@ class ReleaseParts:
             lineage=_concat(lineage) if lineage else None,
             rows=rows,
             export_dirs=export_dirs,
+            extensions=extensions,
         )
 
     def save(self) -> None:

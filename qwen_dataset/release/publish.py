@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +35,32 @@ class ReleaseInfo:
     files: list[str]  # relative paths, sorted
 
 
-def file_entries(root: Path, files: Sequence[str]) -> dict[str, dict[str, Any]]:
-    return {name: {"sha256": sha256_file(root / name), "bytes": (root / name).stat().st_size} for name in files}
+def file_entries(
+    root: Path, files: Sequence[str], known_sha256: Mapping[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """``release.json``'s entry of each file: its sha256 and size. ``known_sha256`` gives the
+    checksums already known (a picture that is its content-addressed blob), which are not read again."""
+    known = known_sha256 or {}
+    base = str(root)
+    entries = {}
+    for name in files:
+        path = os.path.join(base, name)
+        entries[name] = {"sha256": known.get(name) or sha256_file(Path(path)), "bytes": os.stat(path).st_size}
+    return entries
 
 
 def seal_folder(root: Path) -> None:
     """Read-only files and folders, deepest first (a read-only folder cannot be changed below)."""
-    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        os.chmod(path, READ_ONLY_DIR if path.is_dir() else READ_ONLY_FILE)
-    os.chmod(root, READ_ONLY_DIR)
+    folders = [str(root)]
+    for folder in folders:  # grows while it is walked: every folder, parents before children
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                else:
+                    os.chmod(entry.path, READ_ONLY_FILE)
+    for folder in reversed(folders):
+        os.chmod(folder, READ_ONLY_DIR)
 
 
 def remove_tree(path: Path) -> None:

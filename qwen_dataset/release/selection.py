@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from qwen_dataset.quality.targets import GATED
+from qwen_dataset.quality.targets import GATED, figure_number
 from qwen_dataset.release.assemble import BatchExport
 from qwen_dataset.release.splits import split_for_upload
 from qwen_dataset.store.layout import StorageLayout
@@ -50,21 +50,25 @@ class QualityPolicy:
     waivers: Sequence[Waiver] = ()
 
 
-def read_headlines(layout: StorageLayout, names: Sequence[str]) -> dict[str, pd.DataFrame]:
+#: ``batch -> its quality report's headline row`` (column -> value; ``{}`` for a report without
+#: rows). A release weighs thousands of batches: one dict each, not a one-row DataFrame each.
+HeadlineRows = Mapping[str, Mapping[str, Any]]
+
+
+def headline_row(table: pd.DataFrame) -> dict[str, Any]:
+    """The headline row of a ``qc_report`` table, as plain Python values (``{}``: no row)."""
+    return table.iloc[:1].to_dict("records")[0] if len(table) else {}
+
+
+def read_headlines(layout: StorageLayout, names: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Each batch's stored quality figures (its ``qc_report`` row); batches without one are absent."""
     paths = {batch: layout.manifest("qc_report", batch) for batch in names}
-    return {batch: read_parquet(path) for batch, path in paths.items() if path.exists()}
+    return {batch: headline_row(read_parquet(path)) for batch, path in paths.items() if path.exists()}
 
 
-def gate_decisions(
-    headlines: Mapping[str, pd.DataFrame], names: Sequence[str], policy: QualityPolicy
-) -> dict[str, GateDecision]:
+def gate_decisions(headlines: HeadlineRows, names: Sequence[str], policy: QualityPolicy) -> dict[str, GateDecision]:
     """The gate's decision on each batch's stored figures (one GX run for all); no report, no entry."""
-    rows = {
-        batch: headlines[batch].iloc[0].to_dict() if len(headlines[batch]) else {"batch": batch}
-        for batch in names
-        if batch in headlines
-    }
+    rows = {batch: dict(headlines[batch]) or {"batch": batch} for batch in names if batch in headlines}
     from qwen_dataset.quality.gates import decide_many
 
     return decide_many(rows, policy.targets, policy.min_sample, policy.waivers)
@@ -193,20 +197,21 @@ def batch_export_and_real_frames(
     return export, len(kept_rows)
 
 
-def quality_figures(headlines: Mapping[str, pd.DataFrame], names: list[str]) -> dict[str, object]:
+def quality_figures(headlines: HeadlineRows, names: list[str]) -> dict[str, object]:
     """Headline QC figures per batch and their mean over the release (for the dataset card)."""
-    tables = [headlines[batch] for batch in names if batch in headlines]
-    if not tables:
+    rows = {batch: headlines[batch] for batch in names if headlines.get(batch)}
+    if not rows:
         return {}
-    table = pd.concat(tables, ignore_index=True).set_index("batch")
     # The gated figures only: the report's table also carries samples, intervals and evidence.
-    table = table[[column for column in GATED if column in table.columns]].apply(pd.to_numeric, errors="coerce")
-    means = {
-        column: (None if table[column].isna().all() else round(float(table[column].mean()), 4)) for column in table
-    }
+    columns = [column for column in GATED if any(column in row for row in rows.values())]
+    values = {batch: {column: figure_number(row.get(column)) for column in columns} for batch, row in rows.items()}
+    means = {}
+    for column in columns:
+        present = [value for figures in values.values() if (value := figures[column]) is not None]
+        means[column] = round(sum(present) / len(present), 4) if present else None
     per_batch = {
-        batch: {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in row.items()}
-        for batch, row in table.iterrows()
+        batch: {column: None if value is None else round(value, 4) for column, value in figures.items()}
+        for batch, figures in values.items()
     }
     return {"mean": means, "per_batch": per_batch}
 

@@ -20,6 +20,8 @@ from qwen_dataset.store.paths import (
     storage_root,
 )
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
 
 class BlobStore:
     """Content-addressed blobs under ``<root>/blobs``; a blob's uri is its path relative to root.
@@ -45,7 +47,7 @@ class BlobStore:
     def sha256_of(uri: str) -> str:
         """The content id a blob uri names, or a ValueError for anything that is not a blob uri."""
         sha256 = uri.rsplit("/", 1)[-1]
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256) or BlobStore.uri_for(sha256) != uri:
+        if len(sha256) != 64 or not _HEX_DIGITS.issuperset(sha256) or BlobStore.uri_for(sha256) != uri:
             raise ValueError(f"{uri!r} is not a blob uri (blobs/sha256/ab/cd/<64 hex digits>)")
         return sha256
 
