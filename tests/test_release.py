@@ -240,35 +240,46 @@ def test_a_release_is_sealed_read_only_and_its_checksums_hold(store, tmp_path):
     assert not [p for p in (tmp_path / "r").iterdir() if p.name.startswith(".")], "no staging folder is left behind"
 
 
-def test_pictures_that_are_their_blobs_are_not_read_again_to_seal_and_others_are(store, tmp_path, monkeypatch):
-    """A picture linked to its content-addressed blob is recorded with the blob's sha256; a copy
-    with other bytes (an export folder's own file) is hashed as it is, so the seal never lies."""
-    from qwen_dataset.release import publish
+def test_pictures_linked_from_their_blobs_are_not_read_again_to_seal_and_copies_are(store, tmp_path, monkeypatch):
+    """A picture hard-linked from its content-addressed blob is recorded with the blob's sha256;
+    a copy (where links are impossible) and a blob that is a planted link are hashed as they are."""
+    from qwen_dataset.release import assemble, publish
 
     (batch, *_) = two_batches(store)
+    copied, planted, linked = (batch.frames.iloc[i] for i in (0, 1, 2))
+    # A blob replaced by a link to other bytes is no blob: the export folder's picture is used.
     export_dir = tmp_path / "exports" / "b1"
     (export_dir / "images").mkdir(parents=True)
-    edited = batch.frames.iloc[0]
+    exported = export_dir / "images" / f"{planted.frame_id}.png"
+    exported.write_bytes(store.read_bytes(planted.blob_uri))
     other_bytes = encode_picture(np.zeros((8, 12, 3), np.uint8), "png")
-    (export_dir / "images" / f"{edited.frame_id}.png").write_bytes(other_bytes)
+    (tmp_path / "elsewhere.png").write_bytes(other_bytes)
+    blob = store.local_path(planted.blob_uri)
+    blob.unlink()
+    blob.symlink_to(tmp_path / "elsewhere.png")
+    real_link, real_sha256_file = os.link, publish.sha256_file
     hashed: list[str] = []
-    real_sha256_file = publish.sha256_file
+
+    def no_link_for_the_copied_frame(source, target, *args, **kwargs):
+        if copied.frame_id in str(target):
+            raise OSError(18, "Invalid cross-device link")
+        return real_link(source, target, *args, **kwargs)
 
     def counting(path):
-        hashed.append(os.path.relpath(path, path.parents[1]) if path.parent.name == "images" else path.name)
+        hashed.append(f"{path.parent.name}/{path.name}")
         return real_sha256_file(path)
 
+    monkeypatch.setattr(assemble.os, "link", no_link_for_the_copied_frame)
     monkeypatch.setattr(publish, "sha256_file", counting)
     info = assemble_release(
         [BatchExport("b1", batch.frames, batch.annotations, export_dir=export_dir)], tmp_path / "r", blobs=store
     )
-    pictures = [name for name in hashed if name.startswith("images/")]
-    assert pictures == [f"images/{edited.frame_id}.png"], "only the picture that is not its blob is read"
-    recorded = json.loads((info.path / "release.json").read_text())["files"]
-    assert recorded[f"images/{edited.frame_id}.png"]["sha256"] == hashlib.sha256(other_bytes).hexdigest()
-    other = batch.frames.iloc[1]
-    assert recorded[f"images/{other.frame_id}.png"]["sha256"] == BlobStore.sha256_of(other.blob_uri)
     monkeypatch.undo()
+    pictures = sorted(name for name in hashed if name.startswith("images/"))
+    assert pictures == sorted(f"images/{frame.frame_id}.png" for frame in (copied, planted))
+    recorded = json.loads((info.path / "release.json").read_text())["files"]
+    assert recorded[f"images/{linked.frame_id}.png"]["sha256"] == BlobStore.sha256_of(linked.blob_uri)
+    assert (info.path / "images" / f"{planted.frame_id}.png").read_bytes() == exported.read_bytes() != other_bytes
     assert verify_release(info.path, checksums=True) == []
 
 

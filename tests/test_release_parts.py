@@ -6,6 +6,7 @@ import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -189,6 +190,20 @@ def test_a_picture_is_opened_for_its_type_once_and_kept_parts_link_blobs_only(tm
     monkeypatch.undo()
     truth, _ = release_files(pipeline, tmp_path / "truth", None)
     assert second == truth
+
+
+def test_an_export_folder_picture_other_than_its_blob_gives_one_release_either_way(tmp_path):
+    """A frame's picture is its blob on both paths; the export folder's own file is not taken on one only."""
+    from qwen_dataset.ingest.frames import encode_picture
+
+    pipeline = Pipeline(tmp_path / "root", tmp_path / "cache")
+    pipeline.add_batch("b1", [1, 2], augment=False)
+    frame_id = read_parquet(pipeline.layout.manifest("frames", "b1"))["frame_id"].iloc[0]
+    images = Path(str(pipeline.layout.exports("b1"))) / "images"
+    images.mkdir(parents=True)
+    (images / f"{frame_id}.png").write_bytes(encode_picture(np.zeros((8, 12, 3), np.uint8), "png"))
+    truth, _ = release_files(pipeline, tmp_path / "truth", None)
+    assert release_files(pipeline, tmp_path / "kept", tmp_path / "work" / PARTS_FOLDER) == (truth, 1)
 
 
 def test_a_damaged_parts_folder_is_read_from_the_manifests(tmp_path):

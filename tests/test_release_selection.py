@@ -173,3 +173,13 @@ def test_the_cards_quality_figures_read_cells_as_numbers_and_skip_what_is_not_on
         "d": {"mean_iou": None, "ocr_accuracy": None, "action_completeness": None},
     }
     assert quality_figures(rows, ["c", "missing"]) == {}
+
+
+def test_the_cards_mean_rounds_a_tie_as_pandas_does():
+    """The mean enters the version: the same figures must keep the same rounding across releases."""
+    from qwen_dataset.release.selection import quality_figures
+
+    values = [0.775, 0.625, 0.4375, 0.895, 0.16, 0.5525, 0.0, 0.485]
+    rows = {f"b{i}": {"batch": f"b{i}", "action_completeness": value} for i, value in enumerate(values)}
+    assert round(sum(values) / len(values), 4) == 0.4913  # a plain sum lands on the other side of the tie
+    assert quality_figures(rows, list(rows))["mean"]["action_completeness"] == 0.4912

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -35,15 +36,15 @@ from qwen_dataset.store.paths import StoragePath, atomic_write_text, is_remote
 
 VERSION_HEX = 16
 JPEG_MAGIC = b"\xff\xd8\xff"
-PICTURE_EXTENSIONS = (".png", ".jpg")
 
 
 @dataclasses.dataclass(frozen=True)
 class BatchExport:
     """One batch that passed its gates.
 
-    ``export_dir`` is the batch's ``exports/<batch>/``; its ``images/<frame_id>.*`` are used when
-    present (else the frame's blob, when :func:`assemble_release` is given the blob store).
+    ``export_dir`` is the batch's ``exports/<batch>/``. A frame's picture is its blob when
+    :func:`assemble_release` is given the blob store and the blob is there; else the export
+    folder's ``images/<frame_id>.*`` (the export links the same blob there).
     ``lineage`` is the augmentation lineage of augmented frames in ``frames``, if any
     (:data:`qwen_dataset.augment.LINEAGE_COLUMNS`).
     """
@@ -208,44 +209,30 @@ def _listing(export_dir: Path, listings: dict[str, list[str]]) -> list[str]:
     return listings[key]
 
 
-def _picture_of(
-    frame_id: str,
-    blob: Path | None,
-    export_dir: StoragePath | None,
-    listings: dict[str, list[str]],
-) -> tuple[Path, str] | None:
-    """The frame's picture and its extension: its export folder's ``images/<frame_id>.*``, else its blob."""
+def _exported_picture(frame_id: str, export_dir: StoragePath | None, listings: dict[str, list[str]]) -> Path | None:
+    """The export folder's ``images/<frame_id>.*``, if the folder is local and has one."""
     # A remote export folder is not read picture by picture: the blob cache has the same bytes.
-    if export_dir is not None and not is_remote(export_dir):
-        # The first of the sorted names "<frame_id>.<anything>", as globbing "<frame_id>.*" finds.
-        local = Path(str(export_dir))
-        names = _listing(local, listings)
-        prefix = f"{frame_id}."
-        at = bisect.bisect_left(names, prefix)
-        if at < len(names) and names[at].startswith(prefix):
-            source = local / "images" / names[at]
-            # The export named it by its sniffed type (bundle.link_images); anything else is sniffed again.
-            suffix = names[at][len(frame_id) :]
-            return source, suffix if suffix in PICTURE_EXTENSIONS else _extension(source)
-    if blob is not None and blob.is_file():
-        return blob, _extension(blob)
+    if export_dir is None or is_remote(export_dir):
+        return None
+    # The first of the sorted names "<frame_id>.<anything>", as globbing "<frame_id>.*" finds.
+    local = Path(str(export_dir))
+    names = _listing(local, listings)
+    prefix = f"{frame_id}."
+    at = bisect.bisect_left(names, prefix)
+    if at < len(names) and names[at].startswith(prefix):
+        return local / "images" / names[at]
     return None
 
 
 def _blob_file(blob_uri: str, blobs: BlobStore | None) -> Path | None:
+    """The blob's own regular file (not a link planted in the store), or None."""
     if blobs is None or not blob_uri:
         return None
     try:
-        return blobs.local_path(blob_uri)
-    except FileNotFoundError:  # a URL root without the object
+        path = blobs.local_path(blob_uri)
+        return path if stat.S_ISREG(os.lstat(path).st_mode) else None
+    except FileNotFoundError:  # a URL root without the object, or a blob gone
         return None
-
-
-def _same_file(source: Path, blob: Path) -> bool:
-    try:
-        return source == blob or os.path.samefile(source, blob)
-    except OSError:  # the blob is gone: the picture is hashed like any other
-        return False
 
 
 def _extension(path: Path) -> str:
@@ -278,17 +265,8 @@ def picture_extensions(frames: pd.DataFrame, blobs: BlobStore) -> list[str | Non
     found: list[str | None] = []
     for blob_uri in frames["blob_uri"].tolist():
         blob = _blob_file(blob_uri, blobs)
-        found.append(_extension(blob) if blob is not None and blob.is_file() else None)
+        found.append(_extension(blob) if blob is not None else None)
     return found
-
-
-def _place_blob(blob: Path, target: str) -> bool:
-    """Hard-link a blob to ``target``; False when it cannot be (missing, another file system)."""
-    try:
-        os.link(blob, target)
-        return True
-    except OSError:
-        return False
 
 
 def _place_images(
@@ -298,14 +276,15 @@ def _place_images(
     staging: Path,
     extensions: Mapping[str, str] | None = None,
 ) -> PlacedImages:
-    """Link every frame's picture into ``images/``.
+    """Link every frame's picture into ``images/``: its blob, else the picture in the export
+    folder of the batch it came with (``export_dirs``: frame id -> folder).
 
-    A frame whose picture type is in ``extensions`` gets its blob linked without looking at
-    anything else. Any other frame's picture is found in the export folder of the batch it came
-    with (``export_dirs``: frame id -> folder), else its blob, and its type is sniffed. A picture
-    linked to the same file as its blob has the blob's content id as its sha256 (blobs are named
-    by it and never rewritten), so sealing the release need not read it again; any other picture
-    is hashed when the release is sealed. ``verify_release(checksums=True)`` re-reads them all.
+    A picture's type is read from its first bytes unless ``extensions`` (frame id -> ".png" or
+    ".jpg", kept from an earlier release) has it. A blob hard-linked into the release is recorded
+    with the blob's content id as its sha256 (blobs are named by it and never rewritten), so
+    sealing does not read it again; a copy or an export folder's picture is hashed when sealing.
+    A blob damaged on disk is therefore recorded as what it should hold, and
+    ``verify_release(checksums=True)``, which re-reads every file, reports it.
     """
     refs, missing, known = [], [], {}
     listings: dict[str, list[str]] = {}
@@ -313,22 +292,17 @@ def _place_images(
     base = str(staging)
     extensions = extensions or {}
     for frame_id, blob_uri in zip(frames["frame_id"].tolist(), frames["blob_uri"].tolist(), strict=True):
-        blob = _blob_file(blob_uri, blobs)
-        if blob is not None and frame_id in extensions:
-            relative = f"images/{frame_id}{extensions[frame_id]}"
-            if _place_blob(blob, os.path.join(base, relative)):
-                known[relative] = BlobStore.sha256_of(blob_uri)
-                refs.append(relative)
-                continue
-        found = _picture_of(frame_id, blob, export_dirs.get(frame_id), listings)
-        if found is None:
+        source = _blob_file(blob_uri, blobs)
+        is_blob = source is not None
+        if source is None:
+            source = _exported_picture(frame_id, export_dirs.get(frame_id), listings)
+        if source is None:
             missing.append(frame_id)
             refs.append("")
             continue
-        source, extension = found
-        relative = f"images/{frame_id}{extension}"
-        linked = _link_or_copy(source, os.path.join(base, relative))
-        if linked and blob is not None and _same_file(source, blob):
+        extension = extensions.get(frame_id) if is_blob else None
+        relative = f"images/{frame_id}{extension or _extension(source)}"
+        if _link_or_copy(source, os.path.join(base, relative)) and is_blob:
             known[relative] = BlobStore.sha256_of(blob_uri)
         refs.append(relative)
     if missing:

@@ -263,7 +263,7 @@ def file_stamps(folder: StoragePath) -> dict[str, str | None]:
         directory, prefix = pending.pop()
         try:
             entries = list(os.scandir(directory))
-        except FileNotFoundError:
+        except OSError:  # gone, not a folder or unreadable: nothing listed, as os.walk does
             continue
         for entry in entries:
             if entry.name.startswith("."):

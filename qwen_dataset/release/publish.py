@@ -57,8 +57,8 @@ def seal_folder(root: Path) -> None:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
                     folders.append(entry.path)
-                else:
-                    os.chmod(entry.path, READ_ONLY_FILE)
+                else:  # a link to a folder makes that folder read-only, not a file
+                    os.chmod(entry.path, READ_ONLY_DIR if entry.is_dir() else READ_ONLY_FILE)
     for folder in reversed(folders):
         os.chmod(folder, READ_ONLY_DIR)
 

@@ -208,7 +208,9 @@ def quality_figures(headlines: HeadlineRows, names: list[str]) -> dict[str, obje
     means = {}
     for column in columns:
         present = [value for figures in values.values() if (value := figures[column]) is not None]
-        means[column] = round(sum(present) / len(present), 4) if present else None
+        # pandas' mean (numpy's pairwise sum), as the card always took it: a mean on a rounding tie
+        # must round the same way, or the release's version changes.
+        means[column] = round(float(pd.Series(present, dtype="float64").mean()), 4) if present else None
     per_batch = {
         batch: {column: None if value is None else round(value, 4) for column, value in figures.items()}
         for batch, figures in values.items()
