@@ -48,7 +48,7 @@ from qwen_dataset.release import assemble, selection, splits
 from qwen_dataset.release.assemble import MergedBatches, concat_tables, export_folder, picture_extensions
 from qwen_dataset.release.selection import LatestMaterialization, batch_export, batch_export_and_real_frames
 from qwen_dataset.store import paths
-from qwen_dataset.store.layout import StorageLayout, replaced_folder
+from qwen_dataset.store.layout import StorageLayout, relative_files, replaced_folder
 from qwen_dataset.store.paths import StoragePath, is_remote, read_parquet
 
 PARTS_FOLDER = ".parts"
@@ -257,27 +257,20 @@ def file_stamps(folder: StoragePath) -> dict[str, str | None]:
             return {}
         listed = {path[len(base) + 1 :]: _entry_stamp(info) for path, info in found.items()}
         return {name: stamp for name, stamp in listed.items() if _is_manifest_name(name)}
+    try:
+        names = relative_files(Path(str(folder)))
+    except OSError:  # no folder (or not one): no manifests
+        return {}
     stamps: dict[str, str | None] = {}
-    pending = [(str(folder), "")]
-    while pending:  # one scandir per folder; a name starting with "." is never walked into
-        directory, prefix = pending.pop()
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:  # gone, not a folder or unreadable: nothing listed, as os.walk does
+    base = str(folder)
+    for relative in names:
+        if not _is_manifest_name(relative):
             continue
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            relative = prefix + entry.name
-            try:
-                if entry.is_dir():  # a link to a folder is not walked into, as os.walk does
-                    if not entry.is_symlink():
-                        pending.append((entry.path, relative + "/"))
-                    continue
-                stat = os.stat(entry.path)  # what DirEntry.stat() costs on Linux too
-            except FileNotFoundError:
-                continue
-            stamps[relative] = f"{stat.st_size}:{stat.st_mtime_ns}"
+        try:
+            stat = os.stat(os.path.join(base, relative))
+        except FileNotFoundError:
+            continue
+        stamps[relative] = f"{stat.st_size}:{stat.st_mtime_ns}"
     return stamps
 
 
