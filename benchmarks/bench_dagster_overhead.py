@@ -367,6 +367,12 @@ def main(argv: list[str] | None = None) -> None:
         default=3,
         help="timed launches per instance with the warm run workers (deploy/run_workers.yaml; 0: none)",
     )
+    parser.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="no untimed first launch per deployment (figures then include a cold start; for quick checks)",
+    )
     parser.add_argument("--imports", type=int, default=3, help="fresh-interpreter rounds of part 0")
     parser.add_argument("--cold-runs", type=int, default=3, help="rounds of part 0b, a cold run worker (0: none)")
     parser.add_argument(
@@ -417,22 +423,24 @@ def redis_reachable() -> str | None:
 def launch_part(workdir: Path, args: argparse.Namespace) -> None:
     print("\nPart 1 - launch to success of an EMPTY batch", flush=True)
     baseline = baseline_empty_batch(workdir / "baseline", args.runs)
-    rows = {"sqlite / in_process": launched_runs(workdir, "sqlite-inproc", args.runs, warmup=True)}
+    rows = {"sqlite / in_process": launched_runs(workdir, "sqlite-inproc", args.runs, warmup=args.warmup)}
     no_workers = redis_reachable() if args.run_worker_runs else "--run-worker-runs 0"
     if no_workers is None:
         rows["sqlite / in_process, warm run workers"] = launched_runs(
-            workdir, "sqlite-workers", args.run_worker_runs, warmup=True, run_workers=True
+            workdir, "sqlite-workers", args.run_worker_runs, warmup=args.warmup, run_workers=True
         )
     why_not = "--no-postgres" if args.no_postgres else postgres_reachable(args.postgres_admin_url)
     if why_not is None:
         from tests.ops_helpers import temporary_database
 
         with temporary_database(args.postgres_admin_url) as url:
-            rows["postgres / in_process"] = launched_runs(workdir, "pg-inproc", args.runs, warmup=True, pg_url=url)
+            rows["postgres / in_process"] = launched_runs(
+                workdir, "pg-inproc", args.runs, warmup=args.warmup, pg_url=url
+            )
         if no_workers is None:
             with temporary_database(args.postgres_admin_url) as url:
                 rows["postgres / in_process, warm run workers"] = launched_runs(
-                    workdir, "pg-workers", args.run_worker_runs, warmup=True, pg_url=url, run_workers=True
+                    workdir, "pg-workers", args.run_worker_runs, warmup=args.warmup, pg_url=url, run_workers=True
                 )
     if args.multiprocess_runs:
         rows["sqlite / multiprocess"] = launched_runs(

@@ -25,7 +25,7 @@ TINY: dict[str, tuple[list[str], bool]] = {
     "bench_augment_geometry": (["--seeds", "2"], True),
     "bench_dagster_overhead": (
         ["--runs", "1", "--multiprocess-runs", "0", "--run-worker-runs", "1", "--imports", "1", "--cold-runs", "1"]
-        + ["--existing", "1"]
+        + ["--existing", "1", "--no-warmup"]
         + ["--images", "1"]
         + ["--no-postgres"],
         True,
