@@ -22,6 +22,8 @@ prelabel backend) and empty batches are launched through dagster_graphql's clien
 ``submit_job_execution`` to the poller seeing SUCCESS (polled every 50 ms). The run's own events
 split that time into queue wait (enqueued -> starting: the daemon's dequeue loop), worker start
 (starting -> run start: process spawn and code-location import) and steps (run start -> success).
+Each deployment's first launch (cold page cache, tables and pools created) is run untimed first;
+``--no-warmup`` skips it for a quick check, and its figures then include that cold start.
 Configurations: SQLite and PostgreSQL instance storage with the in-process executor (what
 ``qwen_dataset.definitions`` and the fixture location use), each with Dagster's default launcher
 (a fresh interpreter per run) and with the warm run workers (``deploy/run_workers.yaml``: a Celery
@@ -447,6 +449,8 @@ def launch_part(workdir: Path, args: argparse.Namespace) -> None:
             workdir, "sqlite-multi", args.multiprocess_runs, warmup=False, executor="multiprocess"
         )
     print_launch_table(baseline, rows)
+    if not args.warmup:
+        print("  --no-warmup: each deployment's first, cold launch is counted in its figures")
     if why_not is not None:
         print(f"  PostgreSQL skipped: {why_not}")
     if no_workers is not None:
