@@ -9,11 +9,18 @@
    (baseline) vs ``corpus_cer()`` with its default C-level map and with ``workers=-1``
    (rapidfuzz ``process.cpdist`` on all cores); then the edit distances alone on pre-normalised
    text, where only the distance loop differs.
+3. The release gate over B batches (``--gate-batches``, default 1,000 and 10,000): ``decide_many``,
+   every batch's decision from one Great Expectations run, vs that one run alone
+   (``validate_quality`` on the same table), the floor of deciding at all. About a third of the
+   batches fail a figure and a tenth of those are waived, so GX names thousands of failing rows.
+   The decisions' time per batch stays flat from one size to the next when they are linear in
+   batches (the GX run has a fixed cost, so the ratio grows with the size even then).
 
 The data is random but seeded: B is A with jittered boxes, ~8 % dropped, ~5 % added, ~3 % label
 flips; hypothesis texts carry ~1 edit in 3 lines and some full-width characters.
 
     .venv/bin/python benchmarks/bench_quality.py [--frames 100000] [--baseline-frames 20000] [--pairs 1000000]
+        [--gate-batches 1000,10000] [--only agreement|cer|gate]
 """
 
 from __future__ import annotations
@@ -254,6 +261,59 @@ def bench_cer(count: int, seed: int, repeats: int) -> None:
     print(f"      all three give the same distances: {equal}")
 
 
+# --------------------------------------------------------------------------------------------
+# 3. The release gate
+
+
+def gate_rows(batches: int, seed: int) -> tuple[dict[str, dict[str, float]], list]:
+    """Headline rows of ``batches`` batches (about a third failing a figure) and waivers for some."""
+    from qwen_dataset.quality.gates import Waiver
+
+    rng = random.Random(seed)
+    rows: dict[str, dict[str, float]] = {}
+    waivers = []
+    for number in range(batches):
+        batch = f"batch-{number:05d}"
+        failing = rng.random() < 0.33
+        row: dict[str, float] = {}
+        for name, target in GATE_TARGETS.items():
+            low = target - 0.2 if failing and rng.random() < 0.5 else target + 0.001
+            row[name], row[f"{name}_sample"] = rng.uniform(low, 1.0), rng.randint(1, 40)
+        rows[batch] = row
+        if failing and rng.random() < 0.1:
+            waivers.append(Waiver(batch, "ocr_accuracy", "a known hard scan", "ada", "2026-12-04T00:00:00Z"))
+    return rows, waivers
+
+
+GATE_TARGETS = {"mean_iou": 0.85, "ocr_accuracy": 0.95, "action_completeness": 0.90, "semantic_consistency": 0.75}
+GATE_MIN_SAMPLE = {"mean_iou": 5, "ocr_accuracy": 5}
+
+
+def bench_gate(sizes: list[int], seed: int, repeats: int) -> None:
+    import pandas as pd
+
+    from qwen_dataset.quality.gates import _gated_row, decide_many
+    from qwen_dataset.quality.validation import validate_quality
+
+    print(f"[3] release gate: decide_many vs its one Great Expectations run; best of {repeats} runs each")
+    decide_many(*gate_rows(3, seed)[:1], GATE_TARGETS, GATE_MIN_SAMPLE)  # GX's first-use imports, untimed
+    for size in sizes:
+        rows, waivers = gate_rows(size, seed)
+        table = pd.DataFrame(
+            [_gated_row({**row, "batch": batch}, GATE_TARGETS, GATE_MIN_SAMPLE) for batch, row in rows.items()]
+        )
+        floor_result, floor = _timed(validate_quality, table, dict(GATE_TARGETS), "batch", repeats=repeats)
+        decisions, ours = _timed(decide_many, rows, GATE_TARGETS, GATE_MIN_SAMPLE, waivers, repeats=repeats)
+        blocked = sum(decision.blocking for decision in decisions.values())
+        failing_rows = sum(len(outcome.unexpected_index) for outcome in floor_result.outcomes)
+        print(
+            f"    {size:>7,} batches ({failing_rows:,} failing rows, {len(waivers):,} waivers, {blocked:,} blocked): "
+            f"decide_many {ours:6.2f} s, one GX run {floor:6.2f} s, ratio {ours / floor:5.2f}; "
+            f"beyond the GX run {(ours - floor) / size * 1e6:5.0f} us a batch",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=100_000)
@@ -263,13 +323,16 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="CER runs per variant; the best wall time counts")
-    parser.add_argument("--only", choices=["agreement", "cer"], help="run one of the two benchmarks")
+    parser.add_argument("--gate-batches", default="1000,10000", help="batch counts of the release gate part")
+    parser.add_argument("--only", choices=["agreement", "cer", "gate"], help="run one of the three benchmarks")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other processes slow every variant alike)")
     if args.only in (None, "agreement"):
         bench_agreement(args.frames, args.baseline_frames, args.seed)
     if args.only in (None, "cer"):
         bench_cer(args.pairs, args.seed, args.repeats)
+    if args.only in (None, "gate"):
+        bench_gate([int(size) for size in args.gate_batches.split(",")], args.seed, args.repeats)
 
 
 if __name__ == "__main__":

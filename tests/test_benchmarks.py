@@ -37,7 +37,10 @@ TINY: dict[str, tuple[list[str], bool]] = {
     ),
     "bench_object_storage": (["--rounds", "1", "--blob-mb", "1", "--files", "2"], True),
     "bench_ocr": (["--images", "1", "--rounds", "1", "--workers", "1", "--skip-overhead"], True),
-    "bench_quality": (["--frames", "50", "--baseline-frames", "20", "--pairs", "200", "--repeats", "1"], False),
+    "bench_quality": (
+        ["--frames", "50", "--baseline-frames", "20", "--pairs", "200", "--repeats", "1", "--gate-batches", "20,60"],
+        False,
+    ),
     "bench_release": (["--sizes", "1,2", "--images", "1", "--augment", ""], True),
     "bench_vllm_client": (
         ["--frames", "4", "--concurrency", "2", "--latency", "0.01", "--rounds", "1", "--skip-downscale"],

@@ -73,6 +73,43 @@ def test_one_validation_for_many_batches_decides_as_one_per_batch():
     assert together["c"].statuses() == {"mean_iou": "insufficient sample", "ocr_accuracy": "waived"}
 
 
+def test_many_batches_decided_together_get_each_their_own_rows_and_waivers():
+    import random
+
+    rng = random.Random(7)
+    minimum = {"mean_iou": 5, "ocr_accuracy": 5}
+    rows, waivers = {}, []
+    for number in range(60):
+        batch = f"batch-{number:02d}"
+        rows[batch] = {
+            "batch": batch,
+            "mean_iou": rng.choice([None, 0.5, 0.84, 0.95]),
+            "mean_iou_sample": rng.choice([2, 9]),
+            "ocr_accuracy": rng.choice([0.5, 0.9, 0.99]),
+            "ocr_accuracy_sample": rng.choice([3, 9]),
+        }
+        if number % 4 == 0:
+            figure = rng.choice(["mean_iou", "ocr_accuracy"])
+            waivers.append(Waiver(batch, figure, "a hard set", "ada", "2026-12-04T00:00:00Z"))
+    waivers.append(Waiver("a batch gone", "ocr_accuracy", "old", "ada", "2026-12-04T00:00:00Z"))
+    together = decide_many(rows, TARGETS, minimum, waivers)
+    statuses = set()
+    for batch, row in rows.items():
+        alone = decide(row, TARGETS, minimum, waivers)
+        assert together[batch].statuses() == alone.statuses(), batch
+        assert [verdict.waiver for verdict in together[batch].verdicts] == [v.waiver for v in alone.verdicts], batch
+        own = {
+            (o.column, o.success, o.unexpected_count, tuple(o.unexpected_sample))
+            for o in together[batch].suite.outcomes
+        }
+        assert own == {
+            (o.column, o.success, o.unexpected_count, tuple(o.unexpected_sample)) for o in alone.suite.outcomes
+        }
+        assert all(row["batch"] == batch for o in together[batch].suite.outcomes for row in o.unexpected_index)
+        statuses |= set(together[batch].statuses().values())
+    assert {"pass", "fail", "waived", "insufficient sample", "no data"} <= statuses
+
+
 def test_each_reason_to_keep_a_batch_out():
     everything = [(asset, batch) for batch in ("ok", "stale", "unreviewed", "poor") for asset in PIPELINE]
     later = [
