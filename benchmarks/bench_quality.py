@@ -296,7 +296,7 @@ def bench_gate(sizes: list[int], seed: int, repeats: int) -> None:
     from qwen_dataset.quality.validation import validate_quality
 
     print(f"[3] release gate: decide_many vs its one Great Expectations run; best of {repeats} runs each")
-    decide_many(*gate_rows(3, seed)[:1], GATE_TARGETS, GATE_MIN_SAMPLE)  # GX's first-use imports, untimed
+    decide_many(gate_rows(3, seed)[0], GATE_TARGETS, GATE_MIN_SAMPLE)  # GX's first-use imports, untimed
     for size in sizes:
         rows, waivers = gate_rows(size, seed)
         table = pd.DataFrame(
